@@ -1,0 +1,179 @@
+"""One YAML file, one frozen and strict section per component, validated at start-up.
+
+A typo or a bad value fails with one line naming the key (``warehouse.flush_interval: ...``).
+Relative paths are resolved against the directory of the config file, so a test can point the
+whole system at another warehouse and MLflow store by writing one small file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from core.errors import ConfigError
+from core.timefmt import parse_duration_ns, parse_time_ns
+
+DurationNs = Annotated[int, BeforeValidator(parse_duration_ns), Field(ge=0)]
+"""A duration in ns, written in YAML as '500ms', '1s', '5m' or a number of seconds."""
+
+InstantNs = Annotated[int, BeforeValidator(parse_time_ns)]
+"""An instant in ns since the epoch, written in YAML as ISO 8601."""
+
+
+def _iso_to_str(value: Any) -> Any:
+    # YAML turns an unquoted timestamp into a datetime; accept it as the ISO text it was.
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+class Section(BaseModel):
+    """Base of every config section: immutable, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def digest(self) -> str:
+        """Stable short hash of this section's values (identifies feature sets and models)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class InstrumentConfig(Section):
+    """The traded instrument. Tick and lot are re-read from the exchange at start-up when online."""
+
+    venue: Literal["bybit"] = "bybit"
+    symbol: str = "BTC/USDT:USDT"
+    venue_symbol: str = "BTCUSDT"
+    tick_size: float = Field(0.1, gt=0)
+    lot_size: float = Field(0.001, gt=0)
+    min_notional: float = Field(5.0, ge=0)
+
+
+class WarehouseConfig(Section):
+    """The DuckDB warehouse: where it lives, what it keeps, how the single writer behaves."""
+
+    path: Path = Path("warehouse/l2.duckdb")
+    spool_dir: Path = Path("warehouse/spool")
+    snapshot_levels: int = Field(50, ge=1, le=200)
+    store_raw: bool = True
+    flush_interval: DurationNs = parse_duration_ns("500ms")
+    flush_rows: int = Field(200_000, ge=1)
+    lock_timeout: DurationNs = parse_duration_ns("30s")
+    gap_threshold: DurationNs = parse_duration_ns("2s")
+
+    @model_validator(mode="after")
+    def _flush_bound(self) -> WarehouseConfig:
+        if self.flush_interval > 1_000_000_000 or self.flush_interval == 0:
+            raise ValueError("flush_interval must be > 0 and <= 1s (at most 1 s of data may be lost)")
+        return self
+
+
+class IngestConfig(Section):
+    """Market-data ingest from the exchange."""
+
+    depth: Literal[1, 50, 200, 1000] = 50
+    reconnect_initial: DurationNs = parse_duration_ns("500ms")
+    reconnect_max: DurationNs = parse_duration_ns("30s")
+    status_interval: DurationNs = parse_duration_ns("10s")
+    max_pending_deltas: int = Field(10_000, ge=1)
+
+
+class BybitConfig(Section):
+    """Bybit v5 endpoints. Point them at the stand-in server or testnet to run offline."""
+
+    rest_url: str = "https://api.bybit.com"
+    ws_public_url: str = "wss://stream.bybit.com/v5/public/linear"
+    timeout: DurationNs = parse_duration_ns("10s")
+
+
+class SimModelConfig(Section):
+    """Queue-reactive model parameters (calibrated against the real recordings, see docs/simulator.md)."""
+
+    levels: int = Field(60, ge=10, le=400)
+    base_price: float = Field(65000.0, gt=0)
+    # Queue sizes are measured in units of the average event size (lots of 0.001 BTC).
+    mean_event_lots: float = Field(40.0, gt=0)
+    limit_rate: float = Field(60.0, gt=0)
+    cancel_rate: float = Field(50.0, gt=0)
+    market_rate: float = Field(8.0, gt=0)
+    queue_scale: float = Field(1.0, gt=0)
+    market_size_tail: float = Field(1.6, gt=1.0)
+    imbalance_drift: float = Field(0.6, ge=0)
+    deep_rate_decay: float = Field(0.08, ge=0)
+    regime_vol: float = Field(0.3, ge=0)
+
+
+class SimConfig(Section):
+    """The built-in market simulator."""
+
+    seed: int = 7
+    start: Annotated[InstantNs, BeforeValidator(_iso_to_str)] = parse_time_ns("2026-01-05T00:00:00Z")
+    cadence: DurationNs = parse_duration_ns("20ms")
+    feed_latency: DurationNs = parse_duration_ns("3ms")
+    model: SimModelConfig = SimModelConfig()
+
+
+class StandinConfig(Section):
+    """The local Bybit v5 stand-in server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    feed: Literal["sim", "file"] = "sim"
+    path: Path | None = None
+
+
+class AppConfig(Section):
+    """The whole configuration. Each component receives only its own section."""
+
+    instrument: InstrumentConfig = InstrumentConfig()
+    warehouse: WarehouseConfig = WarehouseConfig()
+    ingest: IngestConfig = IngestConfig()
+    bybit: BybitConfig = BybitConfig()
+    sim: SimConfig = SimConfig()
+    standin: StandinConfig = StandinConfig()
+    source_path: Path | None = Field(None, exclude=True)
+
+    def resolve(self, path: Path) -> Path:
+        """Resolve a path from the config against the config file's directory."""
+        if path.is_absolute() or self.source_path is None:
+            return path
+        return (self.source_path.parent / path).resolve()
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: {key}: unknown key"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{source}: {key}: {msg}"
+
+
+def load_config(path: str | Path = "config.yaml") -> AppConfig:
+    """Read and validate the config file; raise ConfigError with one line naming the bad key."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{p}: not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections at the top level")
+    if "source_path" in data:
+        raise ConfigError(f"{p}: source_path: unknown key")
+    try:
+        return AppConfig.model_validate({**data, "source_path": p.resolve()})
+    except ValidationError as exc:
+        raise ConfigError(_format_error(str(p), exc)) from None

@@ -1,0 +1,159 @@
+"""Ingest L2 market data into the warehouse: ``python -m flows.ingest --source bybit|sim|file``.
+
+    python -m flows.ingest --source sim --duration 2h          # simulate two hours, as fast as possible
+    python -m flows.ingest --source file --path a.gz --path b.gz   # import recordings (one stream)
+    python -m flows.ingest --source bybit                       # stream from Bybit (endpoints in config)
+
+A Prefect flow (deployed from prefect.yaml) around warehouse.ingest.run_ingest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import State, flow, task
+from prefect.states import Completed, Failed
+
+import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
+from core.cli import add_config_argument, run_main, setup_logging
+from core.config import AppConfig, load_config
+from core.errors import UserError
+from core.timefmt import parse_duration_ns
+from flows.progress import IngestProgress
+from market.sources.base import Source
+from market.sources.files import FileSource, check_paths
+from warehouse.ingest import run_ingest
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("bybit", "sim", "file")
+DEFAULT_SIM_DURATION = "1h"
+
+
+def build_source(
+    cfg: AppConfig, source: str, paths: list[str] | None, duration: str | None, realtime: bool = False
+) -> Source:
+    """The source named on the command line, validated (bad input: one-line UserError)."""
+    if source not in SOURCES:
+        raise UserError(f"unknown source '{source}' (choose from {', '.join(SOURCES)})")
+    if source == "file":
+        if duration is not None:
+            raise UserError("--duration does not apply to --source file")
+        return FileSource(check_paths(paths or []), symbol=cfg.instrument.venue_symbol)
+    if paths:
+        raise UserError(f"--path only applies to --source file, not {source}")
+    duration_ns = _duration(duration if duration is not None else (DEFAULT_SIM_DURATION if source == "sim" else None))
+    if source == "sim":
+        from market.sources.sim import SimSource
+
+        return SimSource(cfg.sim, cfg.instrument, cfg.ingest.depth, duration_ns or 0, realtime=realtime)
+    from market.sources.bybit import BybitSource
+
+    bybit: Source = BybitSource(cfg, duration_ns)
+    return bybit
+
+
+def _duration(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        ns = parse_duration_ns(text)
+    except ValueError as exc:
+        raise UserError(f"--duration: {exc}") from None
+    if ns <= 0:
+        raise UserError("--duration must be positive")
+    return ns
+
+
+@task(name="ingest")
+def ingest_task(
+    config: str, source: str, paths: list[str] | None, duration: str | None, realtime: bool
+) -> dict[str, Any]:
+    """Run one ingest; a user error comes back as {'status': 'failed', 'error': ...}, not a traceback."""
+    try:
+        cfg = load_config(config)
+        src = build_source(cfg, source, paths, duration, realtime)
+        detail = " ".join(paths or []) if source == "file" else f"duration={duration or 'open'}"
+        durable = source == "bybit" or realtime
+        with IngestProgress(f"ingest {source}") as progress:
+            result = run_ingest(src, cfg, detail, on_progress=progress, durable=durable)
+    except UserError as exc:
+        return {"status": "failed", "error": str(exc), "exit_code": exc.exit_code}
+    out: dict[str, Any] = {
+        "run_id": result.run_id,
+        "status": result.status,
+        "summary": result.summary(),
+        "counts": dict(result.counts),
+        "inserted": dict(result.inserted),
+        "seconds": result.seconds,
+        "recovered": result.recovered,
+    }
+    if result.error:
+        out.update(status="failed", error=result.error, exit_code=3)
+    return out
+
+
+@flow(name="ingest", log_prints=True)
+def ingest_flow(
+    source: str = "sim",
+    paths: list[str] | None = None,
+    duration: str | None = None,
+    realtime: bool = False,
+    config: str = "config.yaml",
+) -> State:
+    """Ingest market data from Bybit, the simulator or recorded files into the warehouse."""
+    result = ingest_task(config, source, paths, duration, realtime)
+    if result["status"] == "failed":
+        return Failed(message=result["error"], data=result)
+    print(result["summary"])
+    return Completed(message=result["summary"], data=result)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m flows.ingest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source", required=True, choices=SOURCES, help="where the data comes from")
+    p.add_argument("--path", action="append", metavar="P", help="recorded file (repeatable; --source file)")
+    p.add_argument("--duration", metavar="S", help="how long: seconds or 30m, 2h (sim: simulated time)")
+    p.add_argument("--realtime", action="store_true", help="sim: run at wall-clock pace, starting now")
+    add_config_argument(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    # validate everything before starting Prefect: bad input costs one line, not a flow run
+    cfg = load_config(args.config)
+    build_source(cfg, args.source, args.path, args.duration, args.realtime)
+    state = ingest_flow(
+        source=args.source,
+        paths=args.path,
+        duration=args.duration,
+        realtime=args.realtime,
+        config=args.config,
+        return_state=True,
+    )
+    result = state.result(raise_on_failure=False) if state.is_completed() else None
+    if state.is_failed():
+        data = state.data if isinstance(state.data, dict) else {}
+        raise FlowFailedError(state.message or "ingest failed", int(data.get("exit_code", 3)))
+    print(result["summary"] if isinstance(result, dict) else state.message)
+    return 0
+
+
+class FlowFailedError(UserError):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,1 @@
+"""The live runner (issue 6): `python -m live.runner --paper`."""

@@ -1,0 +1,1 @@
+"""Market-data sources: recorded files, the simulator, Bybit via ccxt.pro."""

@@ -1,0 +1,56 @@
+"""Shared fixtures: a config pointing at a temporary warehouse, the real-data marker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from core.config import AppConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("L2_SHARED_DATA", REPO.parent / "shared" / "data"))
+BINANCE_DIR = SHARED_DATA / "binance-usdm-btcusdt"
+BINANCE_EPISODES = {
+    "2023-04-04": ["btcusdt_20230404.dat.gz", "btcusdt_20230405.dat.gz"],
+    "2024-07-18": ["btcusdt_20240718.gz", "btcusdt_20240719.gz"],
+}
+
+real_data = pytest.mark.skipif(not BINANCE_DIR.is_dir(), reason=f"recorded data not found at {BINANCE_DIR}")
+
+
+def episode_paths(name: str) -> list[Path]:
+    return [BINANCE_DIR / f for f in BINANCE_EPISODES[name]]
+
+
+ConfigFactory = Callable[..., AppConfig]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> ConfigFactory:
+    """Write a config.yaml into tmp_path (warehouse and spool inside it) and load it.
+
+    Keyword arguments are sections merged over the defaults, e.g. warehouse={"snapshot_levels": 5}.
+    """
+
+    def make(**sections: dict[str, Any]) -> AppConfig:
+        data: dict[str, Any] = {
+            "warehouse": {"path": "wh/test.duckdb", "spool_dir": "wh/spool", "lock_timeout": "20s"},
+        }
+        for name, values in sections.items():
+            data.setdefault(name, {}).update(values)
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return load_config(path)
+
+    return make
+
+
+@pytest.fixture
+def config_path(make_config: ConfigFactory, tmp_path: Path) -> Path:
+    make_config()
+    return tmp_path / "config.yaml"

@@ -1,0 +1,198 @@
+"""The command lines: --help everywhere, bad input as one line and a non-zero exit, data untouched."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bybit_msgs import random_stream
+from tests.conftest import REPO, ConfigFactory
+from warehouse.cli import main as warehouse_main
+
+
+def cli(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=cwd, timeout=120, env={**os.environ, **(env or {})}
+    )
+
+
+def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert p.returncode != 0
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("module", ["flows.ingest", "warehouse"])
+def test_help_works(module: str) -> None:
+    p = cli("-m", module, "--help")
+    assert p.returncode == 0 and "usage:" in p.stdout
+
+
+def write_recording(path: Path, n: int = 400, seed: int = 1) -> None:
+    with gzip.open(path, "wt") as f:
+        for m in random_stream(n, seed):
+            f.write(f"{m.ts_local_ns} {m.payload}\n")
+
+
+def test_ingest_bad_path_is_one_line(config_path: Path) -> None:
+    assert_one_line_error(
+        cli("-m", "flows.ingest", "--source", "file", "--path", "/no/such.gz", "--config", str(config_path)),
+        "/no/such.gz: no such file",
+    )
+
+
+def test_ingest_bad_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("warehouse:\n  pth: x\n")
+    assert_one_line_error(cli("-m", "flows.ingest", "--source", "sim", "--config", str(bad)), "warehouse.pth")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--source", "file"], "needs at least one --path"),
+        (["--source", "sim", "--duration", "soon"], "--duration"),
+        (["--source", "sim", "--path", "x"], "--path only applies"),
+    ],
+)
+def test_ingest_bad_arguments_are_one_line(config_path: Path, args: list[str], fragment: str) -> None:
+    assert_one_line_error(cli("-m", "flows.ingest", *args, "--config", str(config_path)), fragment)
+
+
+def test_corrupt_file_fails_cleanly_and_keeps_stored_data(make_config: ConfigFactory, tmp_path: Path) -> None:
+    cfg = make_config(warehouse={"snapshot_levels": 3})
+    cfg_path = tmp_path / "config.yaml"
+    good = tmp_path / "good.gz"
+    write_recording(good)
+    env = {"PREFECT_HOME": str(tmp_path / "prefect")}
+    ok = cli("-m", "flows.ingest", "--source", "file", "--path", str(good), "--config", str(cfg_path), env=env)
+    assert ok.returncode == 0, ok.stderr
+    before = warehouse_counts(cfg.resolve(cfg.warehouse.path))
+    corrupt = tmp_path / "corrupt.gz"
+    data = gzip.compress(gzip.decompress(good.read_bytes()) * 3)
+    corrupt.write_bytes(data[: len(data) // 2] + b"\x00garbage" + data[len(data) // 2 :])
+    p = cli("-m", "flows.ingest", "--source", "file", "--path", str(corrupt), "--config", str(cfg_path), env=env)
+    assert_one_line_error(p, "corrupt.gz")
+    assert p.returncode == 3
+    assert warehouse_counts(cfg.resolve(cfg.warehouse.path)) == before
+
+
+def test_unknown_file_format_is_one_line(config_path: Path, tmp_path: Path) -> None:
+    f = tmp_path / "notes.txt"
+    f.write_text("hello\n")
+    assert_one_line_error(
+        cli("-m", "flows.ingest", "--source", "file", "--path", str(f), "--config", str(config_path)), "unknown format"
+    )
+
+
+def warehouse_counts(path: Path) -> dict[str, int]:
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {
+            t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+            for t in ("raw_messages", "book_updates", "snapshots", "trades")
+        }
+    finally:
+        con.close()
+
+
+def test_show_and_export_on_an_ingested_file(
+    make_config: ConfigFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from market.sources.files import FileSource
+    from warehouse.ingest import run_ingest
+
+    cfg = make_config(warehouse={"snapshot_levels": 4})
+    rec = tmp_path / "rec.gz"
+    write_recording(rec, n=1500)
+    assert run_ingest(FileSource([rec]), cfg, detail="t").status == "completed"
+    conf = str(tmp_path / "config.yaml")
+    assert warehouse_main(["show", "--config", conf]) == 0
+    out = capsys.readouterr().out
+    assert "snapshots" in out and "bybit" in out and "1,501" in out and "sequence gaps detected: 0" in out
+    csv = tmp_path / "s.csv"
+    assert (
+        warehouse_main(
+            [
+                "export",
+                "--table",
+                "snapshots",
+                "--levels",
+                "2",
+                "--every",
+                "1s",
+                "--format",
+                "csv",
+                "--out",
+                str(csv),
+                "--config",
+                conf,
+            ]
+        )
+        == 0
+    )
+    header = csv.read_text().splitlines()[0].split(",")
+    assert header == [
+        "ts_sample_ns",
+        "ts_exchange_ns",
+        "ts_local_ns",
+        "bid_px_1",
+        "bid_px_2",
+        "bid_qty_1",
+        "bid_qty_2",
+        "ask_px_1",
+        "ask_px_2",
+        "ask_qty_1",
+        "ask_qty_2",
+    ]
+    pq = tmp_path / "s.parquet"
+    assert (
+        warehouse_main(["export", "--table", "snapshots", "--format", "parquet", "--out", str(pq), "--config", conf])
+        == 0
+    )
+    import duckdb
+
+    cols = duckdb.sql(f"SELECT * FROM read_parquet('{pq}')").columns
+    assert cols[:3] == ["ts_exchange_ns", "ts_local_ns", "bid_px_1"] and len(cols) == 2 + 4 * 4
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{pq}')").fetchall()[0][0] == 1501
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--levels", "9"], "keeps 1..4 levels"),
+        (["--every", "often"], "--every"),
+        (["--start", "yesterday"], "is not a time"),
+        (["--table", "trades"], "can export snapshots"),
+        (["--venue", "kraken"], "no snapshots for kraken"),
+    ],
+)
+def test_export_bad_input_is_one_line(
+    make_config: ConfigFactory, tmp_path: Path, args: list[str], fragment: str
+) -> None:
+    from market.sources.files import FileSource
+    from warehouse.ingest import run_ingest
+
+    cfg = make_config(warehouse={"snapshot_levels": 4})
+    rec = tmp_path / "rec.gz"
+    write_recording(rec, n=200)
+    run_ingest(FileSource([rec]), cfg, detail="t")
+    base = {"--table": "snapshots", "--format": "csv", "--out": str(tmp_path / "o.csv")}
+    flat = [x for k, v in base.items() if k not in args for x in (k, v)]
+    p = cli("-m", "warehouse", "export", *flat, *args, "--config", str(tmp_path / "config.yaml"))
+    assert_one_line_error(p, fragment)
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.csv.partial").exists()
+
+
+def test_show_without_a_warehouse_is_one_line(config_path: Path) -> None:
+    assert_one_line_error(cli("-m", "warehouse", "show", "--config", str(config_path)), "no warehouse here yet")

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.config import AppConfig, WarehouseConfig, load_config
+from core.errors import ConfigError, UserError
+from core.timefmt import format_duration, format_ns, parse_duration_ns, parse_time_ns
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_repository_config_is_valid_and_explicit() -> None:
+    cfg = load_config(REPO / "config.yaml")
+    assert cfg.warehouse.snapshot_levels == 50
+    assert cfg.warehouse.flush_interval == 500_000_000
+    assert cfg.ingest.depth == 50
+
+
+def test_unknown_key_names_the_key(tmp_path: Path) -> None:
+    p = write(tmp_path, "warehouse:\n  flush_intervall: 1s\n")
+    with pytest.raises(ConfigError, match=r"warehouse\.flush_intervall: unknown key"):
+        load_config(p)
+
+
+def test_unknown_section_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"wharehouse: unknown key"):
+        load_config(write(tmp_path, "wharehouse: {}\n"))
+
+
+def test_bad_value_names_the_key_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, "warehouse:\n  snapshot_levels: -3\n"))
+    assert "warehouse.snapshot_levels" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_bad_duration_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"warehouse\.flush_interval: 'soon' is not a duration"):
+        load_config(write(tmp_path, "warehouse:\n  flush_interval: soon\n"))
+
+
+def test_flush_interval_above_one_second_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="at most 1 s of data"):
+        load_config(write(tmp_path, "warehouse:\n  flush_interval: 5s\n"))
+
+
+def test_invalid_yaml_reports_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not valid YAML \(line 2\)"):
+        load_config(write(tmp_path, "warehouse:\n  path: a: b\n"))
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "warehouse:\n  path: data/x.duckdb\n"))
+    assert cfg.resolve(cfg.warehouse.path) == (tmp_path / "data" / "x.duckdb").resolve()
+    assert cfg.resolve(Path("/abs/y")) == Path("/abs/y")
+
+
+def test_sections_are_frozen() -> None:
+    cfg = AppConfig()
+    with pytest.raises(ValidationError):
+        cfg.warehouse.snapshot_levels = 3  # type: ignore[misc]
+
+
+def test_digest_changes_with_values_only() -> None:
+    a = WarehouseConfig()
+    assert a.digest() == WarehouseConfig().digest()
+    assert a.digest() != WarehouseConfig(snapshot_levels=20).digest()
+
+
+def test_empty_file_gives_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")).warehouse.snapshot_levels == 50
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("500ms", 500_000_000),
+        ("1s", 10**9),
+        ("2.5m", 150 * 10**9),
+        ("1h", 3600 * 10**9),
+        (3, 3 * 10**9),
+        ("20", 20 * 10**9),
+    ],
+)
+def test_durations_parse(text: str | int, ns: int) -> None:
+    assert parse_duration_ns(text) == ns
+
+
+@pytest.mark.parametrize("text", ["-1s", "abc", "1 week", True])
+def test_bad_durations_raise(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration_ns(text)  # type: ignore[arg-type]
+
+
+def test_times_parse_iso_and_ns() -> None:
+    assert parse_time_ns("2024-07-19T00:00:00Z") == 1_721_347_200 * 10**9
+    assert parse_time_ns("2024-07-19T02:00:00+02:00") == 1_721_347_200 * 10**9
+    assert parse_time_ns("1721347200000000000") == 1_721_347_200 * 10**9
+    with pytest.raises(UserError, match="is not a time"):
+        parse_time_ns("yesterday")
+
+
+def test_formatting_is_readable() -> None:
+    assert format_ns(1_721_347_200_123_000_000) == "2024-07-19T00:00:00.123Z"
+    assert format_ns(None) == "-"
+    assert format_duration(3_723 * 10**9) == "1h02m03s"
+    assert format_duration(63 * 10**9) == "1m03s"
+    assert format_duration(4_200_000_000) == "4.2s"
+    assert format_duration(350_000_000) == "350ms"

@@ -1,0 +1,227 @@
+"""Venue parsers: real message shapes in, validated columns out; bad fields rejected with a reason."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from core.errors import UserError
+from market.events import RawMessage
+from market.venues import BINANCE_USDM, BYBIT, venue_by_name
+from market.venues.binance import local_ts_to_ns
+from tests.bybit_msgs import book, ms, raw, trades
+
+
+def parse_bybit(*payloads: str):
+    return BYBIT.parse([raw(p, ms(i)) for i, p in enumerate(payloads)], "BTCUSDT", 0.1)
+
+
+def test_bybit_book_message_golden() -> None:
+    p = parse_bybit(book(7, 1_700_000_000_000, [(65000.1, 1.5)], [(65000.2, 0.25), (65000.5, 0.0)], snapshot=True))
+    b = p.book
+    assert p.rejections == []
+    assert p.streams == ["orderbook.50.BTCUSDT"]
+    assert b.is_snap.tolist() == [True] and b.last_id.tolist() == [7] and b.prev_id.tolist() == [-1]
+    assert b.ts_exchange_ns.tolist() == [1_700_000_000_000 * 1_000_000]
+    assert b.bid_px.tolist() == [65000.1] and b.bid_qty.tolist() == [1.5]
+    assert b.ask_px.tolist() == [65000.2, 65000.5] and b.ask_qty.tolist() == [0.25, 0.0]
+    assert b.bid_off.tolist() == [0, 1] and b.ask_off.tolist() == [0, 2]
+
+
+def test_bybit_delta_follows_previous_u() -> None:
+    b = parse_bybit(book(8, 1, [], [])).book
+    assert b.is_snap.tolist() == [False] and b.prev_id.tolist() == [7] and b.first_id.tolist() == [8]
+
+
+def test_bybit_u_equal_1_is_a_snapshot_whatever_its_type() -> None:
+    assert parse_bybit(book(1, 5, [(100.0, 1.0)], [(100.1, 1.0)])).book.is_snap.tolist() == [True]
+
+
+def test_bybit_uses_cts_as_exchange_time_and_falls_back_to_ts() -> None:
+    msg = orjson.loads(book(9, 100, [], []))
+    del msg["cts"]
+    p = parse_bybit(orjson.dumps(msg).decode())
+    assert p.book.ts_exchange_ns.tolist() == [102 * 1_000_000]  # ts = cts + 2 in the helper
+
+
+def test_bybit_trades_taker_side_and_ids() -> None:
+    p = parse_bybit(trades(50, [("Buy", 65000.2, 0.01, "a-1"), ("Sell", 65000.1, 0.5, "a-2")]))
+    t = p.trades
+    assert t.side.tolist() == [1, -1] and t.trade_id == ["a-1", "a-2"]
+    assert t.price.tolist() == [65000.2, 65000.1] and t.qty.tolist() == [0.01, 0.5]
+    assert t.ts_exchange_ns.tolist() == [50_000_000, 50_000_000]
+
+
+def test_bybit_control_messages_are_kept_as_streams_not_data() -> None:
+    p = parse_bybit('{"success":true,"ret_msg":"","conn_id":"x","op":"subscribe"}')
+    assert p.streams == ["subscribe"] and len(p.book) == 0 and p.rejections == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ('{"topic":"orderbook.50.BTCUSDT","type":"delta",', "bad_json"),
+        ("[1, 2]", "bad_json"),
+        (
+            '{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,"data":{"s":"BTCUSDT","b":[],"a":[],"seq":1},"cts":1}',
+            "missing_field",
+        ),
+        (
+            '{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,"data":{"s":"BTCUSDT","b":[],"a":[],"u":"7","seq":1},"cts":1}',
+            "bad_value",
+        ),
+        (
+            '{"topic":"orderbook.50.BTCUSDT","type":"weird","ts":1,"data":{"s":"BTCUSDT","b":[],"a":[],"u":7,"seq":1},"cts":1}',
+            "bad_value",
+        ),
+        (
+            '{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,"data":{"s":"ETHUSDT","b":[],"a":[],"u":7,"seq":1},"cts":1}',
+            "wrong_symbol",
+        ),
+        ('{"topic":5}', "bad_value"),
+        ('{"topic":"publicTrade.BTCUSDT","data":{"T":1}}', "missing_field"),
+        ('{"topic":"publicTrade.BTCUSDT","data":[{"T":1,"S":"Buy","v":"1","p":"1"}]}', "missing_field"),
+        ('{"topic":"publicTrade.BTCUSDT","data":[{"T":1,"S":"Up","v":"1","p":"1","i":"x"}]}', "bad_value"),
+    ],
+)
+def test_bybit_malformed_messages_are_rejected_with_a_reason(payload: str, reason: str) -> None:
+    p = parse_bybit(payload)
+    assert [r.reason for r in p.rejections] == [reason]
+    assert len(p.book) == 0 and len(p.trades) == 0
+
+
+@pytest.mark.parametrize(
+    ("bids", "reason"),
+    [
+        ([["65000.1", "-1.0"]], "negative_size"),
+        ([["65000.15", "1.0"]], "off_tick"),
+        ([["nan", "1.0"]], "bad_value"),
+        ([["-5", "1.0"]], "bad_value"),
+        ([["65000.1", "inf"]], "bad_value"),
+        ([["65000.1", "abc"]], "bad_value"),
+        ([["65000.1"]], "bad_value"),
+    ],
+)
+def test_bybit_bad_levels_reject_only_their_message(bids: list[list[str]], reason: str) -> None:
+    bad = orjson.dumps(
+        {
+            "topic": "orderbook.50.BTCUSDT",
+            "type": "delta",
+            "ts": 1,
+            "cts": 1,
+            "data": {"s": "BTCUSDT", "b": bids, "a": [], "u": 8, "seq": 80},
+        }
+    ).decode()
+    good = book(9, 2, [(65000.0, 1.0)], [])
+    p = parse_bybit(good, bad, good)
+    assert [(r.index, r.reason) for r in p.rejections] == [(1, reason)]
+    assert p.book.skip.tolist() == [False, True, False]
+
+
+def test_bybit_trade_with_bad_size_is_dropped_alone() -> None:
+    msg = orjson.loads(trades(5, [("Buy", 100.0, 1.0, "t1"), ("Sell", 100.0, 1.0, "t2")]))
+    msg["data"][1]["v"] = "-0.5"
+    p = parse_bybit(orjson.dumps(msg).decode())
+    assert p.trades.trade_id == ["t1"]
+    assert [r.reason for r in p.rejections] == ["negative_size"]
+
+
+def binance(ts: int, obj: dict) -> RawMessage:
+    return RawMessage("binance-usdm", "", local_ts_to_ns(ts), orjson.dumps(obj).decode())
+
+
+def test_binance_depth_snapshot_and_trade_golden() -> None:
+    msgs = [
+        binance(
+            1_680_652_700_423_575,
+            {
+                "stream": "btcusdt@depth@0ms",
+                "data": {
+                    "e": "depthUpdate",
+                    "E": 5,
+                    "T": 4,
+                    "s": "BTCUSDT",
+                    "U": 10,
+                    "u": 12,
+                    "pu": 9,
+                    "b": [["28145.10", "2.788"]],
+                    "a": [["28145.20", "0.000"]],
+                },
+            },
+        ),
+        binance(
+            1_721_347_021_281_597_601,
+            {"lastUpdateId": 11, "E": 6, "T": 5, "bids": [["28145.00", "1.000"]], "asks": [["28145.30", "2.000"]]},
+        ),
+        binance(
+            1_680_652_700_441_533,
+            {
+                "stream": "btcusdt@trade",
+                "data": {
+                    "e": "trade",
+                    "E": 7,
+                    "T": 6,
+                    "s": "BTCUSDT",
+                    "t": 3535186032,
+                    "p": "28145.10",
+                    "q": "0.002",
+                    "X": "MARKET",
+                    "m": True,
+                },
+            },
+        ),
+        binance(
+            1_680_652_700_441_534,
+            {
+                "stream": "btcusdt@trade",
+                "data": {
+                    "e": "trade",
+                    "E": 7,
+                    "T": 6,
+                    "s": "BTCUSDT",
+                    "t": 3535186033,
+                    "p": "28145.10",
+                    "q": "0.002",
+                    "X": "INSURANCE_FUND",
+                    "m": True,
+                },
+            },
+        ),
+        binance(1_680_652_700_441_535, {"stream": "btcusdt@bookTicker", "data": {"u": 1}}),
+    ]
+    p = BINANCE_USDM.parse(msgs, "BTCUSDT", 0.1)
+    assert p.rejections == []
+    assert p.streams == ["btcusdt@depth@0ms", "rest/depth", "btcusdt@trade", "btcusdt@trade", "btcusdt@bookTicker"]
+    b = p.book
+    assert b.is_snap.tolist() == [False, True]
+    assert b.first_id.tolist() == [10, 11] and b.last_id.tolist() == [12, 11] and b.prev_id.tolist() == [9, -1]
+    assert b.ts_local_ns.tolist() == [1_680_652_700_423_575_000, 1_721_347_021_281_597_601]  # us and ns stamps
+    assert p.trades.side.tolist() == [-1]  # buyer is maker: the taker sold; insurance-fund print skipped
+    assert p.trades.trade_id == ["3535186032"]
+
+
+def test_binance_incomplete_messages_are_rejected() -> None:
+    p = BINANCE_USDM.parse(
+        [
+            binance(1, {"stream": "btcusdt@depth@0ms", "data": {"U": 1}}),
+            binance(2, {"lastUpdateId": 3}),
+            binance(3, {"stream": "btcusdt@trade", "data": {"T": "x", "t": 1, "p": "1", "q": "1", "m": 1}}),
+            binance(4, {"nostream": 1}),
+            binance(5, {"stream": "btcusdt@trade", "data": 5}),
+        ],
+        "BTCUSDT",
+        0.1,
+    )
+    assert [r.reason for r in p.rejections] == [
+        "missing_field",
+        "missing_field",
+        "bad_value",
+        "missing_field",
+        "missing_field",
+    ]
+
+
+def test_unknown_venue_is_a_user_error() -> None:
+    assert venue_by_name("bybit") is BYBIT
+    with pytest.raises(UserError, match="unknown venue 'kraken'"):
+        venue_by_name("kraken")

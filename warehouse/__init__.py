@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: one schema, one writer at a time, any number of short readers."""

@@ -1,0 +1,176 @@
+"""``python -m warehouse show | export | schema``: look into the warehouse, get data out of it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from core.cli import add_config_argument, run_main
+from core.config import AppConfig, load_config
+from core.errors import UserError
+from core.timefmt import format_duration, format_ns, parse_duration_ns, parse_time_ns
+from warehouse import reader
+from warehouse.db import one, reading
+from warehouse.schema import describe, stored_levels
+
+EXPORT_TABLES = ("snapshots",)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, Path(f"{path}.wal")) if p.exists())
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def show(cfg: AppConfig, out: TextIO | None = None) -> None:
+    path = cfg.resolve(cfg.warehouse.path)
+    timeout = cfg.warehouse.lock_timeout / 1e9
+    with reading(path, timeout) as con:
+        levels = stored_levels(con)
+        stats = reader.table_stats(con)
+        syncs = reader.sync_counts(con)
+        n_sil, longest = reader.silences(con, cfg.warehouse.gap_threshold)
+        runs = con.execute(
+            "SELECT source, status, started_ns, ended_ns, messages, rejected, gaps FROM ingest_runs "
+            "ORDER BY started_ns DESC LIMIT 5"
+        ).fetchall()
+
+    def p(*parts: object) -> None:
+        print(*parts, file=out or sys.stdout)
+
+    p(f"warehouse {path}")
+    p(f"  size on disk {_mb(_size(path))}, snapshots keep {levels} levels")
+    if not stats:
+        p("  empty: no data ingested yet")
+        return
+    p("")
+    p(f"  {'table':<13} {'venue':<13} {'symbol':<8} {'rows':>12}  {'from':<24} {'to':<24} span")
+    for s in stats:
+        span = format_duration(s.last_ns - s.first_ns)
+        p(
+            f"  {s.table:<13} {s.venue:<13} {s.symbol or '*':<8} {s.rows:>12,}  "
+            f"{format_ns(s.first_ns):<24} {format_ns(s.last_ns):<24} {span}"
+        )
+    p("")
+    p("  book integrity (sync_events):")
+    if not syncs:
+        p("    none recorded")
+    for (venue, symbol), kinds in syncs.items():
+        detail = ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items()))
+        p(f"    {venue}/{symbol}: {detail}")
+    p(f"  sequence gaps detected: {sum(k.get('gap', 0) for k in syncs.values()):,}")
+    thr = format_duration(cfg.warehouse.gap_threshold)
+    p(f"  silences longer than {thr} (no book update): {n_sil:,}")
+    for sil in longest:
+        p(f"    {sil.venue}/{sil.symbol}: {sil.seconds:,.1f}s after {format_ns(sil.after_ns)}")
+    if runs:
+        p("")
+        p("  last ingest runs:")
+        for source, status, start, end, msgs, rej, gaps in runs:
+            took = format_duration(end - start) if end else "running or killed"
+            p(
+                f"    {format_ns(start)}  {source:<6} {status:<9} {msgs:>12,} messages, {rej:,} rejected, "
+                f"{gaps:,} gaps ({took})"
+            )
+
+
+def export(cfg: AppConfig, args: argparse.Namespace) -> str:
+    path = cfg.resolve(cfg.warehouse.path)
+    if args.table not in EXPORT_TABLES:
+        raise UserError(f"--table {args.table}: can export {', '.join(EXPORT_TABLES)}")
+    out = Path(args.out)
+    if out.exists() and out.is_dir():
+        raise UserError(f"--out {out}: is a directory")
+    if not out.parent.exists():
+        raise UserError(f"--out {out}: directory {out.parent} does not exist")
+    every = None
+    if args.every is not None:
+        try:
+            every = parse_duration_ns(args.every)
+        except ValueError as exc:
+            raise UserError(f"--every: {exc}") from None
+    start = parse_time_ns(args.start) if args.start else None
+    end = parse_time_ns(args.end) if args.end else None
+    with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
+        have = stored_levels(con) or 0
+        levels = args.levels if args.levels is not None else have
+        if not 1 <= levels <= have:
+            raise UserError(f"--levels {levels}: the warehouse keeps 1..{have} levels")
+        venue, symbol = reader.pick_pair(
+            con, args.venue, args.symbol, (cfg.instrument.venue, cfg.instrument.venue_symbol)
+        )
+        first, last = reader.time_bounds(con, venue, symbol)
+        lo = start if start is not None else first
+        hi = end if end is not None else last
+        if every is None:
+            rel = reader.snapshots_between(con, venue, symbol, levels, lo, hi)
+        else:
+            if start is None:  # first sample on the grid of `every`, at or after the first snapshot
+                lo = -(-first // every) * every
+            rel = reader.sampled_snapshots(con, venue, symbol, levels, every, lo, hi)
+        tmp = out.with_name(out.name + ".partial")
+        try:
+            if args.format == "csv":
+                rel.write_csv(str(tmp))
+            else:
+                rel.write_parquet(str(tmp))
+            rows = one(
+                con,
+                f"SELECT count(*) FROM {'read_csv' if args.format == 'csv' else 'read_parquet'}(?)",
+                [str(tmp)],
+            )
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    os.replace(tmp, out)
+    n = int(rows[0]) if rows else 0
+    what = f"every {args.every}" if every else "every update"
+    return f"wrote {n:,} rows ({venue}/{symbol}, {levels} levels, {what}) to {out}"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m warehouse", description="Inspect and export the L2 warehouse.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("show", help="venues, symbols, time ranges, row counts, gaps, size on disk")
+    add_config_argument(s)
+    e = sub.add_parser(
+        "export",
+        help="write snapshots to CSV or Parquet",
+        description="Columns: ts_exchange_ns, ts_local_ns, bid_px_1..N, bid_qty_1..N, "
+        "ask_px_1..N, ask_qty_1..N (with --every, ts_sample_ns first).",
+    )
+    e.add_argument("--table", required=True, help="table to export: snapshots")
+    e.add_argument("--levels", type=int, help="levels per side (default: all stored)")
+    e.add_argument("--every", help="sample the book as of every interval (e.g. 1s, 250ms)")
+    e.add_argument("--start", help="first time (ISO 8601 UTC, or ns)")
+    e.add_argument("--end", help="last time (ISO 8601 UTC, or ns)")
+    e.add_argument("--venue", help="venue (default: the only one stored, else the configured one)")
+    e.add_argument("--symbol", help="venue symbol, e.g. BTCUSDT")
+    e.add_argument("--format", choices=("csv", "parquet"), default="parquet")
+    e.add_argument("--out", required=True, metavar="PATH")
+    add_config_argument(e)
+    sc = sub.add_parser("schema", help="print the schema as Markdown")
+    add_config_argument(sc)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.config)
+    if args.command == "show":
+        show(cfg)
+    elif args.command == "export":
+        print(export(cfg, args))
+    else:
+        print(describe(cfg.warehouse.snapshot_levels))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

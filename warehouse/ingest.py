@@ -1,0 +1,223 @@
+"""The ingest loop: a source's raw messages -> normalizer -> warehouse writer.
+
+Used by ``python -m flows.ingest`` (the Prefect flow) for every source. The loop owns flushing
+(every ``flush_interval`` or ``flush_rows``), resync requests when the book goes invalid, the
+sync-event notes of the source, progress callbacks, and a clean stop on SIGINT / SIGTERM: the
+source is told to stop, everything buffered is flushed, the run is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.clock import Clock, SystemClock
+from core.config import AppConfig
+from core.errors import UserError
+from core.timefmt import format_duration
+from market.events import SYNC_EVENTS
+from market.normalize import Normalizer
+from market.sources.base import Progress, Source
+from warehouse.spool import Spool
+from warehouse.writer import WarehouseWriter
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[Progress, Counter[str]], None]
+
+
+@dataclass
+class IngestResult:
+    run_id: str
+    source: str
+    status: str  # completed | stopped | failed
+    counts: Counter[str] = field(default_factory=Counter)
+    inserted: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    recovered: int = 0
+    error: str | None = None
+
+    def summary(self) -> str:
+        c = self.counts
+        rate = c["messages"] / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.status}: {c['messages']:,} messages ({rate:,.0f}/s), {c['book_updates']:,} book updates, "
+            f"{c['trades']:,} trades, {c['rejected']:,} rejected, {c['gaps']:,} gaps, "
+            f"{self.inserted['snapshots']:,} new snapshots stored in {format_duration(int(self.seconds * 1e9))}"
+        )
+
+
+class StopFlag:
+    """Set by SIGINT / SIGTERM (or a test); the loop stops after the current batch."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_name: str | None = None
+
+    def set(self, name: str = "stop") -> None:
+        self.signal_name = name
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+def install_signal_handlers(flag: StopFlag) -> Callable[[], None]:
+    """Route SIGINT/SIGTERM to the flag (main thread only); return a function that restores them."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if flag.is_set():  # a second signal: stop waiting
+            raise KeyboardInterrupt
+        log.info("%s received: stopping after the current batch and flushing", name)
+        flag.set(name)
+
+    for s in previous:
+        signal.signal(s, handler)
+
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+async def _ingest(
+    source: Source,
+    cfg: AppConfig,
+    stop: StopFlag,
+    clock: Clock,
+    result: IngestResult,
+    writer: WarehouseWriter,
+    on_progress: ProgressCallback | None,
+) -> None:
+    wcfg = cfg.warehouse
+    await source.start()
+    normalizer = Normalizer(
+        source.venue,
+        source.symbol,
+        source.tick_size,
+        wcfg.snapshot_levels,
+        store_raw=wcfg.store_raw,
+        max_pending=cfg.ingest.max_pending_deltas,
+    )
+    last_flush = clock.monotonic_ns()
+    last_status = last_flush
+    async for batch in source.batches():
+        if batch:
+            gc_enabled = gc.isenabled()
+            gc.disable()  # parsing creates many small acyclic objects: refcounting frees them
+            try:
+                out = normalizer.process(batch)
+            finally:
+                if gc_enabled:
+                    gc.enable()
+            writer.add(out.tables)
+            result.counts.update(out.counts)
+            if normalizer.needs_resync:
+                source.request_resync("book invalid after " + ("gap" if out.counts["gaps"] else "reject"))
+        for note in source.take_notes():
+            writer.add({SYNC_EVENTS.name: normalizer.note(note.kind, note.detail, note.ts_local_ns)})
+            result.counts[note.kind] += 1
+        now = clock.monotonic_ns()
+        if writer.buffered_rows >= wcfg.flush_rows or now - last_flush >= wcfg.flush_interval:
+            writer.flush()
+            last_flush = now
+        if on_progress is not None:
+            on_progress(source.progress(), result.counts)
+        if now - last_status >= cfg.ingest.status_interval:
+            last_status = now
+            log.info("ingest %s: %s", source.name, _status_line(result.counts))
+        if stop.is_set():
+            source.stop()
+            break
+
+
+def _status_line(c: Counter[str]) -> str:
+    return (
+        f"{c['messages']:,} messages, {c['book_updates']:,} book updates, {c['trades']:,} trades, "
+        f"{c['rejected']:,} rejected, {c['gaps']:,} gaps, {c['reconnect']:,} reconnects"
+    )
+
+
+def run_ingest(
+    source: Source,
+    cfg: AppConfig,
+    detail: str,
+    stop: StopFlag | None = None,
+    clock: Clock | None = None,
+    on_progress: ProgressCallback | None = None,
+    durable: bool = False,
+) -> IngestResult:
+    """Ingest everything the source yields (or until stopped); return what happened.
+
+    ``durable``: spool every flush before committing it (live streams), so at most one flush
+    interval is lost if the process is killed; a later run commits what the spool holds.
+    """
+    clock = clock or SystemClock()
+    stop = stop or StopFlag()
+    wcfg = cfg.warehouse
+    spool = Spool(cfg.resolve(wcfg.spool_dir), f"{source.name}") if durable else None
+    writer = WarehouseWriter(
+        cfg.resolve(wcfg.path), wcfg.snapshot_levels, lock_timeout_s=wcfg.lock_timeout / 1e9, spool=spool
+    )
+    result = IngestResult(run_id=uuid.uuid4().hex[:12], source=source.name, status="running")
+    started = clock.now_ns()
+    t0 = clock.monotonic_ns()
+    if spool is not None:
+        result.recovered = writer.recover()
+    writer.record_run(_run_row(result, detail, started, 0))
+    restore = install_signal_handlers(stop)
+    try:
+        asyncio.run(_ingest(source, cfg, stop, clock, result, writer, on_progress))
+        result.status = "stopped" if stop.is_set() else "completed"
+    except UserError as exc:
+        result.status = "failed"
+        result.error = str(exc)
+    except KeyboardInterrupt:
+        result.status = "stopped"
+    except Exception as exc:
+        result.status = "failed"
+        result.error = f"{exc.__class__.__name__}: {exc}"
+        raise
+    finally:
+        restore()
+        try:
+            writer.close()
+        except UserError as exc:
+            result.status = "failed"
+            result.error = result.error or str(exc)
+        result.inserted = writer.inserted
+        result.seconds = (clock.monotonic_ns() - t0) / 1e9
+        try:
+            writer.record_run(_run_row(result, detail, started, clock.now_ns()))
+        except UserError as exc:
+            log.warning("could not record the run: %s", exc)
+    return result
+
+
+def _run_row(result: IngestResult, detail: str, started: int, ended: int) -> dict[str, object]:
+    c = result.counts
+    return {
+        "run_id": result.run_id,
+        "source": result.source,
+        "detail": detail,
+        "started_ns": started,
+        "ended_ns": ended,
+        "status": result.status,
+        "messages": c["messages"],
+        "book_updates": c["book_updates"],
+        "trades": c["trades"],
+        "rejected": c["rejected"],
+        "gaps": c["gaps"],
+    }

@@ -90,20 +90,35 @@ class BybitConfig(Section):
 
 
 class SimModelConfig(Section):
-    """Queue-reactive model parameters (calibrated against the real recordings, see docs/simulator.md)."""
+    """Queue-reactive model parameters, calibrated against the real recordings (docs/simulator.md).
 
-    levels: int = Field(60, ge=10, le=400)
+    Sizes are in BTC, rates in events per second (multiplied by the activity regime).
+    """
+
     base_price: float = Field(65000.0, gt=0)
-    # Queue sizes are measured in units of the average event size (lots of 0.001 BTC).
-    mean_event_lots: float = Field(40.0, gt=0)
-    limit_rate: float = Field(60.0, gt=0)
-    cancel_rate: float = Field(50.0, gt=0)
-    market_rate: float = Field(8.0, gt=0)
-    queue_scale: float = Field(1.0, gt=0)
-    market_size_tail: float = Field(1.6, gt=1.0)
-    imbalance_drift: float = Field(0.6, ge=0)
-    deep_rate_decay: float = Field(0.08, ge=0)
-    regime_vol: float = Field(0.3, ge=0)
+    best_queue_btc: float = Field(8.0, gt=0)  # median size of a freshly formed best queue
+    best_queue_sigma: float = Field(1.0, ge=0)  # its log-normal spread
+    limit_rate: float = Field(8.0, ge=0)  # limit orders joining each best queue
+    refill_boost: float = Field(1.0, ge=0)  # extra joining when a best queue is below its median size
+    cancel_rate: float = Field(7.0, ge=0)  # cancels on each best queue at median size (scales with size)
+    cancel_imbalance: float = Field(3.0, ge=0)  # the thinner side cancels faster: x (1 + k * |I|)
+    order_size_btc: float = Field(0.4, gt=0)  # median limit / cancel size at the best
+    order_size_sigma: float = Field(1.3, ge=0)
+    market_rate: float = Field(22.0, ge=0)  # market orders, both sides together
+    market_imbalance: float = Field(0.35, ge=0, le=0.49)  # P(buy) = 0.5 + k * I
+    trade_size_btc: float = Field(0.012, gt=0)  # median market order size
+    trade_size_sigma: float = Field(2.1, ge=0)
+    trade_size_max_btc: float = Field(4.0, gt=0)
+    depth_ticks: int = Field(150, ge=60, le=1000)  # ticks from the best that the thin book covers
+    depth_occupancy: float = Field(0.45, gt=0, le=1)  # share of those ticks holding an order
+    depth_size_btc: float = Field(0.04, gt=0)  # median size of a level behind the best
+    depth_size_sigma: float = Field(1.6, ge=0)
+    depth_rate: float = Field(300.0, ge=0)  # level refreshes behind the best, both sides
+    pullback_ticks: float = Field(24.0, ge=0)  # mean extra ticks the new best steps back after a depletion
+    away_queue_scale: float = Field(0.25, gt=0, le=1)  # the side that moved re-forms a smaller queue (momentum)
+    reform_delay: DurationNs = parse_duration_ns("10ms")  # the other side follows after this (mean)
+    regime_vol: float = Field(0.35, ge=0)  # log-activity standard deviation (volatility clustering)
+    regime_half_life: DurationNs = parse_duration_ns("10m")
 
 
 class SimConfig(Section):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from market.sim import MarketSimulator
-
 from core.clock import Clock, SystemClock
 from core.config import InstrumentConfig, SimConfig
 from market.events import RawMessage
+from market.sim import MarketSimulator
 from market.sources.base import Note, Progress
 from market.venues import BYBIT
 

@@ -1,0 +1,227 @@
+"""MarketSimulator: Bybit-shaped messages from the queue-reactive kernel, chunk by chunk."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from core.config import InstrumentConfig, SimConfig
+from market.events import RawMessage
+from market.sim import kernel as k
+from market.venues.bybit import VENUE, book_topic, trade_topic
+
+CHUNK_NS = 10_000_000_000  # simulated time per kernel call; also the unit of re-seeding
+WINDOW_TICKS = 1 << 14
+FIRST_UPDATE_ID = 1_000_000
+
+
+def _decimals(step: float) -> tuple[int, int]:
+    """(multiplier, decimals) such that step == multiplier * 10**-decimals."""
+    for dec in range(10):
+        mult = step * 10**dec
+        if abs(mult - round(mult)) < 1e-9 * max(1.0, mult):
+            return round(mult), dec
+    raise ValueError(f"step {step} has more than 9 decimals")
+
+
+class MarketSimulator:
+    """A seeded, reproducible BTC-perpetual market emitting Bybit v5 public messages.
+
+    ``batches()`` yields lists of :class:`RawMessage` in arrival order: an ``orderbook.{depth}``
+    snapshot, then a delta every ``cadence`` whenever the top ``depth`` levels changed, and a
+    ``publicTrade`` message per market order. The same seed and start give the same messages.
+    """
+
+    def __init__(
+        self, sim: SimConfig, instrument: InstrumentConfig, depth: int = 50, window_ticks: int = WINDOW_TICKS
+    ) -> None:
+        self.cfg = sim
+        self.depth = depth
+        self.venue_symbol = instrument.venue_symbol
+        m = sim.model
+        px_mult, px_dec = _decimals(instrument.tick_size)
+        _, qty_dec = _decimals(instrument.lot_size)
+        if round(instrument.lot_size * 10**qty_dec) != 1:
+            raise ValueError(f"lot size {instrument.lot_size} must be a power of ten")
+        if window_ticks < 8 * sim.model.depth_ticks:
+            raise ValueError(f"window_ticks must be at least 8 x depth_ticks ({8 * sim.model.depth_ticks})")
+        if sim.cadence <= 0:
+            raise ValueError("sim.cadence must be positive")
+        self.par = np.zeros(k.N_PARAM)
+        p = self.par
+        p[k.P_Q], p[k.P_Q_SIGMA] = m.best_queue_btc, m.best_queue_sigma
+        p[k.P_LIMIT], p[k.P_REFILL] = m.limit_rate, m.refill_boost
+        p[k.P_CANCEL], p[k.P_CANCEL_IMB] = m.cancel_rate, m.cancel_imbalance
+        p[k.P_ORDER_MED], p[k.P_ORDER_SIGMA] = m.order_size_btc, m.order_size_sigma
+        p[k.P_MARKET], p[k.P_MARKET_IMB] = m.market_rate, m.market_imbalance
+        p[k.P_TRADE_MED], p[k.P_TRADE_SIGMA], p[k.P_TRADE_MAX] = (
+            m.trade_size_btc,
+            m.trade_size_sigma,
+            m.trade_size_max_btc,
+        )
+        p[k.P_DEPTH_TICKS], p[k.P_DEPTH_OCC] = m.depth_ticks, m.depth_occupancy
+        p[k.P_DEPTH_MED], p[k.P_DEPTH_SIGMA], p[k.P_DEPTH_RATE] = m.depth_size_btc, m.depth_size_sigma, m.depth_rate
+        p[k.P_PULLBACK], p[k.P_REFORM_NS], p[k.P_AWAY_SCALE] = m.pullback_ticks, m.reform_delay, m.away_queue_scale
+        p[k.P_REGIME_VOL], p[k.P_REGIME_HL_NS] = m.regime_vol, max(m.regime_half_life, 1)
+        p[k.P_CADENCE_NS], p[k.P_LATENCY_NS], p[k.P_DEPTH] = sim.cadence, sim.feed_latency, depth
+        p[k.P_PX_MULT], p[k.P_PX_DEC], p[k.P_QTY_DEC] = px_mult, px_dec, qty_dec
+
+        tag = hashlib.sha256(f"{sim.seed}:{sim.start}".encode()).hexdigest()[:10]
+        self._pieces, self._offsets = _pieces(depth, instrument.venue_symbol, f"sim-{tag}-")
+        self._seed_base = int.from_bytes(hashlib.sha256(f"seed:{sim.seed}".encode()).digest()[:4], "little")
+
+        # the book: dense arrays of lots per tick; the mid starts in the middle of the window
+        self.st = np.zeros(k.N_INT, np.int64)
+        self.fs = np.zeros(k.N_FLOAT)
+        self.bids = np.zeros(window_ticks, np.int64)
+        self.asks = np.zeros(window_ticks, np.int64)
+        start_tick = round(m.base_price / instrument.tick_size)
+        base = start_tick - window_ticks // 2
+        first = -(-sim.start // sim.cadence) * sim.cadence  # the first publish, on the cadence grid
+        self.st[k.T_NS] = first
+        self.st[k.BASE] = base
+        self.st[k.BEST_BID] = start_tick
+        self.st[k.BEST_ASK] = start_tick + 1
+        self.st[k.UPDATE_ID] = FIRST_UPDATE_ID - 1
+        self.st[k.NEXT_PUBLISH] = first
+        self.st[k.SNAPSHOT_DUE] = 1
+        self._init_book(start_tick, base)
+        self.pub = np.zeros((4, depth), np.int64)
+        self.scratch = np.zeros((4, depth), np.int64)
+        self._queue: list[RawMessage] = []
+        self._next = 0
+        self._emitted_ns = sim.start
+        self._chunk_end = first
+        self._buf = np.zeros(8 << 20, np.uint8)
+        self._cap_msgs = 1 << 16
+
+    def _init_book(self, start_tick: int, base: int) -> None:
+        m = self.cfg.model
+        rng = np.random.default_rng(self._seed_base)
+        lots = 10 ** int(self.par[k.P_QTY_DEC])
+        d = m.depth_ticks
+        for side, best, step in ((self.bids, start_tick, -1), (self.asks, start_tick + 1, 1)):
+            ticks = best + step * np.arange(1, d + 1) - base
+            occupied = rng.random(d) < m.depth_occupancy
+            sizes = np.maximum(
+                1, (m.depth_size_btc * lots * np.exp(m.depth_size_sigma * rng.standard_normal(d))).astype(np.int64)
+            )
+            side[ticks] = np.where(occupied, sizes, 0)
+            side[best - base] = max(
+                1, int(m.best_queue_btc * lots * math.exp(m.best_queue_sigma * rng.standard_normal()))
+            )
+
+    @property
+    def progress_ns(self) -> int:
+        """Simulated time delivered so far, from the start."""
+        return self._emitted_ns - self.cfg.start
+
+    @property
+    def now_ns(self) -> int:
+        return int(self.st[k.T_NS])
+
+    def best(self) -> tuple[float, float]:
+        """Current best bid and ask prices."""
+        tick = float(self.par[k.P_PX_MULT]) * 10.0 ** -self.par[k.P_PX_DEC]
+        return self.st[k.BEST_BID] * tick, self.st[k.BEST_ASK] * tick
+
+    def batches(self, duration_ns: int, max_batch: int = 20_000) -> Iterator[list[RawMessage]]:
+        """Messages for the next ``duration_ns`` of simulated time, at most ``max_batch`` per list.
+
+        The kernel always runs whole chunks (and is seeded per chunk), so the messages do not
+        depend on how the time is asked for: one call of an hour equals sixty calls of a minute.
+        """
+        end = self._emitted_ns + duration_ns
+        latency = self.cfg.feed_latency
+        batch: list[RawMessage] = []
+        while self._emitted_ns < end:
+            if self._next >= len(self._queue):
+                self._queue = self._run((self.now_ns // CHUNK_NS + 1) * CHUNK_NS)
+                self._next = 0
+                self._chunk_end = self.now_ns
+            queue = self._queue
+            i = self._next
+            while i < len(queue) and queue[i].ts_local_ns - latency <= end:
+                batch.append(queue[i])
+                i += 1
+                if len(batch) >= max_batch:
+                    self._next = i
+                    yield batch
+                    batch = []
+            self._next = i
+            self._emitted_ns = end if i < len(queue) else min(end, self._chunk_end)
+        if batch:
+            yield batch
+
+    def _run(self, end_ns: int) -> list[RawMessage]:
+        saved = (self.st.copy(), self.fs.copy(), self.bids.copy(), self.asks.copy(), self.pub.copy())
+        seed = (self._seed_base + 1_000_003 * (self.now_ns // CHUNK_NS)) % (2**32)  # a function of the chunk
+        while True:
+            msg_end = np.zeros(self._cap_msgs, np.int64)
+            msg_ts = np.zeros(self._cap_msgs, np.int64)
+            msg_kind = np.zeros(self._cap_msgs, np.int8)
+            n = k.run_chunk(
+                seed,
+                end_ns,
+                self.st,
+                self.fs,
+                self.par,
+                self.bids,
+                self.asks,
+                self.pub,
+                self.scratch,
+                self._buf,
+                msg_end,
+                msg_ts,
+                msg_kind,
+                self._pieces,
+                self._offsets,
+            )
+            if n >= 0:
+                break
+            # out of room: restore the state and run the same chunk again with bigger buffers
+            self.st[:], self.fs[:], self.bids[:], self.asks[:], self.pub[:] = saved
+            self._buf = np.zeros(self._buf.size * 2, np.uint8)
+            self._cap_msgs *= 2
+        text = self._buf[: msg_end[n - 1] if n else 0].tobytes().decode("ascii")
+        out: list[RawMessage] = []
+        start = 0
+        ends = msg_end[:n].tolist()
+        for end, ts in zip(ends, msg_ts[:n].tolist(), strict=True):
+            out.append(RawMessage(VENUE, "", ts, text[start:end]))
+            start = end
+        return out
+
+
+def _pieces(depth: int, symbol: str, trade_id_prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    texts = [""] * 23
+    texts[k.S_BOOK_SNAP] = f'{{"topic":"{book_topic(depth, symbol)}","type":"snapshot","ts":'
+    texts[k.S_BOOK_DELTA] = f'{{"topic":"{book_topic(depth, symbol)}","type":"delta","ts":'
+    texts[k.S_DATA_S] = f',"data":{{"s":"{symbol}","b":['
+    texts[k.S_ASKS] = '],"a":['
+    texts[k.S_U] = '],"u":'
+    texts[k.S_SEQ] = ',"seq":'
+    texts[k.S_CTS] = '},"cts":'
+    texts[k.S_TRADE_HEAD] = f'{{"topic":"{trade_topic(symbol)}","type":"snapshot","ts":'
+    texts[k.S_TRADE_DATA] = ',"data":['
+    texts[k.S_T] = '{"T":'
+    texts[k.S_SYM_SIDE] = f',"s":"{symbol}","S":"'
+    texts[k.S_TRADE_ID] = trade_id_prefix
+    texts[k.S_BUY] = "Buy"
+    texts[k.S_SELL] = "Sell"
+    texts[k.S_V] = '","v":"'
+    texts[k.S_P] = '","p":"'
+    texts[k.S_L] = '","L":"'
+    texts[k.S_PLUS] = "PlusTick"
+    texts[k.S_MINUS] = "MinusTick"
+    texts[k.S_ZPLUS] = "ZeroPlusTick"
+    texts[k.S_ZMINUS] = "ZeroMinusTick"
+    texts[k.S_I] = '","i":"'
+    texts[k.S_BT_END] = '","BT":false}'
+    raw = [t.encode("ascii") for t in texts]
+    offsets = np.zeros(len(raw) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(r) for r in raw])
+    return np.frombuffer(b"".join(raw), np.uint8).copy(), offsets

@@ -1,0 +1,155 @@
+"""The market simulator: valid Bybit messages, reproducible, and close to the real recordings."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import numpy as np
+import orjson
+import pytest
+
+from core.config import InstrumentConfig, SimConfig, SimModelConfig
+from market.events import RawMessage, fixed_to_numpy
+from market.normalize import Normalizer
+from market.sim import MarketSimulator, facts
+from market.sim.simulator import FIRST_UPDATE_ID
+from market.sources.files import FileSource
+from market.venues import BYBIT
+from tests.conftest import episode_paths, real_data
+
+S = 1_000_000_000
+
+
+def simulate(seconds: float, **model: float) -> list[RawMessage]:
+    sim = MarketSimulator(SimConfig(model=SimModelConfig(**model)), InstrumentConfig())
+    return [m for b in sim.batches(int(seconds * S)) for m in b]
+
+
+@pytest.mark.kernels
+def test_messages_are_valid_bybit_and_rebuild_a_gap_free_uncrossed_book() -> None:
+    msgs = simulate(4)
+    first = orjson.loads(msgs[0].payload)
+    assert first["type"] == "snapshot" and first["data"]["u"] == FIRST_UPDATE_ID
+    assert first["topic"] == "orderbook.50.BTCUSDT"
+    assert len(first["data"]["b"]) == 50 and len(first["data"]["a"]) == 50
+
+    u = [orjson.loads(m.payload)["data"]["u"] for m in msgs if "orderbook" in m.payload[:30]]
+    assert u == list(range(FIRST_UPDATE_ID, FIRST_UPDATE_ID + len(u)))
+    assert len(u) > 4 * 50 * 0.8  # a delta nearly every 20 ms
+    ts = [m.ts_local_ns for m in msgs]
+    assert ts == sorted(ts)
+
+    norm = Normalizer(BYBIT, "BTCUSDT", 0.1, 50, store_raw=False)
+    out = norm.process(msgs)
+    assert out.counts["rejected"] == 0 and out.counts["gaps"] == 0
+    assert out.counts["book_updates"] == len(u)
+    assert out.counts["trades"] > 20
+    snaps = out.tables["snapshots"]
+    bid = fixed_to_numpy(snaps.column("bid_px"), 50)
+    ask = fixed_to_numpy(snaps.column("ask_px"), 50)
+    bid_q = fixed_to_numpy(snaps.column("bid_qty"), 50)
+    assert (bid[:, 0] < ask[:, 0]).all()
+    assert (np.diff(bid, axis=1) < 0).all() and (np.diff(ask, axis=1) > 0).all()  # 50 distinct levels a side
+    assert (bid_q > 0).all()
+    lots = bid_q / 0.001
+    assert np.allclose(lots, np.round(lots))
+
+    trades = out.tables["trades"]
+    assert trades.column("trade_id").to_pylist() == list(dict.fromkeys(trades.column("trade_id").to_pylist()))
+    assert set(trades.column("side").to_pylist()) == {-1, 1}
+
+
+def test_book_deltas_match_the_simulators_own_book() -> None:
+    sim = MarketSimulator(SimConfig(), InstrumentConfig())
+    msgs = [m for b in sim.batches(30 * S) for m in b]
+    norm = Normalizer(BYBIT, "BTCUSDT", 0.1, 50, store_raw=False)
+    snaps = norm.process(msgs).tables["snapshots"]
+    last_bid = fixed_to_numpy(snaps.column("bid_px"), 50)[-1, 0]
+    last_ask = fixed_to_numpy(snaps.column("ask_px"), 50)[-1, 0]
+    bb, ba = sim.best()
+    # the last publish happened within one cadence of the end: the book then and now agree closely
+    assert abs(last_bid - bb) < 50 and abs(last_ask - ba) < 50
+    assert sim.progress_ns == 30 * S
+
+
+def test_same_seed_same_messages_however_the_time_is_asked_for() -> None:
+    one = MarketSimulator(SimConfig(seed=3), InstrumentConfig())
+    many = MarketSimulator(SimConfig(seed=3), InstrumentConfig())
+    a = [m for b in one.batches(25 * S) for m in b]
+    b = [m for _ in range(50) for batch in many.batches(S // 2, max_batch=7) for m in batch]
+    assert a == b
+    other = [m for b in MarketSimulator(SimConfig(seed=4), InstrumentConfig()).batches(25 * S) for m in b]
+    assert other[1:50] != a[1:50]
+
+
+def test_batches_respect_max_batch_and_progress_advances() -> None:
+    sim = MarketSimulator(SimConfig(), InstrumentConfig())
+    sizes = [len(b) for b in sim.batches(12 * S, max_batch=100)]
+    assert max(sizes) <= 100 and sum(sizes) > 500
+    assert sim.progress_ns == 12 * S
+
+
+def test_trade_ids_differ_between_runs_with_different_starts() -> None:
+    a = MarketSimulator(SimConfig(), InstrumentConfig())
+    b = MarketSimulator(SimConfig(start="2026-02-01T00:00:00Z"), InstrumentConfig())
+
+    def first_trade_id(sim: MarketSimulator) -> str:
+        for m in itertools.chain.from_iterable(sim.batches(5 * S)):
+            if "publicTrade" in m.payload[:40]:
+                return str(orjson.loads(m.payload)["data"][0]["i"])
+        raise AssertionError("no trade")
+
+    assert first_trade_id(a) != first_trade_id(b)
+
+
+@pytest.mark.kernels
+def test_window_recentres_when_the_price_drifts() -> None:
+    # a tiny window and big jumps force re-centring; the book stays valid through it
+    model = SimModelConfig(depth_ticks=60, pullback_ticks=80.0)
+    sim = MarketSimulator(SimConfig(model=model), InstrumentConfig(), window_ticks=8 * 60)
+    base0 = int(sim.st[3])
+    msgs = [m for b in sim.batches(8 * S) for m in b]
+    assert int(sim.st[3]) != base0
+    out = Normalizer(BYBIT, "BTCUSDT", 0.1, 50, store_raw=False).process(msgs)
+    assert out.counts["gaps"] == 0 and out.counts["rejected"] == 0 and out.counts["not_synced"] == 0
+
+
+def test_bad_instrument_is_refused() -> None:
+    with pytest.raises(ValueError, match="lot size"):
+        MarketSimulator(SimConfig(), InstrumentConfig(lot_size=0.002))
+    with pytest.raises(ValueError, match="window_ticks"):
+        MarketSimulator(SimConfig(), InstrumentConfig(), window_ticks=100)
+
+
+def _real_facts(name: str) -> dict[str, float]:
+    src = FileSource(episode_paths(name))
+
+    async def read() -> list[list[RawMessage]]:
+        return [b async for b in src.batches()]
+
+    return {f.name: f.value for f in facts.compute(facts.collect(asyncio.run(read()), src.venue, "BTCUSDT", 0.1))}
+
+
+@real_data
+def test_stylized_facts_are_close_to_the_real_recordings() -> None:
+    """Each fact of 30 simulated minutes lies within the range of the two real episodes, widened."""
+    real = [_real_facts("2023-04-04"), _real_facts("2024-07-18")]
+    sim = MarketSimulator(SimConfig(), InstrumentConfig())
+    mine = {f.name: f.value for f in facts.compute(facts.collect(sim.batches(1800 * S), BYBIT, "BTCUSDT", 0.1))}
+    tolerance = {  # multiplicative slack around [min, max] of the real episodes
+        "spread_one_tick_share": 1.01,
+        "best_qty_median": 1.5,
+        "trade_qty_median": 1.5,
+        "trade_qty_mean": 1.5,
+        "trades_per_s": 1.5,
+        "vol_1s_bps": 1.5,
+        "mid_changes_per_s": 1.5,
+        "imbalance_hit_rate": 1.15,
+    }
+    for name, slack in tolerance.items():
+        lo = min(r[name] for r in real) / slack
+        hi = max(r[name] for r in real) * slack
+        assert lo <= mine[name] <= hi, f"{name}: simulator {mine[name]:.4f} outside [{lo:.4f}, {hi:.4f}]"
+    # and the imbalance predicts the next move in the right direction
+    assert mine["p_up_imbalance_high"] > 0.5 > mine["p_up_imbalance_low"]

@@ -189,6 +189,27 @@ def _level_problem(px: np.ndarray, qty: np.ndarray, tick: float) -> np.ndarray:
 _LEVEL_REASONS = {1: "bad_value", 2: "negative_size", 3: "off_tick"}
 
 
+def check_levels(
+    index: list[int] | np.ndarray,
+    skip: np.ndarray,
+    bids: tuple[np.ndarray, np.ndarray, np.ndarray],
+    asks: tuple[np.ndarray, np.ndarray, np.ndarray],
+    tick: float,
+    rejections: list[Rejection],
+) -> None:
+    """Mark (skip) and reject every message with a level that is not a valid (price, size) on the tick grid."""
+    for off, px, qty in (bids, asks):
+        problem = _level_problem(px, qty, tick)
+        bad = np.flatnonzero(problem)
+        if bad.size:
+            owners = np.searchsorted(off, bad, side="right") - 1
+            for lvl, i in zip(bad.tolist(), owners.tolist(), strict=True):
+                if not skip[i]:
+                    skip[i] = True
+                    reason = _LEVEL_REASONS[int(problem[lvl])]
+                    rejections.append(Rejection(int(index[i]), reason, f"level {px[lvl]!r} x {qty[lvl]!r}"))
+
+
 def finish_book(rows: BookRows, tick: float, rejections: list[Rejection]) -> BookArrays:
     """Convert collected book rows to arrays, rejecting messages whose levels are invalid."""
     n = len(rows.index)
@@ -220,16 +241,7 @@ def finish_book(rows: BookRows, tick: float, rejections: list[Rejection]) -> Boo
         asks = np.concatenate(asks_parts) if asks_parts else np.empty((0, 2))
     bid_px, bid_qty = np.ascontiguousarray(bids[:, 0]), np.ascontiguousarray(bids[:, 1])
     ask_px, ask_qty = np.ascontiguousarray(asks[:, 0]), np.ascontiguousarray(asks[:, 1])
-    for off, px, qty in ((bid_off, bid_px, bid_qty), (ask_off, ask_px, ask_qty)):
-        problem = _level_problem(px, qty, tick)
-        bad = np.flatnonzero(problem)
-        if bad.size:
-            owners = np.searchsorted(off, bad, side="right") - 1
-            for lvl, i in zip(bad.tolist(), owners.tolist(), strict=True):
-                if not skip[i]:
-                    skip[i] = True
-                    reason = _LEVEL_REASONS[int(problem[lvl])]
-                    rejections.append(Rejection(rows.index[i], reason, f"level {px[lvl]!r} x {qty[lvl]!r}"))
+    check_levels(rows.index, skip, (bid_off, bid_px, bid_qty), (ask_off, ask_px, ask_qty), tick, rejections)
     return BookArrays(
         index=np.asarray(rows.index, np.int64),
         ts_exchange_ns=np.asarray(rows.ts_exchange_ns, np.int64),

@@ -225,3 +225,53 @@ def test_unknown_venue_is_a_user_error() -> None:
     assert venue_by_name("bybit") is BYBIT
     with pytest.raises(UserError, match="unknown venue 'kraken'"):
         venue_by_name("kraken")
+
+
+def _same_parse(msgs: list[RawMessage]) -> None:
+    """The byte-level fast path and the general path give identical results."""
+    from market.venues import bybit
+
+    fast = bybit.parse(msgs, "BTCUSDT", 0.1)
+    slow = bybit.parse(msgs, "BTCUSDT", 0.1, fast=False)
+    assert fast.streams == slow.streams
+    assert sorted((r.index, r.reason) for r in fast.rejections) == sorted((r.index, r.reason) for r in slow.rejections)
+    for name in ("index", "ts_exchange_ns", "ts_local_ns", "first_id", "last_id", "prev_id", "seq", "is_snap", "skip"):
+        assert (getattr(fast.book, name) == getattr(slow.book, name)).all(), name
+    for name in ("bid_off", "bid_px", "bid_qty", "ask_off", "ask_px", "ask_qty"):
+        a, b = getattr(fast.book, name), getattr(slow.book, name)
+        assert a.shape == b.shape and (a == b).all(), name  # exact: the fast decimals equal float(text)
+
+
+@pytest.mark.kernels
+def test_bybit_fast_path_equals_the_general_path_on_valid_streams() -> None:
+    from core.config import InstrumentConfig, SimConfig
+    from market.sim import MarketSimulator
+    from tests.bybit_msgs import random_stream
+
+    _same_parse(random_stream(500, seed=5))
+    sim = MarketSimulator(SimConfig(), InstrumentConfig())
+    _same_parse([m for b in sim.batches(20 * 1_000_000_000) for m in b])
+
+
+@pytest.mark.kernels
+def test_bybit_fast_path_hands_anything_unusual_to_the_general_path() -> None:
+    ok = book(10, 1_000, [(100.0, 1.0)], [(100.1, 2.0)])
+    weird = [
+        ok.replace('"65', '"-65').replace('"1.000"', '"-1.000"'),  # negative size
+        ok.replace('"100.0"', '"1e2"'),  # exponent
+        ok.replace('"100.0"', '"100.05"'),  # off tick
+        ok.replace('"u":10', '"u":"10"'),  # u as a string
+        ok.replace(',"u":10', ""),  # no u
+        ok.replace('"type":"delta"', '"type":"other"'),
+        ok.replace('"s":"BTCUSDT"', '"s":"ETHUSDT"'),
+        ok.replace("orderbook.50.BTCUSDT", "orderbook.50.ETHUSDT"),
+        ok.replace('"b":[[', '"b":[ ['),  # whitespace
+        ok.replace('"100.0"', '"10\\u0030.0"'),  # an escape
+        ok.replace('"100.0"', '"100.0000000000000001"'),  # too many digits for the fast path
+        ok.replace('"100.0"', '"100."'),
+        ok.replace('"b":[["100.0","1.000"]]', '"b":[]'),  # empty side: valid
+        ok[:-5],  # truncated
+        ok.replace("delta", "snapshot").replace('"u":10', '"u":1'),
+    ]
+    msgs = [raw(ok, ms(1_000))] + [raw(w, ms(1_000 + i)) for i, w in enumerate(weird, 1)]
+    _same_parse(msgs)

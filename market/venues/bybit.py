@@ -24,19 +24,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 
 from market.events import RawMessage
 from market.parsing import (
     NS_PER_MS,
+    BookArrays,
     BookRows,
     Parsed,
     Rejection,
     TradeRows,
+    check_levels,
     finish_book,
     finish_trades,
     is_int,
 )
+from market.venues import bybit_fast
 from market.venues.base import Venue, register
 
 VENUE = "bybit"
@@ -64,8 +68,16 @@ def trade_topic(symbol: str) -> str:
     return f"publicTrade.{symbol}"
 
 
-def parse(messages: list[RawMessage], symbol: str, tick: float) -> Parsed:
-    """Parse Bybit public linear messages for one symbol."""
+_BOOK_PREFIX = '{"topic":"orderbook.'
+
+
+def parse(messages: list[RawMessage], symbol: str, tick: float, fast: bool = True) -> Parsed:
+    """Parse Bybit public linear messages for one symbol.
+
+    Well-formed book messages take the byte-level fast path (market/venues/bybit_fast.py);
+    everything else, including every book message the fast path does not recognise, takes the
+    general orjson path below, which is the one that decides and reports why a message is bad.
+    """
     streams: list[str] = [""] * len(messages)
     book = BookRows()
     trades = TradeRows()
@@ -73,7 +85,10 @@ def parse(messages: list[RawMessage], symbol: str, tick: float) -> Parsed:
     loads = orjson.loads
     trade_topic_ = trade_topic(symbol)
     book_suffix = "." + symbol
+    fast_books, fast_done = _fast_books(messages, symbol, tick, streams, rejections) if fast else (None, None)
     for k, m in enumerate(messages):
+        if fast_done is not None and fast_done[k]:
+            continue
         try:
             d = loads(m.payload)
         except orjson.JSONDecodeError:
@@ -157,12 +172,69 @@ def parse(messages: list[RawMessage], symbol: str, tick: float) -> Parsed:
                 trades.side.append(1 if side == "Buy" else -1)
         else:
             streams[k] = topic
+    slow = finish_book(book, tick, rejections)
+    if fast_books is not None and len(fast_books):
+        merged = BookArrays.concat([fast_books, slow]) if len(slow) else fast_books
+        slow = merged.take(np.argsort(merged.index, kind="stable")) if len(slow) else merged
     return Parsed(
         streams=streams,
-        book=finish_book(book, tick, rejections),
+        book=slow,
         trades=finish_trades(trades, tick, rejections),
         rejections=rejections,
     )
+
+
+def _fast_books(
+    messages: list[RawMessage], symbol: str, tick: float, streams: list[str], rejections: list[Rejection]
+) -> tuple[BookArrays | None, np.ndarray | None]:
+    """Book messages through the fast path: (their arrays, mask of the messages it handled)."""
+    cand = [k for k, m in enumerate(messages) if m.payload.startswith(_BOOK_PREFIX)]
+    if not cand:
+        return None, None
+    res = bybit_fast.scan([messages[k].payload for k in cand], symbol)
+    if res is None:
+        return None, None
+    ok, c = res
+    suffix = "." + symbol
+    for j, k in enumerate(cand):
+        if ok[j]:
+            payload = messages[k].payload
+            topic = payload[10 : payload.find('"', 10)]
+            if topic.endswith(suffix):
+                streams[k] = topic
+            else:
+                ok[j] = False  # another symbol's topic: the general path decides
+    rows = np.flatnonzero(ok)
+    index = np.asarray(cand, np.int64)
+    u = c["u"]
+    arrays = BookArrays(
+        index=index,
+        ts_exchange_ns=c["ts_ms"] * NS_PER_MS,
+        ts_local_ns=np.fromiter((messages[k].ts_local_ns for k in cand), np.int64, len(cand)),
+        first_id=u,
+        last_id=u,
+        prev_id=np.where(c["is_snap"], -1, u - 1),
+        seq=c["seq"],
+        is_snap=c["is_snap"],
+        skip=np.zeros(len(cand), np.bool_),
+        bid_off=c["bid_off"],
+        bid_px=c["bid_px"],
+        bid_qty=c["bid_qty"],
+        ask_off=c["ask_off"],
+        ask_px=c["ask_px"],
+        ask_qty=c["ask_qty"],
+    ).take(rows)
+    check_levels(
+        arrays.index,
+        arrays.skip,
+        (arrays.bid_off, arrays.bid_px, arrays.bid_qty),
+        (arrays.ask_off, arrays.ask_px, arrays.ask_qty),
+        tick,
+        rejections,
+    )
+    done = np.zeros(len(messages), np.bool_)
+    done[arrays.index] = True
+    return arrays, done
 
 
 BYBIT = register(

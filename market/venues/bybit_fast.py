@@ -1,0 +1,265 @@
+"""A byte-level fast path for Bybit ``orderbook`` messages (numba): no Python object per level.
+
+Bybit's book messages have one fixed shape::
+
+    {"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,"data":{"s":"BTCUSDT",
+     "b":[["65000.1","0.010"],...],"a":[...],"u":2,"seq":3},"cts":1}
+
+The scanner finds the keys it needs, reads integers and the quoted decimal strings of the levels
+straight from the bytes, and converts a decimal exactly as ``float(text)`` does (an integer
+mantissa of at most 15 digits divided by a power of ten is correctly rounded). Anything it does
+not expect (escapes, exponents, a minus sign, a missing key, a bad separator, more digits) marks
+the message for the general orjson path, which decides whether it is valid and why not, so the
+fast path changes speed only, never what is accepted.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_POW10 = np.array([10.0**k for k in range(19)])
+
+KEY_TYPE = np.frombuffer(b'"type":"', np.uint8)
+KEY_TS = np.frombuffer(b'"ts":', np.uint8)
+KEY_CTS = np.frombuffer(b'"cts":', np.uint8)
+KEY_S = np.frombuffer(b'"s":"', np.uint8)
+KEY_B = np.frombuffer(b'"b":[', np.uint8)
+KEY_A = np.frombuffer(b'"a":[', np.uint8)
+KEY_U = np.frombuffer(b'"u":', np.uint8)
+KEY_SEQ = np.frombuffer(b'"seq":', np.uint8)
+KEY_SNAPSHOT = np.frombuffer(b'snapshot"', np.uint8)
+KEY_DELTA = np.frombuffer(b'delta"', np.uint8)
+
+
+@nb.njit(cache=True)
+def _find(buf: np.ndarray, start: int, end: int, key: np.ndarray) -> int:
+    """Position just after the first occurrence of key in buf[start:end], or -1."""
+    n = key.shape[0]
+    first = key[0]
+    i = start
+    while i <= end - n:
+        if buf[i] == first:
+            ok = True
+            for j in range(1, n):
+                if buf[i + j] != key[j]:
+                    ok = False
+                    break
+            if ok:
+                return int(i + n)
+        i += 1
+    return -1
+
+
+@nb.njit(cache=True)
+def _int(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
+    """A non-negative JSON integer at pos: (value, position after it); position -1 if none."""
+    v = 0
+    n = 0
+    while pos < end and 48 <= buf[pos] <= 57:
+        v = v * 10 + (int(buf[pos]) - 48)  # int(): uint8 arithmetic would wrap (interpreted mode)
+        pos += 1
+        n += 1
+        if n > 18:
+            return 0, -1
+    if n == 0:
+        return 0, -1
+    return v, pos
+
+
+@nb.njit(cache=True)
+def _decimal(buf: np.ndarray, pos: int, end: int) -> tuple[float, int]:
+    """A quoted decimal "123.45" at pos (pos at the opening quote): (value, position after the quote)."""
+    if pos >= end or buf[pos] != 34:
+        return 0.0, -1
+    pos += 1
+    mant = 0
+    digits = 0
+    frac = -1
+    while pos < end:
+        c = int(buf[pos])
+        if 48 <= c <= 57:
+            mant = mant * 10 + (c - 48)
+            digits += 1
+            if frac >= 0:
+                frac += 1
+        elif c == 46 and frac < 0:
+            frac = 0
+        elif c == 34:
+            break
+        else:
+            return 0.0, -1
+        pos += 1
+    if pos >= end or digits == 0 or digits > 15 or frac == 0:
+        return 0.0, -1
+    value = float(mant) if frac <= 0 else mant / _POW10[frac]
+    return value, pos + 1
+
+
+@nb.njit(cache=True)
+def _levels(buf: np.ndarray, pos: int, end: int, px: np.ndarray, qty: np.ndarray, n: int) -> tuple[int, int]:
+    """Levels [["p","q"],...] after the opening '[': (levels written so far, position after ']')."""
+    if pos < end and buf[pos] == 93:  # ]
+        return n, pos + 1
+    while pos < end:
+        if buf[pos] != 91:  # [
+            return n, -1
+        p, pos = _decimal(buf, pos + 1, end)
+        if pos < 0 or pos >= end or buf[pos] != 44:
+            return n, -1
+        q, pos = _decimal(buf, pos + 1, end)
+        if pos < 0 or pos + 1 >= end or buf[pos] != 93:
+            return n, -1
+        if n >= px.shape[0]:
+            return n, -1
+        px[n] = p
+        qty[n] = q
+        n += 1
+        c = buf[pos + 1]
+        pos += 2
+        if c == 93:  # end of the list
+            return n, pos
+        if c != 44:
+            return n, -1
+    return n, -1
+
+
+@nb.njit(cache=True)
+def scan_books(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    symbol: np.ndarray,
+    ok: np.ndarray,
+    is_snap: np.ndarray,
+    u: np.ndarray,
+    seq: np.ndarray,
+    ts_ms: np.ndarray,
+    bid_off: np.ndarray,
+    bid_px: np.ndarray,
+    bid_qty: np.ndarray,
+    ask_off: np.ndarray,
+    ask_px: np.ndarray,
+    ask_qty: np.ndarray,
+) -> None:
+    """Scan each message buf[starts[i]:ends[i]]; ok[i] False sends it to the general path."""
+    nb_ = 0
+    na = 0
+    for i in range(starts.shape[0]):
+        bid_off[i] = nb_
+        ask_off[i] = na
+        ok[i] = False
+        s = starts[i]
+        e = ends[i]
+        p = _find(buf, s, e, KEY_TYPE)
+        if p < 0:
+            continue
+        if buf[p] == 115 and _find(buf, p, min(p + 9, e), KEY_SNAPSHOT) == p + 9:
+            snap = True
+        elif buf[p] == 100 and _find(buf, p, min(p + 6, e), KEY_DELTA) == p + 6:
+            snap = False
+        else:
+            continue
+        p = _find(buf, s, e, KEY_S)
+        if p < 0 or p + symbol.shape[0] >= e:
+            continue
+        same = True
+        for j in range(symbol.shape[0]):
+            if buf[p + j] != symbol[j]:
+                same = False
+                break
+        if not same or buf[p + symbol.shape[0]] != 34:
+            continue
+        p = _find(buf, s, e, KEY_U)
+        if p < 0:
+            continue
+        uid, p = _int(buf, p, e)
+        if p < 0:
+            continue
+        p = _find(buf, s, e, KEY_SEQ)
+        if p < 0:
+            continue
+        sq, p = _int(buf, p, e)
+        if p < 0:
+            continue
+        p = _find(buf, s, e, KEY_CTS)
+        if p < 0:
+            p = _find(buf, s, e, KEY_TS)
+        if p < 0:
+            continue
+        t, p = _int(buf, p, e)
+        if p < 0:
+            continue
+        p = _find(buf, s, e, KEY_B)
+        if p < 0:
+            continue
+        n2, p = _levels(buf, p, e, bid_px, bid_qty, nb_)
+        if p < 0:
+            continue
+        p = _find(buf, s, e, KEY_A)
+        if p < 0:
+            continue
+        m2, p = _levels(buf, p, e, ask_px, ask_qty, na)
+        if p < 0:
+            continue
+        nb_ = n2
+        na = m2
+        ok[i] = True
+        is_snap[i] = snap or uid == 1
+        u[i] = uid
+        seq[i] = sq
+        ts_ms[i] = t
+    n = starts.shape[0]
+    bid_off[n] = nb_
+    ask_off[n] = na
+
+
+def scan(payloads: list[str], symbol: str) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Scan book payloads; (ok mask, columns of the ok ones) or None when the text is not ASCII."""
+    text = "".join(payloads)
+    buf = np.frombuffer(text.encode("ascii", errors="replace"), np.uint8)
+    lengths = np.fromiter((len(x) for x in payloads), np.int64, len(payloads))
+    ends = np.cumsum(lengths)
+    if ends.size and ends[-1] != buf.size:  # pragma: no cover - encode("ascii", "replace") keeps lengths
+        return None
+    if not text.isascii():
+        return None
+    starts = ends - lengths
+    n = len(payloads)
+    cap = buf.size // 9 + 1  # a level takes at least 9 bytes: ["1","1"]
+    cols = {
+        "ok": np.zeros(n, np.bool_),
+        "is_snap": np.zeros(n, np.bool_),
+        "u": np.zeros(n, np.int64),
+        "seq": np.zeros(n, np.int64),
+        "ts_ms": np.zeros(n, np.int64),
+        "bid_off": np.zeros(n + 1, np.int64),
+        "bid_px": np.empty(cap),
+        "bid_qty": np.empty(cap),
+        "ask_off": np.zeros(n + 1, np.int64),
+        "ask_px": np.empty(cap),
+        "ask_qty": np.empty(cap),
+    }
+    sym = np.frombuffer(symbol.encode("ascii"), np.uint8)
+    scan_books(
+        buf,
+        starts,
+        ends,
+        sym,
+        cols["ok"],
+        cols["is_snap"],
+        cols["u"],
+        cols["seq"],
+        cols["ts_ms"],
+        cols["bid_off"],
+        cols["bid_px"],
+        cols["bid_qty"],
+        cols["ask_off"],
+        cols["ask_px"],
+        cols["ask_qty"],
+    )
+    cols["bid_px"] = cols["bid_px"][: cols["bid_off"][-1]]
+    cols["bid_qty"] = cols["bid_qty"][: cols["bid_off"][-1]]
+    cols["ask_px"] = cols["ask_px"][: cols["ask_off"][-1]]
+    cols["ask_qty"] = cols["ask_qty"][: cols["ask_off"][-1]]
+    return cols["ok"], cols

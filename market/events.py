@@ -208,9 +208,14 @@ def snapshot_spec(levels: int, name: str = "snapshots") -> TableSpec:
     """The top-``levels`` book after each update; missing levels have price NaN and size 0."""
     extra: tuple[Column, ...] = ()
     doc = f"Top {levels} levels of the book after every applied update."
+    key: tuple[str, ...] = ("venue", "symbol", "ts_exchange_ns", "update_id")
     if name == "snapshots_1s":
         extra = (Column("bucket_ns", "BIGINT", "end of the 1 s bucket (t - 1s, t] holding this snapshot"),)
         doc = "The last snapshot of each 1 s bucket (t - 1s, t]; the as-of book at whole seconds."
+        key = ("venue", "symbol", "bucket_ns")
+    elif name == "snapshots_latest":
+        doc = "The most recent snapshot of each (venue, symbol): the current book in one row."
+        key = ("venue", "symbol")
     return TableSpec(
         name=name,
         doc=doc,
@@ -227,7 +232,7 @@ def snapshot_spec(levels: int, name: str = "snapshots") -> TableSpec:
             Column("ask_px", "DOUBLE", f"best {levels} ask prices, best first", "array", levels),
             Column("ask_qty", "DOUBLE", f"best {levels} ask sizes", "array", levels),
         ),
-        key=("venue", "symbol", "bucket_ns") if extra else ("venue", "symbol", "ts_exchange_ns", "update_id"),
+        key=key,
         time_column="bucket_ns" if extra else "ts_exchange_ns",
     )
 

@@ -15,7 +15,7 @@ from market.normalize import Normalizer
 from market.venues import BYBIT
 from tests.bybit_msgs import random_stream
 from warehouse import reader
-from warehouse.db import reading, writing
+from warehouse.db import one, reading, writing
 from warehouse.spool import Spool, read_segment
 from warehouse.writer import WarehouseWriter
 
@@ -232,6 +232,25 @@ def test_latest_snapshot_is_the_last_update(filled: Path) -> None:
         row = reader.latest_snapshot(con, "bybit", "BTCUSDT", 2).to_pylist()[0]
         last = con.execute("SELECT max(ts_exchange_ns) FROM snapshots").fetchall()[0][0]
     assert row["ts_exchange_ns"] == last and set(row) >= {"bid_px_1", "ask_qty_2"}
+
+
+def test_latest_book_follows_the_newest_update_and_ignores_older_batches(tmp_path: Path) -> None:
+    msgs = random_stream(300, seed=9)
+    path = tmp_path / "wh.duckdb"
+    norm = Normalizer(BYBIT, "BTCUSDT", 0.1, LEVELS)
+    first, second = norm.process(msgs[:200]), norm.process(msgs[200:])
+    writer = WarehouseWriter(path, LEVELS)
+    writer.commit_tables(second.tables)
+    writer.commit_tables(first.tables)  # an older batch arriving late must not roll the book back
+    with reading(path) as con:
+        book = reader.latest_book(con, "bybit", "BTCUSDT", LEVELS)
+        want = con.sql(
+            "SELECT ts_exchange_ns, bid_px, ask_qty FROM snapshots ORDER BY ts_exchange_ns DESC, update_id DESC LIMIT 1"
+        ).fetchall()[0]
+        n = one(con, "SELECT count(*) FROM snapshots_latest")
+    assert book.ts_exchange_ns == want[0]
+    assert book.bid_px.tolist() == list(want[1]) and book.ask_qty.tolist() == list(want[2])
+    assert n == (1,)
 
 
 def test_silences_are_measured_exactly(filled: Path) -> None:

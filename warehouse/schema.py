@@ -31,6 +31,7 @@ def tables(levels: int) -> list[TableSpec]:
         TRADES,
         snapshot_spec(levels),
         snapshot_spec(levels, "snapshots_1s"),
+        snapshot_spec(levels, "snapshots_latest"),
         SYNC_EVENTS,
         INGEST_RUNS,
     ]

@@ -116,6 +116,34 @@ def update_rollup(con: duckdb.DuckDBPyConnection, snapshots: pa.Table) -> None:
         con.unregister("roll_in")
 
 
+def update_latest(con: duckdb.DuckDBPyConnection, snapshots: pa.Table) -> None:
+    """Keep snapshots_latest = the most recent snapshot of each (venue, symbol)."""
+    if snapshots.num_rows == 0:
+        return
+    ts = snapshots.column("ts_exchange_ns").to_numpy()
+    uid = snapshots.column("update_id").to_numpy()
+    pair = pc.binary_join_element_wise(snapshots.column("venue"), snapshots.column("symbol"), "/")
+    names = np.asarray(pair.to_pylist(), dtype=object)
+    order = np.lexsort((uid, ts))
+    last: dict[str, int] = {}
+    for i in order.tolist():
+        last[names[i]] = i  # ascending (ts, update_id): the last one seen per pair wins
+    cand = snapshots.take(pa.array(sorted(last.values())))
+    con.register("latest_in", cand)
+    try:
+        con.execute(
+            "DELETE FROM snapshots_latest r USING latest_in c WHERE r.venue = c.venue AND r.symbol = c.symbol "
+            "AND (c.ts_exchange_ns > r.ts_exchange_ns "
+            "OR (c.ts_exchange_ns = r.ts_exchange_ns AND c.update_id > r.update_id))"
+        )
+        con.execute(
+            "INSERT INTO snapshots_latest SELECT c.* FROM latest_in c WHERE NOT EXISTS "
+            "(SELECT 1 FROM snapshots_latest r WHERE r.venue = c.venue AND r.symbol = c.symbol)"
+        )
+    finally:
+        con.unregister("latest_in")
+
+
 @dataclass
 class _Job:
     tables: dict[str, list[pa.Table]] = field(default_factory=dict)
@@ -217,6 +245,7 @@ class WarehouseWriter:
                     n = insert_dedup(con, spec, table.cast(spec.arrow_schema))
                     if name == "snapshots":
                         update_rollup(con, table)
+                        update_latest(con, table)
                     with self._lock:
                         self.inserted[name] += n
                     total += n

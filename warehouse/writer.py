@@ -73,13 +73,19 @@ def insert_dedup(con: duckdb.DuckDBPyConnection, spec: TableSpec, table: pa.Tabl
     return int(row[0]) if row else 0
 
 
+def _pair_codes(snapshots: pa.Table) -> np.ndarray:
+    """An integer code per row for its (venue, symbol)."""
+    pair = pc.dictionary_encode(pc.binary_join_element_wise(snapshots.column("venue"), snapshots.column("symbol"), "/"))
+    codes = pair.combine_chunks().indices if isinstance(pair, pa.ChunkedArray) else pair.indices
+    return np.asarray(codes.to_numpy(zero_copy_only=False))
+
+
 def rollup_candidates(snapshots: pa.Table) -> pa.Table:
     """The last snapshot of each (venue, symbol, 1 s bucket) in a batch, with its bucket_ns first."""
     ts = snapshots.column("ts_exchange_ns").to_numpy()
     bucket = -(-ts // NS_PER_S) * NS_PER_S  # the bucket (t - 1s, t] holding ts
     uid = snapshots.column("update_id").to_numpy()
-    pair = pc.dictionary_encode(pc.binary_join_element_wise(snapshots.column("venue"), snapshots.column("symbol"), "/"))
-    group = pair.combine_chunks().indices.to_numpy() if isinstance(pair, pa.ChunkedArray) else pair.indices.to_numpy()
+    group = _pair_codes(snapshots)
     order = np.lexsort((uid, ts, bucket, group))
     g, b = group[order], bucket[order]
     last = np.ones(order.size, bool)
@@ -122,13 +128,12 @@ def update_latest(con: duckdb.DuckDBPyConnection, snapshots: pa.Table) -> None:
         return
     ts = snapshots.column("ts_exchange_ns").to_numpy()
     uid = snapshots.column("update_id").to_numpy()
-    pair = pc.binary_join_element_wise(snapshots.column("venue"), snapshots.column("symbol"), "/")
-    names = np.asarray(pair.to_pylist(), dtype=object)
-    order = np.lexsort((uid, ts))
-    last: dict[str, int] = {}
-    for i in order.tolist():
-        last[names[i]] = i  # ascending (ts, update_id): the last one seen per pair wins
-    cand = snapshots.take(pa.array(sorted(last.values())))
+    group = _pair_codes(snapshots)
+    order = np.lexsort((uid, ts, group))
+    g = group[order]
+    last = np.ones(order.size, bool)
+    last[:-1] = g[1:] != g[:-1]
+    cand = snapshots.take(pa.array(order[last]))
     con.register("latest_in", cand)
     try:
         con.execute(

@@ -11,7 +11,6 @@ Files may be plain, ``.gz`` or ``.zip`` (first member). Several files are one st
 from __future__ import annotations
 
 import gzip
-import io
 import re
 import zipfile
 import zlib
@@ -30,6 +29,7 @@ from market.venues.binance import local_ts_to_ns
 
 _PREFIXED = re.compile(r"^(\d{13,20}) (\{.*)$")
 _BYBIT_TS = re.compile(r'"ts":(\d+)')
+_BLOCK = 1 << 22  # decompressed bytes read at once
 
 
 @dataclass(frozen=True)
@@ -135,15 +135,30 @@ class FileSource:
     async def start(self) -> None:
         return None
 
-    def _lines(self) -> Iterator[tuple[Path, int, str]]:
+    def _chunks(self) -> Iterator[tuple[Path, int, list[str]]]:
+        """(path, number of the first line, lines) in blocks of whole lines, decoded at once."""
         for path in self.paths:
             stream, raw = _open_binary(path)
             self._raw = raw
+            line_no = 1
             try:
                 with stream:
-                    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="\n")
-                    for n, line in enumerate(text, 1):
-                        yield path, n, line
+                    rest = b""
+                    while True:
+                        block = stream.read(_BLOCK)
+                        if not block:
+                            break
+                        block = rest + block
+                        cut = block.rfind(b"\n") + 1
+                        if cut == 0:
+                            rest = block
+                            continue
+                        rest = block[cut:]
+                        lines = block[:cut].decode("utf-8").split("\n")[:-1]
+                        yield path, line_no, lines
+                        line_no += len(lines)
+                    if rest:
+                        yield path, line_no, [rest.decode("utf-8")]
             except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
                 raise DataError(
                     f"{path}: corrupt after line {self.lines} ({exc.__class__.__name__}: {exc}); "
@@ -154,31 +169,39 @@ class FileSource:
                 self._raw = None
                 raw.close()
 
-    def _parse_line(self, fmt: FileFormat, path: Path, n: int, line: str) -> RawMessage | None:
-        line = line.rstrip("\r\n")
-        if not line:
-            return None
+    def _messages(self, fmt: FileFormat, path: Path, first: int, lines: list[str]) -> list[RawMessage]:
+        venue = self.venue.name
         if fmt.prefixed:
-            ts, sep, body = line.partition(" ")
-            if not sep or not ts.isdigit():
-                raise DataError(f"{path}:{n}: expected '<timestamp> <json>'")
-            return RawMessage(self.venue.name, "", local_ts_to_ns(int(ts)), body)
-        m = _BYBIT_TS.search(line, 0, 400)
-        # archive lines carry no receive time; a line without ts reaches the parser and is rejected
-        return RawMessage(self.venue.name, "", int(m.group(1)) * 1_000_000 if m else 0, line)
+            out: list[RawMessage] = []
+            append = out.append
+            for n, line in enumerate(lines, first):
+                ts, sep, body = line.partition(" ")
+                if not sep or not ts.isdigit():
+                    if not line.strip():
+                        continue
+                    raise DataError(f"{path}:{n}: expected '<timestamp> <json>'")
+                append(RawMessage(venue, "", local_ts_to_ns(int(ts)), body.rstrip("\r")))
+            return out
+        msgs = []
+        for line in lines:
+            text = line.rstrip("\r")
+            if not text:
+                continue
+            m = _BYBIT_TS.search(text, 0, 400)
+            # archive lines carry no receive time; a line without ts reaches the parser and is rejected
+            msgs.append(RawMessage(venue, "", int(m.group(1)) * 1_000_000 if m else 0, text))
+        return msgs
 
     async def batches(self) -> AsyncIterator[list[RawMessage]]:
         batch: list[RawMessage] = []
         fmt_by_path = dict(zip(self.paths, self.formats, strict=True))
-        for path, n, line in self._lines():
-            msg = self._parse_line(fmt_by_path[path], path, n, line)
-            if msg is None:
-                continue
-            self.lines += 1
-            batch.append(msg)
-            if len(batch) >= self.batch_lines:
-                yield batch
-                batch = []
+        for path, first, lines in self._chunks():
+            msgs = self._messages(fmt_by_path[path], path, first, lines)
+            self.lines += len(msgs)
+            batch.extend(msgs)
+            while len(batch) >= self.batch_lines:
+                yield batch[: self.batch_lines]
+                batch = batch[self.batch_lines :]
                 if self._stopped:
                     return
         if batch:

@@ -11,9 +11,10 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
 from core.timefmt import parse_duration_ns, parse_time_ns
@@ -78,6 +79,7 @@ class IngestConfig(Section):
     reconnect_initial: DurationNs = parse_duration_ns("500ms")
     reconnect_max: DurationNs = parse_duration_ns("30s")
     status_interval: DurationNs = parse_duration_ns("10s")
+    stall_timeout: DurationNs = parse_duration_ns("10s")  # no market data for this long: reconnect
     max_pending_deltas: int = Field(10_000, ge=1)
 
 
@@ -87,6 +89,23 @@ class BybitConfig(Section):
     rest_url: str = "https://api.bybit.com"
     ws_public_url: str = "wss://stream.bybit.com/v5/public/linear"
     timeout: DurationNs = parse_duration_ns("10s")
+
+    @field_validator("rest_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        return _url(v, ("http", "https"))
+
+    @field_validator("ws_public_url")
+    @classmethod
+    def _ws(cls, v: str) -> str:
+        return _url(v, ("ws", "wss"))
+
+
+def _url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)} URL, got {value!r}")
+    return value
 
 
 class SimModelConfig(Section):

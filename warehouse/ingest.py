@@ -101,8 +101,23 @@ async def _ingest(
     writer: WarehouseWriter,
     on_progress: ProgressCallback | None,
 ) -> None:
-    wcfg = cfg.warehouse
     await source.start()
+    try:
+        await _pump(source, cfg, stop, clock, result, writer, on_progress)
+    finally:
+        await source.aclose()
+
+
+async def _pump(
+    source: Source,
+    cfg: AppConfig,
+    stop: StopFlag,
+    clock: Clock,
+    result: IngestResult,
+    writer: WarehouseWriter,
+    on_progress: ProgressCallback | None,
+) -> None:
+    wcfg = cfg.warehouse
     normalizer = Normalizer(
         source.venue,
         source.symbol,

@@ -1,0 +1,287 @@
+"""The real ccxt.pro client against the Bybit v5 stand-in over 127.0.0.1: the live ingest path.
+
+Every stored snapshot is checked against the server's own book at the same update: after a gap,
+a mid-stream snapshot, a u=1 restart, corrupt frames and dropped connections, the warehouse
+holds exactly the book the exchange had, never anything in between.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from core.config import AppConfig
+from market.sources.bybit import BybitSource
+from market.sources.sim import SimSource
+from market.standin import BackgroundStandin
+from market.standin.feeds import SimFeed
+from tests.conftest import REPO, ConfigFactory
+from warehouse.db import one, reading
+from warehouse.ingest import IngestResult, run_ingest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[BackgroundStandin]:
+    cfg = AppConfig()
+    with BackgroundStandin(SimFeed(cfg.sim, cfg.instrument, 50)) as server:
+        yield server
+
+
+def _post(url: str, body: object) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _config(make_config: ConfigFactory, server: BackgroundStandin, **ingest: str) -> AppConfig:
+    return make_config(
+        bybit={"rest_url": server.url, "ws_public_url": server.ws_url, "timeout": "5s"},
+        ingest={"reconnect_initial": "100ms", "reconnect_max": "1s", "stall_timeout": "1s", **ingest},
+        warehouse={"snapshot_levels": 5},
+    )
+
+
+def _ingest(cfg: AppConfig, server: BackgroundStandin, seconds: float, faults: list[tuple[float, str]]) -> IngestResult:
+    """Stream for ``seconds`` while the faults are posted to the server at their times."""
+    timers = [
+        threading.Timer(at, _post, args=(server.url + "/_standin/fault", {"kind": kind, "seconds": 2.5}))
+        for at, kind in faults
+    ]
+    for t in timers:
+        t.start()
+    try:
+        result = run_ingest(BybitSource(cfg, int(seconds * 1e9)), cfg, detail="test")
+    finally:
+        for t in timers:
+            t.cancel()
+    assert result.status == "completed", result.error
+    return result
+
+
+def _events(cfg: AppConfig) -> list[tuple[str, int, str]]:
+    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+        return [
+            (str(k), int(u), str(d))
+            for k, u, d in con.execute(
+                "SELECT kind, update_id, detail FROM sync_events ORDER BY ts_local_ns"
+            ).fetchall()
+        ]
+
+
+def _assert_book_is_the_servers(cfg: AppConfig, server: BackgroundStandin, minimum: int) -> list[int]:
+    """Every stored snapshot equals the server's book after the same update; returns their update ids."""
+    truth = {(int(u), int(cts)): (bb, bq, ba, aq) for u, cts, bb, bq, ba, aq in server.history()}
+    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+        rows = con.execute(
+            "SELECT update_id, ts_exchange_ns, bid_px[1], bid_qty[1], ask_px[1], ask_qty[1] FROM snapshots "
+            "ORDER BY ts_local_ns"
+        ).fetchall()
+    assert len(rows) >= minimum
+    for u, ts, bb, bq, ba, aq in rows:
+        want = truth.get((u, ts // 1_000_000))
+        assert want is not None, f"stored update {u} is not one the server published"
+        assert (bb, bq, ba, aq) == tuple(float(x) for x in want), f"book after update {u} differs from the server's"
+    return [int(r[0]) for r in rows]
+
+
+def _assert_no_duplicates(cfg: AppConfig) -> None:
+    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+        trades = one(con, "SELECT count(*), count(DISTINCT trade_id) FROM trades")
+        book = one(con, "SELECT count(*), count(DISTINCT (ts_exchange_ns, update_id, is_snapshot)) FROM book_updates")
+    assert trades is not None and book is not None
+    assert trades[0] > 0 and trades[0] == trades[1]
+    assert book[0] > 0 and book[0] == book[1]
+
+
+def test_a_clean_stream_stores_exactly_the_servers_book_and_trades(
+    standin: BackgroundStandin, make_config: ConfigFactory
+) -> None:
+    cfg = _config(make_config, standin)
+    result = _ingest(cfg, standin, 2.5, [])
+    assert result.counts["gaps"] == 0 and result.counts["rejected"] == 0
+    assert result.counts["book_updates"] > 40  # orderbook.50 every 20 ms
+    _assert_book_is_the_servers(cfg, standin, minimum=40)
+    _assert_no_duplicates(cfg)
+    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+        streams = dict(con.execute("SELECT stream, count(*) FROM raw_messages GROUP BY stream").fetchall())
+    assert streams.get("orderbook.50.BTCUSDT", 0) > 40 and streams.get("publicTrade.BTCUSDT", 0) > 0
+
+
+def test_a_gap_resyncs_a_new_snapshot_resets_and_u1_overwrites(
+    standin: BackgroundStandin, make_config: ConfigFactory
+) -> None:
+    cfg = _config(make_config, standin)
+    result = _ingest(cfg, standin, 4.0, [(0.8, "skip_update"), (1.8, "snapshot"), (2.8, "restart")])
+    kinds = [k for k, _, _ in _events(cfg)]
+    assert result.counts["gaps"] >= 1 and "gap" in kinds
+    assert "resubscribe" in kinds  # the gap made the source ask for a fresh snapshot
+    assert kinds.count("snapshot") >= 3  # the first, the resubscribe's, the mid-stream one
+    assert "restart" in kinds
+    ids = _assert_book_is_the_servers(cfg, standin, minimum=100)
+    # u=1 came as a *delta* after the server lost its best bid: only overwriting the book matches
+    assert 1 in ids
+    after = ids[ids.index(1) :]
+    assert after == sorted(after) and len(after) > 10
+
+
+def test_malformed_frames_are_rejected_counted_logged_and_never_stored(
+    standin: BackgroundStandin, make_config: ConfigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = _config(make_config, standin)
+    faults = [(0.6, "bad_json"), (1.1, "missing_field"), (1.6, "negative_size"), (2.1, "crossed")]
+    with caplog.at_level(logging.WARNING):
+        result = _ingest(cfg, standin, 3.5, faults)
+    assert result.counts["rejected"] >= 4
+    rejects = [d for k, _, d in _events(cfg) if k == "reject"]
+    for reason in ("bad_json", "missing_field", "negative", "crossed"):
+        assert any(d.startswith(reason) for d in rejects), (reason, rejects)
+        assert any("rejected message (" + reason in r.getMessage() for r in caplog.records), reason
+    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+        payloads = [p for (p,) in con.execute("SELECT payload FROM raw_messages").fetchall()]
+        negative = one(con, "SELECT count(*) FROM book_updates WHERE list_min(bid_qty) < 0 OR list_min(ask_qty) < 0")
+    for p in payloads:
+        orjson.loads(p)  # no truncated frame was kept
+        assert '"-' not in p  # no negative size was kept
+    assert negative == (0,)
+    _assert_book_is_the_servers(cfg, standin, minimum=60)  # the crossed update never reached a snapshot
+
+
+def test_dropped_connections_reconnect_and_nothing_is_duplicated(
+    standin: BackgroundStandin, make_config: ConfigFactory
+) -> None:
+    cfg = _config(make_config, standin)
+    before = standin.stats()["connections_total"]
+    result = _ingest(cfg, standin, 4.0, [(0.8, "drop"), (2.0, "drop")])
+    assert result.counts["reconnect"] >= 2
+    assert standin.stats()["connections_total"] - before >= 3
+    details = [d for k, _, d in _events(cfg) if k == "reconnect"]
+    assert len(details) >= 2 and all("reconnecting in" in d for d in details)
+    _assert_no_duplicates(cfg)
+    _assert_book_is_the_servers(cfg, standin, minimum=80)
+
+
+def test_a_silent_stream_is_detected_and_reopened(standin: BackgroundStandin, make_config: ConfigFactory) -> None:
+    cfg = _config(make_config, standin)
+    result = _ingest(cfg, standin, 5.0, [(0.8, "stall")])
+    assert result.counts["reconnect"] >= 1
+    assert any("no market data" in d for k, _, d in _events(cfg) if k == "reconnect")
+    ids = _assert_book_is_the_servers(cfg, standin, minimum=60)
+    assert len(ids) > 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(args: list[str], tmp_path: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_the_ingest_cli_streams_from_the_standin(
+    standin: BackgroundStandin, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    cfg = _config(make_config, standin)
+    out = _cli(
+        ["-m", "flows.ingest", "--source", "bybit", "--duration", "2", "--config", str(cfg.source_path)], tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert "completed:" in out.stdout and " 0 gaps" in out.stdout
+    _assert_book_is_the_servers(cfg, standin, minimum=30)
+
+
+def test_an_unreachable_endpoint_is_one_line_and_touches_nothing_stored(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    port = _free_port()
+    cfg = make_config(
+        bybit={"rest_url": f"http://127.0.0.1:{port}", "ws_public_url": f"ws://127.0.0.1:{port}/v5/public/linear"},
+    )
+    run_ingest(SimSource(cfg.sim, cfg.instrument, 50, 5_000_000_000), cfg, detail="before")
+    wh = cfg.resolve(cfg.warehouse.path)
+    query = (
+        "SELECT (SELECT count(*) FROM book_updates), (SELECT count(*) FROM trades), (SELECT count(*) FROM snapshots)"
+    )
+    with reading(wh) as con:
+        before = one(con, query)
+    out = _cli(
+        ["-m", "flows.ingest", "--source", "bybit", "--duration", "2", "--config", str(cfg.source_path)], tmp_path
+    )
+    assert out.returncode != 0
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "bybit: cannot load markets from http://127.0.0.1:" in errors[0], out.stderr
+    assert "Traceback" not in out.stderr
+    with reading(wh) as con:
+        assert one(con, query) == before
+
+
+def test_the_standin_runs_on_its_own_and_answers_like_bybit(tmp_path: Path, config_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "market.standin", "--port", "0", "--config", str(config_path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("stand-in Bybit v5 listening on http://127.0.0.1:"), proc.stderr
+        url = line.split()[5]
+        assert _get(url + "/v5/market/time")["retCode"] == 0
+        info = _get(url + "/v5/market/instruments-info?category=linear")["result"]["list"][0]
+        assert info["symbol"] == "BTCUSDT" and info["priceFilter"]["tickSize"] == "0.1"
+        assert _get(url + "/v5/market/instruments-info?category=linear&status=PreLaunch")["result"]["list"] == []
+        book = _get(url + "/v5/market/orderbook?category=linear&symbol=BTCUSDT&limit=3")["result"]
+        assert len(book["b"]) == 3 and float(book["b"][0][0]) < float(book["a"][0][0])
+        assert _get(url + "/v5/market/orderbook?category=linear&symbol=BTCUSDT&limit=900")["retCode"] == 10001
+        code, body = _post(url + "/_standin/fault", {"kind": "meteor"})
+        assert code == 400 and "unknown fault" in body["retMsg"]
+        code, body = _post(url + "/_standin/fault", {"kind": "snapshot"})
+        assert code == 200 and _get(url + "/_standin/stats")["fault_snapshot"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+
+
+def test_the_standin_cli_rejects_bad_input_in_one_line(tmp_path: Path, config_path: Path) -> None:
+    cases = [
+        ["--feed", "file"],
+        ["--feed", "file", "--path", str(tmp_path / "missing.gz")],
+        ["--port", "70000"],
+    ]
+    for args in cases:
+        out = _cli(["-m", "market.standin", *args, "--config", str(config_path)], tmp_path, timeout=60)
+        assert out.returncode != 0 and "Traceback" not in out.stderr
+        assert out.stderr.strip().count("\n") == 0 and out.stderr.startswith("error: "), out.stderr

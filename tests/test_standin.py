@@ -7,6 +7,7 @@ holds exactly the book the exchange had, never anything in between.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -285,3 +287,42 @@ def test_the_standin_cli_rejects_bad_input_in_one_line(tmp_path: Path, config_pa
         out = _cli(["-m", "market.standin", *args, "--config", str(config_path)], tmp_path, timeout=60)
         assert out.returncode != 0 and "Traceback" not in out.stderr
         assert out.stderr.strip().count("\n") == 0 and out.stderr.startswith("error: "), out.stderr
+
+
+def test_a_recorded_bybit_file_can_feed_the_standin(make_config: ConfigFactory, tmp_path: Path) -> None:
+    from market.sim import MarketSimulator
+    from market.standin.feeds import FileFeed
+
+    base = AppConfig()
+    recording = tmp_path / "bybit.jsonl.gz"
+    with gzip.open(recording, "wt") as f:
+        for batch in MarketSimulator(base.sim, base.instrument, 50).batches(120_000_000_000):
+            f.writelines(m.payload + "\n" for m in batch)
+    feed = FileFeed(recording, speed=10.0)
+    assert feed.depth == 50
+    with BackgroundStandin(feed) as server:
+        cfg = _config(make_config, server)
+        result = _ingest(cfg, server, 2.0, [])
+        assert result.counts["gaps"] == 0 and result.counts["rejected"] == 0
+        ids = _assert_book_is_the_servers(cfg, server, minimum=100)  # ten times Bybit's pace
+    assert ids == sorted(ids)
+    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+        newest = one(con, "SELECT max(ts_exchange_ns) FROM snapshots")
+    assert newest is not None and abs(newest[0] / 1e9 - time.time()) < 60  # replayed data looks current
+
+
+def test_the_file_feed_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
+    from core.errors import UserError
+    from market.standin.feeds import FileFeed
+
+    binance = tmp_path / "binance.gz"
+    with gzip.open(binance, "wt") as f:
+        f.write('1700000000000000 {"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate"}}\n')
+    with pytest.raises(UserError, match="Bybit files only"):
+        FileFeed(binance)
+    trades_only = tmp_path / "trades.jsonl"
+    trades_only.write_text('{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[]}\n')
+    with pytest.raises(UserError, match="no orderbook"):
+        FileFeed(trades_only)
+    with pytest.raises(UserError, match="speed"):
+        FileFeed(trades_only, speed=0)

@@ -101,22 +101,6 @@ async def _ingest(
     writer: WarehouseWriter,
     on_progress: ProgressCallback | None,
 ) -> None:
-    await source.start()
-    try:
-        await _pump(source, cfg, stop, clock, result, writer, on_progress)
-    finally:
-        await source.aclose()
-
-
-async def _pump(
-    source: Source,
-    cfg: AppConfig,
-    stop: StopFlag,
-    clock: Clock,
-    result: IngestResult,
-    writer: WarehouseWriter,
-    on_progress: ProgressCallback | None,
-) -> None:
     wcfg = cfg.warehouse
     normalizer = Normalizer(
         source.venue,
@@ -193,8 +177,16 @@ def run_ingest(
         result.recovered = writer.recover()
     writer.record_run(_run_row(result, detail, started, 0))
     restore = install_signal_handlers(stop)
+
+    async def session() -> None:
+        await source.start()
+        try:
+            await _ingest(source, cfg, stop, clock, result, writer, on_progress)
+        finally:
+            await source.aclose()
+
     try:
-        asyncio.run(_ingest(source, cfg, stop, clock, result, writer, on_progress))
+        asyncio.run(session())
         result.status = "stopped" if stop.is_set() else "completed"
     except UserError as exc:
         result.status = "failed"

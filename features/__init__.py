@@ -1,1 +1,35 @@
-"""Microstructure features and labels (issue 3): pure numpy kernels shared by training and live."""
+"""Microstructure features and labels: pure numpy / numba kernels shared by training and live.
+
+- ``catalog``: every feature's name, definition, window, unit and source (``python -m features catalog``)
+- ``kernels``: the numba step functions (one per book update, one per trade)
+- ``engine``: ``BatchFeatures`` (arrays of a recording) and ``OnlineFeatures`` (event by event)
+- ``labels``: forward returns, direction with a dead zone, triple barrier (training only)
+"""
+
+from features.catalog import FEATURES, INDEX, MAX_LOOKBACK_S, N_FEATURES, NAMES, Feature, feature_set_id
+from features.engine import (
+    BatchFeatures,
+    BookArrays,
+    BookEvent,
+    FeatureInputError,
+    OnlineFeatures,
+    TradeArrays,
+    TradeEvent,
+)
+
+__all__ = [
+    "FEATURES",
+    "INDEX",
+    "MAX_LOOKBACK_S",
+    "NAMES",
+    "N_FEATURES",
+    "BatchFeatures",
+    "BookArrays",
+    "BookEvent",
+    "Feature",
+    "FeatureInputError",
+    "OnlineFeatures",
+    "TradeArrays",
+    "TradeEvent",
+    "feature_set_id",
+]

@@ -1,0 +1,342 @@
+"""The feature library: hand-computed golden values, batch == online parity, no look-ahead, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from core.config import AppConfig
+from core.timefmt import parse_time_ns
+from features import (
+    INDEX,
+    N_FEATURES,
+    NAMES,
+    BatchFeatures,
+    BookArrays,
+    BookEvent,
+    FeatureInputError,
+    OnlineFeatures,
+    TradeArrays,
+    TradeEvent,
+)
+from market.events import TRADES, fixed_to_numpy
+from market.normalize import Normalizer
+from market.sim import MarketSimulator
+from market.sources.files import FileSource
+from market.venues import BYBIT
+from tests.conftest import REPO, episode_paths, real_data
+
+T0 = parse_time_ns("2026-01-05T00:00:00Z")
+S = 1_000_000_000
+L = 10
+
+
+def _levels(best: float, step: float, sizes: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    return best + step * np.arange(len(sizes)), np.array(sizes, dtype=float)
+
+
+BID_SIZES = [2, 1, 3, 1, 1, 2, 1, 1, 1, 1]
+ASK_SIZES = [1, 3, 1, 2, 1, 1, 1, 1, 1, 2]
+
+
+def _golden_events() -> list[BookEvent | TradeEvent]:
+    """u1 at 0 s; a taker sell of 0.5 at 0.2 s; u2 at 0.5 s (bid 2 -> 1.5, ask 1 -> 1.8); u3 at
+    1.2 s (a new best bid 65000.5 x 0.7 in front of the others)."""
+    bp1, bq1 = _levels(65000.0, -5.0, [float(x) for x in BID_SIZES])
+    ap1, aq1 = _levels(65001.0, 5.0, [float(x) for x in ASK_SIZES])
+    bq2, aq2 = bq1.copy(), aq1.copy()
+    bq2[0], aq2[0] = 1.5, 1.8
+    bp3 = np.concatenate([[65000.5], bp1[:-1]])
+    bq3 = np.concatenate([[0.7], bq2[:-1]])
+    return [
+        BookEvent(T0, T0, bp1, bq1, ap1, aq1),
+        TradeEvent(T0 + S // 5, 65000.0, 0.5, -1),
+        BookEvent(T0 + S // 2, T0, bp1, bq2, ap1, aq2),
+        BookEvent(T0 + 6 * S // 5, T0, bp3, bq3, ap1, aq2),
+    ]
+
+
+def _online(events: list[BookEvent | TradeEvent]) -> np.ndarray:
+    eng = OnlineFeatures(tick=0.1)
+    rows = [v.copy() for e in events if (v := eng.update(e)) is not None]
+    return np.array(rows)
+
+
+@pytest.mark.kernels
+def test_golden_values_of_a_hand_made_book_sequence() -> None:
+    x = _online(_golden_events())
+    u1, u2, u3 = ({n: x[r, i] for n, i in INDEX.items()} for r in range(3))
+    m1 = (65000.0 + 65001.0) / 2
+    assert u1["spread_bps"] == pytest.approx(1.0 / m1 * 1e4, rel=1e-12)
+    assert u1["spread_ticks"] == pytest.approx(10.0, rel=1e-12)
+    assert u1["imbalance_l1"] == pytest.approx((2 - 1) / (2 + 1), rel=1e-12)
+    assert u1["imbalance_l5"] == pytest.approx((8 - 8) / 16, abs=1e-12)
+    assert u1["imbalance_l10"] == pytest.approx((14 - 14) / 28, abs=1e-12)
+    w = (65000.0 * 1 + 65001.0 * 2) / 3
+    assert u1["microprice_offset_bps"] == pytest.approx((w - m1) / m1 * 1e4, rel=1e-12)
+    # bids 65000, 64995, ... : within 2 bps (>= 64987.5) the best 3, within 5 bps (>= 64968.0) the best 7
+    assert u1["depth_bid_2bps"] == pytest.approx(2 + 1 + 3)
+    assert u1["depth_bid_5bps"] == pytest.approx(2 + 1 + 3 + 1 + 1 + 2 + 1)
+    assert u1["depth_bid_10bps"] == pytest.approx(sum(BID_SIZES))
+    assert u1["depth_ask_10bps"] == pytest.approx(sum(ASK_SIZES))
+    # buying 5 BTC: 1 @ 65001 + 3 @ 65006 + 1 @ 65011
+    vwap = (65001.0 + 3 * 65006.0 + 65011.0) / 5
+    assert u1["walk_cost_buy_5btc_bps"] == pytest.approx((vwap - m1) / m1 * 1e4, rel=1e-12)
+    assert u1["ofi_l1_1s"] == 0.0  # the first update has nothing to compare with
+    # u2: same prices, bid 2 -> 1.5 and ask 1 -> 1.8: e = (1.5 - 2) - (1.8 - 1)
+    assert u2["ofi_l1_1s"] == pytest.approx(-0.5 - 0.8, rel=1e-12)
+    assert u2["cancel_bid_1s"] == 0.0  # the 0.5 that left the bid was the taker sell
+    assert u2["add_ask_1s"] == pytest.approx(0.8, rel=1e-12)
+    assert u2["time_since_mid_change_s"] == pytest.approx(0.5)
+    assert u2["tfi_10s"] == -1.0 and u2["trade_count_1s"] == 1.0
+    # u3 at 1.2 s: the window (0.2 s, 1.2 s] holds u2 and u3 but not the trade at exactly 0.2 s
+    assert u3["ofi_l1_1s"] == pytest.approx(-1.3 + 0.7, rel=1e-12)
+    assert u3["ofi_l1_10s"] == pytest.approx(-1.3 + 0.7, rel=1e-12)
+    assert u3["trade_count_1s"] == 0.0 and u3["tfi_1s"] == 0.0
+    assert u3["trade_count_10s"] == 1.0 and u3["tfi_10s"] == -1.0 and u3["trade_volume_10s"] == 0.5
+    assert u3["add_bid_1s"] == pytest.approx(0.7, rel=1e-12)
+    m3 = (65000.5 + 65001.0) / 2
+    assert u3["ret_1s_bps"] == pytest.approx(math.log(m3 / m1) * 1e4, rel=1e-9)
+    assert math.isnan(u3["ret_10s_bps"])  # less than 10 s of data
+    assert u3["rv_10s_bps"] == pytest.approx(abs(math.log(m3 / m1)) * 1e4, rel=1e-9)
+    assert u3["mid_changes_10s"] == 1.0 and u3["time_since_mid_change_s"] == 0.0
+    assert u3["time_since_trade_s"] == pytest.approx(1.0)
+    assert u3["tod_sin"] == pytest.approx(math.sin(2 * math.pi * 1.2 / 86400), rel=1e-9)
+
+
+def test_the_catalog_holds_the_named_features_once_each() -> None:
+    assert N_FEATURES >= 40 and len(set(NAMES)) == N_FEATURES
+    for name in ("spread_bps", "imbalance_l1", "imbalance_l5", "microprice_offset_bps", "depth_bid_10bps"):
+        assert name in INDEX
+    for name in ("depth_ask_10bps", "ofi_l1_1s", "tfi_10s"):
+        assert name in INDEX
+    out = subprocess.run(
+        [sys.executable, "-m", "features", "catalog", "--format", "md"], capture_output=True, text=True, cwd=REPO
+    )
+    assert out.returncode == 0
+    assert all(f"`{n}`" in out.stdout for n in NAMES) and f"{N_FEATURES} features" in out.stdout
+
+
+def _recording(seconds: int, seed: int = 3) -> tuple[BookArrays, TradeArrays]:
+    """A simulated Bybit recording, normalized exactly as the ingest does."""
+    cfg = AppConfig()
+    sim = MarketSimulator(cfg.sim.model_copy(update={"seed": seed}), cfg.instrument, 50)
+    norm = Normalizer(BYBIT, "BTCUSDT", 0.1, 20, store_raw=False)
+    books: list[pa.Table] = []
+    trades: list[pa.Table] = []
+    for batch in sim.batches(seconds * S):
+        out = norm.process(batch)
+        books.append(out.tables[norm.snapshot_spec.name])
+        trades.append(out.tables[TRADES.name])
+    return _arrays(pa.concat_tables(books), pa.concat_tables(trades), 20)
+
+
+def _arrays(book: pa.Table, trades: pa.Table, levels: int) -> tuple[BookArrays, TradeArrays]:
+    return (
+        BookArrays(
+            book.column("ts_exchange_ns").to_numpy(),
+            book.column("epoch_ns").to_numpy(),
+            fixed_to_numpy(book.column("bid_px"), levels),
+            fixed_to_numpy(book.column("bid_qty"), levels),
+            fixed_to_numpy(book.column("ask_px"), levels),
+            fixed_to_numpy(book.column("ask_qty"), levels),
+        ),
+        TradeArrays(
+            trades.column("ts_exchange_ns").to_numpy(),
+            trades.column("price").to_numpy(),
+            trades.column("qty").to_numpy(),
+            trades.column("side").to_numpy().astype(np.int8),
+        ),
+    )
+
+
+def _replay(book: BookArrays, trades: TradeArrays) -> np.ndarray:
+    """Event by event through the online engine, trades first at equal times."""
+    eng = OnlineFeatures(tick=0.1)
+    out = np.empty((len(book), N_FEATURES))
+    j = 0
+    for i in range(len(book)):
+        while j < len(trades) and trades.ts_ns[j] <= book.ts_ns[i]:
+            eng.update(TradeEvent(int(trades.ts_ns[j]), trades.price[j], trades.qty[j], int(trades.side[j])))
+            j += 1
+        out[i] = eng.update(
+            BookEvent(
+                int(book.ts_ns[i]),
+                int(book.epoch_ns[i]),
+                book.bid_px[i],
+                book.bid_qty[i],
+                book.ask_px[i],
+                book.ask_qty[i],
+            )
+        )
+    return out
+
+
+def _assert_parity(batch: np.ndarray, online: np.ndarray) -> None:
+    assert batch.shape == online.shape
+    same_nan = np.isnan(batch) == np.isnan(online)
+    assert same_nan.all()
+    ok = np.isnan(batch) | (np.abs(batch - online) <= 1e-9 * np.maximum(np.abs(batch), 1e-300))
+    bad = np.argwhere(~ok)
+    assert bad.size == 0, [(int(r), NAMES[c], batch[r, c], online[r, c]) for r, c in bad[:5]]
+
+
+def test_online_replay_equals_batch_on_a_simulated_recording() -> None:
+    book, trades = _recording(400)
+    assert len(book) > 10_000 and len(trades) > 3_000
+    batch = BatchFeatures(tick=0.1).run(book, trades)
+    _assert_parity(batch, _replay(book, trades))
+    assert np.isfinite(batch[-1]).all()  # after 300 s every window is covered: no NaN
+
+
+def test_chunked_batch_equals_one_call() -> None:
+    book, trades = _recording(120, seed=5)
+    whole = BatchFeatures(tick=0.1).run(book, trades)
+    eng = BatchFeatures(tick=0.1)
+    parts = []
+    cuts = [0, 7, 1000, 1001, 3333, len(book)]
+    for a, b in itertools.pairwise(cuts):
+        sub = BookArrays(*(x[a:b] for x in book))
+        t_lo = 0 if a == 0 else int(np.searchsorted(trades.ts_ns, book.ts_ns[a - 1], "right"))
+        t_hi = int(np.searchsorted(trades.ts_ns, book.ts_ns[b - 1], "right"))
+        parts.append(eng.run(sub, trades.take(t_lo, t_hi)))
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_nothing_after_t_changes_a_feature_at_t() -> None:
+    book, trades = _recording(90, seed=11)
+    rng = np.random.default_rng(0)
+    full = BatchFeatures(tick=0.1).run(book, trades)
+    for cut in rng.integers(100, len(book) - 100, 4):
+        t = book.ts_ns[cut]
+        # perturb every book update after t and every trade after t, then recompute
+        pert = BookArrays(
+            book.ts_ns,
+            book.epoch_ns,
+            book.bid_px,
+            np.where(book.ts_ns[:, None] > t, book.bid_qty * rng.uniform(0.1, 3, book.bid_qty.shape), book.bid_qty),
+            book.ask_px,
+            np.where(book.ts_ns[:, None] > t, book.ask_qty * 2.0, book.ask_qty),
+        )
+        later = trades.ts_ns > t
+        ptr = TradeArrays(
+            trades.ts_ns,
+            trades.price,
+            np.where(later, trades.qty * 5, trades.qty),
+            np.where(later, -trades.side, trades.side).astype(np.int8),
+        )
+        again = BatchFeatures(tick=0.1).run(pert, ptr)
+        upto = book.ts_ns <= t
+        np.testing.assert_array_equal(again[upto], full[upto])
+        assert not np.array_equal(again[~upto], full[~upto])  # the perturbation was real
+
+
+@pytest.mark.kernels
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("nan_qty", "NaN or negative size"),
+        ("negative_qty", "NaN or negative size"),
+        ("crossed", "crossed book"),
+        ("backwards", "time going backwards"),
+        ("empty_bid", "side of the book is empty"),
+    ],
+)
+def test_bad_book_input_is_a_clear_error(change: str, message: str) -> None:
+    events = _golden_events()
+    u2 = events[2]
+    assert isinstance(u2, BookEvent)
+    bq, ap, bp = u2.bid_qty.copy(), u2.ask_px.copy(), u2.bid_px.copy()
+    ts = u2.ts_ns
+    if change == "nan_qty":
+        bq[3] = np.nan
+    elif change == "negative_qty":
+        bq[1] = -1.0
+    elif change == "crossed":
+        ap[0] = bp[0]
+    elif change == "backwards":
+        ts = T0 - 1
+    else:
+        bp[:] = np.nan
+        bq[:] = 0.0
+    eng = OnlineFeatures(tick=0.1)
+    eng.update(events[0])
+    with pytest.raises(FeatureInputError, match=message) as err:
+        eng.update(BookEvent(ts, u2.epoch_ns, bp, bq, ap, u2.ask_qty))
+    assert "\n" not in str(err.value) and "at 2026-01-0" in str(err.value)
+    # the batch driver refuses the same input the same way
+    bad = BookArrays(
+        np.array([T0, ts]),
+        np.array([T0, T0]),
+        np.stack([events[0].bid_px, bp]),
+        np.stack([events[0].bid_qty, bq]),
+        np.stack([events[0].ask_px, ap]),
+        np.stack([events[0].ask_qty, u2.ask_qty]),
+    )
+    with pytest.raises(FeatureInputError, match=message):
+        BatchFeatures(tick=0.1).run(bad)
+
+
+@pytest.mark.kernels
+def test_bad_trades_and_thin_books_are_clear_errors() -> None:
+    eng = OnlineFeatures(tick=0.1)
+    with pytest.raises(FeatureInputError, match="trade with a NaN"):
+        eng.update(TradeEvent(T0, float("nan"), 1.0, 1))
+    with pytest.raises(FeatureInputError, match="side other than"):
+        eng.update(TradeEvent(T0, 65000.0, 1.0, 0))
+    eng.update(TradeEvent(T0 + 5, 65000.0, 1.0, 1))
+    with pytest.raises(FeatureInputError, match="trade earlier than the previous trade"):
+        eng.update(TradeEvent(T0 + 4, 65000.0, 1.0, 1))
+    five = np.arange(5.0)
+    with pytest.raises(FeatureInputError, match="at least 10 are needed"):
+        eng.update(BookEvent(T0, T0, 65000 - five, five + 1, 65001 + five, five + 1))
+
+
+@pytest.mark.kernels
+def test_a_new_book_epoch_starts_the_flow_afresh_and_reset_forgets_everything() -> None:
+    events = _golden_events()
+    u2 = events[2]
+    assert isinstance(u2, BookEvent)
+    resynced = BookEvent(u2.ts_ns, u2.ts_ns, u2.bid_px, u2.bid_qty, u2.ask_px, u2.ask_qty)
+    x = _online([events[0], events[1], resynced])
+    assert x[1, INDEX["ofi_l1_1s"]] == 0.0 and x[1, INDEX["add_ask_1s"]] == 0.0  # no diff across a resync
+    eng = OnlineFeatures(tick=0.1)
+    for e in events:
+        eng.update(e)
+    eng.reset()
+    first = eng.update(events[0])
+    assert first is not None
+    np.testing.assert_array_equal(first, _online([events[0]])[0])
+    assert not eng.warm_at(T0 + 299 * S) and eng.warm_at(T0 + 300 * S)
+
+
+@real_data
+@pytest.mark.real_data
+@pytest.mark.parametrize("episode", ["2023-04-04", "2024-07-18"])
+def test_online_replay_equals_batch_on_the_real_recordings(episode: str) -> None:
+    import asyncio
+
+    from market.venues import BINANCE_USDM
+
+    source = FileSource(episode_paths(episode))
+    norm = Normalizer(BINANCE_USDM, "BTCUSDT", 0.1, 20, store_raw=False)
+    books: list[pa.Table] = []
+    trades: list[pa.Table] = []
+
+    async def read() -> None:
+        async for batch in source.batches():
+            out = norm.process(batch)
+            books.append(out.tables[norm.snapshot_spec.name])
+            trades.append(out.tables[TRADES.name])
+
+    asyncio.run(read())
+    book, tr = _arrays(pa.concat_tables(books), pa.concat_tables(trades), 20)
+    assert len(book) > 8000 and len(tr) > 4000
+    batch = BatchFeatures(tick=0.1).run(book, tr)
+    _assert_parity(batch, _replay(book, tr))

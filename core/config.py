@@ -159,6 +159,46 @@ class StandinConfig(Section):
     path: Path | None = None
 
 
+class FeaturesConfig(Section):
+    """The feature build: the sampling grid (training rows) and the book depth it reads."""
+
+    grid: DurationNs = parse_duration_ns("1s")  # one training row per grid time (features as of it)
+    levels: int = Field(20, ge=10, le=200)  # book levels per side handed to the kernels
+    chunk: DurationNs = parse_duration_ns("10m")  # data read and computed per step (memory bound)
+
+    @model_validator(mode="after")
+    def _positive(self) -> FeaturesConfig:
+        if self.grid <= 0 or self.chunk < self.grid:
+            raise ValueError("grid must be > 0 and chunk >= grid")
+        return self
+
+
+class LabelsConfig(Section):
+    """Training labels (features/labels.py): horizons, the dead zone from costs, the triple barrier."""
+
+    horizons: tuple[DurationNs, ...] = (
+        parse_duration_ns("1s"),
+        parse_duration_ns("5s"),
+        parse_duration_ns("30s"),
+        parse_duration_ns("60s"),
+    )
+    maker_fee: float = Field(0.0002, ge=0, lt=0.01)  # Bybit VIP 0 perpetuals
+    taker_fee: float = Field(0.00055, ge=0, lt=0.01)
+    dead_zone_extra: float = Field(0.0, ge=0, lt=0.01)  # added to the round-trip maker fee
+    barrier_horizon: DurationNs = parse_duration_ns("60s")
+    barrier_vol_window: DurationNs = parse_duration_ns("5m")  # trailing realized vol that scales the barriers
+    take_profit: float = Field(1.0, gt=0)  # barrier = multiple of the trailing vol
+    stop_loss: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _horizons(self) -> LabelsConfig:
+        if not self.horizons or any(h <= 0 for h in self.horizons) or len(set(self.horizons)) != len(self.horizons):
+            raise ValueError("horizons must be distinct positive durations")
+        if self.barrier_horizon <= 0 or self.barrier_vol_window <= 0:
+            raise ValueError("barrier_horizon and barrier_vol_window must be positive")
+        return self
+
+
 class AppConfig(Section):
     """The whole configuration. Each component receives only its own section."""
 
@@ -168,6 +208,8 @@ class AppConfig(Section):
     bybit: BybitConfig = BybitConfig()
     sim: SimConfig = SimConfig()
     standin: StandinConfig = StandinConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    labels: LabelsConfig = LabelsConfig()
     source_path: Path | None = Field(None, exclude=True)
 
     def resolve(self, path: Path) -> Path:

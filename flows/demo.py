@@ -2,7 +2,8 @@
 
     1. simulate a Bybit BTC/USDT:USDT market (queue-reactive simulator, Bybit v5 messages)
     2. ingest it with the Prefect ingest flow into the DuckDB warehouse (config: warehouse.path)
-    3. print the warehouse summary and an as-of export of the last minute
+    3. build the features and labels of the new data with the Prefect flow 'features'
+    4. print the warehouse summary
 
 Each step is a real component: the same parser, book, normalizer and writer as a live ingest.
 Running it again continues the market where the warehouse ends, so nothing is duplicated.
@@ -21,6 +22,7 @@ from core.cli import add_config_argument, run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import format_ns
+from flows.features import features_flow
 from flows.ingest import FlowFailedError, build_source, ingest_flow
 from warehouse import reader
 from warehouse.cli import show
@@ -73,11 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if state.is_failed():
         data = state.data if isinstance(state.data, dict) else {}
         raise FlowFailedError(state.message or "ingest failed", int(data.get("exit_code", 3)))
-    print("\nstep 3: the warehouse (python -m warehouse show)")
+    print("\nstep 3: features and labels (Prefect flow 'features')")
+    fstate = features_flow(config=args.config, return_state=True)
+    if fstate.is_failed():
+        data = fstate.data if isinstance(fstate.data, dict) else {}
+        raise FlowFailedError(fstate.message or "feature build failed", int(data.get("exit_code", 3)))
+    print(fstate.message)
+    print("\nstep 4: the warehouse (python -m warehouse show)")
     show(cfg)
     print(
-        "\nnext: python -m warehouse export --table snapshots --levels 5 --every 1s --format csv --out book.csv"
-        "\n      python -m market.sim compare   (simulator vs real recordings)"
+        "\nnext: python -m warehouse export --table features --format csv --out features.csv"
+        "\n      python -m features catalog       (what every feature means)"
+        "\n      python -m market.sim compare     (simulator vs real recordings)"
     )
     return 0
 

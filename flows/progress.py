@@ -51,3 +51,41 @@ class IngestProgress:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+class StepProgress:
+    """Callback ``(fraction done, detail)`` for chunked jobs (feature builds, reports)."""
+
+    def __init__(self, label: str, every_s: float = 5.0) -> None:
+        self.label = label
+        self.every_s = every_s
+        self._tty = sys.stderr.isatty()
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._last = 0.0
+
+    def __enter__(self) -> StepProgress:
+        if self._tty:
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=1.0, info="")
+        return self
+
+    def __call__(self, fraction: float, info: str) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=min(fraction, 1.0), info=info)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.every_s or fraction >= 1.0:
+            self._last = now
+            print(f"{self.label}: {100 * min(fraction, 1.0):5.1f}%  {info}", file=sys.stderr, flush=True)
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        if self._bar is not None:
+            self._bar.stop()

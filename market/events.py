@@ -51,6 +51,7 @@ class Column:
     doc: str
     kind: Kind = "scalar"
     size: int = 0  # fixed length of an array column
+    nullable: bool = False  # NULL means "unknown" (e.g. a label whose horizon runs past the data)
 
     @property
     def ddl_type(self) -> str:
@@ -89,7 +90,7 @@ class TableSpec:
 
     @property
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.arrow_type, nullable=False) for c in self.columns])
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns])
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -98,7 +99,7 @@ class TableSpec:
         raise KeyError(name)
 
     def ddl(self) -> str:
-        cols = ",\n  ".join(f"{c.name} {c.ddl_type} NOT NULL" for c in self.columns)
+        cols = ",\n  ".join(f"{c.name} {c.ddl_type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
         return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols}\n)"
 
     def empty(self) -> pa.Table:

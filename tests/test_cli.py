@@ -30,7 +30,10 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
         assert f in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("module", ["flows.ingest", "flows.demo", "warehouse", "market.sim", "market.standin", "bench"])
+@pytest.mark.parametrize(
+    "module",
+    ["flows.ingest", "flows.demo", "flows.features", "features", "warehouse", "market.sim", "market.standin", "bench"],
+)
 def test_help_works(module: str) -> None:
     p = cli("-m", module, "--help")
     assert p.returncode == 0 and "usage:" in p.stdout

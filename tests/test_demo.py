@@ -21,10 +21,11 @@ def _counts(path: Path) -> tuple[int, int, int, int, int]:
 
 
 def test_demo_runs_end_to_end_and_a_second_run_continues_the_market(make_config: ConfigFactory, tmp_path: Path) -> None:
-    cfg = make_config(warehouse={"snapshot_levels": 10})
+    cfg = make_config(warehouse={"snapshot_levels": 10}, features={"levels": 10})
     config = str(tmp_path / "config.yaml")
     first = cli("-m", "flows.demo", "--duration", "1m", "--config", config)
     assert first.returncode == 0, first.stderr
+    assert "0 feature rows" in first.stdout  # a minute is shorter than the 5 min warm-up
     assert "sequence gaps detected: 0" in first.stdout
     assert "snapshots" in first.stdout and "BTCUSDT" in first.stdout
     db = cfg.resolve(cfg.warehouse.path)
@@ -40,6 +41,16 @@ def test_demo_runs_end_to_end_and_a_second_run_continues_the_market(make_config:
     assert n2 == distinct2 > n1 * 1.8  # new rows, none duplicated
     assert lo2 == lo1 and hi2 - hi1 > 55e9  # the market went on after the first run's end
     assert runs2 == 2
+
+
+def test_demo_builds_features_once_the_market_is_long_enough(make_config: ConfigFactory, tmp_path: Path) -> None:
+    cfg = make_config(warehouse={"snapshot_levels": 10}, features={"levels": 10})
+    p = cli("-m", "flows.demo", "--duration", "7m", "--config", str(tmp_path / "config.yaml"))
+    assert p.returncode == 0, p.stderr
+    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+        row = one(con, "SELECT count(*), count(DISTINCT ts_ns) FROM features")
+    assert row is not None and 100 < row[0] == row[1] <= 121  # 2 min after the warm-up, one per second
+    assert f"{row[0]:,} feature rows" in p.stdout
 
 
 def test_demo_bad_duration_is_one_line(make_config: ConfigFactory, tmp_path: Path) -> None:

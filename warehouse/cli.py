@@ -9,15 +9,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+import duckdb
+
 from core.cli import add_config_argument, run_main
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_duration, format_ns, parse_duration_ns, parse_time_ns
-from warehouse import reader
+from market.venues import venue_by_name
+from warehouse import featurebuild, reader
 from warehouse.db import one, reading
 from warehouse.schema import describe, stored_levels
 
-EXPORT_TABLES = ("snapshots",)
+EXPORT_TABLES = ("snapshots", "features", "labels")
 
 
 def _size(path: Path) -> int:
@@ -97,6 +100,8 @@ def export(cfg: AppConfig, args: argparse.Namespace) -> str:
             raise UserError(f"--every: {exc}") from None
     start = parse_time_ns(args.start) if args.start else None
     end = parse_time_ns(args.end) if args.end else None
+    if args.table != "snapshots":
+        return _export_built(cfg, args, out, start, end)
     with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
         have = stored_levels(con) or 0
         levels = args.levels if args.levels is not None else have
@@ -114,24 +119,56 @@ def export(cfg: AppConfig, args: argparse.Namespace) -> str:
             if start is None:  # first sample on the grid of `every`, at or after the first snapshot
                 lo = -(-first // every) * every
             rel = reader.sampled_snapshots(con, venue, symbol, levels, every, lo, hi)
-        tmp = out.with_name(out.name + ".partial")
-        try:
-            if args.format == "csv":
-                rel.write_csv(str(tmp))
-            else:
-                rel.write_parquet(str(tmp))
-            rows = one(
-                con,
-                f"SELECT count(*) FROM {'read_csv' if args.format == 'csv' else 'read_parquet'}(?)",
-                [str(tmp)],
-            )
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    os.replace(tmp, out)
-    n = int(rows[0]) if rows else 0
+        n = _write(con, rel, args.format, out)
     what = f"every {args.every}" if every else "every update"
     return f"wrote {n:,} rows ({venue}/{symbol}, {levels} levels, {what}) to {out}"
+
+
+def _write(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, fmt: str, out: Path) -> int:
+    """Write to a temporary file and rename it: an interrupted export never leaves half a file."""
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        if fmt == "csv":
+            rel.write_csv(str(tmp))
+        else:
+            rel.write_parquet(str(tmp))
+        rows = one(con, f"SELECT count(*) FROM {'read_csv' if fmt == 'csv' else 'read_parquet'}(?)", [str(tmp)])
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    return int(rows[0]) if rows else 0
+
+
+def _export_built(cfg: AppConfig, args: argparse.Namespace, out: Path, start: int | None, end: int | None) -> str:
+    """features / labels of one set (default: the current config's), ordered by grid time."""
+    if args.every is not None or args.levels is not None:
+        raise UserError(f"--every and --levels apply to --table snapshots, not {args.table}")
+    path = cfg.resolve(cfg.warehouse.path)
+    set_col = "feature_set" if args.table == "features" else "label_set"
+    with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
+        if not featurebuild.table_exists(con, args.table):
+            raise UserError(f"no {args.table} in {path} yet (run python -m flows.features)")
+        venue, symbol = reader.pick_pair(
+            con, args.venue, args.symbol, (cfg.instrument.venue, cfg.instrument.venue_symbol)
+        )
+        fs, ls = featurebuild.ids(cfg, venue_by_name(venue).tick_size)
+        wanted = args.set or (fs if args.table == "features" else ls)
+        sets = [r[0] for r in con.execute(f"SELECT DISTINCT {set_col} FROM {args.table} ORDER BY 1").fetchall()]
+        if wanted not in sets:
+            raise UserError(f"--set {wanted}: not in the warehouse (stored: {', '.join(sets) or 'none'})")
+        spec = featurebuild.features_spec() if args.table == "features" else featurebuild.labels_spec(cfg)
+        skip = {"venue", "symbol", set_col}
+        cols = ", ".join(c.name for c in spec.columns if c.name not in skip)
+        q = reader.quote
+        where = f"venue = '{q(venue)}' AND symbol = '{q(symbol)}' AND {set_col} = '{q(wanted)}'"
+        if start is not None:
+            where += f" AND ts_ns >= {int(start)}"
+        if end is not None:
+            where += f" AND ts_ns <= {int(end)}"
+        rel = con.sql(f"SELECT {cols} FROM {args.table} WHERE {where} ORDER BY ts_ns")
+        n = _write(con, rel, args.format, out)
+    return f"wrote {n:,} rows ({venue}/{symbol}, {args.table} set {wanted}) to {out}"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -141,11 +178,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_config_argument(s)
     e = sub.add_parser(
         "export",
-        help="write snapshots to CSV or Parquet",
-        description="Columns: ts_exchange_ns, ts_local_ns, bid_px_1..N, bid_qty_1..N, "
-        "ask_px_1..N, ask_qty_1..N (with --every, ts_sample_ns first).",
+        help="write snapshots, features or labels to CSV or Parquet",
+        description="snapshots: ts_exchange_ns, ts_local_ns, bid_px_1..N, bid_qty_1..N, "
+        "ask_px_1..N, ask_qty_1..N (with --every, ts_sample_ns first). features: ts_ns, ts_update_ns "
+        "and one column per feature (python -m features catalog). labels: ts_ns, mid, ret_<h>, dir_<h>, tb_*.",
     )
-    e.add_argument("--table", required=True, help="table to export: snapshots")
+    e.add_argument("--table", required=True, help="table to export: snapshots, features or labels")
+    e.add_argument("--set", help="features / labels: the set id (default: the one of the current config)")
     e.add_argument("--levels", type=int, help="levels per side (default: all stored)")
     e.add_argument("--every", help="sample the book as of every interval (e.g. 1s, 250ms)")
     e.add_argument("--start", help="first time (ISO 8601 UTC, or ns)")

@@ -197,7 +197,7 @@ def snapshots_between(
     """Every snapshot with start <= ts_exchange_ns <= end, wide columns, in time order."""
     return con.sql(
         f"SELECT ts_exchange_ns, ts_local_ns, {_level_columns(levels)} FROM snapshots "
-        f"WHERE venue = '{_q(venue)}' AND symbol = '{_q(symbol)}' "
+        f"WHERE venue = '{quote(venue)}' AND symbol = '{quote(symbol)}' "
         f"AND ts_exchange_ns BETWEEN {int(start_ns)} AND {int(end_ns)} ORDER BY ts_exchange_ns, update_id"
     )
 
@@ -217,7 +217,7 @@ def sampled_snapshots(
         raise UserError("--every must be positive")
     if end_ns < start_ns:
         raise UserError("--end is before --start")
-    v, s = _q(venue), _q(symbol)
+    v, s = quote(venue), quote(symbol)
     floor_start = (start_ns // NS_PER_S) * NS_PER_S
     lo_row = one(
         con,
@@ -248,6 +248,6 @@ def sampled_snapshots(
     )
 
 
-def _q(text: str) -> str:
+def quote(text: str) -> str:
     """Quote a string literal for SQL (venue and symbol names come from the warehouse or the CLI)."""
     return text.replace("'", "''")

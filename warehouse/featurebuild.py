@@ -1,0 +1,459 @@
+"""Features and labels from the warehouse into the warehouse: incremental, idempotent, chunked.
+
+``features`` holds one row per grid time (``features.grid``) per (venue, symbol, feature set): the
+feature vector as of that time, i.e. after the last book update at or before it (by exchange
+time). ``labels`` holds the training labels of the same grid times; a label whose horizon runs
+past the data is NULL, and is computed by a later run once the data is there.
+
+A run continues where the previous one stopped: features from the last stored grid time (after
+re-reading ``MAX_LOOKBACK_S`` of history to rebuild the kernel state), labels from the first row
+that still has a NULL. Inserts are deduplicated on the natural key, so overlapping or repeated
+runs never duplicate a row. Data is read in ``features.chunk`` pieces to bound memory.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from core.config import AppConfig
+from core.errors import UserError
+from features import MAX_LOOKBACK_S, NAMES, BatchFeatures, BookArrays, FeatureInputError, TradeArrays, feature_set_id
+from features import labels as lb
+from features.catalog import FEATURES
+from market.events import Column, TableSpec, fixed_to_numpy
+from market.venues import venue_by_name
+from warehouse.db import one, reading, writing
+from warehouse.schema import stored_levels
+from warehouse.writer import insert_dedup
+
+NS = 1_000_000_000
+WARMUP_NS = (MAX_LOOKBACK_S + 5) * NS  # history re-read before the first new row
+
+ProgressFn = Callable[[float, str], None]  # (fraction done, one line of detail)
+
+_KEY = (
+    Column("venue", "VARCHAR", "venue id"),
+    Column("symbol", "VARCHAR", "the venue's symbol"),
+)
+
+
+def horizon_name(ns: int) -> str:
+    """1s, 500ms: how a horizon appears in column names."""
+    if ns % NS == 0:
+        return f"{ns // NS}s"
+    if ns % 1_000_000 == 0:
+        return f"{ns // 1_000_000}ms"
+    return f"{ns}ns"
+
+
+def features_spec() -> TableSpec:
+    return TableSpec(
+        name="features",
+        doc="The feature vector as of every grid time (python -m features catalog defines each column).",
+        columns=(
+            *_KEY,
+            Column("feature_set", "VARCHAR", "feature-set id: hash of the definitions and their config"),
+            Column("ts_ns", "BIGINT", "grid time (exchange clock), ns since the epoch"),
+            Column("ts_update_ns", "BIGINT", "exchange time of the book update the row is as of"),
+            *(Column(f.name, "DOUBLE", f"{f.definition} [{f.unit}]", nullable=True) for f in FEATURES),
+        ),
+        key=("venue", "symbol", "feature_set", "ts_ns"),
+        time_column="ts_ns",
+    )
+
+
+def labels_spec(cfg: AppConfig) -> TableSpec:
+    cols: list[Column] = [
+        *_KEY,
+        Column("label_set", "VARCHAR", "label-set id: hash of the labels config and the grid"),
+        Column("ts_ns", "BIGINT", "grid time (exchange clock)"),
+        Column("mid", "DOUBLE", "mid as of the grid time"),
+    ]
+    for h in cfg.labels.horizons:
+        n = horizon_name(h)
+        cols.append(
+            Column(f"ret_{n}", "DOUBLE", f"ln(mid as of t + {n} / mid as of t); NULL past the data", nullable=True)
+        )
+        cols.append(
+            Column(
+                f"dir_{n}",
+                "TINYINT",
+                f"+1 / 0 / -1: ret_{n} beyond +-tau (dead zone); NULL past the data",
+                nullable=True,
+            )
+        )
+    cols += [
+        Column("tb_vol", "DOUBLE", "barrier width: trailing realized vol scaled to the barrier horizon", nullable=True),
+        Column(
+            "tb_label", "TINYINT", "triple barrier: +1 take-profit first, -1 stop first, 0 time exit", nullable=True
+        ),
+        Column("tb_ret", "DOUBLE", "log return at the barrier exit", nullable=True),
+        Column("tb_exit_ns", "BIGINT", "time of the barrier exit", nullable=True),
+    ]
+    return TableSpec(
+        name="labels",
+        doc="Training labels of every grid time (training only: never read live).",
+        columns=tuple(cols),
+        key=("venue", "symbol", "label_set", "ts_ns"),
+        time_column="ts_ns",
+    )
+
+
+def ids(cfg: AppConfig, tick: float) -> tuple[str, str]:
+    """(feature set id, label set id) for this config."""
+    fs = feature_set_id(f"{cfg.features.digest()}|tick={tick}")
+    ls = feature_set_id(f"labels|{cfg.labels.digest()}|grid={cfg.features.grid}")
+    return fs, ls
+
+
+def ensure_table(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
+    """Create the table, or add the columns a newer definition has (older rows get NULL)."""
+    con.execute(spec.ddl())
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [spec.name]
+        ).fetchall()
+    }
+    for c in spec.columns:
+        if c.name not in have:
+            con.execute(f"ALTER TABLE {spec.name} ADD COLUMN {c.name} {c.ddl_type}")
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = one(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name])
+    return bool(row and row[0])
+
+
+@dataclass
+class BuildResult:
+    feature_set: str
+    label_set: str
+    feature_rows: int = 0
+    label_rows: int = 0
+    pairs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.feature_rows:,} feature rows (set {self.feature_set}) and {self.label_rows:,} label rows "
+            f"(set {self.label_set}) for {', '.join(self.pairs) or 'no data'} in {self.seconds:.1f}s"
+        )
+
+
+def _ceil(x: int, step: int) -> int:
+    return -(-x // step) * step
+
+
+class _Reader:
+    """Book and trades of one pair for a time range, as kernel inputs."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, venue: str, symbol: str, levels: int, stored: int) -> None:
+        self.con, self.venue, self.symbol, self.levels, self.stored = con, venue, symbol, levels, stored
+
+    def _arrow(self, sql: str, params: list[object]) -> pa.Table:
+        table = self.con.sql(sql, params=params).to_arrow_table()
+        assert table is not None
+        return table
+
+    def book(self, lo: int, hi: int) -> BookArrays:
+        t = self._arrow(
+            "SELECT ts_exchange_ns, epoch_ns, bid_px, bid_qty, ask_px, ask_qty FROM snapshots "
+            "WHERE venue = ? AND symbol = ? AND ts_exchange_ns >= ? AND ts_exchange_ns < ? "
+            "ORDER BY ts_exchange_ns, update_id",
+            [self.venue, self.symbol, lo, hi],
+        )
+        k = self.levels
+
+        def side(name: str) -> np.ndarray:
+            return np.ascontiguousarray(fixed_to_numpy(t.column(name), self.stored)[:, :k])
+
+        return BookArrays(
+            t.column("ts_exchange_ns").to_numpy(),
+            t.column("epoch_ns").to_numpy(),
+            side("bid_px"),
+            side("bid_qty"),
+            side("ask_px"),
+            side("ask_qty"),
+        )
+
+    def trades(self, lo: int, hi: int) -> TradeArrays:
+        t = self._arrow(
+            "SELECT ts_exchange_ns, price, qty, side FROM trades WHERE venue = ? AND symbol = ? "
+            "AND ts_exchange_ns >= ? AND ts_exchange_ns < ? ORDER BY ts_exchange_ns, ts_local_ns, trade_id",
+            [self.venue, self.symbol, lo, hi],
+        )
+        return TradeArrays(
+            t.column("ts_exchange_ns").to_numpy(),
+            t.column("price").to_numpy(),
+            t.column("qty").to_numpy(),
+            t.column("side").to_numpy().astype(np.int8),
+        )
+
+    def mids(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        t = self._arrow(
+            "SELECT ts_exchange_ns, (bid_px[1] + ask_px[1]) / 2 AS mid FROM snapshots "
+            "WHERE venue = ? AND symbol = ? AND ts_exchange_ns >= ? AND ts_exchange_ns < ? "
+            "ORDER BY ts_exchange_ns, update_id",
+            [self.venue, self.symbol, lo, hi],
+        )
+        return t.column("ts_exchange_ns").to_numpy(), t.column("mid").to_numpy()
+
+
+def build(
+    cfg: AppConfig,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    on_progress: ProgressFn | None = None,
+    labels: bool = True,
+) -> BuildResult:
+    """Build what is missing of features (and labels) for every pair in the warehouse."""
+    t0 = time.monotonic()
+    path = cfg.resolve(cfg.warehouse.path)
+    timeout = cfg.warehouse.lock_timeout / 1e9
+    with reading(path, timeout) as con:
+        stored = stored_levels(con) or 0
+        pairs = [
+            (str(v), str(s))
+            for v, s in con.execute("SELECT DISTINCT venue, symbol FROM snapshots_latest ORDER BY ALL").fetchall()
+        ]
+    if cfg.features.levels > stored:
+        raise UserError(f"features.levels is {cfg.features.levels} but the warehouse keeps {stored} levels")
+    if not pairs:
+        raise UserError(f"{path}: no book data to build features from (run an ingest first)")
+    fs, ls = ids(cfg, 0.1)
+    result = BuildResult(feature_set=fs, label_set=ls)
+    for venue, symbol in pairs:
+        tick = venue_by_name(venue).tick_size
+        result.feature_set, result.label_set = ids(cfg, tick)
+        result.pairs.append(f"{venue}/{symbol}")
+        result.feature_rows += _build_features(
+            cfg, venue, symbol, tick, stored, start_ns, end_ns, result.feature_set, on_progress
+        )
+        if labels:
+            result.label_rows += _build_labels(
+                cfg, venue, symbol, stored, start_ns, end_ns, result.label_set, on_progress
+            )
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+def _bounds(con: duckdb.DuckDBPyConnection, venue: str, symbol: str) -> tuple[int, int]:
+    row = one(
+        con,
+        "SELECT min(ts_exchange_ns), max(ts_exchange_ns) FROM snapshots WHERE venue = ? AND symbol = ?",
+        [venue, symbol],
+    )
+    assert row is not None and row[0] is not None
+    return int(row[0]), int(row[1])
+
+
+def _build_features(
+    cfg: AppConfig,
+    venue: str,
+    symbol: str,
+    tick: float,
+    stored: int,
+    start_ns: int | None,
+    end_ns: int | None,
+    fset: str,
+    on_progress: ProgressFn | None,
+) -> int:
+    path = cfg.resolve(cfg.warehouse.path)
+    timeout = cfg.warehouse.lock_timeout / 1e9
+    grid, chunk = cfg.features.grid, cfg.features.chunk
+    spec = features_spec()
+    with reading(path, timeout) as con:
+        first, last = _bounds(con, venue, symbol)
+        done = None
+        if table_exists(con, spec.name):
+            row = one(
+                con,
+                "SELECT max(ts_ns) FROM features WHERE venue = ? AND symbol = ? AND feature_set = ?",
+                [venue, symbol, fset],
+            )
+            done = row[0] if row else None
+    lo = first + MAX_LOOKBACK_S * NS  # every window covered
+    if start_ns is not None:
+        lo = max(lo, start_ns)
+    if done is not None:
+        lo = max(lo, int(done) + 1)
+    lo = _ceil(lo, grid)
+    hi = min(last, end_ns) if end_ns is not None else last
+    if lo > hi:
+        return 0
+    engine = BatchFeatures(tick)
+    read_from = max(first, lo - WARMUP_NS)
+    inserted = 0
+    prev_ts: int | None = None
+    prev_row: np.ndarray | None = None
+    c0 = read_from
+    while c0 <= hi:
+        c1 = min(c0 + chunk, hi + 1)
+        with reading(path, timeout) as con:
+            r = _Reader(con, venue, symbol, cfg.features.levels, stored)
+            book, trades = r.book(c0, c1), r.trades(c0, c1)
+        try:
+            x = engine.run(book, trades)
+        except FeatureInputError as exc:
+            raise UserError(f"{venue}/{symbol}: {exc}") from None
+        ts = book.ts_ns
+        if prev_row is not None:  # the as-of row of a grid time may be the previous chunk's last update
+            ts = np.concatenate([[prev_ts], ts])
+            x = np.vstack([prev_row, x])
+        g = np.arange(max(_ceil(c0, grid), lo), c1, grid, dtype=np.int64)
+        idx = np.searchsorted(ts, g, side="right") - 1
+        ok = idx >= 0
+        g, idx = g[ok], idx[ok]
+        if g.size:
+            table = _feature_table(spec, venue, symbol, fset, g, ts[idx], x[idx])
+            with writing(path, timeout) as con:
+                ensure_table(con, spec)
+                inserted += insert_dedup(con, spec, table)
+        if len(x):
+            prev_ts, prev_row = int(ts[-1]), x[-1].copy()
+        if on_progress is not None:
+            on_progress((c1 - read_from) / max(hi + 1 - read_from, 1), f"features {venue}/{symbol}: {inserted:,} rows")
+        c0 = c1
+    return inserted
+
+
+def _feature_table(
+    spec: TableSpec, venue: str, symbol: str, fset: str, g: np.ndarray, upd: np.ndarray, x: np.ndarray
+) -> pa.Table:
+    n = g.size
+    cols: list[pa.Array] = [
+        pa.array([venue] * n, pa.string()),
+        pa.array([symbol] * n, pa.string()),
+        pa.array([fset] * n, pa.string()),
+        pa.array(g, pa.int64()),
+        pa.array(upd, pa.int64()),
+    ]
+    cols += [pa.array(np.ascontiguousarray(x[:, i]), pa.float64()) for i in range(len(NAMES))]
+    return pa.Table.from_arrays(cols, schema=spec.arrow_schema)
+
+
+def _build_labels(
+    cfg: AppConfig,
+    venue: str,
+    symbol: str,
+    stored: int,
+    start_ns: int | None,
+    end_ns: int | None,
+    lset: str,
+    on_progress: ProgressFn | None,
+) -> int:
+    path = cfg.resolve(cfg.warehouse.path)
+    timeout = cfg.warehouse.lock_timeout / 1e9
+    lc = cfg.labels
+    grid, chunk = cfg.features.grid, cfg.features.chunk
+    spec = labels_spec(cfg)
+    longest = max(*lc.horizons, lc.barrier_horizon)
+    with reading(path, timeout) as con:
+        first, last = _bounds(con, venue, symbol)
+        redo: int | None = None
+        if table_exists(con, spec.name):
+            open_row = one(
+                con,
+                "SELECT min(ts_ns) FROM labels WHERE venue = ? AND symbol = ? AND label_set = ? AND ("
+                + " OR ".join(f"{c.name} IS NULL" for c in spec.columns if c.name.startswith(("ret_", "tb_label")))
+                + ")",
+                [venue, symbol, lset],
+            )
+            max_row = one(
+                con,
+                "SELECT max(ts_ns) FROM labels WHERE venue = ? AND symbol = ? AND label_set = ?",
+                [venue, symbol, lset],
+            )
+            if open_row and open_row[0] is not None:
+                redo = int(open_row[0])
+            elif max_row and max_row[0] is not None:
+                redo = int(max_row[0]) + 1
+    lo = _ceil(max(first + MAX_LOOKBACK_S * NS, start_ns or 0, redo or 0), grid)
+    if end_ns is not None:
+        last = min(last, end_ns)  # the data ends there for this run: later horizons stay open
+    hi = last
+    if lo > hi:
+        return 0
+    tau = lb.dead_zone(lc.maker_fee, extra=lc.dead_zone_extra)
+    scale = math.sqrt(lc.barrier_horizon / lc.barrier_vol_window)
+    inserted = 0
+    deleted = False
+    c0 = lo
+    while c0 <= hi:
+        c1 = min(c0 + chunk, hi + 1)
+        g = np.arange(_ceil(c0, grid), c1, grid, dtype=np.int64)
+        hi_read = min(last, c1 + longest)
+        with reading(path, timeout) as con:
+            ts, mid = _Reader(con, venue, symbol, cfg.features.levels, stored).mids(
+                max(first, c0 - lc.barrier_vol_window - NS), hi_read + 1
+            )
+        if ts.size and ts[-1] < hi_read:  # the data goes on (the mid is unchanged until hi_read)
+            ts, mid = np.append(ts, hi_read), np.append(mid, mid[-1])
+        if g.size and ts.size:
+            g = g[g >= ts[0]]
+        if g.size:
+            table = _label_table(spec, cfg, venue, symbol, lset, ts, mid, g, tau, scale)
+            with writing(path, timeout) as con:
+                ensure_table(con, spec)
+                if not deleted:  # rows from `lo` on are recomputed (their labels were open)
+                    con.execute(
+                        "DELETE FROM labels WHERE venue = ? AND symbol = ? AND label_set = ? AND ts_ns >= ?",
+                        [venue, symbol, lset, lo],
+                    )
+                    deleted = True
+                inserted += insert_dedup(con, spec, table)
+        if on_progress is not None:
+            on_progress((c1 - lo) / max(hi + 1 - lo, 1), f"labels {venue}/{symbol}: {inserted:,} rows")
+        c0 = c1
+    return inserted
+
+
+def _masked(values: np.ndarray, typ: pa.DataType, missing: np.ndarray) -> pa.Array:
+    return pa.array(values, typ, mask=missing)
+
+
+def _label_table(
+    spec: TableSpec,
+    cfg: AppConfig,
+    venue: str,
+    symbol: str,
+    lset: str,
+    ts: np.ndarray,
+    mid: np.ndarray,
+    g: np.ndarray,
+    tau: float,
+    scale: float,
+) -> pa.Table:
+    lc = cfg.labels
+    n = g.size
+    asof = mid[np.searchsorted(ts, g, side="right") - 1]
+    cols: list[pa.Array] = [
+        pa.array([venue] * n, pa.string()),
+        pa.array([symbol] * n, pa.string()),
+        pa.array([lset] * n, pa.string()),
+        pa.array(g, pa.int64()),
+        pa.array(asof, pa.float64()),
+    ]
+    for h in lc.horizons:
+        ret = lb.forward_return(ts, mid, g, h)
+        d = lb.direction(ret, tau)
+        cols.append(_masked(ret, pa.float64(), np.isnan(ret)))
+        cols.append(_masked(d, pa.int8(), d == lb.MISSING))
+    vol = lb.realized_vol(ts, mid, g, lc.barrier_vol_window) * scale
+    tb = lb.triple_barrier(ts, mid, g, vol, lc.take_profit, lc.stop_loss, lc.barrier_horizon)
+    missing = tb.label == lb.MISSING
+    cols += [
+        _masked(vol, pa.float64(), np.isnan(vol)),
+        _masked(tb.label, pa.int8(), missing),
+        _masked(tb.ret, pa.float64(), missing),
+        _masked(tb.exit_ns, pa.int64(), missing),
+    ]
+    return pa.Table.from_arrays(cols, schema=spec.arrow_schema)

@@ -165,6 +165,8 @@ class FeaturesConfig(Section):
     grid: DurationNs = parse_duration_ns("1s")  # one training row per grid time (features as of it)
     levels: int = Field(20, ge=10, le=200)  # book levels per side handed to the kernels
     chunk: DurationNs = parse_duration_ns("10m")  # data read and computed per step (memory bound)
+    max_gap: DurationNs = parse_duration_ns("5s")  # a silence longer than this breaks the data: no rows
+    # during it, and after it every window must fill again (5 min) before rows resume
 
     @model_validator(mode="after")
     def _positive(self) -> FeaturesConfig:

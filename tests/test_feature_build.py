@@ -152,3 +152,23 @@ def test_features_and_labels_export_to_files(cfg: AppConfig, tmp_path: Path) -> 
     with pytest.raises(UserError, match="apply to --table snapshots"):
         main(["export", "--table", "features", "--every", "1s", "--out", str(out), *config])
     assert pq.read_table(out).num_rows == result.feature_rows  # a refused export leaves the file alone
+
+
+def test_a_silence_in_the_data_breaks_features_and_labels_never_span_it(make_config: ConfigFactory) -> None:
+    c = make_config(warehouse={"snapshot_levels": 20})
+    run_ingest(SimSource(c.sim, c.instrument, 50, 6 * 60 * S), c, detail="before")
+    later = c.sim.model_copy(update={"start": c.sim.start + 30 * 60 * S, "seed": 99})
+    run_ingest(SimSource(later, c.instrument, 50, 7 * 60 * S), c, detail="after the silence")
+    build(c)
+    with reading(c.resolve(c.warehouse.path)) as con:
+        grid = con.execute("SELECT ts_ns FROM features ORDER BY ts_ns").fetchnumpy()["ts_ns"]
+        labels = con.execute("SELECT ts_ns, ret_60s, tb_label, open FROM labels ORDER BY ts_ns").fetchall()
+    first_end = c.sim.start + 6 * 60 * S
+    second = later.start
+    assert ((grid > c.sim.start) & (grid <= first_end)).sum() > 30  # the first run's last minute
+    assert not ((grid > first_end + 5 * S) & (grid < second + 300 * S)).any()  # nothing in or just after the silence
+    assert (grid >= second + 300 * S).sum() > 100  # the windows refilled, rows resume
+    before = [r for r in labels if r[0] <= first_end]
+    assert before and all(r[1] is None and not r[3] for r in before[-30:])  # horizon over the silence: NULL, final
+    assert all(r[1] is not None for r in labels if second <= r[0] <= second + 350 * S)
+    assert [r for r in labels if r[3]] and all(r[1] is None for r in labels if r[3])  # only the tail is open

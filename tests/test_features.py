@@ -340,3 +340,23 @@ def test_online_replay_equals_batch_on_the_real_recordings(episode: str) -> None
     assert len(book) > 8000 and len(tr) > 4000
     batch = BatchFeatures(tick=0.1).run(book, tr)
     _assert_parity(batch, _replay(book, tr))
+
+
+def test_information_coefficient_is_spearman() -> None:
+    from scipy.stats import spearmanr
+
+    from features.analysis import information_coefficient, ranks
+
+    np.testing.assert_array_equal(ranks(np.array([3.0, 1.0, 2.0, 1.0])), [3.0, 0.5, 2.0, 0.5])
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=500)
+    x = np.column_stack([y + rng.normal(size=500), -(y**3), rng.normal(size=500), np.ones(500)])
+    x[::7, 0] = np.nan  # NaN rows are left out of that column only
+    ic = information_coefficient(x, y)
+    ok = np.isfinite(x[:, 0])
+    assert ic[0] == pytest.approx(spearmanr(x[ok, 0], y[ok]).statistic, abs=1e-12)
+    assert ic[1] == pytest.approx(-1.0)  # monotone: rank correlation is exactly -1
+    assert ic[2] == pytest.approx(spearmanr(x[:, 2], y).statistic, abs=1e-12)
+    assert np.isnan(ic[3])  # a constant feature has no IC
+    with pytest.raises(ValueError, match="must be"):
+        information_coefficient(x[:, 0], y)

@@ -45,3 +45,9 @@ def test_schema_documentation_is_current() -> None:
 
     generated = describe(50).replace("# Warehouse schema", "## Schema").replace("\n## `", "\n### `")
     assert generated.strip() in (REPO / "docs" / "warehouse.md").read_text()
+
+
+def test_feature_catalog_documentation_is_current() -> None:
+    from features.__main__ import catalog
+
+    assert catalog("md").strip() in (REPO / "docs" / "features.md").read_text()

@@ -74,6 +74,7 @@ def labels_spec(cfg: AppConfig) -> TableSpec:
         *_KEY,
         Column("label_set", "VARCHAR", "label-set id: hash of the labels config and the grid"),
         Column("ts_ns", "BIGINT", "grid time (exchange clock)"),
+        Column("open", "BOOLEAN", "a horizon runs past the data: the next build recomputes the row"),
         Column("mid", "DOUBLE", "mid as of the grid time"),
     ]
     for h in cfg.labels.horizons:
@@ -197,6 +198,14 @@ class _Reader:
             t.column("side").to_numpy().astype(np.int8),
         )
 
+    def next_book_ts(self, after: int) -> int | None:
+        row = one(
+            self.con,
+            "SELECT min(ts_exchange_ns) FROM snapshots WHERE venue = ? AND symbol = ? AND ts_exchange_ns >= ?",
+            [self.venue, self.symbol, after],
+        )
+        return int(row[0]) if row and row[0] is not None else None
+
     def mids(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         t = self._arrow(
             "SELECT ts_exchange_ns, (bid_px[1] + ask_px[1]) / 2 AS mid FROM snapshots "
@@ -239,7 +248,7 @@ def build(
         )
         if labels:
             result.label_rows += _build_labels(
-                cfg, venue, symbol, stored, start_ns, end_ns, result.label_set, on_progress
+                cfg, venue, symbol, stored, end_ns, result.feature_set, result.label_set, on_progress
             )
     result.seconds = time.monotonic() - t0
     return result
@@ -291,26 +300,34 @@ def _build_features(
         return 0
     engine = BatchFeatures(tick)
     read_from = max(first, lo - WARMUP_NS)
+    max_gap = cfg.features.max_gap
     inserted = 0
-    prev_ts: int | None = None
+    prev_ts: int | None = None  # the last update so far, its features, and the start of its segment
     prev_row: np.ndarray | None = None
+    seg_start = read_from
     c0 = read_from
     while c0 <= hi:
         c1 = min(c0 + chunk, hi + 1)
         with reading(path, timeout) as con:
             r = _Reader(con, venue, symbol, cfg.features.levels, stored)
             book, trades = r.book(c0, c1), r.trades(c0, c1)
+            upcoming = r.next_book_ts(c1) if len(book) == 0 else None
         try:
             x = engine.run(book, trades)
         except FeatureInputError as exc:
             raise UserError(f"{venue}/{symbol}: {exc}") from None
         ts = book.ts_ns
+        starts = segment_starts(ts, prev_ts, seg_start, max_gap)
         if prev_row is not None:  # the as-of row of a grid time may be the previous chunk's last update
             ts = np.concatenate([[prev_ts], ts])
             x = np.vstack([prev_row, x])
+            starts = np.concatenate([[seg_start], starts])
         g = np.arange(max(_ceil(c0, grid), lo), c1, grid, dtype=np.int64)
         idx = np.searchsorted(ts, g, side="right") - 1
         ok = idx >= 0
+        g, idx = g[ok], idx[ok]
+        # a row needs a live book (no silence before it) and every window inside its segment
+        ok = (g - ts[idx] <= max_gap) & (g - starts[idx] >= MAX_LOOKBACK_S * NS)
         g, idx = g[ok], idx[ok]
         if g.size:
             table = _feature_table(spec, venue, symbol, fset, g, ts[idx], x[idx])
@@ -318,11 +335,27 @@ def _build_features(
                 ensure_table(con, spec)
                 inserted += insert_dedup(con, spec, table)
         if len(x):
-            prev_ts, prev_row = int(ts[-1]), x[-1].copy()
+            prev_ts, prev_row, seg_start = int(ts[-1]), x[-1].copy(), int(starts[-1])
         if on_progress is not None:
             on_progress((c1 - read_from) / max(hi + 1 - read_from, 1), f"features {venue}/{symbol}: {inserted:,} rows")
         c0 = c1
+        if upcoming is not None and upcoming > c1 + max_gap:  # skip a silence (e.g. between recordings)
+            c0 = max(c1, upcoming - WARMUP_NS)
     return inserted
+
+
+def segment_starts(ts: np.ndarray, prev_ts: int | None, prev_start: int, max_gap: int) -> np.ndarray:
+    """For every update, the first update time of its continuous run (no silence > max_gap)."""
+    if ts.size == 0:
+        return np.zeros(0, np.int64)
+    before = np.concatenate([[prev_ts if prev_ts is not None else ts[0]], ts[:-1]])
+    breaks = (ts - before) > max_gap
+    if prev_ts is None:
+        breaks[0] = True
+    marks = np.where(breaks, ts, np.iinfo(np.int64).min)
+    if not breaks[0]:
+        marks[0] = prev_start
+    return np.maximum.accumulate(marks)
 
 
 def _feature_table(
@@ -345,79 +378,78 @@ def _build_labels(
     venue: str,
     symbol: str,
     stored: int,
-    start_ns: int | None,
     end_ns: int | None,
+    fset: str,
     lset: str,
     on_progress: ProgressFn | None,
 ) -> int:
+    """Labels for the grid times of the stored features that have none yet (or only open ones)."""
     path = cfg.resolve(cfg.warehouse.path)
     timeout = cfg.warehouse.lock_timeout / 1e9
     lc = cfg.labels
-    grid, chunk = cfg.features.grid, cfg.features.chunk
     spec = labels_spec(cfg)
     longest = max(*lc.horizons, lc.barrier_horizon)
     with reading(path, timeout) as con:
-        first, last = _bounds(con, venue, symbol)
-        redo: int | None = None
+        _, last = _bounds(con, venue, symbol)
+        redo = 0
         if table_exists(con, spec.name):
-            open_row = one(
+            row = one(
                 con,
-                "SELECT min(ts_ns) FROM labels WHERE venue = ? AND symbol = ? AND label_set = ? AND ("
-                + " OR ".join(f"{c.name} IS NULL" for c in spec.columns if c.name.startswith(("ret_", "tb_label")))
-                + ")",
+                "SELECT coalesce(min(ts_ns) FILTER (WHERE open), max(ts_ns) + 1) FROM labels "
+                "WHERE venue = ? AND symbol = ? AND label_set = ?",
                 [venue, symbol, lset],
             )
-            max_row = one(
-                con,
-                "SELECT max(ts_ns) FROM labels WHERE venue = ? AND symbol = ? AND label_set = ?",
-                [venue, symbol, lset],
-            )
-            if open_row and open_row[0] is not None:
-                redo = int(open_row[0])
-            elif max_row and max_row[0] is not None:
-                redo = int(max_row[0]) + 1
-    lo = _ceil(max(first + MAX_LOOKBACK_S * NS, start_ns or 0, redo or 0), grid)
+            redo = int(row[0]) if row and row[0] is not None else 0
+        grid = con.execute(
+            "SELECT ts_ns FROM features WHERE venue = ? AND symbol = ? AND feature_set = ? AND ts_ns >= ? "
+            "ORDER BY ts_ns",
+            [venue, symbol, fset, redo],
+        ).fetchnumpy()["ts_ns"]
     if end_ns is not None:
         last = min(last, end_ns)  # the data ends there for this run: later horizons stay open
-    hi = last
-    if lo > hi:
+    grid = np.asarray(grid, np.int64)
+    grid = grid[grid <= last]
+    if grid.size == 0:
         return 0
     tau = lb.dead_zone(lc.maker_fee, extra=lc.dead_zone_extra)
-    scale = math.sqrt(lc.barrier_horizon / lc.barrier_vol_window)
     inserted = 0
-    deleted = False
-    c0 = lo
-    while c0 <= hi:
-        c1 = min(c0 + chunk, hi + 1)
-        g = np.arange(_ceil(c0, grid), c1, grid, dtype=np.int64)
-        hi_read = min(last, c1 + longest)
+    per_chunk = max(int(cfg.features.chunk // cfg.features.grid), 1)
+    for k, a in enumerate(range(0, grid.size, per_chunk)):
+        g = grid[a : a + per_chunk]
+        hi_read = min(last, int(g[-1]) + longest)
         with reading(path, timeout) as con:
             ts, mid = _Reader(con, venue, symbol, cfg.features.levels, stored).mids(
-                max(first, c0 - lc.barrier_vol_window - NS), hi_read + 1
+                int(g[0]) - lc.barrier_vol_window - NS, hi_read + 1
             )
-        if ts.size and ts[-1] < hi_read:  # the data goes on (the mid is unchanged until hi_read)
-            ts, mid = np.append(ts, hi_read), np.append(mid, mid[-1])
-        if g.size and ts.size:
-            g = g[g >= ts[0]]
-        if g.size:
-            table = _label_table(spec, cfg, venue, symbol, lset, ts, mid, g, tau, scale)
-            with writing(path, timeout) as con:
-                ensure_table(con, spec)
-                if not deleted:  # rows from `lo` on are recomputed (their labels were open)
-                    con.execute(
-                        "DELETE FROM labels WHERE venue = ? AND symbol = ? AND label_set = ? AND ts_ns >= ?",
-                        [venue, symbol, lset, lo],
-                    )
-                    deleted = True
-                inserted += insert_dedup(con, spec, table)
+        table = _label_table(spec, cfg, venue, symbol, lset, ts, mid, g, tau, last)
+        with writing(path, timeout) as con:
+            ensure_table(con, spec)
+            if k == 0:  # rows from the first open one on are recomputed
+                con.execute(
+                    "DELETE FROM labels WHERE venue = ? AND symbol = ? AND label_set = ? AND ts_ns >= ?",
+                    [venue, symbol, lset, int(g[0])],
+                )
+            inserted += insert_dedup(con, spec, table)
         if on_progress is not None:
-            on_progress((c1 - lo) / max(hi + 1 - lo, 1), f"labels {venue}/{symbol}: {inserted:,} rows")
-        c0 = c1
+            done = min(a + per_chunk, grid.size) / grid.size
+            on_progress(done, f"labels {venue}/{symbol}: {inserted:,} rows")
     return inserted
 
 
 def _masked(values: np.ndarray, typ: pa.DataType, missing: np.ndarray) -> pa.Array:
     return pa.array(values, typ, mask=missing)
+
+
+def live_horizon(ts: np.ndarray, g: np.ndarray, horizon: int, max_gap: int) -> np.ndarray:
+    """Whether the book was alive from each grid time to its horizon: no silence > max_gap in
+    [t, t + h]. A label over a silence (the ingest was down) would be a guess: it stays NULL."""
+    a0 = np.searchsorted(ts, g, side="right") - 1
+    a1 = np.searchsorted(ts, g + horizon, side="right") - 1
+    gaps = np.concatenate([[0], np.cumsum(np.diff(ts) > max_gap)])  # silences before each update
+    ok: np.ndarray = (a0 >= 0) & (g - ts[np.maximum(a0, 0)] <= max_gap)
+    ok &= g + horizon - ts[np.maximum(a1, 0)] <= max_gap
+    ok &= gaps[np.maximum(a1, 0)] == gaps[np.maximum(a0, 0)]
+    return ok
 
 
 def _label_table(
@@ -430,26 +462,33 @@ def _label_table(
     mid: np.ndarray,
     g: np.ndarray,
     tau: float,
-    scale: float,
+    data_end: int,
 ) -> pa.Table:
     lc = cfg.labels
+    max_gap = cfg.features.max_gap
+    longest = max(*lc.horizons, lc.barrier_horizon)
+    if ts[-1] < data_end:  # the data goes on: the mid is unchanged until data_end (as-of)
+        ts, mid = np.append(ts, data_end), np.append(mid, mid[-1])
     n = g.size
-    asof = mid[np.searchsorted(ts, g, side="right") - 1]
     cols: list[pa.Array] = [
         pa.array([venue] * n, pa.string()),
         pa.array([symbol] * n, pa.string()),
         pa.array([lset] * n, pa.string()),
         pa.array(g, pa.int64()),
-        pa.array(asof, pa.float64()),
+        pa.array(g + longest > data_end, pa.bool_()),
+        pa.array(mid[np.searchsorted(ts, g, side="right") - 1], pa.float64()),
     ]
     for h in lc.horizons:
         ret = lb.forward_return(ts, mid, g, h)
+        ret[~live_horizon(ts, g, h, max_gap)] = np.nan
         d = lb.direction(ret, tau)
         cols.append(_masked(ret, pa.float64(), np.isnan(ret)))
         cols.append(_masked(d, pa.int8(), d == lb.MISSING))
+    # barrier width: trailing realized vol over barrier_vol_window, scaled to the barrier horizon
+    scale = math.sqrt(lc.barrier_horizon / lc.barrier_vol_window)
     vol = lb.realized_vol(ts, mid, g, lc.barrier_vol_window) * scale
     tb = lb.triple_barrier(ts, mid, g, vol, lc.take_profit, lc.stop_loss, lc.barrier_horizon)
-    missing = tb.label == lb.MISSING
+    missing = (tb.label == lb.MISSING) | ~live_horizon(ts, g, lc.barrier_horizon, max_gap)
     cols += [
         _masked(vol, pa.float64(), np.isnan(vol)),
         _masked(tb.label, pa.int8(), missing),

@@ -1,0 +1,89 @@
+"""Feature figures: the online vector after one book update, and batch throughput on one core.
+
+Input: one simulated hour, normalized exactly as the ingest does, 50 levels per side.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from bench.common import entry
+from core.config import load_config
+from features import BatchFeatures, BookArrays, OnlineFeatures, TradeArrays
+from market.events import TRADES, fixed_to_numpy
+from market.normalize import Normalizer
+from market.sim import MarketSimulator
+from market.venues import BYBIT
+
+LEVELS = 50
+HOUR_NS = 3600 * 1_000_000_000
+
+
+def recording() -> tuple[BookArrays, TradeArrays]:
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    norm = Normalizer(BYBIT, cfg.instrument.venue_symbol, cfg.instrument.tick_size, LEVELS, store_raw=False)
+    books: list[pa.Table] = []
+    trades: list[pa.Table] = []
+    for batch in MarketSimulator(cfg.sim, cfg.instrument, LEVELS).batches(HOUR_NS):
+        out = norm.process(batch)
+        books.append(out.tables[norm.snapshot_spec.name])
+        trades.append(out.tables[TRADES.name])
+    b, t = pa.concat_tables(books), pa.concat_tables(trades)
+    return (
+        BookArrays(
+            b.column("ts_exchange_ns").to_numpy(),
+            b.column("epoch_ns").to_numpy(),
+            *(
+                np.ascontiguousarray(fixed_to_numpy(b.column(c), LEVELS))
+                for c in ("bid_px", "bid_qty", "ask_px", "ask_qty")
+            ),
+        ),
+        TradeArrays(
+            t.column("ts_exchange_ns").to_numpy(),
+            t.column("price").to_numpy(),
+            t.column("qty").to_numpy(),
+            t.column("side").to_numpy().astype(np.int8),
+        ),
+    )
+
+
+def run() -> list[dict[str, Any]]:
+    book, trades = recording()
+    n = len(book)
+    BatchFeatures(0.1).run(BookArrays(*(a[:1000] for a in book)), trades)  # compile / load the kernels
+    best = float("inf")
+    for _ in range(3):
+        engine = BatchFeatures(0.1)
+        t = time.perf_counter()
+        engine.run(book, trades)
+        best = min(best, time.perf_counter() - t)
+    online = OnlineFeatures(0.1)
+    lat = np.empty(n)
+    j = 0
+    clock = time.perf_counter_ns
+    for i in range(n):
+        while j < len(trades) and trades.ts_ns[j] <= book.ts_ns[i]:
+            online.update_trade(int(trades.ts_ns[j]), float(trades.price[j]), float(trades.qty[j]), int(trades.side[j]))
+            j += 1
+        t0 = clock()
+        online.update_book(
+            int(book.ts_ns[i]), int(book.epoch_ns[i]), book.bid_px[i], book.bid_qty[i], book.ask_px[i], book.ask_qty[i]
+        )
+        lat[i] = clock() - t0
+    warm = lat[n // 10 :] / 1000.0  # after the first windows filled
+    return [
+        entry(
+            "features batch: book updates per second (63 features, 50 levels)",
+            n / best,
+            "updates/s",
+            ">= 500000",
+            f"{n:,} updates, {len(trades):,} trades",
+        ),
+        entry("features online: one book update, median", float(np.median(warm)), "us", "<= 50"),
+        entry("features online: one book update, p99", float(np.percentile(warm, 99)), "us", "<= 250"),
+    ]

@@ -24,6 +24,8 @@ TIME_COLUMNS = {
     "trades": "ts_exchange_ns",
     "snapshots": "ts_exchange_ns",
     "sync_events": "ts_local_ns",
+    "features": "ts_ns",  # built by python -m flows.features (absent until then)
+    "labels": "ts_ns",
 }
 
 
@@ -40,7 +42,10 @@ class TableStat:
 def table_stats(con: duckdb.DuckDBPyConnection) -> list[TableStat]:
     """Rows and time range per table, venue and symbol."""
     out: list[TableStat] = []
+    present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     for table, col in TIME_COLUMNS.items():
+        if table not in present:
+            continue
         if table == "raw_messages":
             sql = f"SELECT venue, '' AS symbol, count(*), min({col}), max({col}) FROM {table} GROUP BY ALL"
         else:

@@ -1,0 +1,208 @@
+"""The stacked direction model: LightGBM + XGBoost -> logistic meta-learner -> isotonic calibration.
+
+One binary stack per direction (``up``: the forward return beats +tau, ``down``: it beats -tau),
+so the model gives a calibrated confidence in [0, 1] for each direction. Fitting follows
+REFERENCE section 5:
+
+1. the base learners' out-of-fold predictions come from purged walk-forward folds of the fit
+   block (each fold early-stops on the last part of its own training rows, after an embargo);
+2. the meta-learner (a logistic regression on the base learners' logits) is fitted only on rows
+   that have out-of-fold predictions;
+3. the final base learners are fitted on the whole fit block;
+4. an isotonic calibrator is fitted on a later, embargoed block.
+
+Everything fitted lives in ``DirectionStack`` / ``StackedModel`` as plain arrays and model
+strings, so the live side loads it and never refits anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import xgboost as xgb
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from models.cv import walk_forward
+
+_EPS = 1e-6
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1.0 - _EPS)
+    return np.log(p / (1.0 - p))
+
+
+@dataclass(frozen=True)
+class BoostParams:
+    """Shared settings of the two base learners (early stopping decides the number of rounds)."""
+
+    rounds: int = 400
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    max_depth: int = 6
+    min_child_samples: int = 200
+    subsample: float = 0.8
+    colsample: float = 0.8
+    early_stopping: int = 30
+    inner_valid: float = 0.2  # share of each training set (its latest rows) used for early stopping
+    threads: int = 2
+    seed: int = 7
+
+    def lgb(self) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "max_depth": self.max_depth,
+            "min_child_samples": self.min_child_samples,
+            "bagging_fraction": self.subsample,
+            "bagging_freq": 1,
+            "feature_fraction": self.colsample,
+            "num_threads": self.threads,
+            "seed": self.seed,
+            "deterministic": True,
+            "verbosity": -1,
+        }
+
+    def xgb(self) -> dict[str, Any]:
+        return {
+            "objective": "binary:logistic",
+            "eval_metric": "logloss",
+            "eta": self.learning_rate,
+            "max_depth": self.max_depth,
+            "min_child_weight": self.min_child_samples * 0.05,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample,
+            "nthread": self.threads,
+            "seed": self.seed,
+            "tree_method": "hist",
+        }
+
+
+def _split_inner(ts: np.ndarray, share: float, embargo_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, early-stopping) rows: the latest ``share`` of the span, after an embargo."""
+    cut = int(ts[0] + (ts[-1] - ts[0]) * (1.0 - share))
+    fit = np.flatnonzero(ts < cut - embargo_ns)
+    valid = np.flatnonzero(ts >= cut)
+    return fit, valid
+
+
+def fit_lgb(x: np.ndarray, y: np.ndarray, ts: np.ndarray, p: BoostParams, embargo_ns: int) -> lgb.Booster:
+    fit, valid = _split_inner(ts, p.inner_valid, embargo_ns)
+    train = lgb.Dataset(x[fit], y[fit], free_raw_data=True)
+    val = lgb.Dataset(x[valid], y[valid], reference=train)
+    return lgb.train(
+        p.lgb(),
+        train,
+        num_boost_round=p.rounds,
+        valid_sets=[val],
+        callbacks=[lgb.early_stopping(p.early_stopping, verbose=False)],
+    )
+
+
+def fit_xgb(x: np.ndarray, y: np.ndarray, ts: np.ndarray, p: BoostParams, embargo_ns: int) -> xgb.Booster:
+    fit, valid = _split_inner(ts, p.inner_valid, embargo_ns)
+    train = xgb.DMatrix(x[fit], label=y[fit])
+    val = xgb.DMatrix(x[valid], label=y[valid])
+    return xgb.train(
+        p.xgb(),
+        train,
+        num_boost_round=p.rounds,
+        evals=[(val, "valid")],
+        early_stopping_rounds=p.early_stopping,
+        verbose_eval=False,
+    )
+
+
+def predict_lgb(model: lgb.Booster, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(x, num_iteration=model.best_iteration or None), np.float64)
+
+
+def predict_xgb(model: xgb.Booster, x: np.ndarray) -> np.ndarray:
+    best = getattr(model, "best_iteration", None)
+    rng = (0, best + 1) if best is not None else (0, 0)
+    return np.asarray(model.inplace_predict(x, iteration_range=rng), np.float64)
+
+
+@dataclass
+class DirectionStack:
+    """One direction's fitted stack; ``predict`` gives the calibrated probability."""
+
+    lgb_model: lgb.Booster
+    xgb_model: xgb.Booster
+    meta_coef: np.ndarray  # [w_lgb, w_xgb]
+    meta_intercept: float
+    iso_x: np.ndarray  # isotonic calibrator: thresholds and values (np.interp between them)
+    iso_y: np.ndarray
+    folds: list[dict[str, float]] = field(default_factory=list)
+
+    def base(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return predict_lgb(self.lgb_model, x), predict_xgb(self.xgb_model, x)
+
+    def meta(self, p_lgb: np.ndarray, p_xgb: np.ndarray) -> np.ndarray:
+        z = self.meta_intercept + self.meta_coef[0] * _logit(p_lgb) + self.meta_coef[1] * _logit(p_xgb)
+        out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+        return out
+
+    def calibrate(self, p: np.ndarray) -> np.ndarray:
+        return np.asarray(np.interp(p, self.iso_x, self.iso_y), np.float64)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.calibrate(self.meta(*self.base(x)))
+
+
+def fit_direction(
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    ts_fit: np.ndarray,
+    x_cal: np.ndarray,
+    y_cal: np.ndarray,
+    params: BoostParams,
+    embargo_ns: int,
+    n_folds: int,
+) -> DirectionStack:
+    """Fit one direction's stack: OOF base predictions -> meta -> final bases -> calibrator."""
+    oof = np.full((len(y_fit), 2), np.nan)
+    fold_rows: list[dict[str, float]] = []
+    for k, f in enumerate(walk_forward(ts_fit, n_folds, embargo_ns)):
+        m1 = fit_lgb(x_fit[f.train], y_fit[f.train], ts_fit[f.train], params, embargo_ns)
+        m2 = fit_xgb(x_fit[f.train], y_fit[f.train], ts_fit[f.train], params, embargo_ns)
+        oof[f.test, 0] = predict_lgb(m1, x_fit[f.test])
+        oof[f.test, 1] = predict_xgb(m2, x_fit[f.test])
+        fold_rows.append(
+            {
+                "fold": k,
+                "train_rows": float(f.train.size),
+                "test_rows": float(f.test.size),
+                "test_start_ns": float(f.test_start_ns),
+                "lgb_rounds": float(m1.best_iteration or m1.current_iteration()),
+                "xgb_rounds": float(getattr(m2, "best_iteration", 0) + 1),
+                "positive_share": float(y_fit[f.test].mean()),
+            }
+        )
+    have = np.isfinite(oof).all(axis=1)
+    if have.sum() < 50 or len(np.unique(y_fit[have])) < 2:
+        raise ValueError("too few out-of-fold predictions to fit the meta-learner (more data needed)")
+    meta = LogisticRegression(C=1.0)
+    meta.fit(_logit(oof[have]), y_fit[have])
+    final_lgb = fit_lgb(x_fit, y_fit, ts_fit, params, embargo_ns)
+    final_xgb = fit_xgb(x_fit, y_fit, ts_fit, params, embargo_ns)
+    stack = DirectionStack(
+        final_lgb,
+        final_xgb,
+        meta.coef_[0].astype(np.float64),
+        float(meta.intercept_[0]),
+        np.array([0.0, 1.0]),
+        np.array([0.0, 1.0]),
+        fold_rows,
+    )
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    raw = stack.meta(*stack.base(x_cal))
+    iso.fit(raw, y_cal)
+    stack.iso_x = np.asarray(iso.X_thresholds_, np.float64)
+    stack.iso_y = np.asarray(iso.y_thresholds_, np.float64)
+    return stack

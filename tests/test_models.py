@@ -1,0 +1,83 @@
+"""The stacked model: it learns a planted signal, shuffled labels teach it nothing, it reloads exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.metrics import NEVER, choose_threshold, score
+from models.model import ModelInputError, StackedModel
+from models.stack import BoostParams
+from models.train import TrainResult, train
+
+S = 1_000_000_000
+FAST = BoostParams(rounds=60, early_stopping=10, min_child_samples=50)
+
+
+def _data(
+    n: int = 12_000, signal: float = 1.5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Rows one second apart; the forward return depends on feature 0 (and noise)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8))
+    ret = 1e-4 * (signal * x[:, 0] + rng.normal(size=n))
+    tau = 1e-4
+    direction = np.where(ret > tau, 1, np.where(ret < -tau, -1, 0)).astype(np.int8)
+    return x, np.arange(n, dtype=np.int64) * S, ret, direction, tau
+
+
+def _fit(x: np.ndarray, ts: np.ndarray, ret: np.ndarray, direction: np.ndarray, tau: float) -> TrainResult:
+    names = [f"f{i}" for i in range(x.shape[1])]
+    return train(x, ts, ret, direction, names, "fs1", "ls1", 30 * S, tau, FAST, 3, (0.6, 0.2, 0.2), 60 * S)
+
+
+def test_the_stack_learns_a_planted_signal_and_trades_it_profitably() -> None:
+    x, ts, ret, direction, tau = _data()
+    result = _fit(x, ts, ret, direction, tau)
+    for d in ("up", "down"):
+        st = result.scores[d]["stack"]
+        assert st.auc > 0.75 and st.ic > 0.3
+        assert st.signals > 0 and st.precision > 0.6 and st.threshold < NEVER
+    assert len(result.verdict) == 6 and all(line.startswith(("up:", "down:")) for line in result.verdict)
+    assert result.rows["test"] > 2000 and result.metrics()["up_stack_auc"] == result.scores["up"]["stack"].auc
+
+
+def test_shuffled_labels_give_an_auc_near_one_half() -> None:
+    x, ts, ret, direction, tau = _data(seed=1)
+    perm = np.random.default_rng(2).permutation(len(ret))
+    result = _fit(x, ts, ret[perm], direction[perm], tau)
+    for d in ("up", "down"):
+        assert abs(result.scores[d]["stack"].auc - 0.5) < 0.05
+
+
+def test_a_saved_model_reloads_with_identical_predictions(tmp_path: Path) -> None:
+    x, ts, ret, direction, tau = _data(n=6000)
+    model = _fit(x, ts, ret, direction, tau).model
+    model.save(tmp_path / "m")
+    again = StackedModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(again.predict_proba(x[:500]), model.predict_proba(x[:500]))
+    assert again.threshold_up == model.threshold_up and again.feature_names == model.feature_names
+    with pytest.raises(ModelInputError, match="takes 8 features"):
+        again.predict_proba(x[:5, :3])
+    with pytest.raises(ModelInputError, match="not a saved model"):
+        StackedModel.load(tmp_path)
+
+
+def test_the_threshold_maximises_net_profit_and_refuses_to_trade_a_losing_signal() -> None:
+    p = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    ret = np.array([3.0, 2.0, 0.5, -1.0, -0.5])
+    # cost 1: trading the top 1, 2, 3, 4, 5 rows earns 2, 3, 2.5, 0.5, -1 in total: the top 2 are best
+    th, per_signal = choose_threshold(p, ret, cost=1.0, min_signals=1)
+    assert th == 0.8 and per_signal == pytest.approx(1.5)
+    assert choose_threshold(p, -ret, cost=1.0, min_signals=1)[0] == NEVER
+    assert choose_threshold(p, ret, cost=1.0, min_signals=3)[0] == 0.7  # at least 3 signals: the top 3
+    s = score(p, np.array([1, 1, 0, 0, 1]), ret, 0.8)
+    assert s.signals == 2 and s.precision == 1.0 and s.fpr == 0.0
+
+
+def test_too_few_rows_is_a_clear_error() -> None:
+    x, ts, ret, direction, tau = _data(n=300)
+    with pytest.raises(ValueError, match="too few rows"):
+        _fit(x, ts, ret, direction, tau)

@@ -201,6 +201,47 @@ class LabelsConfig(Section):
         return self
 
 
+class MlflowConfig(Section):
+    """The MLflow store: a SQLite registry and an artifact folder, both under mlruns/ by default."""
+
+    store: Path = Path("mlruns/mlflow.db")  # the tracking + registry database (SQLite)
+    artifacts: Path = Path("mlruns/artifacts")
+    experiment: str = "btc-l2"
+    model_name: str = Field("btc-l2", pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class TrainingConfig(Section):
+    """What the model learns from and how (models/, python -m flows.train)."""
+
+    window: DurationNs = parse_duration_ns("24h")  # the most recent data with labels
+    horizon: DurationNs = parse_duration_ns("30s")  # the label horizon the model predicts (one of labels.horizons)
+    folds: int = Field(4, ge=2, le=20)  # walk-forward folds for the out-of-fold predictions
+    shares: tuple[float, float, float] = (0.6, 0.2, 0.2)  # fit / calibrate / held-out test, by time
+    min_rows: int = Field(2000, ge=300)
+    rounds: int = Field(400, ge=10)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2)
+    max_depth: int = Field(6, ge=1)
+    min_child_samples: int = Field(200, ge=1)
+    early_stopping: int = Field(30, ge=1)
+    threads: int = Field(2, ge=1)
+    seed: int = 7
+
+    @model_validator(mode="after")
+    def _shares(self) -> TrainingConfig:
+        if abs(sum(self.shares) - 1.0) > 1e-9 or min(self.shares) <= 0:
+            raise ValueError("shares must be three positive numbers summing to 1")
+        return self
+
+
+class PromotionConfig(Section):
+    """When a challenger replaces the champion (python -m flows.promote)."""
+
+    min_log_loss_gain: float = Field(0.0, ge=0)  # mean held-out log loss must drop by at least this
+    min_auc: float = Field(0.5, ge=0, le=1)  # and both directions must rank better than this
+    fresh: DurationNs = parse_duration_ns("2h")  # the fresh data both models are scored on
+
+
 class AppConfig(Section):
     """The whole configuration. Each component receives only its own section."""
 
@@ -212,7 +253,16 @@ class AppConfig(Section):
     standin: StandinConfig = StandinConfig()
     features: FeaturesConfig = FeaturesConfig()
     labels: LabelsConfig = LabelsConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    training: TrainingConfig = TrainingConfig()
+    promotion: PromotionConfig = PromotionConfig()
     source_path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _horizon(self) -> AppConfig:
+        if self.training.horizon not in self.labels.horizons:
+            raise ValueError("training.horizon must be one of labels.horizons")
+        return self
 
     def resolve(self, path: Path) -> Path:
         """Resolve a path from the config against the config file's directory."""

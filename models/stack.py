@@ -83,11 +83,19 @@ class BoostParams:
         }
 
 
+class TooShortError(ValueError):
+    """A training set too short to hold out an embargoed early-stopping block."""
+
+
 def _split_inner(ts: np.ndarray, share: float, embargo_ns: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, early-stopping) rows: the latest ``share`` of the span, after an embargo."""
     cut = int(ts[0] + (ts[-1] - ts[0]) * (1.0 - share))
     fit = np.flatnonzero(ts < cut - embargo_ns)
     valid = np.flatnonzero(ts >= cut)
+    if fit.size < 100 or valid.size < 30:
+        raise TooShortError(
+            f"{ts.size} training rows leave {fit.size} to fit and {valid.size} to early-stop after the embargo"
+        )
     return fit, valid
 
 
@@ -169,8 +177,11 @@ def fit_direction(
     oof = np.full((len(y_fit), 2), np.nan)
     fold_rows: list[dict[str, float]] = []
     for k, f in enumerate(walk_forward(ts_fit, n_folds, embargo_ns)):
-        m1 = fit_lgb(x_fit[f.train], y_fit[f.train], ts_fit[f.train], params, embargo_ns)
-        m2 = fit_xgb(x_fit[f.train], y_fit[f.train], ts_fit[f.train], params, embargo_ns)
+        try:
+            m1 = fit_lgb(x_fit[f.train], y_fit[f.train], ts_fit[f.train], params, embargo_ns)
+            m2 = fit_xgb(x_fit[f.train], y_fit[f.train], ts_fit[f.train], params, embargo_ns)
+        except TooShortError:
+            continue  # an early fold with too little history: its rows get no out-of-fold prediction
         oof[f.test, 0] = predict_lgb(m1, x_fit[f.test])
         oof[f.test, 1] = predict_xgb(m2, x_fit[f.test])
         fold_rows.append(

@@ -390,6 +390,8 @@ def _build_labels(
     spec = labels_spec(cfg)
     longest = max(*lc.horizons, lc.barrier_horizon)
     with reading(path, timeout) as con:
+        if not table_exists(con, "features"):
+            return 0  # no feature rows yet (less than the warm-up of data): nothing to label
         _, last = _bounds(con, venue, symbol)
         redo = 0
         if table_exists(con, spec.name):

@@ -1,0 +1,107 @@
+"""The training chain on simulated data: features -> train -> MLflow run + registry -> reload."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.config import AppConfig
+from core.errors import UnavailableError, UserError
+from flows.train import run_training
+from market.sources.sim import SimSource
+from models import registry
+from tests.conftest import REPO, ConfigFactory
+from warehouse.dataset import load
+from warehouse.featurebuild import build
+from warehouse.ingest import run_ingest
+
+S = 1_000_000_000
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict]:  # type: ignore[type-arg]
+    import yaml
+
+    from core.config import load_config
+
+    root = tmp_path_factory.mktemp("train")
+    (root / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "warehouse": {"path": "wh/l2.duckdb", "spool_dir": "wh/spool", "snapshot_levels": 20},
+                "mlflow": {"store": "mlruns/mlflow.db", "artifacts": "mlruns/artifacts"},
+                "training": {"window": "2h", "rounds": 40, "early_stopping": 10, "min_rows": 300, "folds": 3},
+            }
+        )
+    )
+    cfg = load_config(root / "config.yaml")
+    run_ingest(SimSource(cfg.sim, cfg.instrument, 50, 70 * 60 * S), cfg, detail="test")
+    build(cfg)
+    return cfg, run_training(cfg)
+
+
+def test_training_logs_and_registers_a_challenger(trained: tuple[AppConfig, dict]) -> None:  # type: ignore[type-arg]
+    cfg, result = trained
+    assert result["version"] == "1" and registry.version_for(cfg, "challenger") == "1"
+    assert registry.version_for(cfg, "champion") is None
+    m = result["metrics"]
+    for d in ("up", "down"):
+        for learner in ("lgb", "xgb", "stack"):
+            assert m[f"{d}_{learner}_log_loss"] > 0 and 0 <= m[f"{d}_{learner}_brier"] <= 1
+    assert len(result["verdict"]) == 6
+    import mlflow
+
+    registry.connect(cfg)
+    run = mlflow.get_run(result["run_id"])
+    assert run.data.tags["feature_set"] == run.data.params["feature_set"] and len(run.data.tags["git_commit"]) >= 7
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(result["run_id"], "diagnostics")}
+    for f in (
+        "feature_importance.png",
+        "feature_importance.csv",
+        "reliability.png",
+        "confusion_matrix.csv",
+        "cv_folds.csv",
+    ):
+        assert f"diagnostics/{f}" in names
+
+
+def test_the_registered_model_predicts_the_same_in_a_fresh_process(
+    trained: tuple[AppConfig, dict],
+    tmp_path: Path,  # type: ignore[type-arg]
+) -> None:
+    cfg, _ = trained
+    model, version = registry.load(cfg, "challenger")
+    data = load(cfg, cfg.training.window)
+    x = data.x[-200:]
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import json, sys, numpy as np, pandas as pd, mlflow\n"
+        "from features import NAMES\n"
+        f"mlflow.set_tracking_uri('sqlite:///{cfg.resolve(cfg.mlflow.store)}')\n"
+        f"m = mlflow.pyfunc.load_model('models:/{cfg.mlflow.model_name}@challenger')\n"
+        f"out = m.predict(pd.DataFrame(np.load('{tmp_path / 'x.npy'}'), columns=list(NAMES)))\n"
+        "print(json.dumps(out[['p_up', 'p_down']].to_numpy().tolist()))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert p.returncode == 0, p.stderr
+    fresh = np.array(json.loads(p.stdout.strip().splitlines()[-1]))
+    np.testing.assert_array_equal(fresh, model.predict_proba(x))
+    assert version == "1"
+
+
+def test_an_empty_window_and_a_missing_registry_are_one_line_errors(make_config: ConfigFactory) -> None:
+    cfg = make_config(warehouse={"snapshot_levels": 20}, mlflow={"store": "nowhere/mlflow.db"})
+    run_ingest(SimSource(cfg.sim, cfg.instrument, 50, 7 * 60 * S), cfg, detail="short")
+    with pytest.raises(UserError, match="no features / labels yet"):
+        load(cfg, cfg.training.window)
+    build(cfg)
+    with pytest.raises(UserError, match="holds 0 labelled rows"):
+        load(cfg, cfg.training.window, end_ns=cfg.sim.start, min_rows=300)  # a window before the data
+    with pytest.raises(UnavailableError, match="no model registry at .*nowhere"):
+        registry.load(cfg)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict]:  # type: ignore[type-arg]
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict[str, Any]]:
     import yaml
 
     from core.config import load_config
@@ -46,7 +47,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict]:
     return cfg, run_training(cfg)
 
 
-def test_training_logs_and_registers_a_challenger(trained: tuple[AppConfig, dict]) -> None:  # type: ignore[type-arg]
+def test_training_logs_and_registers_a_challenger(trained: tuple[AppConfig, dict[str, Any]]) -> None:
     cfg, result = trained
     assert result["version"] == "1" and registry.version_for(cfg, "challenger") == "1"
     assert registry.version_for(cfg, "champion") is None
@@ -72,8 +73,8 @@ def test_training_logs_and_registers_a_challenger(trained: tuple[AppConfig, dict
 
 
 def test_the_registered_model_predicts_the_same_in_a_fresh_process(
-    trained: tuple[AppConfig, dict],
-    tmp_path: Path,  # type: ignore[type-arg]
+    trained: tuple[AppConfig, dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
     cfg, _ = trained
     model, version = registry.load(cfg, "challenger")
@@ -105,3 +106,22 @@ def test_an_empty_window_and_a_missing_registry_are_one_line_errors(make_config:
         load(cfg, cfg.training.window, end_ns=cfg.sim.start, min_rows=300)  # a window before the data
     with pytest.raises(UnavailableError, match="no model registry at .*nowhere"):
         registry.load(cfg)
+
+
+def test_promotion_crowns_the_first_model_and_keeps_it_against_an_equal_challenger(
+    trained: tuple[AppConfig, dict[str, Any]],
+) -> None:
+    from flows.promote import run_promotion
+
+    cfg, _ = trained
+    first = run_promotion(cfg)
+    assert first["promoted"] and "first model" in first["reason"]
+    assert registry.version_for(cfg, "champion") == "1"
+    again = run_training(cfg)  # the same data and seed: an equal model cannot earn the alias
+    assert again["version"] == "2"
+    second = run_promotion(cfg)
+    assert not second["promoted"] and "does not exceed" in second["reason"]
+    assert registry.version_for(cfg, "champion") == "1"
+    client = registry.connect(cfg)
+    assert "not promoted" in client.get_model_version(cfg.mlflow.model_name, "2").description
+    assert "promoted to champion" in client.get_model_version(cfg.mlflow.model_name, "1").description

@@ -1,0 +1,129 @@
+"""Promote the challenger to champion only if it wins on fresh data: ``python -m flows.promote``.
+
+Both models are scored on the same most recent ``promotion.fresh`` of labelled data (log loss and
+AUC per direction). The challenger takes the ``champion`` alias if its mean log loss is lower by at
+least ``promotion.min_log_loss_gain`` and both its AUCs reach ``promotion.min_auc``; the first
+model becomes champion. The reason is written on the challenger's model version either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from prefect import State, flow, task
+from prefect.states import Completed, Failed
+from sklearn.metrics import log_loss, roc_auc_score
+
+import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
+from core.cli import add_config_argument, run_main, setup_logging
+from core.config import AppConfig, load_config
+from core.errors import UserError
+from flows.ingest import FlowFailedError
+from models import registry
+from models.model import StackedModel
+from warehouse.dataset import TrainingData, load
+
+
+def evaluate(model: StackedModel, data: TrainingData) -> dict[str, float]:
+    """Log loss and AUC per direction of ``model`` on ``data`` (the feature sets must match)."""
+    if model.feature_set != data.feature_set:
+        raise UserError(
+            f"feature-set mismatch: the model was trained on {model.feature_set}, the warehouse has {data.feature_set}"
+        )
+    proba = np.clip(model.predict_proba(data.x), 1e-6, 1 - 1e-6)
+    out = {}
+    for j, (name, sign) in enumerate((("up", 1), ("down", -1))):
+        y = (data.direction == sign).astype(float)
+        out[f"{name}_log_loss"] = float(log_loss(y, proba[:, j], labels=[0, 1]))
+        out[f"{name}_auc"] = float(roc_auc_score(y, proba[:, j])) if len(np.unique(y)) == 2 else float("nan")
+    out["log_loss"] = (out["up_log_loss"] + out["down_log_loss"]) / 2
+    return out
+
+
+def decide(cfg: AppConfig, challenger: dict[str, float], champion: dict[str, float] | None) -> tuple[bool, str]:
+    p = cfg.promotion
+    aucs = [challenger["up_auc"], challenger["down_auc"]]
+    if champion is None:
+        return True, f"first model: no champion yet (AUC up {aucs[0]:.3f} / down {aucs[1]:.3f})"
+    if any(not np.isfinite(a) or a < p.min_auc for a in aucs):
+        return False, f"challenger AUC up {aucs[0]:.3f} / down {aucs[1]:.3f} below the minimum {p.min_auc:.3f}"
+    gain = champion["log_loss"] - challenger["log_loss"]
+    if gain > p.min_log_loss_gain:
+        return (
+            True,
+            f"mean log loss {challenger['log_loss']:.5f} vs champion {champion['log_loss']:.5f} (gain {gain:.5f})",
+        )
+    return False, (
+        f"mean log loss {challenger['log_loss']:.5f} vs champion {champion['log_loss']:.5f}: "
+        f"gain {gain:.5f} does not exceed {p.min_log_loss_gain:.5f}"
+    )
+
+
+def run_promotion(cfg: AppConfig) -> dict[str, Any]:
+    client = registry.connect(cfg)
+    challenger, ch_version = registry.load(cfg, registry.CHALLENGER)
+    champ_version = registry.version_for(cfg, registry.CHAMPION)
+    if champ_version == ch_version:
+        return {"promoted": False, "reason": f"version {ch_version} is already the champion", "version": ch_version}
+    data = load(cfg, cfg.promotion.fresh, min_rows=100)
+    ch_scores = evaluate(challenger, data)
+    champ_scores = None
+    if champ_version is not None:
+        champion, _ = registry.load(cfg, registry.CHAMPION)
+        champ_scores = evaluate(champion, data) if champion.feature_set == data.feature_set else None
+    promoted, reason = decide(cfg, ch_scores, champ_scores)
+    name = cfg.mlflow.model_name
+    if promoted:
+        client.set_registered_model_alias(name, registry.CHAMPION, ch_version)
+    verdict = f"{'promoted to champion' if promoted else 'not promoted'}: {reason} ({len(data.ts):,} fresh rows)"
+    client.update_model_version(name, ch_version, description=verdict)
+    return {"promoted": promoted, "reason": verdict, "version": ch_version, "scores": ch_scores}
+
+
+@task(name="promote")
+def promote_task(config: str) -> dict[str, Any]:
+    try:
+        return {"status": "completed", **run_promotion(load_config(config))}
+    except UserError as exc:
+        return {"status": "failed", "error": str(exc), "exit_code": exc.exit_code}
+
+
+@flow(name="promote", log_prints=True)
+def promote_flow(config: str = "config.yaml") -> State:
+    """Compare challenger and champion on fresh data; move the champion alias if earned."""
+    result = promote_task(config)
+    if result["status"] == "failed":
+        return Failed(message=result["error"], data=result)
+    action = "promoted" if result["promoted"] else "kept the champion"
+    message = f"{action}: version {result['version']}: {result['reason']}"
+    print(message)
+    return Completed(message=message, data=result)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m flows.promote", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_config_argument(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = load_config(args.config)
+    registry.store(cfg)  # a missing registry is one line before Prefect starts
+    state = promote_flow(config=args.config, return_state=True)
+    if state.is_failed():
+        data = state.data if isinstance(state.data, dict) else {}
+        raise FlowFailedError(state.message or "promotion failed", int(data.get("exit_code", 3)))
+    print(state.message)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,7 +1,7 @@
 """The direction model: purged splits, the LightGBM + XGBoost stack, calibration, thresholds (issue 4).
 
 - ``cv``: walk-forward folds and time blocks with purge and embargo
-- ``stack``: base learners, meta-learner, isotonic calibrator for one direction
+- ``stack``: base learners, meta-learner, Platt calibrator for one direction
 - ``metrics``: held-out scores and the operating threshold chosen by net-of-fee expected value
 - ``model``: ``StackedModel`` (both directions, thresholds, feature list) and its files
 - ``train``: fit and score everything on fit / calibrate / test blocks

@@ -81,8 +81,8 @@ class StackedModel:
             manifest[name] = {
                 "meta_coef": stack.meta_coef.tolist(),
                 "meta_intercept": stack.meta_intercept,
-                "iso_x": stack.iso_x.tolist(),
-                "iso_y": stack.iso_y.tolist(),
+                "cal_coef": stack.cal_coef,
+                "cal_intercept": stack.cal_intercept,
                 "lgb_best_iteration": stack.lgb_model.best_iteration,
                 "xgb_best_iteration": getattr(stack.xgb_model, "best_iteration", None),
                 "folds": stack.folds,
@@ -109,8 +109,8 @@ class StackedModel:
                 xgbm,
                 np.asarray(m["meta_coef"], np.float64),
                 float(m["meta_intercept"]),
-                np.asarray(m["iso_x"], np.float64),
-                np.asarray(m["iso_y"], np.float64),
+                float(m["cal_coef"]),
+                float(m["cal_intercept"]),
                 list(m["folds"]),
             )
 

@@ -1,4 +1,4 @@
-"""The stacked direction model: LightGBM + XGBoost -> logistic meta-learner -> isotonic calibration.
+"""The stacked direction model: LightGBM + XGBoost -> logistic meta-learner -> Platt calibration.
 
 One binary stack per direction (``up``: the forward return beats +tau, ``down``: it beats -tau),
 so the model gives a calibrated confidence in [0, 1] for each direction. Fitting follows
@@ -9,7 +9,9 @@ REFERENCE section 5:
 2. the meta-learner (a logistic regression on the base learners' logits) is fitted only on rows
    that have out-of-fold predictions;
 3. the final base learners are fitted on the whole fit block;
-4. an isotonic calibrator is fitted on a later, embargoed block.
+4. a Platt calibrator (a logistic regression on the stack's logit) is fitted on a later,
+   embargoed block. Isotonic regression was tried first: with rare positives its empty bins map
+   to probabilities of exactly 0 or 1, which a calibrated confidence must never be.
 
 Everything fitted lives in ``DirectionStack`` / ``StackedModel`` as plain arrays and model
 strings, so the live side loads it and never refits anything.
@@ -23,7 +25,6 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from models.cv import walk_forward
@@ -144,8 +145,8 @@ class DirectionStack:
     xgb_model: xgb.Booster
     meta_coef: np.ndarray  # [w_lgb, w_xgb]
     meta_intercept: float
-    iso_x: np.ndarray  # isotonic calibrator: thresholds and values (np.interp between them)
-    iso_y: np.ndarray
+    cal_coef: float  # Platt calibrator: p = sigmoid(cal_coef * logit(p_meta) + cal_intercept)
+    cal_intercept: float
     folds: list[dict[str, float]] = field(default_factory=list)
 
     def base(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +158,8 @@ class DirectionStack:
         return out
 
     def calibrate(self, p: np.ndarray) -> np.ndarray:
-        return np.asarray(np.interp(p, self.iso_x, self.iso_y), np.float64)
+        out: np.ndarray = 1.0 / (1.0 + np.exp(-(self.cal_coef * _logit(p) + self.cal_intercept)))
+        return out
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.calibrate(self.meta(*self.base(x)))
@@ -207,13 +209,14 @@ def fit_direction(
         final_xgb,
         meta.coef_[0].astype(np.float64),
         float(meta.intercept_[0]),
-        np.array([0.0, 1.0]),
-        np.array([0.0, 1.0]),
+        1.0,
+        0.0,
         fold_rows,
     )
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-    raw = stack.meta(*stack.base(x_cal))
-    iso.fit(raw, y_cal)
-    stack.iso_x = np.asarray(iso.X_thresholds_, np.float64)
-    stack.iso_y = np.asarray(iso.y_thresholds_, np.float64)
+    if len(np.unique(y_cal)) < 2:
+        raise ValueError("the calibration block has a single class: a longer window is needed")
+    platt = LogisticRegression(C=1e6)  # essentially unregularised: two parameters, many rows
+    platt.fit(_logit(stack.meta(*stack.base(x_cal)))[:, None], y_cal)
+    stack.cal_coef = float(platt.coef_[0, 0])
+    stack.cal_intercept = float(platt.intercept_[0])
     return stack

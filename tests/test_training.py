@@ -38,6 +38,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict[s
                 "warehouse": {"path": "wh/l2.duckdb", "spool_dir": "wh/spool", "snapshot_levels": 20},
                 "mlflow": {"store": "mlruns/mlflow.db", "artifacts": "mlruns/artifacts"},
                 "training": {"window": "2h", "rounds": 40, "early_stopping": 10, "min_rows": 300, "folds": 3},
+                "promotion": {"min_auc": 0.0},  # the log-loss rule is under test here; the AUC rule below
             }
         )
     )
@@ -125,3 +126,17 @@ def test_promotion_crowns_the_first_model_and_keeps_it_against_an_equal_challeng
     client = registry.connect(cfg)
     assert "not promoted" in client.get_model_version(cfg.mlflow.model_name, "2").description
     assert "promoted to champion" in client.get_model_version(cfg.mlflow.model_name, "1").description
+
+
+def test_the_promotion_rules() -> None:
+    from flows.promote import decide
+
+    cfg = AppConfig().model_copy(update={"promotion": AppConfig().promotion.model_copy(update={"min_auc": 0.55})})
+    good = {"up_auc": 0.6, "down_auc": 0.58, "log_loss": 0.30}
+    weak = {"up_auc": 0.6, "down_auc": 0.52, "log_loss": 0.20}
+    assert decide(cfg, weak, None)[0]  # the first model becomes champion whatever it scores
+    assert decide(cfg, good, {"log_loss": 0.31})[0]
+    ok, why = decide(cfg, good, {"log_loss": 0.29})
+    assert not ok and "does not exceed" in why
+    ok, why = decide(cfg, weak, {"log_loss": 0.31})
+    assert not ok and "below the minimum 0.550" in why

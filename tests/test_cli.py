@@ -32,7 +32,19 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
 
 @pytest.mark.parametrize(
     "module",
-    ["flows.ingest", "flows.demo", "flows.features", "flows.feature_report", "flows.train", "flows.promote", "features", "warehouse", "market.sim", "market.standin", "bench"],
+    [
+        "flows.ingest",
+        "flows.demo",
+        "flows.features",
+        "flows.feature_report",
+        "flows.train",
+        "flows.promote",
+        "features",
+        "warehouse",
+        "market.sim",
+        "market.standin",
+        "bench",
+    ],
 )
 def test_help_works(module: str) -> None:
     p = cli("-m", module, "--help")

@@ -153,7 +153,7 @@ def _write_top(
         k += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)  # releases the GIL: the warehouse writer thread runs meanwhile
 def apply_updates(
     bid_q: np.ndarray,
     ask_q: np.ndarray,

@@ -18,6 +18,8 @@ ingest_runs    one row per ingest run: source, arguments, counts
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -245,6 +247,88 @@ class RawMessage(NamedTuple):
     stream: str
     ts_local_ns: int
     payload: str
+
+
+@dataclass(frozen=True, eq=False)
+class RawBatch:
+    """Raw messages column-wise: message i is ``data[offsets[i]:offsets[i + 1]]`` (UTF-8 text),
+    received at ``ts_local_ns[i]``.
+
+    A file source reads whole blocks into one of these without a Python object per message; the
+    parsers and the raw_messages table work on the bytes directly. ``RawBatch.of`` turns a list of
+    RawMessage (live and simulated sources) into one. Text that is not valid UTF-8 (a str with a
+    lone surrogate) is kept as its "surrogatepass" bytes, which no JSON parser accepts.
+    """
+
+    venue: str
+    data: bytes
+    offsets: np.ndarray  # int64, n + 1, offsets[0] == 0
+    ts_local_ns: np.ndarray  # int64, n
+
+    def __len__(self) -> int:
+        return int(self.ts_local_ns.shape[0])
+
+    def __iter__(self) -> Iterator[RawMessage]:
+        """The messages one by one (a Python object each: for consumers that are not bulk)."""
+        for ts, payload in zip(self.ts_local_ns.tolist(), self.payloads(), strict=True):
+            yield RawMessage(self.venue, "", ts, payload)
+
+    @staticmethod
+    def of(messages: list[RawMessage] | RawBatch) -> RawBatch:
+        if isinstance(messages, RawBatch):
+            return messages
+        return RawBatch.from_texts(
+            messages[0].venue if messages else "",
+            [m.payload for m in messages],
+            np.fromiter((m.ts_local_ns for m in messages), np.int64, len(messages)),
+        )
+
+    @staticmethod
+    def from_texts(venue: str, payloads: list[str], ts_local_ns: np.ndarray) -> RawBatch:
+        text = "".join(payloads)
+        if text.isascii():
+            data = text.encode("ascii")
+            lengths = np.fromiter(map(len, payloads), np.int64, len(payloads))
+        else:
+            parts = [p.encode("utf-8", "surrogatepass") for p in payloads]
+            data = b"".join(parts)
+            lengths = np.fromiter(map(len, parts), np.int64, len(parts))
+        offsets = np.zeros(len(payloads) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return RawBatch(venue, data, offsets, np.asarray(ts_local_ns, np.int64))
+
+    @staticmethod
+    def concat(parts: list[RawBatch]) -> RawBatch:
+        if len(parts) == 1:
+            return parts[0]
+        starts = np.cumsum([0] + [len(p.data) for p in parts[:-1]])
+        return RawBatch(
+            parts[0].venue,
+            b"".join(p.data for p in parts),
+            np.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, starts, strict=True)]),
+            np.concatenate([p.ts_local_ns for p in parts]),
+        )
+
+    def slice(self, start: int, stop: int) -> RawBatch:
+        """Messages start..stop-1 (a copy)."""
+        a, b = int(self.offsets[start]), int(self.offsets[stop])
+        return RawBatch(self.venue, self.data[a:b], self.offsets[start : stop + 1] - a, self.ts_local_ns[start:stop])
+
+    def payload(self, i: int) -> str:
+        return self.data[int(self.offsets[i]) : int(self.offsets[i + 1])].decode("utf-8", "surrogatepass")
+
+    def payloads(self) -> list[str]:
+        data, off = self.data, self.offsets.tolist()
+        return [data[a:b].decode("utf-8", "surrogatepass") for a, b in itertools.pairwise(off)]
+
+    def payload_array(self) -> pa.Array:
+        """The payloads as an Arrow string column, sharing this batch's bytes."""
+        n = len(self)
+        big = pa.LargeStringArray.from_buffers(n, pa.py_buffer(self.offsets), pa.py_buffer(self.data))
+        return big.cast(pa.string())
+
+
+RawInput = list[RawMessage] | RawBatch  # what sources yield and parsers take
 
 
 def raw_table(messages: list[RawMessage]) -> pa.Table:

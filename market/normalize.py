@@ -20,7 +20,8 @@ from market.events import (
     RAW_MESSAGES,
     SYNC_EVENTS,
     TRADES,
-    RawMessage,
+    RawBatch,
+    RawInput,
     TableSpec,
     fixed_array,
     list_array,
@@ -99,15 +100,16 @@ class Normalizer:
         log.info("%s %s: %s", self.venue.name, kind, detail)
         return self._events_table(ev)
 
-    def process(self, messages: list[RawMessage]) -> Normalized:
-        parsed = self.venue.parse(messages, self.symbol, self.tick)
-        counts: Counter[str] = Counter(messages=len(messages))
+    def process(self, messages: RawInput) -> Normalized:
+        batch = RawBatch.of(messages)
+        parsed = self.venue.parse(batch, self.symbol, self.tick)
+        counts: Counter[str] = Counter(messages=len(batch))
         events = _Events()
-        dropped_raw = np.zeros(len(messages), np.bool_)
+        dropped_raw = np.zeros(len(batch), np.bool_)
         for r in parsed.rejections:
             dropped_raw[r.index] = True
             counts["rejected"] += 1
-            ts_local = messages[r.index].ts_local_ns
+            ts_local = int(batch.ts_local_ns[r.index])
             events.add(0, ts_local, "reject", -1, f"{r.reason}: {r.detail}")
             self._log_reject(r.reason, r.detail)
 
@@ -125,16 +127,16 @@ class Normalizer:
             SYNC_EVENTS.name: self._events_table(events),
         }
         if self.store_raw:
-            keep = np.flatnonzero(~dropped_raw)
-            tables[RAW_MESSAGES.name] = pa.table(
+            raw = pa.table(
                 [
-                    pa.array([self.venue.name] * keep.size, pa.string()),
-                    pa.array([parsed.streams[i] for i in keep.tolist()], pa.string()),
-                    pa.array([messages[i].ts_local_ns for i in keep.tolist()], pa.int64()),
-                    pa.array([messages[i].payload for i in keep.tolist()], pa.string()),
+                    self._const(self.venue.name, len(batch)),
+                    pa.array(parsed.streams, pa.string()),
+                    pa.array(batch.ts_local_ns, pa.int64()),
+                    batch.payload_array(),
                 ],
                 schema=RAW_MESSAGES.arrow_schema,
             )
+            tables[RAW_MESSAGES.name] = raw.filter(pa.array(~dropped_raw)) if dropped_raw.any() else raw
         counts["book_updates"] += int(applied.size)
         counts["trades"] += len(parsed.trades)
         self.totals.update(counts)
@@ -250,12 +252,12 @@ class Normalizer:
     # -- tables ----------------------------------------------------------------------------
 
     def _const(self, value: str, n: int) -> pa.Array:
-        return pa.array([value] * n, pa.string())
+        return pa.repeat(value, n)
 
     def _book_table(self, arr: BookArrays, top: bk.BookTop, rows: np.ndarray) -> pa.Table:
         if rows.size == 0:
             return BOOK_UPDATES.empty()
-        a = arr.take(rows)
+        a = arr if rows.size == len(arr) else arr.take(rows)
         n = len(a)
         return pa.table(
             [
@@ -282,18 +284,23 @@ class Normalizer:
         if rows.size == 0:
             return spec.empty()
         n = int(rows.size)
+        every = n == len(arr)  # all applied (the usual case): the kernel's arrays as they are
+
+        def pick(values: np.ndarray) -> np.ndarray:
+            return values if every else values[rows]
+
         return pa.table(
             [
                 self._const(self.venue.name, n),
                 self._const(self.symbol, n),
-                pa.array(arr.ts_exchange_ns[rows]),
-                pa.array(arr.ts_local_ns[rows]),
-                pa.array(arr.last_id[rows]),
-                pa.array(top.epoch_ns[rows]),
-                fixed_array(top.bid_px[rows]),
-                fixed_array(top.bid_qty[rows]),
-                fixed_array(top.ask_px[rows]),
-                fixed_array(top.ask_qty[rows]),
+                pa.array(pick(arr.ts_exchange_ns)),
+                pa.array(pick(arr.ts_local_ns)),
+                pa.array(pick(arr.last_id)),
+                pa.array(pick(top.epoch_ns)),
+                fixed_array(pick(top.bid_px)),
+                fixed_array(pick(top.bid_qty)),
+                fixed_array(pick(top.ask_px)),
+                fixed_array(pick(top.ask_qty)),
             ],
             schema=spec.arrow_schema,
         )

@@ -149,6 +149,22 @@ class TradeArrays:
     def __len__(self) -> int:
         return int(self.price.shape[0])
 
+    @staticmethod
+    def in_order(parts: list[TradeArrays]) -> TradeArrays:
+        """The trades of all parts by message (stable: the trades of one message keep their order)."""
+        index = np.concatenate([p.index for p in parts])
+        order = np.argsort(index, kind="stable")
+        ids = [t for p in parts for t in p.trade_id]
+        return TradeArrays(
+            index=index[order],
+            ts_exchange_ns=np.concatenate([p.ts_exchange_ns for p in parts])[order],
+            ts_local_ns=np.concatenate([p.ts_local_ns for p in parts])[order],
+            trade_id=[ids[i] for i in order.tolist()],
+            price=np.concatenate([p.price for p in parts])[order],
+            qty=np.concatenate([p.qty for p in parts])[order],
+            side=np.concatenate([p.side for p in parts])[order],
+        )
+
 
 @dataclass
 class Parsed:
@@ -230,13 +246,13 @@ def finish_book(rows: BookRows, tick: float, rejections: list[Rejection]) -> Boo
             b = rows.bids[bid_off[i] : bid_off[i + 1]]
             a = rows.asks[ask_off[i] : ask_off[i + 1]]
             try:
-                bids_parts.append(_levels_to_array(b))
-                asks_parts.append(_levels_to_array(a))
+                pair = _levels_to_array(b), _levels_to_array(a)  # both or neither: one row of parts each
             except (ValueError, TypeError):
                 skip[i] = True
                 rejections.append(Rejection(rows.index[i], "bad_value", "price level is not [price, size]"))
-                bids_parts.append(np.full((len(b), 2), np.nan))
-                asks_parts.append(np.full((len(a), 2), np.nan))
+                pair = np.full((len(b), 2), np.nan), np.full((len(a), 2), np.nan)
+            bids_parts.append(pair[0])
+            asks_parts.append(pair[1])
         bids = np.concatenate(bids_parts) if bids_parts else np.empty((0, 2))
         asks = np.concatenate(asks_parts) if asks_parts else np.empty((0, 2))
     bid_px, bid_qty = np.ascontiguousarray(bids[:, 0]), np.ascontiguousarray(bids[:, 1])

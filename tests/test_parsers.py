@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pytest
 
@@ -234,12 +235,18 @@ def _same_parse(msgs: list[RawMessage]) -> None:
     fast = bybit.parse(msgs, "BTCUSDT", 0.1)
     slow = bybit.parse(msgs, "BTCUSDT", 0.1, fast=False)
     assert fast.streams == slow.streams
-    assert sorted((r.index, r.reason) for r in fast.rejections) == sorted((r.index, r.reason) for r in slow.rejections)
+    key = sorted((r.index, r.reason, r.detail) for r in fast.rejections)
+    assert key == sorted((r.index, r.reason, r.detail) for r in slow.rejections)
+    assert fast.trades.trade_id == slow.trades.trade_id
+    for name in ("index", "ts_exchange_ns", "ts_local_ns", "price", "qty", "side"):
+        a, b = getattr(fast.trades, name), getattr(slow.trades, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and (a == b).all(), name
     for name in ("index", "ts_exchange_ns", "ts_local_ns", "first_id", "last_id", "prev_id", "seq", "is_snap", "skip"):
         assert (getattr(fast.book, name) == getattr(slow.book, name)).all(), name
     for name in ("bid_off", "bid_px", "bid_qty", "ask_off", "ask_px", "ask_qty"):
         a, b = getattr(fast.book, name), getattr(slow.book, name)
-        assert a.shape == b.shape and (a == b).all(), name  # exact: the fast decimals equal float(text)
+        # exact: the fast decimals equal float(text); NaN marks the levels of a rejected message
+        assert a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
 
 
 @pytest.mark.kernels
@@ -272,6 +279,85 @@ def test_bybit_fast_path_hands_anything_unusual_to_the_general_path() -> None:
         ok.replace('"b":[["100.0","1.000"]]', '"b":[]'),  # empty side: valid
         ok[:-5],  # truncated
         ok.replace("delta", "snapshot").replace('"u":10', '"u":1'),
+        ok.replace('"type":"delta",', ""),
+        ok.replace('"seq":100', '"seq":"x"'),
+        ok.replace(',"seq":100', ""),
+        ok.replace('"ts":1002,', "").replace(',"cts":1000', ""),  # no time
+        ok.replace('"ts":1002,', "").replace('"cts":1000', '"cts":"1000"'),
+        ok.replace('"b":[["100.0","1.000"]],', ""),
+        ok.replace(',"a":[["100.1","2.000"]]', ""),
+        ok.replace('"a":[["100.1","2.000"]]', '"a":[["100.1"]]'),
+        ok.replace('"b":[["100.0","1.000"]]', '"b":[["100.0" ,"1.000"]]'),
+        ok.replace('"u":10', '"u":1234567890123456789012'),  # more digits than an int64
     ]
     msgs = [raw(ok, ms(1_000))] + [raw(w, ms(1_000 + i)) for i, w in enumerate(weird, 1)]
     _same_parse(msgs)
+
+
+@pytest.mark.kernels
+def test_bybit_trade_fast_path_hands_anything_unusual_to_the_general_path() -> None:
+    ok = trades(1_000, [("Buy", 100.1, 0.5, "a-1"), ("Sell", 100.0, 1.25, "a-2")])
+    weird = [
+        ok.replace('"S":"Buy"', '"S":"buy"'),
+        ok.replace('"i":"a-1",', ""),  # no trade id
+        ok.replace('"i":"a-1"', '"i":17'),  # a number as trade id
+        ok.replace('"T":1000,', '"T":1000,"T":1001,'),  # a repeated key: the last one counts
+        ok.replace('"v":"0.500"', '"v":"0.000"'),  # zero size: rejected, with the text in the detail
+        ok.replace('"v":"0.500"', '"v":"-0.5"'),
+        ok.replace('"p":"100.1"', '"p":"1e2"'),
+        ok.replace('"p":"100.1"', '"p":100.1'),  # a number, not a string
+        ok.replace('"i":"a-1"', '"i":"a\\u002d1"'),  # an escape
+        ok.replace('"i":"a-1"', '"i":"aé1"'),  # not ASCII
+        ok.replace('"s":"BTCUSDT","S":"Buy"', '"s":"ETHUSDT","S":"Buy"'),
+        ok.replace('"s":"BTCUSDT","S":"Buy",', ""),  # no symbol: valid
+        ok.replace('"BT":false}]', '"BT":null,"x":{"y":1}}]'),  # a nested object
+        ok.replace('"BT":false}]', '"BT":true,"n":12}]'),
+        ok.replace('"T":1000', '"T":01000'),  # not JSON
+        ok.replace('"T":1000', '"T":-1000'),
+        ok.replace('"T":1000', '"T":1000.5'),
+        ok.replace('"data":[', '"data": ['),  # whitespace
+        ok.replace('"ts":1001', '"ts":1001,"topic":"publicTrade.BTCUSDT"'),  # the topic twice
+        ok.replace('"type":"snapshot",', '"type":"snapshot","data":[],'),  # data twice
+        ok.replace('"data":[', '"data":[1,'),
+        '{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[]}',
+        '{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":{}}',
+        '{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1}',
+        '{"type":"snapshot","topic":"publicTrade.BTCUSDT","data":[]}',  # the topic not first
+        ok + " ",
+        ok[:-3],  # truncated
+        ok[: ok.index('"i":"a-1"') + 7],  # ends inside a string
+        '{"topic":"publicTrade.BTCUSDT","x":',
+        '{"topic":"publicTrade.BTCUSDT","ts":1',
+        ok.replace(',"type"', ';"type"'),
+        ok.replace('"T":1000', '"T" :1000'),
+        ok.replace('"s":"BTCUSDT","S":"Buy"', '"s":"BTCUSD","S":"Buy"'),
+        ok.replace('"L":"PlusTick",', '"L":"PlusTick";'),
+        ok.replace('},{"T"', '}{"T"'),
+    ]
+    msgs = [raw(ok, ms(1_000))] + [raw(w, ms(1_000 + i)) for i, w in enumerate(weird, 1)]
+    _same_parse(msgs)
+    assert bybit_trades_taken_fast(ok) and not bybit_trades_taken_fast(weird[0])
+
+
+def bybit_trades_taken_fast(payload: str) -> bool:
+    from market.events import RawBatch
+    from market.venues import bybit_fast
+
+    batch = RawBatch.of([raw(payload, 1)])
+    return bool(bybit_fast.scan_trade_messages(batch.data, batch.offsets, "BTCUSDT")["ok"][0])
+
+
+@pytest.mark.kernels
+def test_bybit_fast_paths_leave_text_that_is_not_ascii_to_the_general_path() -> None:
+    ok = book(10, 1_000, [(100.0, 1.0)], [(100.1, 2.0)])
+    msgs = [
+        raw(ok, ms(1_000)),
+        raw(ok.replace('"cts"', '"note":"caf\u00e9","cts"'), ms(1_001)),  # valid JSON, not ASCII
+        raw(ok.replace('"cts"', '"note":"\ud800","cts"'), ms(1_002)),  # a str that is not UTF-8: not JSON text
+        raw(trades(1_000, [("Buy", 100.1, 0.5, "\u00e9")]), ms(1_003)),
+    ]
+    _same_parse(msgs)
+    p = parse_bybit(*(m.payload for m in msgs))
+    assert [(r.index, r.reason) for r in p.rejections] == [(2, "bad_json")]
+    assert p.rejections[0].detail == msgs[2].payload[:80]
+    assert p.trades.trade_id == ["\u00e9"]

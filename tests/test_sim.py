@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from core.config import InstrumentConfig, SimConfig, SimModelConfig
-from market.events import RawMessage, fixed_to_numpy
+from market.events import RawBatch, RawMessage, fixed_to_numpy
 from market.normalize import Normalizer
 from market.sim import MarketSimulator, facts
 from market.sim.simulator import FIRST_UPDATE_ID
@@ -125,7 +125,7 @@ def test_bad_instrument_is_refused() -> None:
 def _real_facts(name: str) -> dict[str, float]:
     src = FileSource(episode_paths(name))
 
-    async def read() -> list[list[RawMessage]]:
+    async def read() -> list[RawBatch]:
         return [b async for b in src.batches()]
 
     return {f.name: f.value for f in facts.compute(facts.collect(asyncio.run(read()), src.venue, "BTCUSDT", 0.1))}

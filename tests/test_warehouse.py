@@ -279,3 +279,33 @@ def test_duckdb_file_is_closed_between_flushes(wh: Path) -> None:
     w.flush(wait=True)
     duckdb.connect(str(wh), read_only=True).close()  # would raise if the writer still held the lock
     w.close()
+
+
+def test_commits_store_whole_flushes_up_to_the_row_limit(tmp_path: Path) -> None:
+    tables = normalized(600, seed=2)
+    flushes = [{k: t.slice(i * t.num_rows // 6, t.num_rows // 6 + 1) for k, t in tables.items()} for i in range(6)]
+    for limit, commits in ((1, 6), (None, None)):
+        path = tmp_path / f"wh{limit}.duckdb"
+        w = WarehouseWriter(path, LEVELS, max_commit_rows=limit)
+        for f in flushes:  # flushed faster than committed: they queue behind the first commit
+            w.add(f)
+            w.flush()
+        w.close()
+        assert commits is None or w.commits == commits
+        assert counts(path)["snapshots"] == tables["snapshots"].num_rows
+
+
+def test_rows_are_taken_from_a_chunked_table_without_joining_its_chunks() -> None:
+    from warehouse.writer import _take
+
+    snaps = normalized(300, seed=4)["snapshots"]
+    chunked = pa.concat_tables([snaps.slice(0, 0), snaps.slice(0, 100), snaps.slice(100, 0), snaps.slice(100)])
+    for rows in (np.array([299, 0, 150, 99, 100, 5]), np.arange(300)[::-3], np.array([], np.int64)):
+        got, want = _take(chunked, rows), snaps.take(pa.array(rows, pa.int64()))
+        assert got.num_rows == want.num_rows
+        for name in snaps.column_names:
+            a, b = got.column(name).combine_chunks(), want.column(name).combine_chunks()
+            if pa.types.is_fixed_size_list(a.type):
+                a, b = a.flatten(), b.flatten()
+            x, y = a.to_numpy(zero_copy_only=False), b.to_numpy(zero_copy_only=False)
+            assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), name  # NaN: a missing level

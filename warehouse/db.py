@@ -27,6 +27,10 @@ def _is_lock_error(exc: duckdb.Error) -> bool:
     return any(m in text for m in _LOCK_MARKERS)
 
 
+# A process waiting for the file retries after 5 ms, then ever less often, at least every RETRY_MAX_S.
+RETRY_MAX_S = 0.05
+
+
 def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + timeout_s
     delay = 0.005
@@ -41,7 +45,7 @@ def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConne
                     f"{path}: the warehouse stayed locked by another process for {timeout_s:.0f}s"
                 ) from None
             time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            delay = min(delay * 1.5, RETRY_MAX_S)
         except duckdb.Error as exc:
             raise UserError(f"{path}: not a usable DuckDB warehouse: {str(exc).splitlines()[0]}") from None
 

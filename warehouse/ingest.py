@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress, Counter[str]], None]
 
+# A commit stores at most this many flushes' worth of rows (flush_rows each), so a reader waits for
+# at most a few flushes' commit even while a file imports much faster than it is stored.
+COMMIT_FLUSHES = 4
+
 
 @dataclass
 class IngestResult:
@@ -168,7 +172,11 @@ def run_ingest(
     wcfg = cfg.warehouse
     spool = Spool(cfg.resolve(wcfg.spool_dir), f"{source.name}") if durable else None
     writer = WarehouseWriter(
-        cfg.resolve(wcfg.path), wcfg.snapshot_levels, lock_timeout_s=wcfg.lock_timeout / 1e9, spool=spool
+        cfg.resolve(wcfg.path),
+        wcfg.snapshot_levels,
+        lock_timeout_s=wcfg.lock_timeout / 1e9,
+        spool=spool,
+        max_commit_rows=COMMIT_FLUSHES * wcfg.flush_rows,
     )
     result = IngestResult(run_id=uuid.uuid4().hex[:12], source=source.name, status="running")
     started = clock.now_ns()

@@ -10,9 +10,10 @@ to the batch's time range), so re-ingesting the same data never duplicates a row
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +24,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from market.events import INGEST_RUNS, TableSpec
-from warehouse.db import one, writing
+from warehouse.db import RETRY_MAX_S, one, writing
 from warehouse.schema import ensure_schema, tables
 from warehouse.spool import Spool
 
 log = logging.getLogger(__name__)
 
 NS_PER_S = 1_000_000_000
+# DuckDB threads for a commit: the cores the ingest's parsing thread leaves free. More threads only
+# contend with it (on 2 cores, one thread stores the simulated hour of `python -m bench` ~20% faster).
+_COMMIT_THREADS = max(1, (os.cpu_count() or 1) - 1)
 
 
 def _keys_unique(spec: TableSpec, table: pa.Table) -> bool:
@@ -80,6 +84,20 @@ def _pair_codes(snapshots: pa.Table) -> np.ndarray:
     return np.asarray(codes.to_numpy(zero_copy_only=False))
 
 
+def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table.take(rows)`` without first joining the chunks of a chunked table (a copy of every row)."""
+    batches = table.to_batches()
+    if len(batches) <= 1:
+        return table.take(pa.array(rows, pa.int64()))
+    starts = np.cumsum([0] + [b.num_rows for b in batches])
+    chunk = np.searchsorted(starts, rows, side="right") - 1
+    order = np.argsort(chunk, kind="stable")
+    by_chunk, chunk = rows[order], chunk[order]
+    parts = [batches[c].take(pa.array(by_chunk[chunk == c] - starts[c])) for c in np.unique(chunk).tolist()]
+    grouped = pa.Table.from_batches(parts, schema=table.schema)
+    return grouped.take(pa.array(np.argsort(order)))  # back to the order of rows
+
+
 def rollup_candidates(snapshots: pa.Table) -> pa.Table:
     """The last snapshot of each (venue, symbol, 1 s bucket) in a batch, with its bucket_ns first."""
     ts = snapshots.column("ts_exchange_ns").to_numpy()
@@ -91,7 +109,7 @@ def rollup_candidates(snapshots: pa.Table) -> pa.Table:
     last = np.ones(order.size, bool)
     last[:-1] = (g[1:] != g[:-1]) | (b[1:] != b[:-1])
     idx = order[last]
-    picked = snapshots.take(pa.array(idx))
+    picked = _take(snapshots, idx)
     return picked.add_column(2, "bucket_ns", pa.array(bucket[idx]))
 
 
@@ -133,7 +151,7 @@ def update_latest(con: duckdb.DuckDBPyConnection, snapshots: pa.Table) -> None:
     g = group[order]
     last = np.ones(order.size, bool)
     last[:-1] = g[1:] != g[:-1]
-    cand = snapshots.take(pa.array(order[last]))
+    cand = _take(snapshots, order[last])
     con.register("latest_in", cand)
     try:
         con.execute(
@@ -163,6 +181,12 @@ class _Job:
         if segment is not None:
             self.segments.append(segment)
 
+    def merge(self, other: _Job) -> None:
+        for name, ts in other.tables.items():
+            self.tables.setdefault(name, []).extend(ts)
+        self.segments.extend(other.segments)
+        self.rows += other.rows
+
 
 class WarehouseWriter:
     """Buffers rows, spools them, and commits them to the warehouse from one background thread."""
@@ -174,27 +198,36 @@ class WarehouseWriter:
         lock_timeout_s: float = 30.0,
         spool: Spool | None = None,
         max_queued_rows: int = 2_000_000,
+        max_commit_rows: int | None = None,
     ) -> None:
         self.path = path
         self.levels = levels
         self.lock_timeout_s = lock_timeout_s
         self.spool = spool
         self.max_queued_rows = max_queued_rows
+        # Flushes queued while a commit runs are stored together, up to this many rows per commit
+        # (always at least one flush): the file is not held for one long commit after a fast import.
+        self.max_commit_rows = max_commit_rows
         self._order = [spec.name for spec in tables(levels) if spec.name != "snapshots_1s"]
         self._buffer = _Job()
-        self._queued = _Job()
+        self._queued: deque[_Job] = deque()  # one per flush, oldest first
         self._inflight: Future[int] | None = None
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="warehouse-writer")
         self.inserted: Counter[str] = Counter()
         self.commits = 0
         self.commit_seconds = 0.0
+        self._free_until = 0.0  # monotonic time before which no commit opens the file
         with writing(path, lock_timeout_s) as con:
             ensure_schema(con, levels)
 
     @property
     def buffered_rows(self) -> int:
-        return self._buffer.rows + self._queued.rows
+        return self._buffer.rows + self._queued_rows
+
+    @property
+    def _queued_rows(self) -> int:
+        return sum(job.rows for job in self._queued)
 
     def add(self, tables: dict[str, pa.Table]) -> None:
         """Buffer rows for the next flush (table name -> Arrow table in that table's schema)."""
@@ -205,12 +238,14 @@ class WarehouseWriter:
         if self._buffer.rows:
             merged = {n: pa.concat_tables(ts) for n, ts in self._buffer.tables.items()}
             segment = self.spool.append(merged) if self.spool is not None else None
-            self._queued.add(merged, segment)
+            job = _Job()
+            job.add(merged, segment)
+            self._queued.append(job)
             self._buffer = _Job()
-        self._reap(block=wait or self._queued.rows > self.max_queued_rows)
+        self._reap(block=wait or self._queued_rows > self.max_queued_rows)
         self._submit()
         if wait:
-            while self._inflight is not None or self._queued.rows:
+            while self._inflight is not None or self._queued:
                 self._reap(block=True)
                 self._submit()
 
@@ -222,13 +257,22 @@ class WarehouseWriter:
             fut.result()  # re-raises a failed commit: the caller stops, the spool keeps the rows
 
     def _submit(self) -> None:
-        if self._inflight is None and self._queued.rows:
-            job, self._queued = self._queued, _Job()
+        if self._inflight is None and self._queued:
+            job = self._queued.popleft()
+            limit = self.max_commit_rows
+            while self._queued and (limit is None or job.rows + self._queued[0].rows <= limit):
+                job.merge(self._queued.popleft())
             self._inflight = self._pool.submit(self._commit, job)
 
     def _commit(self, job: _Job) -> int:
+        # Commits can follow each other back to back (a file imports faster than it is stored): the
+        # file stays free between two of them long enough for a waiting reader's next retry.
+        pause = self._free_until - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
         start = time.perf_counter()
         n = self.commit_tables({k: pa.concat_tables(v) for k, v in job.tables.items()})
+        self._free_until = time.monotonic() + RETRY_MAX_S
         if self.spool is not None:
             self.spool.remove(job.segments)
         with self._lock:
@@ -240,6 +284,7 @@ class WarehouseWriter:
         """Insert one batch of tables in one transaction (blocking); return the rows inserted."""
         total = 0
         with writing(self.path, self.lock_timeout_s) as con:
+            con.execute(f"SET threads = {_COMMIT_THREADS}")
             con.execute("BEGIN TRANSACTION")
             try:
                 for name in self._order:
@@ -247,7 +292,8 @@ class WarehouseWriter:
                     if table is None or table.num_rows == 0:
                         continue
                     spec = next(s for s in tables(self.levels) if s.name == name)
-                    n = insert_dedup(con, spec, table.cast(spec.arrow_schema))
+                    table = table.cast(spec.arrow_schema)
+                    n = insert_dedup(con, spec, table)
                     if name == "snapshots":
                         update_rollup(con, table)
                         update_latest(con, table)

@@ -20,7 +20,7 @@ from core.cli import add_config_argument, run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_duration_ns
-from market.events import RawMessage
+from market.events import RawBatch
 from market.sim import MarketSimulator, facts
 from market.sources.files import FileSource, check_paths
 from market.venues import BYBIT
@@ -42,7 +42,7 @@ def real_streams(data_dir: Path) -> dict[str, facts.Stream]:
     for name, files in EPISODES.items():
         src = FileSource(check_paths([str(data_dir / f) for f in files]))
 
-        async def read(source: FileSource = src) -> list[list[RawMessage]]:
+        async def read(source: FileSource = src) -> list[RawBatch]:
             return [b async for b in source.batches()]
 
         log.info("reading %s", name)

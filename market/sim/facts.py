@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from market.events import RawMessage, fixed_to_numpy
+from market.events import RawInput, fixed_to_numpy
 from market.normalize import Normalizer
 from market.venues.base import Venue
 
@@ -49,7 +49,7 @@ class Stream:
     tick: float
 
 
-def collect(batches: Iterable[list[RawMessage]], venue: Venue, symbol: str, tick: float) -> Stream:
+def collect(batches: Iterable[RawInput], venue: Venue, symbol: str, tick: float) -> Stream:
     """Normalize the batches and keep the best level of every update plus the trades."""
     norm = Normalizer(venue, symbol, tick, _LEVELS, store_raw=False)
     ts: list[np.ndarray] = []

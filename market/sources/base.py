@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from market.events import RawMessage
+from market.events import RawInput
 from market.venues.base import Venue
 
 
@@ -29,8 +29,9 @@ class Progress:
 class Source(Protocol):
     """A stream of raw messages for one (venue, symbol).
 
-    ``batches()`` yields lists of messages in arrival order; a live source yields at least every
-    ``heartbeat`` seconds (possibly an empty list) so the caller can flush and stop promptly.
+    ``batches()`` yields messages in arrival order (a list of RawMessage, or a RawBatch); a live
+    source yields at least every ``heartbeat`` seconds (possibly an empty list) so the caller can
+    flush and stop promptly.
     """
 
     name: str
@@ -42,7 +43,7 @@ class Source(Protocol):
         """Connect / open; afterwards tick_size holds the venue's real value."""
         ...
 
-    def batches(self) -> AsyncIterator[list[RawMessage]]: ...
+    def batches(self) -> AsyncIterator[RawInput]: ...
 
     def request_resync(self, reason: str) -> None:
         """The book went invalid: fetch a fresh snapshot if the source can."""

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
 
+import numpy as np
 import orjson
 
 from core.errors import DataError, UserError
-from market.events import RawMessage
+from market.events import RawBatch
+from market.sources import lines_fast
 from market.sources.base import Note, Progress
 from market.venues import BINANCE_USDM, BYBIT, Venue
 from market.venues.binance import local_ts_to_ns
@@ -36,6 +38,13 @@ _BLOCK = 1 << 22  # decompressed bytes read at once
 class FileFormat:
     venue: Venue
     prefixed: bool  # lines carry a local receive time
+
+
+def _utf8(block: bytes) -> bytes:
+    """The block, once checked to be valid UTF-8 (UnicodeDecodeError otherwise)."""
+    if not block.isascii():
+        block.decode("utf-8")
+    return block
 
 
 def _open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
@@ -135,8 +144,8 @@ class FileSource:
     async def start(self) -> None:
         return None
 
-    def _chunks(self) -> Iterator[tuple[Path, int, list[str]]]:
-        """(path, number of the first line, lines) in blocks of whole lines, decoded at once."""
+    def _chunks(self) -> Iterator[tuple[Path, int, int, bytes]]:
+        """(path, number of the first line, number of lines, block of whole lines checked to be UTF-8)."""
         for path in self.paths:
             stream, raw = _open_binary(path)
             self._raw = raw
@@ -154,11 +163,11 @@ class FileSource:
                             rest = block
                             continue
                         rest = block[cut:]
-                        lines = block[:cut].decode("utf-8").split("\n")[:-1]
-                        yield path, line_no, lines
-                        line_no += len(lines)
+                        lines = block.count(b"\n", 0, cut)
+                        yield path, line_no, lines, _utf8(block[:cut])
+                        line_no += lines
                     if rest:
-                        yield path, line_no, [rest.decode("utf-8")]
+                        yield path, line_no, 1, _utf8(rest)
             except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
                 raise DataError(
                     f"{path}: corrupt after line {self.lines} ({exc.__class__.__name__}: {exc}); "
@@ -169,43 +178,64 @@ class FileSource:
                 self._raw = None
                 raw.close()
 
-    def _messages(self, fmt: FileFormat, path: Path, first: int, lines: list[str]) -> list[RawMessage]:
-        venue = self.venue.name
+    def _batch(self, fmt: FileFormat, path: Path, first: int, lines: int, block: bytes) -> RawBatch:
+        """The messages of a block of lines (the numbers of its lines start at ``first``)."""
         if fmt.prefixed:
-            out: list[RawMessage] = []
-            append = out.append
+            buf = np.frombuffer(block, np.uint8)
+            out = np.empty(len(block), np.uint8)
+            offsets = np.empty(lines + 1, np.int64)
+            ts = np.empty(lines, np.int64)
+            n, status, bad = lines_fast.split_prefixed(buf, out, offsets, ts)
+            if status == lines_fast.BAD_LINE:
+                raise DataError(f"{path}:{first + bad}: expected '<timestamp> <json>'")
+            if status == lines_fast.OK:
+                return RawBatch(self.venue.name, out[: offsets[n]].tobytes(), offsets[: n + 1].copy(), ts[:n].copy())
+        return self._batch_by_line(fmt, path, first, block.decode("utf-8"))
+
+    def _batch_by_line(self, fmt: FileFormat, path: Path, first: int, text: str) -> RawBatch:
+        lines = text.split("\n")
+        if text.endswith("\n"):
+            lines.pop()
+        payloads: list[str] = []
+        stamps: list[int] = []
+        if fmt.prefixed:
             for n, line in enumerate(lines, first):
                 ts, sep, body = line.partition(" ")
                 if not sep or not ts.isdigit():
                     if not line.strip():
                         continue
                     raise DataError(f"{path}:{n}: expected '<timestamp> <json>'")
-                append(RawMessage(venue, "", local_ts_to_ns(int(ts)), body.rstrip("\r")))
-            return out
-        msgs = []
-        for line in lines:
-            text = line.rstrip("\r")
-            if not text:
-                continue
-            m = _BYBIT_TS.search(text, 0, 400)
-            # archive lines carry no receive time; a line without ts reaches the parser and is rejected
-            msgs.append(RawMessage(venue, "", int(m.group(1)) * 1_000_000 if m else 0, text))
-        return msgs
+                stamps.append(local_ts_to_ns(int(ts)))
+                payloads.append(body.rstrip("\r"))
+        else:
+            for line in lines:
+                body = line.rstrip("\r")
+                if not body:
+                    continue
+                m = _BYBIT_TS.search(body, 0, 400)
+                # archive lines carry no receive time; a line without ts reaches the parser and is rejected
+                stamps.append(int(m.group(1)) * 1_000_000 if m else 0)
+                payloads.append(body)
+        return RawBatch.from_texts(self.venue.name, payloads, np.array(stamps, np.int64))
 
-    async def batches(self) -> AsyncIterator[list[RawMessage]]:
-        batch: list[RawMessage] = []
+    async def batches(self) -> AsyncIterator[RawBatch]:
+        pending: list[RawBatch] = []
+        count = 0
         fmt_by_path = dict(zip(self.paths, self.formats, strict=True))
-        for path, first, lines in self._chunks():
-            msgs = self._messages(fmt_by_path[path], path, first, lines)
-            self.lines += len(msgs)
-            batch.extend(msgs)
-            while len(batch) >= self.batch_lines:
-                yield batch[: self.batch_lines]
-                batch = batch[self.batch_lines :]
+        for path, first, lines, block in self._chunks():
+            part = self._batch(fmt_by_path[path], path, first, lines, block)
+            self.lines += len(part)
+            pending.append(part)
+            count += len(part)
+            while count >= self.batch_lines:
+                merged = RawBatch.concat(pending)
+                yield merged.slice(0, self.batch_lines)
+                rest = merged.slice(self.batch_lines, len(merged))
+                pending, count = [rest], len(rest)
                 if self._stopped:
                     return
-        if batch:
-            yield batch
+        if count:
+            yield RawBatch.concat(pending)
 
     def request_resync(self, reason: str) -> None:
         # A file cannot be asked for a new snapshot: the book stays invalid until the next one.

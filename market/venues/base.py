@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.errors import UserError
-from market.events import RawMessage
+from market.events import RawInput
 from market.parsing import Parsed
 
-Parser = Callable[[list[RawMessage], str, float], Parsed]
+Parser = Callable[[RawInput, str, float], Parsed]
 
 
 @dataclass(frozen=True)

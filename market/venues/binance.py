@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import orjson
 
-from market.events import RawMessage
+from market.events import RawBatch, RawInput
 from market.parsing import (
     NS_PER_MS,
     BookRows,
@@ -42,9 +42,10 @@ def local_ts_to_ns(ts: int) -> int:
     return ts * 1_000 if ts < 100_000_000_000_000_000 else ts
 
 
-def parse(messages: list[RawMessage], symbol: str, tick: float) -> Parsed:
+def parse(messages: RawInput, symbol: str, tick: float) -> Parsed:
     """Parse Binance USD-M combined-stream messages and REST depth snapshots for one symbol."""
-    streams: list[str] = [""] * len(messages)
+    batch = RawBatch.of(messages)
+    streams: list[str] = [""] * len(batch)
     book = BookRows()
     trades = TradeRows()
     rejections: list[Rejection] = []
@@ -52,11 +53,13 @@ def parse(messages: list[RawMessage], symbol: str, tick: float) -> Parsed:
     lower = symbol.lower()
     depth_prefix = f"{lower}@depth"
     trade_stream = f"{lower}@trade"
-    for k, m in enumerate(messages):
+    view = memoryview(batch.data)
+    offsets = batch.offsets.tolist()
+    for k, ts_local in enumerate(batch.ts_local_ns.tolist()):
         try:
-            d = loads(m.payload)
+            d = loads(view[offsets[k] : offsets[k + 1]])
         except orjson.JSONDecodeError:
-            rejections.append(Rejection(k, "bad_json", m.payload[:80]))
+            rejections.append(Rejection(k, "bad_json", batch.payload(k)[:80]))
             continue
         if not isinstance(d, dict):
             rejections.append(Rejection(k, "bad_json", "not a JSON object"))
@@ -75,7 +78,7 @@ def parse(messages: list[RawMessage], symbol: str, tick: float) -> Parsed:
                 rejections.append(Rejection(k, "bad_value", "depth snapshot: wrong field types"))
                 continue
             streams[k] = SNAPSHOT_STREAM
-            _add_book(book, k, m.ts_local_ns, ts_ms, last, last, -1, True, bids, asks)
+            _add_book(book, k, ts_local, ts_ms, last, last, -1, True, bids, asks)
             continue
         if not isinstance(stream, str):
             rejections.append(Rejection(k, "missing_field", "no stream name"))
@@ -96,7 +99,7 @@ def parse(messages: list[RawMessage], symbol: str, tick: float) -> Parsed:
                 rejections.append(Rejection(k, "bad_value", f"{stream}: wrong field types"))
                 continue
             streams[k] = stream
-            _add_book(book, k, m.ts_local_ns, ts_ms, first, last, prev, False, bids, asks)
+            _add_book(book, k, ts_local, ts_ms, first, last, prev, False, bids, asks)
         elif stream == trade_stream:
             try:
                 ts_ms, tid, px, qty, maker = data["T"], data["t"], data["p"], data["q"], data["m"]
@@ -111,7 +114,7 @@ def parse(messages: list[RawMessage], symbol: str, tick: float) -> Parsed:
                 continue  # insurance-fund and ADL prints are not market trades
             trades.index.append(k)
             trades.ts_exchange_ns.append(ts_ms * NS_PER_MS)
-            trades.ts_local_ns.append(m.ts_local_ns)
+            trades.ts_local_ns.append(ts_local)
             trades.trade_id.append(str(tid))
             trades.price.append(px)
             trades.qty.append(qty)

@@ -27,13 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from market.events import RawMessage
+from market.events import RawBatch, RawInput
 from market.parsing import (
     NS_PER_MS,
     BookArrays,
     BookRows,
     Parsed,
     Rejection,
+    TradeArrays,
     TradeRows,
     check_levels,
     finish_book,
@@ -68,31 +69,33 @@ def trade_topic(symbol: str) -> str:
     return f"publicTrade.{symbol}"
 
 
-_BOOK_PREFIX = '{"topic":"orderbook.'
-
-
-def parse(messages: list[RawMessage], symbol: str, tick: float, fast: bool = True) -> Parsed:
+def parse(messages: RawInput, symbol: str, tick: float, fast: bool = True) -> Parsed:
     """Parse Bybit public linear messages for one symbol.
 
     Well-formed book messages take the byte-level fast path (market/venues/bybit_fast.py);
     everything else, including every book message the fast path does not recognise, takes the
     general orjson path below, which is the one that decides and reports why a message is bad.
     """
-    streams: list[str] = [""] * len(messages)
+    batch = RawBatch.of(messages)
+    n = len(batch)
+    streams = np.full(n, "", dtype=object)
     book = BookRows()
     trades = TradeRows()
     rejections: list[Rejection] = []
     loads = orjson.loads
     trade_topic_ = trade_topic(symbol)
     book_suffix = "." + symbol
-    fast_books, fast_done = _fast_books(messages, symbol, tick, streams, rejections) if fast else (None, None)
-    for k, m in enumerate(messages):
-        if fast_done is not None and fast_done[k]:
-            continue
+    fast_books = _fast_books(batch, symbol, tick, streams, rejections) if fast else None
+    fast_trades = _fast_trades(batch, symbol, streams) if fast else None
+    todo = np.flatnonzero(streams == "").tolist() if fast else range(n)
+    view = memoryview(batch.data)
+    offsets = batch.offsets.tolist()
+    ts_local = batch.ts_local_ns
+    for k in todo:
         try:
-            d = loads(m.payload)
+            d = loads(view[offsets[k] : offsets[k + 1]])
         except orjson.JSONDecodeError:
-            rejections.append(Rejection(k, "bad_json", m.payload[:80]))
+            rejections.append(Rejection(k, "bad_json", batch.payload(k)[:80]))
             continue
         if not isinstance(d, dict):
             rejections.append(Rejection(k, "bad_json", "not a JSON object"))
@@ -134,7 +137,7 @@ def parse(messages: list[RawMessage], symbol: str, tick: float, fast: bool = Tru
             snap = typ == "snapshot" or u == 1
             book.index.append(k)
             book.ts_exchange_ns.append(ts_ms * NS_PER_MS)
-            book.ts_local_ns.append(m.ts_local_ns)
+            book.ts_local_ns.append(int(ts_local[k]))
             book.first_id.append(u)
             book.last_id.append(u)
             book.prev_id.append(-1 if snap else u - 1)
@@ -165,7 +168,7 @@ def parse(messages: list[RawMessage], symbol: str, tick: float, fast: bool = Tru
                     continue
                 trades.index.append(k)
                 trades.ts_exchange_ns.append(ts_ms * NS_PER_MS)
-                trades.ts_local_ns.append(m.ts_local_ns)
+                trades.ts_local_ns.append(int(ts_local[k]))
                 trades.trade_id.append(str(tid))
                 trades.price.append(px)
                 trades.qty.append(qty)
@@ -176,47 +179,45 @@ def parse(messages: list[RawMessage], symbol: str, tick: float, fast: bool = Tru
     if fast_books is not None and len(fast_books):
         merged = BookArrays.concat([fast_books, slow]) if len(slow) else fast_books
         slow = merged.take(np.argsort(merged.index, kind="stable")) if len(slow) else merged
+    slow_trades = finish_trades(trades, tick, rejections)
+    if fast_trades is not None:
+        slow_trades = TradeArrays.in_order([fast_trades, slow_trades]) if len(slow_trades) else fast_trades
     return Parsed(
-        streams=streams,
+        streams=streams.tolist(),
         book=slow,
-        trades=finish_trades(trades, tick, rejections),
+        trades=slow_trades,
         rejections=rejections,
     )
 
 
 def _fast_books(
-    messages: list[RawMessage], symbol: str, tick: float, streams: list[str], rejections: list[Rejection]
-) -> tuple[BookArrays | None, np.ndarray | None]:
-    """Book messages through the fast path: (their arrays, mask of the messages it handled)."""
-    cand = [k for k, m in enumerate(messages) if m.payload.startswith(_BOOK_PREFIX)]
-    if not cand:
-        return None, None
-    res = bybit_fast.scan([messages[k].payload for k in cand], symbol)
-    if res is None:
-        return None, None
-    ok, c = res
-    suffix = "." + symbol
-    for j, k in enumerate(cand):
-        if ok[j]:
-            payload = messages[k].payload
-            topic = payload[10 : payload.find('"', 10)]
-            if topic.endswith(suffix):
-                streams[k] = topic
-            else:
-                ok[j] = False  # another symbol's topic: the general path decides
+    batch: RawBatch, symbol: str, tick: float, streams: np.ndarray, rejections: list[Rejection]
+) -> BookArrays | None:
+    """Book messages through the fast path: their arrays; their streams are set (others stay "")."""
+    c = bybit_fast.scan(batch.data, batch.offsets, symbol)
+    ok = c["ok"]
     rows = np.flatnonzero(ok)
-    index = np.asarray(cand, np.int64)
+    if not rows.size:
+        return None
+    # runs of messages with the same topic share one str; another symbol's topic: the general path decides
+    run = np.cumsum(~c["same_topic"][rows]) - 1
+    firsts = rows[np.flatnonzero(~c["same_topic"][rows])].tolist()
+    start, end = batch.offsets, c["topic_end"]
+    topics = [batch.data[int(start[k]) + 10 : int(end[k])].decode("ascii") for k in firsts]
+    keep = np.array([t.endswith("." + symbol) for t in topics])[run]
+    streams[rows[keep]] = np.array(topics, dtype=object)[run[keep]]
+    rows = rows[keep]
     u = c["u"]
     arrays = BookArrays(
-        index=index,
+        index=np.arange(len(batch), dtype=np.int64),
         ts_exchange_ns=c["ts_ms"] * NS_PER_MS,
-        ts_local_ns=np.fromiter((messages[k].ts_local_ns for k in cand), np.int64, len(cand)),
+        ts_local_ns=batch.ts_local_ns,
         first_id=u,
         last_id=u,
         prev_id=np.where(c["is_snap"], -1, u - 1),
         seq=c["seq"],
         is_snap=c["is_snap"],
-        skip=np.zeros(len(cand), np.bool_),
+        skip=np.zeros(len(batch), np.bool_),
         bid_off=c["bid_off"],
         bid_px=c["bid_px"],
         bid_qty=c["bid_qty"],
@@ -232,9 +233,27 @@ def _fast_books(
         tick,
         rejections,
     )
-    done = np.zeros(len(messages), np.bool_)
-    done[arrays.index] = True
-    return arrays, done
+    return arrays
+
+
+def _fast_trades(batch: RawBatch, symbol: str, streams: np.ndarray) -> TradeArrays | None:
+    """Trade messages through the fast path: their trades; their streams are set (others stay "")."""
+    c = bybit_fast.scan_trade_messages(batch.data, batch.offsets, symbol)
+    rows = np.flatnonzero(c["ok"])
+    if not rows.size:
+        return None
+    streams[rows] = trade_topic(symbol)
+    index = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(c["trade_off"]))
+    data = batch.data
+    return TradeArrays(
+        index=index,
+        ts_exchange_ns=c["t_ms"] * NS_PER_MS,
+        ts_local_ns=batch.ts_local_ns[index],
+        trade_id=[data[a:b].decode("ascii") for a, b in zip(c["id_start"].tolist(), c["id_end"].tolist(), strict=True)],
+        price=c["px"],
+        qty=c["qty"],
+        side=c["side"],
+    )
 
 
 BYBIT = register(

@@ -37,6 +37,7 @@ def _start_live_sim(config: Path, tmp_path: Path, seconds: int = 120) -> subproc
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: SIGKILL takes Prefect's server with it
     )
 
 
@@ -76,7 +77,7 @@ def test_sigkill_loses_at_most_one_flush_and_a_restart_duplicates_nothing(
     _wait_for_rows(cfg, proc, 300)  # a few seconds of a live (wall-clock paced) market
     time.sleep(2.0)
     killed_at = time.time_ns()
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the ingest and its children, as a crash or OOM kill would
     proc.wait(timeout=10)
 
     # the file still opens; what the spool holds is committed by the next run

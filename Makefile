@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test lint typecheck unit bench lock clean standin
+.PHONY: help venv demo test lint typecheck unit bench lock clean standin ui serve
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -41,6 +41,12 @@ test: lint typecheck unit  ## everything CI runs: ruff, import contracts, mypy, 
 
 bench: $(STAMP)  ## benchmarks: prints a table, writes bench/results.json
 	$(PY) -m bench
+
+ui: $(STAMP)  ## the MLflow UI on the project's store: http://127.0.0.1:5000
+	$(PY) -m models ui
+
+serve: $(STAMP)  ## run the prefect.yaml deployments on their schedules on this machine
+	$(PY) -m flows.serve
 
 standin: $(STAMP)  ## the Bybit v5 stand-in server on 127.0.0.1:8765, fed by the simulator
 	$(PY) -m market.standin --port 8765

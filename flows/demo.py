@@ -3,7 +3,8 @@
     1. simulate a Bybit BTC/USDT:USDT market (queue-reactive simulator, Bybit v5 messages)
     2. ingest it with the Prefect ingest flow into the DuckDB warehouse (config: warehouse.path)
     3. build the features and labels of the new data with the Prefect flow 'features'
-    4. print the warehouse summary
+    4. train the stacked model and register it in MLflow (flow 'train'), promote it (flow 'promote')
+    5. print the warehouse summary and where the MLflow UI shows the result
 
 Each step is a real component: the same parser, book, normalizer and writer as a live ingest.
 Running it again continues the market where the warehouse ends, so nothing is duplicated.
@@ -17,15 +18,20 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from prefect import State
+
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import add_config_argument, run_main, setup_logging
-from core.config import load_config
+from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns
 from flows.features import features_flow
 from flows.ingest import FlowFailedError, build_source, ingest_flow
+from flows.promote import promote_flow
+from flows.train import train_flow
 from warehouse import reader
 from warehouse.cli import show
+from warehouse.dataset import load
 from warehouse.db import reading
 
 log = logging.getLogger(__name__)
@@ -76,19 +82,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = state.data if isinstance(state.data, dict) else {}
         raise FlowFailedError(state.message or "ingest failed", int(data.get("exit_code", 3)))
     print("\nstep 3: features and labels (Prefect flow 'features')")
-    fstate = features_flow(config=args.config, return_state=True)
-    if fstate.is_failed():
-        data = fstate.data if isinstance(fstate.data, dict) else {}
-        raise FlowFailedError(fstate.message or "feature build failed", int(data.get("exit_code", 3)))
-    print(fstate.message)
-    print("\nstep 4: the warehouse (python -m warehouse show)")
+    _run(features_flow(config=args.config, return_state=True), "feature build")
+    print("\nstep 4: train, register and promote (Prefect flows 'train' and 'promote')")
+    rows = labelled_rows(cfg)
+    if rows < cfg.training.min_rows:
+        print(
+            f"only {rows:,} labelled rows so far, training needs {cfg.training.min_rows:,}: "
+            "run make demo again to add more market (each run adds its duration)"
+        )
+    else:
+        _run(train_flow(config=args.config, return_state=True), "training")
+        _run(promote_flow(config=args.config, return_state=True), "promotion")
+        m = cfg.mlflow
+        print(f"MLflow: make ui, then http://127.0.0.1:5000 (experiment {m.experiment}, model {m.model_name})")
+    print("\nstep 5: the warehouse (python -m warehouse show)")
     show(cfg)
     print(
-        "\nnext: python -m warehouse export --table features --format csv --out features.csv"
-        "\n      python -m features catalog       (what every feature means)"
-        "\n      python -m market.sim compare     (simulator vs real recordings)"
+        "\nnext: make ui                         (runs, metrics, diagnostics, the champion)"
+        "\n      python -m models list           (versions, aliases, promotion notes)"
+        "\n      python -m features catalog      (what every feature means)"
+        "\n      python -m market.sim compare    (simulator vs real recordings)"
     )
     return 0
+
+
+def _run(state: State, what: str) -> None:
+    if state.is_failed():
+        data = state.data if isinstance(state.data, dict) else {}
+        raise FlowFailedError(state.message or f"{what} failed", int(data.get("exit_code", 3)))
+    print(state.message)
+
+
+def labelled_rows(cfg: AppConfig) -> int:
+    """Labelled training rows in the configured window (0 when there are none yet)."""
+    try:
+        return len(load(cfg, cfg.training.window).ts)
+    except UserError:
+        return 0
 
 
 def _continued_config(config: str, start: str, mid: float) -> str:

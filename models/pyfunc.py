@@ -21,7 +21,7 @@ class StackPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         self.model = StackedModel.load(Path(context.artifacts["model"]))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         return predict_frame(self.model, model_input)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ConfigFactory
 from tests.test_cli import assert_one_line_error, cli
 from warehouse.db import one, reading
@@ -26,6 +28,7 @@ def test_demo_runs_end_to_end_and_a_second_run_continues_the_market(make_config:
     first = cli("-m", "flows.demo", "--duration", "1m", "--config", config)
     assert first.returncode == 0, first.stderr
     assert "0 feature rows" in first.stdout  # a minute is shorter than the 5 min warm-up
+    assert "only 0 labelled rows so far" in first.stdout  # too little to train: said, not failed
     assert "sequence gaps detected: 0" in first.stdout
     assert "snapshots" in first.stdout and "BTCUSDT" in first.stdout
     db = cfg.resolve(cfg.warehouse.path)
@@ -59,3 +62,18 @@ def test_demo_bad_duration_is_one_line(make_config: ConfigFactory, tmp_path: Pat
     make_config()
     p = cli("-m", "flows.demo", "--duration", "soon", "--config", str(tmp_path / "config.yaml"))
     assert_one_line_error(p, "--duration")
+
+
+@pytest.mark.slow
+def test_demo_trains_registers_and_promotes_once_there_is_enough_data(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    make_config(
+        warehouse={"snapshot_levels": 20},
+        training={"window": "2h", "rounds": 40, "early_stopping": 10, "min_rows": 300, "folds": 3},
+    )
+    p = cli("-m", "flows.demo", "--duration", "70m", "--config", str(tmp_path / "config.yaml"))
+    assert p.returncode == 0, p.stderr
+    assert "registered btc-l2 version 1 as challenger" in p.stdout
+    assert "promoted: version 1: promoted to champion: first model" in p.stdout
+    assert "make ui" in p.stdout

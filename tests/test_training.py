@@ -140,3 +140,17 @@ def test_the_promotion_rules() -> None:
     assert not ok and "does not exceed" in why
     ok, why = decide(cfg, weak, {"log_loss": 0.31})
     assert not ok and "below the minimum 0.550" in why
+
+
+def test_a_feature_set_mismatch_and_the_registry_listing(trained: tuple[AppConfig, dict[str, Any]]) -> None:
+    from dataclasses import replace
+
+    from flows.promote import evaluate
+    from models.__main__ import main as models_main
+
+    cfg, _ = trained
+    model, _ = registry.load(cfg, "challenger")
+    data = load(cfg, cfg.promotion.fresh)
+    with pytest.raises(UserError, match="feature-set mismatch: the model was trained on .* the warehouse has other"):
+        evaluate(model, replace(data, feature_set="other"))
+    assert models_main(["list", "--config", str(cfg.source_path)]) == 0

@@ -1,0 +1,86 @@
+"""Model figures: a full retrain on one simulated day, and prediction latency / throughput.
+
+Builds (once, cached in bench/.cache) a warehouse holding one simulated day with its features and
+labels, trains the stack on it with the project's config (as `python -m flows.train` does, without
+MLflow), then times the champion's path the live runner uses: a numpy vector in, P(up), P(down) out.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import CACHE, entry, pct
+from core.config import AppConfig, load_config
+from flows.train import embargo_ns, params
+from market.sources.sim import SimSource
+from models.train import train
+from warehouse.dataset import load
+from warehouse.featurebuild import build
+from warehouse.ingest import run_ingest
+
+DAY_NS = 86_400 * 1_000_000_000
+
+
+def _day(cfg: AppConfig) -> AppConfig:
+    directory = CACHE / "model-day"
+    directory.mkdir(parents=True, exist_ok=True)
+    wh = cfg.warehouse.model_copy(
+        update={"path": directory / "l2.duckdb", "spool_dir": directory / "spool", "snapshot_levels": 20}
+    )
+    c = cfg.model_copy(update={"warehouse": wh, "training": cfg.training.model_copy(update={"window": DAY_NS})})
+    marker = directory / "built"
+    if not marker.exists():
+        run_ingest(SimSource(c.sim, c.instrument, 50, DAY_NS), c, detail="bench day")
+        build(c)
+        marker.write_text("ok\n")
+    return c
+
+
+def run() -> list[dict[str, Any]]:
+    cfg = _day(load_config(Path(__file__).resolve().parents[1] / "config.yaml"))
+    data = load(cfg, cfg.training.window, min_rows=cfg.training.min_rows)
+    t0 = time.perf_counter()
+    result = train(
+        data.x,
+        data.ts,
+        data.ret,
+        data.direction,
+        data.feature_names,
+        data.feature_set,
+        data.label_set,
+        cfg.training.horizon,
+        data.tau,
+        params(cfg),
+        cfg.training.folds,
+        cfg.training.shares,
+        embargo_ns(cfg),
+    )
+    fit_s = time.perf_counter() - t0
+    model = result.model
+    x = data.x[-20_000:]
+    for row in x[:200]:
+        model.predict_proba(row)  # warm up
+    lat: list[float] = []
+    for row in x[:5000]:
+        start = time.perf_counter_ns()
+        model.predict_proba(row)
+        lat.append((time.perf_counter_ns() - start) / 1e6)
+    t1 = time.perf_counter()
+    model.predict_proba(x)
+    batch_s = time.perf_counter() - t1
+    return [
+        entry(
+            "model: full retrain on one simulated day (both directions)",
+            fit_s,
+            "s",
+            "< 600",
+            f"{len(data.ts):,} rows, {cfg.training.folds} folds",
+        ),
+        entry("model: single-row prediction, median", float(np.median(lat)), "ms", None),
+        entry("model: single-row prediction, p99", pct(lat, 99), "ms", "<= 1"),
+        entry("model: batch prediction", len(x) / batch_s, "rows/s", ">= 100000"),
+    ]

@@ -16,7 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
 
-from models.stack import DirectionStack
+from models.stack import DirectionStack, inference_threads
 
 FORMAT = 1
 
@@ -104,6 +104,7 @@ class StackedModel:
             booster.best_iteration = int(m["lgb_best_iteration"] or 0)
             xgbm = xgb.Booster()
             xgbm.load_model(str(directory / f"{name}.xgb.json"))
+            inference_threads(xgbm)
             return DirectionStack(
                 booster,
                 xgbm,

@@ -58,7 +58,7 @@ class WarehouseConfig(Section):
 
     path: Path = Path("warehouse/l2.duckdb")
     spool_dir: Path = Path("warehouse/spool")
-    snapshot_levels: int = Field(50, ge=1, le=200)
+    snapshot_levels: int = Field(20, ge=1, le=200)
     store_raw: bool = True
     flush_interval: DurationNs = parse_duration_ns("500ms")
     flush_rows: int = Field(200_000, ge=1)

@@ -20,7 +20,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_repository_config_is_valid_and_explicit() -> None:
     cfg = load_config(REPO / "config.yaml")
-    assert cfg.warehouse.snapshot_levels == 50
+    assert cfg.warehouse.snapshot_levels == 20
     assert cfg.warehouse.flush_interval == 500_000_000
     assert cfg.ingest.depth == 50
 
@@ -83,11 +83,11 @@ def test_sections_are_frozen() -> None:
 def test_digest_changes_with_values_only() -> None:
     a = WarehouseConfig()
     assert a.digest() == WarehouseConfig().digest()
-    assert a.digest() != WarehouseConfig(snapshot_levels=20).digest()
+    assert a.digest() != WarehouseConfig(snapshot_levels=50).digest()
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
-    assert load_config(write(tmp_path, "")).warehouse.snapshot_levels == 50
+    assert load_config(write(tmp_path, "")).warehouse.snapshot_levels == 20
 
 
 @pytest.mark.parametrize(

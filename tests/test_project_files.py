@@ -41,9 +41,14 @@ def test_deployment_names_are_unique() -> None:
 
 
 def test_schema_documentation_is_current() -> None:
+    from core.config import WarehouseConfig
     from warehouse.schema import describe
 
-    generated = describe(50).replace("# Warehouse schema", "## Schema").replace("\n## `", "\n### `")
+    generated = (
+        describe(WarehouseConfig().snapshot_levels)
+        .replace("# Warehouse schema", "## Schema")
+        .replace("\n## `", "\n### `")
+    )
     assert generated.strip() in (REPO / "docs" / "warehouse.md").read_text()
 
 

@@ -6,8 +6,8 @@ REFERENCE section 5:
 
 1. the base learners' out-of-fold predictions come from purged walk-forward folds of the fit
    block (each fold early-stops on the last part of its own training rows, after an embargo);
-2. the meta-learner (a logistic regression on the base learners' logits) is fitted only on rows
-   that have out-of-fold predictions;
+2. the meta-learner (a logistic regression with non-negative weights on the base learners'
+   logits) is fitted only on rows that have out-of-fold predictions;
 3. the final base learners are fitted on the whole fit block;
 4. a Platt calibrator (a logistic regression on the stack's logit) is fitted on a later,
    embargoed block. Isotonic regression was tried first: with rare positives its empty bins map
@@ -25,7 +25,6 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
-from sklearn.linear_model import LogisticRegression
 
 from models.cv import walk_forward
 
@@ -209,23 +208,47 @@ def fit_direction(
     have = np.isfinite(oof).all(axis=1)
     if have.sum() < 50 or len(np.unique(y_fit[have])) < 2:
         raise ValueError("too few out-of-fold predictions to fit the meta-learner (more data needed)")
-    meta = LogisticRegression(C=1.0)
-    meta.fit(_logit(oof[have]), y_fit[have])
+    meta_w, meta_b = fit_logistic(_logit(oof[have]), y_fit[have])
     final_lgb = fit_lgb(x_fit, y_fit, ts_fit, params, embargo_ns)
     final_xgb = fit_xgb(x_fit, y_fit, ts_fit, params, embargo_ns)
     stack = DirectionStack(
         final_lgb,
         final_xgb,
-        meta.coef_[0].astype(np.float64),
-        float(meta.intercept_[0]),
+        meta_w,
+        meta_b,
         1.0,
         0.0,
         fold_rows,
     )
     if len(np.unique(y_cal)) < 2:
         raise ValueError("the calibration block has a single class: a longer window is needed")
-    platt = LogisticRegression(C=1e6)  # essentially unregularised: two parameters, many rows
-    platt.fit(_logit(stack.meta(*stack.base(x_cal)))[:, None], y_cal)
-    stack.cal_coef = float(platt.coef_[0, 0])
-    stack.cal_intercept = float(platt.intercept_[0])
+    cal_w, cal_b = fit_logistic(_logit(stack.meta(*stack.base(x_cal)))[:, None], y_cal)
+    stack.cal_coef, stack.cal_intercept = float(cal_w[0]), cal_b
     return stack
+
+
+def fit_logistic(z: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, float]:
+    """Logistic regression with non-negative slopes: (weights, intercept).
+
+    Used for the meta-learner (a stack combines its base learners, it never bets against one) and
+    for the Platt calibrator (a calibrator must keep the order of the scores). A slope that would
+    want to be negative stops at 0: with no usable signal the probability falls back to the base
+    rate, and the threshold chosen on it then never trades. Unconstrained fits on small, noisy
+    blocks flipped signs between the meta-learner and the calibrator.
+    """
+    from scipy.optimize import minimize
+
+    n, k = z.shape
+    rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:k], theta[k]
+        u = z @ w + b
+        p = 1.0 / (1.0 + np.exp(-u))
+        value = float(np.mean(np.logaddexp(0.0, u) - y * u) + 0.5 * l2 * w @ w)
+        g = p - y
+        return value, np.concatenate([z.T @ g / n + l2 * w, [g.mean()]])
+
+    start = np.concatenate([np.zeros(k), [np.log(rate / (1 - rate))]])
+    res = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * k + [(None, None)])
+    return np.asarray(res.x[:k], np.float64), float(res.x[k])

@@ -81,3 +81,15 @@ def test_too_few_rows_is_a_clear_error() -> None:
     x, ts, ret, direction, tau = _data(n=300)
     with pytest.raises(ValueError, match="too few rows"):
         _fit(x, ts, ret, direction, tau)
+
+
+def test_meta_and_calibrator_slopes_never_turn_negative() -> None:
+    from models.stack import fit_logistic
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(4000, 1))
+    y = (rng.uniform(size=4000) < 1 / (1 + np.exp(-(1.5 * z[:, 0] - 1)))).astype(float)
+    w, b = fit_logistic(z, y)
+    assert w[0] == pytest.approx(1.5, abs=0.15) and b == pytest.approx(-1.0, abs=0.15)
+    w, b = fit_logistic(-z, y)  # an inverted score: no slope, the base rate
+    assert w[0] == 0.0 and 1 / (1 + np.exp(-b)) == pytest.approx(y.mean(), abs=1e-4)

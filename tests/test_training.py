@@ -154,3 +154,19 @@ def test_a_feature_set_mismatch_and_the_registry_listing(trained: tuple[AppConfi
     with pytest.raises(UserError, match="feature-set mismatch: the model was trained on .* the warehouse has other"):
         evaluate(model, replace(data, feature_set="other"))
     assert models_main(["list", "--config", str(cfg.source_path)]) == 0
+
+
+def test_the_train_and_promote_flows_run_under_prefect(
+    trained: tuple[AppConfig, dict[str, Any]], prefect_harness: None
+) -> None:
+    from flows.promote import promote_flow
+    from flows.train import train_flow
+
+    cfg, _ = trained
+    before = len(registry.connect(cfg).search_model_versions(f"name = '{cfg.mlflow.model_name}'"))
+    state = train_flow(config=str(cfg.source_path), return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["version"] == str(before + 1)
+    promoted = promote_flow(config=str(cfg.source_path), return_state=True)
+    assert promoted.is_completed(), promoted.message
+    assert f"version {before + 1}" in (promoted.message or "")

@@ -15,9 +15,8 @@ import numpy as np
 
 from bench.common import CACHE, entry, pct
 from core.config import AppConfig, load_config
-from flows.train import embargo_ns, params
+from flows.train import fit
 from market.sources.sim import SimSource
-from models.train import train
 from warehouse.dataset import load
 from warehouse.featurebuild import build
 from warehouse.ingest import run_ingest
@@ -44,21 +43,7 @@ def run() -> list[dict[str, Any]]:
     cfg = _day(load_config(Path(__file__).resolve().parents[1] / "config.yaml"))
     data = load(cfg, cfg.training.window, min_rows=cfg.training.min_rows)
     t0 = time.perf_counter()
-    result = train(
-        data.x,
-        data.ts,
-        data.ret,
-        data.direction,
-        data.feature_names,
-        data.feature_set,
-        data.label_set,
-        cfg.training.horizon,
-        data.tau,
-        params(cfg),
-        cfg.training.folds,
-        cfg.training.shares,
-        embargo_ns(cfg),
-    )
+    result = fit(cfg, data)
     fit_s = time.perf_counter() - t0
     model = result.model
     x = data.x[-20_000:]

@@ -21,12 +21,13 @@ from pathlib import Path
 from prefect import State
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import add_config_argument, run_main, setup_logging
+from core.cli import run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns
+from flows.common import parser, raise_if_failed
 from flows.features import features_flow
-from flows.ingest import FlowFailedError, build_source, ingest_flow
+from flows.ingest import build_source, ingest_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
 from warehouse import reader
@@ -40,14 +41,10 @@ DEFAULT_DURATION = "2h"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser("flows.demo", __doc__)
     p.add_argument(
         "--duration", default=DEFAULT_DURATION, help=f"simulated market time to ingest (default {DEFAULT_DURATION})"
     )
-    add_config_argument(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 
@@ -78,9 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"the warehouse already holds a simulated market up to {resume[0]}: continuing from there")
     print(f"step 1-2: simulating {args.duration} of BTC/USDT:USDT and ingesting it (Prefect flow 'ingest')")
     state = ingest_flow(source="sim", duration=args.duration, config=config, return_state=True)
-    if state.is_failed():
-        data = state.data if isinstance(state.data, dict) else {}
-        raise FlowFailedError(state.message or "ingest failed", int(data.get("exit_code", 3)))
+    raise_if_failed(state, "ingest")
     print("\nstep 3: features and labels (Prefect flow 'features')")
     _run(features_flow(config=args.config, return_state=True), "feature build")
     print("\nstep 4: train, register and promote (Prefect flows 'train' and 'promote')")
@@ -107,9 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(state: State, what: str) -> None:
-    if state.is_failed():
-        data = state.data if isinstance(state.data, dict) else {}
-        raise FlowFailedError(state.message or f"{what} failed", int(data.get("exit_code", 3)))
+    raise_if_failed(state, what)
     print(state.message)
 
 

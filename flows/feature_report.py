@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cli import add_config_argument, run_main, setup_logging
+from core.cli import run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import parse_duration_ns
 from features import NAMES
 from features.analysis import information_coefficient
+from flows.common import parser
 from flows.progress import StepProgress
 from market.sources.files import FileSource
 from market.sources.sim import SimSource
@@ -172,9 +173,7 @@ def summary(datasets: list[Dataset], cfg: AppConfig, k: int = 5) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.feature_report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser("flows.feature_report", __doc__)
     p.add_argument("--sim", default="6h", help="simulated market time (default 6h)")
     p.add_argument("--grid", default="250ms", help="sampling grid of the report (default 250ms)")
     p.add_argument(
@@ -183,8 +182,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--out", default="reports/feature-report", metavar="DIR", help="output folder (warehouses, table, plot)"
     )
-    add_config_argument(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 

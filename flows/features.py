@@ -20,11 +20,11 @@ from prefect import State, flow, task
 from prefect.states import Completed, Failed
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import add_config_argument, run_main, setup_logging
+from core.cli import run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_time_ns
-from flows.ingest import FlowFailedError
+from flows.common import parser, raise_if_failed
 from flows.progress import StepProgress
 from warehouse.featurebuild import build
 
@@ -72,14 +72,10 @@ def features_flow(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.features", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser("flows.features", __doc__)
     p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: where the last run stopped")
     p.add_argument("--end", help="last data time to use (ISO 8601 UTC or ns); default: the newest data")
     p.add_argument("--no-labels", action="store_true", help="build features only")
-    add_config_argument(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 
@@ -92,9 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = features_flow(
         config=args.config, start=args.start, end=args.end, labels=not args.no_labels, return_state=True
     )
-    if state.is_failed():
-        data = state.data if isinstance(state.data, dict) else {}
-        raise FlowFailedError(state.message or "feature build failed", int(data.get("exit_code", 3)))
+    raise_if_failed(state, "feature build")
     result = state.result(raise_on_failure=False)
     print(result["summary"] if isinstance(result, dict) else state.message)
     return 0

@@ -18,10 +18,11 @@ from prefect import State, flow, task
 from prefect.states import Completed, Failed
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import add_config_argument, run_main, setup_logging
+from core.cli import run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import parse_duration_ns
+from flows.common import parser, raise_if_failed
 from flows.progress import IngestProgress
 from market.sources.base import Source
 from market.sources.files import FileSource, check_paths
@@ -113,17 +114,11 @@ def ingest_flow(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.ingest",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = parser("flows.ingest", __doc__)
     p.add_argument("--source", required=True, choices=SOURCES, help="where the data comes from")
     p.add_argument("--path", action="append", metavar="P", help="recorded file (repeatable; --source file)")
     p.add_argument("--duration", metavar="S", help="how long: seconds or 30m, 2h (sim: simulated time)")
     p.add_argument("--realtime", action="store_true", help="sim: run at wall-clock pace, starting now")
-    add_config_argument(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 
@@ -142,17 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return_state=True,
     )
     result = state.result(raise_on_failure=False) if state.is_completed() else None
-    if state.is_failed():
-        data = state.data if isinstance(state.data, dict) else {}
-        raise FlowFailedError(state.message or "ingest failed", int(data.get("exit_code", 3)))
+    raise_if_failed(state, "ingest")
     print(result["summary"] if isinstance(result, dict) else state.message)
     return 0
-
-
-class FlowFailedError(UserError):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.exit_code = code
 
 
 if __name__ == "__main__":

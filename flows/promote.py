@@ -18,10 +18,10 @@ from prefect.states import Completed, Failed
 from sklearn.metrics import log_loss, roc_auc_score
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import add_config_argument, run_main, setup_logging
+from core.cli import run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
-from flows.ingest import FlowFailedError
+from flows.common import parser, raise_if_failed
 from models import registry
 from models.model import StackedModel
 from warehouse.dataset import TrainingData, load
@@ -104,11 +104,7 @@ def promote_flow(config: str = "config.yaml") -> State:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.promote", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_config_argument(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p = parser("flows.promote", __doc__)
     return p.parse_args(argv)
 
 
@@ -118,9 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config)
     registry.store(cfg)  # a missing registry is one line before Prefect starts
     state = promote_flow(config=args.config, return_state=True)
-    if state.is_failed():
-        data = state.data if isinstance(state.data, dict) else {}
-        raise FlowFailedError(state.message or "promotion failed", int(data.get("exit_code", 3)))
+    raise_if_failed(state, "promotion")
     print(state.message)
     return 0
 

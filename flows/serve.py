@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import add_config_argument, run_main, setup_logging
+from core.cli import run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
+from flows.common import parser
 
 PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
 
@@ -49,11 +50,8 @@ def describe(items: list[dict[str, Any]]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser("flows.serve", __doc__, verbose=False)
     p.add_argument("--list", action="store_true", help="print the deployments and their schedules, then exit")
-    add_config_argument(p)
     return p.parse_args(argv)
 
 

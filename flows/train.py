@@ -20,17 +20,17 @@ from prefect import State, flow, task
 from prefect.states import Completed, Failed
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import add_config_argument, run_main, setup_logging
+from core.cli import run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns, parse_time_ns
 from features.catalog import MAX_LOOKBACK_S
-from flows.ingest import FlowFailedError
+from flows.common import parser, raise_if_failed
 from flows.progress import StepProgress
 from models.registry import log_training
 from models.stack import BoostParams
 from models.train import TrainResult, train
-from warehouse.dataset import load
+from warehouse.dataset import TrainingData, load
 
 log = logging.getLogger(__name__)
 
@@ -55,28 +55,33 @@ def embargo_ns(cfg: AppConfig) -> int:
     return int(longest_label + MAX_LOOKBACK_S * 1_000_000_000)
 
 
+def fit(cfg: AppConfig, data: TrainingData, progress: StepProgress | None = None) -> TrainResult:
+    """The stack on ``data`` with the config's settings (no MLflow: that is run_training's part)."""
+    try:
+        return train(
+            data.x,
+            data.ts,
+            data.ret,
+            data.direction,
+            data.feature_names,
+            data.feature_set,
+            data.label_set,
+            cfg.training.horizon,
+            data.tau,
+            params(cfg),
+            cfg.training.folds,
+            cfg.training.shares,
+            embargo_ns(cfg),
+            progress=progress,
+        )
+    except ValueError as exc:
+        raise UserError(f"training: {exc}") from None
+
+
 def run_training(cfg: AppConfig, end_ns: int | None = None) -> dict[str, Any]:
     data = load(cfg, cfg.training.window, end_ns, min_rows=cfg.training.min_rows)
     with StepProgress("train") as progress:
-        try:
-            result: TrainResult = train(
-                data.x,
-                data.ts,
-                data.ret,
-                data.direction,
-                data.feature_names,
-                data.feature_set,
-                data.label_set,
-                cfg.training.horizon,
-                data.tau,
-                params(cfg),
-                cfg.training.folds,
-                cfg.training.shares,
-                embargo_ns(cfg),
-                progress=progress,
-            )
-        except ValueError as exc:
-            raise UserError(f"training: {exc}") from None
+        result = fit(cfg, data, progress)
     test = slice(len(data.ts) - result.rows["test"], None)
     y_test = {"up": (data.direction[test] == 1).astype(float), "down": (data.direction[test] == -1).astype(float)}
     y_test["direction"] = data.direction[test]
@@ -118,12 +123,8 @@ def train_flow(config: str = "config.yaml", end: str | None = None) -> State:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser("flows.train", __doc__)
     p.add_argument("--end", help="last grid time of the window (ISO 8601 UTC or ns); default: the newest label")
-    add_config_argument(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 
@@ -137,9 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             raise UserError(f"--end: {exc}") from None
     state = train_flow(config=args.config, end=args.end, return_state=True)
-    if state.is_failed():
-        data = state.data if isinstance(state.data, dict) else {}
-        raise FlowFailedError(state.message or "training failed", int(data.get("exit_code", 3)))
+    raise_if_failed(state, "training")
     result = state.result(raise_on_failure=False)
     if isinstance(result, dict):
         print(result["summary"])

@@ -224,6 +224,24 @@ def _add_cancel(prev_px: np.ndarray, prev_qty: np.ndarray, px: np.ndarray, qty: 
 
 
 @nb.njit(cache=True)
+def _evict(
+    ring_ts: np.ndarray, ring: np.ndarray, sums: np.ndarray, tails: np.ndarray, windows: np.ndarray, head: int, ts: int
+) -> None:
+    """Drop from each window's sum the entries that left it (ts - w, ts]; an empty window is exactly 0."""
+    cap = ring_ts.shape[0]
+    for j in range(windows.shape[0]):
+        lo = ts - windows[j]
+        t = tails[j]
+        while t < head and ring_ts[t % cap] <= lo:
+            for c in range(ring.shape[1]):
+                sums[j, c] -= ring[t % cap, c]
+            t += 1
+        if t == head:
+            sums[j, :] = 0.0
+        tails[j] = t
+
+
+@nb.njit(cache=True)
 def on_book(
     st: State,
     ts: int,
@@ -250,17 +268,7 @@ def on_book(
     cap = st.ring_ts.shape[0]
     head = iv[I_HEAD]
     nbw = len(BW)
-    # evict from every window what left it, before checking the ring has room
-    for j in range(nbw):
-        lo = ts - BW[j]
-        t = st.btail[j]
-        while t < head and st.ring_ts[t % cap] <= lo:
-            for c in range(NV):
-                st.bsum[j, c] -= st.ring[t % cap, c]
-            t += 1
-        if t == head:
-            st.bsum[j, :] = 0.0
-        st.btail[j] = t
+    _evict(st.ring_ts, st.ring, st.bsum, st.btail, BW, head, ts)  # before checking the ring has room
     if head - st.btail[nbw - 1] + 1 >= cap:
         return ERR_OVERFLOW
     mid = 0.5 * (a1 + b1)
@@ -327,18 +335,7 @@ def on_book(
     f[S_BUY_SINCE] = 0.0
     f[S_SELL_SINCE] = 0.0
     # trade windows, as of ts
-    for j in range(len(TW)):
-        lo = ts - TW[j]
-        t = st.ttail[j]
-        tcap = st.tring_ts.shape[0]
-        th = iv[I_THEAD]
-        while t < th and st.tring_ts[t % tcap] <= lo:
-            for c in range(NT):
-                st.tsum[j, c] -= st.tring[t % tcap, c]
-            t += 1
-        if t == th:
-            st.tsum[j, :] = 0.0
-        st.ttail[j] = t
+    _evict(st.tring_ts, st.tring, st.tsum, st.ttail, TW, iv[I_THEAD], ts)
     _write(st, ts, bid_px, bid_qty, ask_px, ask_qty, out)
     return OK
 

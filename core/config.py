@@ -7,39 +7,17 @@ whole system at another warehouse and MLflow store by writing one small file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
+from core.sections import DurationNs, InstantNs, Section, iso_to_str
 from core.timefmt import parse_duration_ns, parse_time_ns
-
-DurationNs = Annotated[int, BeforeValidator(parse_duration_ns), Field(ge=0)]
-"""A duration in ns, written in YAML as '500ms', '1s', '5m' or a number of seconds."""
-
-InstantNs = Annotated[int, BeforeValidator(parse_time_ns)]
-"""An instant in ns since the epoch, written in YAML as ISO 8601."""
-
-
-def _iso_to_str(value: Any) -> Any:
-    # YAML turns an unquoted timestamp into a datetime; accept it as the ISO text it was.
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-class Section(BaseModel):
-    """Base of every config section: immutable, and unknown keys are errors."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def digest(self) -> str:
-        """Stable short hash of this section's values (identifies feature sets and models)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+from core.trading_config import BacktestConfig, ExecutionConfig, RiskConfig, SizingConfig, StrategyConfig
 
 
 class InstrumentConfig(Section):
@@ -124,7 +102,7 @@ class SimModelConfig(Section):
     order_size_btc: float = Field(0.4, gt=0)  # median limit / cancel size at the best
     order_size_sigma: float = Field(1.3, ge=0)
     market_rate: float = Field(22.0, ge=0)  # market orders, both sides together
-    market_imbalance: float = Field(0.35, ge=0, le=0.49)  # P(buy) = 0.5 + k * I
+    market_imbalance: float = Field(0.45, ge=0, le=0.49)  # P(buy) = 0.5 + k * I (+ metaorder tilt)
     trade_size_btc: float = Field(0.012, gt=0)  # median market order size
     trade_size_sigma: float = Field(2.1, ge=0)
     trade_size_max_btc: float = Field(4.0, gt=0)
@@ -138,13 +116,19 @@ class SimModelConfig(Section):
     reform_delay: DurationNs = parse_duration_ns("10ms")  # the other side follows after this (mean)
     regime_vol: float = Field(0.35, ge=0)  # log-activity standard deviation (volatility clustering)
     regime_half_life: DurationNs = parse_duration_ns("10m")
+    # metaorders: large orders split into market orders over tens of seconds (docs/simulator.md)
+    meta_rate: float = Field(2.0, ge=0)  # metaorder starts per minute (x the activity regime)
+    meta_duration: DurationNs = parse_duration_ns("30s")  # median duration
+    meta_duration_tail: float = Field(1.5, gt=1)  # Pareto tail exponent of the duration
+    meta_duration_max: DurationNs = parse_duration_ns("10m")  # durations are capped here
+    meta_tilt: float = Field(0.08, ge=0, le=0.49)  # each active one adds sign * k to P(buy)
 
 
 class SimConfig(Section):
     """The built-in market simulator."""
 
     seed: int = 7
-    start: Annotated[InstantNs, BeforeValidator(_iso_to_str)] = parse_time_ns("2026-01-05T00:00:00Z")
+    start: Annotated[InstantNs, BeforeValidator(iso_to_str)] = parse_time_ns("2026-01-05T00:00:00Z")
     cadence: DurationNs = parse_duration_ns("20ms")
     feed_latency: DurationNs = parse_duration_ns("3ms")
     model: SimModelConfig = SimModelConfig()
@@ -240,6 +224,8 @@ class PromotionConfig(Section):
     min_log_loss_gain: float = Field(0.0, ge=0)  # mean held-out log loss must drop by at least this
     min_auc: float = Field(0.5, ge=0, le=1)  # and both directions must rank better than this
     fresh: DurationNs = parse_duration_ns("2h")  # the fresh data both models are scored on
+    require_backtest: bool = False  # also require a higher net-of-fee backtest PnL than the champion's
+    backtest_strategy: Literal["baseline", "passive"] = "passive"
 
 
 class AppConfig(Section):
@@ -256,6 +242,11 @@ class AppConfig(Section):
     mlflow: MlflowConfig = MlflowConfig()
     training: TrainingConfig = TrainingConfig()
     promotion: PromotionConfig = PromotionConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    sizing: SizingConfig = SizingConfig()
+    risk: RiskConfig = RiskConfig()
+    backtest: BacktestConfig = BacktestConfig()
     source_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

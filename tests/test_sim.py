@@ -105,14 +105,18 @@ def test_trade_ids_differ_between_runs_with_different_starts() -> None:
 
 @pytest.mark.kernels
 def test_window_recentres_when_the_price_drifts() -> None:
-    # a tiny window and big jumps force re-centring; the book stays valid through it
-    model = SimModelConfig(depth_ticks=60, pullback_ticks=80.0)
-    sim = MarketSimulator(SimConfig(model=model), InstrumentConfig(), window_ticks=8 * 60)
-    base0 = int(sim.st[3])
-    msgs = [m for b in sim.batches(8 * S) for m in b]
-    assert int(sim.st[3]) != base0
-    out = Normalizer(BYBIT, "BTCUSDT", 0.1, 50, store_raw=False).process(msgs)
-    assert out.counts["gaps"] == 0 and out.counts["rejected"] == 0 and out.counts["not_synced"] == 0
+    # a tiny window and big jumps force re-centring; the book stays valid through it, also when
+    # strong metaorders run several depletions the same way between two publishes
+    for model in (
+        SimModelConfig(depth_ticks=60, pullback_ticks=80.0),
+        SimModelConfig(depth_ticks=60, pullback_ticks=150.0, meta_rate=20.0, meta_tilt=0.45),
+    ):
+        sim = MarketSimulator(SimConfig(model=model), InstrumentConfig(), window_ticks=8 * 60)
+        base0 = int(sim.st[3])
+        msgs = [m for b in sim.batches(20 * S) for m in b]
+        assert int(sim.st[3]) != base0
+        out = Normalizer(BYBIT, "BTCUSDT", 0.1, 50, store_raw=False).process(msgs)
+        assert out.counts["gaps"] == 0 and out.counts["rejected"] == 0 and out.counts["not_synced"] == 0
 
 
 def test_bad_instrument_is_refused() -> None:
@@ -120,6 +124,30 @@ def test_bad_instrument_is_refused() -> None:
         MarketSimulator(SimConfig(), InstrumentConfig(lot_size=0.002))
     with pytest.raises(ValueError, match="window_ticks"):
         MarketSimulator(SimConfig(), InstrumentConfig(), window_ticks=100)
+
+
+def _facts(seconds: float, **model: float) -> dict[str, float]:
+    sim = MarketSimulator(SimConfig(model=SimModelConfig(**model)), InstrumentConfig())
+    return {f.name: f.value for f in facts.compute(facts.collect(sim.batches(int(seconds * S)), BYBIT, "BTCUSDT", 0.1))}
+
+
+def test_metaorders_make_order_signs_persistent_and_flow_predict_returns() -> None:
+    # strong metaorders: signs stay correlated 100 orders apart and the last 30 s of flow
+    # ranks the next 30 s of return; without them neither holds
+    strong = _facts(1800, meta_tilt=0.2)
+    none = _facts(1800, meta_rate=0.0)
+    assert strong["sign_acf_100"] > 0.1 > 0.03 > none["sign_acf_100"]
+    assert strong["flow_ic_30s"] > 0.15 > abs(none["flow_ic_30s"])
+
+
+def test_signs_of_one_order_count_once() -> None:
+    # prints with the same time and side are one market order that walked several levels
+    one = np.ones(1)
+    ts, side = np.array([1, 1, 2, 2, 3]), np.array([1, 1, 1, -1, -1])
+    s = facts.Stream(np.zeros(1, np.int64), one, one, one, one, ts, np.ones(5), side, 0.1)
+    assert facts.order_signs(s).tolist() == [1.0, 1.0, -1.0, -1.0]
+    assert facts.sign_autocorrelation(np.array([1.0, -1.0] * 50), 1) == pytest.approx(-1.0)
+    assert facts.sign_autocorrelation(np.array([1.0, -1.0] * 50), 2) == pytest.approx(1.0)
 
 
 def _real_facts(name: str) -> dict[str, float]:
@@ -135,8 +163,7 @@ def _real_facts(name: str) -> dict[str, float]:
 def test_stylized_facts_are_close_to_the_real_recordings() -> None:
     """Each fact of 30 simulated minutes lies within the range of the two real episodes, widened."""
     real = [_real_facts("2023-04-04"), _real_facts("2024-07-18")]
-    sim = MarketSimulator(SimConfig(), InstrumentConfig())
-    mine = {f.name: f.value for f in facts.compute(facts.collect(sim.batches(1800 * S), BYBIT, "BTCUSDT", 0.1))}
+    mine = _facts(1800)
     tolerance = {  # multiplicative slack around [min, max] of the real episodes
         "spread_one_tick_share": 1.01,
         "best_qty_median": 1.5,
@@ -146,6 +173,12 @@ def test_stylized_facts_are_close_to_the_real_recordings() -> None:
         "vol_1s_bps": 1.5,
         "mid_changes_per_s": 1.5,
         "imbalance_hit_rate": 1.15,
+        # metaorders (docs/simulator.md): order-sign memory and the 60 s variance ratio; the
+        # further lags and the variance ratio are noisier on minutes of data, hence more slack
+        "sign_acf_1": 1.3,
+        "sign_acf_10": 1.5,
+        "sign_acf_100": 2.0,
+        "variance_ratio_60s": 1.5,
     }
     for name, slack in tolerance.items():
         lo = min(r[name] for r in real) / slack

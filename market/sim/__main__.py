@@ -75,7 +75,9 @@ def plot(streams: dict[str, facts.Stream], out: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = plt.subplots(2, 3, figsize=(17, 8))
+    lags = np.unique(np.geomspace(1, 300, 25).astype(int))
+    horizons = np.arange(2, 121, 2)
     for name, s in streams.items():
         for ax, values in ((axes[0, 0], s.trade_qty), (axes[0, 1], np.concatenate([s.bid_qty, s.ask_qty]))):
             v = np.sort(values)
@@ -87,11 +89,18 @@ def plot(streams: dict[str, facts.Stream], out: Path) -> None:
         per_s = mid[:: 1_000_000_000 // facts.GRID_NS]
         r = np.diff(np.log(per_s)) * 1e4
         axes[1, 1].hist(r[r != 0], bins=np.linspace(-3, 3, 61), density=True, histtype="step", label=name)
+        signs = facts.order_signs(s)
+        axes[0, 2].plot(lags, [facts.sign_autocorrelation(signs, int(k)) for k in lags], marker=".", label=name)
+        axes[1, 2].plot(horizons, [facts.variance_ratio(s, int(h)) for h in horizons], label=name)
     axes[0, 0].set(xscale="log", title="trade size (BTC), cumulative share", ylabel="share <= x")
     axes[0, 1].set(xscale="log", title="best bid / ask size (BTC), cumulative share")
     axes[1, 0].set(title="P(next mid move up) by best-level imbalance", xlabel="imbalance I", ylim=(0, 1))
     axes[1, 0].axhline(0.5, color="grey", lw=0.5)
     axes[1, 1].set(title="1 s mid return (bps, non-zero)", xlabel="bps")
+    axes[0, 2].set(xscale="log", title="autocorrelation of market-order signs", xlabel="lag (orders)")
+    axes[0, 2].axhline(0, color="grey", lw=0.5)
+    axes[1, 2].set(title="variance ratio E[r_h^2] / (h E[r_1s^2])", xlabel="h (s)")
+    axes[1, 2].axhline(1, color="grey", lw=0.5)
     for ax in axes.flat:
         ax.legend(fontsize=8)
     fig.suptitle("Simulator vs real BTCUSDT perpetual recordings")

@@ -8,7 +8,16 @@ The stream goes through the project's own normalizer (the path every source take
 - volatility per second: standard deviation of 1 s log mid returns, in basis points;
 - imbalance -> next mid move: for each grid point with best-level imbalance
   I = (qb1 - qa1) / (qb1 + qa1), the direction of the next mid change after it. Reported as
-  P(up | I bucket) over five buckets and as the hit rate of sign(I) for |I| > 0.5.
+  P(up | I bucket) over five buckets and as the hit rate of sign(I) for |I| > 0.5;
+- trade-sign autocorrelation: prints with the same exchange time and side are one market order;
+  the autocorrelation of the order signs (+1 buy, -1 sell) at lags 1, 10 and 100 orders
+  (long memory from split metaorders: Lillo, Mike & Farmer 2005; Bouchaud, Farmer & Lillo 2009);
+- variance ratio: E[r_60s^2] / (60 E[r_1s^2]) over overlapping 60 s log mid returns on the 1 s
+  grid (Lo & MacKinlay 1988; uncentred, the drift is negligible at these horizons). 1 for a
+  martingale, above 1 when returns trend, below 1 when they revert;
+- flow -> return: Spearman correlation, on the 1 s grid, of the taker-flow imbalance over the
+  last 30 s ((buy - sell size) / total) with the next 30 s log mid return. Not a calibration
+  target: minutes of real data hold about twenty independent 30 s windows.
 """
 
 from __future__ import annotations
@@ -17,12 +26,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import rankdata
 
 from market.events import RawInput, fixed_to_numpy
 from market.normalize import Normalizer
 from market.venues.base import Venue
 
 GRID_NS = 100_000_000
+SIGN_LAGS = (1, 10, 100)
+VR_HORIZON_S = 60
+FLOW_WINDOW_S = 30
 IMBALANCE_EDGES = (-1.0, -0.6, -0.2, 0.2, 0.6, 1.0)
 _LEVELS = 5
 
@@ -46,6 +59,7 @@ class Stream:
     ask_qty: np.ndarray
     trade_ts_ns: np.ndarray
     trade_qty: np.ndarray
+    trade_side: np.ndarray  # taker side, +1 buy / -1 sell
     tick: float
 
 
@@ -56,6 +70,7 @@ def collect(batches: Iterable[RawInput], venue: Venue, symbol: str, tick: float)
     top: list[np.ndarray] = []
     trade_ts: list[np.ndarray] = []
     trade_qty: list[np.ndarray] = []
+    trade_side: list[np.ndarray] = []
     for batch in batches:
         out = norm.process(batch)
         snaps = out.tables[norm.snapshot_spec.name]
@@ -67,6 +82,7 @@ def collect(batches: Iterable[RawInput], venue: Venue, symbol: str, tick: float)
         if trades.num_rows:
             trade_ts.append(trades.column("ts_exchange_ns").to_numpy())
             trade_qty.append(trades.column("qty").to_numpy())
+            trade_side.append(trades.column("side").to_numpy())
     if not ts:
         raise ValueError("the stream holds no valid book updates")
     t = np.concatenate(ts)
@@ -77,7 +93,37 @@ def collect(batches: Iterable[RawInput], venue: Venue, symbol: str, tick: float)
     at = np.searchsorted(t, grid, side="right") - 1
     tt = np.concatenate(trade_ts) if trade_ts else np.empty(0, np.int64)
     tq = np.concatenate(trade_qty) if trade_qty else np.empty(0)
-    return Stream(grid, book[at, 0], book[at, 1], book[at, 2], book[at, 3], tt, tq, tick)
+    side = np.concatenate(trade_side).astype(np.int8) if trade_side else np.empty(0, np.int8)
+    return Stream(grid, book[at, 0], book[at, 1], book[at, 2], book[at, 3], tt, tq, side, tick)
+
+
+def order_signs(s: Stream) -> np.ndarray:
+    """The sign of each market order: consecutive prints with the same time and side are one."""
+    if s.trade_side.size == 0:
+        return np.empty(0)
+    new = np.ones(s.trade_side.size, bool)
+    new[1:] = (np.diff(s.trade_ts_ns) != 0) | (np.diff(s.trade_side) != 0)
+    return s.trade_side[new].astype(float)
+
+
+def sign_autocorrelation(signs: np.ndarray, lag: int) -> float:
+    """Sample autocorrelation of a sign series at ``lag`` (NaN when too short)."""
+    if signs.size <= lag + 1:
+        return float("nan")
+    x = signs - signs.mean()
+    var = float(np.mean(x * x))
+    return float(np.mean(x[:-lag] * x[lag:]) / var) if var > 0 else float("nan")
+
+
+def variance_ratio(s: Stream, horizon_s: int = VR_HORIZON_S) -> float:
+    """E[r_h^2] / (h E[r_1^2]) over overlapping h-second log mid returns on the 1 s grid."""
+    log_mid = np.log((s.bid + s.ask) / 2)[:: 1_000_000_000 // GRID_NS]
+    if log_mid.size <= horizon_s + 1:
+        return float("nan")
+    r1 = np.diff(log_mid)
+    rh = log_mid[horizon_s:] - log_mid[:-horizon_s]
+    denom = horizon_s * float(np.mean(r1 * r1))
+    return float(np.mean(rh * rh)) / denom if denom > 0 else float("nan")
 
 
 def imbalance_curve(s: Stream) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +151,26 @@ def _imbalance_and_next_move(s: Stream) -> tuple[np.ndarray, np.ndarray]:
     return imb[ok], move
 
 
+def flow_return_ic(s: Stream, window_s: int = FLOW_WINDOW_S, horizon_s: int = FLOW_WINDOW_S) -> float:
+    """Spearman IC of the trailing taker-flow imbalance with the forward log mid return (1 s grid)."""
+    step = 1_000_000_000 // GRID_NS
+    t = s.grid_ns[::step]
+    log_mid = np.log((s.bid + s.ask) / 2)[::step]
+    if t.size <= window_s + horizon_s + 2:
+        return float("nan")
+    signed = np.concatenate([[0.0], np.cumsum(s.trade_side * s.trade_qty)])
+    volume = np.concatenate([[0.0], np.cumsum(s.trade_qty)])
+    hi = np.searchsorted(s.trade_ts_ns, t, side="right")
+    lo = np.searchsorted(s.trade_ts_ns, t - window_s * 1_000_000_000, side="right")
+    vol = volume[hi] - volume[lo]
+    tfi = np.divide(signed[hi] - signed[lo], vol, out=np.zeros(t.size), where=vol > 0)
+    x = tfi[window_s:-horizon_s]
+    y = (log_mid[horizon_s:] - log_mid[:-horizon_s])[window_s:]
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
+
+
 def compute(s: Stream) -> list[Fact]:
     spread_ticks = np.rint((s.ask - s.bid) / s.tick)
     mid = (s.bid + s.ask) / 2
@@ -117,6 +183,11 @@ def compute(s: Stream) -> list[Fact]:
     hit = float((np.sign(imb[strong]) == nxt[strong]).mean()) if strong.any() else float("nan")
     p_up, _ = imbalance_curve(s)
     q = s.trade_qty if s.trade_qty.size else np.array([np.nan])
+    signs = order_signs(s)
+    acf = [
+        Fact(f"sign_acf_{lag}", sign_autocorrelation(signs, lag), "corr", f"autocorrelation of order signs, lag {lag}")
+        for lag in SIGN_LAGS
+    ]
     return [
         Fact("spread_ticks_mean", float(spread_ticks.mean()), "ticks", "mean spread on the 100 ms grid"),
         Fact("spread_one_tick_share", float((spread_ticks <= 1).mean()), "share", "time at a one-tick spread"),
@@ -136,4 +207,17 @@ def compute(s: Stream) -> list[Fact]:
         Fact("imbalance_hit_rate", hit, "share", "P(next mid move has the sign of I), |I| > 0.5"),
         Fact("p_up_imbalance_low", float(p_up[0]), "share", "P(next move up | I < -0.6)"),
         Fact("p_up_imbalance_high", float(p_up[-1]), "share", "P(next move up | I > 0.6)"),
+        *acf,
+        Fact(
+            "variance_ratio_60s",
+            variance_ratio(s),
+            "ratio",
+            f"E[r_{VR_HORIZON_S}s^2] / ({VR_HORIZON_S} E[r_1s^2]), log mid returns",
+        ),
+        Fact(
+            f"flow_ic_{FLOW_WINDOW_S}s",
+            flow_return_ic(s),
+            "IC",
+            f"Spearman IC: {FLOW_WINDOW_S} s taker-flow imbalance -> next {FLOW_WINDOW_S} s mid return",
+        ),
     ]

@@ -10,7 +10,9 @@ import numpy as np
 
 from core.config import InstrumentConfig, SimConfig
 from market.events import RawMessage
-from market.sim import kernel as k
+from market.sim import kernel
+from market.sim import layout as lay
+from market.sim import writer as w
 from market.venues.bybit import VENUE, book_topic, trade_topic
 
 CHUNK_NS = 10_000_000_000  # simulated time per kernel call; also the unit of re-seeding
@@ -50,44 +52,55 @@ class MarketSimulator:
             raise ValueError(f"window_ticks must be at least 8 x depth_ticks ({8 * sim.model.depth_ticks})")
         if sim.cadence <= 0:
             raise ValueError("sim.cadence must be positive")
-        self.par = np.zeros(k.N_PARAM)
+        self.par = np.zeros(lay.N_PARAM)
         p = self.par
-        p[k.P_Q], p[k.P_Q_SIGMA] = m.best_queue_btc, m.best_queue_sigma
-        p[k.P_LIMIT], p[k.P_REFILL] = m.limit_rate, m.refill_boost
-        p[k.P_CANCEL], p[k.P_CANCEL_IMB] = m.cancel_rate, m.cancel_imbalance
-        p[k.P_ORDER_MED], p[k.P_ORDER_SIGMA] = m.order_size_btc, m.order_size_sigma
-        p[k.P_MARKET], p[k.P_MARKET_IMB] = m.market_rate, m.market_imbalance
-        p[k.P_TRADE_MED], p[k.P_TRADE_SIGMA], p[k.P_TRADE_MAX] = (
+        p[lay.P_Q], p[lay.P_Q_SIGMA] = m.best_queue_btc, m.best_queue_sigma
+        p[lay.P_LIMIT], p[lay.P_REFILL] = m.limit_rate, m.refill_boost
+        p[lay.P_CANCEL], p[lay.P_CANCEL_IMB] = m.cancel_rate, m.cancel_imbalance
+        p[lay.P_ORDER_MED], p[lay.P_ORDER_SIGMA] = m.order_size_btc, m.order_size_sigma
+        p[lay.P_MARKET], p[lay.P_MARKET_IMB] = m.market_rate, m.market_imbalance
+        p[lay.P_TRADE_MED], p[lay.P_TRADE_SIGMA], p[lay.P_TRADE_MAX] = (
             m.trade_size_btc,
             m.trade_size_sigma,
             m.trade_size_max_btc,
         )
-        p[k.P_DEPTH_TICKS], p[k.P_DEPTH_OCC] = m.depth_ticks, m.depth_occupancy
-        p[k.P_DEPTH_MED], p[k.P_DEPTH_SIGMA], p[k.P_DEPTH_RATE] = m.depth_size_btc, m.depth_size_sigma, m.depth_rate
-        p[k.P_PULLBACK], p[k.P_REFORM_NS], p[k.P_AWAY_SCALE] = m.pullback_ticks, m.reform_delay, m.away_queue_scale
-        p[k.P_REGIME_VOL], p[k.P_REGIME_HL_NS] = m.regime_vol, max(m.regime_half_life, 1)
-        p[k.P_CADENCE_NS], p[k.P_LATENCY_NS], p[k.P_DEPTH] = sim.cadence, sim.feed_latency, depth
-        p[k.P_PX_MULT], p[k.P_PX_DEC], p[k.P_QTY_DEC] = px_mult, px_dec, qty_dec
+        p[lay.P_DEPTH_TICKS], p[lay.P_DEPTH_OCC] = m.depth_ticks, m.depth_occupancy
+        p[lay.P_DEPTH_MED], p[lay.P_DEPTH_SIGMA], p[lay.P_DEPTH_RATE] = (
+            m.depth_size_btc,
+            m.depth_size_sigma,
+            m.depth_rate,
+        )
+        p[lay.P_PULLBACK], p[lay.P_REFORM_NS], p[lay.P_AWAY_SCALE] = (
+            m.pullback_ticks,
+            m.reform_delay,
+            m.away_queue_scale,
+        )
+        p[lay.P_REGIME_VOL], p[lay.P_REGIME_HL_NS] = m.regime_vol, max(m.regime_half_life, 1)
+        p[lay.P_META_RATE], p[lay.P_META_TILT] = m.meta_rate / 60.0, m.meta_tilt
+        p[lay.P_META_DUR_NS], p[lay.P_META_TAIL] = m.meta_duration, m.meta_duration_tail
+        p[lay.P_META_MAX_NS] = max(m.meta_duration_max, m.meta_duration)
+        p[lay.P_CADENCE_NS], p[lay.P_LATENCY_NS], p[lay.P_DEPTH] = sim.cadence, sim.feed_latency, depth
+        p[lay.P_PX_MULT], p[lay.P_PX_DEC], p[lay.P_QTY_DEC] = px_mult, px_dec, qty_dec
 
         tag = hashlib.sha256(f"{sim.seed}:{sim.start}".encode()).hexdigest()[:10]
         self._pieces, self._offsets = _pieces(depth, instrument.venue_symbol, f"sim-{tag}-")
         self._seed_base = int.from_bytes(hashlib.sha256(f"seed:{sim.seed}".encode()).digest()[:4], "little")
 
         # the book: dense arrays of lots per tick; the mid starts in the middle of the window
-        self.st = np.zeros(k.N_INT, np.int64)
-        self.fs = np.zeros(k.N_FLOAT)
+        self.st = np.zeros(lay.N_INT, np.int64)
+        self.fs = np.zeros(lay.N_FLOAT)
         self.bids = np.zeros(window_ticks, np.int64)
         self.asks = np.zeros(window_ticks, np.int64)
         start_tick = round(m.base_price / instrument.tick_size)
         base = start_tick - window_ticks // 2
         first = -(-sim.start // sim.cadence) * sim.cadence  # the first publish, on the cadence grid
-        self.st[k.T_NS] = first
-        self.st[k.BASE] = base
-        self.st[k.BEST_BID] = start_tick
-        self.st[k.BEST_ASK] = start_tick + 1
-        self.st[k.UPDATE_ID] = FIRST_UPDATE_ID - 1
-        self.st[k.NEXT_PUBLISH] = first
-        self.st[k.SNAPSHOT_DUE] = 1
+        self.st[lay.T_NS] = first
+        self.st[lay.BASE] = base
+        self.st[lay.BEST_BID] = start_tick
+        self.st[lay.BEST_ASK] = start_tick + 1
+        self.st[lay.UPDATE_ID] = FIRST_UPDATE_ID - 1
+        self.st[lay.NEXT_PUBLISH] = first
+        self.st[lay.SNAPSHOT_DUE] = 1
         self._init_book(start_tick, base)
         self.pub = np.zeros((4, depth), np.int64)
         self.scratch = np.zeros((4, depth), np.int64)
@@ -101,7 +114,7 @@ class MarketSimulator:
     def _init_book(self, start_tick: int, base: int) -> None:
         m = self.cfg.model
         rng = np.random.default_rng(self._seed_base)
-        lots = 10 ** int(self.par[k.P_QTY_DEC])
+        lots = 10 ** int(self.par[lay.P_QTY_DEC])
         d = m.depth_ticks
         for side, best, step in ((self.bids, start_tick, -1), (self.asks, start_tick + 1, 1)):
             ticks = best + step * np.arange(1, d + 1) - base
@@ -121,12 +134,12 @@ class MarketSimulator:
 
     @property
     def now_ns(self) -> int:
-        return int(self.st[k.T_NS])
+        return int(self.st[lay.T_NS])
 
     def best(self) -> tuple[float, float]:
         """Current best bid and ask prices."""
-        tick = float(self.par[k.P_PX_MULT]) * 10.0 ** -self.par[k.P_PX_DEC]
-        return self.st[k.BEST_BID] * tick, self.st[k.BEST_ASK] * tick
+        tick = float(self.par[lay.P_PX_MULT]) * 10.0 ** -self.par[lay.P_PX_DEC]
+        return self.st[lay.BEST_BID] * tick, self.st[lay.BEST_ASK] * tick
 
     def batches(self, duration_ns: int, max_batch: int = 20_000) -> Iterator[list[RawMessage]]:
         """Messages for the next ``duration_ns`` of simulated time, at most ``max_batch`` per list.
@@ -163,7 +176,7 @@ class MarketSimulator:
             msg_end = np.zeros(self._cap_msgs, np.int64)
             msg_ts = np.zeros(self._cap_msgs, np.int64)
             msg_kind = np.zeros(self._cap_msgs, np.int8)
-            n = k.run_chunk(
+            n = kernel.run_chunk(
                 seed,
                 end_ns,
                 self.st,
@@ -198,29 +211,29 @@ class MarketSimulator:
 
 def _pieces(depth: int, symbol: str, trade_id_prefix: str) -> tuple[np.ndarray, np.ndarray]:
     texts = [""] * 23
-    texts[k.S_BOOK_SNAP] = f'{{"topic":"{book_topic(depth, symbol)}","type":"snapshot","ts":'
-    texts[k.S_BOOK_DELTA] = f'{{"topic":"{book_topic(depth, symbol)}","type":"delta","ts":'
-    texts[k.S_DATA_S] = f',"data":{{"s":"{symbol}","b":['
-    texts[k.S_ASKS] = '],"a":['
-    texts[k.S_U] = '],"u":'
-    texts[k.S_SEQ] = ',"seq":'
-    texts[k.S_CTS] = '},"cts":'
-    texts[k.S_TRADE_HEAD] = f'{{"topic":"{trade_topic(symbol)}","type":"snapshot","ts":'
-    texts[k.S_TRADE_DATA] = ',"data":['
-    texts[k.S_T] = '{"T":'
-    texts[k.S_SYM_SIDE] = f',"s":"{symbol}","S":"'
-    texts[k.S_TRADE_ID] = trade_id_prefix
-    texts[k.S_BUY] = "Buy"
-    texts[k.S_SELL] = "Sell"
-    texts[k.S_V] = '","v":"'
-    texts[k.S_P] = '","p":"'
-    texts[k.S_L] = '","L":"'
-    texts[k.S_PLUS] = "PlusTick"
-    texts[k.S_MINUS] = "MinusTick"
-    texts[k.S_ZPLUS] = "ZeroPlusTick"
-    texts[k.S_ZMINUS] = "ZeroMinusTick"
-    texts[k.S_I] = '","i":"'
-    texts[k.S_BT_END] = '","BT":false}'
+    texts[w.S_BOOK_SNAP] = f'{{"topic":"{book_topic(depth, symbol)}","type":"snapshot","ts":'
+    texts[w.S_BOOK_DELTA] = f'{{"topic":"{book_topic(depth, symbol)}","type":"delta","ts":'
+    texts[w.S_DATA_S] = f',"data":{{"s":"{symbol}","b":['
+    texts[w.S_ASKS] = '],"a":['
+    texts[w.S_U] = '],"u":'
+    texts[w.S_SEQ] = ',"seq":'
+    texts[w.S_CTS] = '},"cts":'
+    texts[w.S_TRADE_HEAD] = f'{{"topic":"{trade_topic(symbol)}","type":"snapshot","ts":'
+    texts[w.S_TRADE_DATA] = ',"data":['
+    texts[w.S_T] = '{"T":'
+    texts[w.S_SYM_SIDE] = f',"s":"{symbol}","S":"'
+    texts[w.S_TRADE_ID] = trade_id_prefix
+    texts[w.S_BUY] = "Buy"
+    texts[w.S_SELL] = "Sell"
+    texts[w.S_V] = '","v":"'
+    texts[w.S_P] = '","p":"'
+    texts[w.S_L] = '","L":"'
+    texts[w.S_PLUS] = "PlusTick"
+    texts[w.S_MINUS] = "MinusTick"
+    texts[w.S_ZPLUS] = "ZeroPlusTick"
+    texts[w.S_ZMINUS] = "ZeroMinusTick"
+    texts[w.S_I] = '","i":"'
+    texts[w.S_BT_END] = '","BT":false}'
     raw = [t.encode("ascii") for t in texts]
     offsets = np.zeros(len(raw) + 1, np.int64)
     offsets[1:] = np.cumsum([len(r) for r in raw])

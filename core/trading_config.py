@@ -1,0 +1,84 @@
+"""Config sections of the trading side: the matching engine, the strategies, sizing, risk, backtests.
+
+The same sections drive the backtester and the live runner, so a backtest and a paper run of one
+config trade by the same rules. Fees come from ``labels`` (the maker / taker fees the labels'
+dead zone is built on): one place for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from core.sections import DurationNs, Section
+from core.timefmt import parse_duration_ns
+
+
+class ExecutionConfig(Section):
+    """The matching engine shared by the backtester and the paper broker (REFERENCE section 2)."""
+
+    entry_latency: DurationNs = parse_duration_ns("5ms")  # our request -> the exchange
+    response_latency: DurationNs = parse_duration_ns("5ms")  # the exchange -> our report
+    queue_model: Literal["prob", "risk_averse"] = "prob"  # risk_averse: every cancel is behind us
+    queue_power: float = Field(2.0, ge=1, le=10)  # n in p_front = 1 - (front / (front + back))^n
+    rate_limit: int = Field(10, ge=1)  # order requests per rate_window (Bybit linear: about 10/s)
+    rate_window: DurationNs = parse_duration_ns("1s")
+    funding_rate: float = Field(0.0001, gt=-0.01, lt=0.01)  # per funding interval; longs pay when > 0
+    funding_interval: DurationNs = parse_duration_ns("8h")
+    seed: int = 7
+
+
+class StrategyConfig(Section):
+    """How a model signal becomes orders (execution/strategy.py)."""
+
+    decision_delay: DurationNs = parse_duration_ns("10ms")  # features + prediction after the grid time
+    baseline_fraction: float = Field(0.05, gt=0, le=1)  # baseline: fixed share of equity per trade
+    improve_confidence: float = Field(0.6, gt=0, le=1)  # passive: from here, quote one tick inside
+    cross_confidence: float = Field(0.85, gt=0, le=1)  # passive: only from here, take liquidity
+    order_timeout: DurationNs = parse_duration_ns("10s")  # an unfilled entry is cancelled after this
+    exit_timeout: DurationNs = parse_duration_ns("5s")  # a passive exit crosses the spread after this
+    reprice_ticks: int = Field(1, ge=1)  # requote when the best moves this far from our price
+
+    @model_validator(mode="after")
+    def _order(self) -> StrategyConfig:
+        if self.cross_confidence < self.improve_confidence:
+            raise ValueError("cross_confidence must be at least improve_confidence")
+        return self
+
+
+class SizingConfig(Section):
+    """Depth-aware sizing: the minimum of four limits (REFERENCE section 3)."""
+
+    kelly_fraction: float = Field(0.25, gt=0, le=1)  # of the full Kelly leverage mu / sigma^2
+    vol_target: float = Field(0.5, gt=0)  # annualized volatility of the position, as a share of equity
+    depth_fraction: float = Field(0.05, gt=0, le=1)  # of the visible depth within depth_bps of mid
+    depth_bps: float = Field(10.0, gt=0)
+
+
+class RiskConfig(Section):
+    """Checked before every order (execution/risk.py)."""
+
+    max_position_btc: float = Field(1.0, gt=0)
+    max_notional: float = Field(100_000.0, gt=0)  # USDT
+    daily_loss_limit: float = Field(0.03, gt=0, lt=1)  # share of the day's starting equity: then HALTED
+    reduce_drawdown: float = Field(0.03, gt=0, lt=1)  # from the equity peak: REDUCING (no new exposure)
+    halt_drawdown: float = Field(0.05, gt=0, lt=1)  # HALTED: cancel-only
+    stale_after: DurationNs = parse_duration_ns("2s")  # no book update for this long: no new orders
+    max_spread_bps: float = Field(5.0, gt=0)
+    min_depth_btc: float = Field(0.5, ge=0)  # within sizing.depth_bps, on the side we would trade
+
+    @model_validator(mode="after")
+    def _levels(self) -> RiskConfig:
+        if self.halt_drawdown < self.reduce_drawdown:
+            raise ValueError("halt_drawdown must be at least reduce_drawdown")
+        return self
+
+
+class BacktestConfig(Section):
+    """python -m flows.backtest."""
+
+    equity: float = Field(100_000.0, gt=0)  # starting equity, USDT
+    out: Path = Path("reports/backtest")  # one folder per run inside
+    sample: DurationNs = parse_duration_ns("1s")  # equity curve sampling

@@ -1,0 +1,333 @@
+"""The simulator kernel's output: Bybit v5 public messages as JSON bytes written into a buffer.
+
+Fixed text comes from a table of pieces built once per simulator (``simulator._pieces``: topic,
+symbol, trade-id prefix); numbers are written digit by digit; a book delta is the merge of the
+levels published last time with the current top levels (changed or new levels with their size,
+levels that left with size ``"0"``, as Bybit sends them).
+
+numba compiles these functions and constants into the cached kernel and does not notice a change
+here (numba caches are invalidated by edits of the cached function's own file only): after
+editing this module, delete ``market/sim/__pycache__`` or touch ``kernel.py``.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from market.sim.layout import (
+    BASE,
+    BEST_ASK,
+    BEST_BID,
+    LAST_TRADE_DIR,
+    LAST_TRADE_TICK,
+    N_PUB_ASK,
+    N_PUB_BID,
+    NEXT_PUBLISH,
+    P_DEPTH,
+    P_DEPTH_TICKS,
+    P_PX_DEC,
+    P_PX_MULT,
+    P_QTY_DEC,
+    SNAPSHOT_DUE,
+    TRADE_COUNT,
+    UPDATE_ID,
+)
+
+# text pieces (index into the pieces table)
+(
+    S_BOOK_SNAP,  # {"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":
+    S_BOOK_DELTA,  # {"topic":"orderbook.50.BTCUSDT","type":"delta","ts":
+    S_DATA_S,  # ,"data":{"s":"BTCUSDT","b":[
+    S_ASKS,  # ],"a":[
+    S_U,  # ],"u":
+    S_SEQ,  # ,"seq":
+    S_CTS,  # },"cts":
+    S_TRADE_HEAD,  # {"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":
+    S_TRADE_DATA,  # ,"data":[
+    S_T,  # {"T":
+    S_SYM_SIDE,  # ,"s":"BTCUSDT","S":"
+    S_TRADE_ID,  # the trade id prefix, e.g. sim1a2b3c4d-
+    S_BUY,  # Buy
+    S_SELL,  # Sell
+    S_V,  # ","v":"
+    S_P,  # ","p":"
+    S_L,  # ","L":"
+    S_PLUS,  # PlusTick
+    S_MINUS,  # MinusTick
+    S_ZPLUS,  # ZeroPlusTick
+    S_ZMINUS,  # ZeroMinusTick
+    S_I,  # ","i":"
+    S_BT_END,  # ","BT":false}
+) = range(23)
+
+SEQ_OFFSET = 7_000_000_000
+
+
+@nb.njit(cache=True)
+def _put(buf: np.ndarray, pos: int, pieces: np.ndarray, offsets: np.ndarray, k: int) -> int:
+    a = offsets[k]
+    b = offsets[k + 1]
+    for i in range(a, b):
+        buf[pos] = pieces[i]
+        pos += 1
+    return pos
+
+
+@nb.njit(cache=True)
+def _put_byte(buf: np.ndarray, pos: int, c: int) -> int:
+    buf[pos] = c
+    return pos + 1
+
+
+@nb.njit(cache=True)
+def _put_uint(buf: np.ndarray, pos: int, v: int) -> int:
+    if v == 0:
+        buf[pos] = 48
+        return pos + 1
+    n = 0
+    x = v
+    while x > 0:
+        n += 1
+        x //= 10
+    end = pos + n
+    x = v
+    for i in range(end - 1, pos - 1, -1):
+        buf[i] = 48 + x % 10
+        x //= 10
+    return end
+
+
+@nb.njit(cache=True)
+def _put_decimal(buf: np.ndarray, pos: int, units: int, decimals: int) -> int:
+    """A non-negative fixed-point number: units * 10^-decimals, with exactly ``decimals`` digits."""
+    scale = 1
+    for _ in range(decimals):
+        scale *= 10
+    pos = _put_uint(buf, pos, units // scale)
+    if decimals > 0:
+        buf[pos] = 46  # '.'
+        pos += 1
+        frac = units % scale
+        for i in range(decimals - 1, -1, -1):
+            buf[pos + i] = 48 + frac % 10
+            frac //= 10
+        pos += decimals
+    return pos
+
+
+@nb.njit(cache=True)
+def _put_level(buf: np.ndarray, pos: int, tick: int, lots: int, par: np.ndarray, first: bool) -> int:
+    if not first:
+        pos = _put_byte(buf, pos, 44)  # ,
+    pos = _put_byte(buf, pos, 91)  # [
+    pos = _put_byte(buf, pos, 34)  # "
+    pos = _put_decimal(buf, pos, tick * int(par[P_PX_MULT]), int(par[P_PX_DEC]))
+    pos = _put_byte(buf, pos, 34)
+    pos = _put_byte(buf, pos, 44)
+    pos = _put_byte(buf, pos, 34)
+    pos = _put_decimal(buf, pos, lots, int(par[P_QTY_DEC]))
+    pos = _put_byte(buf, pos, 34)
+    return _put_byte(buf, pos, 93)  # ]
+
+
+@nb.njit(cache=True)
+def _collect_top(
+    q: np.ndarray, best_idx: int, step: int, depth: int, limit: int, px: np.ndarray, qty: np.ndarray, base: int
+) -> int:
+    """Top ``depth`` non-empty levels from best_idx walking by step; returns how many."""
+    n = 0
+    i = best_idx
+    k = 0
+    while n < depth and k < limit and 0 <= i < q.shape[0]:
+        if q[i] > 0:
+            px[n] = base + i
+            qty[n] = q[i]
+            n += 1
+        i += step
+        k += 1
+    return n
+
+
+@nb.njit(cache=True)
+def _diff_side(
+    buf: np.ndarray,
+    pos: int,
+    cur_px: np.ndarray,
+    cur_q: np.ndarray,
+    n_cur: int,
+    pub_px: np.ndarray,
+    pub_q: np.ndarray,
+    n_pub: int,
+    descending: bool,
+    par: np.ndarray,
+) -> tuple[int, int]:
+    """Write the changed levels (merge of two sorted lists); returns (pos, levels written)."""
+    i = 0
+    j = 0
+    written = 0
+    while i < n_cur or j < n_pub:
+        take_cur = False
+        take_pub = False
+        if i < n_cur and j < n_pub:
+            a = cur_px[i]
+            b = pub_px[j]
+            if a == b:
+                take_cur = True
+                take_pub = True
+            elif (a > b) == descending:
+                take_cur = True
+            else:
+                take_pub = True
+        elif i < n_cur:
+            take_cur = True
+        else:
+            take_pub = True
+        if take_cur and take_pub:
+            if cur_q[i] != pub_q[j]:
+                pos = _put_level(buf, pos, cur_px[i], cur_q[i], par, written == 0)
+                written += 1
+            i += 1
+            j += 1
+        elif take_cur:
+            pos = _put_level(buf, pos, cur_px[i], cur_q[i], par, written == 0)
+            written += 1
+            i += 1
+        else:
+            pos = _put_level(buf, pos, pub_px[j], 0, par, written == 0)
+            written += 1
+            j += 1
+    return pos, written
+
+
+@nb.njit(cache=True)
+def publish(
+    st: np.ndarray,
+    par: np.ndarray,
+    bids: np.ndarray,
+    asks: np.ndarray,
+    pub: np.ndarray,
+    scratch: np.ndarray,
+    buf: np.ndarray,
+    pos: int,
+    pieces: np.ndarray,
+    offsets: np.ndarray,
+) -> tuple[int, bool]:
+    """Write a snapshot or the delta of the top levels since the last publish; (pos, written)."""
+    depth = int(par[P_DEPTH])
+    base = st[BASE]
+    limit = int(par[P_DEPTH_TICKS]) * 3
+    nb_ = _collect_top(bids, st[BEST_BID] - base, -1, depth, limit, scratch[0], scratch[1], base)
+    na = _collect_top(asks, st[BEST_ASK] - base, 1, depth, limit, scratch[2], scratch[3], base)
+    snapshot = st[SNAPSHOT_DUE] == 1
+    start = pos
+    ms = st[NEXT_PUBLISH] // 1_000_000
+    pos = _put(buf, pos, pieces, offsets, S_BOOK_SNAP if snapshot else S_BOOK_DELTA)
+    pos = _put_uint(buf, pos, ms)
+    pos = _put(buf, pos, pieces, offsets, S_DATA_S)
+    if snapshot:
+        for k in range(nb_):
+            pos = _put_level(buf, pos, scratch[0, k], scratch[1, k], par, k == 0)
+        pos = _put(buf, pos, pieces, offsets, S_ASKS)
+        for k in range(na):
+            pos = _put_level(buf, pos, scratch[2, k], scratch[3, k], par, k == 0)
+        changed = 1
+    else:
+        pos, w1 = _diff_side(buf, pos, scratch[0], scratch[1], nb_, pub[0], pub[1], st[N_PUB_BID], True, par)
+        pos = _put(buf, pos, pieces, offsets, S_ASKS)
+        pos, w2 = _diff_side(buf, pos, scratch[2], scratch[3], na, pub[2], pub[3], st[N_PUB_ASK], False, par)
+        changed = w1 + w2
+    if changed == 0:
+        return start, False
+    st[UPDATE_ID] += 1
+    st[SNAPSHOT_DUE] = 0
+    pos = _put(buf, pos, pieces, offsets, S_U)
+    pos = _put_uint(buf, pos, st[UPDATE_ID])
+    pos = _put(buf, pos, pieces, offsets, S_SEQ)
+    pos = _put_uint(buf, pos, st[UPDATE_ID] + SEQ_OFFSET)
+    pos = _put(buf, pos, pieces, offsets, S_CTS)
+    pos = _put_uint(buf, pos, ms)
+    pos = _put_byte(buf, pos, 125)  # }
+    for k in range(nb_):
+        pub[0, k] = scratch[0, k]
+        pub[1, k] = scratch[1, k]
+    for k in range(na):
+        pub[2, k] = scratch[2, k]
+        pub[3, k] = scratch[3, k]
+    st[N_PUB_BID] = nb_
+    st[N_PUB_ASK] = na
+    return pos, True
+
+
+@nb.njit(cache=True)
+def put_trade_head(buf: np.ndarray, pos: int, ms: int, pieces: np.ndarray, offsets: np.ndarray) -> int:
+    """Open a publicTrade message: ``{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":<ms>,"data":[``."""
+    pos = _put(buf, pos, pieces, offsets, S_TRADE_HEAD)
+    pos = _put_uint(buf, pos, ms)
+    return _put(buf, pos, pieces, offsets, S_TRADE_DATA)
+
+
+@nb.njit(cache=True)
+def put_print(
+    buf: np.ndarray,
+    pos: int,
+    st: np.ndarray,
+    par: np.ndarray,
+    side: int,
+    tick: int,
+    lots: int,
+    ms: int,
+    first: bool,
+    pieces: np.ndarray,
+    offsets: np.ndarray,
+) -> int:
+    """One print of the open publicTrade message (a market order fills one level)."""
+    if not first:
+        pos = _put_byte(buf, pos, 44)  # ,
+    pos = _put(buf, pos, pieces, offsets, S_T)
+    pos = _put_uint(buf, pos, ms)
+    pos = _put(buf, pos, pieces, offsets, S_SYM_SIDE)
+    return _put_trade_fields(buf, pos, st, par, side, tick, lots, pieces, offsets)
+
+
+@nb.njit(cache=True)
+def put_trade_end(buf: np.ndarray, pos: int) -> int:
+    """Close the publicTrade message."""
+    pos = _put_byte(buf, pos, 93)  # ]
+    return _put_byte(buf, pos, 125)  # }
+
+
+@nb.njit(cache=True)
+def _put_trade_fields(
+    buf: np.ndarray,
+    pos: int,
+    st: np.ndarray,
+    par: np.ndarray,
+    side: int,
+    tick: int,
+    lots: int,
+    pieces: np.ndarray,
+    offsets: np.ndarray,
+) -> int:
+    # Buy","v":"0.012","p":"65000.1","L":"PlusTick","i":"<id>","BT":false}
+    pos = _put(buf, pos, pieces, offsets, S_BUY if side > 0 else S_SELL)
+    pos = _put(buf, pos, pieces, offsets, S_V)
+    pos = _put_decimal(buf, pos, lots, int(par[P_QTY_DEC]))
+    pos = _put(buf, pos, pieces, offsets, S_P)
+    pos = _put_decimal(buf, pos, tick * int(par[P_PX_MULT]), int(par[P_PX_DEC]))
+    pos = _put(buf, pos, pieces, offsets, S_L)
+    last = st[LAST_TRADE_TICK]
+    if tick != last and last != 0:  # noqa: PLR1714 (numba)
+        st[LAST_TRADE_DIR] = 1 if tick > last else -1
+    st[LAST_TRADE_TICK] = tick
+    up = st[LAST_TRADE_DIR] >= 0
+    if tick == last:
+        pos = _put(buf, pos, pieces, offsets, S_ZPLUS if up else S_ZMINUS)
+    else:
+        pos = _put(buf, pos, pieces, offsets, S_PLUS if up else S_MINUS)
+    pos = _put(buf, pos, pieces, offsets, S_I)
+    pos = _put(buf, pos, pieces, offsets, S_TRADE_ID)
+    st[TRADE_COUNT] += 1
+    pos = _put_uint(buf, pos, st[TRADE_COUNT])
+    pos = _put(buf, pos, pieces, offsets, S_BT_END)
+    return pos

@@ -1,0 +1,1 @@
+"""Execution: one matching engine for backtest and paper trading, strategies, sizing, risk, quality."""

@@ -1,0 +1,290 @@
+"""Queue position and passive (maker) fills of our resting orders (REFERENCE section 2, points 5-7).
+
+Our open orders are kept per side in price-time priority (``opn[0]`` buys best first, ``opn[1]``
+sells best first); orders at one price form one FIFO, the later behind the earlier. Each order
+tracks the *market* volume ahead of it at its price (``F_AHEAD``): the recorded book never holds our
+simulated orders, so "ahead" never exceeds the displayed size there; the BTC ahead of the n-th own
+order at a price is its market volume ahead plus what our earlier orders there still have left.
+
+Queue model, after hftbacktest (``hftbacktest/src/backtest/models/queue.rs``, nkaz001/hftbacktest):
+- on acceptance, ahead = the displayed size at our price (0 for a new or empty level);
+- a trade at our price moves us up one for one (``trade``);
+- at a book event, the change of the level size not explained by trades since the previous one,
+  chg = prev - new - traded, is split: RISK_AVERSE (``RiskAdverseQueueModel``) puts all of it
+  behind us, ahead = min(ahead, new); PROB (``ProbQueueModel`` with ``PowerProbQueueFunc3``) puts
+  the share prob = 1 - (front / (front + back))^n behind us and the rest in front:
+  est = front - (1 - prob) * chg + min(back - prob * chg, 0), ahead = min(est, new). (REFERENCE
+  section 2 and types.QueueModel name that expression p_front; in hftbacktest's code it is the
+  probability that a decrease happened *behind* the order, which is what is implemented here.)
+An order placed before any book, or beyond the visible levels, learns its queue (the displayed
+size) when its level first shows.
+Maker fills at our price: a print through our price fills min(remaining, the print's unused
+volume); a print at our price fills only its excess over the volume ahead; an opposite best that
+reaches our price fills the rest. A print's volume is handed out once, in price-time priority.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from execution.records import (
+    F_AHEAD,
+    F_FILLED,
+    F_LEVEL,
+    F_PRICE,
+    F_QA0,
+    F_QTY,
+    F_TRADED,
+    K_LOT,
+    K_POWER,
+    K_QUEUE_MODEL,
+    K_TICK,
+    O_KNOWN,
+    O_SEQ,
+    O_SIDE,
+    O_TICK,
+    S_N_OPEN,
+    S_SEQ,
+    record_fill,
+    to_tick,
+    whole_lots,
+)
+from execution.types import QueueModel
+
+RISK_AVERSE = int(QueueModel.RISK_AVERSE)
+
+
+@nb.njit()
+def level_at(px: np.ndarray, qty: np.ndarray, dep: np.ndarray, tick: int, tick_size: float, bid: bool) -> tuple:
+    """(size, visible) at ``tick`` on one side of a top-L row (best first; size net of ``dep``).
+
+    A price between or before the shown levels, or anywhere when the side shows fewer than L
+    levels (NaN), is visible with size 0; a price beyond the L-th level is not visible."""
+    for i in range(px.shape[0]):
+        p = px[i]
+        if np.isnan(p):
+            return 0.0, True
+        k = to_tick(p, tick_size)
+        if k == tick:
+            return max(qty[i] - dep[i], 0.0), True
+        if (k < tick) if bid else (k > tick):
+            return 0.0, True
+    return 0.0, False
+
+
+@nb.njit(inline="always")
+def _remaining(of: np.ndarray, idx: int) -> float:
+    return float(of[idx, F_QTY] - of[idx, F_FILLED])
+
+
+@nb.njit()
+def insert_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> None:
+    """Put order ``idx`` in its side's list, behind every order at its price or better."""
+    s = 0 if oi[idx, O_SIDE] > 0 else 1
+    n = si[S_N_OPEN + s]
+    tick = oi[idx, O_TICK]
+    j = 0
+    while j < n:
+        k = oi[opn[s, j], O_TICK]
+        if (k < tick) if s == 0 else (k > tick):
+            break
+        j += 1
+    for m in range(n, j, -1):
+        opn[s, m] = opn[s, m - 1]
+    opn[s, j] = idx
+    si[S_N_OPEN + s] = n + 1
+
+
+@nb.njit()
+def remove_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> None:
+    """Take order ``idx`` out of its side's list (no-op when it is not there)."""
+    s = 0 if oi[idx, O_SIDE] > 0 else 1
+    n = si[S_N_OPEN + s]
+    for j in range(n):
+        if opn[s, j] == idx:
+            for m in range(j, n - 1):
+                opn[s, m] = opn[s, m + 1]
+            si[S_N_OPEN + s] = n - 1
+            return
+
+
+@nb.njit()
+def rest(
+    si: np.ndarray,
+    sf: np.ndarray,
+    oi: np.ndarray,
+    of: np.ndarray,
+    opn: np.ndarray,
+    px: np.ndarray,
+    qty: np.ndarray,
+    dep: np.ndarray,
+    idx: int,
+) -> None:
+    """Order ``idx`` joins the back of the queue at its price; ``px``/``qty``/``dep`` are its own
+    side of the exchange-side book (empty arrays when there is no book yet)."""
+    tick = oi[idx, O_TICK]
+    if px.shape[0] == 0:  # no book yet: the queue is learnt from the first one
+        size, seen = 0.0, False
+    else:
+        size, seen = level_at(px, qty, dep, tick, sf[K_TICK], oi[idx, O_SIDE] > 0)
+    oi[idx, O_SEQ] = si[S_SEQ]
+    si[S_SEQ] += 1
+    oi[idx, O_KNOWN] = 1 if seen else 0
+    of[idx, F_LEVEL] = size
+    of[idx, F_TRADED] = 0.0
+    insert_open(si, oi, opn, idx)
+    own, floor = own_ahead(si, oi, of, opn, idx)
+    # one FIFO: never less market volume ahead than our earlier orders at this price (the displayed
+    # size can be smaller when our own taker order just took from this level)
+    of[idx, F_AHEAD] = max(size, floor)
+    of[idx, F_QA0] = of[idx, F_AHEAD] + own if seen else np.nan
+
+
+@nb.njit()
+def own_ahead(si: np.ndarray, oi: np.ndarray, of: np.ndarray, opn: np.ndarray, idx: int) -> tuple[float, float]:
+    """(what our earlier orders at the same price still have left, the most market volume ahead
+    of any of them): they fill before ``idx``."""
+    s = 0 if oi[idx, O_SIDE] > 0 else 1
+    tick = oi[idx, O_TICK]
+    total = 0.0
+    most = 0.0
+    for j in range(si[S_N_OPEN + s]):
+        o = opn[s, j]
+        if o != idx and oi[o, O_TICK] == tick and oi[o, O_SEQ] < oi[idx, O_SEQ]:
+            total += _remaining(of, o)
+            most = max(most, of[o, F_AHEAD])
+    return total, most
+
+
+@nb.njit()
+def queue_after_depth(front: float, prev: float, new: float, traded: float, model: int, power: float) -> float:
+    """Market volume ahead of us after the level went from ``prev`` to ``new`` with ``traded``
+    printed at it meanwhile (hftbacktest ``ProbQueueModel::depth`` / ``RiskAdverseQueueModel::depth``)."""
+    chg = prev - new - traded
+    if chg <= 0.0 or model == RISK_AVERSE:
+        return min(front, new)
+    back = max(prev - front, 0.0)
+    total = front + back
+    prob = 1.0 - (front / total) ** power if total > 0.0 else 1.0  # share of chg behind us
+    est = front - (1.0 - prob) * chg + min(back - prob * chg, 0.0)
+    return max(min(est, new), 0.0)
+
+
+@nb.njit()
+def on_book(
+    si: np.ndarray,
+    sf: np.ndarray,
+    oi: np.ndarray,
+    of: np.ndarray,
+    opn: np.ndarray,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    fi: np.ndarray,
+    ff: np.ndarray,
+    bpx: np.ndarray,
+    bqx: np.ndarray,
+    apx: np.ndarray,
+    aqx: np.ndarray,
+    dep: np.ndarray,
+) -> None:
+    """A new exchange-side book (one row per side): fill orders the opposite best reaches, then
+    move every other order's queue position by the level change."""
+    tick_size = sf[K_TICK]
+    model = si[K_QUEUE_MODEL]
+    power = sf[K_POWER]
+    for s in range(2):
+        px = bpx if s == 0 else apx
+        qty = bqx if s == 0 else aqx
+        opp = apx[0] if s == 0 else bpx[0]
+        has_opp = not np.isnan(opp)
+        opp_tick = to_tick(opp, tick_size) if has_opp else 0
+        n = si[S_N_OPEN + s]
+        levels = px.shape[0]
+        i = 0  # levels and orders are both best first: one merged walk
+        level_tick = to_tick(px[0], tick_size) if levels > 0 and px[0] == px[0] else 0
+        j = 0
+        prev_tick = -1
+        prev_ahead = 0.0
+        while j < n:
+            idx = opn[s, j]
+            tick = oi[idx, O_TICK]
+            if has_opp and ((opp_tick <= tick) if s == 0 else (opp_tick >= tick)):
+                # the opposite best reached our price: the rest fills at our price, as maker
+                record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], _remaining(of, idx), True)
+                remove_open(si, oi, opn, idx)
+                n -= 1
+                continue
+            while i < levels and not np.isnan(px[i]) and ((level_tick > tick) if s == 0 else (level_tick < tick)):
+                i += 1
+                if i < levels and not np.isnan(px[i]):
+                    level_tick = to_tick(px[i], tick_size)
+            seen = i < levels  # past the L-th level: not visible
+            size = qty[i] - dep[s, i] if seen and not np.isnan(px[i]) and level_tick == tick else 0.0
+            if seen:
+                if oi[idx, O_KNOWN] == 0:  # first sight of a level that was beyond the visible book
+                    oi[idx, O_KNOWN] = 1
+                    of[idx, F_AHEAD] = size
+                    of[idx, F_QA0] = size + own_ahead(si, oi, of, opn, idx)[0]
+                else:
+                    of[idx, F_AHEAD] = queue_after_depth(
+                        of[idx, F_AHEAD], of[idx, F_LEVEL], size, of[idx, F_TRADED], model, power
+                    )
+                of[idx, F_LEVEL] = size
+                of[idx, F_TRADED] = 0.0
+            if tick == prev_tick and of[idx, F_AHEAD] < prev_ahead:
+                of[idx, F_AHEAD] = prev_ahead  # one FIFO: never ahead of our earlier order
+            prev_tick = tick
+            prev_ahead = of[idx, F_AHEAD]
+            j += 1
+
+
+@nb.njit()
+def on_trade(
+    si: np.ndarray,
+    sf: np.ndarray,
+    oi: np.ndarray,
+    of: np.ndarray,
+    opn: np.ndarray,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    fi: np.ndarray,
+    ff: np.ndarray,
+    price: float,
+    volume: float,
+    taker_side: int,
+) -> None:
+    """One print: hand its volume to our orders on the passive side in price-time priority."""
+    s = 1 if taker_side > 0 else 0  # a taker buy lifts asks: our sells
+    n = si[S_N_OPEN + s]
+    if n == 0:
+        return
+    lot = sf[K_LOT]
+    t = to_tick(price, sf[K_TICK])
+    unused = volume
+    j = 0
+    while j < n:
+        idx = opn[s, j]
+        tick = oi[idx, O_TICK]
+        rem = _remaining(of, idx)
+        if (tick > t) if s == 0 else (tick < t):
+            # traded through our price: we would have been hit first
+            q = whole_lots(unused, rem, lot)
+        elif tick == t:
+            of[idx, F_TRADED] += volume  # explains this much of the next level decrease
+            if oi[idx, O_KNOWN] == 0:
+                j += 1
+                continue
+            reach = unused  # what of the print reaches this order's part of the queue
+            ahead = of[idx, F_AHEAD]
+            q = whole_lots(reach - ahead, rem, lot)
+            of[idx, F_AHEAD] = max(ahead - reach, 0.0)
+        else:
+            break  # worse than the print: so is everything after it
+        if q > 0.0:
+            unused -= q
+            if record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], q, True):
+                remove_open(si, oi, opn, idx)
+                n -= 1
+                continue
+        j += 1

@@ -1,0 +1,249 @@
+"""The matching engine's API: clocks and wake-ups, the local view, the live push path, the loader."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from core.errors import UserError
+from execution.engine import Engine, Wake
+from execution.market import MarketData, empty_market
+from execution.types import EngineConfig, OrderKind, OrderStatus, RejectReason, Side
+from execution.venue import Venue
+from market.sources.sim import SimSource
+from tests.conftest import ConfigFactory
+from tests.test_engine_scenarios import CFG, B, T, _random_market, market
+from warehouse.db import reading
+from warehouse.ingest import run_ingest
+from warehouse.replay import load_market
+
+S = 1_000_000_000
+FEED = 50  # feed latency in these tests: ts_local = ts_ex + 50
+BUSY = dataclasses.replace(CFG, rate_window_ns=300)  # the scripted strategy's data spans a few microseconds
+
+
+def slow_feed(*events: tuple) -> MarketData:
+    m = market(*events)
+    return m._replace(book_ts_local=m.book_ts_ex + FEED, trade_ts_local=m.trade_ts_ex + FEED)
+
+
+@pytest.mark.kernels
+def test_the_local_view_lags_the_exchange_by_the_feed_and_response_latency() -> None:
+    e = Engine(CFG, 3)
+    e.load(slow_feed(B(100, [(100.0, 5.0)], [(100.1, 5.0)]), B(200, [(100.1, 1.0)], [(100.2, 5.0)])))
+    e.run_until(149)
+    assert math.isnan(e.best_bid) and math.isnan(e.mid) and e.book().ts_local == -1
+    e.run_until(150)
+    assert (e.best_bid, e.best_ask, e.mid) == (100.0, 100.1, 0.5 * (100.0 + 100.1))
+    oid = e.submit(Side.SELL, 2.0, 100.1)  # reaches the exchange at 160: 5 ahead
+    assert e.order_status(oid) == OrderStatus.PENDING and len(e.open_orders()) == 1
+    assert e.run_until(10_000, Wake.ORDER) == Wake.ORDER and e.now == 170  # the ack
+    assert e.order_status(oid) == OrderStatus.OPEN
+    # the bid reaches 100.1 at exchange time 200: we hear of the fill at 210 and of the book at 250
+    assert e.run_until(10_000, Wake.FILL | Wake.BOOK) == Wake.FILL and e.now == 210
+    assert e.position() == -2.0 and e.best_bid == 100.0
+    assert e.run_until(10_000, Wake.FILL | Wake.BOOK) == Wake.BOOK and e.now == 250 and e.best_bid == 100.1
+    book = e.book()
+    assert book.ts_local == 250 and list(book.ask_px[:1]) == [100.2]
+
+
+@pytest.mark.kernels
+def test_run_until_stops_on_a_best_change_not_on_a_size_change() -> None:
+    e = Engine(CFG, 3)
+    e.load(
+        market(
+            B(100, [(100.0, 5.0)], [(100.1, 5.0)]),
+            B(200, [(100.0, 7.0)], [(100.1, 5.0)]),
+            B(300, [(100.0, 7.0)], [(100.2, 5.0)]),
+        )
+    )
+    assert e.run_until(50, Wake.BOOK) == Wake.NONE and e.now == 50
+    assert e.run_until(1000, Wake.BOOK) == Wake.BOOK and e.now == 101  # the first book
+    assert e.run_until(1000, Wake.BOOK) == Wake.BOOK and e.now == 301
+    assert e.run_until(1000, Wake.BOOK | Wake.END) == Wake.END and e.now == 301
+    assert e.run_until(5000, Wake.END) == Wake.END and e.now == 301  # stays at the end of the data
+    assert e.run_until(5000) == Wake.NONE and e.now == 5000
+
+
+@pytest.mark.kernels
+def test_requests_are_checked_and_results_have_the_shared_dtypes() -> None:
+    e = Engine(CFG, 3)
+    e.load(market(B(100, [(100.0, 5.0)], [(100.1, 5.0)])))
+    e.run_until(101)
+    with pytest.raises(ValueError, match="unknown order"):
+        e.cancel(1)
+    with pytest.raises(ValueError):
+        e.submit(0, 1.0, 100.0)
+    off_tick = e.submit(Side.BUY, 1.0, 100.05)
+    off_lot = e.submit(Side.BUY, 0.0005, 100.0)
+    ok = e.submit(Side.BUY, 1.0, 99.0, tag=42)
+    with pytest.raises(ValueError, match="price or a qty"):
+        e.amend(ok)
+    e.run_until(200)
+    with pytest.raises(ValueError, match="before now"):
+        e.run_until(199)
+    o = e.orders()
+    assert list(o["order_id"]) == [off_tick, off_lot, ok]
+    assert list(o["status"]) == [OrderStatus.REJECTED, OrderStatus.REJECTED, OrderStatus.OPEN]
+    assert list(o["reject"][:2]) == [RejectReason.INVALID] * 2 and e.counters().invalid == 2
+    assert o["ts_done_ex"][2] == -1 and o["ts_arrive_ex"][2] == 111 and o["ts_submit_local"][2] == 101
+    assert o["tag"][2] == 42 and o["post_only"][2]
+    assert [x.order_id for x in e.open_orders()] == [ok] and e.open_orders()[0].tag == 42
+    m = e.submit(Side.SELL, 1.0, kind=OrderKind.MARKET, tag=7)
+    e.run_until(300)
+    f = e.fills()
+    assert len(f) == 1 and f["order_id"][0] == m and f["tag"][0] == 7 and f["side"][0] == -1
+    assert math.isnan(e.orders()["price"][3]) and not e.orders()["post_only"][3]
+
+
+def test_describe_is_json_and_names_the_queue_model() -> None:
+    d = Engine(CFG, 5, sample_ns=S).describe()
+    json.dumps(d)
+    assert d["queue_model"] == "PROB" and d["levels"] == 5 and d["entry_latency_ns"] == 10
+    assert d["fees"]["taker"] == CFG.fees.taker and "impact" in d
+
+
+def test_the_engine_is_a_venue() -> None:
+    v: Venue = Engine(CFG, 3)  # mypy checks the protocol; the rest is a smoke test
+    assert v.position() == 0.0 and v.open_orders() == [] and math.isnan(v.book().mid)
+
+
+def test_market_data_refuses_corrupt_input() -> None:
+    good = market(B(100, [(100.0, 5.0)], [(100.1, 5.0)]), B(200, [(100.0, 5.0)], [(100.1, 5.0)]))
+    with pytest.raises(ValueError, match="backwards"):
+        good._replace(book_ts_ex=good.book_ts_ex[::-1].copy()).validate()
+    with pytest.raises(ValueError, match="crossed"):
+        market(B(100, [(100.2, 5.0)], [(100.1, 5.0)]))
+    with pytest.raises(ValueError, match="float64"):
+        good._replace(bid_px=good.bid_px.astype(np.float32)).validate()
+    with pytest.raises(ValueError, match="positive size"):
+        market(B(100, [(100.0, 5.0)], [(100.1, 5.0)]), T(150, 100.0, 0.0, 1))
+    e = Engine(CFG, 3)
+    e.load(good)
+    with pytest.raises(ValueError, match="back in exchange time"):
+        e.push_book(150, 151, np.array([100.0]), np.array([1.0]), np.array([100.1]), np.array([1.0]))
+    assert empty_market(3).n_events == 0
+
+
+def _strategy(e: Engine, m: MarketData, push: bool) -> None:
+    """A busy scripted strategy: quotes, amends, cancels and market orders on wake-ups."""
+    rng = np.random.default_rng(11)
+    events = sorted(
+        [(int(t), 0, i) for i, t in enumerate(m.trade_ts_ex)] + [(int(t), 1, i) for i, t in enumerate(m.book_ts_ex)]
+    )
+    fed = 0
+
+    def feed(t: int) -> None:
+        nonlocal fed
+        while fed < len(events) and events[fed][0] <= t:
+            _, kind, i = events[fed]
+            if kind == 0:
+                e.push_trade(int(m.trade_ts_ex[i]), int(m.trade_ts_local[i]), float(m.trade_price[i]),
+                             float(m.trade_qty[i]), int(m.trade_side[i]))  # fmt: skip
+            else:
+                e.push_book(int(m.book_ts_ex[i]), int(m.book_ts_local[i]), m.bid_px[i], m.bid_qty[i],
+                            m.ask_px[i], m.ask_qty[i])  # fmt: skip
+            fed += 1
+
+    end = int(max(m.book_ts_local[-1], m.trade_ts_local[-1])) + 100
+    t = int(m.book_ts_local[0])
+    while e.now < end:
+        if push:
+            feed(t)
+        if e.run_until(t, Wake.FILL | Wake.BOOK) == Wake.NONE:
+            t += 37
+        if math.isnan(e.mid):
+            continue
+        mine = e.open_orders()
+        u = rng.random()
+        if len(mine) < 4:
+            side = Side.BUY if u < 0.5 else Side.SELL
+            px = e.best_bid if side == Side.BUY else e.best_ask
+            e.submit(side, 0.5, round(px * 10 - int(rng.integers(0, 2)) * side) / 10, tag=int(rng.integers(100)))
+        elif u < 0.3:
+            o = mine[int(rng.integers(len(mine)))]
+            e.amend(o.order_id, price=round((e.best_bid if o.side > 0 else e.best_ask) * 10) / 10)
+        elif u < 0.5:
+            e.amend(mine[0].order_id, qty=round(float(rng.uniform(0.1, 1.0)), 3))
+        elif u < 0.7:
+            e.cancel(mine[-1].order_id)
+        elif u < 0.75:
+            e.submit(Side.BUY if rng.random() < 0.5 else Side.SELL, 0.3, kind=OrderKind.MARKET)
+        elif u < 0.78:
+            e.cancel_all()
+
+
+@pytest.mark.kernels
+def test_the_live_push_path_gives_the_same_results_as_the_loaded_block() -> None:
+    m = _random_market(21, n=400)
+    loaded, pushed = Engine(BUSY, 3, sample_ns=500), Engine(BUSY, 3, sample_ns=500)
+    loaded.load(m)
+    _strategy(loaded, m, push=False)
+    _strategy(pushed, m, push=True)
+    assert len(loaded.fills()) > 10 and len(loaded.orders()) > 20
+    assert loaded.fills().tobytes() == pushed.fills().tobytes()
+    assert loaded.orders().tobytes() == pushed.orders().tobytes()
+    assert loaded.samples().tobytes() == pushed.samples().tobytes()
+    assert loaded.counters() == pushed.counters()
+    assert (loaded.position(), loaded.cash()) == (pushed.position(), pushed.cash())
+    o = loaded.orders()
+    assert (o["status"] == OrderStatus.CANCELLED).any() and (o["amends"] > 0).any()
+
+
+@pytest.mark.kernels
+def test_a_run_is_deterministic() -> None:
+    m = _random_market(5, n=400)
+    runs = []
+    for _ in range(2):
+        e = Engine(BUSY, 3)
+        e.load(m)
+        _strategy(e, m, push=False)
+        runs.append((e.fills().tobytes(), e.orders().tobytes(), e.samples().tobytes()))
+    assert runs[0] == runs[1] and len(runs[0][0]) > 0
+
+
+def test_load_market_reads_the_warehouse_back(make_config: ConfigFactory) -> None:
+    c = make_config(warehouse={"snapshot_levels": 5})
+    assert run_ingest(SimSource(c.sim, c.instrument, 50, 20 * S), c, detail="test").status == "completed"
+    m = load_market(c, None, None)
+    with reading(c.resolve(c.warehouse.path)) as con:
+        snaps = con.execute(
+            "SELECT ts_exchange_ns, ts_local_ns, bid_px, bid_qty, ask_px, ask_qty FROM snapshots "
+            "ORDER BY ts_exchange_ns, update_id"
+        ).fetchall()
+        trades = con.execute(
+            "SELECT ts_exchange_ns, ts_local_ns, price, qty, side FROM trades "
+            "ORDER BY ts_exchange_ns, ts_local_ns, trade_id"
+        ).fetchall()
+    assert m.levels == 5 and len(m.book_ts_ex) == len(snaps) > 100 and len(m.trade_ts_ex) == len(trades) > 10
+    for j, name in enumerate(("book_ts_ex", "book_ts_local", "bid_px", "bid_qty", "ask_px", "ask_qty")):
+        want = np.array([row[j] for row in snaps], dtype=np.int64 if j < 2 else np.float64)
+        np.testing.assert_array_equal(getattr(m, name), want)
+    for j, name in enumerate(("trade_ts_ex", "trade_ts_local", "trade_price", "trade_qty", "trade_side")):
+        np.testing.assert_array_equal(getattr(m, name), [row[j] for row in trades])
+    lo, hi = int(m.book_ts_ex[len(snaps) // 3]), int(m.book_ts_ex[2 * len(snaps) // 3])
+    w = load_market(c, lo, hi, levels=2)
+    keep = (m.book_ts_ex >= lo) & (m.book_ts_ex < hi)
+    np.testing.assert_array_equal(w.ask_qty, m.ask_qty[keep, :2])
+    np.testing.assert_array_equal(w.trade_ts_ex, m.trade_ts_ex[(m.trade_ts_ex >= lo) & (m.trade_ts_ex < hi)])
+    with pytest.raises(UserError, match="5 book levels"):
+        load_market(c, None, None, levels=6)
+    e = Engine(EngineConfig(), m.levels)
+    e.load(m)
+    assert e.run_until(int(m.book_ts_local[-1]) + S, Wake.END) == Wake.END
+    assert e.now == int(m.book_ts_local[-1]) and e.best_bid == m.bid_px[-1, 0]
+
+
+@pytest.mark.kernels
+def test_fills_come_in_whole_lots_and_float_residue_never_fills() -> None:
+    from execution.records import whole_lots
+
+    assert whole_lots(2.0, 0.7, 0.001) == 0.7  # covers the rest
+    assert whole_lots(0.0025, 1.0, 0.001) == pytest.approx(0.002)  # whole lots only
+    assert whole_lots(1e-17, 1.0, 0.001) == 0.0  # residue of a float subtraction
+    assert whole_lots(0.5, 1e-17, 0.001) == 0.0
+    assert whole_lots(0.0009, 1.0, 0.001) == 0.0

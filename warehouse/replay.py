@@ -1,0 +1,75 @@
+"""Recorded market data for the matching engine: warehouse snapshots and trades as MarketData.
+
+Book events are the ``snapshots`` rows (the top-N book after every update) in (ts_exchange_ns,
+update_id) order; trades are in (ts_exchange_ns, ts_local_ns, trade_id) order. The engine puts a
+trade before a book event with the same exchange time (see execution.kernel), so a print is
+seen before the book that already reflects it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.config import AppConfig
+from core.errors import UserError
+from execution.market import MarketData
+from market.events import fixed_to_numpy
+from warehouse.db import reading
+from warehouse.schema import stored_levels
+
+
+def _window(start_ns: int | None, end_ns: int | None) -> tuple[str, list[object]]:
+    sql = ""
+    params: list[object] = []
+    if start_ns is not None:
+        sql += " AND ts_exchange_ns >= ?"
+        params.append(int(start_ns))
+    if end_ns is not None:
+        sql += " AND ts_exchange_ns < ?"
+        params.append(int(end_ns))
+    return sql, params
+
+
+def load_market(cfg: AppConfig, start_ns: int | None, end_ns: int | None, levels: int | None = None) -> MarketData:
+    """Book events and trades of the configured instrument with start <= ts_exchange_ns < end
+    (None: unbounded), keeping ``levels`` levels per side (default: all the warehouse stores)."""
+    if start_ns is not None and end_ns is not None and end_ns < start_ns:
+        raise UserError("the replay window ends before it starts")
+    venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol
+    path = cfg.resolve(cfg.warehouse.path)
+    where, window = _window(start_ns, end_ns)
+    with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
+        stored = stored_levels(con)
+        if stored is None:
+            raise UserError(f"{path}: no warehouse schema yet (run an ingest first)")
+        con.execute("SET enable_progress_bar = false")  # a library call: no terminal output
+        keep = stored if levels is None else levels
+        if not 1 <= keep <= stored:
+            raise UserError(f"the warehouse keeps {stored} book levels; {keep} asked")
+        book = con.sql(
+            "SELECT ts_exchange_ns, ts_local_ns, bid_px, bid_qty, ask_px, ask_qty FROM snapshots "
+            f"WHERE venue = ? AND symbol = ?{where} ORDER BY ts_exchange_ns, update_id",
+            params=[venue, symbol, *window],
+        ).to_arrow_table()
+        trades = con.sql(
+            "SELECT ts_exchange_ns, ts_local_ns, price, qty, side FROM trades "
+            f"WHERE venue = ? AND symbol = ?{where} ORDER BY ts_exchange_ns, ts_local_ns, trade_id",
+            params=[venue, symbol, *window],
+        ).fetchnumpy()
+
+    def side(name: str) -> np.ndarray:
+        return np.ascontiguousarray(fixed_to_numpy(book.column(name), stored)[:, :keep], np.float64)
+
+    return MarketData(
+        np.asarray(book.column("ts_exchange_ns").to_numpy(), np.int64),
+        np.asarray(book.column("ts_local_ns").to_numpy(), np.int64),
+        side("bid_px"),
+        side("bid_qty"),
+        side("ask_px"),
+        side("ask_qty"),
+        np.asarray(trades["ts_exchange_ns"], np.int64),
+        np.asarray(trades["ts_local_ns"], np.int64),
+        np.asarray(trades["price"], np.float64),
+        np.asarray(trades["qty"], np.float64),
+        np.asarray(trades["side"], np.int8),
+    ).validate()

@@ -39,7 +39,15 @@ unit: $(STAMP)  ## the test suite with line coverage (numba kernels re-run inter
 
 test: lint typecheck unit  ## everything CI runs: ruff, import contracts, mypy, pytest + coverage
 
-bench: $(STAMP)  ## benchmarks: prints a table, writes bench/results.json
+# hftbacktest for bench/bench_hftbacktest.py only: its own folder (git-ignored), never .venv
+HBT := bench/.cache/hbt
+HBT_STAMP := $(HBT)/.installed
+$(HBT_STAMP): bench/requirements-hftbacktest.txt | $(STAMP)
+	rm -rf $(HBT)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target $(HBT) -r bench/requirements-hftbacktest.txt
+	@touch $(HBT_STAMP)
+
+bench: $(STAMP) $(HBT_STAMP)  ## benchmarks: prints a table, writes bench/results.json
 	$(PY) -m bench
 
 ui: $(STAMP)  ## the MLflow UI on the project's store: http://127.0.0.1:5000

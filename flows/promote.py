@@ -2,8 +2,10 @@
 
 Both models are scored on the same most recent ``promotion.fresh`` of labelled data (log loss and
 AUC per direction). The challenger takes the ``champion`` alias if its mean log loss is lower by at
-least ``promotion.min_log_loss_gain`` and both its AUCs reach ``promotion.min_auc``; the first
-model becomes champion. The reason is written on the challenger's model version either way.
+least ``promotion.min_log_loss_gain`` and both its AUCs reach ``promotion.min_auc``, and, with
+``promotion.require_backtest``, if its net-of-fee backtest PnL on the same data (the matching
+engine, ``promotion.backtest_strategy``) beats the champion's; the first model becomes champion.
+The reason is written on the challenger's model version either way.
 """
 
 from __future__ import annotations
@@ -62,6 +64,20 @@ def decide(cfg: AppConfig, challenger: dict[str, float], champion: dict[str, flo
     )
 
 
+def backtest_rule(
+    cfg: AppConfig, challenger: StackedModel, champion: StackedModel, start_ns: int, end_ns: int, reason: str
+) -> tuple[bool, str]:
+    """The model rule passed; does the challenger also earn more net of fees in a backtest?"""
+    from execution.quality import metrics
+    from flows.backtest import simulate
+
+    strategy = cfg.promotion.backtest_strategy
+    pnl = [float(metrics(simulate(cfg, strategy, m, start_ns, end_ns, {}))["net_pnl"]) for m in (challenger, champion)]
+    won = pnl[0] > pnl[1]
+    verdict = f"{strategy} backtest net PnL {pnl[0]:+,.2f} vs champion {pnl[1]:+,.2f} USDT"
+    return won, f"{reason}; {verdict}" if won else f"{verdict}: no backtest win (model rule: {reason})"
+
+
 def run_promotion(cfg: AppConfig) -> dict[str, Any]:
     client = registry.connect(cfg)
     challenger, ch_version = registry.load(cfg, registry.CHALLENGER)
@@ -75,6 +91,8 @@ def run_promotion(cfg: AppConfig) -> dict[str, Any]:
         champion, _ = registry.load(cfg, registry.CHAMPION)
         champ_scores = evaluate(champion, data) if champion.feature_set == data.feature_set else None
     promoted, reason = decide(cfg, ch_scores, champ_scores)
+    if promoted and champ_scores is not None and cfg.promotion.require_backtest:
+        promoted, reason = backtest_rule(cfg, challenger, champion, data.start_ns, data.end_ns, reason)
     name = cfg.mlflow.model_name
     if promoted:
         client.set_registered_model_alias(name, registry.CHAMPION, ch_version)

@@ -4,7 +4,7 @@
     python -m flows.serve --list       # what would be served, with schedules
 
 No work pool, no worker: Prefect's ``serve`` runs the flows in this process's children, on the
-cron schedules of prefect.yaml (feature build every 15 min, training daily, promotion daily). With
+cron schedules of prefect.yaml (feature build every 15 min, training, promotion and a backtest daily). With
 a Prefect server, ``prefect deploy --all`` deploys the same file instead.
 """
 

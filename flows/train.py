@@ -85,7 +85,12 @@ def run_training(cfg: AppConfig, end_ns: int | None = None) -> dict[str, Any]:
     test = slice(len(data.ts) - result.rows["test"], None)
     y_test = {"up": (data.direction[test] == 1).astype(float), "down": (data.direction[test] == -1).astype(float)}
     y_test["direction"] = data.direction[test]
-    window = {"start": format_ns(data.start_ns), "end": format_ns(data.end_ns), "rows": len(data.ts)}
+    window = {
+        "start": format_ns(data.start_ns),
+        "end": format_ns(data.end_ns),
+        "rows": len(data.ts),
+        "test_start": format_ns(int(data.ts[test][0])),  # the held-out block: nothing was fitted on it
+    }
     run_id, version = log_training(cfg, result, data.x[test], y_test, window)
     summary = (
         f"trained on {len(data.ts):,} rows ({window['start']} .. {window['end']}), feature set {data.feature_set}; "
@@ -97,6 +102,7 @@ def run_training(cfg: AppConfig, end_ns: int | None = None) -> dict[str, Any]:
         "verdict": result.verdict,
         "version": version,
         "run_id": run_id,
+        "test_start": window["test_start"],
         "metrics": result.metrics(),
     }
 

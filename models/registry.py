@@ -159,10 +159,47 @@ def version_for(cfg: AppConfig, alias: str) -> str | None:
 
 def load(cfg: AppConfig, alias: str = CHAMPION) -> tuple[StackedModel, str]:
     """The model behind ``alias`` as a StackedModel (no pyfunc overhead), and its version."""
-    import mlflow
-
     version = version_for(cfg, alias)
     if version is None:
         raise UserError(f"no model has the alias '{alias}' in {cfg.mlflow.model_name} (train and promote one first)")
-    local = mlflow.artifacts.download_artifacts(f"models:/{cfg.mlflow.model_name}/{version}")
-    return StackedModel.load(Path(local) / "artifacts" / "model"), version
+    return load_version(cfg, version), version
+
+
+def resolve(cfg: AppConfig, uri: str | None) -> tuple[str, str]:
+    """(version, models:/name/version) for a models:/ URI, a version number, an alias, or None (champion)."""
+    name = cfg.mlflow.model_name
+    spec = uri or CHAMPION
+    if spec.startswith("models:/"):
+        body = spec.removeprefix("models:/")
+        if "@" in body:
+            given, alias = body.split("@", 1)
+            version = version_for(cfg, alias) if given == name else None
+        elif "/" in body:
+            given, version = body.split("/", 1)
+            if given != name or not version.isdigit():
+                version = None
+        else:
+            version = None
+        if version is None:
+            raise UserError(f"--model {spec}: no such model in {name} (models:/{name}@champion or models:/{name}/N)")
+    elif spec.isdigit():
+        version = spec
+    else:
+        found = version_for(cfg, spec)
+        if found is None:
+            raise UserError(f"no model has the alias '{spec}' in {name} (train and promote one first)")
+        version = found
+    return version, f"models:/{name}/{version}"
+
+
+def load_version(cfg: AppConfig, version: str) -> StackedModel:
+    """The StackedModel of one registered version."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    connect(cfg)
+    try:
+        local = mlflow.artifacts.download_artifacts(f"models:/{cfg.mlflow.model_name}/{version}")
+    except MlflowException:
+        raise UserError(f"{cfg.mlflow.model_name} has no version {version}") from None
+    return StackedModel.load(Path(local) / "artifacts" / "model")

@@ -63,3 +63,37 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict[str, Any]]:
+    """90 simulated minutes with features, and a small model trained on them (registry version 1)."""
+    from flows.train import run_training
+    from market.sources.sim import SimSource
+    from warehouse.featurebuild import build
+    from warehouse.ingest import run_ingest
+
+    S = 1_000_000_000
+
+    root = tmp_path_factory.mktemp("train")
+    (root / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "warehouse": {"path": "wh/l2.duckdb", "spool_dir": "wh/spool", "snapshot_levels": 20},
+                "mlflow": {"store": "mlruns/mlflow.db", "artifacts": "mlruns/artifacts"},
+                "training": {
+                    "window": "2h",
+                    "horizon": "60s",
+                    "rounds": 40,
+                    "early_stopping": 10,
+                    "min_rows": 300,
+                    "folds": 3,
+                },
+                "promotion": {"min_auc": 0.0},  # the log-loss rule is under test here; the AUC rule below
+            }
+        )
+    )
+    cfg = load_config(root / "config.yaml")
+    run_ingest(SimSource(cfg.sim, cfg.instrument, 50, 90 * 60 * S), cfg, detail="test")
+    build(cfg)
+    return cfg, run_training(cfg)

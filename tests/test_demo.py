@@ -70,10 +70,14 @@ def test_demo_trains_registers_and_promotes_once_there_is_enough_data(
 ) -> None:
     make_config(
         warehouse={"snapshot_levels": 20},
-        training={"window": "2h", "rounds": 40, "early_stopping": 10, "min_rows": 300, "folds": 3},
+        training={"window": "2h", "horizon": "60s", "rounds": 40, "early_stopping": 10, "min_rows": 300, "folds": 3},
     )
-    p = cli("-m", "flows.demo", "--duration", "70m", "--config", str(tmp_path / "config.yaml"))
+    p = cli("-m", "flows.demo", "--duration", "90m", "--config", str(tmp_path / "config.yaml"))
     assert p.returncode == 0, p.stderr
     assert "registered btc-l2 version 1 as challenger" in p.stdout
     assert "promoted: version 1: promoted to champion: first model" in p.stdout
     assert "make ui" in p.stdout
+    reports = sorted((tmp_path / "reports" / "backtest").iterdir())
+    assert [r.name.split("-")[0] for r in reports] == ["baseline", "passive"]
+    assert all((r / "report.html").is_file() and (r / "metrics.json").is_file() for r in reports)
+    assert "arrival slippage" in p.stdout and "targets:" in p.stdout  # the side-by-side comparison

@@ -25,29 +25,6 @@ S = 1_000_000_000
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict[str, Any]]:
-    import yaml
-
-    from core.config import load_config
-
-    root = tmp_path_factory.mktemp("train")
-    (root / "config.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "warehouse": {"path": "wh/l2.duckdb", "spool_dir": "wh/spool", "snapshot_levels": 20},
-                "mlflow": {"store": "mlruns/mlflow.db", "artifacts": "mlruns/artifacts"},
-                "training": {"window": "2h", "rounds": 40, "early_stopping": 10, "min_rows": 300, "folds": 3},
-                "promotion": {"min_auc": 0.0},  # the log-loss rule is under test here; the AUC rule below
-            }
-        )
-    )
-    cfg = load_config(root / "config.yaml")
-    run_ingest(SimSource(cfg.sim, cfg.instrument, 50, 70 * 60 * S), cfg, detail="test")
-    build(cfg)
-    return cfg, run_training(cfg)
-
-
 def test_training_logs_and_registers_a_challenger(trained: tuple[AppConfig, dict[str, Any]]) -> None:
     cfg, result = trained
     assert result["version"] == "1" and registry.version_for(cfg, "challenger") == "1"

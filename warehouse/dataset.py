@@ -81,3 +81,35 @@ def load(cfg: AppConfig, window_ns: int, end_ns: int | None = None, min_rows: in
         symbol=symbol,
         tau=lb.dead_zone(cfg.labels.maker_fee, extra=cfg.labels.dead_zone_extra),
     )
+
+
+@dataclass(frozen=True)
+class FeatureRows:
+    """The stored feature rows of a time range, as the model takes them (no labels needed)."""
+
+    ts: np.ndarray  # (n,) grid times, ns
+    x: np.ndarray  # (n, F)
+    feature_names: list[str]
+    feature_set: str
+
+
+def load_features(cfg: AppConfig, start_ns: int | None = None, end_ns: int | None = None) -> FeatureRows:
+    """Feature rows of the config's feature set with ``start_ns <= ts <= end_ns`` (open ends: all)."""
+    venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol
+    fs, _ = ids(cfg, venue_by_name(venue).tick_size)
+    path = cfg.resolve(cfg.warehouse.path)
+    lo = start_ns if start_ns is not None else -(2**62)
+    hi = end_ns if end_ns is not None else 2**62
+    with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
+        if not table_exists(con, "features"):
+            raise UserError(f"{path}: no features yet (run python -m flows.features)")
+        cols = ", ".join(NAMES)
+        data = con.execute(
+            f"SELECT ts_ns, {cols} FROM features WHERE venue = ? AND symbol = ? AND feature_set = ? "
+            "AND ts_ns >= ? AND ts_ns <= ? ORDER BY ts_ns",
+            [venue, symbol, fs, lo, hi],
+        ).fetchnumpy()
+    if len(data["ts_ns"]) == 0:
+        raise UserError(f"no feature rows of feature set {fs} for {venue}/{symbol} in the requested range")
+    x = np.column_stack([np.asarray(data[name], np.float64) for name in NAMES])
+    return FeatureRows(np.asarray(data["ts_ns"], np.int64), x, list(NAMES), fs)

@@ -1,0 +1,219 @@
+"""The backtest driver: recorded market blocks and model signals through the matching engine.
+
+The model's predictions come precomputed, one per feature-grid time (``Signals``). The strategy
+decides at each grid time plus ``decision_delay`` on the local clock (so every event the features
+used was received by then), and is woken between decisions by its fills, order reports and moves
+of the best price. Market data arrives in blocks (an hour at a time from the warehouse) so a day
+never has to sit in memory at once. The same strategy objects run in the live runner, where
+the events come from the feed instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.config import AppConfig
+from execution.engine import Engine, Wake
+from execution.market import MarketData
+from execution.quality import EQUITY_DTYPE, RunRecord
+from execution.risk import RiskLimits, RiskManager
+from execution.sizing import SizingParams
+from execution.strategy import Baseline, Passive, Signal, Strategy, StrategyParams
+from execution.types import EngineConfig, Fees, QueueModel
+
+STRATEGIES: dict[str, type[Strategy]] = {"baseline": Baseline, "passive": Passive}
+
+
+@dataclass(frozen=True)
+class Signals:
+    """The model's output on the feature grid: one row per grid time."""
+
+    ts: np.ndarray  # int64 grid times (exchange clock: the features are as of them)
+    p_up: np.ndarray
+    p_down: np.ndarray
+    direction: np.ndarray  # int8: the model's thresholds applied
+    sigma_1s: np.ndarray  # trailing std of 1 s log returns (a fraction)
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def at(self, i: int) -> Signal:
+        return Signal(
+            int(self.ts[i]), float(self.p_up[i]), float(self.p_down[i]), int(self.direction[i]), float(self.sigma_1s[i])
+        )
+
+
+def engine_config(cfg: AppConfig) -> EngineConfig:
+    e = cfg.execution
+    return EngineConfig(
+        tick=cfg.instrument.tick_size,
+        lot=cfg.instrument.lot_size,
+        entry_latency_ns=e.entry_latency,
+        response_latency_ns=e.response_latency,
+        queue_model=QueueModel.PROB if e.queue_model == "prob" else QueueModel.RISK_AVERSE,
+        queue_power=e.queue_power,
+        rate_limit=e.rate_limit,
+        rate_window_ns=e.rate_window,
+        fees=Fees(cfg.labels.maker_fee, cfg.labels.taker_fee, e.funding_rate, e.funding_interval),
+        seed=e.seed,
+    )
+
+
+def make_strategy(name: str, cfg: AppConfig, horizon_ns: int) -> Strategy:
+    """The named strategy with the config's strategy, sizing and risk settings."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r} (one of {', '.join(STRATEGIES)})")
+    s, z, k, i = cfg.strategy, cfg.sizing, cfg.risk, cfg.instrument
+    params = StrategyParams(
+        horizon_ns=horizon_ns,
+        baseline_fraction=s.baseline_fraction,
+        improve_confidence=s.improve_confidence,
+        cross_confidence=s.cross_confidence,
+        order_timeout_ns=s.order_timeout,
+        exit_timeout_ns=s.exit_timeout,
+        reprice_ticks=s.reprice_ticks,
+        tick=i.tick_size,
+        rate_limit=cfg.execution.rate_limit,
+        rate_window_ns=cfg.execution.rate_window,
+    )
+    sizing = SizingParams(
+        z.kelly_fraction, z.vol_target, z.depth_fraction, z.depth_bps, i.lot_size, i.lot_size, i.min_notional
+    )
+    limits = RiskLimits(
+        k.max_position_btc,
+        k.max_notional,
+        k.daily_loss_limit,
+        k.reduce_drawdown,
+        k.halt_drawdown,
+        k.stale_after,
+        k.max_spread_bps,
+        k.min_depth_btc,
+        i.lot_size,
+    )
+    return STRATEGIES[name](params, sizing, RiskManager(limits), name=name)
+
+
+class _Feed:
+    """Loads market blocks into the engine on demand and keeps the mid series for markouts."""
+
+    def __init__(self, engine: Engine, blocks: Iterable[MarketData]) -> None:
+        self.engine, self.blocks = engine, iter(blocks)
+        self.mid_ts: list[np.ndarray] = []
+        self.mid: list[np.ndarray] = []
+        self.events = 0
+        self.done = False
+
+    def next(self) -> bool:
+        for block in self.blocks:
+            if block.n_events == 0:
+                continue
+            self.engine.load(block)
+            self.events += block.n_events
+            self.mid_ts.append(block.book_ts_ex)
+            self.mid.append(0.5 * (block.bid_px[:, 0] + block.ask_px[:, 0]))
+            return True
+        self.done = True
+        return False
+
+
+def replay(
+    engine: Engine,
+    blocks: Iterable[MarketData],
+    signals: Signals,
+    strategy: Strategy,
+    decision_delay_ns: int,
+    progress: Callable[[float, str], None] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> RunRecord:
+    """Run ``strategy`` on ``signals`` over the market ``blocks``; everything it left behind."""
+    feed = _Feed(engine, blocks)
+    if not feed.next():
+        raise ValueError("no market data in the backtest window")
+    wake = Wake.FILL | Wake.ORDER | Wake.END | (Wake.BOOK if isinstance(strategy, Passive) else Wake.NONE)
+
+    def advance(t: int) -> None:
+        nonlocal wake
+        while True:
+            hit = engine.run_until(t, wake)
+            if hit == Wake.NONE:
+                return
+            if hit & Wake.END and not feed.next():
+                wake &= ~Wake.END
+            if hit & (Wake.FILL | Wake.ORDER | Wake.BOOK):
+                strategy.on_wake(engine)
+
+    n = len(signals)
+    step = max(1, n // 200)
+    for i in range(n):
+        t = int(signals.ts[i]) + decision_delay_ns
+        if t <= engine.now:
+            continue
+        advance(t)
+        if feed.done and engine.book().ts_local < 0:
+            break
+        strategy.on_decision(engine, signals.at(i))
+        if progress is not None and i % step == 0:
+            progress(i / n, f"{len(engine.fills()):,} fills, position {engine.position():+.3f} BTC")
+    end = int(signals.ts[-1]) + decision_delay_ns
+    strategy.stop(engine)
+    advance(max(end, engine.now) + 1_000_000_000)  # let the cancels land
+    if progress is not None:
+        progress(1.0, f"{len(engine.fills()):,} fills")
+    return record(engine, strategy, feed, meta or {})
+
+
+def record(engine: Engine, strategy: Strategy, feed: _Feed, meta: dict[str, Any]) -> RunRecord:
+    fills = engine.fills()
+    parents = strategy.records()
+    mid_ts = np.concatenate(feed.mid_ts) if feed.mid_ts else np.zeros(0, np.int64)
+    mid = np.concatenate(feed.mid) if feed.mid else np.zeros(0)
+    for p in parents:
+        mine = fills[fills["tag"] == p["tag"]]
+        qty = float(mine["qty"].sum())
+        p["filled_qty"] = qty
+        p["vwap"] = float((mine["price"] * mine["qty"]).sum() / qty) if qty > 0 else math.nan
+        if p["ts_end"] < 0:
+            p["ts_end"] = engine.now
+            p["end_mid"] = engine.mid
+    samples = engine.samples()
+    equity = np.zeros(len(samples), EQUITY_DTYPE)
+    for name in ("ts", "equity", "position", "mid"):
+        equity[name] = samples[name]
+    c = engine.counters()
+    return RunRecord(
+        fills=fills,
+        orders=engine.orders(),
+        parents=parents,
+        mid_ts=mid_ts,
+        mid=mid,
+        equity=equity,
+        fees=engine.fees_paid(),
+        funding=engine.funding_paid(),
+        requests=c.requests,
+        post_only_rejects=c.post_only_rejects,
+        rate_limit_rejects=c.rate_limit_rejects,
+        meta={
+            **meta,
+            "strategy": strategy.name,
+            "engine": engine.describe(),
+            "events": feed.events,
+            "decisions": strategy.decisions,
+            "throttled_requests": strategy.throttled,
+            "risk_refusals": dict(strategy.risk.refused),
+            "risk_transitions": [(t, s.name, why) for t, s, why in strategy.risk.transitions],
+        },
+    )
+
+
+def blocks_of(load: Callable[[int, int], MarketData], start_ns: int, end_ns: int, step_ns: int) -> Iterator[MarketData]:
+    """``load(lo, hi)`` for consecutive windows [lo, hi) covering [start_ns, end_ns)."""
+    lo = start_ns
+    while lo < end_ns:
+        hi = min(lo + step_ns, end_ns)
+        yield load(lo, hi)
+        lo = hi

@@ -1,0 +1,311 @@
+"""Strategies: how a model signal becomes orders. Shared by the backtester and the live runner.
+
+Both strategies hold a target position. A signal (a calibrated probability clearing the model's
+threshold) sets the target to a sized position in its direction for the model's horizon; a
+renewed signal extends the hold; when the hold runs out without a new signal the target is flat.
+The difference between target and position is one *parent* order, worked by:
+
+- ``baseline`` (the user's current system): market orders, a fixed share of equity per trade.
+- ``passive``: post-only limit orders. Confidence sets the urgency: below ``improve_confidence``
+  it joins the best price (back of the queue); from there it quotes one tick inside the spread
+  when the spread allows; only from ``cross_confidence`` does it take liquidity. A quote that the
+  best price has left by ``reprice_ticks`` is amended to the new best (losing priority, as on
+  Bybit); a remainder larger than needed is amended down (keeping priority). An entry not filled
+  within ``order_timeout`` is cancelled and the target becomes whatever filled; an exit not
+  filled within ``exit_timeout`` crosses the spread for the rest. Sizing is depth-aware and
+  confidence-scaled (execution/sizing.py).
+
+Every order passes the risk manager first, and requests are self-throttled below the venue's
+rate limit. Strategies talk to a ``Venue`` only, so backtest, paper and live are the same code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from execution.risk import MarketState, RiskManager, RiskState
+from execution.sizing import SizingParams, depth_within, floor_lot, size
+from execution.types import PARENT_DTYPE, OrderKind
+from execution.venue import BookView, OpenOrder, Venue
+
+
+@dataclass(frozen=True)
+class Signal:
+    ts_ns: int  # the grid time the features are as of
+    p_up: float  # calibrated P(the forward return beats +tau)
+    p_down: float
+    direction: int  # +1 / -1 / 0: the model's thresholds applied
+    sigma_1s: float  # trailing std of 1 s log returns (a fraction), for sizing
+
+
+@dataclass(frozen=True)
+class StrategyParams:
+    horizon_ns: int  # how long a signal holds the target
+    baseline_fraction: float = 0.05
+    improve_confidence: float = 0.6
+    cross_confidence: float = 0.85
+    order_timeout_ns: int = 10_000_000_000
+    exit_timeout_ns: int = 5_000_000_000
+    reprice_ticks: int = 1
+    tick: float = 0.1
+    rate_limit: int = 10
+    rate_window_ns: int = 1_000_000_000
+
+
+@dataclass
+class Parent:
+    tag: int
+    side: int
+    qty: float
+    ts_decision: int
+    decision_mid: float
+    confidence: float  # NaN for exits: they carry no model confidence
+    exit: bool
+    ts_end: int = -1
+    end_mid: float = float("nan")
+
+
+@dataclass
+class Strategy:
+    """The target-position logic shared by both strategies; subclasses choose how to execute."""
+
+    params: StrategyParams
+    sizing: SizingParams
+    risk: RiskManager
+    name: str = "strategy"
+    target: float = 0.0
+    hold_until: int = -1
+    confidence: float = float("nan")
+    active: Parent | None = None
+    parents: list[Parent] = field(default_factory=list)
+    cancelling: set[int] = field(default_factory=set)
+    amending: dict[int, float] = field(default_factory=dict)  # order id -> price asked for
+    requests: deque[int] = field(default_factory=deque)
+    throttled: int = 0
+    decisions: int = 0
+
+    # -- the two entry points --------------------------------------------------------------
+
+    def on_decision(self, v: Venue, s: Signal) -> None:
+        """A new model prediction: update the target, then work the orders."""
+        self.decisions += 1
+        now, book = v.now, v.book()
+        if self.risk.update(now, v.equity()) == RiskState.HALTED:
+            self.stop(v)
+            return
+        pos = v.position()
+        if s.direction != 0:
+            p_win, p_loss = (s.p_up, s.p_down) if s.direction > 0 else (s.p_down, s.p_up)
+            if self.target * s.direction <= 0:  # a new position (or a flip): size it once
+                qty = self.entry_size(v, book, s.direction, p_win, p_loss, s.sigma_1s, pos)
+                if qty > 0:
+                    self.target, self.confidence = s.direction * qty, p_win
+            if self.target * s.direction > 0:
+                self.hold_until = now + self.params.horizon_ns
+        elif now >= self.hold_until:
+            self.target = 0.0
+        if self.risk.state == RiskState.REDUCING and abs(self.target) > abs(pos):
+            self.target = pos if self.target * pos > 0 else 0.0
+        self.work(v)
+
+    def on_wake(self, v: Venue) -> None:
+        """A fill, an order report or a move of the best price: keep the orders right."""
+        if self.risk.state == RiskState.HALTED:
+            self.stop(v)
+            return
+        self.work(v)
+
+    def stop(self, v: Venue) -> None:
+        """Cancel everything and end the active parent (HALTED, shutdown, end of data)."""
+        for o in v.open_orders():
+            if o.order_id not in self.cancelling:
+                self.cancelling.add(o.order_id)
+                v.cancel(o.order_id)
+        self._end(v)
+
+    # -- sizing ------------------------------------------------------------------------------
+
+    def entry_size(
+        self, v: Venue, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
+    ) -> float:
+        raise NotImplementedError
+
+    # -- working the parent ------------------------------------------------------------------
+
+    def work(self, v: Venue) -> None:
+        now, book = v.now, v.book()
+        orders = v.open_orders()
+        live = {o.order_id for o in orders}
+        self.cancelling &= live
+        self.amending = {k: p for k, p in self.amending.items() if k in live}
+        need = self.target - v.position()
+        side = 1 if need > 0 else -1
+        if self.active is not None and (self.active.side != side or abs(need) < self.sizing.lot / 2):
+            self._end(v)  # done, or the target moved the other way
+        if abs(need) < self.sizing.lot / 2:
+            for o in orders:
+                self._cancel(v, o)
+            return
+        if self.active is None:
+            exiting = abs(self.target) < abs(v.position())  # the parent only reduces exposure
+            self.active = Parent(
+                tag=len(self.parents) + 1,
+                side=side,
+                qty=abs(need),
+                ts_decision=now,
+                decision_mid=book.mid,
+                confidence=float("nan") if exiting else self.confidence,
+                exit=exiting,
+            )
+            self.parents.append(self.active)
+        mine = [o for o in orders if o.tag == self.active.tag]
+        for o in orders:
+            if o.tag != self.active.tag:
+                self._cancel(v, o)
+        self.execute(v, book, self.active, mine, abs(need))
+
+    def execute(self, v: Venue, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
+        raise NotImplementedError
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _end(self, v: Venue) -> None:
+        if self.active is not None:
+            self.active.ts_end = v.now
+            self.active.end_mid = v.book().mid
+            self.active = None
+
+    def _cancel(self, v: Venue, o: OpenOrder) -> None:
+        if o.order_id not in self.cancelling and self._budget(v.now):
+            self.cancelling.add(o.order_id)
+            v.cancel(o.order_id)
+
+    def _budget(self, now: int) -> bool:
+        """Self-throttle: stay two requests under the venue's limit per window."""
+        while self.requests and self.requests[0] <= now - self.params.rate_window_ns:
+            self.requests.popleft()
+        if len(self.requests) >= max(1, self.params.rate_limit - 2):
+            self.throttled += 1
+            return False
+        self.requests.append(now)
+        return True
+
+    def _send(self, v: Venue, side: int, qty: float, price: float, kind: OrderKind, pending: float) -> None:
+        book = v.book()
+        mid = book.mid
+        depth = depth_within(
+            book.ask_px if side > 0 else book.bid_px,
+            book.ask_qty if side > 0 else book.bid_qty,
+            mid,
+            self.sizing.depth_bps,
+        )
+        verdict = self.risk.check(
+            side, qty, v.position(), pending, MarketState(v.now, book.ts_local, book.bid, book.ask, depth)
+        )
+        if verdict.ok and self._budget(v.now):
+            assert self.active is not None
+            v.submit(side, verdict.qty, price, kind, tag=self.active.tag)
+
+    def records(self) -> np.ndarray:
+        """The parents as PARENT_DTYPE rows (fills, VWAP and end filled in by whoever has the fills)."""
+        out = np.zeros(len(self.parents), PARENT_DTYPE)
+        for i, p in enumerate(self.parents):
+            out[i] = (
+                p.tag,
+                p.ts_decision,
+                p.side,
+                p.qty,
+                p.decision_mid,
+                p.confidence,
+                0.0,
+                math.nan,
+                p.ts_end,
+                p.end_mid,
+                self.name,
+            )
+        return out
+
+
+def _working(mine: list[OpenOrder], cancelling: set[int]) -> float:
+    return sum(o.remaining for o in mine if o.order_id not in cancelling)
+
+
+class Baseline(Strategy):
+    """Market orders, a fixed share of equity per trade (the user's current system)."""
+
+    def entry_size(
+        self, v: Venue, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
+    ) -> float:
+        qty = floor_lot(self.params.baseline_fraction * v.equity() / book.mid, self.sizing.lot)
+        return qty if qty >= self.sizing.min_qty and qty * book.mid >= self.sizing.min_notional else 0.0
+
+    def execute(self, v: Venue, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
+        if mine:  # a market order is in flight: wait for its report
+            return
+        self._send(v, parent.side, need, math.nan, OrderKind.MARKET, 0.0)
+
+
+class Passive(Strategy):
+    """Post-only quotes at or inside the best, repriced as the book moves; crosses only when sure."""
+
+    def entry_size(
+        self, v: Venue, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
+    ) -> float:
+        own = sum(o.remaining for o in v.open_orders())
+        near = min(
+            depth_within(book.bid_px, book.bid_qty, book.mid, self.sizing.depth_bps),
+            depth_within(book.ask_px, book.ask_qty, book.mid, self.sizing.depth_bps),
+        )
+        headroom = self.risk.headroom(side, pos, 0.0, book.ask if side > 0 else book.bid)
+        return size(p_win, p_loss, v.equity(), book.mid, sigma, max(0.0, near - own), headroom, self.sizing).qty
+
+    def price(self, book: BookView, side: int, confidence: float) -> float:
+        """Join the best, or one tick inside when confident and the spread leaves room."""
+        tick = self.params.tick
+        inside = book.ask - book.bid > 1.5 * tick and confidence >= self.params.improve_confidence
+        if side > 0:
+            return round((book.bid + (tick if inside else 0.0)) / tick) * tick
+        return round((book.ask - (tick if inside else 0.0)) / tick) * tick
+
+    def execute(self, v: Venue, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
+        now = v.now
+        working = _working(mine, self.cancelling)
+        timeout = self.params.exit_timeout_ns if parent.exit else self.params.order_timeout_ns
+        urgent = not parent.exit and parent.confidence >= self.params.cross_confidence
+        if now - parent.ts_decision >= timeout and not urgent:
+            if parent.exit:  # cross for the rest
+                for o in mine:
+                    self._cancel(v, o)
+                if not any(o.order_id not in self.cancelling for o in mine) and not self.cancelling:
+                    self._send(v, parent.side, need, math.nan, OrderKind.MARKET, 0.0)
+            else:  # give up the entry: keep what filled
+                for o in mine:
+                    self._cancel(v, o)
+                self.target = v.position()
+                self._end(v)
+            return
+        if urgent:
+            if not mine:
+                self._send(v, parent.side, need, math.nan, OrderKind.MARKET, 0.0)
+            return
+        want = self.price(book, parent.side, parent.confidence if not parent.exit else 0.0)
+        if not mine:
+            if not self.cancelling:
+                self._send(v, parent.side, need, want, OrderKind.LIMIT, 0.0)
+            return
+        for o in mine:
+            if o.order_id in self.cancelling or o.order_id in self.amending:
+                continue
+            moved = abs(o.price - want) >= (self.params.reprice_ticks - 0.5) * self.params.tick
+            too_big = o.remaining > need + self.sizing.lot / 2
+            if (moved or too_big) and self._budget(now):
+                new_qty = o.filled + min(o.remaining, need) if too_big else None
+                self.amending[o.order_id] = want
+                v.amend(o.order_id, price=want if moved else None, qty=new_qty)
+            need -= min(o.remaining, need)
+        if working < 1e-12 and not self.cancelling:
+            self._send(v, parent.side, need, want, OrderKind.LIMIT, 0.0)

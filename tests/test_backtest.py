@@ -1,0 +1,123 @@
+"""The backtest flow: a registered model, warehouse data, both strategies, the report, MLflow."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.config import AppConfig
+from core.errors import UserError
+from execution.quality import metrics
+from flows.backtest import compare_reports, main, run_backtest, simulate
+from models import registry
+
+pytestmark = pytest.mark.slow
+
+
+def eager(cfg: AppConfig) -> Any:
+    """Version 1 with its thresholds lowered so that it trades (the small test model rarely would)."""
+    model = registry.load_version(cfg, "1")
+    return replace(model, threshold_up=0.0, threshold_down=0.0)
+
+
+def test_both_strategies_trade_the_same_signals_and_the_books_balance(trained: tuple[AppConfig, Any]) -> None:
+    cfg, _ = trained
+    model = eager(cfg)
+    runs = {s: simulate(cfg, s, model, None, None, {"model_version": "1"}) for s in ("baseline", "passive")}
+    for name, run in runs.items():
+        m = metrics(run)
+        assert m["fills"] > 0, name
+        assert run.fees == pytest.approx(float(run.fills["fee"].sum()))
+        eq = run.equity["equity"]
+        assert m["net_pnl"] == pytest.approx(float(eq[-1] - eq[0]))
+        assert run.meta["signals"] == runs["baseline"].meta["signals"]  # the same model output
+    assert metrics(runs["baseline"])["maker_ratio"] == 0.0
+    assert metrics(runs["passive"])["maker_ratio"] > 0.5
+    assert runs["passive"].orders["post_only"].any() and not runs["baseline"].orders["post_only"].any()
+
+
+def test_a_feature_set_mismatch_is_one_line(trained: tuple[AppConfig, Any]) -> None:
+    cfg, _ = trained
+    model = replace(eager(cfg), feature_set="other")
+    with pytest.raises(UserError, match="feature-set mismatch: the model was trained on other"):
+        simulate(cfg, "passive", model, None, None, {})
+
+
+def test_the_flow_writes_a_report_logs_it_and_compares(
+    trained: tuple[AppConfig, Any], prefect_harness: None, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from flows.backtest import backtest_flow
+
+    cfg, _ = trained
+    state = backtest_flow(
+        config=str(cfg.source_path), strategy="baseline", model="1", out=str(tmp_path / "a"), return_state=True
+    )
+    assert state.is_completed(), state.message
+    b = run_backtest(cfg, "passive", "models:/btc-l2/1", None, None, tmp_path / "b")
+    for folder in (tmp_path / "a", tmp_path / "b"):
+        doc = json.loads((folder / "metrics.json").read_text())
+        assert doc["meta"]["model_version"] == "1" and "net_pnl" in doc["metrics"]
+        assert (folder / "report.html").stat().st_size > 10_000
+    registry.connect(cfg)
+    run = mlflow.get_run(b["run_id"])
+    assert run.data.tags["model_version"] == "1" and run.data.params["strategy"] == "passive"
+    tags = registry.connect(cfg).get_model_version(cfg.mlflow.model_name, "1").tags
+    assert {"backtest_baseline", "backtest_passive"} <= set(tags)
+    text = compare_reports(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert "a" in text and "b" in text and "arrival slippage" in text and "targets" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--compare", "nowhere", "nothere"], "no metrics.json"),
+        (["--start", "yesterday-ish"], "--start"),
+        (["--model", "models:/other@champion"], "no such model"),
+    ],
+)
+def test_bad_input_is_one_line(
+    trained: tuple[AppConfig, Any], args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, _ = trained
+    with pytest.raises(UserError, match=message):
+        main([*args, "--config", str(cfg.source_path)])
+
+
+def test_signals_use_the_model_thresholds(trained: tuple[AppConfig, Any]) -> None:
+    from flows.backtest import signals
+    from warehouse.dataset import load_features
+
+    cfg, _ = trained
+    model = registry.load_version(cfg, "1")
+    rows = load_features(cfg)
+    s = signals(model, rows.ts, rows.x)
+    proba = model.predict_proba(rows.x)
+    np.testing.assert_array_equal(s.direction, model.signal(proba))
+    assert np.all(s.sigma_1s >= 0) and len(s) == len(rows.ts)
+
+
+def test_promotion_can_require_a_net_of_fee_backtest_win(trained: tuple[AppConfig, Any]) -> None:
+    from flows.promote import backtest_rule
+    from warehouse.dataset import load_features
+
+    cfg, _ = trained
+    rows = load_features(cfg)
+    lo, hi = int(rows.ts[0]), int(rows.ts[-1])
+    eager_model, plain = eager(cfg), registry.load_version(cfg, "1")
+    pnl = {
+        name: float(metrics(simulate(cfg, "passive", m, lo, hi, {}))["net_pnl"])
+        for name, m in (("eager", eager_model), ("plain", plain))
+    }
+    assert pnl["eager"] != pnl["plain"]  # one trades, the other hardly does
+    won, why = backtest_rule(cfg, eager_model, plain, lo, hi, "model rule passed")
+    assert won == (pnl["eager"] > pnl["plain"])
+    assert "passive backtest net PnL" in why
+    lost, _ = backtest_rule(cfg, plain, eager_model, lo, hi, "model rule passed")
+    assert lost != won

@@ -1,0 +1,139 @@
+"""Sizing limits and risk-manager states, by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from execution.risk import DAY_NS, MarketState, RiskLimits, RiskManager, RiskState
+from execution.sizing import SECONDS_PER_YEAR, SizingParams, depth_within, floor_lot, kelly_share, size
+
+P = SizingParams(kelly_fraction=0.5, vol_target=0.5, depth_fraction=0.1, depth_bps=10, lot=0.001)
+SIGMA_1S = 0.4 / math.sqrt(SECONDS_PER_YEAR)  # 40 % a year
+
+
+def test_kelly_share_of_a_bet_with_a_push_maximises_log_growth() -> None:
+    p_win, p_loss = 0.3, 0.1
+    f = kelly_share(p_win, p_loss)
+    grid = np.linspace(0, 0.99, 9901)
+    growth = p_win * np.log1p(grid) + p_loss * np.log1p(-grid)
+    assert f == pytest.approx(grid[np.argmax(growth)], abs=1e-4)
+    assert kelly_share(0.1, 0.3) == 0.0 and kelly_share(0.2, 0.2) == 0.0
+
+
+def test_vol_target_binds_when_depth_and_headroom_are_ample() -> None:
+    s = size(0.9, 0.0, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=1e6, headroom=1e6, p=P)
+    # Kelly share 1 at half Kelly: half the vol-target position; vol target: 100k * 0.5 / 0.4 / 50k = 2.5 BTC
+    assert s.vol == pytest.approx(2.5)
+    assert s.kelly == pytest.approx(1.25)
+    assert s.binding == "kelly" and s.qty == pytest.approx(1.25)
+
+
+def test_depth_binds_on_a_thin_book_and_rounds_down_to_the_lot() -> None:
+    s = size(0.9, 0.0, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=3.2567, headroom=1e6, p=P)
+    assert s.binding == "depth"
+    assert s.qty == pytest.approx(0.325)  # 0.32567 rounded down
+
+
+def test_headroom_binds_and_small_sizes_are_skipped() -> None:
+    s = size(0.9, 0.0, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=1e6, headroom=0.2, p=P)
+    assert s.binding == "headroom" and s.qty == pytest.approx(0.2)
+    tiny = size(0.9, 0.0, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=0.005, headroom=1, p=P)
+    assert tiny.qty == 0.0 and "minimum size" in tiny.skipped
+    cheap = SizingParams(min_notional=100.0, depth_fraction=1.0)
+    low = size(0.9, 0.0, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=0.0015, headroom=1, p=cheap)
+    assert low.qty == 0.0 and "notional" in low.skipped
+
+
+def test_confidence_scales_the_size_down() -> None:
+    hi = size(0.5, 0.05, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=1e6, headroom=1e6, p=P)
+    lo = size(0.3, 0.2, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=1e6, headroom=1e6, p=P)
+    assert 0 < lo.qty < hi.qty
+
+
+def test_depth_within_counts_only_the_band_and_removes_our_own() -> None:
+    px = np.array([100.0, 99.95, 99.9, 99.8, np.nan])
+    qty = np.array([1.0, 2.0, 3.0, 4.0, 0.0])
+    assert depth_within(px, qty, mid=100.0, bps=10, own=0.5) == pytest.approx(5.5)  # 100, 99.95, 99.9
+    assert depth_within(px, qty, mid=100.0, bps=10, own=9.0) == 0.0
+
+
+def test_floor_lot_tolerates_float_noise() -> None:
+    assert floor_lot(0.3 - 1e-15, 0.001) == pytest.approx(0.3)
+    assert floor_lot(-1.0, 0.001) == 0.0
+
+
+LIM = RiskLimits(
+    max_position_btc=1.0, max_notional=1e9, reduce_drawdown=0.02, halt_drawdown=0.04, daily_loss_limit=0.03
+)
+GOOD = MarketState(now_ns=10, book_ts_ns=5, bid=50_000.0, ask=50_000.1, depth=10.0)
+
+
+def test_drawdown_moves_active_to_reducing_and_back_then_halts_for_good() -> None:
+    rm = RiskManager(LIM)
+    assert rm.update(0, 100.0) == RiskState.ACTIVE
+    assert rm.update(1, 97.9) == RiskState.REDUCING
+    assert rm.update(2, 99.0) == RiskState.ACTIVE
+    assert rm.update(3, 95.9) == RiskState.HALTED
+    assert rm.update(4, 120.0) == RiskState.HALTED  # sticky
+    assert "drawdown" in rm.reason
+    rm.reset(5)
+    assert rm.state == RiskState.ACTIVE and rm.update(6, 120.0) == RiskState.ACTIVE
+
+
+def test_daily_loss_is_measured_from_the_utc_day_start() -> None:
+    rm = RiskManager(RiskLimits(daily_loss_limit=0.03, reduce_drawdown=0.5, halt_drawdown=0.6))
+    rm.update(0, 100.0)
+    rm.update(DAY_NS - 1, 110.0)  # peak 110; the day started at 100
+    assert rm.update(DAY_NS, 107.0) == RiskState.ACTIVE  # a new day starts at 107
+    assert rm.update(DAY_NS + 1, 103.7) == RiskState.HALTED  # -3.08 % on the day
+    assert "daily loss" in rm.reason
+
+
+def test_reducing_refuses_new_exposure_but_allows_reduction() -> None:
+    rm = RiskManager(LIM)
+    rm.update(0, 100.0)
+    rm.update(1, 97.5)
+    assert not rm.check(+1, 0.1, position=0.5, pending=0.0, mkt=GOOD).ok
+    v = rm.check(-1, 0.1, position=0.5, pending=0.0, mkt=GOOD)
+    assert v.ok and v.qty == pytest.approx(0.1)
+    assert rm.refused["reducing"] == 1
+
+
+def test_halted_refuses_everything() -> None:
+    rm = RiskManager(LIM)
+    rm.halt(0, "feed silent for 12 s")
+    v = rm.check(-1, 0.1, position=0.5, pending=0.0, mkt=GOOD)
+    assert not v.ok and v.reason == "halted: feed silent for 12 s"
+
+
+@pytest.mark.parametrize(
+    ("mkt", "reason"),
+    [
+        (MarketState(10, 5, 50_000.1, 50_000.0, 10.0), "invalid book"),
+        (MarketState(10, 5, float("nan"), 50_000.0, 10.0), "invalid book"),
+        (MarketState(3_000_000_000, 5, 50_000.0, 50_000.1, 10.0), "stale data"),
+        (MarketState(10, 5, 50_000.0, 50_100.0, 10.0), "spread guard"),
+        (MarketState(10, 5, 50_000.0, 50_000.1, 0.1), "depth guard"),
+    ],
+)
+def test_market_guards_refuse_new_exposure(mkt: MarketState, reason: str) -> None:
+    v = RiskManager(LIM).check(+1, 0.1, position=0.0, pending=0.0, mkt=mkt)
+    assert not v.ok and v.reason.startswith(reason)
+
+
+def test_spread_and_depth_guards_still_let_a_position_be_reduced() -> None:
+    wide = MarketState(10, 5, 50_000.0, 50_100.0, 0.0)
+    assert RiskManager(LIM).check(-1, 0.2, position=0.5, pending=0.0, mkt=wide).ok
+
+
+def test_orders_are_trimmed_to_the_position_limit_counting_resting_orders() -> None:
+    rm = RiskManager(LIM)
+    v = rm.check(+1, 0.5, position=0.4, pending=0.3, mkt=GOOD)
+    assert v.qty == pytest.approx(0.3) and "trimmed" in v.reason
+    assert not rm.check(+1, 0.5, position=0.7, pending=0.3, mkt=GOOD).ok
+    notional = RiskManager(RiskLimits(max_position_btc=10, max_notional=25_000.0, min_depth_btc=0))
+    assert notional.check(+1, 1.0, position=0.0, pending=0.0, mkt=GOOD).qty == pytest.approx(0.499)
+    assert rm.headroom(+1, position=0.4, pending=0.3, price=50_000.0) == pytest.approx(0.3)

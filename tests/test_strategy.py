@@ -1,0 +1,166 @@
+"""The strategies on scripted books through the real matching engine."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from execution.backtest import Signals, replay
+from execution.engine import Engine
+from execution.market import MarketData, market_data
+from execution.quality import metrics
+from execution.risk import RiskLimits, RiskManager, RiskState
+from execution.sizing import SizingParams
+from execution.strategy import Baseline, Passive, Signal, Strategy, StrategyParams
+from execution.types import EngineConfig, Fees, OrderKind, OrderStatus
+
+pytestmark = pytest.mark.kernels
+
+MS = 1_000_000
+S = 1_000 * MS
+CFG = EngineConfig(entry_latency_ns=MS, response_latency_ns=MS, fees=Fees(0.0002, 0.00055, 0.0))
+LEVELS = 3
+SIZING = SizingParams(kelly_fraction=1.0, vol_target=10.0, depth_fraction=0.5, depth_bps=10, lot=0.001)
+LIMITS = RiskLimits(max_position_btc=5, max_notional=1e9, stale_after_ns=10 * S, max_spread_bps=50, min_depth_btc=0)
+
+
+def books(times: list[int], bid: list[float], ask: list[float] | None = None, qty: float = 2.0) -> MarketData:
+    """A book with ``LEVELS`` levels one tick apart under ``bid`` and over ``ask`` (spread one tick)."""
+    asks = ask or [b + 0.1 for b in bid]
+    bp = [[b - 0.1 * k for k in range(LEVELS)] for b in bid]
+    ap = [[a + 0.1 * k for k in range(LEVELS)] for a in asks]
+    q = [[qty] * LEVELS for _ in bid]
+    return market_data(times, times, bp, q, ap, q)
+
+
+def strategy(cls: type[Strategy], **kw: float) -> Strategy:
+    p = StrategyParams(horizon_ns=5 * S, order_timeout_ns=3 * S, exit_timeout_ns=2 * S, **kw)  # type: ignore[arg-type]
+    return cls(p, SIZING, RiskManager(LIMITS), name=cls.__name__.lower())
+
+
+def signals(times: list[int], direction: list[int], p: float = 0.55) -> Signals:
+    d = np.asarray(direction, np.int8)
+    return Signals(
+        np.asarray(times, np.int64),
+        np.where(d > 0, p, 0.05),
+        np.where(d < 0, p, 0.05),
+        d,
+        np.full(len(times), 0.4 / math.sqrt(365 * 86400)),
+    )
+
+
+def run(st: Strategy, m: MarketData, sig: Signals, cash: float = 100_000.0) -> tuple[Engine, np.ndarray]:
+    eng = Engine(CFG, LEVELS, cash=cash)
+    rec = replay(eng, [m], sig, st, decision_delay_ns=MS)
+    return eng, rec.fills
+
+
+def test_baseline_buys_five_percent_of_equity_at_market_and_exits_after_the_horizon() -> None:
+    m = books([k * S for k in range(12)], [50_000.0] * 12)
+    eng, fills = run(strategy(Baseline), m, signals([k * S for k in range(1, 10)], [1] + [0] * 8))
+    qty = math.floor(0.05 * 100_000 / 50_000.05 * 1000) / 1000  # 0.099
+    assert [(int(f["side"]), float(f["price"]), bool(f["maker"])) for f in fills] == [
+        (1, 50_000.1, False),
+        (-1, 50_000.0, False),
+    ]
+    assert fills["qty"] == pytest.approx([qty, qty])
+    assert fills[1]["ts_ex"] >= S + 5 * S  # held for the model's horizon, then flat
+    assert eng.position() == pytest.approx(0.0)
+    assert fills["fee"].sum() == pytest.approx(0.00055 * qty * (50_000.1 + 50_000.0))
+
+
+def test_passive_joins_the_bid_and_follows_it_up_with_an_amend() -> None:
+    m = books([0, S, 2 * S, 3 * S], [50_000.0, 50_000.0, 50_000.3, 50_000.3])
+    st = strategy(Passive)
+    eng = Engine(CFG, LEVELS, cash=100_000.0)
+    eng.load(m)
+    eng.run_until(S + MS)
+    st.on_decision(eng, Signal(S, 0.55, 0.05, 1, 0.4 / math.sqrt(365 * 86400)))
+    eng.run_until(S + 5 * MS)
+    (o,) = eng.open_orders()
+    assert (o.side, o.price) == (1, 50_000.0)  # joins: confidence below improve_confidence
+    assert eng.orders()[0]["post_only"] and eng.orders()[0]["kind"] == OrderKind.LIMIT
+    eng.run_until(2 * S + MS)
+    st.on_wake(eng)
+    eng.run_until(2 * S + 5 * MS)
+    (o,) = eng.open_orders()
+    assert o.price == pytest.approx(50_000.3)  # requoted at the new best bid
+    assert eng.orders()[0]["amends"] == 1
+
+
+def test_passive_quotes_inside_a_wide_spread_when_confident_and_crosses_only_when_very_sure() -> None:
+    m = books([0, S], [50_000.0] * 2, [50_000.5] * 2)
+    for p, kind, price in ((0.7, OrderKind.LIMIT, 50_000.1), (0.9, OrderKind.MARKET, math.nan)):
+        st = strategy(Passive)
+        eng = Engine(CFG, LEVELS, cash=100_000.0)
+        eng.load(m)
+        eng.run_until(S + MS)
+        st.on_decision(eng, Signal(S, p, 0.05, 1, 0.4 / math.sqrt(365 * 86400)))
+        order = eng.orders()[0]
+        assert order["kind"] == kind
+        assert order["price"] == pytest.approx(price, nan_ok=True)
+
+
+def test_an_unfilled_passive_entry_is_cancelled_after_the_timeout_and_nothing_is_held() -> None:
+    m = books([k * S for k in range(8)], [50_000.0] * 8)
+    eng, fills = run(strategy(Passive), m, signals([S, 2 * S, 3 * S, 4 * S, 5 * S], [1, 0, 0, 0, 0]))
+    assert len(fills) == 0
+    orders = eng.orders()
+    assert len(orders) == 1 and orders[0]["status"] == OrderStatus.CANCELLED
+    assert orders[0]["ts_done_ex"] >= S + 3 * S  # order_timeout
+
+
+def test_a_filled_passive_entry_exits_passively_then_crosses_after_the_exit_timeout() -> None:
+    t = [k * S for k in range(16)]
+    m0 = books(t, [50_000.0] * 16)
+    # a seller hits our bid at 1.5 s, taking the whole level (2 BTC ahead of us plus ours)
+    m = m0._replace(
+        trade_ts_ex=np.array([int(1.5 * S)], np.int64),
+        trade_ts_local=np.array([int(1.5 * S)], np.int64),
+        trade_price=np.array([50_000.0]),
+        trade_qty=np.array([3.0]),
+        trade_side=np.array([-1], np.int8),
+    )
+    eng, fills = run(strategy(Passive), m, signals(t[1:12], [1] + [0] * 10))
+    assert len(fills) == 2
+    entry, exit_ = fills
+    assert (entry["side"], entry["maker"], entry["price"]) == (1, True, 50_000.0)
+    assert (exit_["side"], exit_["maker"]) == (-1, False)  # nobody lifted our ask: crossed after exit_timeout
+    assert exit_["qty"] == pytest.approx(entry["qty"])
+    assert eng.position() == pytest.approx(0.0)
+    assert exit_["ts_ex"] >= S + 5 * S + 2 * S  # horizon, then exit_timeout
+
+
+def test_a_halt_cancels_every_order_and_sends_nothing_new() -> None:
+    m = books([0, S, 2 * S, 3 * S], [50_000.0] * 4)
+    st = strategy(Passive)
+    eng = Engine(CFG, LEVELS, cash=100_000.0)
+    eng.load(m)
+    eng.run_until(S + MS)
+    st.on_decision(eng, Signal(S, 0.55, 0.05, 1, 1e-5))
+    eng.run_until(S + 5 * MS)
+    assert len(eng.open_orders()) == 1
+    st.risk.halt(eng.now, "operator")
+    st.on_decision(eng, Signal(2 * S, 0.55, 0.05, 1, 1e-5))
+    eng.run_until(2 * S + 5 * MS)
+    assert eng.open_orders() == [] and len(eng.orders()) == 1
+    assert st.risk.state == RiskState.HALTED
+
+
+def test_replay_record_adds_up() -> None:
+    t = [k * S for k in range(20)]
+    mids = 50_000.0 + 0.1 * np.round(5 * np.sin(np.arange(20) / 3))
+    m = books(t, list(mids))
+    st = strategy(Baseline)
+    eng = Engine(CFG, LEVELS, cash=100_000.0)
+    rec = replay(eng, [m], signals(t[1:15], [1, 0, 0, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0]), st, MS)
+    m_ = metrics(rec)
+    assert m_["fills"] == len(rec.fills) >= 3
+    assert rec.fees == pytest.approx(float(rec.fills["fee"].sum()))
+    cash = 100_000.0 - float((rec.fills["side"] * rec.fills["price"] * rec.fills["qty"]).sum()) - rec.fees
+    pos = float((rec.fills["side"] * rec.fills["qty"]).sum())
+    assert eng.cash() == pytest.approx(cash) and eng.position() == pytest.approx(pos)
+    assert rec.parents["filled_qty"].sum() == pytest.approx(float(rec.fills["qty"].sum()))
+    assert set(rec.fills["tag"]) <= set(rec.parents["tag"])

@@ -46,7 +46,7 @@ def run() -> list[dict[str, Any]]:
     result = fit(cfg, data)
     fit_s = time.perf_counter() - t0
     model = result.model
-    x = data.x[-20_000:]
+    x = model.take(data.x[-20_000:], data.feature_names)
     for row in x[:200]:
         model.predict_proba(row)  # warm up
     lat: list[float] = []

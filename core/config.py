@@ -204,12 +204,14 @@ class TrainingConfig(Section):
     min_rows: int = Field(2000, ge=300)
     rounds: int = Field(400, ge=10)
     learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(31, ge=2)
-    max_depth: int = Field(6, ge=1)
-    min_child_samples: int = Field(200, ge=1)
+    num_leaves: int = Field(7, ge=2)
+    max_depth: int = Field(3, ge=1)
+    min_child_samples: int = Field(2000, ge=1)
     early_stopping: int = Field(30, ge=1)
     threads: int = Field(2, ge=1)
     seed: int = 7
+    # within a window of a day or two the time of day is a time index, not a pattern: left out
+    exclude_features: tuple[str, ...] = ("tod_sin", "tod_cos")
 
     @model_validator(mode="after")
     def _shares(self) -> TrainingConfig:

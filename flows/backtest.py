@@ -3,6 +3,7 @@
     python -m flows.backtest --strategy passive                 # the champion, all stored features
     python -m flows.backtest --strategy baseline --model models:/btc-l2/3 --start 2026-01-06T00:00:00Z
     python -m flows.backtest --compare reports/backtest/baseline-v3 reports/backtest/passive-v3
+    python -m flows.backtest --strategy passive --threshold 0.3   # an execution study: act from p >= 0.3
 
 The model's predictions on the stored feature rows drive the strategy through the matching engine
 (queue position, latency, fees, funding: execution/). The run writes a report folder (metrics.json,
@@ -19,6 +20,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,7 @@ VOL_FEATURE, VOL_WINDOW_S = "rv_300s_bps", 300.0
 
 def signals(model: StackedModel, ts: np.ndarray, x: np.ndarray) -> Signals:
     """The model's calibrated probabilities and signals for feature rows ``x`` at grid times ``ts``."""
-    proba = model.predict_proba(x)
+    proba = model.predict_proba(model.take(x, NAMES))
     sigma = x[:, NAMES.index(VOL_FEATURE)] * 1e-4 / math.sqrt(VOL_WINDOW_S)
     return Signals(ts, proba[:, 0], proba[:, 1], model.signal(proba), sigma)
 
@@ -96,15 +98,25 @@ def _slug(text: str) -> str:
 
 
 def run_backtest(
-    cfg: AppConfig, strategy: str, model_uri: str | None, start_ns: int | None, end_ns: int | None, out: Path | None
+    cfg: AppConfig,
+    strategy: str,
+    model_uri: str | None,
+    start_ns: int | None,
+    end_ns: int | None,
+    out: Path | None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     version, uri = registry.resolve(cfg, model_uri)
     model = registry.load_version(cfg, version)
-    meta = {"model_uri": uri, "model_version": version, "feature_set": model.feature_set}
+    meta: dict[str, Any] = {"model_uri": uri, "model_version": version, "feature_set": model.feature_set}
+    if threshold is not None:  # an execution study: a fixed confidence instead of the EV-chosen thresholds
+        model = replace(model, threshold_up=threshold, threshold_down=threshold)
+        meta["threshold_override"] = threshold
     with StepProgress(f"backtest {strategy}") as progress:
         run = simulate(cfg, strategy, model, start_ns, end_ns, meta, progress)
     window = run.meta["window"]
-    folder = out or cfg.resolve(cfg.backtest.out) / _slug(f"{strategy}-v{version}-{window['start']}")
+    name = f"{strategy}-v{version}-{window['start']}" + (f"-p{threshold}" if threshold is not None else "")
+    folder = out or cfg.resolve(cfg.backtest.out) / _slug(name)
     html = write_report(run, folder)
     m = metrics(run)
     run_id = _log(cfg, run, m, folder, version)
@@ -146,7 +158,13 @@ def _log(cfg: AppConfig, run: RunRecord, m: dict[str, float | int], folder: Path
 
 @task(name="backtest")
 def backtest_task(
-    config: str, strategy: str, model: str | None, start: str | None, end: str | None, out: str | None
+    config: str,
+    strategy: str,
+    model: str | None,
+    start: str | None,
+    end: str | None,
+    out: str | None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     try:
         cfg = load_config(config)
@@ -157,6 +175,7 @@ def backtest_task(
             parse_time_ns(start) if start else None,
             parse_time_ns(end) if end else None,
             Path(out) if out else None,
+            threshold,
         )
     except UserError as exc:
         return {"status": "failed", "error": str(exc), "exit_code": exc.exit_code}
@@ -170,9 +189,10 @@ def backtest_flow(
     start: str | None = None,
     end: str | None = None,
     out: str | None = None,
+    threshold: float | None = None,
 ) -> State:
     """Replay warehouse data through the matching engine with a registered model and a strategy."""
-    result = backtest_task(config, strategy, model, start, end, out)
+    result = backtest_task(config, strategy, model, start, end, out, threshold)
     if result["status"] == "failed":
         return Failed(message=result["error"], data=result)
     print(result["summary"])
@@ -202,6 +222,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: the first stored feature row")
     p.add_argument("--end", help="last grid time; default: the last stored feature row")
     p.add_argument("--out", metavar="DIR", help="report folder (default: backtest.out/<strategy>-v<version>-<start>)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        metavar="P",
+        help="execution studies only: act on a calibrated confidence >= P instead of the model's EV-chosen thresholds",
+    )
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="print two reports side by side and exit")
     return p.parse_args(argv)
 
@@ -220,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parse_time_ns(value)
             except (ValueError, UserError) as exc:
                 raise UserError(f"--{name}: {exc}") from None
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise UserError(f"--threshold: {args.threshold} is not a probability in (0, 1)")
     registry.resolve(cfg, args.model)  # a missing registry or model is one line before Prefect starts
     state = backtest_flow(
         config=args.config,
@@ -228,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start=args.start,
         end=args.end,
         out=args.out,
+        threshold=args.threshold,
         return_state=True,
     )
     raise_if_failed(state, "backtest")

@@ -35,7 +35,7 @@ def evaluate(model: StackedModel, data: TrainingData) -> dict[str, float]:
         raise UserError(
             f"feature-set mismatch: the model was trained on {model.feature_set}, the warehouse has {data.feature_set}"
         )
-    proba = np.clip(model.predict_proba(data.x), 1e-6, 1 - 1e-6)
+    proba = np.clip(model.predict_proba(model.take(data.x, data.feature_names)), 1e-6, 1 - 1e-6)
     out = {}
     for j, (name, sign) in enumerate((("up", 1), ("down", -1))):
         y = (data.direction == sign).astype(float)

@@ -55,15 +55,24 @@ def embargo_ns(cfg: AppConfig) -> int:
     return int(longest_label + MAX_LOOKBACK_S * 1_000_000_000)
 
 
+def columns(cfg: AppConfig, names: list[str]) -> list[int]:
+    """Indices of the features the model trains on: the catalog minus ``training.exclude_features``."""
+    unknown = sorted(set(cfg.training.exclude_features) - set(names))
+    if unknown:
+        raise UserError(f"training.exclude_features: not in the feature catalog: {', '.join(unknown)}")
+    return [i for i, n in enumerate(names) if n not in cfg.training.exclude_features]
+
+
 def fit(cfg: AppConfig, data: TrainingData, progress: StepProgress | None = None) -> TrainResult:
     """The stack on ``data`` with the config's settings (no MLflow: that is run_training's part)."""
+    keep = columns(cfg, data.feature_names)
     try:
         return train(
-            data.x,
+            data.x[:, keep],
             data.ts,
             data.ret,
             data.direction,
-            data.feature_names,
+            [data.feature_names[i] for i in keep],
             data.feature_set,
             data.label_set,
             cfg.training.horizon,
@@ -91,7 +100,7 @@ def run_training(cfg: AppConfig, end_ns: int | None = None) -> dict[str, Any]:
         "rows": len(data.ts),
         "test_start": format_ns(int(data.ts[test][0])),  # the held-out block: nothing was fitted on it
     }
-    run_id, version = log_training(cfg, result, data.x[test], y_test, window)
+    run_id, version = log_training(cfg, result, result.model.take(data.x[test], data.feature_names), y_test, window)
     summary = (
         f"trained on {len(data.ts):,} rows ({window['start']} .. {window['end']}), feature set {data.feature_set}; "
         f"registered {cfg.mlflow.model_name} version {version} as challenger (run {run_id})"

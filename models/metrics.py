@@ -50,22 +50,35 @@ def score(p: np.ndarray, y: np.ndarray, signed_ret: np.ndarray, threshold: float
     )
 
 
-def choose_threshold(p: np.ndarray, signed_ret: np.ndarray, cost: float, min_signals: int = 20) -> tuple[float, float]:
+def choose_threshold(
+    p: np.ndarray, signed_ret: np.ndarray, cost: float, min_signals: int = 20, z: float = 2.0, demean: bool = True
+) -> tuple[float, float]:
     """(threshold, expected profit per signal) maximising the total net-of-fee profit.
 
     Acting on a signal earns the direction-signed forward log return minus ``cost`` (the round
     trip's fees). Candidates are the distinct probabilities; with fewer than ``min_signals`` rows
-    above a candidate it is not considered. If no threshold makes money, ``NEVER``.
+    above a candidate it is not considered, nor is one whose mean profit per signal is not above
+    zero by ``z`` standard errors. With ``demean`` the block's mean signed return is taken out
+    first: a block that happened to trend must not make an uninformative model trade everything
+    (the edge has to come from the ranking). If no threshold makes money that way, ``NEVER``.
     """
     if p.shape != signed_ret.shape:
         raise ValueError("p and signed_ret must have the same shape")
     order = np.argsort(-p, kind="stable")
-    gains = np.cumsum(signed_ret[order] - cost)  # total profit of trading the top k rows
+    drift = float(signed_ret.mean()) if demean and signed_ret.size else 0.0
+    net = signed_ret[order] - drift - cost
+    gains = np.cumsum(net)  # total profit of trading the top k rows
+    squares = np.cumsum(net * net)
     ps = p[order]
     best_total, best_threshold, best_k = 0.0, NEVER, 0
-    for k in range(min_signals, ps.size + 1):
+    for k in range(max(min_signals, 2), ps.size + 1):
         if k < ps.size and ps[k] == ps[k - 1]:
             continue  # a threshold cannot split equal probabilities
-        if gains[k - 1] > best_total:
-            best_total, best_threshold, best_k = float(gains[k - 1]), float(ps[k - 1]), k
+        total = float(gains[k - 1])
+        if total <= best_total:
+            continue
+        mean = total / k
+        var = max(float(squares[k - 1]) / k - mean * mean, 0.0) * k / (k - 1)
+        if mean - z * np.sqrt(var / k) > 0.0:
+            best_total, best_threshold, best_k = total, float(ps[k - 1]), k
     return best_threshold, (best_total / best_k if best_k else 0.0)

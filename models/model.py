@@ -8,6 +8,7 @@ no training code.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,14 @@ class StackedModel:
                 f"the model takes {len(self.feature_names)} features (set {self.feature_set}), got shape {x.shape}"
             )
         return x
+
+    def take(self, x: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """The model's columns of ``x``, whose columns are ``names`` (e.g. the whole feature catalog)."""
+        index = {n: i for i, n in enumerate(names)}
+        missing = [n for n in self.feature_names if n not in index]
+        if missing:
+            raise ModelInputError(f"the input lacks {len(missing)} of the model's features (first: {missing[0]})")
+        return np.asarray(x, np.float64)[..., [index[n] for n in self.feature_names]]
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(n, 2): calibrated P(up), P(down)."""

@@ -60,10 +60,11 @@ def test_the_flow_writes_a_report_logs_it_and_compares(
         config=str(cfg.source_path), strategy="baseline", model="1", out=str(tmp_path / "a"), return_state=True
     )
     assert state.is_completed(), state.message
-    b = run_backtest(cfg, "passive", "models:/btc-l2/1", None, None, tmp_path / "b")
+    b = run_backtest(cfg, "passive", "models:/btc-l2/1", None, None, tmp_path / "b", threshold=0.2)
     for folder in (tmp_path / "a", tmp_path / "b"):
         doc = json.loads((folder / "metrics.json").read_text())
         assert doc["meta"]["model_version"] == "1" and "net_pnl" in doc["metrics"]
+        assert doc["meta"].get("threshold_override") == (0.2 if folder.name == "b" else None)
         assert (folder / "report.html").stat().st_size > 10_000
     registry.connect(cfg)
     run = mlflow.get_run(b["run_id"])
@@ -80,6 +81,7 @@ def test_the_flow_writes_a_report_logs_it_and_compares(
         (["--compare", "nowhere", "nothere"], "no metrics.json"),
         (["--start", "yesterday-ish"], "--start"),
         (["--model", "models:/other@champion"], "no such model"),
+        (["--threshold", "1.5"], "not a probability"),
     ],
 )
 def test_bad_input_is_one_line(
@@ -98,7 +100,7 @@ def test_signals_use_the_model_thresholds(trained: tuple[AppConfig, Any]) -> Non
     model = registry.load_version(cfg, "1")
     rows = load_features(cfg)
     s = signals(model, rows.ts, rows.x)
-    proba = model.predict_proba(rows.x)
+    proba = model.predict_proba(model.take(rows.x, rows.feature_names))
     np.testing.assert_array_equal(s.direction, model.signal(proba))
     assert np.all(s.sigma_1s >= 0) and len(s) == len(rows.ts)
 

@@ -69,12 +69,29 @@ def test_the_threshold_maximises_net_profit_and_refuses_to_trade_a_losing_signal
     p = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
     ret = np.array([3.0, 2.0, 0.5, -1.0, -0.5])
     # cost 1: trading the top 1, 2, 3, 4, 5 rows earns 2, 3, 2.5, 0.5, -1 in total: the top 2 are best
-    th, per_signal = choose_threshold(p, ret, cost=1.0, min_signals=1)
+    th, per_signal = choose_threshold(p, ret, cost=1.0, min_signals=1, z=0.0, demean=False)
     assert th == 0.8 and per_signal == pytest.approx(1.5)
-    assert choose_threshold(p, -ret, cost=1.0, min_signals=1)[0] == NEVER
-    assert choose_threshold(p, ret, cost=1.0, min_signals=3)[0] == 0.7  # at least 3 signals: the top 3
+    assert choose_threshold(p, -ret, cost=1.0, min_signals=1, z=0.0, demean=False)[0] == NEVER
+    assert (
+        choose_threshold(p, ret, cost=1.0, min_signals=3, z=0.0, demean=False)[0] == 0.7
+    )  # at least 3 signals: the top 3
+    # with the standard-error guard: the top 2 earn 2 and 1 (mean 1.5, standard error 0.5): 3 SE is too many
+    assert choose_threshold(p, ret, cost=1.0, min_signals=1, z=2.0, demean=False)[0] == 0.8
+    assert choose_threshold(p, ret, cost=1.0, min_signals=1, z=3.0, demean=False)[0] == NEVER
     s = score(p, np.array([1, 1, 0, 0, 1]), ret, 0.8)
     assert s.signals == 2 and s.precision == 1.0 and s.fpr == 0.0
+
+
+def test_a_trending_block_does_not_set_a_threshold_near_the_base_rate() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.1, 0.3, 5000)  # no information at all
+    ret = rng.normal(0.0, 3.0, 5000) + 0.2  # a block that drifted up by chance
+    assert choose_threshold(p, ret, cost=0.0, z=0.0, demean=False)[0] < 0.2  # unguarded: trade nearly everything
+    assert choose_threshold(p, ret, cost=0.0)[0] == NEVER  # the drift is taken out, the ranking is noise
+    informative = rng.uniform(0.0, 1.0, 5000)
+    ret = rng.normal(0.0, 3.0, 5000) + 2.0 * (informative - 0.5) + 0.2
+    th, per_signal = choose_threshold(informative, ret, cost=0.5)
+    assert 0.5 < th < 1.0 and per_signal > 0  # a ranking that pays the cost still trades its top
 
 
 def test_too_few_rows_is_a_clear_error() -> None:

@@ -70,8 +70,10 @@ def test_the_registered_model_predicts_the_same_in_a_fresh_process(
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert p.returncode == 0, p.stderr
     fresh = np.array(json.loads(p.stdout.strip().splitlines()[-1]))
-    np.testing.assert_array_equal(fresh, model.predict_proba(x))
+    np.testing.assert_array_equal(fresh, model.predict_proba(model.take(x, data.feature_names)))
     assert version == "1"
+    assert len(model.feature_names) == len(data.feature_names) - len(cfg.training.exclude_features)
+    assert not set(cfg.training.exclude_features) & set(model.feature_names)
 
 
 def test_an_empty_window_and_a_missing_registry_are_one_line_errors(make_config: ConfigFactory) -> None:

@@ -4,6 +4,7 @@
     python -m flows.backtest --strategy baseline --model models:/btc-l2/3 --start 2026-01-06T00:00:00Z
     python -m flows.backtest --compare reports/backtest/baseline-v3 reports/backtest/passive-v3
     python -m flows.backtest --strategy passive --threshold 0.3   # an execution study: act from p >= 0.3
+    python -m flows.backtest --start T --threshold-quantile 0.99  # ... from its 99th percentile before T
 
 The model's predictions on the stored feature rows drive the strategy through the matching engine
 (queue position, latency, fees, funding: execution/). The run writes a report folder (metrics.json,
@@ -93,6 +94,15 @@ def simulate(
         raise UserError(f"backtest: {exc}") from None
 
 
+def study_threshold(cfg: AppConfig, model: StackedModel, before_ns: int, quantile: float) -> float:
+    """The ``quantile`` of the model's confidence (the larger of P(up), P(down)) on the stored feature
+    rows before ``before_ns``: a fixed operating point for an execution study, set without looking at
+    the data the study runs on."""
+    rows = load_features(cfg, None, before_ns - 1)
+    proba = model.predict_proba(model.take(rows.x, NAMES))
+    return float(np.quantile(proba.max(axis=1), quantile))
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
@@ -105,17 +115,23 @@ def run_backtest(
     end_ns: int | None,
     out: Path | None,
     threshold: float | None = None,
+    quantile: float | None = None,
 ) -> dict[str, Any]:
     version, uri = registry.resolve(cfg, model_uri)
     model = registry.load_version(cfg, version)
     meta: dict[str, Any] = {"model_uri": uri, "model_version": version, "feature_set": model.feature_set}
+    if quantile is not None:
+        if start_ns is None:
+            raise UserError("--threshold-quantile needs --start: the quantile is taken on the data before it")
+        threshold = study_threshold(cfg, model, start_ns, quantile)
+        meta["threshold_quantile"] = quantile
     if threshold is not None:  # an execution study: a fixed confidence instead of the EV-chosen thresholds
         model = replace(model, threshold_up=threshold, threshold_down=threshold)
         meta["threshold_override"] = threshold
     with StepProgress(f"backtest {strategy}") as progress:
         run = simulate(cfg, strategy, model, start_ns, end_ns, meta, progress)
     window = run.meta["window"]
-    name = f"{strategy}-v{version}-{window['start']}" + (f"-p{threshold}" if threshold is not None else "")
+    name = f"{strategy}-v{version}-{window['start']}" + (f"-p{threshold:.4f}" if threshold is not None else "")
     folder = out or cfg.resolve(cfg.backtest.out) / _slug(name)
     html = write_report(run, folder)
     m = metrics(run)
@@ -165,6 +181,7 @@ def backtest_task(
     end: str | None,
     out: str | None,
     threshold: float | None = None,
+    quantile: float | None = None,
 ) -> dict[str, Any]:
     try:
         cfg = load_config(config)
@@ -176,6 +193,7 @@ def backtest_task(
             parse_time_ns(end) if end else None,
             Path(out) if out else None,
             threshold,
+            quantile,
         )
     except UserError as exc:
         return {"status": "failed", "error": str(exc), "exit_code": exc.exit_code}
@@ -190,9 +208,10 @@ def backtest_flow(
     end: str | None = None,
     out: str | None = None,
     threshold: float | None = None,
+    quantile: float | None = None,
 ) -> State:
     """Replay warehouse data through the matching engine with a registered model and a strategy."""
-    result = backtest_task(config, strategy, model, start, end, out, threshold)
+    result = backtest_task(config, strategy, model, start, end, out, threshold, quantile)
     if result["status"] == "failed":
         return Failed(message=result["error"], data=result)
     print(result["summary"])
@@ -228,6 +247,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="P",
         help="execution studies only: act on a calibrated confidence >= P instead of the model's EV-chosen thresholds",
     )
+    p.add_argument(
+        "--threshold-quantile",
+        type=float,
+        metavar="Q",
+        help="execution studies: P = the Q-quantile of the model's confidence on the data before --start",
+    )
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="print two reports side by side and exit")
     return p.parse_args(argv)
 
@@ -248,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UserError(f"--{name}: {exc}") from None
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise UserError(f"--threshold: {args.threshold} is not a probability in (0, 1)")
+    q = args.threshold_quantile
+    if q is not None and (not 0.0 < q < 1.0 or args.threshold is not None or not args.start):
+        raise UserError("--threshold-quantile: a number in (0, 1), with --start and without --threshold")
     registry.resolve(cfg, args.model)  # a missing registry or model is one line before Prefect starts
     state = backtest_flow(
         config=args.config,
@@ -257,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         end=args.end,
         out=args.out,
         threshold=args.threshold,
+        quantile=args.threshold_quantile,
         return_state=True,
     )
     raise_if_failed(state, "backtest")

@@ -12,6 +12,7 @@ import pytest
 
 from core.config import AppConfig
 from core.errors import UserError
+from core.timefmt import parse_time_ns
 from execution.quality import metrics
 from flows.backtest import compare_reports, main, run_backtest, simulate
 from models import registry
@@ -123,3 +124,23 @@ def test_promotion_can_require_a_net_of_fee_backtest_win(trained: tuple[AppConfi
     assert "passive backtest net PnL" in why
     lost, _ = backtest_rule(cfg, plain, eager_model, lo, hi, "model rule passed")
     assert lost != won
+
+
+def test_an_execution_study_takes_its_threshold_from_the_data_before_the_window(
+    trained: tuple[AppConfig, Any], tmp_path: Path
+) -> None:
+    from features import NAMES
+    from flows.backtest import study_threshold
+    from warehouse.dataset import load_features
+
+    cfg, _ = trained
+    rows = load_features(cfg)
+    start = int(rows.ts[len(rows.ts) // 2])
+    model = registry.load_version(cfg, "1")
+    before = rows.x[rows.ts < start]
+    expected = float(np.quantile(model.predict_proba(model.take(before, NAMES)).max(axis=1), 0.9))
+    assert study_threshold(cfg, model, start, 0.9) == pytest.approx(expected)
+    run_backtest(cfg, "baseline", "1", start, None, tmp_path / "study", quantile=0.9)
+    meta = json.loads((tmp_path / "study" / "metrics.json").read_text())["meta"]
+    assert meta["threshold_quantile"] == 0.9 and meta["threshold_override"] == pytest.approx(expected)
+    assert parse_time_ns(meta["window"]["start"]) == start  # the study runs on the rows from --start on

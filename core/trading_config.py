@@ -40,6 +40,7 @@ class StrategyConfig(Section):
     order_timeout: DurationNs = parse_duration_ns("10s")  # an unfilled entry is cancelled after this
     exit_timeout: DurationNs = parse_duration_ns("5s")  # a passive exit crosses the spread after this
     reprice_ticks: int = Field(1, ge=1)  # requote when the best moves this far from our price
+    fade_ratio: float = Field(0.5, ge=0, le=1)  # drop an entry when its probability falls below this x its start
 
     @model_validator(mode="after")
     def _order(self) -> StrategyConfig:

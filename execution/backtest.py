@@ -77,6 +77,7 @@ def make_strategy(name: str, cfg: AppConfig, horizon_ns: int) -> Strategy:
         order_timeout_ns=s.order_timeout,
         exit_timeout_ns=s.exit_timeout,
         reprice_ticks=s.reprice_ticks,
+        fade_ratio=s.fade_ratio,
         tick=i.tick_size,
         rate_limit=cfg.execution.rate_limit,
         rate_window_ns=cfg.execution.rate_window,

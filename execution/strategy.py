@@ -11,7 +11,9 @@ The difference between target and position is one *parent* order, worked by:
   when the spread allows; only from ``cross_confidence`` does it take liquidity. A quote that the
   best price has left by ``reprice_ticks`` is amended to the new best (losing priority, as on
   Bybit); a remainder larger than needed is amended down (keeping priority). An entry not filled
-  within ``order_timeout`` is cancelled and the target becomes whatever filled; an exit not
+  within ``order_timeout``, or whose signal fades first (an opposite signal, or the probability
+  of its direction below ``fade_ratio`` times its value at the start), is cancelled and the target becomes
+  whatever filled; an exit not
   filled within ``exit_timeout`` crosses the spread for the rest. Sizing is depth-aware and
   confidence-scaled (execution/sizing.py).
 
@@ -51,6 +53,7 @@ class StrategyParams:
     order_timeout_ns: int = 10_000_000_000
     exit_timeout_ns: int = 5_000_000_000
     reprice_ticks: int = 1
+    fade_ratio: float = 0.5  # an entry is dropped when its direction's probability falls below this x its start
     tick: float = 0.1
     rate_limit: int = 10
     rate_window_ns: int = 1_000_000_000
@@ -98,6 +101,8 @@ class Strategy:
             self.stop(v)
             return
         pos = v.position()
+        if self.active is not None and not self.active.exit and self._faded(s, self.active):
+            self.target = pos  # the signal faded before the entry filled: keep what filled, cancel the rest
         if s.direction != 0:
             p_win, p_loss = (s.p_up, s.p_down) if s.direction > 0 else (s.p_down, s.p_up)
             if self.target * s.direction <= 0:  # a new position (or a flip): size it once
@@ -111,6 +116,11 @@ class Strategy:
         if self.risk.state == RiskState.REDUCING and abs(self.target) > abs(pos):
             self.target = pos if self.target * pos > 0 else 0.0
         self.work(v)
+
+    def _faded(self, s: Signal, parent: Parent) -> bool:
+        """An opposite signal, or the parent's direction now far less likely than when it started."""
+        p_dir = s.p_up if parent.side > 0 else s.p_down
+        return s.direction == -parent.side or p_dir < self.params.fade_ratio * parent.confidence
 
     def on_wake(self, v: Venue) -> None:
         """A fill, an order report or a move of the best price: keep the orders right."""

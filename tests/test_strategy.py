@@ -40,12 +40,13 @@ def strategy(cls: type[Strategy], **kw: float) -> Strategy:
     return cls(p, SIZING, RiskManager(LIMITS), name=cls.__name__.lower())
 
 
-def signals(times: list[int], direction: list[int], p: float = 0.55) -> Signals:
+def signals(times: list[int], direction: list[int], p: float = 0.55, quiet: float = 0.05) -> Signals:
+    """``p`` in the signalled direction, ``quiet`` elsewhere."""
     d = np.asarray(direction, np.int8)
     return Signals(
         np.asarray(times, np.int64),
-        np.where(d > 0, p, 0.05),
-        np.where(d < 0, p, 0.05),
+        np.where(d > 0, p, quiet),
+        np.where(d < 0, p, quiet),
         d,
         np.full(len(times), 0.4 / math.sqrt(365 * 86400)),
     )
@@ -105,7 +106,8 @@ def test_passive_quotes_inside_a_wide_spread_when_confident_and_crosses_only_whe
 
 def test_an_unfilled_passive_entry_is_cancelled_after_the_timeout_and_nothing_is_held() -> None:
     m = books([k * S for k in range(8)], [50_000.0] * 8)
-    eng, fills = run(strategy(Passive), m, signals([S, 2 * S, 3 * S, 4 * S, 5 * S], [1, 0, 0, 0, 0]))
+    # the probability stays near its start (no fade) but below the threshold: only the time-out ends it
+    eng, fills = run(strategy(Passive), m, signals([S, 2 * S, 3 * S, 4 * S, 5 * S], [1, 0, 0, 0, 0], quiet=0.5))
     assert len(fills) == 0
     orders = eng.orders()
     assert len(orders) == 1 and orders[0]["status"] == OrderStatus.CANCELLED
@@ -164,3 +166,18 @@ def test_replay_record_adds_up() -> None:
     assert eng.cash() == pytest.approx(cash) and eng.position() == pytest.approx(pos)
     assert rec.parents["filled_qty"].sum() == pytest.approx(float(rec.fills["qty"].sum()))
     assert set(rec.fills["tag"]) <= set(rec.parents["tag"])
+
+
+@pytest.mark.parametrize(("p_next", "kept"), [(0.2, False), (0.4, True)])
+def test_an_entry_is_dropped_when_its_signal_fades_but_not_on_a_flicker(p_next: float, kept: bool) -> None:
+    m = books([0, S, 2 * S, 3 * S], [50_000.0] * 4)
+    st = strategy(Passive)
+    eng = Engine(CFG, LEVELS, cash=100_000.0)
+    eng.load(m)
+    eng.run_until(S + MS)
+    st.on_decision(eng, Signal(S, 0.55, 0.05, 1, 1e-5))
+    eng.run_until(2 * S + MS)
+    st.on_decision(eng, Signal(2 * S, p_next, 0.05, 0, 1e-5))  # below the threshold now; half of 0.55 is 0.275
+    eng.run_until(2 * S + 5 * MS)
+    assert (len(eng.open_orders()) == 1) == kept
+    assert eng.orders()[0]["status"] == (OrderStatus.OPEN if kept else OrderStatus.CANCELLED)

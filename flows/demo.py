@@ -42,7 +42,7 @@ from warehouse.db import reading
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DURATION = "4h"
+DEFAULT_DURATION = "12h"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -204,8 +204,8 @@ class Strategy:
         self.requests.append(now)
         return True
 
-    def _send(self, v: Venue, side: int, qty: float, price: float, kind: OrderKind, pending: float) -> None:
-        book = v.book()
+    def _send(self, v: Venue, book: BookView, side: int, qty: float, price: float, kind: OrderKind) -> None:
+        """One order for the active parent, after the risk check (the parent has nothing working)."""
         mid = book.mid
         depth = depth_within(
             book.ask_px if side > 0 else book.bid_px,
@@ -214,7 +214,7 @@ class Strategy:
             self.sizing.depth_bps,
         )
         verdict = self.risk.check(
-            side, qty, v.position(), pending, MarketState(v.now, book.ts_local, book.bid, book.ask, depth)
+            side, qty, v.position(), 0.0, MarketState(v.now, book.ts_local, book.bid, book.ask, depth)
         )
         if verdict.ok and self._budget(v.now):
             assert self.active is not None
@@ -256,7 +256,7 @@ class Baseline(Strategy):
     def execute(self, v: Venue, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
         if mine:  # a market order is in flight: wait for its report
             return
-        self._send(v, parent.side, need, math.nan, OrderKind.MARKET, 0.0)
+        self._send(v, book, parent.side, need, math.nan, OrderKind.MARKET)
 
 
 class Passive(Strategy):
@@ -291,7 +291,7 @@ class Passive(Strategy):
                 for o in mine:
                     self._cancel(v, o)
                 if not any(o.order_id not in self.cancelling for o in mine) and not self.cancelling:
-                    self._send(v, parent.side, need, math.nan, OrderKind.MARKET, 0.0)
+                    self._send(v, book, parent.side, need, math.nan, OrderKind.MARKET)
             else:  # give up the entry: keep what filled
                 for o in mine:
                     self._cancel(v, o)
@@ -300,12 +300,12 @@ class Passive(Strategy):
             return
         if urgent:
             if not mine:
-                self._send(v, parent.side, need, math.nan, OrderKind.MARKET, 0.0)
+                self._send(v, book, parent.side, need, math.nan, OrderKind.MARKET)
             return
         want = self.price(book, parent.side, parent.confidence if not parent.exit else 0.0)
         if not mine:
             if not self.cancelling:
-                self._send(v, parent.side, need, want, OrderKind.LIMIT, 0.0)
+                self._send(v, book, parent.side, need, want, OrderKind.LIMIT)
             return
         for o in mine:
             if o.order_id in self.cancelling or o.order_id in self.amending:
@@ -318,4 +318,4 @@ class Passive(Strategy):
                 v.amend(o.order_id, price=want if moved else None, qty=new_qty)
             need -= min(o.remaining, need)
         if working < 1e-12 and not self.cancelling:
-            self._send(v, parent.side, need, want, OrderKind.LIMIT, 0.0)
+            self._send(v, book, parent.side, need, want, OrderKind.LIMIT)

@@ -341,10 +341,10 @@ def test_bybit_trade_fast_path_hands_anything_unusual_to_the_general_path() -> N
 
 def bybit_trades_taken_fast(payload: str) -> bool:
     from market.events import RawBatch
-    from market.venues import bybit_fast
+    from market.venues import bybit_fast_trades
 
     batch = RawBatch.of([raw(payload, 1)])
-    return bool(bybit_fast.scan_trade_messages(batch.data, batch.offsets, "BTCUSDT")["ok"][0])
+    return bool(bybit_fast_trades.scan_trade_messages(batch.data, batch.offsets, "BTCUSDT")["ok"][0])
 
 
 @pytest.mark.kernels

@@ -41,7 +41,7 @@ from market.parsing import (
     finish_trades,
     is_int,
 )
-from market.venues import bybit_fast
+from market.venues import bybit_fast, bybit_fast_trades
 from market.venues.base import Venue, register
 
 VENUE = "bybit"
@@ -238,7 +238,7 @@ def _fast_books(
 
 def _fast_trades(batch: RawBatch, symbol: str, streams: np.ndarray) -> TradeArrays | None:
     """Trade messages through the fast path: their trades; their streams are set (others stay "")."""
-    c = bybit_fast.scan_trade_messages(batch.data, batch.offsets, symbol)
+    c = bybit_fast_trades.scan_trade_messages(batch.data, batch.offsets, symbol)
     rows = np.flatnonzero(c["ok"])
     if not rows.size:
         return None

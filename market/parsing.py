@@ -196,7 +196,7 @@ def _level_problem(px: np.ndarray, qty: np.ndarray, tick: float) -> np.ndarray:
     ticks = px / tick
     off_tick = np.abs(ticks - np.round(ticks)) > 1e-6
     code[off_tick] = 3
-    code[~(qty >= 0)] = 2
+    code[~(qty >= 0) | np.signbit(qty)] = 2  # "-0" is a signed size too: malformed, not a delete
     code[~np.isfinite(qty)] = 1
     code[~(np.isfinite(px) & (px > 0))] = 1
     return code

@@ -95,6 +95,7 @@ def test_bybit_malformed_messages_are_rejected_with_a_reason(payload: str, reaso
     ("bids", "reason"),
     [
         ([["65000.1", "-1.0"]], "negative_size"),
+        ([["65000.1", "-0"]], "negative_size"),  # a signed zero is malformed, not a delete
         ([["65000.15", "1.0"]], "off_tick"),
         ([["nan", "1.0"]], "bad_value"),
         ([["-5", "1.0"]], "bad_value"),

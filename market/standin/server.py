@@ -234,7 +234,9 @@ class StandinServer:
     def _on_book(self, msg: dict[str, Any]) -> None:
         data = msg["data"]
         book = self.book
-        fault = self._faults.popleft() if self._faults and book.ready else None
+        # a fault waits for someone to see it: a subscribed book stream on a ready book
+        watched = book.ready and any(self.book_topic in c.topics for c in self._conns)
+        fault = self._faults.popleft() if self._faults and watched else None
         feed_u = int(data["u"])
         snapshot = msg.get("type") == "snapshot"
         if snapshot:
@@ -301,7 +303,8 @@ class StandinServer:
             del data["u"]
         elif kind == "negative_size":
             bids = [list(b) for b in data["b"]] or [[self.book.best()[0] or "1.0", "1"]]
-            bids[0][1] = "-" + bids[0][1].lstrip("-")
+            size = bids[0][1].lstrip("-")
+            bids[0][1] = "-" + (size if float(size) > 0 else "1")  # "-0" would only be a signed delete
             data["b"] = bids
         elif kind == "crossed":
             best_ask = self.book.best()[2]

@@ -17,7 +17,14 @@ from pydantic import BeforeValidator, Field, ValidationError, field_validator, m
 from core.errors import ConfigError
 from core.sections import DurationNs, InstantNs, Section, iso_to_str
 from core.timefmt import parse_duration_ns, parse_time_ns
-from core.trading_config import BacktestConfig, ExecutionConfig, RiskConfig, SizingConfig, StrategyConfig
+from core.trading_config import (
+    BacktestConfig,
+    ExecutionConfig,
+    LiveConfig,
+    RiskConfig,
+    SizingConfig,
+    StrategyConfig,
+)
 
 
 class InstrumentConfig(Section):
@@ -249,6 +256,7 @@ class AppConfig(Section):
     sizing: SizingConfig = SizingConfig()
     risk: RiskConfig = RiskConfig()
     backtest: BacktestConfig = BacktestConfig()
+    live: LiveConfig = LiveConfig()
     source_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

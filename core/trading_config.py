@@ -83,3 +83,26 @@ class BacktestConfig(Section):
     equity: float = Field(100_000.0, gt=0)  # starting equity, USDT
     out: Path = Path("reports/backtest")  # one folder per run inside
     sample: DurationNs = parse_duration_ns("1s")  # equity curve sampling
+
+
+class LiveConfig(Section):
+    """python -m live.runner: the journal, logs, model refresh and the kill switch (live/)."""
+
+    journal_dir: Path = Path("logs/journal")  # one SQLite journal per mode: paper.sqlite, live.sqlite
+    journal_sync: Literal["full", "normal"] = "full"  # full: every acknowledged record survives a power cut
+    log_dir: Path = Path("logs")
+    log_max_bytes: int = Field(10_000_000, ge=10_000)  # runner.log rotates at this size
+    log_backups: int = Field(5, ge=1)
+    status_interval: DurationNs = parse_duration_ns("10s")  # one status line this often
+    model_poll: DurationNs = parse_duration_ns("30s")  # how often the champion alias is re-read
+    max_model_age: DurationNs = parse_duration_ns("7d")  # refuse to trade an older model
+    equity: float = Field(100_000.0, gt=0)  # paper: the starting cash of a new journal
+    feed_silence: DurationNs = parse_duration_ns("5s")  # no market data this long: HALTED
+    invalid_book: DurationNs = parse_duration_ns("5s")  # no valid book this long: HALTED
+    error_burst: int = Field(5, ge=1)  # exchange errors within burst_window: HALTED
+    rate_limit_burst: int = Field(3, ge=1)  # rate-limit answers within burst_window: HALTED
+    burst_window: DurationNs = parse_duration_ns("60s")
+    slippage_window: int = Field(50, ge=1)  # fills in the rolling slippage / markout figures
+    slippage_alert_bps: float = Field(3.0, gt=0)  # rolling arrival slippage above this: an alert line
+    markout: DurationNs = parse_duration_ns("5s")  # markout horizon of the monitor
+    replay_speed: float = Field(0.0, ge=0)  # --source replay: 0 as fast as possible, 1 live pace

@@ -19,7 +19,7 @@ import numpy as np
 
 from execution import kernel
 from execution import records as r
-from execution.market import MarketData, empty_market, market_data
+from execution.market import MarketData, empty_market
 from execution.types import FILL_DTYPE, ORDER_DTYPE, EngineConfig, OrderKind, OrderStatus, Side
 from execution.venue import BookView, OpenOrder
 
@@ -63,7 +63,10 @@ def _grow(a: np.ndarray, rows: int, fill: float = 0) -> np.ndarray:
 class Engine:
     """Event-driven fill simulation for one instrument (REFERENCE section 2)."""
 
-    def __init__(self, cfg: EngineConfig, levels: int, sample_ns: int = NS, cash: float = 0.0) -> None:
+    def __init__(
+        self, cfg: EngineConfig, levels: int, sample_ns: int = NS, cash: float = 0.0, position: float = 0.0
+    ) -> None:
+        """``cash`` and ``position`` open the account (a paper restart carries them over)."""
         if levels < 1:
             raise ValueError("levels must be >= 1")
         self.cfg, self.levels, self.sample_ns, self.initial_cash = cfg, levels, sample_ns, cash
@@ -76,6 +79,7 @@ class Engine:
         si[r.K_QUEUE_MODEL] = int(cfg.queue_model)
         sf = np.zeros(r.N_SF)
         sf[r.P_CASH] = sf[r.L_CASH] = cash
+        sf[r.P_POS] = sf[r.L_POS] = position
         sf[r.K_TICK], sf[r.K_LOT], sf[r.K_POWER] = cfg.tick, cfg.lot, cfg.queue_power
         sf[r.K_MAKER], sf[r.K_TAKER], sf[r.K_FUNDING_RATE] = cfg.fees.maker, cfg.fees.taker, cfg.fees.funding_rate
         self._si, self._sf = si, sf
@@ -111,54 +115,74 @@ class Engine:
         ask_qty: np.ndarray,
     ) -> None:
         """One live book event (top levels, best first; fewer than ``levels`` are padded as missing)."""
-        rows = []
-        for a, fill in ((bid_px, math.nan), (bid_qty, 0.0), (ask_px, math.nan), (ask_qty, 0.0)):
-            row = np.full(self.levels, fill)
-            k = min(len(a), self.levels)
-            row[:k] = np.asarray(a, np.float64)[:k]
-            rows.append(row[None, :])
-        m = market_data([ts_ex], [ts_local], *rows)
-        self._append_books(m.book_ts_ex, m.book_ts_local, m.bid_px, m.bid_qty, m.ask_px, m.ask_qty)
+        bq, aq = np.asarray(bid_qty, np.float64), np.asarray(ask_qty, np.float64)
+        if not ((bq >= 0).all() and (aq >= 0).all()):
+            raise ValueError("book event: negative or NaN sizes")
+        if len(bid_px) and len(ask_px) and bid_px[0] >= ask_px[0]:
+            raise ValueError("book event: crossed")
+        n = self._reserve_books(int(ts_ex))
+        b, k = self._books, self.levels
+        b[0][n], b[1][n] = ts_ex, ts_local
+        for dst, src, fill in ((b[2], bid_px, math.nan), (b[3], bq, 0.0), (b[4], ask_px, math.nan), (b[5], aq, 0.0)):
+            m = min(len(src), k)
+            dst[n, :m] = src[:m]
+            dst[n, m:] = fill
+        self._si[r.S_N_BOOK] = n + 1
         self._si[r.S_FINITE] = 0
 
     def push_trade(self, ts_ex: int, ts_local: int, price: float, qty: float, side: int) -> None:
         """One live trade (``side``: the taker's, +1 buy / -1 sell)."""
-        m = market_data([], [], np.zeros((0, self.levels)), [], [], [], [ts_ex], [ts_local], [price], [qty], [side])
-        self._append_trades(m.trade_ts_ex, m.trade_ts_local, m.trade_price, m.trade_qty, m.trade_side)
+        if not (price > 0 and qty > 0 and side in (1, -1)):
+            raise ValueError(f"trade: bad price, size or side ({price}, {qty}, {side})")
+        n = self._reserve_trades(int(ts_ex))
+        t = self._trades
+        t[0][n], t[1][n], t[2][n], t[3][n], t[4][n] = ts_ex, ts_local, price, qty, side
+        self._si[r.S_N_TRADE] = n + 1
         self._si[r.S_FINITE] = 0
 
-    def _append_books(self, *cols: np.ndarray) -> None:
-        si, k = self._si, len(cols[0])
+    def _reserve_books(self, first_ts: int, k: int = 1) -> int:
+        """Room for ``k`` more book rows after the held ones; returns the first free row."""
+        si = self._si
         n = int(si[r.S_N_BOOK])
-        if k == 0:
-            return
-        if n and cols[0][0] < self._books[0][n - 1]:
+        if n and first_ts < self._books[0][n - 1]:
             raise ValueError("book events go back in exchange time")
         if n + k > len(self._books[0]):
             keep = max(min(int(si[r.S_EX_BOOK]), int(si[r.S_LOC_BOOK])) - 1, 0)  # the current rows stay
             self._books = [_grow(a[keep:n], n - keep + k) for a in self._books]
             si[r.S_EX_BOOK] -= keep
             si[r.S_LOC_BOOK] -= keep
-            n -= keep
-        for a, c in zip(self._books, cols, strict=True):
-            a[n : n + k] = c
-        si[r.S_N_BOOK] = n + k
+            si[r.S_N_BOOK] = n - keep
+        return int(si[r.S_N_BOOK])
 
-    def _append_trades(self, *cols: np.ndarray) -> None:
-        si, k = self._si, len(cols[0])
+    def _reserve_trades(self, first_ts: int, k: int = 1) -> int:
+        si = self._si
         n = int(si[r.S_N_TRADE])
-        if k == 0:
-            return
-        if n and cols[0][0] < self._trades[0][n - 1]:
+        if n and first_ts < self._trades[0][n - 1]:
             raise ValueError("trades go back in exchange time")
         if n + k > len(self._trades[0]):
             keep = int(si[r.S_EX_TRADE])
             self._trades = [_grow(a[keep:n], n - keep + k) for a in self._trades]
             si[r.S_EX_TRADE] = 0
-            n -= keep
+            si[r.S_N_TRADE] = n - keep
+        return int(si[r.S_N_TRADE])
+
+    def _append_books(self, *cols: np.ndarray) -> None:
+        k = len(cols[0])
+        if k == 0:
+            return
+        n = self._reserve_books(int(cols[0][0]), k)
+        for a, c in zip(self._books, cols, strict=True):
+            a[n : n + k] = c
+        self._si[r.S_N_BOOK] = n + k
+
+    def _append_trades(self, *cols: np.ndarray) -> None:
+        k = len(cols[0])
+        if k == 0:
+            return
+        n = self._reserve_trades(int(cols[0][0]), k)
         for a, c in zip(self._trades, cols, strict=True):
             a[n : n + k] = c
-        si[r.S_N_TRADE] = n + k
+        self._si[r.S_N_TRADE] = n + k
 
     # --- the clock ---------------------------------------------------------------------------------
 
@@ -269,6 +293,11 @@ class Engine:
         """The order's status as last reported to us."""
         return OrderStatus(int(self._oi[self._index(order_id), r.O_L_STATUS]))
 
+    def order_terms(self, order_id: int) -> tuple[float, float, float]:
+        """(price, qty, filled) of one order as the exchange holds it (after its amends)."""
+        i = self._index(order_id)
+        return float(self._of[i, r.F_PRICE]), float(self._of[i, r.F_QTY]), float(self._of[i, r.F_FILLED])
+
     # --- requests ----------------------------------------------------------------------------------
 
     def submit(
@@ -337,11 +366,11 @@ class Engine:
 
     # --- results -----------------------------------------------------------------------------------
 
-    def fills(self) -> np.ndarray:
-        """Every fill so far (exchange side), as FILL_DTYPE rows in time order."""
+    def fills(self, start: int = 0) -> np.ndarray:
+        """Every fill so far (exchange side; from the ``start``-th), as FILL_DTYPE rows in time order."""
         n = int(self._si[r.S_N_FILLS])
-        fi, ff = self._fi[:n], self._ff[:n]
-        out = np.zeros(n, FILL_DTYPE)
+        fi, ff = self._fi[start:n], self._ff[start:n]
+        out = np.zeros(max(n - start, 0), FILL_DTYPE)
         out["ts_ex"], out["ts_local"], out["order_id"], out["tag"] = fi[:, 0], fi[:, 1], fi[:, 2], fi[:, 3]
         out["side"], out["maker"] = fi[:, r.FI_SIDE], fi[:, r.FI_MAKER].astype(bool)
         out["price"], out["qty"], out["fee"], out["queue_ahead"] = ff[:, 0], ff[:, 1], ff[:, 2], ff[:, 3]

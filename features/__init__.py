@@ -6,7 +6,16 @@
 - ``labels``: forward returns, direction with a dead zone, triple barrier (training only)
 """
 
-from features.catalog import FEATURES, INDEX, MAX_LOOKBACK_S, N_FEATURES, NAMES, Feature, feature_set_id
+from features.catalog import (
+    FEATURES,
+    INDEX,
+    MAX_LOOKBACK_S,
+    N_FEATURES,
+    NAMES,
+    Feature,
+    feature_set_for,
+    feature_set_id,
+)
 from features.engine import (
     BatchFeatures,
     BookArrays,
@@ -31,5 +40,6 @@ __all__ = [
     "OnlineFeatures",
     "TradeArrays",
     "TradeEvent",
+    "feature_set_for",
     "feature_set_id",
 ]

@@ -209,3 +209,9 @@ def feature_set_id(params: str = "") -> str:
     """Identifies the feature definitions (and the config that parametrises them): 16 hex chars."""
     blob = f"v{VERSION}|{','.join(NAMES)}|{params}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def feature_set_for(config_digest: str, tick: float) -> str:
+    """The feature set of a features config (its digest) on an instrument of this tick size: what
+    the warehouse stores rows under, what a model is trained on, what the live engine computes."""
+    return feature_set_id(f"{config_digest}|tick={tick}")

@@ -203,3 +203,15 @@ def load_version(cfg: AppConfig, version: str) -> StackedModel:
     except MlflowException:
         raise UserError(f"{cfg.mlflow.model_name} has no version {version}") from None
     return StackedModel.load(Path(local) / "artifacts" / "model")
+
+
+def version_created_ns(cfg: AppConfig, version: str) -> int:
+    """When a version was registered (ns since the epoch): the runner refuses too old a model."""
+    from mlflow.exceptions import MlflowException
+
+    client = connect(cfg)
+    try:
+        mv = client.get_model_version(cfg.mlflow.model_name, version)
+    except MlflowException:
+        raise UserError(f"{cfg.mlflow.model_name} has no version {version}") from None
+    return int(mv.creation_timestamp) * 1_000_000

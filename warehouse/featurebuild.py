@@ -24,7 +24,16 @@ import pyarrow as pa
 
 from core.config import AppConfig
 from core.errors import UserError
-from features import MAX_LOOKBACK_S, NAMES, BatchFeatures, BookArrays, FeatureInputError, TradeArrays, feature_set_id
+from features import (
+    MAX_LOOKBACK_S,
+    NAMES,
+    BatchFeatures,
+    BookArrays,
+    FeatureInputError,
+    TradeArrays,
+    feature_set_for,
+    feature_set_id,
+)
 from features import labels as lb
 from features.catalog import FEATURES
 from market.events import Column, TableSpec, fixed_to_numpy
@@ -109,7 +118,7 @@ def labels_spec(cfg: AppConfig) -> TableSpec:
 
 def ids(cfg: AppConfig, tick: float) -> tuple[str, str]:
     """(feature set id, label set id) for this config."""
-    fs = feature_set_id(f"{cfg.features.digest()}|tick={tick}")
+    fs = feature_set_for(cfg.features.digest(), tick)
     ls = feature_set_id(f"labels|{cfg.labels.digest()}|grid={cfg.features.grid}")
     return fs, ls
 

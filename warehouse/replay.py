@@ -33,6 +33,13 @@ def _window(start_ns: int | None, end_ns: int | None) -> tuple[str, list[object]
 def load_market(cfg: AppConfig, start_ns: int | None, end_ns: int | None, levels: int | None = None) -> MarketData:
     """Book events and trades of the configured instrument with start <= ts_exchange_ns < end
     (None: unbounded), keeping ``levels`` levels per side (default: all the warehouse stores)."""
+    return load_replay(cfg, start_ns, end_ns, levels)[0]
+
+
+def load_replay(
+    cfg: AppConfig, start_ns: int | None, end_ns: int | None, levels: int | None = None
+) -> tuple[MarketData, np.ndarray]:
+    """``load_market`` and the book epoch of every book event (what the feature kernels need)."""
     if start_ns is not None and end_ns is not None and end_ns < start_ns:
         raise UserError("the replay window ends before it starts")
     venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol
@@ -47,7 +54,7 @@ def load_market(cfg: AppConfig, start_ns: int | None, end_ns: int | None, levels
         if not 1 <= keep <= stored:
             raise UserError(f"the warehouse keeps {stored} book levels; {keep} asked")
         book = con.sql(
-            "SELECT ts_exchange_ns, ts_local_ns, bid_px, bid_qty, ask_px, ask_qty FROM snapshots "
+            "SELECT ts_exchange_ns, ts_local_ns, epoch_ns, bid_px, bid_qty, ask_px, ask_qty FROM snapshots "
             f"WHERE venue = ? AND symbol = ?{where} ORDER BY ts_exchange_ns, update_id",
             params=[venue, symbol, *window],
         ).to_arrow_table()
@@ -60,7 +67,7 @@ def load_market(cfg: AppConfig, start_ns: int | None, end_ns: int | None, levels
     def side(name: str) -> np.ndarray:
         return np.ascontiguousarray(fixed_to_numpy(book.column(name), stored)[:, :keep], np.float64)
 
-    return MarketData(
+    market = MarketData(
         np.asarray(book.column("ts_exchange_ns").to_numpy(), np.int64),
         np.asarray(book.column("ts_local_ns").to_numpy(), np.int64),
         side("bid_px"),
@@ -73,3 +80,4 @@ def load_market(cfg: AppConfig, start_ns: int | None, end_ns: int | None, levels
         np.asarray(trades["qty"], np.float64),
         np.asarray(trades["side"], np.int8),
     ).validate()
+    return market, np.asarray(book.column("epoch_ns").to_numpy(), np.int64)

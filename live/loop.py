@@ -1,0 +1,349 @@
+"""The runner's event loop: ticks in, features, decisions, orders, journal out.
+
+Every tick updates the online features (the training code's kernels). At every grid time ``g``
+whose feature row is valid by the warehouse's rules (a live book, every window filled) the vector
+as of ``g`` is kept, and at ``g + decision_delay`` the model predicts, the strategy works its
+orders, and the risk manager checks them: exactly what the backtester does with stored rows.
+Time follows the data (the exchange clock of the ticks), so a replay runs as fast as the
+machine allows and gives the backtester's decisions, orders and fills.
+
+The kill switch (drawdown and daily loss in the risk manager; here a silent feed, an invalid
+book, a burst of exchange errors or rate-limit answers, an operator's ``halt``) cancels every
+order and leaves the runner HALTED until a restart or a ``resume`` command.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from core.config import AppConfig
+from core.timefmt import format_ns
+from execution.engine import Wake
+from execution.risk import RiskState
+from execution.strategy import Passive, Signal, Strategy
+from execution.venue import BookView
+from features import MAX_LOOKBACK_S, NAMES, OnlineFeatures
+from live.feed import BookTick, Tick
+from live.journal import Journal
+from live.monitor import SlippageMonitor
+from live.paper import WAKE, PaperGateway
+from models.model import StackedModel
+
+log = logging.getLogger("live.runner")
+
+NS = 1_000_000_000
+VOL = NAMES.index("rv_300s_bps")
+VOL_WINDOW_S = 300.0
+
+
+@dataclass
+class Loaded:
+    """A model as the loop uses it: the model, its version and its columns in the catalog."""
+
+    model: StackedModel
+    version: str
+    columns: np.ndarray
+
+    @classmethod
+    def of(cls, model: StackedModel, version: str) -> Loaded:
+        index = {n: i for i, n in enumerate(NAMES)}
+        return cls(model, version, np.array([index[n] for n in model.feature_names], np.intp))
+
+
+@dataclass
+class Stats:
+    ticks: int = 0
+    decisions: int = 0
+    signals: int = 0
+    fills: int = 0
+    latencies_ns: deque[int] = field(default_factory=lambda: deque(maxlen=100_000))
+
+    def latency(self, q: float) -> float:
+        """Tick-to-decision latency quantile, microseconds (NaN before the first decision)."""
+        return float(np.quantile(np.fromiter(self.latencies_ns, np.int64), q)) / 1e3 if self.latencies_ns else math.nan
+
+
+class Loop:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        gateway: Any,  # PaperGateway or live.bybit_gateway.BybitGateway
+        strategy: Strategy,
+        model: Loaded,
+        journal: Journal,
+        live_feed: bool,
+    ) -> None:
+        self.cfg, self.gw, self.strategy, self.m, self.journal = cfg, gateway, strategy, model, journal
+        self.paper = isinstance(gateway, PaperGateway)
+        self.live_feed = live_feed  # wall-clock sources: the silence and invalid-book checks apply
+        self.features = OnlineFeatures(cfg.instrument.tick_size)
+        self.grid, self.delay, self.max_gap = cfg.features.grid, cfg.strategy.decision_delay, cfg.features.max_gap
+        self.next_grid: int | None = None
+        # (grid time, the vector as of it, how long its last book update took the features, ns)
+        self.pending: deque[tuple[int, np.ndarray, int]] = deque()
+        self.feature_ns = 0
+        self.sim_ns = 0  # time spent in the paper exchange during the current tick (not decision latency)
+        self.last_book_ts = -1
+        self.last_tick_ts = -1
+        self.segment_start = -1
+        self.stats = Stats()
+        lc = cfg.live
+        self.monitor = SlippageMonitor(lc.slippage_window, lc.slippage_alert_bps, lc.markout)
+        self.halted_reason = ""
+        self.errors: deque[int] = deque()
+        self.rate_limits: deque[int] = deque()
+        self._seen_errors = 0
+        self._seen_rl = 0
+        self._ended_parents = 0
+        self.filled_by_tag: defaultdict[int, float] = defaultdict(float)
+        self._risk_state = strategy.risk.state
+        self._tick_t0 = 0
+        self.wall_last_tick = time.monotonic_ns()
+        self.wall_invalid_since: int | None = None
+        self.wake = self._wake_flags()
+
+    def _wake_flags(self) -> Wake:
+        return WAKE if isinstance(self.strategy, Passive) else WAKE & ~Wake.BOOK
+
+    # -- ticks -----------------------------------------------------------------------------------
+
+    def on_tick(self, tick: Tick) -> None:
+        self._tick_t0 = time.perf_counter_ns()
+        self.sim_ns = 0
+        self.stats.ticks += 1
+        ts = self.last_tick_ts = tick.ts_ex
+        if self.next_grid is None:
+            self.next_grid = -(-ts // self.grid) * self.grid
+        self._rows_before(ts)
+        while self.pending and self.pending[0][0] + self.delay < ts:
+            g, x, f_ns = self.pending.popleft()
+            self.decide(g, x, f_ns)
+        if self.paper:
+            self.advance(ts - 1)
+            self.gw.push(tick)
+        if isinstance(tick, BookTick):
+            if tick.ts_ex - self.last_book_ts > self.max_gap:
+                self.segment_start = tick.ts_ex
+            self.last_book_ts = tick.ts_ex
+            t0 = time.perf_counter_ns()
+            self.features.update_book(tick.ts_ex, tick.epoch, tick.bid_px, tick.bid_qty, tick.ask_px, tick.ask_qty)
+            self.feature_ns = time.perf_counter_ns() - t0
+            if not self.paper:
+                self.gw.set_book(BookView(tick.ts_local, tick.bid_px, tick.bid_qty, tick.ask_px, tick.ask_qty))
+            self.monitor.on_mid(tick.ts_ex, 0.5 * (tick.bid_px[0] + tick.ask_px[0]))
+        else:
+            self.features.update_trade(tick.ts_ex, tick.price, tick.qty, tick.side)
+
+    def _rows_before(self, ts: int) -> None:
+        """Keep the feature rows of the grid times before ``ts`` (as of g: after the last book update <= g)."""
+        assert self.next_grid is not None
+        while self.next_grid < ts:
+            g = self.next_grid
+            if g - self.last_book_ts <= self.max_gap and g - self.segment_start >= MAX_LOOKBACK_S * NS:
+                self.pending.append((g, self.features.vector.copy(), self.feature_ns))
+            self.next_grid = g + self.grid
+
+    def finish(self) -> None:
+        """The recorded data ended: the rows up to its last tick are decided (a replay, as the backtester)."""
+        if self.next_grid is None:
+            return
+        self._rows_before(self.last_tick_ts + 1)
+        while self.pending:
+            self._tick_t0, self.sim_ns = time.perf_counter_ns(), 0
+            g, x, f_ns = self.pending.popleft()
+            self.decide(g, x, f_ns)
+
+    def advance(self, t: int) -> None:
+        """Paper: run the simulated exchange to ``t``, waking the strategy on the way (as the backtester)."""
+        while True:
+            t0 = time.perf_counter_ns()
+            hit = self.gw.advance(t)
+            self.sim_ns += time.perf_counter_ns() - t0
+            if not hit:
+                return
+            self.strategy.on_wake(self.gw)
+            self.after_step()
+
+    # -- decisions -------------------------------------------------------------------------------
+
+    def decide(self, g: int, x: np.ndarray, feature_ns: int = 0) -> None:
+        """Predict, let the strategy work its orders and the risk manager check them.
+
+        Latency: from the tick that makes the decision due to the strategy's last request, less
+        the paper exchange's own simulation, plus the features' update of the row's book update."""
+        t = g + self.delay
+        if self.paper:
+            if t <= self.gw.now:
+                return
+            self.advance(t)
+        if self.gw.book().ts_local < 0:
+            return
+        m = self.m
+        proba = m.model.predict_proba(x[m.columns])
+        direction = int(m.model.signal(proba)[0])
+        sigma = float(x[VOL]) * 1e-4 / math.sqrt(VOL_WINDOW_S)
+        signal = Signal(g, float(proba[0, 0]), float(proba[0, 1]), direction, sigma)
+        if self.halted_reason:
+            self.strategy.stop(self.gw)
+        else:
+            self.strategy.on_decision(self.gw, signal)
+        latency = time.perf_counter_ns() - self._tick_t0 - self.sim_ns + feature_ns
+        self.stats.latencies_ns.append(latency)
+        self.stats.decisions += 1
+        self.stats.signals += direction != 0
+        self.journal.add(
+            "decision",
+            t,
+            grid_ns=g,
+            feature_set=m.model.feature_set,
+            model_version=m.version,
+            p_up=signal.p_up,
+            p_down=signal.p_down,
+            direction=direction,
+            confidence=max(signal.p_up, signal.p_down),
+            target=self.strategy.target,
+            size=abs(self.strategy.target),
+            latency_us=latency / 1e3,
+        )
+        self.after_step()
+
+    def swap(self, model: Loaded) -> None:
+        """A newly promoted model, between decisions: the strategy keeps its state."""
+        old, self.m = self.m.version, model
+        if model.model.horizon_ns != self.strategy.params.horizon_ns:
+            self.strategy.params = replace(self.strategy.params, horizon_ns=model.model.horizon_ns)
+        self.journal.add("model", self.gw.now, version=model.version, previous=old, feature_set=model.model.feature_set)
+        self.journal.commit()
+        log.info("model swapped: version %s -> %s", old, model.version)
+
+    # -- after every step: journal, monitor, risk ------------------------------------------------
+
+    def after_step(self) -> None:
+        j, gw = self.journal, self.gw
+        fills = False
+        for ev in gw.take_events():
+            kind, ts, oid = ev.pop("kind"), ev.pop("ts_ns"), ev.pop("order_id", None)
+            j.add(kind, ts, oid, **ev)
+            if kind == "fill":
+                fills = True
+                self.stats.fills += 1
+                tag = int(ev.get("tag", 0))
+                self.filled_by_tag[tag] += float(ev["qty"])
+                parents = self.strategy.parents
+                mid = parents[tag - 1].decision_mid if 0 < tag <= len(parents) else math.nan
+                self.monitor.on_fill(ts, ev["side"], ev["price"], ev["qty"], bool(ev.get("maker")), mid)
+        self._parents_ended()
+        if fills:
+            self.record_account()
+            alert = self.monitor.check()
+            if alert:
+                log.warning(alert)
+                j.add("alert", gw.now, what="slippage", line=alert)
+        state = self.strategy.risk.state
+        if state != self._risk_state:
+            self._risk_state = state
+            if state == RiskState.HALTED:
+                self.halt(self.strategy.risk.reason)
+            else:
+                j.add("risk", gw.now, state=state.name, reason=self.strategy.risk.reason)
+        j.commit()
+
+    def _parents_ended(self) -> None:
+        parents = self.strategy.parents
+        while self._ended_parents < len(parents) and parents[self._ended_parents].ts_end >= 0:
+            p = parents[self._ended_parents]
+            self._ended_parents += 1
+            self.monitor.on_parent_end(self.filled_by_tag.pop(p.tag, 0.0), p.qty)
+
+    def record_account(self) -> None:
+        r = self.strategy.risk
+        acct = self.gw.account()
+        fig = self.monitor.figures()
+        self.journal.add(
+            "account",
+            self.gw.now,
+            **acct,
+            peak=r.peak,
+            day=r.day,
+            day_start=r.day_start,
+            risk=r.state.name,
+            slippage_bps=fig.slippage_bps,
+            markout_bps=fig.markout_bps,
+            fill_rate=fig.fill_rate,
+            maker_ratio=fig.maker_ratio,
+        )
+
+    # -- the kill switch -------------------------------------------------------------------------
+
+    def halt(self, reason: str) -> None:
+        """Cancel everything and stay HALTED (the strategy refuses every new order)."""
+        if self.halted_reason:
+            return
+        self.halted_reason = reason
+        now = self.gw.now
+        self.strategy.risk.halt(now, reason)
+        self._risk_state = RiskState.HALTED
+        self.strategy.stop(self.gw)
+        self.gw.cancel_all()
+        log.error("HALTED: %s: every order cancelled; restart or send 'resume' to trade again", reason)
+        self.journal.add("halt", now, reason=reason)
+        self.record_account()
+        self.after_step()
+
+    def resume(self) -> None:
+        if not self.halted_reason:
+            return
+        self.halted_reason = ""
+        self.strategy.risk.reset(self.gw.now)
+        self._risk_state = self.strategy.risk.state
+        self.wall_invalid_since = None
+        log.warning("resumed by an operator command")
+        self.journal.add("resume", self.gw.now)
+        self.journal.commit()
+
+    def watch(self, wall_ns: int, book_valid: bool) -> None:
+        """The checks that run on the wall clock (every batch, ticks or not)."""
+        lc = self.cfg.live
+        if self.live_feed:
+            if wall_ns - self.wall_last_tick > lc.feed_silence:
+                self.halt(f"feed silent for {(wall_ns - self.wall_last_tick) / NS:.1f} s")
+            if book_valid:
+                self.wall_invalid_since = None
+            elif self.wall_invalid_since is None:
+                self.wall_invalid_since = wall_ns
+                if self.gw.open_orders():
+                    log.warning("book invalid: cancelling our orders until it is resynced")
+                    self.strategy.stop(self.gw)
+                    self.after_step()
+            elif wall_ns - self.wall_invalid_since > lc.invalid_book:
+                self.halt(f"no valid book for {(wall_ns - self.wall_invalid_since) / NS:.1f} s")
+        for counter, seen_attr, times, limit, what in (
+            (self.gw.errors, "_seen_errors", self.errors, lc.error_burst, "exchange errors"),
+            (self.gw.rate_limited, "_seen_rl", self.rate_limits, lc.rate_limit_burst, "rate-limit answers"),
+        ):
+            new = counter - getattr(self, seen_attr)
+            setattr(self, seen_attr, counter)
+            times.extend([wall_ns] * new)
+            while times and times[0] < wall_ns - lc.burst_window:
+                times.popleft()
+            if len(times) >= limit:
+                self.halt(f"{len(times)} {what} within {lc.burst_window / NS:.0f} s")
+
+    def status(self) -> str:
+        s, gw, r = self.stats, self.gw, self.strategy.risk
+        acct = gw.account()
+        state = "HALTED" if self.halted_reason else r.state.name
+        return (
+            f"{gw.name} | model v{self.m.version} | data {format_ns(max(self.last_book_ts, 0))}"
+            f" | pos {acct['position']:+.3f} BTC | equity {acct['equity']:,.2f} | fees {acct['fees']:,.2f}"
+            f" | decisions {s.decisions:,} ({s.signals:,} signals) | fills {s.fills:,} | open {len(gw.open_orders())}"
+            f" | {state} | latency p50 {s.latency(0.5):.0f} us p99 {s.latency(0.99):.0f} us"
+            f" | {self.monitor.figures().line()}"
+        )

@@ -1,0 +1,359 @@
+"""The live runner: ``python -m live.runner --paper`` trades the promoted model, 24/7.
+
+    python -m live.runner --paper --source bybit --duration 60s    # the configured Bybit endpoints
+    python -m live.runner --source sim                             # the simulator, live-paced
+    python -m live.runner --source replay --start 2026-01-05T12:00:00Z   # the warehouse, fast
+    python -m live.runner --live --source bybit                    # real orders: needs the keys
+
+Paper trading is the default. ``--live`` needs BYBIT_API_KEY and BYBIT_API_SECRET in the
+environment (never on the command line, never logged). The model is ``models:/<name>@champion``
+(or ``--model``); the runner refuses a model whose feature set differs from the online feature
+engine's or that is older than ``live.max_model_age``, re-reads the alias every
+``live.model_poll`` and swaps a newly promoted model in between decisions.
+
+Everything it does goes to the journal (``live.journal_dir``/<mode>.sqlite; ``python -m
+live.journal`` reads it while it runs) and to rotated structured logs in ``live.log_dir``;
+one status line every ``live.status_interval``. SIGINT / SIGTERM cancel every open order, flush
+the journal and exit 0. A restart continues from the journal (paper) or the exchange (live).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from core.cli import add_config_argument, config_from, run_main
+from core.config import AppConfig
+from core.errors import UserError
+from core.timefmt import parse_duration_ns, parse_time_ns
+from execution.backtest import STRATEGIES, make_strategy
+from features import feature_set_for
+from live.feed import Feed, ReplayFeed, SourceFeed
+from live.journal import Journal
+from live.logs import setup_runner_logging
+from live.loop import Loaded, Loop
+from live.paper import PaperGateway
+from market.venues import venue_by_name
+
+log = logging.getLogger("live.runner")
+
+KEY_ENV, SECRET_ENV = "BYBIT_API_KEY", "BYBIT_API_SECRET"
+
+
+@dataclass
+class Options:
+    live: bool
+    source: str
+    model: str | None
+    duration_ns: int | None
+    start_ns: int | None
+    end_ns: int | None
+    strategy: str
+    speed: float | None
+    threshold: float | None = None
+
+
+@dataclass
+class Summary:
+    mode: str
+    journal: Path
+    log: Path
+    status: str
+    decisions: int
+    signals: int
+    fills: int
+    latency_p50_us: float
+    latency_p99_us: float
+    account: dict[str, float]
+    halted: str
+    lines: list[str]
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]:
+    p = argparse.ArgumentParser(prog="python -m live.runner", description=__doc__.split("\n\n")[0])
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--paper", action="store_true", help="paper trading on the simulated exchange (default)")
+    mode.add_argument("--live", action="store_true", help="real orders on Bybit (needs BYBIT_API_KEY/SECRET)")
+    add_config_argument(p)
+    p.add_argument("--source", choices=("bybit", "sim", "replay"), default="bybit", help="market data (default bybit)")
+    p.add_argument("--model", metavar="URI", help="models:/<name>@alias or models:/<name>/N (default the champion)")
+    p.add_argument("--duration", metavar="D", help="stop after this long (e.g. 60s, 8h; default: run until stopped)")
+    p.add_argument("--start", metavar="T", help="--source replay: from this time (ISO 8601)")
+    p.add_argument("--end", metavar="T", help="--source replay: until this time")
+    p.add_argument("--strategy", choices=sorted(STRATEGIES), default="passive", help="default passive")
+    p.add_argument("--speed", type=float, metavar="X", help="--source replay: 0 as fast as possible, 1 live pace")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        metavar="P",
+        help="paper only, an execution study: act from this confidence instead of the model's thresholds",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        duration = parse_duration_ns(a.duration) if a.duration else None
+    except ValueError as exc:
+        raise UserError(f"--duration: {exc}") from None
+    try:
+        start = parse_time_ns(a.start) if a.start else None
+        end = parse_time_ns(a.end) if a.end else None
+    except ValueError as exc:
+        raise UserError(f"--start/--end: {exc}") from None
+    if duration is not None and duration <= 0:
+        raise UserError("--duration must be positive")
+    if a.source != "replay" and (start is not None or end is not None or a.speed is not None):
+        raise UserError("--start, --end and --speed are for --source replay")
+    if a.live and a.source != "bybit":
+        raise UserError("--live trades on Bybit: use --source bybit")
+    if a.threshold is not None and (a.live or not 0 < a.threshold < 1):
+        raise UserError("--threshold is a paper-only study and must be between 0 and 1")
+    return a, Options(a.live, a.source, a.model, duration, start, end, a.strategy, a.speed, a.threshold)
+
+
+def keys_from_env() -> tuple[str, str]:
+    key, secret = os.environ.get(KEY_ENV, ""), os.environ.get(SECRET_ENV, "")
+    if not key or not secret:
+        raise UserError(f"--live needs {KEY_ENV} and {SECRET_ENV} in the environment (paper trading needs neither)")
+    return key, secret
+
+
+def load_model(cfg: AppConfig, uri: str | None, now_ns: int, threshold: float | None = None) -> Loaded:
+    """The model to trade, refused on a feature-set mismatch or when older than the configured age."""
+    from models import registry
+
+    version, _ = registry.resolve(cfg, uri)
+    model = registry.load_version(cfg, version)
+    check_model(cfg, model.feature_set, registry.version_created_ns(cfg, version), version, now_ns)
+    if threshold is not None:
+        model = replace(model, threshold_up=threshold, threshold_down=threshold)
+    return Loaded.of(model, version)
+
+
+def check_model(cfg: AppConfig, feature_set: str, created_ns: int, version: str, now_ns: int) -> None:
+    ours = feature_set_for(cfg.features.digest(), venue_by_name(cfg.instrument.venue).tick_size)
+    if feature_set != ours:
+        raise UserError(
+            f"model version {version} was trained on feature set {feature_set}; this runner computes {ours}"
+        )
+    age = now_ns - created_ns
+    if age > cfg.live.max_model_age:
+        raise UserError(
+            f"model version {version} is {age / 86_400e9:.1f} days old (live.max_model_age "
+            f"{cfg.live.max_model_age / 86_400e9:.1f} days): train and promote a fresh one"
+        )
+
+
+def make_feed(cfg: AppConfig, o: Options) -> Feed:
+    if o.source == "replay":
+        return ReplayFeed(cfg, o.start_ns, o.end_ns, cfg.live.replay_speed if o.speed is None else o.speed)
+    if o.source == "sim":
+        from market.sources.sim import SimSource
+
+        span = o.duration_ns or 365 * 86_400 * 1_000_000_000
+        return SourceFeed(SimSource(cfg.sim, cfg.instrument, cfg.ingest.depth, span, realtime=True), cfg)
+    from market.sources.bybit import BybitSource
+
+    return SourceFeed(BybitSource(cfg, None), cfg)
+
+
+class Runner:
+    """Wires feed, model, gateway, strategy, journal; ``run()`` until the feed ends, a stop or a signal."""
+
+    def __init__(self, cfg: AppConfig, o: Options, model: Loaded, keys: tuple[str, str] | None = None) -> None:
+        self.cfg, self.o = cfg, o
+        self.mode = "live" if o.live else "paper"
+        lc = cfg.live
+        self.journal_path = cfg.resolve(lc.journal_dir) / f"{self.mode}.sqlite"
+        self.session = uuid.uuid4().hex[:8]
+        self.journal = Journal(self.journal_path, self.session, lc.journal_sync)
+        self.restored = self.journal.restore()
+        self.strategy = make_strategy(o.strategy, cfg, model.model.horizon_ns)
+        self.gateway: Any
+        if o.live:
+            from live.bybit_gateway import BybitGateway
+
+            assert keys is not None
+            self.gateway = BybitGateway(cfg, keys[0], keys[1], self.session)
+        else:
+            self.gateway = PaperGateway(cfg, self.restored.account, self.restored.last_order_id, cfg.backtest.sample)
+        self.feed = make_feed(cfg, o)
+        self.loop = Loop(cfg, self.gateway, self.strategy, model, self.journal, live_feed=o.source != "replay")
+        self.stopping = ""
+        self._restore_risk()
+
+    def _restore_risk(self) -> None:
+        a = self.restored.account
+        if a is None:
+            return
+        r = self.strategy.risk
+        r.peak, r.day, r.day_start = (
+            float(a.get("peak", float("nan"))),
+            int(a.get("day", -1)),
+            float(a.get("day_start", float("nan"))),
+        )
+
+    def stop(self, why: str) -> None:
+        if not self.stopping:
+            self.stopping = why
+            self.feed.stop()
+
+    async def run(self) -> Summary:
+        lc, j, loop = self.cfg.live, self.journal, self.loop
+        now = time.time_ns()
+        j.add("start", now, mode=self.mode, source=self.o.source, strategy=self.o.strategy, model=loop.m.version,
+              feature_set=loop.m.model.feature_set, restored=self.restored.account)  # fmt: skip
+        if self.o.live:
+            await self.gateway.start(self.restored.client_ids)
+        else:
+            for oid in self.restored.open_orders:  # they rested on the paper exchange of a dead process
+                j.add("done", now, oid, status="CANCELLED", detail="the paper exchange restarted with the runner")
+        j.commit()
+        if self.restored.account:
+            log.info("restored from %s: %s", self.journal_path, _account_line(self.restored.account))
+        t0 = time.monotonic_ns()
+        last_status = last_poll = last_cmd = t0
+        status = "completed"
+        batches = self.feed.batches()
+        try:
+            async for ticks in batches:
+                wall = time.monotonic_ns()
+                if ticks:
+                    loop.wall_last_tick = wall
+                for tick in ticks:
+                    loop.on_tick(tick)
+                if self.o.live:
+                    if await self.gateway.sync():
+                        self.strategy.on_wake(self.gateway)
+                        loop.after_step()
+                        await self.gateway.sync()
+                    loop.after_step()
+                loop.watch(wall, self.feed.book_valid)
+                if wall - last_status >= lc.status_interval:
+                    last_status = wall
+                    loop.record_account()
+                    j.commit()
+                    log.info(loop.status())
+                if wall - last_cmd >= min(lc.status_interval, 1_000_000_000):
+                    last_cmd = wall
+                    self._commands()
+                if wall - last_poll >= lc.model_poll and self.o.model is None:
+                    last_poll = wall
+                    await self._poll_model()
+                if self.o.duration_ns is not None and wall - t0 >= self.o.duration_ns:
+                    self.stop("duration reached")
+                if self.stopping:
+                    break
+            else:
+                if self.o.source == "replay" and not self.stopping:
+                    loop.finish()
+        except UserError:
+            status = "failed"
+            raise
+        finally:
+            await self._shutdown()
+            if self.stopping and self.stopping != "duration reached":
+                status = "stopped"
+        return self.summary(status)
+
+    def _commands(self) -> None:
+        for cid, command in self.journal.pending_commands():
+            log.warning("operator command: %s", command)
+            if command == "resume":
+                self.loop.resume()
+            elif command == "halt":
+                self.loop.halt("operator command")
+            else:
+                self.stop("operator command")
+            self.journal.command_done(cid, self.gateway.now)
+            self.journal.commit()
+
+    async def _poll_model(self) -> None:
+        from models import registry
+
+        try:
+            version, _ = await asyncio.to_thread(registry.resolve, self.cfg, None)
+            if version == self.loop.m.version:
+                return
+            fresh = await asyncio.to_thread(load_model, self.cfg, version, time.time_ns(), self.o.threshold)
+        except UserError as exc:
+            log.warning("model poll: keeping version %s: %s", self.loop.m.version, exc)
+            return
+        self.loop.swap(fresh)
+
+    async def _shutdown(self) -> None:
+        loop, j = self.loop, self.journal
+        try:
+            self.strategy.stop(self.gateway)
+            self.gateway.cancel_all()
+            if self.o.live:
+                await self.gateway.sync()
+            loop.after_step()
+            loop.record_account()
+            j.add("stop", time.time_ns(), reason=self.stopping or "end of data", status=loop.status())
+        finally:
+            j.close()
+            await self.feed.aclose()
+            if self.o.live:
+                await self.gateway.aclose()
+
+    def summary(self, status: str) -> Summary:
+        s = self.loop.stats
+        return Summary(
+            self.mode,
+            self.journal_path,
+            self.cfg.resolve(self.cfg.live.log_dir) / "runner.log",
+            status,
+            s.decisions,
+            s.signals,
+            s.fills,
+            s.latency(0.5),
+            s.latency(0.99),
+            self.gateway.account(),
+            self.loop.halted_reason,
+            [self.loop.status()],
+        )
+
+
+def _account_line(a: dict[str, Any]) -> str:
+    return f"position {a.get('position', 0.0):+.3f} BTC, cash {a.get('cash', 0.0):,.2f}, fees {a.get('fees', 0.0):,.2f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, o = parse_args(argv)
+    cfg = config_from(args)
+    keys = keys_from_env() if o.live else None
+    log_path = setup_runner_logging(cfg, args.verbose)
+    model = load_model(cfg, o.model, time.time_ns(), o.threshold)
+    runner = Runner(cfg, o, model, keys)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.warning("%s received: cancelling every order, flushing the journal", signal.Signals(signum).name)
+        runner.stop(signal.Signals(signum).name)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, on_signal)
+    log.info("%s runner: model v%s, source %s, journal %s, log %s", runner.mode, model.version, o.source,
+             runner.journal_path, log_path)  # fmt: skip
+    result = asyncio.run(runner.run())
+    print(f"{result.mode} run {result.status}: {result.decisions:,} decisions, {result.signals:,} signals, "
+          f"{result.fills:,} fills; tick-to-decision p50 {result.latency_p50_us:.0f} us, "
+          f"p99 {result.latency_p99_us:.0f} us")  # fmt: skip
+    print(f"  account: {_account_line(result.account)}, equity {result.account['equity']:,.2f}")
+    if result.halted:
+        print(f"  HALTED: {result.halted}")
+    print(f"  journal: {result.journal}  (python -m live.journal {result.journal})")
+    print(f"  log:     {result.log}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

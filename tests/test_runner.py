@@ -1,0 +1,282 @@
+"""The live runner on recorded data: parity with the backtester, the journal, restarts, the kill switch."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.config import AppConfig
+from core.errors import UserError
+from execution.types import OrderKind, OrderStatus
+from live import journal as jr
+from live.loop import Loaded
+from live.runner import Options, Runner, check_model, main
+from models import registry
+
+NS = 1_000_000_000
+
+
+def _cfg(cfg: AppConfig, tmp_path: Path, **live: Any) -> AppConfig:
+    return cfg.model_copy(
+        update={"live": cfg.live.model_copy(update={"journal_dir": tmp_path / "journal", "log_dir": tmp_path, **live})}
+    )
+
+
+def _study_model(cfg: AppConfig) -> tuple[Any, float]:
+    """Version 1 with a threshold low enough that it trades (the EV-chosen one rarely does)."""
+    from warehouse.dataset import load_features
+
+    model = registry.load_version(cfg, "1")
+    rows = load_features(cfg)
+    q = float(np.quantile(model.predict_proba(model.take(rows.x, rows.feature_names)).max(axis=1), 0.97))
+    return replace(model, threshold_up=q, threshold_down=q), q
+
+
+def _order_ids(path: Path) -> list[int]:
+    return [int(r.order_id) for r in jr.read(path, ["submit"]) if r.order_id is not None]
+
+
+def _replay(cfg: AppConfig, model: Any, **opts: Any) -> Runner:
+    o = Options(live=False, source="replay", model=None, duration_ns=None, start_ns=None, end_ns=None,
+                strategy="passive", speed=0.0)  # fmt: skip
+    runner = Runner(cfg, replace(o, **opts), Loaded.of(model, "1"))
+    asyncio.run(runner.run())
+    return runner
+
+
+def test_a_replay_through_the_runner_is_the_backtest(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
+    from flows.backtest import signals, simulate
+    from warehouse.dataset import load_features
+
+    cfg = _cfg(trained[0], tmp_path)
+    model, _ = _study_model(cfg)
+    bt = simulate(cfg, "passive", model, None, None, {})
+    rows = load_features(cfg)
+    sig = signals(model, rows.ts, rows.x)
+    _replay(cfg, model)
+    path = tmp_path / "journal" / "paper.sqlite"
+    decisions = list(jr.read(path, ["decision"]))
+    # the same decisions: every stored feature row, the same probabilities and directions
+    assert [d.data["grid_ns"] for d in decisions] == rows.ts.tolist()
+    np.testing.assert_allclose([d.data["p_up"] for d in decisions], sig.p_up, rtol=0, atol=1e-12)
+    assert [d.data["direction"] for d in decisions] == sig.direction.tolist()
+    assert np.count_nonzero(sig.direction) > 5
+    # the same orders and fills, up to the backtest's end (its last decision)
+    last = int(rows.ts[-1]) + cfg.strategy.decision_delay
+    submits = [r for r in jr.read(path, ["submit"]) if r.ts_ns <= last]
+    orders = bt.orders[bt.orders["ts_submit_local"] <= last]
+    assert len(orders) > 3 and len(submits) == len(orders)
+    for s, o in zip(submits, orders, strict=True):
+        assert (s.order_id, s.ts_ns, s.data["side"], s.data["order_kind"]) == (
+            int(o["order_id"]),
+            int(o["ts_submit_local"]),
+            int(o["side"]),
+            OrderKind(int(o["kind"])).name,
+        )
+    # how each order ended: its status, last price and size (after amends) and what filled
+    done = {d.order_id: d.data for d in jr.read(path, ["done"]) if d.ts_ns <= last}
+    ended = orders[(orders["ts_done_ex"] >= 0) & (orders["ts_done_ex"] < last - 2 * cfg.execution.response_latency)]
+    assert len(ended) > 3
+    for o in ended:
+        d = done[int(o["order_id"])]
+        assert d["status"] == OrderStatus(int(o["status"])).name and d["filled"] == float(o["filled"])
+        assert d["qty"] == float(o["qty"]) and (math.isnan(o["price"]) or d["price"] == float(o["price"]))
+    fills = [r for r in jr.read(path, ["fill"]) if r.data["ts_ex"] <= last]
+    want = bt.fills[bt.fills["ts_ex"] <= last]
+    assert len(want) > 0 and len(fills) == len(want)
+    got = [(f.order_id, f.data["ts_ex"], f.data["price"], f.data["qty"], f.data["maker"]) for f in fills]
+    assert got == [
+        (int(f["order_id"]), int(f["ts_ex"]), float(f["price"]), float(f["qty"]), bool(f["maker"])) for f in want
+    ]
+
+
+def test_a_restart_continues_the_account_and_the_order_ids(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
+    cfg = _cfg(trained[0], tmp_path)
+    model, _ = _study_model(cfg)
+    from warehouse.dataset import load_features
+
+    ts = load_features(cfg).ts
+    mid = int(ts[len(ts) // 2])
+    first = _replay(cfg, model, end_ns=mid)
+    acct = first.gateway.account()
+    path = tmp_path / "journal" / "paper.sqlite"
+    restored = jr.restore(jr._connect(path, readonly=True))
+    assert restored.account is not None and restored.account["position"] == pytest.approx(acct["position"])
+    assert restored.account["cash"] == pytest.approx(acct["cash"]) and restored.open_orders == {}
+    ids_before = set(_order_ids(path))
+    second = _replay(cfg, model, start_ns=mid)
+    assert second.restored.account is not None and second.restored.last_order_id == max(ids_before)
+    ids_after = [i for i in _order_ids(path) if i not in ids_before]
+    assert ids_after and min(ids_after) > max(ids_before)  # no id is ever used twice
+    starts = list(jr.read(path, ["start"]))
+    assert len(starts) == 2 and starts[1].data["restored"]["position"] == pytest.approx(acct["position"])
+
+
+def test_the_kill_switch_halts_on_drawdown_and_cancels_everything(
+    trained: tuple[AppConfig, Any], tmp_path: Path
+) -> None:
+    cfg = _cfg(trained[0], tmp_path)
+    cfg = cfg.model_copy(update={"risk": cfg.risk.model_copy(update={"halt_drawdown": 1e-6, "reduce_drawdown": 1e-6})})
+    model, _ = _study_model(cfg)
+    runner = _replay(cfg, model)
+    path = tmp_path / "journal" / "paper.sqlite"
+    halts = list(jr.read(path, ["halt"]))
+    assert len(halts) == 1 and "drawdown" in halts[0].data["reason"]
+    assert runner.loop.halted_reason.startswith("drawdown")
+    after = [r for r in jr.read(path, ["submit"]) if r.seq > halts[0].seq]
+    assert after == []  # nothing new once halted
+    assert runner.gateway.open_orders() == []
+
+
+def test_operator_commands_halt_resume_and_stop(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
+    cfg = _cfg(trained[0], tmp_path, status_interval=NS)
+    model, _ = _study_model(cfg)
+    path = tmp_path / "journal" / "paper.sqlite"
+    jr.Journal(path, "setup").close()
+    for c in ("halt", "resume", "stop"):
+        jr.send_command(path, c, 0)
+    _replay(cfg, model)
+    kinds = [r.kind for r in jr.read(path, ["halt", "resume", "command", "stop"])]
+    assert kinds[:5] == ["halt", "command", "resume", "command", "command"] and kinds[-1] == "stop"
+    stop = list(jr.read(path, ["stop"]))[-1]
+    assert stop.data["reason"] == "operator command"
+    with pytest.raises(UserError, match="unknown command"):
+        jr.send_command(path, "explode", 0)
+
+
+def test_a_model_for_other_features_or_too_old_is_refused(trained: tuple[AppConfig, Any]) -> None:
+    cfg = trained[0]
+    model = registry.load_version(cfg, "1")
+    now = registry.version_created_ns(cfg, "1")
+    check_model(cfg, model.feature_set, now, "1", now)  # the trained one passes
+    with pytest.raises(UserError, match="feature set"):
+        check_model(cfg, "0123456789abcdef", now, "1", now)
+    with pytest.raises(UserError, match="days old"):
+        check_model(cfg, model.feature_set, now, "1", now + cfg.live.max_model_age + NS)
+
+
+def test_live_without_keys_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("BYBIT_API_KEY", raising=False)
+    monkeypatch.delenv("BYBIT_API_SECRET", raising=False)
+    with pytest.raises(UserError, match="BYBIT_API_KEY"):
+        main(["--live", "--source", "bybit"])
+    with pytest.raises(UserError, match="--live trades on Bybit"):
+        main(["--live", "--source", "sim"])
+    with pytest.raises(UserError, match="--duration"):
+        main(["--duration", "soon"])
+
+
+def _runner_cmd(config: Path, *args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "live.runner", "--config", str(config), "--source", "replay", "--model", "1", *args]
+
+
+def _wait_for(path: Path, kind: str, n: int, proc: Any, timeout_s: float = 240.0) -> int:
+    """Read the journal while the runner writes it until ``n`` records of ``kind`` are there."""
+    import time
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        assert proc.poll() is None, proc.stderr.read()
+        if path.exists():
+            try:
+                count = len(list(jr.read(path, [kind])))
+            except UserError:  # the file exists before its tables do
+                count = 0
+            if count >= n:
+                return count
+        time.sleep(0.2)
+    raise AssertionError(f"no {n} {kind} records within {timeout_s} s")
+
+
+def test_sigkill_then_restart_keeps_the_position_and_never_reuses_an_order(
+    trained: tuple[AppConfig, Any], tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+
+    import yaml
+
+    cfg, _ = trained
+    assert cfg.source_path is not None
+    config = tmp_path / "config.yaml"
+    data = yaml.safe_load(cfg.source_path.read_text())
+    data["warehouse"]["path"] = str(cfg.resolve(cfg.warehouse.path))
+    data["mlflow"] = {"store": str(cfg.resolve(cfg.mlflow.store)), "artifacts": str(cfg.resolve(cfg.mlflow.artifacts))}
+    data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
+    config.write_text(yaml.safe_dump(data))
+    _, q = _study_model(cfg)
+    path = tmp_path / "journal" / "paper.sqlite"
+    cmd = _runner_cmd(config, "--threshold", repr(q), "--speed", "100")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd())
+    try:
+        _wait_for(path, "fill", 3, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    # what the journal holds after the kill is consistent: the account is the sum of the fills before it
+    rows = list(jr.read(path))
+    accounts = [r for r in rows if r.kind == "account"]
+    assert accounts, "no account record was committed before the kill"
+    last = accounts[-1]
+    signed = sum(r.data["side"] * r.data["qty"] for r in rows if r.kind == "fill" and r.seq < last.seq)
+    assert last.data["position"] == pytest.approx(signed, abs=1e-9)
+    before = _order_ids(path)
+    assert len(before) == len(set(before)) > 0
+    # the restart: the position comes back, the orders that rested on the dead paper exchange end
+    restart = subprocess.run(
+        _runner_cmd(config, "--threshold", repr(q), "--duration", "3s", "--speed", "100"),
+        capture_output=True, text=True, timeout=300, cwd=Path.cwd(),
+    )  # fmt: skip
+    assert restart.returncode == 0, restart.stderr
+    assert "restored from" in restart.stderr
+    starts = [r for r in jr.read(path, ["start"])]
+    assert len(starts) == 2 and starts[1].data["restored"]["position"] == pytest.approx(last.data["position"])
+    after = _order_ids(path)
+    assert len(after) == len(set(after)) and min(after[len(before) :], default=max(before) + 1) > max(before)
+    left = jr.restore(jr._connect(path, readonly=True))
+    assert left.open_orders == {}  # every order of both sessions has ended (the dead ones as CANCELLED)
+
+
+def test_sigterm_cancels_everything_flushes_and_exits_zero(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    import yaml
+
+    cfg, _ = trained
+    assert cfg.source_path is not None
+    config = tmp_path / "config.yaml"
+    data = yaml.safe_load(cfg.source_path.read_text())
+    data["warehouse"]["path"] = str(cfg.resolve(cfg.warehouse.path))
+    data["mlflow"] = {"store": str(cfg.resolve(cfg.mlflow.store)), "artifacts": str(cfg.resolve(cfg.mlflow.artifacts))}
+    data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
+    config.write_text(yaml.safe_dump(data))
+    _, q = _study_model(cfg)
+    path = tmp_path / "journal" / "paper.sqlite"
+    proc = subprocess.Popen(
+        _runner_cmd(config, "--threshold", repr(q), "--speed", "100"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd(),
+    )  # fmt: skip
+    try:
+        _wait_for(path, "submit", 2, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "SIGTERM received" in err and "paper run stopped" in out
+    stop = list(jr.read(path, ["stop"]))
+    assert len(stop) == 1 and stop[0].data["reason"] == "SIGTERM"
+    assert jr.restore(jr._connect(path, readonly=True)).open_orders == {}  # nothing left resting
+    log = (tmp_path / "logs" / "runner.log").read_text().splitlines()
+    import json
+
+    assert any(json.loads(line)["msg"].startswith("SIGTERM received") for line in log)

@@ -6,7 +6,10 @@
     4. train the stacked model and register it in MLflow (flow 'train'), promote it (flow 'promote')
     5. backtest the champion with both strategies (market-order baseline, passive) on the held-out
        block the model never saw (flow 'backtest'), and compare them
-    6. print the warehouse summary and where the reports and the MLflow UI show the results
+    6. print the warehouse summary
+    7. the live runner in paper mode for a minute (``python -m live.runner --paper --source bybit``)
+       against the local Bybit v5 stand-in server fed by the simulator, through ccxt.pro
+    8. a summary: where the reports, the journal, the logs and the UIs are
 
 Each step is a real component: the same parser, book, normalizer and writer as a live ingest.
 Running it again continues the market where the warehouse ends, so nothing is duplicated.
@@ -35,6 +38,7 @@ from flows.features import features_flow
 from flows.ingest import build_source, ingest_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
+from models.registry import version_for
 from warehouse import reader
 from warehouse.cli import show
 from warehouse.dataset import load
@@ -85,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _run(features_flow(config=args.config, return_state=True), "feature build")
     print("\nstep 4: train, register and promote (Prefect flows 'train' and 'promote')")
     rows = labelled_rows(cfg)
+    study: float | None = None  # the execution-study threshold, when the champion abstains
     if rows < cfg.training.min_rows:
         print(
             f"only {rows:,} labelled rows so far, training needs {cfg.training.min_rows:,}: "
@@ -99,9 +104,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run(promote_flow(config=args.config, return_state=True), "promotion")
             m = cfg.mlflow
             print(f"MLflow: make ui, then http://127.0.0.1:5000 (experiment {m.experiment}, model {m.model_name})")
-            backtests(args.config, _data(trained)["test_start"])
+            study = backtests(args.config, _data(trained)["test_start"])
     print("\nstep 6: the warehouse (python -m warehouse show)")
     show(cfg)
+    journal = paper_minute(args.config, study) if _has_champion(cfg) else None
+    print("\nstep 8: where everything is")
+    print(f"  warehouse: {cfg.resolve(cfg.warehouse.path)}  (python -m warehouse show)")
+    print(f"  reports:   {cfg.resolve(cfg.backtest.out)}/*/report.html")
+    print(f"  models:    {cfg.resolve(cfg.mlflow.store)}  (make ui: http://127.0.0.1:5000)")
+    if journal is not None:
+        print(f"  journal:   {journal}  (python -m live.journal {journal})")
+        print(f"  logs:      {cfg.resolve(cfg.live.log_dir) / 'runner.log'}")
     print(
         "\nnext: make ui                         (runs, metrics, diagnostics, the champion, backtests)"
         "\n      python -m flows.backtest --help (backtest any model, any window, compare reports)"
@@ -115,7 +128,46 @@ def main(argv: Sequence[str] | None = None) -> int:
 STUDY_QUANTILE = 0.99
 
 
-def backtests(config: str, start: str) -> None:
+PAPER_SECONDS = 60
+HISTORY_S, CATCHUP = 330, 30.0  # the stand-in's past, published 30x fast: the features warm up in 11 s
+
+
+def paper_minute(config: str, study: float | None) -> Path:
+    """Step 7: the runner in paper mode for a minute against the stand-in fed by the simulator.
+
+    The stand-in publishes the simulated market's last five and a half minutes first (what the
+    features need to warm up; on Bybit the 24/7 ingest's warehouse provides them), then runs live.
+    The runner is the real command, in its own process; its status lines show what it does."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from market.standin import BackgroundStandin
+    from market.standin.feeds import SimFeed
+
+    cfg = load_config(config)
+    print(f"\nstep 7: the live runner, paper trading for {PAPER_SECONDS} s against the Bybit stand-in server")
+    feed = SimFeed(cfg.sim, cfg.instrument, cfg.ingest.depth, history_ns=HISTORY_S * 1_000_000_000, catchup=CATCHUP)
+    src = Path(config)
+    with BackgroundStandin(feed) as server:
+        data = yaml.safe_load(src.read_text()) or {}
+        data["bybit"] = {**data.get("bybit", {}), "rest_url": server.url, "ws_public_url": server.ws_url}
+        runner_config = src.parent / ".demo-runner.yaml"
+        runner_config.write_text(yaml.safe_dump(data, sort_keys=False))
+        seconds = PAPER_SECONDS + int(HISTORY_S / CATCHUP)
+        cmd = ["--paper", "--source", "bybit", "--duration", f"{seconds}s", "--config", str(runner_config)]
+        if study is not None:
+            cmd += ["--threshold", repr(study)]
+            print(f"  the champion abstains at its thresholds: acting from confidence {study:.4f} (execution study)")
+        print(f"  stand-in at {server.url}; python -m live.runner {' '.join(cmd)}")
+        done = subprocess.run([sys.executable, "-m", "live.runner", *cmd], check=False)  # noqa: S603  (our own CLI)
+    if done.returncode != 0:
+        raise UserError(f"the paper runner failed (exit {done.returncode})")
+    return cfg.resolve(cfg.live.journal_dir) / "paper.sqlite"
+
+
+def backtests(config: str, start: str) -> float | None:
     """Step 5: both strategies with the champion on the held-out block, side by side.
 
     A champion that finds no edge beyond the fees does not trade; then both strategies are also run
@@ -123,6 +175,7 @@ def backtests(config: str, start: str) -> None:
     confidence on the data before the held-out block (chosen without looking at the block)."""
     print(f"\nstep 5: backtest the champion from {start} on, data it never saw (Prefect flow 'backtest')")
     reports = _both(config, start, None)
+    study = None
     if all(int(_fills(r)) == 0 for r in reports):
         print(
             "the champion did not trade on the held-out block: at its operating thresholds it expects no "
@@ -130,8 +183,10 @@ def backtests(config: str, start: str) -> None:
             f"its {STUDY_QUANTILE:.0%} quantile before {start}"
         )
         reports = _both(config, start, STUDY_QUANTILE)
+        study = float(json.loads((Path(reports[1]) / "metrics.json").read_text())["meta"]["threshold_override"])
     print("\n" + compare_reports(*reports))
     print(f"reports: {reports[0]}/report.html and {reports[1]}/report.html")
+    return study
 
 
 def _both(config: str, start: str, quantile: float | None) -> list[str]:
@@ -158,6 +213,10 @@ def _data(state: State) -> dict[str, Any]:
 def _run(state: State, what: str) -> None:
     raise_if_failed(state, what)
     print(state.message)
+
+
+def _has_champion(cfg: AppConfig) -> bool:
+    return cfg.resolve(cfg.mlflow.store).exists() and version_for(cfg, "champion") is not None
 
 
 def labelled_rows(cfg: AppConfig) -> int:

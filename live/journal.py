@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS commands (
 """
 
 COMMANDS = ("resume", "halt", "stop")
+# an order's last record: paper writes "done", the live gateway what Bybit said
+_ENDS = "'done', 'cancelled', 'filled', 'reject'"
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ def restore(con: sqlite3.Connection) -> Restored:
     row = con.execute("SELECT max(order_id), count(DISTINCT session) FROM records").fetchone()
     out.last_order_id, out.sessions = int(row[0] or 0), int(row[1] or 0)
     for kind, oid, data in con.execute(
-        "SELECT kind, order_id, data FROM records WHERE kind IN ('submit', 'done') ORDER BY seq"
+        f"SELECT kind, order_id, data FROM records WHERE kind IN ('submit', {_ENDS}) ORDER BY seq"
     ):
         if kind == "submit":
             d = json.loads(data)

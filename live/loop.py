@@ -344,6 +344,12 @@ class Loop:
             f"{gw.name} | model v{self.m.version} | data {format_ns(max(self.last_book_ts, 0))}"
             f" | pos {acct['position']:+.3f} BTC | equity {acct['equity']:,.2f} | fees {acct['fees']:,.2f}"
             f" | decisions {s.decisions:,} ({s.signals:,} signals) | fills {s.fills:,} | open {len(gw.open_orders())}"
-            f" | {state} | latency p50 {s.latency(0.5):.0f} us p99 {s.latency(0.99):.0f} us"
-            f" | {self.monitor.figures().line()}"
+            f" | {state} | {self._latency_text()} | {self.monitor.figures().line()}"
         )
+
+    def _latency_text(self) -> str:
+        s = self.stats
+        if s.decisions:
+            return f"latency p50 {s.latency(0.5):.0f} us p99 {s.latency(0.99):.0f} us"
+        have = max(self.last_book_ts - self.segment_start, 0) / NS if self.last_book_ts > 0 else 0.0
+        return f"warming up: {min(have, MAX_LOOKBACK_S):.0f} of {MAX_LOOKBACK_S} s of data"

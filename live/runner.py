@@ -26,6 +26,7 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -188,6 +189,7 @@ class Runner:
         self.feed = make_feed(cfg, o)
         self.loop = Loop(cfg, self.gateway, self.strategy, model, self.journal, live_feed=o.source != "replay")
         self.stopping = ""
+        self._feed_seen: Counter[str] = Counter()
         self._restore_risk()
 
     def _restore_risk(self) -> None:
@@ -236,6 +238,7 @@ class Runner:
                         loop.after_step()
                         await self.gateway.sync()
                     loop.after_step()
+                self._feed_events()
                 loop.watch(wall, self.feed.book_valid)
                 if wall - last_status >= lc.status_interval:
                     last_status = wall
@@ -263,6 +266,15 @@ class Runner:
             if self.stopping and self.stopping != "duration reached":
                 status = "stopped"
         return self.summary(status)
+
+    def _feed_events(self) -> None:
+        """Gaps, rejected messages, reconnects and resyncs of the feed go to the journal as they happen."""
+        c = self.feed.counts
+        for kind in ("gaps", "rejected", "reconnect", "resubscribe", "late"):
+            new = c[kind] - self._feed_seen[kind]
+            if new > 0:
+                self._feed_seen[kind] = c[kind]
+                self.journal.add("feed", self.gateway.now, event=kind, count=new, book_valid=self.feed.book_valid)
 
     def _commands(self) -> None:
         for cid, command in self.journal.pending_commands():

@@ -3,13 +3,20 @@
 Saved as a folder of plain files (LightGBM model text, XGBoost JSON, arrays, a JSON manifest)
 that the MLflow pyfunc (models/pyfunc.py) carries as its artifact; loading it needs no refit and
 no training code.
+
+``predict_proba`` evaluates both stacks (four boosters, meta-learners, calibrators) in one call of
+a numba kernel over their compiled forests (models/compiled.py), for one row (the live runner, a
+few microseconds) or many (backtests, promotion): the same code, so the same probabilities to the
+last bit. A booster that cannot be compiled leaves the model on the per-direction path, where that
+booster predicts with its library.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +24,10 @@ import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
 
+from models.compiled import Arrays, pack, predict_stacks
 from models.stack import DirectionStack, inference_threads
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1
 
@@ -37,6 +47,27 @@ class StackedModel:
     down: DirectionStack
     threshold_up: float
     threshold_down: float
+    _compiled: tuple[Arrays, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
+    _ready: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def compile(self) -> bool:
+        """Build the compiled evaluator of both stacks (once) and run it on one row, so numba has
+        compiled or loaded its kernel before the first real decision. True when every booster
+        compiled (else the per-direction path serves, see ``DirectionStack.base``). The stacks must
+        not change afterwards."""
+        if not self._ready:
+            forests = [*self.up.forests(), *self.down.forests()]
+            if all(f is not None for f in forests):
+                packed = pack(*(f for f in forests if f is not None))
+                if packed.n_features <= len(self.feature_names):
+                    self._compiled = (packed.arrays, np.stack([self.up.coefs(), self.down.coefs()]))
+                else:
+                    log.warning(
+                        "the boosters read %d features, the model has %d", packed.n_features, len(self.feature_names)
+                    )
+            self._ready = True
+            self.predict_proba(np.zeros(len(self.feature_names)))
+        return self._compiled is not None
 
     def check(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
@@ -46,20 +77,40 @@ class StackedModel:
             raise ModelInputError(
                 f"the model takes {len(self.feature_names)} features (set {self.feature_set}), got shape {x.shape}"
             )
-        return x
+        return np.ascontiguousarray(x)
 
-    def take(self, x: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        """The model's columns of ``x``, whose columns are ``names`` (e.g. the whole feature catalog)."""
+    def columns_for(self, names: Sequence[str]) -> np.ndarray:
+        """Indices of the model's features in ``names``: ``x[..., model.columns_for(names)]`` is ``take``."""
         index = {n: i for i, n in enumerate(names)}
         missing = [n for n in self.feature_names if n not in index]
         if missing:
             raise ModelInputError(f"the input lacks {len(missing)} of the model's features (first: {missing[0]})")
-        return np.asarray(x, np.float64)[..., [index[n] for n in self.feature_names]]
+        return np.array([index[n] for n in self.feature_names], np.intp)
+
+    def take(self, x: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """The model's columns of ``x``, whose columns are ``names`` (e.g. the whole feature catalog)."""
+        return np.asarray(x, np.float64)[..., self.columns_for(names)]
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """(n, 2): calibrated P(up), P(down)."""
-        x = self.check(x)
-        return np.column_stack([self.up.predict(x), self.down.predict(x)])
+        """(n, 2): calibrated P(up), P(down); a single row (1-D) gives (1, 2)."""
+        if not self._ready:
+            self.compile()
+        fast = self._compiled
+        if fast is None:
+            x = self.check(x)
+            return np.column_stack([self.up.predict(x), self.down.predict(x)])
+        if (
+            type(x) is np.ndarray
+            and x.ndim == 1
+            and x.dtype == np.float64
+            and x.shape[0] == len(self.feature_names)
+            and x.flags.c_contiguous
+        ):
+            x = x.reshape(1, -1)  # the live runner's row: a view, no copy, no checks to repeat
+        else:
+            x = self.check(x)
+        out: np.ndarray = predict_stacks(x, *fast)
+        return out
 
     def signal(self, proba: np.ndarray) -> np.ndarray:
         """+1 / -1 / 0 per row: the direction whose probability clears its threshold by more."""
@@ -124,7 +175,7 @@ class StackedModel:
                 list(m["folds"]),
             )
 
-        return cls(
+        model = cls(
             feature_names=list(manifest["feature_names"]),
             feature_set=str(manifest["feature_set"]),
             label_set=str(manifest["label_set"]),
@@ -135,3 +186,5 @@ class StackedModel:
             threshold_up=float(manifest["threshold_up"]),
             threshold_down=float(manifest["threshold_down"]),
         )
+        model.compile()
+        return model

@@ -15,10 +15,19 @@ REFERENCE section 5:
 
 Everything fitted lives in ``DirectionStack`` / ``StackedModel`` as plain arrays and model
 strings, so the live side loads it and never refits anything.
+
+Training fits the boosters, and scores the folds' out-of-fold rows (``predict_lgb`` /
+``predict_xgb``), with the libraries. A fitted ``DirectionStack`` predicts through its compiled
+forests (models/compiled.py): the calibrator, the thresholds, the held-out scores and every later
+prediction (backtests, promotion, the live runner) see the very same numbers. LightGBM's compiled
+probabilities equal the library's; XGBoost's differ by up to ~1e-7 (the library adds its trees in
+float32, the compiled forest in float64).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +35,11 @@ import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
 
+from models import compiled
+from models.compiled import CompiledForest
 from models.cv import walk_forward
+
+log = logging.getLogger(__name__)
 
 _EPS = 1e-6
 
@@ -145,9 +158,37 @@ def predict_xgb(model: xgb.Booster, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.inplace_predict(x, iteration_range=rng), np.float64)
 
 
+def _compile(
+    kind: str,
+    build: Callable[[Any, int | None], CompiledForest],
+    library: Callable[[Any, np.ndarray], np.ndarray],
+    booster: Any,
+    iteration: int | None,
+    tolerance: float,
+) -> CompiledForest | None:
+    """A booster's compiled forest, checked against its library on probe rows; None (and a
+    warning) when it cannot be compiled or does not match: that booster then uses the library."""
+    try:
+        forest = build(booster, iteration)
+        probe = compiled.probe_rows(forest)
+        gap = float(np.max(np.abs(forest.predict(probe)[:, 0] - library(booster, probe))))
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        log.warning("%s booster not compiled (%s): it predicts with the library", kind, exc)
+        return None
+    if not gap <= tolerance:
+        log.warning(
+            "compiled %s booster is %.3g off the library (> %g): it predicts with the library", kind, gap, tolerance
+        )
+        return None
+    return forest
+
+
 @dataclass
 class DirectionStack:
-    """One direction's fitted stack; ``predict`` gives the calibrated probability."""
+    """One direction's fitted stack; ``predict`` gives the calibrated probability.
+
+    The boosters must not change once it has predicted: their compiled forests are built on first
+    use (``forests``)."""
 
     lgb_model: lgb.Booster
     xgb_model: xgb.Booster
@@ -156,17 +197,41 @@ class DirectionStack:
     cal_coef: float  # Platt calibrator: p = sigmoid(cal_coef * logit(p_meta) + cal_intercept)
     cal_intercept: float
     folds: list[dict[str, float]] = field(default_factory=list)
+    _forests: tuple[CompiledForest | None, CompiledForest | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def forests(self) -> tuple[CompiledForest | None, CompiledForest | None]:
+        """(LightGBM, XGBoost) compiled forests, built once; None for a booster left to its library."""
+        if self._forests is None:
+            lgb_iteration = self.lgb_model.best_iteration or None  # as predict_lgb / predict_xgb
+            xgb_iteration = getattr(self.xgb_model, "best_iteration", None)
+            self._forests = (
+                _compile("LightGBM", compiled.from_lightgbm, predict_lgb, self.lgb_model, lgb_iteration, 1e-9),
+                _compile("XGBoost", compiled.from_xgboost, predict_xgb, self.xgb_model, xgb_iteration, 1e-6),
+            )
+        return self._forests
+
+    def coefs(self) -> np.ndarray:
+        """[meta intercept, w_lgb, w_xgb, calibrator slope, calibrator intercept] for the kernels."""
+        c = [self.meta_intercept, self.meta_coef[0], self.meta_coef[1], self.cal_coef, self.cal_intercept]
+        return np.array(c, np.float64)
 
     def base(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return predict_lgb(self.lgb_model, x), predict_xgb(self.xgb_model, x)
+        x = np.ascontiguousarray(x, np.float64)
+        f_lgb, f_xgb = self.forests()
+        p_lgb = predict_lgb(self.lgb_model, x) if f_lgb is None else f_lgb.predict(x).ravel()
+        p_xgb = predict_xgb(self.xgb_model, x) if f_xgb is None else f_xgb.predict(x).ravel()
+        return p_lgb, p_xgb
 
     def meta(self, p_lgb: np.ndarray, p_xgb: np.ndarray) -> np.ndarray:
-        z = self.meta_intercept + self.meta_coef[0] * _logit(p_lgb) + self.meta_coef[1] * _logit(p_xgb)
-        out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+        a, b = np.ascontiguousarray(p_lgb, np.float64), np.ascontiguousarray(p_xgb, np.float64)
+        out: np.ndarray = compiled.meta_kernel(a.ravel(), b.ravel(), self.coefs()).reshape(a.shape)
         return out
 
     def calibrate(self, p: np.ndarray) -> np.ndarray:
-        out: np.ndarray = 1.0 / (1.0 + np.exp(-(self.cal_coef * _logit(p) + self.cal_intercept)))
+        a = np.ascontiguousarray(p, np.float64)
+        out: np.ndarray = compiled.calibrate_kernel(a.ravel(), self.coefs()).reshape(a.shape)
         return out
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -10,9 +10,12 @@ Point the ingest at it with config.yaml:
       rest_url: http://127.0.0.1:8765
       ws_public_url: ws://127.0.0.1:8765/v5/public/linear
 
+Private endpoints (orders, position, executions, wallet) accept the key pair given by --api-key /
+--api-secret (default standin-key / standin-secret), signed like Bybit v5.
+
 Inject a fault: curl -X POST localhost:8765/_standin/fault -d '{"kind": "skip_update"}'
 (kinds: skip_update, snapshot, restart, bad_json, missing_field, negative_size, crossed, drop,
-stall; docs/standin.md). Stop with Ctrl-C.
+stall, reject_orders, rate_limit, drop_response; docs/standin.md). Stop with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from core.cli import add_config_argument, run_main, setup_logging
 from core.config import load_config
 from core.errors import UnavailableError, UserError
 from market.standin.feeds import Feed, FileFeed, SimFeed
+from market.standin.private import PrivateSpec
 from market.standin.server import StandinServer
 
 
@@ -39,9 +43,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--feed", choices=("sim", "file"), help="what to publish (default: standin.feed)")
     p.add_argument("--path", help="a recorded Bybit file (--feed file)")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed for --feed file (default 1)")
+    p.add_argument("--api-key", default="standin-key", help="the API key the private endpoints accept")
+    p.add_argument("--api-secret", default="standin-secret", help="its secret (HMAC-SHA256 signatures)")
+    p.add_argument("--rate-limit", type=int, default=10, help="order requests per second per key (default 10)")
     add_config_argument(p)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
+
+
+def build_private(args: argparse.Namespace) -> PrivateSpec:
+    if args.rate_limit < 1:
+        raise UserError(f"--rate-limit {args.rate_limit}: must be at least 1")
+    if not args.api_key or not args.api_secret:
+        raise UserError("--api-key and --api-secret must not be empty")
+    labels = load_config(args.config).labels
+    return PrivateSpec(args.api_key, args.api_secret, args.rate_limit, labels.maker_fee, labels.taker_fee)
 
 
 def build_feed(args: argparse.Namespace) -> tuple[Feed, str, int]:
@@ -62,8 +78,8 @@ def build_feed(args: argparse.Namespace) -> tuple[Feed, str, int]:
     return FileFeed(path, args.speed, cfg.instrument.venue_symbol), host, port
 
 
-async def serve(feed: Feed, host: str, port: int) -> None:
-    server = StandinServer(feed, host, port)
+async def serve(feed: Feed, host: str, port: int, private: PrivateSpec | None = None) -> None:
+    server = StandinServer(feed, host, port, private)
     try:
         await server.start()
     except OSError as exc:
@@ -89,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
     feed, host, port = build_feed(args)
-    asyncio.run(serve(feed, host, port))
+    asyncio.run(serve(feed, host, port, build_private(args)))
     return 0
 
 

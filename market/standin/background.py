@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from market.standin.feeds import Feed
+from market.standin.private import PrivateSpec
 from market.standin.server import StandinServer
 
 T = TypeVar("T")
@@ -21,8 +22,8 @@ class BackgroundStandin:
     convenience that does what ``POST /_standin/fault`` does, on the server's own loop.
     """
 
-    def __init__(self, feed: Feed, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = StandinServer(feed, host, port)
+    def __init__(self, feed: Feed, host: str = "127.0.0.1", port: int = 0, private: PrivateSpec | None = None) -> None:
+        self.server = StandinServer(feed, host, port, private)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="standin", daemon=True)
 

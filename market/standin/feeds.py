@@ -27,27 +27,44 @@ class Feed(Protocol):
 
 
 class SimFeed:
-    """The simulator, started at ``now``: an endless market at Bybit's cadence."""
+    """The simulator: an endless market at Bybit's cadence, started at ``now``.
+
+    With ``history_ns`` the market started that long ago and its past is published first,
+    ``catchup`` times faster than real time, then the market runs at wall-clock pace: a client
+    that connects at once sees the minutes before ``now`` (what a runner's features need to warm
+    up, which on Bybit itself come from the warehouse the 24/7 ingest fills).
+    """
 
     name = "sim"
     shift_ms = 0
 
-    def __init__(self, sim: SimConfig, instrument: InstrumentConfig, depth: int) -> None:
+    def __init__(
+        self, sim: SimConfig, instrument: InstrumentConfig, depth: int, history_ns: int = 0, catchup: float = 20.0
+    ) -> None:
+        if history_ns < 0 or catchup < 1:
+            raise UserError("the stand-in's history must be >= 0 and its catch-up speed >= 1")
         self.sim = sim
         self.instrument = instrument
         self.depth = depth
         self.symbol = instrument.venue_symbol
         self.tick_size = instrument.tick_size
+        self.history_ns, self.catchup = history_ns, catchup
 
     async def messages(self, now_ns: int) -> AsyncIterator[tuple[int, str]]:
         from market.sim import MarketSimulator
 
-        sim = MarketSimulator(self.sim.model_copy(update={"start": now_ns}), self.instrument, self.depth)
+        start = now_ns - self.history_ns
+        sim = MarketSimulator(self.sim.model_copy(update={"start": start}), self.instrument, self.depth)
         latency = self.sim.feed_latency
+        caught_up = now_ns + int(self.history_ns / self.catchup)  # when the past has been published
         while True:
             for batch in sim.batches(1_000_000_000, max_batch=4096):
                 for m in batch:
-                    yield m.ts_local_ns - latency, m.payload
+                    ts = m.ts_local_ns - latency
+                    if ts < now_ns:
+                        yield now_ns + int((ts - start) / self.catchup), m.payload
+                    else:
+                        yield max(ts, caught_up), m.payload
 
 
 class FileFeed:

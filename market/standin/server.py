@@ -1,9 +1,10 @@
-"""A Bybit v5 stand-in: the REST market endpoints and the public linear WebSocket, on 127.0.0.1.
+"""A Bybit v5 stand-in: the REST market endpoints, the public linear WebSocket and a private
+trading account (signed REST: orders, position, executions, wallet), on 127.0.0.1.
 
-It answers what ccxt / ccxt.pro need to load the BTCUSDT perpetual and watch its order book and
-trades, fed by the simulator or a recorded file, and it can be told to misbehave (fault
-injection) the ways a real exchange connection does. Nothing here is a mock of ccxt: tests run
-the real client against this server over TCP.
+It answers what ccxt / ccxt.pro need to load the BTCUSDT perpetual, watch its order book and
+trades, and trade it, fed by the simulator or a recorded file, and it can be told to misbehave
+(fault injection) the ways a real exchange connection does. Nothing here is a mock of ccxt:
+tests run the real client against this server over TCP.
 
     GET  /v5/market/time                 server time
     GET  /v5/market/instruments-info     category=linear[&symbol=BTCUSDT]
@@ -11,11 +12,19 @@ the real client against this server over TCP.
     WS   /v5/public/linear               op subscribe / unsubscribe / ping;
                                          orderbook.{depth}.BTCUSDT, publicTrade.BTCUSDT
     POST /_standin/fault                 {"kind": "...", "seconds": 3}  (see FAULTS)
-    GET  /_standin/stats                 counters, current update id, connections
+    GET  /_standin/stats                 counters, current update id, connections, the account
     GET  /_standin/history?after=N       the server's best bid/ask after every book update
+    private, signed (X-BAPI-* headers; private.py, matching rules in account.py):
+    POST /v5/order/create | amend | cancel | cancel-all     category=linear, symbol=BTCUSDT
+    GET  /v5/order/realtime              open orders; one recent order by orderId / orderLinkId
+    GET  /v5/execution/list              our fills, newest first
+    GET  /v5/position/list               the one-way position
+    GET  /v5/account/wallet-balance      accountType=UNIFIED (USDT)
+    GET  /v5/account/fee-rate, /v5/account/info, /v5/user/query-api, /v5/asset/coin/query-info
 
 The server keeps its own book (from the feed's messages): a new subscriber gets a snapshot of
-it with the current update id, and then the deltas everyone gets.
+it with the current update id, and then the deltas everyone gets. The private account's resting
+orders fill from the same feed (its trades and book moves); market orders walk this book.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from market.standin.feeds import Feed
+from market.standin.private import PRIVATE_FAULTS, PrivateApi, PrivateSpec
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,7 @@ FAULTS: dict[str, str] = {
     "crossed": "a book delta (with the next update id) putting a bid above the best ask",
     "drop": "every WebSocket connection is cut at once (no close frame)",
     "stall": "no market data for `seconds` (connections stay open, pings are answered)",
+    **PRIVATE_FAULTS,
 }
 
 _QUEUE_LIMIT = 50_000  # frames waiting for a slow subscriber before it is disconnected
@@ -123,7 +134,7 @@ class _Book:
 class StandinServer:
     """The stand-in. ``await start()`` binds and starts the feed; ``await stop()`` ends both."""
 
-    def __init__(self, feed: Feed, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, feed: Feed, host: str = "127.0.0.1", port: int = 0, private: PrivateSpec | None = None) -> None:
         self.feed = feed
         self.host = host
         self.port = port
@@ -140,6 +151,9 @@ class StandinServer:
         self._stall_until = 0.0
         self._runner: web.AppRunner | None = None
         self.publisher: asyncio.Task[None] | None = None
+        self._starts_with_subscriber = getattr(feed, "history_ns", 0) > 0  # the feed waits for the first subscriber
+        self._subscribed = asyncio.Event()
+        self.private = PrivateApi(self, private or PrivateSpec())
         self.app = self._make_app()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -153,6 +167,7 @@ class StandinServer:
         app.router.add_post("/_standin/fault", self._fault)
         app.router.add_get("/_standin/stats", self._stats)
         app.router.add_get("/_standin/history", self._history)
+        self.private.register(app)
         return app
 
     async def start(self) -> str:
@@ -185,9 +200,10 @@ class StandinServer:
             await self._runner.cleanup()
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until the feed has produced a book (the first snapshot)."""
+        """Until the feed has produced a book (the first snapshot); a feed with a history to
+        publish is ready at once: it starts with its first subscriber, who sees the history."""
         deadline = time.monotonic() + timeout
-        while not self.book.ready:
+        while not self.book.ready and not self._starts_with_subscriber:
             if self.publisher is not None and self.publisher.done():
                 self.publisher.result()  # the feed failed: raise its error
                 raise RuntimeError("the feed ended before producing a book")
@@ -199,6 +215,8 @@ class StandinServer:
 
     async def _publish(self) -> None:
         loads = orjson.loads
+        if self._starts_with_subscriber:
+            await self._subscribed.wait()
         async for due_ns, payload in self.feed.messages(time.time_ns()):
             wait = (due_ns - time.time_ns()) / 1e9
             if wait > 0:
@@ -228,6 +246,7 @@ class StandinServer:
             for t in msg.get("data", []):
                 t["T"] = t["T"] + shift
         self.stats["trade_messages"] += 1
+        self.private.on_trades(msg.get("data", []))
         if not self._stalled():
             self._broadcast(self.trade_topic, _json(msg))
 
@@ -268,6 +287,7 @@ class StandinServer:
         self.stats["book_messages"] += 1
         bb, bq, ba, aq = book.best()
         self.history.append([book.u, book.cts, bb, bq, ba, aq])
+        self.private.on_book()
         if kind == "skip_update" or self._stalled():
             return
         if send_as == "delta":
@@ -410,6 +430,8 @@ class StandinServer:
                 conn.cut()
         elif kind == "stall":
             self._stall_until = time.monotonic() + seconds
+        elif kind in PRIVATE_FAULTS:
+            self.private.inject(kind, seconds)
         else:
             self._faults.append({"kind": kind})
 
@@ -425,6 +447,7 @@ class StandinServer:
             symbol=self.symbol,
             feed=self.feed.name,
             pending_faults=len(self._faults),
+            private=self.private.stats_dict(),
         )
         return out
 
@@ -498,6 +521,8 @@ class StandinServer:
             if t == self.book_topic and t not in conn.topics and self.book.ready:
                 conn.send(self._snapshot_frame())
             conn.topics.add(t)
+        if self.book_topic in topics:
+            self._subscribed.set()
 
 
 def _decimals(step: float) -> int:

@@ -86,7 +86,8 @@ class Strategy:
     active: Parent | None = None
     parents: list[Parent] = field(default_factory=list)
     cancelling: set[int] = field(default_factory=set)
-    amending: dict[int, float] = field(default_factory=dict)  # order id -> price asked for
+    # order id -> (price, size, when) of an amend in flight: held until the order shows it (or 1 s passed)
+    amending: dict[int, tuple[float, float, int]] = field(default_factory=dict)
     requests: deque[int] = field(default_factory=deque)
     throttled: int = 0
     decisions: int = 0
@@ -151,7 +152,7 @@ class Strategy:
         orders = v.open_orders()
         live = {o.order_id for o in orders}
         self.cancelling &= live
-        self.amending = {k: p for k, p in self.amending.items() if k in live}
+        self.amending = {k: a for k, a in self.amending.items() if k in live and not self._amended(orders, k, a, now)}
         need = self.target - v.position()
         side = 1 if need > 0 else -1
         if self.active is not None and (self.active.side != side or abs(need) < self.sizing.lot / 2):
@@ -180,6 +181,14 @@ class Strategy:
 
     def execute(self, v: Venue, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
         raise NotImplementedError
+
+    def _amended(self, orders: list[OpenOrder], oid: int, asked: tuple[float, float, int], now: int) -> bool:
+        """The order shows the amend's price and size (or its report is overdue): it may be amended again."""
+        price, qty, when = asked
+        if now - when >= self.params.rate_window_ns:
+            return True
+        o = next(o for o in orders if o.order_id == oid)
+        return abs(o.price - price) < 0.5 * self.params.tick and abs(o.qty - qty) < self.sizing.lot / 2
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -314,7 +323,7 @@ class Passive(Strategy):
             too_big = o.remaining > need + self.sizing.lot / 2
             if (moved or too_big) and self._budget(now):
                 new_qty = o.filled + min(o.remaining, need) if too_big else None
-                self.amending[o.order_id] = want
+                self.amending[o.order_id] = (want if moved else o.price, o.qty if new_qty is None else new_qty, now)
                 v.amend(o.order_id, price=want if moved else None, qty=new_qty)
             need -= min(o.remaining, need)
         if working < 1e-12 and not self.cancelling:

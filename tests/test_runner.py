@@ -38,6 +38,12 @@ def _study_model(cfg: AppConfig) -> tuple[Any, float]:
     return replace(model, threshold_up=q, threshold_down=q), q
 
 
+def _first_row(cfg: AppConfig) -> int:
+    from warehouse.dataset import load_features
+
+    return int(load_features(cfg).ts[0])
+
+
 def _order_ids(path: Path) -> list[int]:
     return [int(r.order_id) for r in jr.read(path, ["submit"]) if r.order_id is not None]
 
@@ -124,7 +130,7 @@ def test_the_kill_switch_halts_on_drawdown_and_cancels_everything(
     cfg = _cfg(trained[0], tmp_path)
     cfg = cfg.model_copy(update={"risk": cfg.risk.model_copy(update={"halt_drawdown": 1e-6, "reduce_drawdown": 1e-6})})
     model, _ = _study_model(cfg)
-    runner = _replay(cfg, model)
+    runner = _replay(cfg, model, end_ns=_first_row(cfg) + 20 * 60 * NS)
     path = tmp_path / "journal" / "paper.sqlite"
     halts = list(jr.read(path, ["halt"]))
     assert len(halts) == 1 and "drawdown" in halts[0].data["reason"]
@@ -141,7 +147,7 @@ def test_operator_commands_halt_resume_and_stop(trained: tuple[AppConfig, Any], 
     jr.Journal(path, "setup").close()
     for c in ("halt", "resume", "stop"):
         jr.send_command(path, c, 0)
-    _replay(cfg, model)
+    _replay(cfg, model, end_ns=_first_row(cfg) + 30 * 60 * NS)
     kinds = [r.kind for r in jr.read(path, ["halt", "resume", "command", "stop"])]
     assert kinds[:5] == ["halt", "command", "resume", "command", "command"] and kinds[-1] == "stop"
     stop = list(jr.read(path, ["stop"]))[-1]
@@ -280,3 +286,38 @@ def test_sigterm_cancels_everything_flushes_and_exits_zero(trained: tuple[AppCon
     import json
 
     assert any(json.loads(line)["msg"].startswith("SIGTERM received") for line in log)
+
+
+def test_a_newly_promoted_model_is_swapped_in_between_decisions(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
+    import shutil
+    import threading
+
+    from live.runner import load_model
+
+    base = trained[0]
+    shutil.copy(base.resolve(base.mlflow.store), tmp_path / "mlflow.db")  # a registry of our own to promote in
+    cfg = _cfg(base, tmp_path, model_poll=NS // 5)
+    cfg = cfg.model_copy(update={"mlflow": cfg.mlflow.model_copy(update={"store": tmp_path / "mlflow.db"})})
+    client = registry.connect(cfg)
+    name = cfg.mlflow.model_name
+    v1 = client.get_model_version(name, "1")
+    v2 = client.create_model_version(name, v1.source, run_id=v1.run_id)
+    client.set_registered_model_alias(name, "champion", "1")
+    first = load_model(cfg, None, registry.version_created_ns(cfg, "1"))
+    assert first.version == "1"
+    o = Options(live=False, source="replay", model=None, duration_ns=None, start_ns=None, end_ns=None,
+                strategy="passive", speed=0.0)  # fmt: skip
+    runner = Runner(cfg, o, first)
+    promote = threading.Timer(2.0, client.set_registered_model_alias, args=(name, "champion", str(v2.version)))
+    promote.start()
+    try:
+        asyncio.run(runner.run())
+    finally:
+        promote.cancel()
+    path = tmp_path / "journal" / "paper.sqlite"
+    swaps = list(jr.read(path, ["model"]))
+    assert [(s.data["previous"], s.data["version"]) for s in swaps] == [("1", str(v2.version))]
+    versions = [d.data["model_version"] for d in jr.read(path, ["decision"])]
+    k = versions.index(str(v2.version))
+    assert k > 0 and set(versions[:k]) == {"1"} and set(versions[k:]) == {str(v2.version)}  # one clean switch
+    assert runner.loop.stats.decisions == len(versions)  # no decision lost or repeated around the swap

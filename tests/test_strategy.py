@@ -91,6 +91,28 @@ def test_passive_joins_the_bid_and_follows_it_up_with_an_amend() -> None:
     assert eng.orders()[0]["amends"] == 1
 
 
+def test_passive_keeps_following_the_best_price_with_one_amend_in_flight_at_a_time() -> None:
+    bids = [50_000.0, 50_000.0, 50_000.3, 50_000.6, 50_000.9]
+    m = books([0, S, 2 * S, 2 * S + 2 * MS, 3 * S], bids)
+    st = strategy(Passive)
+    eng = Engine(CFG, LEVELS, cash=100_000.0)
+    eng.load(m)
+    eng.run_until(S + MS)
+    st.on_decision(eng, Signal(S, 0.55, 0.05, 1, 0.4 / math.sqrt(365 * 86400)))
+    eng.run_until(2 * S + MS)
+    st.on_wake(eng)  # the bid moved: amend to 50,000.3
+    eng.run_until(2 * S + 2 * MS)
+    st.on_wake(eng)  # moved again while that amend is in flight: wait for its report
+    assert len(st.amending) == 1 and list(st.requests) == [2 * S + MS]  # one amend, not two
+    eng.run_until(2 * S + 5 * MS)
+    st.on_wake(eng)  # the first amend is acknowledged: follow to 50,000.6
+    eng.run_until(3 * S + MS)
+    st.on_wake(eng)  # and again to 50,000.9
+    eng.run_until(3 * S + 5 * MS)
+    (o,) = eng.open_orders()
+    assert o.price == pytest.approx(50_000.9) and eng.orders()[0]["amends"] == 3
+
+
 def test_passive_quotes_inside_a_wide_spread_when_confident_and_crosses_only_when_very_sure() -> None:
     m = books([0, S], [50_000.0] * 2, [50_000.5] * 2)
     for p, kind, price in ((0.7, OrderKind.LIMIT, 50_000.1), (0.9, OrderKind.MARKET, math.nan)):

@@ -49,4 +49,5 @@ def setup_runner_logging(cfg: AppConfig, verbose: bool = False) -> Path:
     handler.setFormatter(JsonFormatter())
     handler.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.addHandler(handler)
+    root.setLevel(min(root.level or logging.WARNING, handler.level))
     return path

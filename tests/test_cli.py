@@ -44,6 +44,8 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
         "market.sim",
         "market.standin",
         "bench",
+        "live.runner",
+        "live.journal",
     ],
 )
 def test_help_works(module: str) -> None:
@@ -211,3 +213,16 @@ def test_export_bad_input_is_one_line(
 
 def test_show_without_a_warehouse_is_one_line(config_path: Path) -> None:
     assert_one_line_error(cli("-m", "warehouse", "show", "--config", str(config_path)), "no warehouse here yet")
+
+
+def test_the_runner_refuses_bad_input_in_one_line(config_path: Path, tmp_path: Path) -> None:
+    no_keys = {"BYBIT_API_KEY": "", "BYBIT_API_SECRET": ""}
+    assert_one_line_error(
+        cli("-m", "live.runner", "--live", "--config", str(config_path), env=no_keys), "BYBIT_API_KEY"
+    )
+    assert_one_line_error(cli("-m", "live.runner", "--config", str(tmp_path / "nope.yaml")), "config file not found")
+    assert_one_line_error(cli("-m", "live.runner", "--source", "sim", "--start", "2026-01-01"), "for --source replay")
+    # no model registry yet: one line, no journal
+    assert_one_line_error(cli("-m", "live.runner", "--config", str(config_path)), "no model registry")
+    assert not (config_path.parent / "logs" / "journal").exists()
+    assert_one_line_error(cli("-m", "live.journal", str(tmp_path / "none.sqlite")), "no journal")

@@ -321,3 +321,98 @@ def test_a_newly_promoted_model_is_swapped_in_between_decisions(trained: tuple[A
     k = versions.index(str(v2.version))
     assert k > 0 and set(versions[:k]) == {"1"} and set(versions[k:]) == {str(v2.version)}  # one clean switch
     assert runner.loop.stats.decisions == len(versions)  # no decision lost or repeated around the swap
+
+
+def _loop(cfg: AppConfig, tmp_path: Path) -> Any:
+    from execution.backtest import make_strategy
+    from live.loop import Loop
+    from live.paper import PaperGateway
+
+    model = registry.load_version(cfg, "1")
+    gw = PaperGateway(cfg, None, 0, NS)
+    j = jr.Journal(tmp_path / "j.sqlite", "unit")
+    return Loop(cfg, gw, make_strategy("passive", cfg, model.horizon_ns), Loaded.of(model, "1"), j, live_feed=True)
+
+
+@pytest.mark.parametrize(
+    ("counter", "limit", "reason"),
+    [("errors", "error_burst", "exchange errors"), ("rate_limited", "rate_limit_burst", "rate-limit answers")],
+)
+def test_a_burst_of_exchange_errors_or_rate_limits_halts(
+    trained: tuple[AppConfig, Any], tmp_path: Path, counter: str, limit: str, reason: str
+) -> None:
+    cfg = _cfg(trained[0], tmp_path)
+    loop = _loop(cfg, tmp_path)
+    n = getattr(cfg.live, limit)
+    setattr(loop.gw, counter, n - 1)
+    loop.watch(loop.wall_last_tick, True)
+    assert not loop.halted_reason  # one short of the burst
+    later = loop.wall_last_tick + cfg.live.burst_window + NS
+    setattr(loop.gw, counter, n)  # the old ones left the window: one new error is no burst
+    loop.wall_last_tick = later
+    loop.watch(later, True)
+    assert not loop.halted_reason
+    setattr(loop.gw, counter, 2 * n)
+    loop.watch(later, True)
+    assert reason in loop.halted_reason
+    assert [r.data["reason"] for r in jr.read(tmp_path / "j.sqlite", ["halt"])] == [loop.halted_reason]
+
+
+def test_an_invalid_book_for_too_long_halts(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
+    cfg = _cfg(trained[0], tmp_path)
+    loop = _loop(cfg, tmp_path)
+    t = loop.wall_last_tick
+    loop.watch(t, False)  # invalid: the runner waits for the resync
+    loop.watch(t + cfg.live.invalid_book // 2, True)  # resynced in time
+    loop.watch(t + cfg.live.invalid_book, False)
+    assert not loop.halted_reason
+    loop.wall_last_tick = t + 2 * cfg.live.invalid_book
+    loop.watch(t + 2 * cfg.live.invalid_book + NS, False)
+    assert loop.halted_reason.startswith("no valid book")
+    loop.resume()
+    assert not loop.halted_reason and loop.strategy.risk.state.name == "ACTIVE"
+
+
+def test_the_slippage_monitor_alerts_once_per_crossing() -> None:
+    from live.monitor import SlippageMonitor
+
+    m = SlippageMonitor(window=4, alert_bps=3.0, markout_ns=5 * NS)
+    m.on_fill(0, 1, 100.01, 1.0, True, 100.0)  # paid 1 bp
+    assert m.check() is None
+    m.on_fill(NS, 1, 100.10, 1.0, False, 100.0)  # paid 10 bp: rolling 5.5 bp
+    alert = m.check()
+    assert alert is not None and "+5.50 bp > 3.0 bp" in alert
+    assert m.check() is None  # still over: said once
+    m.on_mid(5 * NS, 100.05)  # the first fill's markout is due: +4 bp
+    fig = m.figures()
+    assert fig.markout_bps == pytest.approx(side_markout := (100.05 - 100.01) / 100.01 * 1e4) and side_markout > 0
+    assert fig.maker_ratio == pytest.approx(0.5)
+    for k in range(4):
+        m.on_fill((2 + k) * NS, -1, 100.0, 1.0, True, 100.0)  # free fills push the window back under
+    assert m.check() is None and not m.alert
+    m.on_parent_end(1.0, 4.0)
+    assert m.figures().fill_rate == pytest.approx(0.25)
+
+
+def test_the_runner_log_is_json_and_rotates(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
+    import json
+    import logging
+
+    from live.logs import setup_runner_logging
+
+    cfg = _cfg(trained[0], tmp_path, log_max_bytes=10_000, log_backups=2)
+    level = logging.getLogger().level
+    path = setup_runner_logging(cfg)
+    log = logging.getLogger("live.test")
+    try:
+        for i in range(200):
+            log.info("line %d %s", i, "x" * 100, extra={"fills": i})
+    finally:
+        for h in list(logging.getLogger().handlers):
+            if getattr(h, "baseFilename", None) == str(path):
+                logging.getLogger().removeHandler(h)
+                h.close()
+        logging.getLogger().setLevel(level)
+    assert (tmp_path / "runner.log.1").exists() and not (tmp_path / "runner.log.3").exists()
+    last = json.loads(path.read_text().splitlines()[-1])
+    assert last["msg"].startswith("line 199") and last["fills"] == 199 and last["level"] == "INFO"

@@ -308,6 +308,8 @@ class Runner:
             self.gateway.cancel_all()
             if self.o.live:
                 await self.gateway.sync()
+            else:  # no more ticks: let the paper exchange answer the cancels
+                loop.advance(self.gateway.now + 1_000_000_000)
             loop.after_step()
             loop.record_account()
             j.add("stop", time.time_ns(), reason=self.stopping or "end of data", status=loop.status())

@@ -105,10 +105,8 @@ def test_a_replay_through_the_runner_is_the_backtest(trained: tuple[AppConfig, A
 def test_a_restart_continues_the_account_and_the_order_ids(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
     cfg = _cfg(trained[0], tmp_path)
     model, _ = _study_model(cfg)
-    from warehouse.dataset import load_features
 
-    ts = load_features(cfg).ts
-    mid = int(ts[len(ts) // 2])
+    mid = _first_row(cfg) + 25 * 60 * NS
     first = _replay(cfg, model, end_ns=mid)
     acct = first.gateway.account()
     path = tmp_path / "journal" / "paper.sqlite"
@@ -116,7 +114,7 @@ def test_a_restart_continues_the_account_and_the_order_ids(trained: tuple[AppCon
     assert restored.account is not None and restored.account["position"] == pytest.approx(acct["position"])
     assert restored.account["cash"] == pytest.approx(acct["cash"]) and restored.open_orders == {}
     ids_before = set(_order_ids(path))
-    second = _replay(cfg, model, start_ns=mid)
+    second = _replay(cfg, model, start_ns=mid, end_ns=mid + 25 * 60 * NS)
     assert second.restored.account is not None and second.restored.last_order_id == max(ids_before)
     ids_after = [i for i in _order_ids(path) if i not in ids_before]
     assert ids_after and min(ids_after) > max(ids_before)  # no id is ever used twice
@@ -220,7 +218,7 @@ def test_sigkill_then_restart_keeps_the_position_and_never_reuses_an_order(
     config.write_text(yaml.safe_dump(data))
     _, q = _study_model(cfg)
     path = tmp_path / "journal" / "paper.sqlite"
-    cmd = _runner_cmd(config, "--threshold", repr(q), "--speed", "100")
+    cmd = _runner_cmd(config, "--threshold", repr(q), "--speed", "0")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd())
     try:
         _wait_for(path, "fill", 3, proc)
@@ -308,12 +306,27 @@ def test_a_newly_promoted_model_is_swapped_in_between_decisions(trained: tuple[A
     o = Options(live=False, source="replay", model=None, duration_ns=None, start_ns=None, end_ns=None,
                 strategy="passive", speed=0.0)  # fmt: skip
     runner = Runner(cfg, o, first)
-    promote = threading.Timer(2.0, client.set_registered_model_alias, args=(name, "champion", str(v2.version)))
-    promote.start()
-    try:
-        asyncio.run(runner.run())
-    finally:
-        promote.cancel()
+
+    def promote_mid_run() -> None:  # promote once the runner trades, stop once the new model has decided a while
+        import time
+
+        t0 = time.monotonic()
+        try:
+            while runner.loop.stats.decisions < 100 and time.monotonic() - t0 < 120:
+                time.sleep(0.01)
+            client.set_registered_model_alias(name, "champion", str(v2.version))
+            while runner.loop.m.version == "1" and time.monotonic() - t0 < 120:
+                time.sleep(0.01)
+            n = runner.loop.stats.decisions
+            while runner.loop.stats.decisions < n + 100 and time.monotonic() - t0 < 120:
+                time.sleep(0.01)
+        finally:
+            runner.stop("test done")
+
+    watcher = threading.Thread(target=promote_mid_run, daemon=True)
+    watcher.start()
+    asyncio.run(runner.run())
+    watcher.join(timeout=10)
     path = tmp_path / "journal" / "paper.sqlite"
     swaps = list(jr.read(path, ["model"]))
     assert [(s.data["previous"], s.data["version"]) for s in swaps] == [("1", str(v2.version))]

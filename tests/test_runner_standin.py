@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,10 @@ def standin(trained: tuple[AppConfig, Any]) -> Iterator[BackgroundStandin]:
 
 
 def _run(
-    trained: tuple[AppConfig, Any], server: BackgroundStandin, tmp_path: Path, seconds: float,
-    faults: tuple[tuple[float, str, float], ...] = (), keys: tuple[str, str] | None = None, **live: Any,
+    trained: tuple[AppConfig, Any], server: BackgroundStandin, tmp_path: Path,
+    script: Callable[[Runner], None], keys: tuple[str, str] | None = None, **live: Any,
 ) -> Runner:  # fmt: skip
+    """Run the runner here while ``script`` (in a thread) watches it, injects faults and stops it."""
     cfg = trained[0]
     cfg = cfg.model_copy(
         update={
@@ -49,27 +51,54 @@ def _run(
     )
     # the test model is nearly flat: from a threshold under all its probabilities it always signals
     model = replace(registry.load_version(cfg, "1"), threshold_up=0.01, threshold_down=0.01)
-    o = Options(live=keys is not None, source="bybit", model=None, duration_ns=int(seconds * NS), start_ns=None, end_ns=None,
+    o = Options(live=keys is not None, source="bybit", model=None, duration_ns=120 * NS, start_ns=None, end_ns=None,
                 strategy="passive", speed=None)  # fmt: skip
     runner = Runner(cfg, o, Loaded.of(model, "1"), keys)
-    timers = [threading.Timer(at, server.inject, args=(kind, length)) for at, kind, length in faults]
-    for t in timers:
-        t.start()
-    try:
-        asyncio.run(runner.run())
-    finally:
-        for t in timers:
-            t.cancel()
+    failed: list[BaseException] = []
+
+    def watch() -> None:
+        try:
+            script(runner)
+        except BaseException as exc:  # reported in the test's thread
+            failed.append(exc)
+        finally:
+            runner.stop("test done")
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    asyncio.run(runner.run())
+    t.join(timeout=10)
+    if failed:
+        raise failed[0]
     return runner
+
+
+def until(what: str, cond: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout_s, f"not within {timeout_s} s: {what}"
+        time.sleep(0.05)
 
 
 def test_the_runner_trades_the_standin_feed_and_survives_a_gap_and_a_drop(
     trained: tuple[AppConfig, Any], standin: BackgroundStandin, tmp_path: Path
 ) -> None:
-    runner = _run(trained, standin, tmp_path, 14.0, ((9.0, "skip_update", 1.0), (11.0, "drop", 1.0)))
+    def script(r: Runner) -> None:
+        s, c = r.loop.stats, r.feed.counts
+        until("decisions after the warm-up", lambda: s.decisions >= 3)
+        standin.inject("skip_update", 1.0)
+        until("a gap", lambda: c["gaps"] >= 1)
+        n = s.decisions
+        until("decisions after the resync", lambda: s.decisions >= n + 2)
+        standin.inject("drop", 1.0)
+        until("a reconnect", lambda: c["reconnect"] >= 1)
+        n = s.decisions
+        until("decisions after the reconnect", lambda: s.decisions >= n + 2)
+
+    runner = _run(trained, standin, tmp_path, script)
     path = tmp_path / "journal" / "paper.sqlite"
     decisions = list(jr.read(path, ["decision"]))
-    assert len(decisions) >= 3  # the features warmed up on the stand-in's past, then decided live
+    assert len(decisions) >= 7  # the features warmed up on the stand-in's past, then decided live
     assert runner.loop.stats.ticks > 1000 and not runner.loop.halted_reason
     assert list(jr.read(path, ["submit"]))  # post-only quotes went to the paper exchange
     feed = {r.data["event"] for r in jr.read(path, ["feed"])}
@@ -77,19 +106,25 @@ def test_the_runner_trades_the_standin_feed_and_survives_a_gap_and_a_drop(
     assert runner.feed.counts["resubscribe"] >= 1
     assert all(d.data["model_version"] == "1" for d in decisions)
     stop = list(jr.read(path, ["stop"]))
-    assert len(stop) == 1 and stop[0].data["reason"] == "duration reached"
+    assert len(stop) == 1 and stop[0].data["reason"] == "test done"
 
 
 def test_a_silent_feed_halts_the_runner_and_cancels_everything(
     trained: tuple[AppConfig, Any], standin: BackgroundStandin, tmp_path: Path
 ) -> None:
-    runner = _run(trained, standin, tmp_path, 10.0, ((7.0, "stall", 2.5),), feed_silence=NS)
+    def script(r: Runner) -> None:
+        until("decisions after the warm-up", lambda: r.loop.stats.decisions >= 2)
+        standin.inject("stall", 2.5)
+        until("a halt", lambda: bool(r.loop.halted_reason))
+
+    runner = _run(trained, standin, tmp_path, script, feed_silence=NS)
     path = tmp_path / "journal" / "paper.sqlite"
     halts = list(jr.read(path, ["halt"]))
     assert len(halts) == 1 and halts[0].data["reason"].startswith("feed silent")
     assert runner.loop.halted_reason.startswith("feed silent")
     later = [r for r in jr.read(path, ["submit"]) if r.seq > halts[0].seq]
-    assert later == [] and runner.gateway.open_orders() == []
+    assert later == [] and next(iter(jr.read(path, ["cancel_all"]))).ts_ns == halts[0].ts_ns  # cancelled at the halt
+    assert runner.gateway.open_orders() == []  # the paper exchange answered the cancels at the stop
 
 
 def test_live_mode_trades_on_the_standin_exchange_and_a_restart_takes_its_word(
@@ -99,8 +134,13 @@ def test_live_mode_trades_on_the_standin_exchange_and_a_restart_takes_its_word(
 
     cfg = trained[0]
     feed = SimFeed(cfg.sim, cfg.instrument, 50, history_ns=330 * NS, catchup=60.0)
-    with BackgroundStandin(feed, private=PrivateSpec("runner-key", "runner-secret")) as server:
-        first = _run(trained, server, tmp_path, 14.0, keys=("runner-key", "runner-secret"))
+    keys = ("runner-key", "runner-secret")
+    with BackgroundStandin(feed, private=PrivateSpec(*keys)) as server:
+
+        def trade(r: Runner) -> None:
+            until("orders on the exchange", lambda: r.loop.stats.decisions >= 3 and bool(r.gateway.ledger.orders))
+
+        first = _run(trained, server, tmp_path, trade, keys=keys)
         path = tmp_path / "journal" / "live.sqlite"
         submits = list(jr.read(path, ["submit"]))
         assert len(list(jr.read(path, ["decision"]))) >= 3
@@ -108,7 +148,7 @@ def test_live_mode_trades_on_the_standin_exchange_and_a_restart_takes_its_word(
         assert all(r.data["detail"] for r in jr.read(path, ["ack"]))  # every request the exchange answered
         stats = server.server.stats_dict()["private"]
         assert stats["open_orders"] == 0  # the stop cancelled everything on the exchange
-        second = _run(trained, server, tmp_path, 6.0, keys=("runner-key", "runner-secret"))
+        second = _run(trained, server, tmp_path, lambda r: until("ticks", lambda: r.loop.stats.ticks > 100), keys=keys)
         # the exchange is the truth: the restart's position is the exchange's, and no order id is reused
         assert second.gateway.ledger.position == pytest.approx(stats["position"])
         ids = [int(r.order_id) for r in jr.read(path, ["submit"]) if r.order_id is not None]

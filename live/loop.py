@@ -50,11 +50,11 @@ class Loaded:
     model: StackedModel
     version: str
     columns: np.ndarray
+    created_ns: int | None = None  # when the version was registered (None: not from the registry)
 
     @classmethod
-    def of(cls, model: StackedModel, version: str) -> Loaded:
-        index = {n: i for i, n in enumerate(NAMES)}
-        return cls(model, version, np.array([index[n] for n in model.feature_names], np.intp))
+    def of(cls, model: StackedModel, version: str, created_ns: int | None = None) -> Loaded:
+        return cls(model, version, model.columns_for(NAMES), created_ns)
 
 
 @dataclass
@@ -308,9 +308,13 @@ class Loop:
         self.journal.add("resume", self.gw.now)
         self.journal.commit()
 
-    def watch(self, wall_ns: int, book_valid: bool) -> None:
-        """The checks that run on the wall clock (every batch, ticks or not)."""
+    def watch(self, wall_ns: int, book_valid: bool, now_ns: int | None = None) -> None:
+        """The checks that run on the wall clock (every batch, ticks or not); ``now_ns``: the
+        calendar time, for the model's age."""
         lc = self.cfg.live
+        created = self.m.created_ns
+        if created is not None and now_ns is not None and now_ns - created > lc.max_model_age:
+            self.halt(f"model version {self.m.version} is older than live.max_model_age: promote a fresh one")
         if self.live_feed:
             if wall_ns - self.wall_last_tick > lc.feed_silence:
                 self.halt(f"feed silent for {(wall_ns - self.wall_last_tick) / NS:.1f} s")

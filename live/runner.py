@@ -133,10 +133,11 @@ def load_model(cfg: AppConfig, uri: str | None, now_ns: int, threshold: float | 
 
     version, _ = registry.resolve(cfg, uri)
     model = registry.load_version(cfg, version)
-    check_model(cfg, model.feature_set, registry.version_created_ns(cfg, version), version, now_ns)
+    created = registry.version_created_ns(cfg, version)
+    check_model(cfg, model.feature_set, created, version, now_ns)
     if threshold is not None:
         model = replace(model, threshold_up=threshold, threshold_down=threshold)
-    return Loaded.of(model, version)
+    return Loaded.of(model, version, created)
 
 
 def check_model(cfg: AppConfig, feature_set: str, created_ns: int, version: str, now_ns: int) -> None:
@@ -239,7 +240,7 @@ class Runner:
                         await self.gateway.sync()
                     loop.after_step()
                 self._feed_events()
-                loop.watch(wall, self.feed.book_valid)
+                loop.watch(wall, self.feed.book_valid, time.time_ns())
                 if wall - last_status >= lc.status_interval:
                     last_status = wall
                     loop.record_account()

@@ -429,3 +429,16 @@ def test_the_runner_log_is_json_and_rotates(trained: tuple[AppConfig, Any], tmp_
     assert (tmp_path / "runner.log.1").exists() and not (tmp_path / "runner.log.3").exists()
     last = json.loads(path.read_text().splitlines()[-1])
     assert last["msg"].startswith("line 199") and last["fills"] == 199 and last["level"] == "INFO"
+
+
+def test_a_model_that_grows_too_old_while_running_halts_the_runner(
+    trained: tuple[AppConfig, Any], tmp_path: Path
+) -> None:
+    cfg = _cfg(trained[0], tmp_path)
+    loop = _loop(cfg, tmp_path)
+    created = registry.version_created_ns(cfg, "1")
+    loop.m = Loaded.of(loop.m.model, "1", created)
+    loop.watch(loop.wall_last_tick, True, created + cfg.live.max_model_age - NS)
+    assert not loop.halted_reason
+    loop.watch(loop.wall_last_tick, True, created + cfg.live.max_model_age + NS)
+    assert "older than live.max_model_age" in loop.halted_reason

@@ -88,6 +88,7 @@ def test_the_runner_trades_the_standin_feed_and_survives_a_gap_and_a_drop(
         until("decisions after the warm-up", lambda: s.decisions >= 3)
         standin.inject("skip_update", 1.0)
         until("a gap", lambda: c["gaps"] >= 1)
+        until("a resync", lambda: c["resubscribe"] >= 1 and r.feed.book_valid)
         n = s.decisions
         until("decisions after the resync", lambda: s.decisions >= n + 2)
         standin.inject("drop", 1.0)

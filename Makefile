@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test lint typecheck unit bench lock clean standin ui serve
+.PHONY: help venv demo test lint typecheck unit bench lock clean standin ui serve dashboard diagnose prefect-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -31,9 +31,10 @@ lint: $(STAMP)  ## ruff lint + format check, import contracts
 typecheck: $(STAMP)  ## mypy --strict
 	$(VENV)/bin/mypy .
 
+# both cores: many tests wait on wall-clock paced feeds; PYTEST_ARGS="-n 0" runs them one at a time
 unit: $(STAMP)  ## the test suite with line coverage (numba kernels re-run interpreted so they are traced)
 	$(VENV)/bin/coverage erase
-	$(VENV)/bin/pytest --cov --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist worksteal --cov --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
 	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m kernels --cov --cov-append --cov-report= --cov-fail-under=0
 	$(VENV)/bin/coverage report
 
@@ -49,6 +50,15 @@ $(HBT_STAMP): bench/requirements-hftbacktest.txt | $(STAMP)
 
 bench: $(STAMP) $(HBT_STAMP)  ## benchmarks: prints a table, writes bench/results.json
 	$(PY) -m bench
+
+dashboard: $(STAMP)  ## the monitoring dashboard on the paper runner's journal: http://127.0.0.1:8050
+	$(PY) -m live.dashboard
+
+diagnose: $(STAMP)  ## check warehouse, model, exchange, clock, disk and journal; non-zero exit when wrong
+	$(PY) -m live.diagnose
+
+prefect-ui: $(STAMP)  ## the Prefect UI on the project's flow runs: http://127.0.0.1:4200
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200
 
 ui: $(STAMP)  ## the MLflow UI on the project's store: http://127.0.0.1:5000
 	$(PY) -m models ui

@@ -21,6 +21,7 @@ from core.trading_config import (
     BacktestConfig,
     ExecutionConfig,
     LiveConfig,
+    MonitorConfig,
     RiskConfig,
     SizingConfig,
     StrategyConfig,
@@ -257,6 +258,7 @@ class AppConfig(Section):
     risk: RiskConfig = RiskConfig()
     backtest: BacktestConfig = BacktestConfig()
     live: LiveConfig = LiveConfig()
+    monitor: MonitorConfig = MonitorConfig()
     source_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

@@ -104,5 +104,32 @@ class LiveConfig(Section):
     burst_window: DurationNs = parse_duration_ns("60s")
     slippage_window: int = Field(50, ge=1)  # fills in the rolling slippage / markout figures
     slippage_alert_bps: float = Field(3.0, gt=0)  # rolling arrival slippage above this: an alert line
-    markout: DurationNs = parse_duration_ns("5s")  # markout horizon of the monitor
+    markouts: tuple[DurationNs, ...] = tuple(parse_duration_ns(x) for x in ("1s", "10s", "60s"))  # of the monitor
     replay_speed: float = Field(0.0, ge=0)  # --source replay: 0 as fast as possible, 1 live pace
+
+
+class MonitorConfig(Section):
+    """Alerts, the dashboard and the operational checks (live/alerts.py, live/dashboard, live/diagnose.py).
+
+    An alert is a log line, a journal record (the dashboard's banner) and, when a webhook URL is
+    set, a JSON POST. The URL may carry a token: ``ALERT_WEBHOOK_URL`` in the environment wins over
+    ``webhook_url`` and it is never logged."""
+
+    drift_psi: float = Field(0.25, gt=0)  # alert when a feature's population stability index passes this
+    drift_window: int = Field(3600, ge=10)  # live decisions the PSI is taken over (the newest)
+    drift_min: int = Field(300, ge=10)  # no PSI (and no drift alert) before this many decisions
+    stale_data: DurationNs = parse_duration_ns(
+        "2s"
+    )  # market data older than this: an alert (HALTED: live.feed_silence)
+    drawdown: float = Field(0.02, gt=0, lt=1)  # equity this far under its peak: an alert (HALTED: risk.halt_drawdown)
+    webhook_url: str = ""  # optional: POST {"text", "what", "value", "threshold"} per alert
+    webhook_timeout: DurationNs = parse_duration_ns("5s")
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8050, ge=1, le=65535)
+    dashboard_refresh: DurationNs = parse_duration_ns("5s")  # the page re-reads its figures this often
+    warehouse_stale: DurationNs = parse_duration_ns(
+        "10m"
+    )  # diagnose: the newest stored book update older than this fails
+    gap_window: DurationNs = parse_duration_ns("24h")  # diagnose: book gaps counted over this much recent data
+    max_clock_offset: DurationNs = parse_duration_ns("500ms")  # diagnose: local clock against the exchange's
+    min_free_disk_gb: float = Field(2.0, ge=0)  # diagnose: free space under the warehouse, mlruns and logs

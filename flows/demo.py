@@ -115,8 +115,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if journal is not None:
         print(f"  journal:   {journal}  (python -m live.journal {journal})")
         print(f"  logs:      {cfg.resolve(cfg.live.log_dir) / 'runner.log'}")
+    mc = cfg.monitor
     print(
-        "\nnext: make ui                         (runs, metrics, diagnostics, the champion, backtests)"
+        "\nthe three UIs, side by side (each in its own terminal):"
+        f"\n  dashboard:  make dashboard   -> http://{mc.dashboard_host}:{mc.dashboard_port}"
+        "   (the runner's journal, execution, model, drift, health)"
+        "\n  MLflow UI:  make ui          -> http://127.0.0.1:5000   (runs, metrics, the registry, backtests)"
+        "\n  Prefect UI: make prefect-ui  -> http://127.0.0.1:4200   (the flow runs of this demo, schedules)"
+    )
+    print(
+        "\nnext: make diagnose                   (warehouse, model, exchange, clock, disk, journal: all right?)"
+        "\n      python -m flows.check_predictions (is the model still calibrated on data labelled since?)"
         "\n      python -m flows.backtest --help (backtest any model, any window, compare reports)"
         "\n      python -m models list           (versions, aliases, promotion notes)"
         "\n      python -m features catalog      (what every feature means)"

@@ -83,6 +83,7 @@ class BybitGateway:
         self.ledger = Ledger(run_id, self.clock)
         self.errors = 0
         self.rate_limited = 0
+        self.post_only_rejects = 0  # Bybit's EC_PostOnlyWillTakeLiquidity
         self.exchange: Any = None
         self._key, self._secret = api_key, secret
         self._redact = Redact(api_key, secret)
@@ -382,6 +383,7 @@ class BybitGateway:
         if row["orderStatus"] == "Filled":
             return self.ledger.finish(o, "filled")
         reason = row.get("rejectReason") or ""
+        self.post_only_rejects += reason == "EC_PostOnlyWillTakeLiquidity"
         why = reason if reason not in ("", "EC_NoError", "EC_PerCancelRequest") else row.get("cancelType") or "cancel"
         return self.ledger.finish(o, "cancelled", why)
 

@@ -30,6 +30,8 @@ from execution.risk import RiskState
 from execution.strategy import Passive, Signal, Strategy
 from execution.venue import BookView
 from features import MAX_LOOKBACK_S, NAMES, OnlineFeatures
+from live.alerts import Alerts
+from live.drift import DriftMonitor
 from live.feed import BookTick, Tick
 from live.journal import Journal
 from live.monitor import SlippageMonitor
@@ -79,6 +81,7 @@ class Loop:
         model: Loaded,
         journal: Journal,
         live_feed: bool,
+        alerts: Alerts | None = None,
     ) -> None:
         self.cfg, self.gw, self.strategy, self.m, self.journal = cfg, gateway, strategy, model, journal
         self.paper = isinstance(gateway, PaperGateway)
@@ -95,7 +98,9 @@ class Loop:
         self.segment_start = -1
         self.stats = Stats()
         lc = cfg.live
-        self.monitor = SlippageMonitor(lc.slippage_window, lc.slippage_alert_bps, lc.markout)
+        self.monitor = SlippageMonitor(lc.slippage_window, lc.slippage_alert_bps, lc.markouts)
+        self.alerts = alerts or Alerts(journal)
+        self.drift = self._drift_monitor()
         self.halted_reason = ""
         self.errors: deque[int] = deque()
         self.rate_limits: deque[int] = deque()
@@ -108,6 +113,13 @@ class Loop:
         self.wall_last_tick = time.monotonic_ns()
         self.wall_invalid_since: int | None = None
         self.wake = self._wake_flags()
+
+    def _drift_monitor(self) -> DriftMonitor | None:
+        m, mc = self.m, self.cfg.monitor
+        if m.model.profile is None:
+            log.warning("model version %s has no training profile: no drift monitoring (retrain it)", m.version)
+            return None
+        return DriftMonitor(m.model.profile, m.columns, list(m.model.feature_names), mc.drift_window, mc.drift_min)
 
     def _wake_flags(self) -> Wake:
         return WAKE if isinstance(self.strategy, Passive) else WAKE & ~Wake.BOOK
@@ -212,14 +224,18 @@ class Loop:
             size=abs(self.strategy.target),
             latency_us=latency / 1e3,
         )
+        if self.drift is not None:
+            self.drift.add(x)
         self.after_step()
 
     def swap(self, model: Loaded) -> None:
         """A newly promoted model, between decisions: the strategy keeps its state."""
         old, self.m = self.m.version, model
+        self.drift = self._drift_monitor()
         if model.model.horizon_ns != self.strategy.params.horizon_ns:
             self.strategy.params = replace(self.strategy.params, horizon_ns=model.model.horizon_ns)
-        self.journal.add("model", self.gw.now, version=model.version, previous=old, feature_set=model.model.feature_set)
+        self.journal.add("model", self.gw.now, version=model.version, previous=old, feature_set=model.model.feature_set,
+                         thresholds=self.thresholds())  # fmt: skip
         self.journal.commit()
         log.info("model swapped: version %s -> %s", old, model.version)
 
@@ -231,6 +247,8 @@ class Loop:
         for ev in gw.take_events():
             kind, ts, oid = ev.pop("kind"), ev.pop("ts_ns"), ev.pop("order_id", None)
             j.add(kind, ts, oid, **ev)
+            if (kind == "submit" and ev.get("order_kind") == "LIMIT") or kind == "amend":
+                self.monitor.submitted += 1  # post-only requests: each can be refused for crossing
             if kind == "fill":
                 fills = True
                 self.stats.fills += 1
@@ -240,12 +258,13 @@ class Loop:
                 mid = parents[tag - 1].decision_mid if 0 < tag <= len(parents) else math.nan
                 self.monitor.on_fill(ts, ev["side"], ev["price"], ev["qty"], bool(ev.get("maker")), mid)
         self._parents_ended()
+        self.monitor.rejected = gw.post_only_rejects
         if fills:
             self.record_account()
-            alert = self.monitor.check()
-            if alert:
-                log.warning(alert)
-                j.add("alert", gw.now, what="slippage", line=alert)
+            fig, limit = self.monitor.figures(), self.monitor.alert_bps
+            over = fig.slippage_bps > limit  # NaN (no fills in the window) is not over
+            detail = f"rolling arrival slippage {fig.slippage_bps:+.2f} bp against {limit} bp ({fig.line()})"
+            self.alerts.update("slippage", over, gw.now, fig.slippage_bps, limit, detail)
         state = self.strategy.risk.state
         if state != self._risk_state:
             self._risk_state = state
@@ -274,10 +293,7 @@ class Loop:
             day=r.day,
             day_start=r.day_start,
             risk=r.state.name,
-            slippage_bps=fig.slippage_bps,
-            markout_bps=fig.markout_bps,
-            fill_rate=fig.fill_rate,
-            maker_ratio=fig.maker_ratio,
+            execution=fig.as_dict(),
         )
 
     # -- the kill switch -------------------------------------------------------------------------
@@ -316,7 +332,10 @@ class Loop:
         if created is not None and now_ns is not None and now_ns - created > lc.max_model_age:
             self.halt(f"model version {self.m.version} is older than live.max_model_age: promote a fresh one")
         if self.live_feed:
-            if wall_ns - self.wall_last_tick > lc.feed_silence:
+            silent, stale = wall_ns - self.wall_last_tick, self.cfg.monitor.stale_data
+            detail = f"no market data for {silent / NS:.1f} s (alert at {stale / NS:g} s)"
+            self.alerts.update("stale", silent > stale, self.gw.now, silent / NS, stale / NS, detail)
+            if silent > lc.feed_silence:
                 self.halt(f"feed silent for {(wall_ns - self.wall_last_tick) / NS:.1f} s")
             if book_valid:
                 self.wall_invalid_since = None
@@ -340,10 +359,45 @@ class Loop:
             if len(times) >= limit:
                 self.halt(f"{len(times)} {what} within {lc.burst_window / NS:.0f} s")
 
-    def status(self) -> str:
-        s, gw, r = self.stats, self.gw, self.strategy.risk
+    def health(self, wall_ns: int, now_ns: int, feed: dict[str, int], book_valid: bool) -> None:
+        """Every status interval: a ``health`` record (what the dashboard's health panel shows), the
+        PSI of the live features, and the drift and drawdown alerts."""
+        s, mc, gw = self.stats, self.cfg.monitor, self.gw
         acct = gw.account()
-        state = "HALTED" if self.halted_reason else r.state.name
+        lat = np.fromiter(s.latencies_ns, np.int64)
+        p50, p90, p99 = (np.quantile(lat, [0.5, 0.9, 0.99]) / 1e3).tolist() if lat.size else [math.nan] * 3
+        data_age = (now_ns - self.last_book_ts) / NS if self.live_feed and self.last_book_ts > 0 else math.nan
+        self.journal.add(
+            "health", gw.now, ticks=s.ticks, decisions=s.decisions, signals=s.signals, fills=s.fills,
+            latency_p50_us=p50, latency_p90_us=p90, latency_p99_us=p99, data_ts=self.last_book_ts,
+            data_age_s=data_age, silent_s=(wall_ns - self.wall_last_tick) / NS if self.live_feed else 0.0,
+            book_valid=book_valid, feed=dict(feed), risk=self.risk_state(),
+            halted=self.halted_reason, open_orders=len(gw.open_orders()), model_version=self.m.version,
+            equity=acct["equity"], position=acct["position"], warming_up=s.decisions == 0,
+        )  # fmt: skip
+        if self.drift is not None and (psi := self.drift.psi()) is not None:
+            self.journal.add("drift", gw.now, model_version=self.m.version, rows=self.drift.n, psi=psi)
+            name, worst = next(iter(psi.items()))
+            detail = f"{name} PSI {worst:.3f} against {mc.drift_psi} over the last {self.drift.n} decisions"
+            self.alerts.update("drift", worst > mc.drift_psi, gw.now, worst, mc.drift_psi, detail)
+        peak = self.strategy.risk.peak
+        if math.isfinite(peak) and peak > 0:
+            dd = 1.0 - acct["equity"] / peak
+            detail = f"equity {acct['equity']:,.2f} is {dd:.2%} under its peak {peak:,.2f} (alert at {mc.drawdown:.1%})"
+            self.alerts.update("drawdown", dd > mc.drawdown, gw.now, dd, mc.drawdown, detail)
+        self.journal.commit()
+
+    def thresholds(self) -> dict[str, float]:
+        """The operating thresholds in use (a study's may differ from the registered model's)."""
+        return {"up": self.m.model.threshold_up, "down": self.m.model.threshold_down}
+
+    def risk_state(self) -> str:
+        return "HALTED" if self.halted_reason else self.strategy.risk.state.name
+
+    def status(self) -> str:
+        s, gw = self.stats, self.gw
+        acct = gw.account()
+        state = self.risk_state()
         return (
             f"{gw.name} | model v{self.m.version} | data {format_ns(max(self.last_book_ts, 0))}"
             f" | pos {acct['position']:+.3f} BTC | equity {acct['equity']:,.2f} | fees {acct['fees']:,.2f}"

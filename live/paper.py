@@ -49,6 +49,7 @@ class PaperGateway:
         self._events: list[dict[str, Any]] = []
         self.errors = 0
         self.rate_limited = 0
+        self.post_only_rejects = 0  # new orders and amends refused because they would have taken
         self._counted_rl = 0
 
     # -- the market ----------------------------------------------------------------------------
@@ -136,6 +137,7 @@ class PaperGateway:
             del self._open[oid]
             self._event("done", oid, status=OrderStatus(status).name, price=price, qty=qty, filled=filled)
         c = e.counters()
+        self.post_only_rejects = c.post_only_rejects
         if c.rate_limit_rejects > self._counted_rl:
             self.rate_limited += c.rate_limit_rejects - self._counted_rl
             self._counted_rl = c.rate_limit_rejects

@@ -38,6 +38,7 @@ from core.errors import UserError
 from core.timefmt import parse_duration_ns, parse_time_ns
 from execution.backtest import STRATEGIES, make_strategy
 from features import feature_set_for
+from live.alerts import Alerts, Webhook, webhook_url
 from live.feed import Feed, ReplayFeed, SourceFeed
 from live.journal import Journal
 from live.logs import setup_runner_logging
@@ -175,6 +176,7 @@ class Runner:
         self.mode = "live" if o.live else "paper"
         lc = cfg.live
         self.journal_path = cfg.resolve(lc.journal_dir) / f"{self.mode}.sqlite"
+        url = webhook_url(cfg.monitor.webhook_url)  # a bad URL is refused before anything is opened
         self.session = uuid.uuid4().hex[:8]
         self.journal = Journal(self.journal_path, self.session, lc.journal_sync)
         self.restored = self.journal.restore()
@@ -188,7 +190,8 @@ class Runner:
         else:
             self.gateway = PaperGateway(cfg, self.restored.account, self.restored.last_order_id, cfg.backtest.sample)
         self.feed = make_feed(cfg, o)
-        self.loop = Loop(cfg, self.gateway, self.strategy, model, self.journal, live_feed=o.source != "replay")
+        self.alerts = Alerts(self.journal, Webhook(url, cfg.monitor.webhook_timeout / 1e9) if url else None)
+        self.loop = Loop(cfg, self.gateway, self.strategy, model, self.journal, o.source != "replay", self.alerts)
         self.stopping = ""
         self._feed_seen: Counter[str] = Counter()
         self._restore_risk()
@@ -213,7 +216,8 @@ class Runner:
         lc, j, loop = self.cfg.live, self.journal, self.loop
         now = time.time_ns()
         j.add("start", now, mode=self.mode, source=self.o.source, strategy=self.o.strategy, model=loop.m.version,
-              feature_set=loop.m.model.feature_set, restored=self.restored.account)  # fmt: skip
+              feature_set=loop.m.model.feature_set, thresholds=loop.thresholds(),
+              restored=self.restored.account)  # fmt: skip
         if self.o.live:
             await self.gateway.start(self.restored.client_ids)
         else:
@@ -244,7 +248,7 @@ class Runner:
                 if wall - last_status >= lc.status_interval:
                     last_status = wall
                     loop.record_account()
-                    j.commit()
+                    loop.health(wall, time.time_ns(), dict(self.feed.counts), self.feed.book_valid)
                     log.info(loop.status())
                 if wall - last_cmd >= min(lc.status_interval, 1_000_000_000):
                     last_cmd = wall
@@ -316,6 +320,7 @@ class Runner:
             j.add("stop", time.time_ns(), reason=self.stopping or "end of data", status=loop.status())
         finally:
             j.close()
+            self.alerts.close()
             await self.feed.aclose()
             if self.o.live:
                 await self.gateway.aclose()

@@ -25,6 +25,7 @@ import numpy as np
 import xgboost as xgb
 
 from models.compiled import Arrays, pack, predict_stacks
+from models.profile import Profile
 from models.stack import DirectionStack, inference_threads
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class StackedModel:
     down: DirectionStack
     threshold_up: float
     threshold_down: float
+    profile: Profile | None = field(default=None, compare=False)  # what it saw in training (for monitoring)
     _compiled: tuple[Arrays, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
     _ready: bool = field(default=False, init=False, repr=False, compare=False)
 
@@ -134,6 +136,7 @@ class StackedModel:
             "tau": self.tau,
             "threshold_up": self.threshold_up,
             "threshold_down": self.threshold_down,
+            "profile": self.profile.to_json() if self.profile is not None else None,
         }
         for name, stack in (("up", self.up), ("down", self.down)):
             (directory / f"{name}.lgb.txt").write_text(stack.lgb_model.model_to_string())
@@ -185,6 +188,7 @@ class StackedModel:
             down=stack("down"),
             threshold_up=float(manifest["threshold_up"]),
             threshold_down=float(manifest["threshold_down"]),
+            profile=Profile.from_json(manifest.get("profile")),
         )
         model.compile()
         return model

@@ -16,6 +16,7 @@ import numpy as np
 from models.cv import blocks
 from models.metrics import Scores, choose_threshold, score
 from models.model import StackedModel
+from models.profile import Profile
 from models.stack import BoostParams, fit_direction
 
 DIRECTIONS = (("up", 1), ("down", -1))
@@ -62,6 +63,7 @@ def train(
     stacks = {}
     thresholds = {}
     scores: dict[str, dict[str, Scores]] = {}
+    held_out: list[np.ndarray] = []  # the stacks' probabilities on the test block, up then down
     for k, (name, sign) in enumerate(DIRECTIONS):
         y = (direction == sign).astype(np.float64)
         signed = sign * ret
@@ -76,6 +78,7 @@ def train(
         }
         t_lgb, t_xgb = stack.base(x[test])
         t_stack = stack.calibrate(stack.meta(t_lgb, t_xgb))
+        held_out.append(t_stack)
         scores[name] = {
             learner: score(p, y[test], signed[test], th[learner])
             for learner, p in (("lgb", t_lgb), ("xgb", t_xgb), ("stack", t_stack))
@@ -92,6 +95,7 @@ def train(
         down=stacks["down"],
         threshold_up=thresholds["up"],
         threshold_down=thresholds["down"],
+        profile=Profile.of(x[fit], np.column_stack(held_out)),
     )
     if progress is not None:
         progress(1.0, "fitted")

@@ -39,6 +39,7 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
         "flows.feature_report",
         "flows.train",
         "flows.promote",
+        "flows.check_predictions",
         "features",
         "warehouse",
         "market.sim",
@@ -46,6 +47,8 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
         "bench",
         "live.runner",
         "live.journal",
+        "live.diagnose",
+        "live.dashboard",
     ],
 )
 def test_help_works(module: str) -> None:

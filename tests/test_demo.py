@@ -77,6 +77,8 @@ def test_demo_trains_registers_and_promotes_once_there_is_enough_data(
     assert "registered btc-l2 version 1 as challenger" in p.stdout
     assert "promoted: version 1: promoted to champion: first model" in p.stdout
     assert "make ui" in p.stdout
+    for address in ("http://127.0.0.1:8050", "http://127.0.0.1:5000", "http://127.0.0.1:4200"):
+        assert address in p.stdout  # the dashboard, the MLflow UI and the Prefect UI
     reports = sorted((tmp_path / "reports" / "backtest").iterdir())
     assert sorted({r.name.split("-")[0] for r in reports}) == ["baseline", "passive"]
     assert len(reports) == (4 if "Execution study" in p.stdout else 2)  # the study adds a pair

@@ -386,27 +386,6 @@ def test_an_invalid_book_for_too_long_halts(trained: tuple[AppConfig, Any], tmp_
     assert not loop.halted_reason and loop.strategy.risk.state.name == "ACTIVE"
 
 
-def test_the_slippage_monitor_alerts_once_per_crossing() -> None:
-    from live.monitor import SlippageMonitor
-
-    m = SlippageMonitor(window=4, alert_bps=3.0, markout_ns=5 * NS)
-    m.on_fill(0, 1, 100.01, 1.0, True, 100.0)  # paid 1 bp
-    assert m.check() is None
-    m.on_fill(NS, 1, 100.10, 1.0, False, 100.0)  # paid 10 bp: rolling 5.5 bp
-    alert = m.check()
-    assert alert is not None and "+5.50 bp > 3.0 bp" in alert
-    assert m.check() is None  # still over: said once
-    m.on_mid(5 * NS, 100.05)  # the first fill's markout is due: +4 bp
-    fig = m.figures()
-    assert fig.markout_bps == pytest.approx(side_markout := (100.05 - 100.01) / 100.01 * 1e4) and side_markout > 0
-    assert fig.maker_ratio == pytest.approx(0.5)
-    for k in range(4):
-        m.on_fill((2 + k) * NS, -1, 100.0, 1.0, True, 100.0)  # free fills push the window back under
-    assert m.check() is None and not m.alert
-    m.on_parent_end(1.0, 4.0)
-    assert m.figures().fill_rate == pytest.approx(0.25)
-
-
 def test_the_runner_log_is_json_and_rotates(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
     import json
     import logging

@@ -80,12 +80,20 @@ def until(what: str, cond: Callable[[], bool], timeout_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def caught_up(r: Runner) -> None:
+    """Until the stand-in has published its past and runs at wall-clock pace: during the catch-up
+    (60x) a resync of a tenth of a second spans more than ``features.max_gap`` of market time, and
+    the features would rightly start their five-minute warm-up again."""
+    until("the stand-in's past published", lambda: time.time_ns() - r.loop.last_book_ts < 2 * NS)
+
+
 def test_the_runner_trades_the_standin_feed_and_survives_a_gap_and_a_drop(
     trained: tuple[AppConfig, Any], standin: BackgroundStandin, tmp_path: Path
 ) -> None:
     def script(r: Runner) -> None:
         s, c = r.loop.stats, r.feed.counts
         until("decisions after the warm-up", lambda: s.decisions >= 3)
+        caught_up(r)
         standin.inject("skip_update", 1.0)
         until("a gap", lambda: c["gaps"] >= 1)
         until("a resync", lambda: c["resubscribe"] >= 1 and r.feed.book_valid)

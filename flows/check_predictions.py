@@ -1,0 +1,400 @@
+"""Is the model in production still right? ``python -m flows.check_predictions``.
+
+    python -m flows.check_predictions                    # the champion's decisions in the paper journal
+    python -m flows.check_predictions --journal logs/journal/live.sqlite --since 2026-01-06T00:00:00Z
+
+The predictions are those the runner made (the journal's ``decision`` records of the model
+version); without a journal, or when none of its decisions has a label yet, the model is applied to
+the warehouse's feature rows after its training window (the window end logged on its MLflow run),
+or from ``--since``. Joined to the warehouse labels at the model's horizon on the grid time, they
+give the prediction distribution, the calibration per direction (reliability bins, Brier, log
+loss) and the precision at the operating thresholds by confidence bucket. The report folder
+(default reports/check_predictions/<time>-v<version>) holds summary.json and three PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+from prefect import State, flow, task
+from prefect.states import Completed, Failed
+
+import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
+from core.cli import run_main, setup_logging
+from core.clock import Clock, SystemClock
+from core.config import AppConfig, load_config
+from core.errors import UserError
+from core.timefmt import format_ns, parse_time_ns
+from features import NAMES
+from flows.common import parser, raise_if_failed
+from flows.progress import StepProgress
+from live import journal as jr
+from models import registry
+from models.metrics import score
+from models.model import StackedModel
+from warehouse.dataset import load_features
+from warehouse.db import reading
+from warehouse.featurebuild import horizon_name, table_exists
+
+STEP = 0.05  # width of a confidence bucket above the threshold
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+SIDES = (("up", 1), ("down", -1))
+CHUNK = 50_000
+
+
+Predictions = tuple[np.ndarray, np.ndarray, str]  # grid times (ns, increasing), (n, 2) P(up), P(down), their source
+
+
+def journal_predictions(path: Path, version: str, since_ns: int | None) -> tuple[Predictions | None, str]:
+    """The decisions of ``version`` in the journal at ``path`` (the last one per grid time), or why none."""
+    ts, proba = [], []
+    for r in jr.read(path, ["decision"]):
+        try:
+            if str(r.data["model_version"]) == version:
+                ts.append(int(r.data["grid_ns"]))
+                proba.append((float(r.data["p_up"]), float(r.data["p_down"])))
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: record {r.seq} is not a runner's decision (grid_ns, p_up, p_down)") from None
+    t, p = np.asarray(ts, np.int64), np.asarray(proba, np.float64).reshape(-1, 2)
+    if since_ns is not None:
+        keep = t >= since_ns
+        t, p = t[keep], p[keep]
+    if not len(t):
+        return None, f"{path} holds no decisions of version {version}" + (
+            f" since {format_ns(since_ns)}" if since_ns else ""
+        )
+    order = np.argsort(t, kind="stable")
+    t, p = t[order], p[order]
+    last = np.r_[t[1:] != t[:-1], True]  # a grid time decided twice (a restart): the later decision
+    return (t[last], p[last], f"{int(last.sum()):,} decisions of version {version} in {path}"), ""
+
+
+def training_end_ns(cfg: AppConfig, version: str) -> int:
+    """The end of the version's training window, as logged on its MLflow run."""
+    client = registry.connect(cfg)
+    run = client.get_run(client.get_model_version(cfg.mlflow.model_name, version).run_id)
+    end = run.data.params.get("window_end")
+    if end is None:
+        raise UserError(f"version {version}'s training run logs no window_end: pass --since")
+    return parse_time_ns(end)
+
+
+def model_predictions(
+    cfg: AppConfig, model: StackedModel, since_ns: int, why: str, progress: StepProgress | None = None
+) -> Predictions:
+    """The model applied to the stored feature rows from ``since_ns`` on."""
+    try:
+        rows = load_features(cfg, since_ns, None)
+    except UserError as exc:
+        raise UserError(f"{exc} (from {format_ns(since_ns)}, {why}); pass --since to look further back") from None
+    if model.feature_set != rows.feature_set:
+        raise UserError(f"feature-set mismatch: the model has {model.feature_set}, the warehouse {rows.feature_set}")
+    cols = model.columns_for(NAMES)
+    parts = []
+    for i in range(0, len(rows.ts), CHUNK):
+        parts.append(model.predict_proba(rows.x[i : i + CHUNK, cols]))
+        if progress is not None:
+            progress(0.2 + 0.6 * min(i + CHUNK, len(rows.ts)) / len(rows.ts), f"{i + CHUNK:,} rows predicted")
+    return rows.ts, np.concatenate(parts), f"{len(rows.ts):,} feature rows from {format_ns(since_ns)} ({why})"
+
+
+def labels_at(cfg: AppConfig, model: StackedModel, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labelled mask, direction, forward return) of the model's label set and horizon at grid times ``ts``."""
+    h = horizon_name(model.horizon_ns)
+    path = cfg.resolve(cfg.warehouse.path)
+    with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
+        sql = "SELECT column_name FROM information_schema.columns WHERE table_name = 'labels'"
+        if not table_exists(con, "labels") or f"dir_{h}" not in {r[0] for r in con.execute(sql).fetchall()}:
+            raise UserError(f"{path}: no labels at the model's horizon {h} (run python -m flows.features)")
+        data = con.execute(
+            f"SELECT ts_ns, dir_{h} AS dir, ret_{h} AS ret FROM labels WHERE venue = ? AND symbol = ? "
+            f"AND label_set = ? AND dir_{h} IS NOT NULL AND ts_ns >= ? AND ts_ns <= ? ORDER BY ts_ns",
+            [cfg.instrument.venue, cfg.instrument.venue_symbol, model.label_set, int(ts[0]), int(ts[-1])],
+        ).fetchnumpy()
+    lts = np.asarray(data["ts_ns"], np.int64)
+    at = np.clip(np.searchsorted(lts, ts), 0, max(len(lts) - 1, 0))
+    has = (lts[at] == ts) if len(lts) else np.zeros(len(ts), bool)
+    return has, np.asarray(data["dir"], np.int8)[at[has]], np.asarray(data["ret"], np.float64)[at[has]]
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
+    """Mean predicted vs observed frequency in quantile bins of ``p`` (the training diagnostics' deciles)."""
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    nb = max(len(edges) - 1, 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, nb - 1)
+    count = np.bincount(which, minlength=nb)
+    pred, obs = np.bincount(which, p, nb), np.bincount(which, y, nb)
+    keep = count > 0
+    return [
+        {"predicted": float(a / c), "observed": float(b / c), "count": int(c)}
+        for a, b, c in zip(pred[keep], obs[keep], count[keep], strict=True)
+    ]
+
+
+def buckets(p: np.ndarray, hit: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Signals, hits and precision overall and per STEP of probability above ``threshold``."""
+    k = np.floor((p - threshold) / STEP).astype(np.int64)
+    count, hits = np.bincount(k, minlength=1), np.bincount(k, hit.astype(float), minlength=1).astype(np.int64)
+    rows = [
+        {"bucket": i, "low": threshold + i * STEP, "high": threshold + (i + 1) * STEP, "count": int(c)}
+        | {"hits": int(h), "precision": float(h / c)}
+        for i, (c, h) in enumerate(zip(count, hits, strict=True))
+        if c > 0
+    ]
+    n = len(p)
+    return {"signals": n, "hits": int(hit.sum()), "precision": float(hit.mean()) if n else None, "buckets": rows}
+
+
+def evaluate(
+    model: StackedModel, proba: np.ndarray, has: np.ndarray, direction: np.ndarray, ret: np.ndarray
+) -> dict[str, Any]:
+    """The report's figures: distribution of all predictions, calibration and precision on the labelled ones."""
+    p_lab = proba[has]
+    signal = model.signal(p_lab)
+    dist: dict[str, Any] = {}
+    cal: dict[str, Any] = {}
+    prec: dict[str, Any] = {}
+    for j, (side, sign) in enumerate(SIDES):
+        p, thr = proba[:, j], (model.threshold_up, model.threshold_down)[j]
+        pad = max(float(np.ptp(p)) * 0.05, 0.005)
+        counts, edges = np.histogram(p, bins=20, range=(max(p.min() - pad, 0.0), min(p.max() + pad, 1.0)))
+        dist[side] = {
+            "mean": float(p.mean()),
+            "quantiles": {f"q{round(100 * q):02d}": float(np.quantile(p, q)) for q in QUANTILES},
+            "threshold": _num(thr),
+            "share_above_threshold": float(np.mean(p >= thr)),
+            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+        }
+        y = (direction == sign).astype(float)
+        s = score(p_lab[:, j], y, sign * ret, thr)  # the training metrics: Brier, log loss, AUC
+        cal[side] = {"base_rate": float(y.mean()), "brier": s.brier, "log_loss": s.log_loss, "auc": _num(s.auc)}
+        cal[side]["bins"] = reliability(p_lab[:, j], y)
+        prec[side] = buckets(p_lab[signal == sign, j], direction[signal == sign] == sign, thr)
+    n, hits = prec["up"]["signals"] + prec["down"]["signals"], prec["up"]["hits"] + prec["down"]["hits"]
+    prec["overall"] = {"signals": n, "hits": hits, "precision": hits / n if n else None}
+    out = {"predictions": len(proba), "labelled": int(has.sum()), "distribution": dist, "calibration": cal}
+    return out | {"precision": prec}
+
+
+def check(
+    cfg: AppConfig,
+    model: StackedModel,
+    version: str,
+    journal: Path | None,
+    since_ns: int | None,
+    progress: StepProgress | None = None,
+) -> dict[str, Any]:
+    """The summary for one model version: the journal's predictions if any are labelled, else the model's."""
+    path = journal or cfg.resolve(cfg.live.journal_dir) / "paper.sqlite"
+    pred, why = (
+        journal_predictions(path, version, since_ns)
+        if journal is not None or path.exists()
+        else (None, f"no journal at {path}")
+    )
+    kind = "journal"
+    if pred is not None:
+        has, direction, ret = labels_at(cfg, model, pred[0])
+        if not has.any():
+            why = f"none of the {len(pred[0]):,} decisions of version {version} in {path} has a label yet"
+            pred = None
+    if pred is None:
+        kind = "model"
+        start = since_ns if since_ns is not None else training_end_ns(cfg, version) + 1
+        reason = why + ("" if since_ns is not None else "; after the training window")
+        pred = model_predictions(cfg, model, start, reason, progress)
+        has, direction, ret = labels_at(cfg, model, pred[0])
+        if not has.any():
+            h = horizon_name(model.horizon_ns)
+            raise UserError(
+                f"no labelled rows: none of the {len(pred[0]):,} predictions from {format_ns(start)} has a {h} label "
+                f"yet ({reason}); pass --since to look further back"
+            )
+    if progress is not None:
+        progress(0.85, f"{int(has.sum()):,} labelled rows")
+    ts, proba, detail = pred
+    out = evaluate(model, proba, has, direction, ret)
+    out["source"] = {"kind": kind, "detail": detail, "fallback_reason": why or None}
+    out["window"] = {"start": format_ns(int(ts[0])), "end": format_ns(int(ts[-1]))}
+    out["model"] = {
+        "uri": f"models:/{cfg.mlflow.model_name}/{version}",
+        "version": version,
+        "feature_set": model.feature_set,
+        "label_set": model.label_set,
+        "horizon_s": model.horizon_ns / 1e9,
+    }
+    return out
+
+
+def _thr(x: float | None) -> str:
+    return "never" if x is None or x >= 1 else f"{x:.4f}"
+
+
+def table(s: dict[str, Any]) -> str:
+    """The summary as plain text: distribution, calibration bins, precision by confidence bucket."""
+    m, src, w = s["model"], s["source"], s["window"]
+    out = [f"{m['uri']} (horizon {m['horizon_s']:g}s), predictions from the {src['kind']}: {src['detail']}"]
+    out += [f"{s['predictions']:,} predictions {w['start']} .. {w['end']}, {s['labelled']:,} with a label", ""]
+    out.append(
+        f"{'':8}{'mean':>7}" + "".join(f"{q:>7}" for q in s["distribution"]["up"]["quantiles"]) + "  threshold  >= thr"
+    )
+    for side, d in s["distribution"].items():
+        q = "".join(f"{v:7.4f}" for v in d["quantiles"].values())
+        out.append(f"p_{side:<6}{d['mean']:7.4f}{q}{_thr(d['threshold']):>11}{d['share_above_threshold']:8.2%}")
+    for side, c in s["calibration"].items():
+        auc = "-" if c["auc"] is None else f"{c['auc']:.3f}"
+        head = f"calibration {side}: Brier {c['brier']:.5f}, log loss {c['log_loss']:.5f}, AUC {auc}"
+        out += ["", f"{head}, base rate {c['base_rate']:.4f}", f"{'predicted':>12}{'observed':>10}{'count':>8}"]
+        out += [f"{b['predicted']:>12.4f}{b['observed']:>10.4f}{b['count']:>8,}" for b in c["bins"]]
+    out.append("")
+    for side in ("up", "down"):
+        p, thr = s["precision"][side], _thr(s["distribution"][side]["threshold"])
+        if not p["signals"]:
+            out.append(f"precision {side}: no signals at threshold {thr} (the model abstains)")
+            continue
+        out.append(f"precision {side} at {thr}: {p['signals']:,} signals, {p['hits']:,} hits, {p['precision']:.3f}")
+        out.append(f"{'confidence':>17}{'count':>8}{'hits':>7}{'precision':>10}")
+        out += [
+            f"{b['low']:>11.3f}-{b['high']:.3f}{b['count']:>8,}{b['hits']:>7,}{b['precision']:>10.3f}"
+            for b in p["buckets"]
+        ]
+    o = s["precision"]["overall"]
+    summary = (
+        f"{o['signals']:,} signals, {o['hits']:,} hits, precision {o['precision']:.3f}"
+        if o["signals"]
+        else "no signals"
+    )
+    return "\n".join([*out, f"overall at the operating point: {summary}"])
+
+
+def plot(s: dict[str, Any], folder: Path) -> list[Path]:
+    """prediction_histograms.png, reliability.png, precision_by_bucket.png in ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = [folder / f"{n}.png" for n in ("prediction_histograms", "reliability", "precision_by_bucket")]
+    figs = [plt.subplots(1, 2, figsize=(11, 4)), plt.subplots(figsize=(6, 6)), plt.subplots(figsize=(7, 4))]
+    for ax, (side, d) in zip(figs[0][1], s["distribution"].items(), strict=True):
+        ax.stairs(d["histogram"]["counts"], d["histogram"]["edges"], fill=True)
+        if d["threshold"] is not None and d["threshold"] < 1:
+            ax.axvline(d["threshold"], color="r", ls="--")
+        ax.set(title=f"p_{side}: mean {d['mean']:.4f}, threshold {_thr(d['threshold'])}", xlabel="probability")
+    ax = figs[1][1]
+    ax.plot([0, 1], [0, 1], "k:", label="perfect")
+    for side, c in s["calibration"].items():
+        xy = np.array([(b["predicted"], b["observed"]) for b in c["bins"]])
+        ax.plot(xy[:, 0], xy[:, 1], "o-", label=f"{side} (Brier {c['brier']:.4f})")
+    ax.set(xlabel="mean predicted", ylabel="observed frequency", title=f"Reliability, {s['labelled']:,} labelled rows")
+    ax = figs[2][1]
+    for k, side in enumerate(("up", "down")):
+        rows = s["precision"][side]["buckets"]
+        bars = ax.bar([b["bucket"] + 0.4 * k for b in rows], [b["precision"] for b in rows], 0.4, label=side)
+        ax.bar_label(bars, [f"{b['count']:,}" for b in rows], fontsize=7)
+    if not s["precision"]["overall"]["signals"]:
+        ax.text(0.5, 0.5, "no signals: the model abstains", ha="center", transform=ax.transAxes)
+    ax.set(xlabel=f"bucket k: p in threshold + [{STEP:g}k, {STEP:g}(k + 1))", ylabel="precision (bar labels: signals)")
+    ax.set_ylim(0, 1.05)
+    for i, (fig, ax) in enumerate(figs):
+        if i:
+            ax.legend()
+        fig.savefig(paths[i], dpi=80)
+        plt.close(fig)
+    return paths
+
+
+def run_check(
+    cfg: AppConfig,
+    model_uri: str | None,
+    journal: Path | None,
+    since_ns: int | None,
+    out: Path | None,
+    clock: Clock | None = None,
+) -> dict[str, Any]:
+    version, uri = registry.resolve(cfg, model_uri)
+    with StepProgress("check predictions") as progress:
+        progress(0.05, f"loading {uri}")
+        summary = check(cfg, registry.load_version(cfg, version), version, journal, since_ns, progress)
+        stamp = datetime.fromtimestamp((clock or SystemClock()).now_ns() / 1e9, UTC).strftime("%Y%m%dT%H%M%SZ")
+        folder = out or cfg.resolve(Path("reports/check_predictions")) / f"{stamp}-v{version}"
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [*plot(summary, folder), folder / "summary.json"]
+        files[-1].write_text(json.dumps(summary, indent=1))
+        progress(1.0, f"report in {folder}")
+    result = {"status": "completed", "summary": summary, "table": table(summary), "report": str(folder)}
+    return result | {"files": [str(f) for f in files]}
+
+
+@task(name="check-predictions")
+def check_task(
+    config: str, model: str | None, journal: str | None, since: str | None, out: str | None
+) -> dict[str, Any]:
+    try:
+        since_ns, path = parse_time_ns(since) if since else None, Path(journal) if journal else None
+        return run_check(load_config(config), model, path, since_ns, Path(out) if out else None)
+    except UserError as exc:
+        return {"status": "failed", "error": str(exc), "exit_code": exc.exit_code}
+
+
+@flow(name="check-predictions", log_prints=True)
+def check_predictions_flow(
+    config: str = "config.yaml",
+    model: str | None = None,
+    journal: str | None = None,
+    since: str | None = None,
+    out: str | None = None,
+) -> State:
+    """Score the production model's recent predictions against the labels that have arrived since."""
+    result = check_task(config, model, journal, since, out)
+    if result["status"] == "failed":
+        return Failed(message=result["error"], data=result)
+    s = result["summary"]
+    message = f"{s['model']['uri']}: {s['labelled']:,} labelled predictions from the {s['source']['kind']}"
+    print(message)
+    return Completed(message=message, data=result)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.check_predictions", __doc__)
+    p.add_argument(
+        "--model", metavar="URI", help="models:/NAME@ALIAS, models:/NAME/VERSION or an alias (default: champion)"
+    )
+    p.add_argument("--journal", metavar="PATH", help="the runner's journal (default: live.journal_dir/paper.sqlite)")
+    p.add_argument("--since", metavar="T", help="only predictions from this grid time on (ISO 8601 UTC or ns)")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: reports/check_predictions/<time>-v<version>)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = load_config(args.config)
+    if args.since:
+        try:
+            parse_time_ns(args.since)
+        except UserError as exc:
+            raise UserError(f"--since: {exc}") from None
+    registry.resolve(cfg, args.model)  # a missing registry or model is one line before Prefect starts
+    state = check_predictions_flow(
+        config=args.config, model=args.model, journal=args.journal, since=args.since, out=args.out, return_state=True
+    )
+    raise_if_failed(state, "check_predictions")
+    result = cast(dict[str, Any], state.result())
+    print(result["table"])
+    print("\nreport: " + "\n        ".join(result["files"]))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

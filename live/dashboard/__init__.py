@@ -1,0 +1,1 @@
+"""The monitoring dashboard (``python -m live.dashboard``, ``make dashboard``): see app.py."""

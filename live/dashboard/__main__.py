@@ -1,0 +1,4 @@
+from core.cli import run_main
+from live.dashboard.app import main
+
+run_main(main)

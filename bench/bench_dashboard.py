@@ -75,7 +75,7 @@ def run() -> list[dict[str, Any]]:
         j.commit()
         view.refresh()
 
-    refresh = np.median(timed(ten_more_seconds, 50)) * 1e3
+    refresh = float(np.median(timed(ten_more_seconds, 50))) * 1e3
     j.close()
 
     rng = np.random.default_rng(2)
@@ -86,7 +86,7 @@ def run() -> list[dict[str, Any]]:
     for row in x:
         mon.add(row)
     add_us = (time.perf_counter() - t0) / len(x) * 1e6
-    psi_ms = np.median(timed(mon.psi, 200)) * 1e3
+    psi_ms = float(np.median(timed(mon.psi, 200))) * 1e3
     drift_note = f"{FEATURES} features, a window of 3,600 decisions"
     return [
         entry("dashboard: first read of a day's journal", first, "s", "<= 5", note),

@@ -150,7 +150,10 @@ def _log(cfg: AppConfig, run: RunRecord, m: dict[str, float | int], folder: Path
     client = registry.connect(cfg, create=True)
     name = f"{cfg.mlflow.experiment}-backtests"
     exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(name)
+    if exp is not None:
+        exp_id = exp.experiment_id
+    else:  # its artifacts beside the models' in the configured store (MLflow's default is ./mlruns of the cwd)
+        exp_id = client.create_experiment(name, artifact_location=registry.store(cfg).artifacts_uri + "/backtests")
     strategy = str(run.meta["strategy"])
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{strategy}-v{version}") as active:
         mlflow.set_tags({"strategy": strategy, "model_version": version, "git_commit": registry.git_commit()})

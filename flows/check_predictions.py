@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -74,6 +75,18 @@ def journal_predictions(path: Path, version: str, since_ns: int | None) -> tuple
     t, p = t[order], p[order]
     last = np.r_[t[1:] != t[:-1], True]  # a grid time decided twice (a restart): the later decision
     return (t[last], p[last], f"{int(last.sum()):,} decisions of version {version} in {path}"), ""
+
+
+def runner_thresholds(path: Path, version: str) -> dict[str, float] | None:
+    """The thresholds the runner traded ``version`` with (its start and model-swap records), if journalled:
+    an execution study's threshold differs from the registered one."""
+    found = None
+    for r in jr.read(path, ["start", "model"]):
+        v = r.data.get("model") if r.kind == "start" else r.data.get("version")
+        thr = r.data.get("thresholds")
+        if str(v) == version and isinstance(thr, dict) and {"up", "down"} <= set(thr):
+            found = {"up": float(thr["up"]), "down": float(thr["down"])}
+    return found
 
 
 def training_end_ns(cfg: AppConfig, version: str) -> int:
@@ -223,6 +236,9 @@ def check(
     if progress is not None:
         progress(0.85, f"{int(has.sum()):,} labelled rows")
     ts, proba, detail = pred
+    if kind == "journal" and (thr := runner_thresholds(path, version)) is not None:
+        model = replace(model, threshold_up=thr["up"], threshold_down=thr["down"])
+        detail += f"; at the runner's thresholds up {_thr(thr['up'])} / down {_thr(thr['down'])}"
     out = evaluate(model, proba, has, direction, ret)
     out["source"] = {"kind": kind, "detail": detail, "fallback_reason": why or None}
     out["window"] = {"start": format_ns(int(ts[0])), "end": format_ns(int(ts[-1]))}

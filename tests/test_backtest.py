@@ -70,6 +70,7 @@ def test_the_flow_writes_a_report_logs_it_and_compares(
     registry.connect(cfg)
     run = mlflow.get_run(b["run_id"])
     assert run.data.tags["model_version"] == "1" and run.data.params["strategy"] == "passive"
+    assert run.info.artifact_uri.startswith(registry.store(cfg).artifacts_uri)  # the configured store, not ./mlruns
     tags = registry.connect(cfg).get_model_version(cfg.mlflow.model_name, "1").tags
     assert {"backtest_baseline", "backtest_passive"} <= set(tags)
     text = compare_reports(str(tmp_path / "a"), str(tmp_path / "b"))

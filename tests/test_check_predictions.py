@@ -152,6 +152,27 @@ def test_a_model_that_abstains_is_reported_as_no_signals(trained: Trained, tmp_p
     assert text.endswith("overall at the operating point: no signals")
 
 
+def test_the_thresholds_the_runner_traded_with_are_the_operating_point(trained: Trained, tmp_path: Path) -> None:
+    cfg, _ = trained
+    ts, direction = labelled(cfg)
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0.05, 0.95, (60, 2))
+    path = tmp_path / "j.sqlite"
+    write_journal(path, [(int(t), float(a), float(b), "1") for t, (a, b) in zip(ts[-60:], p)])
+    j = Journal(path, "study", sync="normal")  # a later session ran version 1 at a study's thresholds
+    j.add("start", 1, mode="paper", model="1", thresholds={"up": 0.5, "down": 0.6})
+    j.commit()
+    j.close()
+    model = replace(registry.load_version(cfg, "1"), threshold_up=NEVER, threshold_down=NEVER)
+    s = check(cfg, model, "1", path, None)
+    assert s["distribution"]["up"]["threshold"] == 0.5 and s["distribution"]["down"]["threshold"] == 0.6
+    assert "the runner's thresholds up 0.5000 / down 0.6000" in s["source"]["detail"]
+    expected = hand_buckets(p[:, 0], p[:, 1], direction[-60:], 0.5, 0.6)
+    for side in ("up", "down"):
+        got = [(b["bucket"], b["count"], b["hits"]) for b in s["precision"][side]["buckets"]]
+        assert got == expected[side] and sum(c for _, c, _ in got) > 0
+
+
 def test_without_a_journal_the_model_is_applied_after_its_training_window(trained: Trained, tmp_path: Path) -> None:
     cfg, result = trained
     cfg = with_journal_dir(cfg, tmp_path)

@@ -89,14 +89,29 @@ def runner_thresholds(path: Path, version: str) -> dict[str, float] | None:
     return found
 
 
-def training_end_ns(cfg: AppConfig, version: str) -> int:
-    """The end of the version's training window, as logged on its MLflow run."""
+def training_window_ns(cfg: AppConfig, version: str) -> tuple[int, int | None]:
+    """The end of the version's training window and the start of its held-out block, as logged on its run."""
     client = registry.connect(cfg)
-    run = client.get_run(client.get_model_version(cfg.mlflow.model_name, version).run_id)
-    end = run.data.params.get("window_end")
+    params = client.get_run(client.get_model_version(cfg.mlflow.model_name, version).run_id).data.params
+    end, test = params.get("window_end"), params.get("window_test_start")
     if end is None:
         raise UserError(f"version {version}'s training run logs no window_end: pass --since")
-    return parse_time_ns(end)
+    return parse_time_ns(end), parse_time_ns(test) if test else None
+
+
+def _model_rows(
+    cfg: AppConfig, model: StackedModel, start: int, reason: str, progress: StepProgress | None
+) -> tuple[Predictions, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The model's predictions from ``start`` and their labels; none labelled is one line."""
+    pred = model_predictions(cfg, model, start, reason, progress)
+    labels = labels_at(cfg, model, pred[0])
+    if not labels[0].any():
+        h = horizon_name(model.horizon_ns)
+        raise UserError(
+            f"no labelled rows: none of the {len(pred[0]):,} predictions from {format_ns(start)} has a {h} label "
+            f"yet ({reason}); pass --since to look further back"
+        )
+    return pred, labels
 
 
 def model_predictions(
@@ -223,16 +238,21 @@ def check(
             pred = None
     if pred is None:
         kind = "model"
-        start = since_ns if since_ns is not None else training_end_ns(cfg, version) + 1
-        reason = why + ("" if since_ns is not None else "; after the training window")
-        pred = model_predictions(cfg, model, start, reason, progress)
-        has, direction, ret = labels_at(cfg, model, pred[0])
-        if not has.any():
-            h = horizon_name(model.horizon_ns)
-            raise UserError(
-                f"no labelled rows: none of the {len(pred[0]):,} predictions from {format_ns(start)} has a {h} label "
-                f"yet ({reason}); pass --since to look further back"
-            )
+        if since_ns is not None:
+            pred, (has, direction, ret) = _model_rows(cfg, model, since_ns, why, progress)
+        else:
+            end, test_start = training_window_ns(cfg, version)
+            try:
+                pred, (has, direction, ret) = _model_rows(
+                    cfg, model, end + 1, why + "; after the training window", progress
+                )
+            except UserError:
+                if test_start is None:
+                    raise
+                held_out = (
+                    "; nothing labelled after the training window yet: its held-out block, which nothing was fitted on"
+                )
+                pred, (has, direction, ret) = _model_rows(cfg, model, test_start, why + held_out, progress)
     if progress is not None:
         progress(0.85, f"{int(has.sum()):,} labelled rows")
     ts, proba, detail = pred

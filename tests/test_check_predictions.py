@@ -181,12 +181,15 @@ def test_without_a_journal_the_model_is_applied_after_its_training_window(traine
     rows = load_features(cfg)
     after = int((rows.ts > end).sum())
     assert after > 0
+    since = parse_time_ns(result["test_start"])
     with pytest.raises(
         UserError, match=f"no labelled rows: none of the {after:,} predictions from {format_ns(end + 1)}"
     ):
-        check(cfg, model, "1", None, None)  # the training window took every label there is
-
-    since = parse_time_ns(result["test_start"])
+        check(cfg, model, "1", None, end + 1)  # the training window took every label there is
+    # so by default the held-out block of its training run, which nothing was fitted on
+    s = check(cfg, model, "1", None, None)
+    assert s == check(cfg, model, "1", None, since) | {"source": s["source"]}
+    assert "held-out block" in s["source"]["detail"] and s["window"]["start"] == format_ns(since)
     s = check(cfg, model, "1", None, since)
     assert s["source"]["kind"] == "model" and "no journal at" in s["source"]["fallback_reason"]
     keep = rows.ts >= since

@@ -59,7 +59,7 @@ function account(s) {
   Plotly.react("chart-equity", [
     { x: s.series.t, y: s.series.equity, name: "equity (USDT)", type: "scatter", mode: "lines", line: { color: "#2563eb" } },
     { x: s.series.t, y: s.series.position, name: "position (BTC)", type: "scatter", mode: "lines", line: { color: "#f59e0b", shape: "hv" }, yaxis: "y2" },
-  ], layout({ title: { text: "equity and position", font: { size: 12 } }, yaxis: { title: "USDT" }, yaxis2: { title: "BTC", overlaying: "y", side: "right", zeroline: true } }), plotCfg);
+  ], layout({ title: { text: "equity and position", font: { size: 12 } }, margin: { l: 60, r: 60, t: 26, b: 30 }, yaxis: { title: "USDT" }, yaxis2: { title: "BTC", overlaying: "y", side: "right", zeroline: true } }), plotCfg);
   const side = (x) => (x > 0 ? { v: "buy", cls: "buy" } : { v: "sell", cls: "sell" });
   table("orders", ["id", "side", "price", "qty", "filled", "since"], s.orders.slice(0, 12).map((o) => [o.id, side(o.side), fmt(o.price, 1), fmt(o.qty, 3), fmt(o.filled, 3), hhmmss(o.ts)]));
   table("fills", ["time", "order", "side", "price", "qty", "fee", "liquidity"], s.fills.slice(0, 12).map((f) => [hhmmss(f.ts), f.id, side(f.side), fmt(f.price, 1), fmt(f.qty, 3), fmt(f.fee, 4), f.maker ? "maker" : "taker"]));
@@ -93,8 +93,11 @@ function model(s) {
   const cf = s.confidence;
   setText("decisions", cf.decisions.toLocaleString("en-US"));
   $("signals").textContent = `${cf.signals} signals in the last ${cf.n_live}`;
-  const keys = Object.keys((c || ch || { metrics: {} }).metrics);
-  table("model-metrics", ["held-out", ...keys.map((k) => k.replace("_", " "))], [c, ch].filter(Boolean).map((x) => [`v${x.version}${x === c ? " champion" : " challenger"}`, ...keys.map((k) => fmt(x.metrics[k], 3))]));
+  // one row per metric, a column per model and direction: champion and challenger side by side
+  const models = [c, ch].filter(Boolean);
+  const names = [...new Set(Object.keys((c || ch || { metrics: {} }).metrics).map((k) => k.split("_").slice(1).join("_")))];
+  table("model-metrics", ["held-out", ...models.flatMap((x) => [`v${x.version} ${x === c ? "champion" : "challenger"} up`, "down"])],
+    names.map((n) => [n.replace("_", " "), ...models.flatMap((x) => [fmt(x.metrics[`up_${n}`], 3), fmt(x.metrics[`down_${n}`], 3)])]));
   const mids = cf.edges.slice(0, -1).map((e, i) => (e + cf.edges[i + 1]) / 2);
   const traces = [];
   const colors = { up: "#16a34a", down: "#dc2626" };

@@ -58,7 +58,7 @@ diagnose: $(STAMP)  ## check warehouse, model, exchange, clock, disk and journal
 	$(PY) -m live.diagnose
 
 prefect-ui: $(STAMP)  ## the Prefect UI on the project's flow runs: http://127.0.0.1:4200
-	$(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200
 
 ui: $(STAMP)  ## the MLflow UI on the project's store: http://127.0.0.1:5000
 	$(PY) -m models ui

@@ -72,7 +72,7 @@ def test_demo_trains_registers_and_promotes_once_there_is_enough_data(
         warehouse={"snapshot_levels": 20},
         training={"window": "2h", "horizon": "60s", "rounds": 40, "early_stopping": 10, "min_rows": 300, "folds": 3},
     )
-    p = cli("-m", "flows.demo", "--duration", "90m", "--config", str(tmp_path / "config.yaml"))
+    p = cli("-m", "flows.demo", "--duration", "90m", "--config", str(tmp_path / "config.yaml"), timeout=420)
     assert p.returncode == 0, p.stderr
     assert "registered btc-l2 version 1 as challenger" in p.stdout
     assert "promoted: version 1: promoted to champion: first model" in p.stdout

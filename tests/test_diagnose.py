@@ -342,9 +342,16 @@ def test_a_missing_registry_fails_in_one_line(make_config: ConfigFactory, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_registry_without_a_champion_fails(make_config: ConfigFactory, trained: tuple[AppConfig, Any]) -> None:
+def test_a_registry_without_a_champion_fails(
+    make_config: ConfigFactory, trained: tuple[AppConfig, Any], tmp_path: Path
+) -> None:
     base = trained[0]
-    cfg = configure(make_config, mlflow={"store": str(base.resolve(base.mlflow.store))})
+    store = tmp_path / "mlflow.db"  # a copy: other tests may promote in the session's registry
+    shutil.copy(base.resolve(base.mlflow.store), store)
+    cfg = configure(make_config, mlflow={"store": str(store)})
+    client = registry.connect(cfg)
+    if registry.version_for(cfg, registry.CHAMPION) is not None:
+        client.delete_registered_model_alias(cfg.mlflow.model_name, registry.CHAMPION)
     assert diagnose.check_model(cfg) == [
         Check(
             "model",

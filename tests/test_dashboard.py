@@ -7,12 +7,10 @@ screenshot it takes is kept in ``reports/screenshots/dashboard.png`` (git-ignore
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +27,7 @@ from market.standin import BackgroundStandin
 from market.standin.feeds import SimFeed
 from models import registry
 from tests.test_cli import assert_one_line_error, cli
+from tests.test_runner_standin import run_watched, until
 
 NS = 1_000_000_000
 REPO = Path(__file__).resolve().parents[1]
@@ -61,13 +60,6 @@ class _Server:
         self.thread.join(10)
 
 
-def until(what: str, cond: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout_s, f"not within {timeout_s} s: {what}"
-        time.sleep(0.05)
-
-
 def _monitoring_cfg(cfg: AppConfig, tmp_path: Path, standin: BackgroundStandin) -> AppConfig:
     return cfg.model_copy(
         update={
@@ -94,24 +86,7 @@ def _run_with(cfg: AppConfig, watch: Callable[[Runner], None]) -> Runner:
     model = replace(registry.load_version(cfg, "1"), threshold_up=0.01, threshold_down=0.01)  # it trades
     o = Options(live=False, source="bybit", model=None, duration_ns=150 * NS, start_ns=None, end_ns=None,
                 strategy="passive", speed=None)  # fmt: skip
-    runner = Runner(cfg, o, Loaded.of(model, "1"))
-    failed: list[BaseException] = []
-
-    def watcher() -> None:
-        try:
-            watch(runner)
-        except BaseException as exc:
-            failed.append(exc)
-        finally:
-            runner.stop("test done")
-
-    t = threading.Thread(target=watcher, daemon=True)
-    t.start()
-    asyncio.run(runner.run())
-    t.join(30)
-    if failed:
-        raise failed[0]
-    return runner
+    return run_watched(Runner(cfg, o, Loaded.of(model, "1")), watch)
 
 
 def _browser_or_skip() -> str:

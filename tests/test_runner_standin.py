@@ -53,7 +53,12 @@ def _run(
     model = replace(registry.load_version(cfg, "1"), threshold_up=0.01, threshold_down=0.01)
     o = Options(live=keys is not None, source="bybit", model=None, duration_ns=120 * NS, start_ns=None, end_ns=None,
                 strategy="passive", speed=None)  # fmt: skip
-    runner = Runner(cfg, o, Loaded.of(model, "1"), keys)
+    return run_watched(Runner(cfg, o, Loaded.of(model, "1"), keys), script)
+
+
+def run_watched(runner: Runner, script: Callable[[Runner], None]) -> Runner:
+    """Run ``runner`` here while ``script`` (in a thread) watches it, then stop it; the script's
+    failure is raised here."""
     failed: list[BaseException] = []
 
     def watch() -> None:
@@ -67,7 +72,7 @@ def _run(
     t = threading.Thread(target=watch, daemon=True)
     t.start()
     asyncio.run(runner.run())
-    t.join(timeout=10)
+    t.join(timeout=30)
     if failed:
         raise failed[0]
     return runner

@@ -20,8 +20,14 @@ class FlowFailedError(UserError):
 def raise_if_failed(state: Any, what: str) -> None:
     """Raise FlowFailedError for a Failed state (the task put its exit code in the state's data)."""
     if state.is_failed():
-        data = state.data if isinstance(state.data, dict) else {}
-        raise FlowFailedError(state.message or f"{what} failed", int(data.get("exit_code", 3)))
+        data = state.data
+        if not isinstance(data, dict):  # a state from a flow run carries its data as a result record
+            try:
+                data = state.result(raise_on_failure=False)
+            except Exception:  # no readable result: the generic code
+                data = {}
+        code = data.get("exit_code", 3) if isinstance(data, dict) else 3
+        raise FlowFailedError(state.message or f"{what} failed", int(code))
 
 
 def parser(module: str, doc: str | None, verbose: bool = True) -> argparse.ArgumentParser:

@@ -260,8 +260,9 @@ def test_the_flow_and_the_command_line_write_the_report(
     assert "predictions from the model" in printed and str(folder / "reliability.png") in printed
 
     (tmp_path / "notes.txt").write_text("not a journal\n")
-    with pytest.raises(UserError, match="not a journal"):
+    with pytest.raises(UserError, match="not a journal") as failed:
         main(["--config", str(config), "--model", "1", "--journal", str(tmp_path / "notes.txt")])
+    assert failed.value.exit_code == UserError.exit_code  # the task's own code survives the flow run
 
 
 @pytest.mark.parametrize(

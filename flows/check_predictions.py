@@ -38,7 +38,7 @@ from flows.common import parser, raise_if_failed
 from flows.progress import StepProgress
 from live import journal as jr
 from models import registry
-from models.metrics import score
+from models.metrics import reliability, score
 from models.model import StackedModel
 from warehouse.dataset import load_features
 from warehouse.db import reading
@@ -154,20 +154,6 @@ def labels_at(cfg: AppConfig, model: StackedModel, ts: np.ndarray) -> tuple[np.n
 
 def _num(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
-
-
-def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
-    """Mean predicted vs observed frequency in quantile bins of ``p`` (the training diagnostics' deciles)."""
-    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
-    nb = max(len(edges) - 1, 1)
-    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, nb - 1)
-    count = np.bincount(which, minlength=nb)
-    pred, obs = np.bincount(which, p, nb), np.bincount(which, y, nb)
-    keep = count > 0
-    return [
-        {"predicted": float(a / c), "observed": float(b / c), "count": int(c)}
-        for a, b, c in zip(pred[keep], obs[keep], count[keep], strict=True)
-    ]
 
 
 def buckets(p: np.ndarray, hit: np.ndarray, threshold: float) -> dict[str, Any]:

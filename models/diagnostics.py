@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.metrics import reliability
 from models.train import TrainResult
 
 
@@ -62,12 +63,8 @@ def write_all(result: TrainResult, x_test: np.ndarray, y_test: dict[str, np.ndar
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.plot([0, 1], [0, 1], "k:", label="perfect")
     for j, d in enumerate(("up", "down")):
-        p, y = proba[:, j], y_test[d]
-        edges = np.unique(np.quantile(p, np.linspace(0, 1, 11)))
-        which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
-        xs = [p[which == b].mean() for b in range(len(edges) - 1) if (which == b).any()]
-        ys = [y[which == b].mean() for b in range(len(edges) - 1) if (which == b).any()]
-        ax.plot(xs, ys, "o-", label=f"{d} (deciles)")
+        rows = reliability(proba[:, j], y_test[d])
+        ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], "o-", label=f"{d} (deciles)")
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("observed frequency")
     ax.set_title("Reliability on the held-out block")

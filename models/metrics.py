@@ -8,6 +8,7 @@ profit of acting on the signal, on data the base learners never saw.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
@@ -82,3 +83,17 @@ def choose_threshold(
         if mean - z * np.sqrt(var / k) > 0.0:
             best_total, best_threshold, best_k = total, float(ps[k - 1]), k
     return best_threshold, (best_total / best_k if best_k else 0.0)
+
+
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
+    """Mean predicted vs observed frequency in quantile bins of ``p`` (the training diagnostics' deciles)."""
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    nb = max(len(edges) - 1, 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, nb - 1)
+    count = np.bincount(which, minlength=nb)
+    pred, obs = np.bincount(which, p, nb), np.bincount(which, y, nb)
+    keep = count > 0
+    return [
+        {"predicted": float(a / c), "observed": float(b / c), "count": int(c)}
+        for a, b, c in zip(pred[keep], obs[keep], count[keep], strict=True)
+    ]

@@ -120,7 +120,7 @@ def check_warehouse(cfg: AppConfig, clock: Clock | None = None, open_timeout_s: 
         with reading(path, open_timeout_s) as con:
             row = one(con, _NEWEST, [venue, symbol])
             newest = None if row is None or row[0] is None else int(row[0])
-            found = silences(con, max_gap, limit=sys.maxsize)[1] if newest is not None else []
+            found = silences(con, max_gap, sys.maxsize, newest - window)[1] if newest is not None else []
     except UnavailableError:
         return [Check("warehouse", WARN, f"busy: a writer holds it ({path}; waited {open_timeout_s:g} s)")]
     rows = [Check("warehouse", OK, f"{path} opens read-only ({path.stat().st_size / 1e6:,.0f} MB)")]
@@ -130,7 +130,7 @@ def check_warehouse(cfg: AppConfig, clock: Clock | None = None, open_timeout_s: 
     age = clock.now_ns() - newest
     fresh = f"{human(age)} old (limit {human(stale)})" if age >= 0 else f"{human(age)} ahead of the local clock"
     rows.append(Check("freshness", FAIL if age > stale else WARN if age < 0 else OK, f"newest book update {fresh}"))
-    # reader.silences covers the whole history: keep this pair's within the window
+    # the silences ending within the window, of this pair
     recent = [s for s in found if (s.venue, s.symbol) == (venue, symbol) and s.until_ns > newest - window]
     what = f"longer than {human(max_gap)} in the last {human(window)} of data"
     if not recent:

@@ -77,8 +77,11 @@ class Silence:
         return (self.until_ns - self.after_ns) / NS_PER_S
 
 
-def silences(con: duckdb.DuckDBPyConnection, threshold_ns: int, limit: int = 10) -> tuple[int, list[Silence]]:
-    """Periods without book updates longer than threshold: (how many, the longest ``limit``).
+def silences(
+    con: duckdb.DuckDBPyConnection, threshold_ns: int, limit: int = 10, since_ns: int | None = None
+) -> tuple[int, list[Silence]]:
+    """Periods without book updates longer than threshold: (how many, the longest ``limit``), over the
+    whole history or the silences ending after ``since_ns``.
 
     Candidates come from the 1 s rollup (empty seconds); each is then measured exactly on the
     snapshots table, pruned to the candidate's time range.
@@ -87,8 +90,8 @@ def silences(con: duckdb.DuckDBPyConnection, threshold_ns: int, limit: int = 10)
         "SELECT venue, symbol, ts_exchange_ns, next_bucket FROM ("
         " SELECT venue, symbol, ts_exchange_ns, bucket_ns,"
         "  lead(bucket_ns) OVER (PARTITION BY venue, symbol ORDER BY bucket_ns) AS next_bucket"
-        " FROM snapshots_1s) WHERE next_bucket - ts_exchange_ns > $t",
-        {"t": threshold_ns},
+        " FROM snapshots_1s) WHERE next_bucket - ts_exchange_ns > $t AND next_bucket > $since",
+        {"t": threshold_ns, "since": -(2**62) if since_ns is None else since_ns},
     ).fetchall()
     found: list[Silence] = []
     for venue, symbol, after, next_bucket in cands:

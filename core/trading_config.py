@@ -118,6 +118,7 @@ class MonitorConfig(Section):
     drift_psi: float = Field(0.25, gt=0)  # alert when a feature's population stability index passes this
     drift_window: int = Field(3600, ge=10)  # live decisions the PSI is taken over (the newest)
     drift_min: int = Field(300, ge=10)  # no PSI (and no drift alert) before this many decisions
+    drift_ignore: tuple[str, ...] = ()  # features shown on the dashboard but never alerted on (e.g. price-level ones)
     stale_data: DurationNs = parse_duration_ns(
         "2s"
     )  # market data older than this: an alert (HALTED: live.feed_silence)

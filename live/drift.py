@@ -43,3 +43,8 @@ class DriftMonitor:
         values = self.profile.psi(self.counts)
         order = np.argsort(-values, kind="stable")
         return {self.names[i]: round(float(values[i]), 5) for i in order}
+
+
+def worst(psi: dict[str, float], ignore: tuple[str, ...] | list[str] = ()) -> tuple[str, float]:
+    """The feature the drift alert is about: the highest PSI among those not ignored (``monitor.drift_ignore``)."""
+    return next(((k, v) for k, v in psi.items() if k not in ignore), ("none", 0.0))

@@ -31,7 +31,7 @@ from execution.strategy import Passive, Signal, Strategy
 from execution.venue import BookView
 from features import MAX_LOOKBACK_S, NAMES, OnlineFeatures
 from live.alerts import Alerts
-from live.drift import DriftMonitor
+from live.drift import DriftMonitor, worst
 from live.feed import BookTick, Tick
 from live.journal import Journal
 from live.monitor import SlippageMonitor
@@ -119,6 +119,9 @@ class Loop:
         if m.model.profile is None:
             log.warning("model version %s has no training profile: no drift monitoring (retrain it)", m.version)
             return None
+        unknown = sorted(set(mc.drift_ignore) - set(m.model.feature_names))
+        if unknown:
+            log.warning("monitor.drift_ignore names features model version %s does not use: %s", m.version, unknown)
         return DriftMonitor(m.model.profile, m.columns, list(m.model.feature_names), mc.drift_window, mc.drift_min)
 
     def _wake_flags(self) -> Wake:
@@ -377,9 +380,9 @@ class Loop:
         )  # fmt: skip
         if self.drift is not None and (psi := self.drift.psi()) is not None:
             self.journal.add("drift", gw.now, model_version=self.m.version, rows=self.drift.n, psi=psi)
-            name, worst = next(iter(psi.items()))
-            detail = f"{name} PSI {worst:.3f} against {mc.drift_psi} over the last {self.drift.n} decisions"
-            self.alerts.update("drift", worst > mc.drift_psi, gw.now, worst, mc.drift_psi, detail)
+            name, value = worst(psi, mc.drift_ignore)
+            detail = f"{name} PSI {value:.3f} against {mc.drift_psi} over the last {self.drift.n} decisions"
+            self.alerts.update("drift", value > mc.drift_psi, gw.now, value, mc.drift_psi, detail)
         peak = self.strategy.risk.peak
         if math.isfinite(peak) and peak > 0:
             dd = 1.0 - acct["equity"] / peak

@@ -18,7 +18,7 @@ import pytest
 from core.errors import UserError
 from live.alerts import WEBHOOK_ENV, Alerts, Webhook, webhook_url
 from live.dashboard.journal_view import JournalView
-from live.drift import DriftMonitor
+from live.drift import DriftMonitor, worst
 from live.journal import Journal
 from live.monitor import SlippageMonitor
 from models.profile import BINS, Profile, psi
@@ -78,6 +78,8 @@ def test_the_drift_window_counts_exactly_the_newest_rows() -> None:
     assert out is not None and list(out) == ["b", "a"]  # worst first
     assert out["b"] > 1.0 and out["a"] < out["b"]
     assert out["b"] == pytest.approx(round(float(prof.psi(expected)[0]), 5))
+    assert worst(out) == ("b", out["b"]) and worst(out, ["b"]) == ("a", out["a"])  # an ignored feature never alerts
+    assert worst(out, ["a", "b"]) == ("none", 0.0)
 
 
 def test_the_execution_figures_cover_three_markout_horizons_and_rejects() -> None:

@@ -245,6 +245,7 @@ class Snapshot:
             "ts": format_ns(d["ts"]) if "ts" in d else None,
             "rows": d.get("rows", 0),
             "min_rows": self.cfg.monitor.drift_min,
+            "ignore": list(self.cfg.monitor.drift_ignore),
             "threshold": self.cfg.monitor.drift_psi,
             "psi": [[k, v] for k, v in psi.items()],
         }

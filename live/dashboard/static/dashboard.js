@@ -114,9 +114,9 @@ function model(s) {
 
 function drift(s) {
   const d = s.drift;
-  $("drift-info").textContent = d.psi.length ? `PSI over the last ${d.rows} decisions, as of ${hhmmss(d.ts)}; alert above ${d.threshold}` : `no PSI yet (after ${d.min_rows} decisions)`;
+  $("drift-info").textContent = d.psi.length ? `PSI over the last ${d.rows} decisions, as of ${hhmmss(d.ts)}; alert above ${d.threshold}` + ((d.ignore || []).length ? `; never alerted on (grey): ${d.ignore.join(", ")}` : "") : `no PSI yet (after ${d.min_rows} decisions)`;
   const rows = d.psi.slice(0, 20).reverse();
-  Plotly.react("chart-drift", [{ x: rows.map((r) => r[1]), y: rows.map((r) => r[0]), type: "bar", orientation: "h", marker: { color: rows.map((r) => (r[1] > d.threshold ? "#dc2626" : r[1] > 0.1 ? "#f59e0b" : "#16a34a")) } }],
+  Plotly.react("chart-drift", [{ x: rows.map((r) => r[1]), y: rows.map((r) => r[0]), type: "bar", orientation: "h", marker: { color: rows.map((r) => ((d.ignore || []).includes(r[0]) ? "#9ca3af" : r[1] > d.threshold ? "#dc2626" : r[1] > 0.1 ? "#f59e0b" : "#16a34a")) } }],
     layout({ title: { text: "population stability index, live vs training, worst first", font: { size: 12 } }, margin: { l: 150, r: 10, t: 26, b: 30 },
       shapes: [{ type: "line", x0: d.threshold, x1: d.threshold, yref: "paper", y0: 0, y1: 1, line: { color: "#dc2626", dash: "dot" } }] }), plotCfg);
 }

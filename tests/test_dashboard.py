@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -192,3 +193,27 @@ def test_the_dashboard_cli_refuses_a_taken_port_in_one_line(make_config: Any, tm
     assert_one_line_error(p, "is in use")
     with pytest.raises(SystemExit):
         main(["--help"])
+
+
+def test_a_session_that_never_stopped_and_writes_nothing_is_not_responding(make_config: Any, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    cfg = make_config(live={"status_interval": "10s"})
+    path = tmp_path / "paper.sqlite"
+    j = jr.Journal(path, "s1", "normal")
+    j.add("start", 1, mode="paper", source="bybit", strategy="passive", model="1")
+    j.commit()
+    client = TestClient(create_app(cfg, path))
+    r = client.get("/api/state").json()["runner"]
+    assert r["running"] and not r["not_responding"]  # just written
+    old = time.time() - 60  # a runner commits every status interval: a minute of silence is 6 missed
+    for f in (path, path.with_name(path.name + "-wal")):
+        if f.exists():
+            os.utime(f, (old, old))
+    r = client.get("/api/state").json()["runner"]
+    assert not r["running"] and r["not_responding"] and r["silent_s"] >= 59
+    j.add("stop", 2, reason="operator command")
+    j.commit()
+    j.close()
+    r = client.get("/api/state").json()["runner"]
+    assert not r["running"] and not r["not_responding"] and r["stopped"] == "operator command"

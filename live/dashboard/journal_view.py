@@ -70,6 +70,11 @@ class JournalView:
                 self._close()
             return self.state
 
+    def written_ns(self) -> int | None:
+        """When the journal was last written (its WAL or the file itself), wall clock; None without one."""
+        times = [p.stat().st_mtime_ns for p in (self.path, self.path.with_name(self.path.name + "-wal")) if p.exists()]
+        return max(times) if times else None
+
     def _connect(self) -> sqlite3.Connection | None:
         if self._con is None and self.path.exists():
             self._con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0, check_same_thread=False)

@@ -161,10 +161,16 @@ class Snapshot:
     def _runner(self, st: JournalState, now: int) -> dict[str, Any]:
         h = st.health or {}
         interval = self.cfg.live.status_interval
-        # the health record's time is the data's clock; the stop record's is the wall clock
-        running = st.start is not None and st.stopped is None
+        open_session = st.start is not None and st.stopped is None
+        # a running runner commits at least every status interval (its health record), so the
+        # journal's files tell whether it is alive: a killed one leaves a session without a stop
+        written = self.journal.written_ns()
+        silent_s = (now - written) / NS if written else math.nan
+        running = open_session and silent_s <= 3 * interval / NS + 5
         return {
             "running": running,
+            "not_responding": open_session and not running,
+            "silent_s": silent_s,
             "mode": (st.start or {}).get("mode"),
             "source": (st.start or {}).get("source"),
             "strategy": (st.start or {}).get("strategy"),

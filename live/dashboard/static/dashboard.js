@@ -30,6 +30,7 @@ function banner(s) {
   for (const a of s.alerts.active) items.push(["bad", `${a.line}  (since ${hhmmss(a.ts)})`]);
   if (s.runner.risk === "REDUCING") items.push(["warn", "REDUCING: drawdown past risk.reduce_drawdown, no new exposure"]);
   if (s.journal.error) items.push(["warn", s.journal.error]);
+  else if (s.runner.not_responding) items.push(["bad", `the runner has written nothing for ${age(s.runner.silent_s)} and never stopped: killed or hung? (python -m live.diagnose; restart it)`]);
   else if (!s.runner.running && s.runner.session) items.push(["info", `the runner is not running (last session stopped: ${s.runner.stopped || "unknown"})`]);
   if (s.model.error) items.push(["warn", "registry: " + s.model.error]);
   $("banner").innerHTML = items.map(([c, t]) => `<div class="${c}">${esc(t)}</div>`).join("");
@@ -38,8 +39,9 @@ function banner(s) {
 function header(s) {
   const r = s.runner;
   const run = $("runner");
-  run.textContent = r.session ? `${r.running ? "RUNNING" : "STOPPED"} · ${r.mode} · ${r.source} · ${r.strategy}` : "no runner yet";
-  run.className = "pill " + (r.running ? "ok" : "");
+  const state = r.running ? "RUNNING" : r.not_responding ? "NOT RESPONDING" : "STOPPED";
+  run.textContent = r.session ? `${state} · ${r.mode} · ${r.source} · ${r.strategy}` : "no runner yet";
+  run.className = "pill " + (r.running ? "ok" : r.not_responding ? "bad" : "");
   const risk = $("risk-state");
   risk.textContent = r.risk;
   risk.className = "pill " + ({ ACTIVE: "ok", REDUCING: "warn", HALTED: "bad" }[r.risk] || "");

@@ -119,18 +119,14 @@ class MonitorConfig(Section):
     drift_window: int = Field(3600, ge=10)  # live decisions the PSI is taken over (the newest)
     drift_min: int = Field(300, ge=10)  # no PSI (and no drift alert) before this many decisions
     drift_ignore: tuple[str, ...] = ()  # features shown on the dashboard but never alerted on (e.g. price-level ones)
-    stale_data: DurationNs = parse_duration_ns(
-        "2s"
-    )  # market data older than this: an alert (HALTED: live.feed_silence)
+    stale_data: DurationNs = parse_duration_ns("2s")  # no market data this long: an alert (live.feed_silence halts)
     drawdown: float = Field(0.02, gt=0, lt=1)  # equity this far under its peak: an alert (HALTED: risk.halt_drawdown)
     webhook_url: str = ""  # optional: POST {"text", "what", "value", "threshold"} per alert
     webhook_timeout: DurationNs = parse_duration_ns("5s")
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(8050, ge=1, le=65535)
     dashboard_refresh: DurationNs = parse_duration_ns("5s")  # the page re-reads its figures this often
-    warehouse_stale: DurationNs = parse_duration_ns(
-        "10m"
-    )  # diagnose: the newest stored book update older than this fails
+    warehouse_stale: DurationNs = parse_duration_ns("10m")  # diagnose: an older newest book update fails
     gap_window: DurationNs = parse_duration_ns("24h")  # diagnose: book gaps counted over this much recent data
     max_clock_offset: DurationNs = parse_duration_ns("500ms")  # diagnose: local clock against the exchange's
     min_free_disk_gb: float = Field(2.0, ge=0)  # diagnose: free space under the warehouse, mlruns and logs

@@ -98,7 +98,7 @@ class Loop:
         self.segment_start = -1
         self.stats = Stats()
         lc = cfg.live
-        self.monitor = SlippageMonitor(lc.slippage_window, lc.slippage_alert_bps, lc.markouts)
+        self.monitor = SlippageMonitor(lc.slippage_window, lc.markouts)
         self.alerts = alerts or Alerts(journal)
         self.drift = self._drift_monitor()
         self.halted_reason = ""
@@ -264,7 +264,7 @@ class Loop:
         self.monitor.rejected = gw.post_only_rejects
         if fills:
             self.record_account()
-            fig, limit = self.monitor.figures(), self.monitor.alert_bps
+            fig, limit = self.monitor.figures(), self.cfg.live.slippage_alert_bps
             over = fig.slippage_bps > limit  # NaN (no fills in the window) is not over
             detail = f"rolling arrival slippage {fig.slippage_bps:+.2f} bp against {limit} bp ({fig.line()})"
             self.alerts.update("slippage", over, gw.now, fig.slippage_bps, limit, detail)

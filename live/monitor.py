@@ -57,8 +57,8 @@ def horizon_name(ns: int) -> str:
 
 
 class SlippageMonitor:
-    def __init__(self, window: int, alert_bps: float, markouts_ns: Sequence[int]) -> None:
-        self.alert_bps, self.markouts_ns = alert_bps, tuple(markouts_ns)
+    def __init__(self, window: int, markouts_ns: Sequence[int]) -> None:
+        self.markouts_ns = tuple(markouts_ns)
         self.slip: deque[tuple[float, float]] = deque(maxlen=window)  # (bp, qty)
         self.maker: deque[tuple[bool, float]] = deque(maxlen=window)
         # per horizon: resolved markouts (bp, qty) and the fills waiting for theirs (due ts, side, price, qty)

@@ -83,7 +83,7 @@ def test_the_drift_window_counts_exactly_the_newest_rows() -> None:
 
 
 def test_the_execution_figures_cover_three_markout_horizons_and_rejects() -> None:
-    m = SlippageMonitor(window=4, alert_bps=3.0, markouts_ns=[NS, 10 * NS, 60 * NS])
+    m = SlippageMonitor(window=4, markouts_ns=[NS, 10 * NS, 60 * NS])
     m.on_fill(0, 1, 100.01, 1.0, True, 100.0)  # paid 1 bp
     m.on_fill(NS // 2, 1, 100.10, 1.0, False, 100.0)  # paid 10 bp
     m.on_mid(NS, 100.05)  # the first fill's 1 s markout is due

@@ -200,6 +200,8 @@ class MlflowConfig(Section):
     artifacts: Path = Path("mlruns/artifacts")
     experiment: str = "btc-l2"
     model_name: str = Field("btc-l2", pattern=r"^[A-Za-z0-9_.-]+$")
+    ui_host: str = Field("127.0.0.1", min_length=1)  # python -m models ui (make ui), and its links
+    ui_port: int = Field(5000, ge=1, le=65535)
 
 
 class TrainingConfig(Section):

@@ -8,15 +8,17 @@
 
 The model's predictions on the stored feature rows drive the strategy through the matching engine
 (queue position, latency, fees, funding: execution/). The run writes a report folder (metrics.json,
-fills.csv, report.html with plots) and logs it to MLflow, linked to the model version (its metrics
-also land on the model version as tags). ``--compare A B`` prints two reports side by side and
-whether the second meets the targets (arrival slippage -50 %, Sharpe +30 %) against the first.
+fills.csv, report.html with plots) and logs it to MLflow as ``v7 passive 2026-01-05T12:00..2026-01-06T00:00``,
+tagged with the model version, its training run, the strategy and the window, its description
+linking both; the model version gets the headline figures as tags (``backtest_passive/net_pnl``,
+``backtest_passive/run_id``; ``study_passive/...`` for a fixed ``--threshold``). ``--compare A B``
+prints two reports side by side and whether the second meets the targets (arrival slippage -50 %,
+Sharpe +30 %) against the first.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import re
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from prefect import State, flow, task
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
@@ -40,7 +42,7 @@ from execution.engine import Engine
 from execution.quality import RunRecord, metrics
 from execution.report import load_metrics, write_report
 from features import NAMES
-from flows.common import parser, raise_if_failed
+from flows.common import failed, parser, raise_if_failed
 from flows.progress import StepProgress
 from models import registry
 from models.model import StackedModel
@@ -145,6 +147,9 @@ def run_backtest(
 
 
 def _log(cfg: AppConfig, run: RunRecord, m: dict[str, float | int], folder: Path, version: str) -> str:
+    """Log the run to the backtests experiment, named and linked to its model version, and put its
+    headline figures on that version's tags (``backtest_passive/net_pnl``; ``study_passive/...``
+    for an execution study with a fixed threshold)."""
     import mlflow
 
     client = registry.connect(cfg, create=True)
@@ -154,25 +159,68 @@ def _log(cfg: AppConfig, run: RunRecord, m: dict[str, float | int], folder: Path
         exp_id = exp.experiment_id
     else:  # its artifacts beside the models' in the configured store (MLflow's default is ./mlruns of the cwd)
         exp_id = client.create_experiment(name, artifact_location=registry.store(cfg).artifacts_uri + "/backtests")
-    strategy = str(run.meta["strategy"])
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{strategy}-v{version}") as active:
-        mlflow.set_tags({"strategy": strategy, "model_version": version, "git_commit": registry.git_commit()})
+    strategy, window = str(run.meta["strategy"]), run.meta["window"]
+    study = run.meta.get("threshold_override")
+    label = f"{'study' if study is not None else 'backtest'}_{strategy}"
+    span = f"{registry.minute(window['start'])}..{registry.minute(window['end'])}"
+    title = f"v{version} {strategy} {span}" + (f" study p>={study:.4f}" if study is not None else "")
+    model_name = cfg.mlflow.model_name
+    training = str(client.get_model_version(model_name, version).run_id or "")
+    tags = {
+        "strategy": strategy,
+        "model_version": version,
+        "training_run_id": training,
+        "window_start": str(window["start"]),
+        "window_end": str(window["end"]),
+        "git_commit": registry.git_commit(),
+        "mlflow.note.content": _note(client, model_name, version, training, run, m),
+    }
+    with mlflow.start_run(experiment_id=exp_id, run_name=title) as active:
+        mlflow.set_tags(tags)
         mlflow.log_params(
             {
                 "strategy": strategy,
                 "model_uri": str(run.meta["model_uri"]),
-                **{f"window_{k}": v for k, v in run.meta["window"].items()},
+                **{f"window_{k}": v for k, v in window.items()},
                 **{f"engine.{k}": v for k, v in run.meta["engine"].items() if not isinstance(v, dict)},
             }
         )
         mlflow.log_metrics({k: float(v) for k, v in m.items() if np.isfinite(v)})
         mlflow.log_artifacts(str(folder), "report")
         run_id = str(active.info.run_id)
-    headline = {
-        k: round(float(m[k]), 6) for k in ("net_pnl", "sharpe", "arrival_slippage_mean_bps") if np.isfinite(m[k])
-    }
-    client.set_model_version_tag(cfg.mlflow.model_name, version, f"backtest_{strategy}", json.dumps(headline))
+    figures = {"net_pnl": ".2f", "sharpe": ".3f", "fills": ".0f", "arrival_slippage_mean_bps": ".3f"}
+    headline = {k.replace("_mean", ""): _fmt(m[k], spec) for k, spec in figures.items() if np.isfinite(m[k])}
+    headline |= {"run_id": run_id, "window": span}
+    if study is not None:
+        headline["threshold"] = f"{study:.4f}"
+    for key, value in headline.items():
+        client.set_model_version_tag(model_name, version, f"{label}/{key}", value)
     return run_id
+
+
+def _note(client: Any, model_name: str, version: str, training: str, run: RunRecord, m: dict[str, float | int]) -> str:
+    """The backtest run's description (Markdown in the UI): what was replayed, the links back to the
+    model version and its training run, the headline figures."""
+    window = run.meta["window"]
+    exp = client.get_run(training).info.experiment_id if training else ""
+    link = f"[training run](#/experiments/{exp}/runs/{training})" if training else "no training run"
+    study = run.meta.get("threshold_override")
+    rule = (
+        f"an execution study: acting from a calibrated confidence >= {study:.4f}, not the model's thresholds"
+        if study is not None
+        else "acting on the model's own net-of-fee thresholds"
+    )
+    return (
+        f"Backtest of [{model_name} version {version}](#/models/{model_name}/versions/{version}) ({link}) with "
+        f"the **{run.meta['strategy']}** strategy over {window['start']} .. {window['end']} "
+        f"({int(window['decisions']):,} decisions), {rule}.\n\n"
+        f"Net PnL {_fmt(m['net_pnl'], '+,.2f')} USDT, Sharpe {_fmt(m['sharpe'], '.2f')}, {int(m['fills']):,} fills, "
+        f"arrival slippage {_fmt(m['arrival_slippage_mean_bps'], '+.3f')} bps. The report: `report/report.html`."
+    )
+
+
+def _fmt(value: float | int, spec: str) -> str:
+    return format(float(value), spec) if np.isfinite(value) else "-"
 
 
 @task(name="backtest")
@@ -216,7 +264,7 @@ def backtest_flow(
     """Replay warehouse data through the matching engine with a registered model and a strategy."""
     result = backtest_task(config, strategy, model, start, end, out, threshold, quantile)
     if result["status"] == "failed":
-        return Failed(message=result["error"], data=result)
+        return failed(result)
     print(result["summary"])
     return Completed(message=result["summary"], data=result)
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from prefect import State, flow, task
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
@@ -25,12 +25,14 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns, parse_time_ns
 from features.catalog import MAX_LOOKBACK_S
-from flows.common import parser, raise_if_failed
+from flows.common import failed, parser, raise_if_failed
 from flows.progress import StepProgress
 from models.registry import log_training
 from models.stack import BoostParams
 from models.train import TrainResult, train
 from warehouse.dataset import TrainingData, load
+from warehouse.db import reading
+from warehouse.featurebuild import table_exists
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,16 @@ def fit(cfg: AppConfig, data: TrainingData, progress: StepProgress | None = None
         raise UserError(f"training: {exc}") from None
 
 
+def data_source(cfg: AppConfig) -> str:
+    """Where the warehouse's market data came from: the sources of its ingest runs that stored
+    something (``sim``, ``bybit``, ``file``; ``file+sim`` for a mix), or ``unknown``."""
+    with reading(cfg.resolve(cfg.warehouse.path), cfg.warehouse.lock_timeout / 1e9) as con:
+        if not table_exists(con, "ingest_runs"):
+            return "unknown"
+        rows = con.execute("SELECT DISTINCT source FROM ingest_runs WHERE messages > 0 ORDER BY source").fetchall()
+    return "+".join(str(r[0]) for r in rows) or "unknown"
+
+
 def run_training(cfg: AppConfig, end_ns: int | None = None) -> dict[str, Any]:
     data = load(cfg, cfg.training.window, end_ns, min_rows=cfg.training.min_rows)
     with StepProgress("train") as progress:
@@ -99,6 +111,7 @@ def run_training(cfg: AppConfig, end_ns: int | None = None) -> dict[str, Any]:
         "end": format_ns(data.end_ns),
         "rows": len(data.ts),
         "test_start": format_ns(int(data.ts[test][0])),  # the held-out block: nothing was fitted on it
+        "data_source": data_source(cfg),
     }
     run_id, version = log_training(cfg, result, result.model.take(data.x[test], data.feature_names), y_test, window)
     summary = (
@@ -130,7 +143,7 @@ def train_flow(config: str = "config.yaml", end: str | None = None) -> State:
     """Train, score and register a challenger model."""
     result = train_task(config, end)
     if result["status"] == "failed":
-        return Failed(message=result["error"], data=result)
+        return failed(result)
     print(result["summary"])
     for line in result["verdict"]:
         print(line)

@@ -1,21 +1,23 @@
 """The model registry from the command line.
 
-python -m models list           # registered versions, aliases, held-out metrics, promotion notes
-python -m models ui             # the MLflow UI on the project's store (make ui)
+python -m models list                 # registered versions: aliases, window, data source, held-out AUCs
+python -m models compare 3 champion   # two versions side by side, and the MLflow UI's compare page
+python -m models ui [--port 5001]     # the MLflow UI on the project's store (make ui)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import sys
 from collections.abc import Sequence
 
-from core.cli import add_config_argument, run_main
+from core.cli import add_config_argument, run_main, setup_logging
 from core.config import load_config
-from core.errors import UserError
-from models import registry
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -24,36 +26,38 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     sub = p.add_subparsers(dest="command", required=True)
     add_config_argument(sub.add_parser("list", help="registered versions and aliases"))
-    u = sub.add_parser("ui", help="start the MLflow UI on the project's store")
-    u.add_argument("--port", type=int, default=5000)
+    c = sub.add_parser("compare", help="two versions side by side, with a link to the UI's compare page")
+    c.add_argument("a", metavar="A", help="a version number, an alias (champion) or models:/NAME/N")
+    c.add_argument("b", metavar="B", help="the other version")
+    add_config_argument(c)
+    u = sub.add_parser(
+        "ui",
+        help="start the MLflow UI on the project's store (one process)",
+        description="The MLflow UI on the project's store: one uvicorn process, no job runners. "
+        "A host other than localhost also needs MLFLOW_SERVER_ALLOWED_HOSTS (MLflow's host check).",
+    )
+    u.add_argument("--host", help="address to listen on (default: mlflow.ui_host, 127.0.0.1)")
+    u.add_argument("--port", type=_port, help="port (default: mlflow.ui_port, 5000)")
     add_config_argument(u)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging()
     cfg = load_config(args.config)
     if args.command == "ui":
-        s = registry.store(cfg, create=True)
-        exe = shutil.which("mlflow", path=os.path.dirname(sys.executable))
-        if exe is None:
-            raise UserError("the mlflow command is not installed in this environment (make venv)")
-        print(f"MLflow UI on http://127.0.0.1:{args.port} (store {s.db}); Ctrl-C stops it", flush=True)
-        cmd = [exe, "ui", "--backend-store-uri", s.tracking_uri, "--default-artifact-root", s.artifacts_uri]
-        os.execv(exe, [*cmd, "--host", "127.0.0.1", "--port", str(args.port)])  # noqa: S606  (fixed arguments)
+        from models import ui
+
+        ui.serve(cfg, args.host, args.port)
+        return 0  # not reached: serve replaces the process
+    from models import compare, registry
+
     client = registry.connect(cfg)
-    name = cfg.mlflow.model_name
-    versions = client.search_model_versions(f"name = '{name}'")
-    if not versions:
-        print(f"{name}: no versions registered yet (python -m flows.train)")
+    if args.command == "compare":
+        print(compare.render(cfg, compare.describe(cfg, client, args.a), compare.describe(cfg, client, args.b)))
         return 0
-    for found in sorted(versions, key=lambda v: int(v.version)):
-        v = client.get_model_version(name, found.version)  # search results leave the aliases out
-        aliases = ",".join(v.aliases) or "-"
-        fs = v.tags.get("feature_set", "?")
-        print(f"{name} v{v.version:<4} {aliases:<20} feature set {fs}  {v.tags.get('metrics', '')}")
-        if v.description:
-            print(f"      {v.description}")
+    print("\n".join(compare.listing(cfg, client)))
     return 0
 
 

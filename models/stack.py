@@ -238,6 +238,19 @@ class DirectionStack:
         return self.calibrate(self.meta(*self.base(x)))
 
 
+def fold_scores(oof: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """AUC and log loss of the base learners' out-of-fold probabilities (columns lgb, xgb) on one fold."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    out = {}
+    both = len(np.unique(y)) == 2
+    for j, name in enumerate(("lgb", "xgb")):
+        p = np.clip(oof[:, j], _EPS, 1.0 - _EPS)
+        out[f"{name}_auc"] = float(roc_auc_score(y, p)) if both else float("nan")
+        out[f"{name}_log_loss"] = float(log_loss(y, p, labels=[0, 1]))
+    return out
+
+
 def fit_direction(
     x_fit: np.ndarray,
     y_fit: np.ndarray,
@@ -268,6 +281,7 @@ def fit_direction(
                 "lgb_rounds": float(m1.best_iteration or m1.current_iteration()),
                 "xgb_rounds": float(getattr(m2, "best_iteration", 0) + 1),
                 "positive_share": float(y_fit[f.test].mean()),
+                **fold_scores(oof[f.test], y_fit[f.test]),
             }
         )
     have = np.isfinite(oof).all(axis=1)

@@ -3,11 +3,13 @@
 The rows are cut by time into fit / calibrate / test blocks with an embargo between them (at least
 the label horizon plus the longest feature look-back). The stacks are fitted on the fit block,
 calibrated and given their operating thresholds on the calibration block, and every learner is
-scored on the test block, which nothing was fitted or chosen on.
+scored on the test block, which nothing was fitted or chosen on, its AUC with a moving-block
+bootstrap interval whose blocks span one label horizon.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,11 +32,18 @@ class TrainResult:
     verdict: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float]:
-        out: dict[str, float] = {f"rows_{k}": float(v) for k, v in self.rows.items()}
+        """Held-out figures by MLflow name (``up_stack/auc``, ``rows/test``: models.metrics.metric_key)."""
+        out: dict[str, float] = {f"rows/{k}": float(v) for k, v in self.rows.items()}
         for d, learners in self.scores.items():
             for name, s in learners.items():
-                out.update(s.as_dict(f"{d}_{name}"))
+                out.update(s.as_dict(d, name))
         return out
+
+
+def block_rows(ts: np.ndarray, horizon_ns: int) -> int:
+    """Rows one label horizon spans on the grid of ``ts``: the AUC bootstrap's block length."""
+    step = float(np.median(np.diff(ts))) if ts.size > 1 else float(horizon_ns)
+    return max(1, math.ceil(horizon_ns / max(step, 1.0)))
 
 
 def train(
@@ -64,6 +73,7 @@ def train(
     thresholds = {}
     scores: dict[str, dict[str, Scores]] = {}
     held_out: list[np.ndarray] = []  # the stacks' probabilities on the test block, up then down
+    block = block_rows(ts[test], horizon_ns)
     for k, (name, sign) in enumerate(DIRECTIONS):
         y = (direction == sign).astype(np.float64)
         signed = sign * ret
@@ -80,7 +90,7 @@ def train(
         t_stack = stack.calibrate(stack.meta(t_lgb, t_xgb))
         held_out.append(t_stack)
         scores[name] = {
-            learner: score(p, y[test], signed[test], th[learner])
+            learner: score(p, y[test], signed[test], th[learner], block=block, seed=params.seed)
             for learner, p in (("lgb", t_lgb), ("xgb", t_xgb), ("stack", t_stack))
         }
         stacks[name] = stack

@@ -67,12 +67,31 @@ def test_the_flow_writes_a_report_logs_it_and_compares(
         assert doc["meta"]["model_version"] == "1" and "net_pnl" in doc["metrics"]
         assert doc["meta"].get("threshold_override") == (0.2 if folder.name == "b" else None)
         assert (folder / "report.html").stat().st_size > 10_000
-    registry.connect(cfg)
+    client = registry.connect(cfg)
     run = mlflow.get_run(b["run_id"])
     assert run.data.tags["model_version"] == "1" and run.data.params["strategy"] == "passive"
     assert run.info.artifact_uri.startswith(registry.store(cfg).artifacts_uri)  # the configured store, not ./mlruns
-    tags = registry.connect(cfg).get_model_version(cfg.mlflow.model_name, "1").tags
-    assert {"backtest_baseline", "backtest_passive"} <= set(tags)
+    # named by version, strategy and window; linked to the version and its training run
+    window = f"{run.data.params['window_start'][:16]}..{run.data.params['window_end'][:16]}"
+    assert run.info.run_name == f"v1 passive {window} study p>=0.2000"  # a fixed threshold: an execution study
+    training = client.get_model_version(cfg.mlflow.model_name, "1").run_id
+    assert (
+        run.data.tags["training_run_id"] == training
+        and run.data.tags["window_start"] == run.data.params["window_start"]
+    )
+    note = run.data.tags["mlflow.note.content"]
+    assert "(#/models/btc-l2/versions/1)" in note and f"/runs/{training})" in note and "execution study" in note
+    baseline = mlflow.get_run(state.result()["run_id"])
+    assert baseline.info.run_name.startswith("v1 baseline 20") and "study" not in baseline.info.run_name
+    # and the version links back: its latest backtest per strategy as plain numbers and the run id
+    tags = client.get_model_version(cfg.mlflow.model_name, "1").tags
+    assert tags["backtest_baseline/run_id"] == baseline.info.run_id and tags["study_passive/run_id"] == b["run_id"]
+    assert float(tags["study_passive/net_pnl"]) == pytest.approx(b["metrics"]["net_pnl"], abs=0.01)
+    assert (
+        int(tags["backtest_baseline/fills"]) == baseline.data.metrics["fills"]
+        and tags["study_passive/threshold"] == "0.2000"
+    )
+    assert tags["backtest_baseline/window"] == window
     text = compare_reports(str(tmp_path / "a"), str(tmp_path / "b"))
     assert "a" in text and "b" in text and "arrival slippage" in text and "targets" in text
 

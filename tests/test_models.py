@@ -41,7 +41,12 @@ def test_the_stack_learns_a_planted_signal_and_trades_it_profitably() -> None:
         assert st.auc > 0.75 and st.ic > 0.3
         assert st.signals > 0 and st.precision > 0.6 and st.threshold < NEVER
     assert len(result.verdict) == 6 and all(line.startswith(("up:", "down:")) for line in result.verdict)
-    assert result.rows["test"] > 2000 and result.metrics()["up_stack_auc"] == result.scores["up"]["stack"].auc
+    m = result.metrics()
+    assert result.rows["test"] > 2000 and m["up_stack/auc"] == result.scores["up"]["stack"].auc
+    for d in ("up", "down"):  # every held-out AUC carries its block-bootstrap interval
+        assert m[f"{d}_stack/auc_lo"] < m[f"{d}_stack/auc"] < m[f"{d}_stack/auc_hi"]
+        assert m[f"{d}_stack/auc_lo"] > 0.5  # a planted signal: the interval excludes no skill
+    assert m["rows/test"] == result.rows["test"]
 
 
 def test_shuffled_labels_give_an_auc_near_one_half() -> None:

@@ -32,7 +32,7 @@ def test_training_logs_and_registers_a_challenger(trained: tuple[AppConfig, dict
     m = result["metrics"]
     for d in ("up", "down"):
         for learner in ("lgb", "xgb", "stack"):
-            assert m[f"{d}_{learner}_log_loss"] > 0 and 0 <= m[f"{d}_{learner}_brier"] <= 1
+            assert m[f"{d}_{learner}/log_loss"] > 0 and 0 <= m[f"{d}_{learner}/brier"] <= 1
     assert len(result["verdict"]) == 6
     import mlflow
 
@@ -46,8 +46,42 @@ def test_training_logs_and_registers_a_challenger(trained: tuple[AppConfig, dict
         "reliability.png",
         "confusion_matrix.csv",
         "cv_folds.csv",
+        "cv_folds.png",
     ):
         assert f"diagnostics/{f}" in names
+
+
+def test_a_training_run_and_its_version_say_what_they_are(trained: tuple[AppConfig, dict[str, Any]]) -> None:
+    cfg, result = trained
+    client = registry.connect(cfg)
+    run = client.get_run(result["run_id"])
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    window = f"{params['window_start'][:16]}..{params['window_end'][:16]}"
+    assert run.info.run_name == f"v1 train {window} {params['feature_set'][:8]}"
+    assert tags["model_version"] == "1" and tags["data_source"] == "sim"  # the fixture's warehouse is simulated
+    assert (tags["window_start"], tags["window_end"]) == (params["window_start"], params["window_end"])
+    assert tags["label_set"] == params["label_set"] and "(#/models/btc-l2/versions/1)" in tags["mlflow.note.content"]
+    # held-out figures per direction and learner, in one chart section each (the part before the last '/')
+    sections = {k.rsplit("/", 1)[0] for k in metrics}
+    assert {f"{d}_{learner}" for d in ("up", "down") for learner in ("lgb", "xgb", "stack")} | {
+        "rows",
+        "cv",
+    } == sections
+    widths = []
+    for d in ("up", "down"):
+        for learner in ("lgb", "xgb", "stack"):
+            lo, auc, hi = (metrics[f"{d}_{learner}/{k}"] for k in ("auc_lo", "auc", "auc_hi"))
+            assert 0 <= lo <= auc <= hi <= 1
+            widths.append(hi - lo)
+    assert max(widths) > 0.01  # ~1,000 rows leave room (a learner that fell back to the base rate has none)
+    folds = client.get_metric_history(run.info.run_id, "cv/up_lgb_auc")
+    assert len(folds) >= 1 and len({f.step for f in folds}) == len(folds)  # one value per fold, the fold as step
+    version = client.get_model_version(cfg.mlflow.model_name, "1").tags
+    assert "metrics" not in version  # no JSON blob: one tag per figure, read as a number
+    for d in ("up", "down"):
+        for k in ("auc", "auc_lo", "auc_hi", "log_loss", "brier"):
+            assert float(version[f"{d}_stack/{k}"]) == pytest.approx(metrics[f"{d}_stack/{k}"], abs=5e-5)
+    assert version["data_source"] == "sim" and version["window_end"] == params["window_end"]
 
 
 def test_the_registered_model_predicts_the_same_in_a_fresh_process(

@@ -88,7 +88,7 @@ class BacktestConfig(Section):
 class LiveConfig(Section):
     """python -m live.runner: the journal, logs, model refresh and the kill switch (live/)."""
 
-    journal_dir: Path = Path("logs/journal")  # one SQLite journal per mode: paper.sqlite, live.sqlite
+    journal_dir: Path = Path("logs/journal")  # one SQLite journal per account: <mode>-<source>.sqlite
     journal_sync: Literal["full", "normal"] = "full"  # full: every acknowledged record survives a power cut
     log_dir: Path = Path("logs")
     log_max_bytes: int = Field(10_000_000, ge=10_000)  # runner.log rotates at this size

@@ -1,7 +1,7 @@
 """Is the model in production still right? ``python -m flows.check_predictions``.
 
-    python -m flows.check_predictions                    # the champion's decisions in the paper journal
-    python -m flows.check_predictions --journal logs/journal/live.sqlite --since 2026-01-06T00:00:00Z
+    python -m flows.check_predictions                    # the champion's decisions in the paper-bybit journal
+    python -m flows.check_predictions --journal logs/journal/live-bybit.sqlite --since 2026-01-06T00:00:00Z
 
 The predictions are those the runner made (the journal's ``decision`` records of the model
 version); without a journal, or when none of its decisions has a label yet, the model is applied to
@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import numpy as np
 from prefect import State, flow, task
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
@@ -34,7 +34,7 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns, parse_time_ns
 from features import NAMES
-from flows.common import parser, raise_if_failed
+from flows.common import failed, parser, raise_if_failed
 from flows.progress import StepProgress
 from live import journal as jr
 from models import registry
@@ -140,7 +140,7 @@ def labels_at(cfg: AppConfig, model: StackedModel, ts: np.ndarray) -> tuple[np.n
     with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
         sql = "SELECT column_name FROM information_schema.columns WHERE table_name = 'labels'"
         if not table_exists(con, "labels") or f"dir_{h}" not in {r[0] for r in con.execute(sql).fetchall()}:
-            raise UserError(f"{path}: no labels at the model's horizon {h} (run python -m flows.features)")
+            raise UserError(f"{path}: no labels at the model's horizon {h} (run python -m flows.feature_build)")
         data = con.execute(
             f"SELECT ts_ns, dir_{h} AS dir, ret_{h} AS ret FROM labels WHERE venue = ? AND symbol = ? "
             f"AND label_set = ? AND dir_{h} IS NOT NULL AND ts_ns >= ? AND ts_ns <= ? ORDER BY ts_ns",
@@ -210,7 +210,7 @@ def check(
     progress: StepProgress | None = None,
 ) -> dict[str, Any]:
     """The summary for one model version: the journal's predictions if any are labelled, else the model's."""
-    path = journal or cfg.resolve(cfg.live.journal_dir) / "paper.sqlite"
+    path = journal or jr.default_path(cfg.resolve(cfg.live.journal_dir), "paper", "bybit")  # the runner's default
     pred, why = (
         journal_predictions(path, version, since_ns)
         if journal is not None or path.exists()
@@ -380,7 +380,7 @@ def check_predictions_flow(
     """Score the production model's recent predictions against the labels that have arrived since."""
     result = check_task(config, model, journal, since, out)
     if result["status"] == "failed":
-        return Failed(message=result["error"], data=result)
+        return failed(result)
     s = result["summary"]
     message = f"{s['model']['uri']}: {s['labelled']:,} labelled predictions from the {s['source']['kind']}"
     print(message)
@@ -392,7 +392,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--model", metavar="URI", help="models:/NAME@ALIAS, models:/NAME/VERSION or an alias (default: champion)"
     )
-    p.add_argument("--journal", metavar="PATH", help="the runner's journal (default: live.journal_dir/paper.sqlite)")
+    p.add_argument(
+        "--journal", metavar="PATH", help="the runner's journal (default: live.journal_dir/paper-bybit.sqlite)"
+    )
     p.add_argument("--since", metavar="T", help="only predictions from this grid time on (ISO 8601 UTC or ns)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: reports/check_predictions/<time>-v<version>)")
     return p.parse_args(argv)

@@ -12,13 +12,13 @@
     8. a summary: where the reports, the journal, the logs and the UIs are
 
 Each step is a real component: the same parser, book, normalizer and writer as a live ingest.
-Running it again continues the market where the warehouse ends, so nothing is duplicated.
+Running it again continues the market where the warehouse ends (the ingest flow's simulated
+source does, warehouse.continuation), so nothing is duplicated.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -34,15 +34,15 @@ from core.errors import UserError
 from core.timefmt import format_ns
 from flows.backtest import backtest_flow, compare_reports
 from flows.common import parser, raise_if_failed
-from flows.features import features_flow
+from flows.feature_build import features_flow
 from flows.ingest import build_source, ingest_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
+from live.journal import default_path
 from models.registry import version_for
-from warehouse import reader
 from warehouse.cli import show
+from warehouse.continuation import continue_sim
 from warehouse.dataset import load
-from warehouse.db import reading
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +57,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def continue_from(config: str) -> tuple[str, float] | None:
-    """Where the warehouse's simulated market ends (instant, mid), so a second run appends to it."""
-    cfg = load_config(config)
-    path = cfg.resolve(cfg.warehouse.path)
-    if not path.exists():
-        return None
-    with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
-        if ("bybit", cfg.instrument.venue_symbol) not in reader.stored_pairs(con):
-            return None
-        _, end = reader.time_bounds(con, "bybit", cfg.instrument.venue_symbol)
-        last = reader.latest_snapshot(con, "bybit", cfg.instrument.venue_symbol, 1)
-    mid = (last.column("bid_px_1")[0].as_py() + last.column("ask_px_1")[0].as_py()) / 2
-    return format_ns(end + 1_000_000_000), round(mid, 1)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
     cfg = load_config(args.config)
     build_source(cfg, "sim", None, args.duration)  # validate before starting Prefect
-    resume = continue_from(args.config)
-    config = args.config
+    resume = continue_sim(cfg)  # the ingest flow continues the same way
     if resume is not None:
-        config = _continued_config(args.config, *resume)
-        print(f"the warehouse already holds a simulated market up to {resume[0]}: continuing from there")
+        print(
+            f"the warehouse already holds a simulated market up to {format_ns(resume.stored_end_ns)}: "
+            "continuing from there"
+        )
     print(f"step 1-2: simulating {args.duration} of BTC/USDT:USDT and ingesting it (Prefect flow 'ingest')")
-    state = ingest_flow(source="sim", duration=args.duration, config=config, return_state=True)
+    state = ingest_flow(source="sim", duration=args.duration, config=args.config, return_state=True)
     raise_if_failed(state, "ingest")
     print("\nstep 3: features and labels (Prefect flow 'features')")
     _run(features_flow(config=args.config, return_state=True), "feature build")
@@ -173,7 +159,7 @@ def paper_minute(config: str, study: float | None) -> Path:
         done = subprocess.run([sys.executable, "-m", "live.runner", *cmd], check=False)  # noqa: S603  (our own CLI)
     if done.returncode != 0:
         raise UserError(f"the paper runner failed (exit {done.returncode})")
-    return cfg.resolve(cfg.live.journal_dir) / "paper.sqlite"
+    return default_path(cfg.resolve(cfg.live.journal_dir), "paper", "bybit")  # the account of the Bybit feed
 
 
 def backtests(config: str, start: str) -> float | None:
@@ -234,26 +220,6 @@ def labelled_rows(cfg: AppConfig) -> int:
         return len(load(cfg, cfg.training.window).ts)
     except UserError:
         return 0
-
-
-def _continued_config(config: str, start: str, mid: float) -> str:
-    """A copy of the config whose market starts at ``start`` and price ``mid`` with a new seed.
-
-    Kept next to the original (relative paths stay valid) and git-ignored.
-    """
-    import yaml
-
-    src = Path(config)
-    data = yaml.safe_load(src.read_text()) or {}
-    if not isinstance(data, dict):
-        raise UserError(f"{config}: not a mapping")
-    sim = data.setdefault("sim", {})
-    sim["start"] = start
-    sim["seed"] = int(hashlib.sha256(f"{sim.get('seed', 7)}:{start}".encode()).hexdigest()[:8], 16)  # a new path
-    sim.setdefault("model", {})["base_price"] = mid
-    out = src.parent / ".demo-config.yaml"
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
-    return str(out)
 
 
 if __name__ == "__main__":

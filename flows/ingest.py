@@ -1,10 +1,12 @@
 """Ingest L2 market data into the warehouse: ``python -m flows.ingest --source bybit|sim|file``.
 
-    python -m flows.ingest --source sim --duration 2h          # simulate two hours, as fast as possible
+    python -m flows.ingest --source sim --duration 2h          # two more hours of the simulated market
     python -m flows.ingest --source file --path a.gz --path b.gz   # import recordings (one stream)
     python -m flows.ingest --source bybit                       # stream from Bybit (endpoints in config)
 
-A Prefect flow (deployed from prefect.yaml) around warehouse.ingest.run_ingest.
+A Prefect flow (deployed from prefect.yaml) around warehouse.ingest.run_ingest. The simulated
+source continues where the stored market ends (warehouse.continuation), so each run adds its
+duration; the summary line says so, and says when a run stored nothing new (all already held).
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from prefect import State, flow, task
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
-from core.timefmt import parse_duration_ns
-from flows.common import parser, raise_if_failed
+from core.timefmt import format_ns, parse_duration_ns
+from flows.common import failed, parser, raise_if_failed
 from flows.progress import IngestProgress
 from market.sources.base import Source
 from market.sources.files import FileSource, check_paths
+from warehouse.continuation import continue_sim
 from warehouse.ingest import run_ingest
 
 log = logging.getLogger(__name__)
@@ -76,8 +79,15 @@ def ingest_task(
     """Run one ingest; a user error comes back as {'status': 'failed', 'error': ...}, not a traceback."""
     try:
         cfg = load_config(config)
-        src = build_source(cfg, source, paths, duration, realtime)
         detail = " ".join(paths or []) if source == "file" else f"duration={duration or 'open'}"
+        note = ""
+        if source == "sim" and not realtime and (on := continue_sim(cfg)) is not None:  # realtime starts now
+            cfg = cfg.model_copy(update={"sim": on.sim})
+            note = f" (the simulated market continues the stored one, which ends {format_ns(on.stored_end_ns)})"
+            detail += f" from={format_ns(on.sim.start)}"
+            log.info("the warehouse holds a market up to %s: simulating from %s on", format_ns(on.stored_end_ns),
+                     format_ns(on.sim.start))  # fmt: skip
+        src = build_source(cfg, source, paths, duration, realtime)
         durable = source == "bybit" or realtime
         with IngestProgress(f"ingest {source}") as progress:
             result = run_ingest(src, cfg, detail, on_progress=progress, durable=durable)
@@ -86,7 +96,7 @@ def ingest_task(
     out: dict[str, Any] = {
         "run_id": result.run_id,
         "status": result.status,
-        "summary": result.summary(),
+        "summary": result.summary() + note,
         "counts": dict(result.counts),
         "inserted": dict(result.inserted),
         "seconds": result.seconds,
@@ -108,7 +118,7 @@ def ingest_flow(
     """Ingest market data from Bybit, the simulator or recorded files into the warehouse."""
     result = ingest_task(config, source, paths, duration, realtime)
     if result["status"] == "failed":
-        return Failed(message=result["error"], data=result)
+        return failed(result)
     print(result["summary"])
     return Completed(message=result["summary"], data=result)
 

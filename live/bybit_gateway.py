@@ -252,7 +252,7 @@ class BybitGateway:
         o = self.ledger.orders[oid]
         if o.state == "done":
             if what == "amend":
-                self.ledger.event("reject", o, detail="amend: the order is no longer open")
+                self.ledger.event("refused", o, detail="amend: the order is no longer open")
             return False
         if o.state == "unknown":
             o.deferred.append((what, oid, price, qty))
@@ -260,7 +260,7 @@ class BybitGateway:
         if what == "submit":
             return await self._create(o)
         if what == "amend" and o.kind == OrderKind.MARKET:
-            self.ledger.event("reject", o, detail="amend: a market order cannot be amended")
+            self.ledger.event("refused", o, detail="amend: a market order cannot be amended")
             return False
         try:
             if what == "amend":
@@ -271,10 +271,10 @@ class BybitGateway:
             await self.exchange.cancel_order(o.exchange_id, self.symbol)
             self.ledger.event("ack", o, detail="cancel")
         except ccxt.OrderNotFound:  # filled or cancelled meanwhile: the poll says which
-            self.ledger.event("reject", o, detail=f"{what}: too late, the order is no longer open")
+            self.ledger.event("refused", o, detail=f"{what}: too late, the order is no longer open")
         except ccxt.BaseError as exc:
             if "remains unchanged" in str(exc):  # Bybit 10001 for an amend to the same price and size
-                self.ledger.event("reject", o, detail=f"{what}: nothing to change")
+                self.ledger.event("refused", o, detail=f"{what}: nothing to change")
                 return False
             self._failed(exc, o, what)
             if what == "cancel" and isinstance(exc, ccxt.NetworkError):

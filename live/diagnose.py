@@ -9,7 +9,8 @@ One row per check, OK / WARN / FAIL, against thresholds from the config:
   exchange   bybit.rest_url answers ccxt's fetch_time
   clock      the local clock is within monitor.max_clock_offset of the exchange's (WARN past half)
   disk       monitor.min_free_disk_gb free under the warehouse, the mlruns store and live.log_dir
-  journal    live.journal_dir/<mode>.sqlite passes quick_check and its records make sense
+  journal    every journal in live.journal_dir (or --journal's) passes quick_check, its records make
+             sense and its sessions are of one account (one row per journal)
 
 Every check only reads (the journal while the runner may be writing it) and turns its own failure
 into a FAIL row, so one broken part never hides the others. ``run_checks`` returns the rows for
@@ -37,6 +38,7 @@ from core.clock import Clock, SystemClock
 from core.config import AppConfig, BybitConfig
 from core.errors import UnavailableError, UserError
 from core.timefmt import format_ns
+from live.journal import journals
 
 Status = Literal["OK", "WARN", "FAIL"]
 OK: Status = "OK"
@@ -241,33 +243,66 @@ def check_disk(cfg: AppConfig) -> list[Check]:
 
 
 @_guarded("journal")
-def check_journal(cfg: AppConfig, mode: str) -> list[Check]:
-    """The runner's journal of ``mode`` is a sound SQLite file whose records make sense, read without writing."""
-    path = cfg.resolve(cfg.live.journal_dir) / f"{mode}.sqlite"
-    if not path.exists():
-        return [Check("journal", WARN, f"{path}: none (the runner has not run in this mode)")]
+def check_journal(cfg: AppConfig, journal: Path | None = None) -> list[Check]:
+    """Every journal in ``live.journal_dir`` (or only ``journal``): one row each, read without writing."""
+    if journal is not None:
+        if not journal.exists():
+            return [Check("journal", WARN, f"{journal}: none (the runner has not run with this journal)")]
+        return [_check_one_journal(journal)]
+    folder = cfg.resolve(cfg.live.journal_dir)
+    found = journals(folder)
+    if not found:
+        return [Check("journal", WARN, f"{folder}: no journal (the runner has not run yet)")]
+    return [_check_one_journal(path) for path in found]
+
+
+def _check_one_journal(path: Path) -> Check:
+    """A sound SQLite file whose records make sense and whose sessions are of one account."""
+    try:
+        return _journal_row(path)
+    except Exception as exc:  # one broken journal is its own row; the others are still checked
+        return Check("journal", FAIL, f"{path}: {_why(exc)}")
+
+
+def _journal_row(path: Path) -> Check:
     con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
     try:
         verdict = [str(r[0]) for r in con.execute("PRAGMA quick_check").fetchall()]
         if verdict != ["ok"]:
-            return [Check("journal", FAIL, f"{path}: quick_check: {verdict[0]}")]
-        problems, count, sessions, account = _scan(con)
+            return Check("journal", FAIL, f"{path}: quick_check: {verdict[0]}")
+        scan = _scan(con)
     except sqlite3.DatabaseError as exc:
-        return [Check("journal", FAIL, f"{path}: not a readable journal ({exc})")]
+        return Check("journal", FAIL, f"{path}: not a readable journal ({exc})")
     finally:
         con.close()
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        return [Check("journal", FAIL, f"{path}: {problems[0]}{more}")]
+    if scan.problems:
+        more = f" (and {len(scan.problems) - 1} more)" if len(scan.problems) > 1 else ""
+        return Check("journal", FAIL, f"{path}: {scan.problems[0]}{more}")
     tail = "no account record yet"
-    if account is not None:
-        tail = f"last account: position {account['position']:+.3f} BTC, equity {account['equity']:,.2f}"
-    return [Check("journal", OK, f"{path}: {count:,} records, {sessions} session(s); {tail}")]
+    if scan.account is not None:
+        tail = f"last account: position {scan.account['position']:+.3f} BTC, equity {scan.account['equity']:,.2f}"
+    detail = f"{path}: {scan.records:,} records, {scan.sessions} session(s); {tail}"
+    if path.name in ("paper.sqlite", "live.sqlite"):
+        detail += "; the shared journal of earlier versions, no longer written"
+    if len(scan.accounts) > 1:
+        names = ", ".join(f"{m}/{s}" for m, s in scan.accounts)
+        return Check("journal", WARN, f"{detail}; its sessions are of several accounts ({names}): no run continues it")
+    return Check("journal", OK, detail)
 
 
-def _scan(con: sqlite3.Connection) -> tuple[list[str], int, int, dict[str, Any] | None]:
-    """(what is wrong, records, sessions, the last account): data is JSON, seq rises, fills are of submitted orders."""
+@dataclass
+class _Scan:
+    problems: list[str]
+    records: int
+    sessions: int
+    account: dict[str, Any] | None
+    accounts: list[tuple[str, str]]  # (mode, source) of its sessions' start records
+
+
+def _scan(con: sqlite3.Connection) -> _Scan:
+    """What is wrong, records, sessions, the last account: data is JSON, seq rises, fills are of submitted orders."""
     problems: list[str] = []
+    accounts: list[tuple[str, str]] = []
     submitted: set[int] = set()
     sessions: set[str] = set()
     account: dict[str, Any] | None = None
@@ -287,6 +322,9 @@ def _scan(con: sqlite3.Connection) -> tuple[list[str], int, int, dict[str, Any] 
             continue
         if kind == "account":
             account = d if isinstance(d, dict) else {}
+        elif kind == "start" and isinstance(d, dict):
+            owner = (str(d.get("mode")), str(d.get("source")))
+            accounts += [] if owner in accounts else [owner]
         elif kind == "submit" and oid is not None:
             submitted.add(int(oid))
         elif kind == "fill" and oid is not None and int(oid) not in submitted:  # live: None is not our order
@@ -295,17 +333,17 @@ def _scan(con: sqlite3.Connection) -> tuple[list[str], int, int, dict[str, Any] 
         k for k in ("position", "cash", "equity") if account is not None and type(account.get(k)) not in (int, float)
     ]
     problems += [f"the last account record has no number for {', '.join(bad)}"] if bad else []
-    return problems, count, len(sessions), account
+    return _Scan(problems, count, len(sessions), account, accounts)
 
 
-def run_checks(cfg: AppConfig, mode: str = "paper", clock: Clock | None = None) -> list[Check]:
-    """Every check, in the order data flows: warehouse, model, exchange, disk, journal."""
+def run_checks(cfg: AppConfig, journal: Path | None = None, clock: Clock | None = None) -> list[Check]:
+    """Every check, in the order data flows: warehouse, model, exchange, disk, the journals (or ``journal``)."""
     return [
         *check_warehouse(cfg, clock),
         *check_model(cfg, clock),
         *check_exchange(cfg, clock),
         *check_disk(cfg),
-        *check_journal(cfg, mode),
+        *check_journal(cfg, journal),
     ]
 
 
@@ -330,11 +368,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="exit status: 0 when no check FAILs (--strict: and none WARNs), 1 when one does, 2 on bad input",
     )
     add_config_argument(p)
-    p.add_argument("--mode", choices=("paper", "live"), default="paper", help="whose journal to check (default paper)")
+    p.add_argument(
+        "--journal", type=Path, metavar="PATH", help="check this journal only (default: every one in live.journal_dir)"
+    )
     p.add_argument("--strict", action="store_true", help="a warning fails too (exit 1)")
     args = p.parse_args(argv)
     cfg = config_from(args)
-    checks = run_checks(cfg, args.mode)
+    checks = run_checks(cfg, args.journal)
     print(format_table(checks))
     return exit_code(checks, args.strict)
 

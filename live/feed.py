@@ -25,7 +25,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from core.config import AppConfig
-from core.errors import UserError
+from core.errors import DataError, UserError
+from core.timefmt import format_ns
 from market.events import fixed_to_numpy
 from market.normalize import Normalizer
 from market.sources.base import Source
@@ -62,6 +63,13 @@ class Feed(Protocol):
 
     @property
     def book_valid(self) -> bool: ...
+
+    def prepare(self, after_ns: int | None) -> int | None:
+        """Check, before a session starts, that the feed has market data to give; return the market
+        time it starts at (None: a live-paced source starts now). ``after_ns``: the market time the
+        account was last marked at, which a replay without a start of its own continues after.
+        Bad input: a one-line UserError."""
+        ...
 
     def batches(self) -> AsyncIterator[list[Tick]]: ...
 
@@ -112,6 +120,9 @@ class SourceFeed:
     @property
     def book_valid(self) -> bool:
         return self.normalizer is not None and self.normalizer.book.is_valid
+
+    def prepare(self, after_ns: int | None) -> int | None:
+        return None
 
     async def batches(self) -> AsyncIterator[list[Tick]]:
         await self.source.start()
@@ -181,32 +192,59 @@ class ReplayFeed:
         self._load = load_replay
         self.counts: Counter[str] = Counter()
         self._stopped = False
+        self._window: tuple[int, int] | None = None
 
     @property
     def book_valid(self) -> bool:
         return True  # stored books passed the sequence checks when they were ingested
 
-    def _bounds(self) -> tuple[int, int]:
+    def prepare(self, after_ns: int | None) -> int | None:
+        continued = self.start_ns is None and after_ns is not None and after_ns >= 0
+        if continued:
+            self.start_ns = after_ns  # the account's replay goes on where it stopped (start is exclusive below)
+        lo, _ = self._bounds(exclusive=continued)
+        return lo
+
+    def _bounds(self, exclusive: bool = False) -> tuple[int, int]:
+        """[lo, hi): the window, cut to what the warehouse holds; refused when it holds no book update."""
+        if self._window is not None:
+            return self._window
         from warehouse.db import one, reading
 
         cfg = self.cfg
+        sql = "SELECT min(ts_exchange_ns), max(ts_exchange_ns) FROM snapshots WHERE venue = ? AND symbol = ?"
+        pair = [cfg.instrument.venue, cfg.instrument.venue_symbol]
+        start, end = self.start_ns, self.end_ns
         with reading(cfg.resolve(cfg.warehouse.path), cfg.warehouse.lock_timeout / 1e9) as con:
-            row = one(
-                con,
-                "SELECT min(ts_exchange_ns), max(ts_exchange_ns) FROM snapshots WHERE venue = ? AND symbol = ?",
-                [cfg.instrument.venue, cfg.instrument.venue_symbol],
-            )
-        if row is None or row[0] is None:
-            raise UserError("the warehouse holds no book data to replay (run an ingest first)")
-        lo = int(row[0]) if self.start_ns is None else max(int(row[0]), self.start_ns)
-        hi = int(row[1]) + 1 if self.end_ns is None else min(int(row[1]) + 1, self.end_ns)
-        return lo, hi
+            stored = one(con, sql, pair)
+            if stored is None or stored[0] is None:
+                raise UserError("the warehouse holds no book data to replay (run an ingest first)")
+            first, last = int(stored[0]), int(stored[1])
+            lo = first if start is None else max(first, start + 1 if exclusive else start)
+            hi = last + 1 if end is None else min(last + 1, end)
+            inside = one(con, sql + " AND ts_exchange_ns >= ? AND ts_exchange_ns < ?", [*pair, lo, hi])
+        held = f"the warehouse holds {format_ns(first)} .. {format_ns(last)}"
+        if inside is None or inside[0] is None:
+            if exclusive:
+                raise UserError(
+                    f"the account's replay has reached {format_ns(lo - 1)} and nothing is stored after it ({held}): "
+                    "replay on a new account with another --journal"
+                )
+            since = "its start" if start is None else format_ns(start)
+            until = "its end" if end is None else format_ns(end)
+            raise UserError(f"the replay window {since} .. {until} holds no book data ({held})")
+        self._window = lo, hi
+        return self._window
 
     async def batches(self) -> AsyncIterator[list[Tick]]:
         lo, hi = self._bounds()
         t0_wall, t0_data = time.monotonic_ns(), None
         for a in range(lo, hi, HOUR_NS):
-            m, epoch = self._load(self.cfg, a, min(a + HOUR_NS, hi), self.cfg.features.levels)
+            b = min(a + HOUR_NS, hi)
+            try:
+                m, epoch = self._load(self.cfg, a, b, self.cfg.features.levels)
+            except ValueError as exc:  # MarketData.validate: what the warehouse holds there is not a sound book
+                raise DataError(f"the stored market {format_ns(a)} .. {format_ns(b)} is corrupt: {exc}") from None
             ticks = merge(
                 m.book_ts_ex,
                 m.book_ts_local,

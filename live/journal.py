@@ -1,16 +1,20 @@
 """The runner's journal: every decision, order, fill, position and PnL, durable as it happens.
 
-One SQLite file per mode (``paper.sqlite``, ``live.sqlite``) in WAL mode: the runner is its only
-writer and commits after every step it takes (a decision, a wake, a request), so a crash loses
-nothing that was acknowledged; with ``journal_sync: full`` a commit is also fsynced. Any number of
-readers (the dashboard, ``python -m live.journal``, a notebook) read it while the runner writes.
+One SQLite file per account, ``<mode>-<source>.sqlite`` (``paper-bybit``, ``paper-sim``,
+``paper-replay``, ``live-bybit``: a replay never touches the paper account of a live feed), in
+WAL mode: the runner is its only writer and commits after every step it takes (a decision, a
+wake, a request), so a crash loses nothing that was acknowledged; with ``journal_sync: full`` a
+commit is also fsynced. Any number of readers (the dashboard, ``python -m live.journal``, a
+notebook) read it while the runner writes.
 
     records   seq, ts_ns, session, kind, order_id, data (JSON)
     commands  id, ts_ns, command, done_ns       operator commands the runner polls (resume, halt)
 
 Kinds: start, model, decision, submit, amend, cancel, cancel_all, done, fill, account, slippage,
-alert, halt, resume, feed, stop. ``account`` rows carry the whole paper account (position,
-cash, fees, funding, equity, risk peak and day start), so a restart restores it from the last one.
+alert, halt, resume, feed, stop; live orders also end in filled, cancelled or reject, and an amend
+or cancel the exchange turns down while the order stays open is ``refused``. ``account`` rows
+carry the whole paper account (position, cash, fees, funding, equity, risk peak and day start),
+so a restart restores it from the last one.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ CREATE TABLE IF NOT EXISTS commands (
 """
 
 COMMANDS = ("resume", "halt", "stop")
-# an order's last record: paper writes "done", the live gateway what Bybit said
+# an order's last record: paper writes "done", the live gateway what Bybit said ("refused", one
+# amend or cancel turned down while the order stays open, is not among them)
 _ENDS = "'done', 'cancelled', 'filled', 'reject'"
 
 
@@ -70,22 +75,55 @@ class Restored:
     open_orders: dict[int, dict[str, Any]] = field(default_factory=dict)  # order id -> its submit record
     client_ids: dict[str, int] = field(default_factory=dict)  # live: orderLinkId -> order id
     sessions: int = 0
+    accounts: list[tuple[str, str]] = field(default_factory=list)  # the (mode, source) its sessions started as
+    data_ns: int | None = None  # the market time the last account record was marked at
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        if not path.exists():
-            raise UserError(f"{path}: no journal (has the runner run in this mode?)")
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0, isolation_level=None)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not a journal")
+    try:
+        if readonly:
+            if not path.exists():
+                raise UserError(f"{path}: no journal (has the runner run in this mode?)")
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0, isolation_level=None)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    except (sqlite3.Error, OSError) as exc:
+        raise UserError(f"{path}: cannot open the journal ({exc})") from None
     try:
         con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
     except sqlite3.DatabaseError as exc:
         con.close()
         raise UserError(f"{path}: not a journal ({exc})") from None
     return con
+
+
+def default_path(journal_dir: Path, mode: str, source: str) -> Path:
+    """The journal of one account: ``<journal_dir>/<mode>-<source>.sqlite``."""
+    return journal_dir / f"{mode}-{source}.sqlite"
+
+
+def written_ns(path: Path) -> int | None:
+    """When the journal at ``path`` was last written (its WAL or the file itself), wall clock; None
+    without one. An empty WAL is left out: a reader creates one when it opens the journal."""
+    times = []
+    for p in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if st.st_size > 0 or p == path:
+            times.append(st.st_mtime_ns)
+    return max(times) if times else None
+
+
+def journals(journal_dir: Path) -> list[Path]:
+    """Every journal in ``journal_dir``, the most recently written first."""
+    if not journal_dir.is_dir():
+        return []
+    return sorted(journal_dir.glob("*.sqlite"), key=lambda p: written_ns(p) or 0, reverse=True)
 
 
 class Journal:
@@ -143,9 +181,16 @@ def _plain(value: Any) -> Any:
 def restore(con: sqlite3.Connection) -> Restored:
     """Read back the state a crashed or stopped session left (paper: the account is the truth)."""
     out = Restored()
-    row = con.execute("SELECT data FROM records WHERE kind = 'account' ORDER BY seq DESC LIMIT 1").fetchone()
+    row = con.execute("SELECT ts_ns, data FROM records WHERE kind = 'account' ORDER BY seq DESC LIMIT 1").fetchone()
     if row is not None:
-        out.account = json.loads(row[0])
+        out.account = json.loads(row[1])
+        mark = out.account.get("data_ts", row[0]) if isinstance(out.account, dict) else row[0]
+        out.data_ns = int(mark)  # older journals: the paper exchange's clock
+    for (data,) in con.execute("SELECT data FROM records WHERE kind = 'start' ORDER BY seq"):
+        d = json.loads(data)
+        owner = (str(d.get("mode")), str(d.get("source")))
+        if owner not in out.accounts:
+            out.accounts.append(owner)
     row = con.execute("SELECT max(order_id), count(DISTINCT session) FROM records").fetchone()
     out.last_order_id, out.sessions = int(row[0] or 0), int(row[1] or 0)
     for kind, oid, data in con.execute(
@@ -159,6 +204,19 @@ def restore(con: sqlite3.Connection) -> Restored:
         else:
             out.open_orders.pop(int(oid), None)
     return out
+
+
+def inspect(path: Path) -> Restored:
+    """What a journal holds, read without writing (an empty ``Restored`` when there is no file yet)."""
+    if not path.exists():
+        return Restored()
+    con = _connect(path, readonly=True)
+    try:
+        return restore(con)
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        raise UserError(f"{path}: not a journal ({exc})") from None
+    finally:
+        con.close()
 
 
 def read(path: Path, kinds: Sequence[str] | None = None, after: int = 0) -> Iterator[Record]:
@@ -196,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m live.journal",
         description="Read the runner's journal (safe while it runs) or send it a command.",
     )
-    p.add_argument("path", type=Path, help="journal file, e.g. logs/journal/paper.sqlite")
+    p.add_argument("path", type=Path, help="journal file, e.g. logs/journal/paper-bybit.sqlite")
     p.add_argument("--kind", action="append", help="only these record kinds (repeatable)")
     p.add_argument("--tail", type=int, default=20, metavar="N", help="the last N records (default 20; 0: all)")
     p.add_argument("--command", choices=COMMANDS, help="queue an operator command for the running runner")

@@ -3,6 +3,7 @@
     python -m live.runner --paper --source bybit --duration 60s    # the configured Bybit endpoints
     python -m live.runner --source sim                             # the simulator, live-paced
     python -m live.runner --source replay --start 2026-01-05T12:00:00Z   # the warehouse, fast
+    python -m live.runner --source replay --journal study.sqlite   # ... on an account of its own
     python -m live.runner --live --source bybit                    # real orders: needs the keys
 
 Paper trading is the default. ``--live`` needs BYBIT_API_KEY and BYBIT_API_SECRET in the
@@ -11,10 +12,12 @@ environment (never on the command line, never logged). The model is ``models:/<n
 engine's or that is older than ``live.max_model_age``, re-reads the alias every
 ``live.model_poll`` and swaps a newly promoted model in between decisions.
 
-Everything it does goes to the journal (``live.journal_dir``/<mode>.sqlite; ``python -m
-live.journal`` reads it while it runs) and to rotated structured logs in ``live.log_dir``;
-one status line every ``live.status_interval``. SIGINT / SIGTERM cancel every open order, flush
-the journal and exit 0. A restart continues from the journal (paper) or the exchange (live).
+Everything it does goes to the journal of its account (``live.journal_dir``/<mode>-<source>.sqlite,
+or ``--journal``; ``python -m live.journal`` reads it while it runs; live/accounts.py says which
+journal a run may continue) and to rotated structured logs in ``live.log_dir``; one status line
+every ``live.status_interval``. SIGINT / SIGTERM cancel every open order, flush the journal and
+exit 0. A restart continues from the journal (paper) or the exchange (live). Every session that
+starts ends with a ``stop`` record that says why, a failure included.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from typing import Any
 from core.cli import add_config_argument, config_from, run_main
 from core.config import AppConfig
 from core.errors import UserError
-from core.timefmt import parse_duration_ns, parse_time_ns
+from core.timefmt import format_ns, parse_duration_ns, parse_time_ns
 from execution.backtest import STRATEGIES, make_strategy
 from features import feature_set_for
+from live.accounts import AccountLock, check_account, claim, journal_path, old_journal_note
 from live.alerts import Alerts, Webhook, webhook_url
 from live.feed import Feed, ReplayFeed, SourceFeed
 from live.journal import Journal
@@ -62,6 +66,7 @@ class Options:
     strategy: str
     speed: float | None
     threshold: float | None = None
+    journal: Path | None = None  # None: live.journal_dir/<mode>-<source>.sqlite
 
 
 @dataclass
@@ -94,6 +99,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]
     p.add_argument("--strategy", choices=sorted(STRATEGIES), default="passive", help="default passive")
     p.add_argument("--speed", type=float, metavar="X", help="--source replay: 0 as fast as possible, 1 live pace")
     p.add_argument(
+        "--journal",
+        type=Path,
+        metavar="PATH",
+        help="the account's journal (default live.journal_dir/<mode>-<source>.sqlite: each source its own account)",
+    )
+    p.add_argument(
         "--threshold",
         type=float,
         metavar="P",
@@ -114,11 +125,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]
         raise UserError("--duration must be positive")
     if a.source != "replay" and (start is not None or end is not None or a.speed is not None):
         raise UserError("--start, --end and --speed are for --source replay")
+    if start is not None and end is not None and start >= end:
+        order = "is after" if start > end else "is the same instant as"
+        raise UserError(f"--start {a.start} {order} --end {a.end}: the replay window is empty")
     if a.live and a.source != "bybit":
         raise UserError("--live trades on Bybit: use --source bybit")
     if a.threshold is not None and (a.live or not 0 < a.threshold < 1):
         raise UserError("--threshold is a paper-only study and must be between 0 and 1")
-    return a, Options(a.live, a.source, a.model, duration, start, end, a.strategy, a.speed, a.threshold)
+    return a, Options(a.live, a.source, a.model, duration, start, end, a.strategy, a.speed, a.threshold, a.journal)
 
 
 def keys_from_env() -> tuple[str, str]:
@@ -175,10 +189,31 @@ class Runner:
         self.cfg, self.o = cfg, o
         self.mode = "live" if o.live else "paper"
         lc = cfg.live
-        self.journal_path = cfg.resolve(lc.journal_dir) / f"{self.mode}.sqlite"
         url = webhook_url(cfg.monitor.webhook_url)  # a bad URL is refused before anything is opened
-        self.session = uuid.uuid4().hex[:8]
-        self.journal = Journal(self.journal_path, self.session, lc.journal_sync)
+        self.feed = make_feed(cfg, o)
+        self.journal_path, start_ns = claim(cfg, self.mode, o.source, o.journal, self.feed)
+        self.lock = AccountLock(self.journal_path)
+        try:  # again under the lock: another run may have written the journal meanwhile
+            check_account(self.journal_path, self.mode, o.source, start_ns, journal_path(cfg, self.mode, o.source))
+            self.session = uuid.uuid4().hex[:8]
+            self.journal = Journal(self.journal_path, self.session, lc.journal_sync)
+        except BaseException:
+            self.lock.release()
+            raise
+        try:
+            self._wire(model, keys, url)
+        except BaseException:
+            self.journal.close()
+            self.lock.release()
+            raise
+        if note := old_journal_note(cfg, self.mode, o.source, self.journal_path):
+            log.warning(note)
+        last_mark = self.restored.data_ns
+        if o.start_ns is None and start_ns is not None and last_mark is not None and last_mark >= 0:
+            log.info("the account's replay continues after its last mark, from %s", format_ns(start_ns))
+
+    def _wire(self, model: Loaded, keys: tuple[str, str] | None, url: str) -> None:
+        cfg, o = self.cfg, self.o
         self.restored = self.journal.restore()
         self.strategy = make_strategy(o.strategy, cfg, model.model.horizon_ns)
         self.gateway: Any
@@ -189,9 +224,9 @@ class Runner:
             self.gateway = BybitGateway(cfg, keys[0], keys[1], self.session)
         else:
             self.gateway = PaperGateway(cfg, self.restored.account, self.restored.last_order_id, cfg.backtest.sample)
-        self.feed = make_feed(cfg, o)
         self.alerts = Alerts(self.journal, Webhook(url, cfg.monitor.webhook_timeout / 1e9) if url else None)
         self.loop = Loop(cfg, self.gateway, self.strategy, model, self.journal, o.source != "replay", self.alerts)
+        self.loop.data_before = self.restored.data_ns if self.restored.data_ns is not None else -1
         self.stopping = ""
         self._feed_seen: Counter[str] = Counter()
         self._restore_risk()
@@ -213,64 +248,67 @@ class Runner:
             self.feed.stop()
 
     async def run(self) -> Summary:
-        lc, j, loop = self.cfg.live, self.journal, self.loop
+        """Trade until the feed ends, a stop or a signal; whatever ends the session, a ``stop`` record says why."""
+        j, loop = self.journal, self.loop
         now = time.time_ns()
         j.add("start", now, mode=self.mode, source=self.o.source, strategy=self.o.strategy, model=loop.m.version,
               feature_set=loop.m.model.feature_set, thresholds=loop.thresholds(),
               restored=self.restored.account)  # fmt: skip
-        if self.o.live:
-            await self.gateway.start(self.restored.client_ids)
-        else:
-            for oid in self.restored.open_orders:  # they rested on the paper exchange of a dead process
-                j.add("done", now, oid, status="CANCELLED", detail="the paper exchange restarted with the runner")
-        j.commit()
-        if self.restored.account:
-            log.info("restored from %s: %s", self.journal_path, _account_line(self.restored.account))
-        t0 = time.monotonic_ns()
-        last_status = last_poll = last_cmd = t0
-        status = "completed"
-        batches = self.feed.batches()
+        status, failure = "completed", ""
         try:
-            async for ticks in batches:
-                wall = time.monotonic_ns()
-                if ticks:
-                    loop.wall_last_tick = wall
-                for tick in ticks:
-                    loop.on_tick(tick)
-                if self.o.live:
-                    if await self.gateway.sync():
-                        self.strategy.on_wake(self.gateway)
-                        loop.after_step()
-                        await self.gateway.sync()
-                    loop.after_step()
-                self._feed_events()
-                loop.watch(wall, self.feed.book_valid, time.time_ns())
-                if wall - last_status >= lc.status_interval:
-                    last_status = wall
-                    loop.record_account()
-                    loop.health(wall, time.time_ns(), dict(self.feed.counts), self.feed.book_valid)
-                    log.info(loop.status())
-                if wall - last_cmd >= min(lc.status_interval, 1_000_000_000):
-                    last_cmd = wall
-                    self._commands()
-                if wall - last_poll >= lc.model_poll and self.o.model is None:
-                    last_poll = wall
-                    await self._poll_model()
-                if self.o.duration_ns is not None and wall - t0 >= self.o.duration_ns:
-                    self.stop("duration reached")
-                if self.stopping:
-                    break
+            if self.o.live:
+                await self.gateway.start(self.restored.client_ids)
             else:
-                if self.o.source == "replay" and not self.stopping:
-                    loop.finish()
-        except UserError:
-            status = "failed"
+                for oid in self.restored.open_orders:  # they rested on the paper exchange of a dead process
+                    j.add("done", now, oid, status="CANCELLED", detail="the paper exchange restarted with the runner")
+            j.commit()
+            if self.restored.account:
+                log.info("restored from %s: %s", self.journal_path, _account_line(self.restored.account))
+            await self._trade()
+        except BaseException as exc:
+            status, failure = "failed", f"failed: {_why(exc)}"
             raise
         finally:
-            await self._shutdown()
-            if self.stopping and self.stopping != "duration reached":
+            await self._shutdown(failure)
+            if status != "failed" and self.stopping and self.stopping != "duration reached":
                 status = "stopped"
         return self.summary(status)
+
+    async def _trade(self) -> None:
+        lc, loop = self.cfg.live, self.loop
+        t0 = time.monotonic_ns()
+        last_status = last_poll = last_cmd = t0
+        async for ticks in self.feed.batches():
+            wall = time.monotonic_ns()
+            if ticks:
+                loop.wall_last_tick = wall
+            for tick in ticks:
+                loop.on_tick(tick)
+            if self.o.live:
+                if await self.gateway.sync():
+                    self.strategy.on_wake(self.gateway)
+                    loop.after_step()
+                    await self.gateway.sync()
+                loop.after_step()
+            self._feed_events()
+            loop.watch(wall, self.feed.book_valid, time.time_ns())
+            if wall - last_status >= lc.status_interval:
+                last_status = wall
+                loop.record_account()
+                loop.health(wall, time.time_ns(), dict(self.feed.counts), self.feed.book_valid)
+                log.info(loop.status())
+            if wall - last_cmd >= min(lc.status_interval, 1_000_000_000):
+                last_cmd = wall
+                self._commands()
+            if wall - last_poll >= lc.model_poll and self.o.model is None:
+                last_poll = wall
+                await self._poll_model()
+            if self.o.duration_ns is not None and wall - t0 >= self.o.duration_ns:
+                self.stop("duration reached")
+            if self.stopping:
+                return
+        if self.o.source == "replay" and not self.stopping:
+            loop.finish()
 
     def _feed_events(self) -> None:
         """Gaps, rejected messages, reconnects and resyncs of the feed go to the journal as they happen."""
@@ -306,24 +344,37 @@ class Runner:
             return
         self.loop.swap(fresh)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, failure: str = "") -> None:
+        """Cancel everything, mark the account, write the ``stop`` record (even when this fails), close."""
         loop, j = self.loop, self.journal
+        reason = failure or self.stopping or "end of data"
+        broken: BaseException | None = None
         try:
-            self.strategy.stop(self.gateway)
-            self.gateway.cancel_all()
-            if self.o.live:
-                await self.gateway.sync()
-            else:  # no more ticks: let the paper exchange answer the cancels
-                loop.advance(self.gateway.now + 1_000_000_000)
-            loop.after_step()
-            loop.record_account()
-            j.add("stop", time.time_ns(), reason=self.stopping or "end of data", status=loop.status())
+            try:
+                self.strategy.stop(self.gateway)
+                self.gateway.cancel_all()
+                if self.o.live:
+                    await self.gateway.sync()
+                elif loop.last_book_ts >= 0:  # no more ticks: let the paper exchange answer the cancels
+                    loop.advance(self.gateway.now + 1_000_000_000)
+                loop.after_step()
+                loop.record_account()
+            except Exception as exc:  # the session still ends on the record, saying so
+                broken = exc
+                reason += f"; the shutdown failed: {_why(exc)}"
+                log.error("shutdown: %s", exc)
+            j.add("stop", time.time_ns(), reason=reason, status=loop.status())
         finally:
-            j.close()
-            self.alerts.close()
-            await self.feed.aclose()
-            if self.o.live:
-                await self.gateway.aclose()
+            try:
+                j.close()
+                self.alerts.close()
+                await self.feed.aclose()
+                if self.o.live:
+                    await self.gateway.aclose()
+            finally:
+                self.lock.release()
+        if broken is not None and not failure:
+            raise broken
 
     def summary(self, status: str) -> Summary:
         s = self.loop.stats
@@ -343,6 +394,11 @@ class Runner:
         )
 
 
+def _why(exc: BaseException) -> str:
+    """A user error's own line; anything else with its type (a bug: the traceback follows)."""
+    return str(exc) if isinstance(exc, UserError) else repr(exc)
+
+
 def _account_line(a: dict[str, Any]) -> str:
     return f"position {a.get('position', 0.0):+.3f} BTC, cash {a.get('cash', 0.0):,.2f}, fees {a.get('fees', 0.0):,.2f}"
 
@@ -352,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from(args)
     keys = keys_from_env() if o.live else None
     log_path = setup_runner_logging(cfg, args.verbose)
+    claim(cfg, "live" if o.live else "paper", o.source, o.journal, make_feed(cfg, o))  # before the model loads
     model = load_model(cfg, o.model, time.time_ns(), o.threshold)
     runner = Runner(cfg, o, model, keys)
 

@@ -41,7 +41,7 @@ def labelled(cfg: AppConfig) -> tuple[np.ndarray, np.ndarray]:
 def write_journal(path: Path, decisions: list[tuple[int, float, float, str]]) -> None:
     """A journal as the runner writes it: decisions (grid time, p_up, p_down, version) among other records."""
     j = Journal(path, "test-session", sync="normal")
-    j.add("start", 0, mode="paper")
+    j.add("start", 0, mode="paper", source="bybit")
     for grid, p_up, p_down, version in decisions:
         j.add("decision", grid + S // 5, grid_ns=grid, model_version=version, p_up=p_up, p_down=p_down)
         j.add("account", grid + S // 5, position=0.0)
@@ -214,7 +214,7 @@ def test_a_journal_without_labelled_decisions_of_the_version_falls_back_to_the_m
     since = parse_time_ns(result["test_start"])
     ts, _ = labelled(cfg)
     late = load_features(cfg, int(ts[-1]) + 1).ts[:3]
-    write_journal(tmp_path / "journal" / "paper.sqlite", [(int(t), 0.2, 0.1, "1") for t in late])
+    write_journal(tmp_path / "journal" / "paper-bybit.sqlite", [(int(t), 0.2, 0.1, "1") for t in late])
     s = check(cfg, model, "1", None, since)
     assert s["source"]["kind"] == "model"
     assert s["source"]["fallback_reason"].startswith("none of the 3 decisions of version 1")

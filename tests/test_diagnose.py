@@ -25,7 +25,7 @@ from core.config import AppConfig, load_config
 from core.timefmt import format_ns
 from live import diagnose
 from live.diagnose import FAIL, OK, WARN, Check, Status, human
-from live.journal import Journal
+from live.journal import Journal, default_path
 from market.sources.sim import SimSource
 from market.standin import BackgroundStandin
 from market.standin.feeds import SimFeed
@@ -111,8 +111,8 @@ def ready(
     return configure(make_config, **base)
 
 
-def journal_path(cfg: AppConfig, mode: str = "paper") -> Path:
-    return cfg.resolve(cfg.live.journal_dir) / f"{mode}.sqlite"
+def journal_path(cfg: AppConfig, mode: str = "paper", source: str = "sim") -> Path:
+    return default_path(cfg.resolve(cfg.live.journal_dir), mode, source)
 
 
 def write_journal(path: Path, account: dict[str, Any] | None = None) -> None:
@@ -227,11 +227,11 @@ def test_strict_makes_a_warning_exit_1(
 ) -> None:
     ready(make_config, warehouses.fresh, champion, standin)  # no journal: the runner never ran
     conf = str(tmp_path / "config.yaml")
-    assert diagnose.main(["--config", conf, "--mode", "live"]) == 0
+    assert diagnose.main(["--config", conf]) == 0
     rows = table(capsys.readouterr().out)
     assert [(n, s) for n, s, _ in rows if s != OK] == [("journal", WARN)]
-    assert rows[-1][2] == f"{tmp_path / 'journal' / 'live.sqlite'}: none (the runner has not run in this mode)"
-    assert diagnose.main(["--config", conf, "--mode", "live", "--strict"]) == 1
+    assert rows[-1][2] == f"{tmp_path / 'journal'}: no journal (the runner has not run yet)"
+    assert diagnose.main(["--config", conf, "--strict"]) == 1
 
 
 def test_every_check_reports_even_when_everything_is_broken(make_config: ConfigFactory, tmp_path: Path) -> None:
@@ -240,7 +240,7 @@ def test_every_check_reports_even_when_everything_is_broken(make_config: ConfigF
     wh = cfg.resolve(cfg.warehouse.path)
     wh.parent.mkdir(parents=True)
     duckdb.connect(str(wh)).close()  # a DuckDB file without the warehouse's tables
-    checks = diagnose.run_checks(cfg, "paper")
+    checks = diagnose.run_checks(cfg)
     assert [(c.name, c.status) for c in checks] == [
         ("warehouse", FAIL),
         ("model", FAIL),
@@ -464,10 +464,10 @@ def test_a_corrupt_journal_fails_naming_what_is_wrong(make_config: ConfigFactory
     cfg = configure(make_config)
     path = journal_path(cfg)
     write_journal(path)
-    assert diagnose.check_journal(cfg, "paper")[0].status == OK
+    assert diagnose.check_journal(cfg)[0].status == OK
     spoil(path)
     before = path.read_bytes()
-    assert diagnose.check_journal(cfg, "paper") == [Check("journal", FAIL, f"{path}: {problem}")]
+    assert diagnose.check_journal(cfg) == [Check("journal", FAIL, f"{path}: {problem}")]
     assert path.read_bytes() == before
 
 
@@ -477,10 +477,10 @@ def test_a_journal_is_read_while_the_runner_writes_it(make_config: ConfigFactory
     write_journal(path)
     j = Journal(path, "s2", sync="normal")  # the runner, mid-session: WAL file open, a transaction pending
     try:
-        j.add("start", T0 + 10, mode="paper")
+        j.add("start", T0 + 10, mode="paper", source="sim")
         j.commit()
         j.add("decision", T0 + 11, p_up=0.5)
-        [check] = diagnose.check_journal(cfg, "paper")
+        [check] = diagnose.check_journal(cfg)
     finally:
         j.close()
     assert check.status == OK and ": 6 records, 2 session(s);" in check.detail  # committed records only
@@ -491,10 +491,39 @@ def test_a_file_that_is_not_a_journal_fails(make_config: ConfigFactory) -> None:
     path = journal_path(cfg)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a database at all, " * 100)
-    assert diagnose.check_journal(cfg, "paper") == [
+    assert diagnose.check_journal(cfg) == [
         Check("journal", FAIL, f"{path}: not a readable journal (file is not a database)")
     ]
     assert path.read_bytes() == b"not a database at all, " * 100
+
+
+def test_every_journal_is_checked_and_one_mixing_accounts_warns(
+    make_config: ConfigFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = configure(make_config, bybit={"rest_url": f"http://127.0.0.1:{closed_port()}"})
+    sim, replay = journal_path(cfg), journal_path(cfg, source="replay")
+    write_journal(sim)
+    write_journal(replay, {"position": -0.149, "cash": 1.0, "equity": 99_996.31})
+    old = cfg.resolve(cfg.live.journal_dir) / "paper.sqlite"  # what earlier versions shared between sources
+    write_journal(old)
+    j = Journal(old, "s2", sync="normal")
+    j.add("start", T0 + 10, mode="paper", source="replay")
+    j.close()
+    rows = {Path(c.detail.split(":")[0]).name: c for c in diagnose.check_journal(cfg)}
+    assert sorted(rows) == ["paper-replay.sqlite", "paper-sim.sqlite", "paper.sqlite"]
+    assert rows["paper-sim.sqlite"].status == OK and "position +0.010 BTC" in rows["paper-sim.sqlite"].detail
+    assert rows["paper-replay.sqlite"].status == OK and "position -0.149 BTC" in rows["paper-replay.sqlite"].detail
+    assert rows["paper.sqlite"].status == WARN
+    assert "several accounts (paper/sim, paper/replay)" in rows["paper.sqlite"].detail
+    assert "the shared journal of earlier versions" in rows["paper.sqlite"].detail
+    # one journal, as the command line chooses it
+    assert diagnose.check_journal(cfg, replay) == [rows["paper-replay.sqlite"]]
+    missing = replay.with_name("nope.sqlite")
+    assert diagnose.check_journal(cfg, missing)[0].status == WARN
+    conf = str(cfg.source_path)
+    assert diagnose.main(["--config", conf, "--journal", str(sim)]) == 1  # no warehouse, model or exchange here
+    shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("journal")]
+    assert len(shown) == 1 and str(sim) in shown[0] and " OK " in shown[0]
 
 
 # -- the command line ----------------------------------------------------------------------------

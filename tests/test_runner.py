@@ -66,7 +66,7 @@ def test_a_replay_through_the_runner_is_the_backtest(trained: tuple[AppConfig, A
     rows = load_features(cfg)
     sig = signals(model, rows.ts, rows.x)
     _replay(cfg, model)
-    path = tmp_path / "journal" / "paper.sqlite"
+    path = tmp_path / "journal" / "paper-replay.sqlite"
     decisions = list(jr.read(path, ["decision"]))
     # the same decisions: every stored feature row, the same probabilities and directions
     assert [d.data["grid_ns"] for d in decisions] == rows.ts.tolist()
@@ -109,7 +109,7 @@ def test_a_restart_continues_the_account_and_the_order_ids(trained: tuple[AppCon
     mid = _first_row(cfg) + 25 * 60 * NS
     first = _replay(cfg, model, end_ns=mid)
     acct = first.gateway.account()
-    path = tmp_path / "journal" / "paper.sqlite"
+    path = tmp_path / "journal" / "paper-replay.sqlite"
     restored = jr.restore(jr._connect(path, readonly=True))
     assert restored.account is not None and restored.account["position"] == pytest.approx(acct["position"])
     assert restored.account["cash"] == pytest.approx(acct["cash"]) and restored.open_orders == {}
@@ -129,7 +129,7 @@ def test_the_kill_switch_halts_on_drawdown_and_cancels_everything(
     cfg = cfg.model_copy(update={"risk": cfg.risk.model_copy(update={"halt_drawdown": 1e-6, "reduce_drawdown": 1e-6})})
     model, _ = _study_model(cfg)
     runner = _replay(cfg, model, end_ns=_first_row(cfg) + 20 * 60 * NS)
-    path = tmp_path / "journal" / "paper.sqlite"
+    path = tmp_path / "journal" / "paper-replay.sqlite"
     halts = list(jr.read(path, ["halt"]))
     assert len(halts) == 1 and "drawdown" in halts[0].data["reason"]
     assert runner.loop.halted_reason.startswith("drawdown")
@@ -141,7 +141,7 @@ def test_the_kill_switch_halts_on_drawdown_and_cancels_everything(
 def test_operator_commands_halt_resume_and_stop(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
     cfg = _cfg(trained[0], tmp_path, status_interval=NS)
     model, _ = _study_model(cfg)
-    path = tmp_path / "journal" / "paper.sqlite"
+    path = tmp_path / "journal" / "paper-replay.sqlite"
     jr.Journal(path, "setup").close()
     for c in ("halt", "resume", "stop"):
         jr.send_command(path, c, 0)
@@ -217,7 +217,7 @@ def test_sigkill_then_restart_keeps_the_position_and_never_reuses_an_order(
     data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
     config.write_text(yaml.safe_dump(data))
     _, q = _study_model(cfg)
-    path = tmp_path / "journal" / "paper.sqlite"
+    path = tmp_path / "journal" / "paper-replay.sqlite"
     cmd = _runner_cmd(config, "--threshold", repr(q), "--speed", "0")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd())
     try:
@@ -265,7 +265,7 @@ def test_sigterm_cancels_everything_flushes_and_exits_zero(trained: tuple[AppCon
     data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
     config.write_text(yaml.safe_dump(data))
     _, q = _study_model(cfg)
-    path = tmp_path / "journal" / "paper.sqlite"
+    path = tmp_path / "journal" / "paper-replay.sqlite"
     proc = subprocess.Popen(
         _runner_cmd(config, "--threshold", repr(q), "--speed", "100"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd(),
@@ -327,7 +327,7 @@ def test_a_newly_promoted_model_is_swapped_in_between_decisions(trained: tuple[A
     watcher.start()
     asyncio.run(runner.run())
     watcher.join(timeout=10)
-    path = tmp_path / "journal" / "paper.sqlite"
+    path = tmp_path / "journal" / "paper-replay.sqlite"
     swaps = list(jr.read(path, ["model"]))
     assert [(s.data["previous"], s.data["version"]) for s in swaps] == [("1", str(v2.version))]
     versions = [d.data["model_version"] for d in jr.read(path, ["decision"])]
@@ -421,3 +421,16 @@ def test_a_model_that_grows_too_old_while_running_halts_the_runner(
     assert not loop.halted_reason
     loop.watch(loop.wall_last_tick, True, created + cfg.live.max_model_age + NS)
     assert "older than live.max_model_age" in loop.halted_reason
+
+
+def test_a_refused_amend_leaves_a_live_order_open_and_a_reject_ends_it(tmp_path: Path) -> None:
+    # Bybit turns down one amend ("nothing to change") while the order rests: a restart must still
+    # know the order; an order the exchange rejected outright is over
+    j = jr.Journal(tmp_path / "j.sqlite", "s1")
+    for oid in (1, 2):
+        j.add("submit", 1, oid, client_id=f"c{oid}", side=1, qty=0.01, price=100.0)
+    j.add("refused", 2, 1, detail="amend: nothing to change")
+    j.add("reject", 3, 2, detail="110007: insufficient balance")
+    j.close()
+    restored = jr.restore(jr._connect(tmp_path / "j.sqlite", readonly=True))
+    assert list(restored.open_orders) == [1] and restored.client_ids == {"c1": 1, "c2": 2}

@@ -110,7 +110,7 @@ def test_the_runner_trades_the_standin_feed_and_survives_a_gap_and_a_drop(
         until("decisions after the reconnect", lambda: s.decisions >= n + 2)
 
     runner = _run(trained, standin, tmp_path, script)
-    path = tmp_path / "journal" / "paper.sqlite"
+    path = tmp_path / "journal" / "paper-bybit.sqlite"
     decisions = list(jr.read(path, ["decision"]))
     assert len(decisions) >= 7  # the features warmed up on the stand-in's past, then decided live
     assert runner.loop.stats.ticks > 1000 and not runner.loop.halted_reason
@@ -132,7 +132,7 @@ def test_a_silent_feed_halts_the_runner_and_cancels_everything(
         until("a halt", lambda: bool(r.loop.halted_reason))
 
     runner = _run(trained, standin, tmp_path, script, feed_silence=NS)
-    path = tmp_path / "journal" / "paper.sqlite"
+    path = tmp_path / "journal" / "paper-bybit.sqlite"
     halts = list(jr.read(path, ["halt"]))
     assert len(halts) == 1 and halts[0].data["reason"].startswith("feed silent")
     assert runner.loop.halted_reason.startswith("feed silent")
@@ -155,7 +155,7 @@ def test_live_mode_trades_on_the_standin_exchange_and_a_restart_takes_its_word(
             until("orders on the exchange", lambda: r.loop.stats.decisions >= 3 and bool(r.gateway.ledger.orders))
 
         first = _run(trained, server, tmp_path, trade, keys=keys)
-        path = tmp_path / "journal" / "live.sqlite"
+        path = tmp_path / "journal" / "live-bybit.sqlite"
         submits = list(jr.read(path, ["submit"]))
         assert len(list(jr.read(path, ["decision"]))) >= 3
         assert submits and all(s.data["client_id"].startswith(first.session + "-") for s in submits)

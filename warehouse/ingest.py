@@ -49,13 +49,29 @@ class IngestResult:
     error: str | None = None
 
     def summary(self) -> str:
-        c = self.counts
+        """One line: what came in, what was stored; and plainly so when nothing new was (already held)."""
+        c, new = self.counts, self.inserted
         rate = c["messages"] / self.seconds if self.seconds > 0 else 0.0
-        return (
+        line = (
             f"{self.status}: {c['messages']:,} messages ({rate:,.0f}/s), {c['book_updates']:,} book updates, "
             f"{c['trades']:,} trades, {c['rejected']:,} rejected, {c['gaps']:,} gaps, "
-            f"{self.inserted['snapshots']:,} new snapshots stored in {format_duration(int(self.seconds * 1e9))}"
+            f"{new['snapshots']:,} new snapshots stored in {format_duration(int(self.seconds * 1e9))}"
         )
+        if self.status == "failed":
+            return line
+        # (rows recovered from a spool count as new without having come in: never a negative "held")
+        held_books = max(0, c["book_updates"] - new["book_updates"])
+        held_trades = max(0, c["trades"] - new["trades"])
+        if new["book_updates"] + new["trades"] == 0:
+            if held_books + held_trades == 0:
+                return line + "; nothing new stored: the source delivered no book updates or trades"
+            return (
+                line + f"; nothing new stored: all {held_books:,} book updates and {held_trades:,} trades "
+                "were already held in the warehouse"
+            )
+        if held_books + held_trades > 0:
+            line += f" ({held_books:,} book updates and {held_trades:,} trades were already held)"
+        return line
 
 
 class StopFlag:

@@ -3,7 +3,9 @@
 The journal holds what a day of the runner writes: 86,400 decisions (one a second), an account,
 a health and a drift record every 10 s, 2,000 orders with their fills. Measured: the dashboard's
 first read of it (the newest 5,000 decisions and everything else), a refresh after ten more
-seconds of records (what every page refresh costs), and the drift monitor's work per decision.
+seconds of records (what every page refresh costs), the trading figures the page asks for at every
+refresh (the price with our orders and fills, order history, round trips, execution figures) over
+the whole day and over its last hour, and the drift monitor's work per decision.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 
 from bench.common import CACHE, entry, timed
 from live.dashboard.journal_view import JournalView
+from live.dashboard.selection import select
+from live.dashboard.trading import trading
 from live.drift import DriftMonitor
 from live.journal import Journal
 from models.profile import Profile
@@ -27,7 +31,7 @@ FEATURES = 40
 
 def _day_journal(folder: Any) -> Any:
     shutil.rmtree(folder, ignore_errors=True)
-    path = folder / "paper.sqlite"
+    path = folder / "paper-bybit.sqlite"
     j = Journal(path, "bench", "normal")
     rng = np.random.default_rng(1)
     psi = {f"f{i}": float(v) for i, v in enumerate(rng.uniform(0, 0.3, FEATURES))}
@@ -77,6 +81,11 @@ def run() -> list[dict[str, Any]]:
 
     refresh = float(np.median(timed(ten_more_seconds, 50))) * 1e3
     j.close()
+    st = view.state
+    figures = {}
+    for key in ("all", "1h"):
+        sel = select(st.sessions, None, key)
+        figures[key] = float(np.median(timed(lambda: trading(st, sel, 0.0), 10))) * 1e3  # noqa: B023 (called at once)
 
     rng = np.random.default_rng(2)
     prof = Profile.of(rng.normal(size=(20_000, FEATURES)), rng.uniform(size=(1000, 2)))
@@ -88,9 +97,12 @@ def run() -> list[dict[str, Any]]:
     add_us = (time.perf_counter() - t0) / len(x) * 1e6
     psi_ms = float(np.median(timed(mon.psi, 200))) * 1e3
     drift_note = f"{FEATURES} features, a window of 3,600 decisions"
+    trading_note = "price, orders, fills, round trips, execution figures (each page refresh)"
     return [
         entry("dashboard: first read of a day's journal", first, "s", "<= 5", note),
         entry("dashboard: refresh after 10 s of new records", refresh, "ms", "<= 50", note),
+        entry("dashboard: trading figures of the whole day", figures["all"], "ms", "<= 100", trading_note),
+        entry("dashboard: trading figures of the last hour", figures["1h"], "ms", "<= 100", trading_note),
         entry("runner: drift bookkeeping per decision", add_us, "us", "<= 50", drift_note),
         entry("runner: PSI of every feature (each status line)", psi_ms, "ms", None, drift_note),
     ]

@@ -94,6 +94,7 @@ class Loop:
         self.feature_ns = 0
         self.sim_ns = 0  # time spent in the paper exchange during the current tick (not decision latency)
         self.last_book_ts = -1
+        self.data_before = -1  # the market time of the account a restart continues
         self.last_tick_ts = -1
         self.segment_start = -1
         self.stats = Stats()
@@ -198,7 +199,8 @@ class Loop:
             if t <= self.gw.now:
                 return
             self.advance(t)
-        if self.gw.book().ts_local < 0:
+        book = self.gw.book()  # the book the decision sees (journalled: the dashboard's price chart)
+        if book.ts_local < 0:
             return
         m = self.m
         proba = m.model.predict_proba(x[m.columns])
@@ -226,6 +228,8 @@ class Loop:
             target=self.strategy.target,
             size=abs(self.strategy.target),
             latency_us=latency / 1e3,
+            bid=book.bid,
+            ask=book.ask,
         )
         if self.drift is not None:
             self.drift.add(x)
@@ -292,6 +296,7 @@ class Loop:
             "account",
             self.gw.now,
             **acct,
+            data_ts=max(self.last_book_ts, self.data_before),  # the market time it is marked at (replay: the data's)
             peak=r.peak,
             day=r.day,
             day_start=r.day_start,

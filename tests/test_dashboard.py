@@ -7,12 +7,15 @@ screenshot it takes is kept in ``reports/screenshots/dashboard.png`` (git-ignore
 
 from __future__ import annotations
 
+import asyncio
+import json
+import math
 import os
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from market.standin import BackgroundStandin
 from market.standin.feeds import SimFeed
 from models import registry
 from tests.test_cli import assert_one_line_error, cli
-from tests.test_runner_standin import run_watched, until
+from tests.test_runner_standin import until
 
 NS = 1_000_000_000
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +72,7 @@ def _monitoring_cfg(cfg: AppConfig, tmp_path: Path, standin: BackgroundStandin) 
             "live": cfg.live.model_copy(
                 update={"journal_dir": tmp_path / "journal", "log_dir": tmp_path, "status_interval": NS}
             ),
+            "backtest": cfg.backtest.model_copy(update={"out": tmp_path / "backtests"}),
             # a drift alert as soon as there is a PSI: the banner must show it
             "monitor": cfg.monitor.model_copy(update={"drift_min": 10, "drift_psi": 1e-6, "dashboard_refresh": NS}),
         }
@@ -82,12 +86,49 @@ def standin(trained: tuple[AppConfig, Any]) -> Iterator[BackgroundStandin]:
         yield server
 
 
-def _run_with(cfg: AppConfig, watch: Callable[[Runner], None]) -> Runner:
-    """The paper runner on the stand-in, here, while ``watch`` (in a thread) looks at it, then stops it."""
-    model = replace(registry.load_version(cfg, "1"), threshold_up=0.01, threshold_down=0.01)  # it trades
-    o = Options(live=False, source="bybit", model=None, duration_ns=150 * NS, start_ns=None, end_ns=None,
-                strategy="passive", speed=None)  # fmt: skip
-    return run_watched(Runner(cfg, o, Loaded.of(model, "1")), watch)
+class _Running:
+    """The paper runner on the stand-in, made and run in a thread of its own (its journal's SQLite
+    connection belongs to that thread), so that the browser, whose sync API stays in the test's
+    thread, can look at it while it runs and after it stopped."""
+
+    def __init__(self, cfg: AppConfig) -> None:
+        self.cfg = cfg
+        self.runner: Runner | None = None
+        self.failed: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            model = replace(registry.load_version(self.cfg, "1"), threshold_up=0.01, threshold_down=0.01)  # it trades
+            o = Options(live=False, source="bybit", model=None, duration_ns=240 * NS, start_ns=None, end_ns=None,
+                        strategy="passive", speed=None)  # fmt: skip
+            self.runner = Runner(self.cfg, o, Loaded.of(model, "1"))
+            asyncio.run(self.runner.run())
+        except BaseException as exc:  # reported in the test's thread
+            self.failed.append(exc)
+
+    def check(self) -> bool:
+        """Raise what the runner raised; True."""
+        if self.failed:
+            raise self.failed[0]
+        return True
+
+    def __enter__(self) -> Runner:
+        self.thread.start()
+        until("the runner made", lambda: self.check() and self.runner is not None, 60)
+        assert self.runner is not None
+        return self.runner
+
+    def stop(self) -> None:
+        assert self.runner is not None
+        self.runner.stop("test done")
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the runner did not stop within 60 s"
+        self.check()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.thread.is_alive():
+            self.stop()
 
 
 def _browser_or_skip() -> str:
@@ -98,72 +139,239 @@ def _browser_or_skip() -> str:
     return CHROMIUM
 
 
+def _report(folder: Path, version: str, feature_set: str) -> None:
+    """A backtest report folder as flows.backtest writes it (metrics.json's meta names the model)."""
+    folder.mkdir(parents=True)
+    meta = {"model_version": version, "feature_set": feature_set, "strategy": "passive",
+            "window": {"start": "2026-01-05T00:00:00.000Z", "end": "2026-01-06T00:00:00.000Z"}}  # fmt: skip
+    metrics = {"net_pnl": -3.5, "sharpe": 0.4, "arrival_slippage_mean_bps": -0.8, "markout_10s_bps": 0.3, "fills": 12}
+    (folder / "metrics.json").write_text(json.dumps({"meta": meta, "metrics": metrics}))
+    (folder / "report.html").write_text(f"<!doctype html><title>report</title><h1>backtest of v{version}</h1>")
+
+
+def _stopped_account(path: Path) -> None:
+    """Another account's journal: a first session with one round trip, a second that stopped holding
+    +0.149 BTC after 5 decisions (fewer than monitor.drift_min)."""
+    t0 = time.time_ns() - 2 * 3600 * NS
+    cash, pos = 100_000.0, 0.0
+    j = jr.Journal(path, "a1", "normal")
+    for session, start, fills in (("a1", t0, [(10, 1, 0.1, 64_000.0), (20, -1, 0.1, 64_050.0)]),
+                                  ("a2", t0 + 3600 * NS, [(10, 1, 0.149, 64_100.0)])):  # fmt: skip
+        j.session = session
+        j.add("start", start, mode="paper", source="replay", strategy="passive", model="1")
+        if session == "a2":
+            for k in range(5):
+                j.add("decision", start + k * NS, p_up=0.1, p_down=0.1, direction=0, model_version="1")
+        for k, (s, side, qty, price) in enumerate(fills):
+            oid = (2 if session == "a2" else 1) * 100 + k
+            ts = start + s * NS
+            j.add("submit", ts - NS, oid, side=side, qty=qty, price=price, order_kind="LIMIT", tag=k + 1)
+            j.add("fill", ts, oid, side=side, price=price, qty=qty, fee=0.01, maker=True, tag=k + 1)
+            j.add("done", ts, oid, status="FILLED", price=price, qty=qty, filled=qty)
+            cash -= side * qty * price + 0.01
+            pos += side * qty
+            j.add("account", ts, equity=cash + pos * price, position=pos, cash=cash, fees=0.0, funding=0.0,
+                  risk="ACTIVE", execution={"post_only_rejects": 0.0})  # fmt: skip
+        j.add("health", start + 30 * NS, data_ts=start + 30 * NS, data_age_s=math.nan, risk="ACTIVE",
+              book_valid=True, latency_p50_us=90.0, latency_p90_us=120.0, latency_p99_us=300.0)  # fmt: skip
+        j.add("stop", start + 40 * NS, reason="SIGTERM")
+        j.commit()
+    j.close()
+    old = time.time() - 3600  # written before the runner's: not the page's first choice
+    for f in path.parent.glob(path.name + "*"):
+        os.utime(f, (old, old))
+
+
+def _launch(p: Any, chromium: str) -> Any:
+    return p.chromium.launch(
+        executable_path=chromium,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", "--no-first-run"],
+    )  # fmt: skip
+
+
+def _view(page: Any, view: str) -> None:
+    """Until the page shows ``view`` ("journal|session|range")."""
+    page.wait_for_function("v => document.body.dataset.view === v", arg=view, timeout=60_000)
+
+
+def _texts(page: Any, *ids: str) -> dict[str, str]:
+    return {k: page.inner_text(f"#{k}") for k in ids}
+
+
+CHARTS = ("chart-price", "chart-equity", "chart-markouts", "chart-slippage", "chart-confidence", "chart-importance",
+          "chart-drift")  # fmt: skip
+
+
+def _toolbar_clear_of_title(page: Any, chart: str) -> bool:
+    """Hover ``chart`` so that Plotly shows its toolbar; whether it stays off the chart's title."""
+    page.hover(f"#{chart}")
+    page.wait_for_selector(f"#{chart} .modebar", state="visible")
+    bar = page.locator(f"#{chart} .modebar").bounding_box()
+    title = page.locator(f"#{chart}").locator("xpath=preceding-sibling::h3[1]").bounding_box()
+    assert bar is not None and title is not None, chart
+    return bool(
+        bar["y"] >= title["y"] + title["height"]
+        or bar["y"] + bar["height"] <= title["y"]
+        or bar["x"] >= title["x"] + title["width"]
+        or bar["x"] + bar["width"] <= title["x"]
+    )
+
+
 @pytest.mark.slow
-def test_the_page_shows_a_running_paper_runner_in_chromium(
+def test_the_page_shows_a_paper_runner_in_chromium_while_it_runs_and_after_it_stopped(
     trained: tuple[AppConfig, Any], standin: BackgroundStandin, tmp_path: Path
 ) -> None:
     chromium = _browser_or_skip()
     from playwright.sync_api import sync_playwright
 
     cfg = _monitoring_cfg(trained[0], tmp_path, standin)
-    journal = tmp_path / "journal" / "paper.sqlite"
-    seen: dict[str, Any] = {}
+    feature_set = registry.load_version(cfg, "1").feature_set
+    out = cfg.resolve(cfg.backtest.out)
+    _report(out / "passive-v1-2026-01-05", "1", feature_set)
+    _report(out / "passive-v999-2026-01-05", "999", feature_set)
+    _stopped_account(cfg.resolve(cfg.live.journal_dir) / "paper-replay.sqlite")
+    running = _Running(cfg)
+    with running as r, _Server(create_app(cfg)) as url, sync_playwright() as p:
+        journal = r.journal_path
+        until("decisions and a drift figure", lambda: running.check() and r.loop.stats.decisions >= 15
+              and r.loop.drift is not None and r.loop.drift.psi() is not None, 120)  # fmt: skip
+        until("a fill and the account marked after it", lambda: any(
+            a.data["position"] != 0 for a in jr.read(journal, ["account"])), 150)  # fmt: skip
+        until("a drift record", lambda: any(jr.read(journal, ["drift"])), 30)
+        browser = _launch(p, chromium)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        asked: list[str] = []
+        page.on("request", lambda req: asked.append(req.url))
+        before = sum(1 for _ in jr.read(journal, ["decision"]))
+        page.goto(url)
+        page.wait_for_function("document.body.dataset.loaded && window.lastState", timeout=60_000)
+        page.wait_for_function("document.getElementById('chart-drift').data !== undefined", timeout=60_000)
+        # one state: the texts and the state they were drawn from (the page redraws every second)
+        s, t = page.evaluate(
+            """ids => { const s = window.lastState;
+                        return [s, Object.fromEntries(ids.map(k => [k, document.getElementById(k).innerText]))]; }""",
+            ["runner", "risk-state", "champion-version", "model-in-use", "decisions", "equity", "position", "banner",
+             "book-valid", "latency", "challenger-version", "thresholds", "pnl", "realized", "unrealized", "data-age",
+             "order-history-info", "round-trips-info", "backtests"],
+        )  # fmt: skip
+        after = sum(1 for _ in jr.read(journal, ["decision"]))
 
-    def watch(r: Runner) -> None:
-        until("decisions and a drift figure", lambda: r.loop.stats.decisions >= 15 and r.loop.drift is not None
-              and r.loop.drift.psi() is not None, 90)  # fmt: skip
-        until("a health record after them", lambda: any(jr.read(journal, ["drift"])), 30)
-        app = create_app(cfg, journal)
-        with _Server(app) as url, sync_playwright() as p:
-            before = sum(1 for _ in jr.read(journal, ["decision"]))
-            browser = p.chromium.launch(
-                executable_path=chromium,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            page.wait_for_function("document.body.dataset.loaded", timeout=30_000)
-            page.wait_for_function("document.getElementById('chart-drift').data !== undefined", timeout=30_000)
-            after = sum(1 for _ in jr.read(journal, ["decision"]))
-            texts = {k: page.inner_text(f"#{k}") for k in
-                     ("runner", "risk-state", "champion-version", "model-in-use", "decisions", "equity", "position",
-                      "banner", "book-valid", "latency", "slippage", "challenger-version", "thresholds")}  # fmt: skip
-            seen["texts"] = texts
-            seen["decisions"] = (before, after)
-            seen["drift_bars"] = page.evaluate("document.getElementById('chart-drift').data[0].y")
-            seen["confidence"] = page.evaluate("document.getElementById('chart-confidence').data.map(t => t.name)")
-            seen["equities"] = [f"{a.data['equity']:,.2f}" for a in jr.read(journal, ["account"])]
-            shots = REPO / "reports" / "screenshots"
-            shots.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-            shutil.copy(tmp_path / "dashboard.png", shots / "dashboard.png")
-            browser.close()
+        # -- the runner, as it runs --------------------------------------------------------------
+        assert t["runner"].startswith("RUNNING") and "paper" in t["runner"] and "bybit" in t["runner"]
+        assert t["risk-state"] == "ACTIVE" and t["model-in-use"] == "v1"
+        # the session's registry: version 1 as challenger, promoted or joined by others if test_training ran first
+        champion, challenger = (registry.version_for(cfg, a) for a in ("champion", "challenger"))
+        assert t["champion-version"] == (f"v{champion}" if champion else "none")
+        assert t["challenger-version"] == (f"v{challenger}" if challenger else "none")
+        assert "0.010" in t["thresholds"]  # the runner's thresholds, not the registry's
+        assert before <= int(t["decisions"].replace(",", "")) <= after  # the journal's count as the page read it
+        assert t["equity"] in [f"{a.data['equity']:,.2f}" for a in jr.read(journal, ["account"])]
+        assert "ALERT drift" in t["banner"]  # the drift alert (threshold 1e-6) is on the banner
+        assert t["book-valid"] == "valid" and t["latency"] != "n/a"
+        assert t["data-age"].endswith((" s", " min"))  # the newest data's age, now
+        # the journal choice: every account's journal, the one written last (the runner's) chosen
+        assert s["journal"]["name"] == journal.stem and page.input_value("#pick-journal") == journal.stem
+        assert {o["name"] for o in s["journals"]} == {journal.stem, "paper-replay"}
+        assert page.input_value("#pick-session") == r.session and page.input_value("#pick-range") == "all"
 
-    runner = _run_with(cfg, watch)
-    t = seen["texts"]
-    assert t["runner"].startswith("RUNNING") and "paper" in t["runner"] and "bybit" in t["runner"]
-    # the session's registry: version 1 as challenger, promoted or joined by others if test_training ran first
-    champion, challenger = (registry.version_for(cfg, a) for a in ("champion", "challenger"))
-    assert t["risk-state"] == "ACTIVE" and t["model-in-use"] == "v1"
-    assert t["champion-version"] == (f"v{champion}" if champion else "none")
-    assert t["challenger-version"] == (f"v{challenger}" if challenger else "none")
-    assert "0.010" in t["thresholds"]  # the runner's thresholds, not the registry's
-    before, after = seen["decisions"]
-    assert before <= int(t["decisions"].replace(",", "")) <= after  # the journal's count as the page read it
-    assert t["equity"] in seen["equities"]  # one of the account records the runner wrote
-    assert "ALERT drift" in t["banner"]  # the drift alert (threshold 1e-6) is on the banner
-    assert t["book-valid"] == "valid" and t["latency"] != "n/a"
-    model = runner.loop.m.model
-    assert set(seen["drift_bars"]) <= set(model.feature_names)
-    assert len(seen["drift_bars"]) == min(20, len(model.feature_names))  # the 20 worst features
-    assert {"live P(up)", "training P(up)", "live P(down)", "training P(down)"} <= set(seen["confidence"])
+        # -- the price with our orders and fills ---------------------------------------------------
+        traces = {tr["name"]: tr for tr in page.evaluate("document.getElementById('chart-price').data")}
+        mid = traces.get("mid") or traces["mid (account mark)"]  # the account's mark: the runner journals no book
+        assert len(mid["y"]) >= 1 and all(v > 0 for v in mid["y"])
+        fills = s["fill_history"]["total"]
+        assert 1 <= fills <= sum(1 for _ in jr.read(journal, ["fill"]))
+        assert s["prices"]["fills_buy"]["price"] + s["prices"]["fills_sell"]["price"]
+        assert len(s["prices"]["fills_buy"]["t"]) + len(s["prices"]["fills_sell"]["t"]) == fills
+        assert {"buy fills", "sell fills", "our bids", "our asks"} <= set(traces)
+        orders = [y for side in ("orders_buy", "orders_sell") for y in s["prices"][side]["price"] if y is not None]
+        assert orders and s["order_history"]["total"] >= 1
+        if s["order_history"]["total"] <= 400:  # every order drawn: each post-only reject as a cross
+            assert len(traces["post-only rejects"]["x"]) == s["order_history"]["post_only_rejects"]
+
+        # -- order history, round trips, realized / unrealized --------------------------------------
+        rows = page.eval_on_selector_all("#order-history tr", "rs => rs.slice(1).map(r => r.innerText)")
+        assert rows and all("submit" in row for row in rows)
+        assert s["round_trips"]["rows"] and "closed in range" in t["round-trips-info"]
+        assert "refused as post-only" in t["order-history-info"]
+        pnl, realized, unrealized = (float(t[k].replace(",", "")) for k in ("pnl", "realized", "unrealized"))
+        assert realized + unrealized == pytest.approx(pnl, abs=0.02)  # each rounded to a cent
+
+        # -- every execution figure with its n, its interval, a flag below 30 -----------------------
+        e = s["execution_stats"]
+        assert e["maker"]["n"] == fills and e["rejects"]["count"] == s["execution"]["post_only_rejects"]
+        cards = page.evaluate(
+            """() => [window.lastState.execution_stats,
+                      [...document.querySelectorAll('#exec-cards .card')].map(c => [c.dataset.figure, +c.dataset.n,
+                                                                                    c.innerText])]"""
+        )  # fmt: skip
+        e, cards = cards
+        expected = {"slippage": e["slippage"], "maker": e["maker"], "orders_filled": e["orders_filled"],
+                    "rejects": e["rejects"], **{f"markout_{h}": e["markouts"][h] for h in e["horizons"]}}  # fmt: skip
+        assert {c[0] for c in cards} == set(expected)
+        for figure, n, text in cards:
+            assert n == expected[figure]["n"] and f"n = {n}" in text, figure
+            assert ("not enough evidence" in text) == (n < e["min_n"]), figure
+            assert ("95 % CI" in text) == (expected[figure]["lo"] is not None), figure
+            if n == 1 and figure.startswith(("slippage", "markout")):  # a mean of one: no spread to tell
+                assert "no interval from one sample" in text, figure
+
+        # -- backtests of the model in use, served by the dashboard ---------------------------------
+        assert "passive-v1-2026-01-05" in t["backtests"] and "v999" not in t["backtests"]
+        report = browser.new_page()
+        report.goto(url + page.get_attribute("#backtests a", "href"))
+        assert report.inner_text("h1") == "backtest of v1"
+        report.close()
+
+        # -- Plotly's toolbar never covers a chart's title (a heading above the chart) ---------------
+        for chart in CHARTS:
+            assert not page.evaluate(f"(document.getElementById('{chart}').layout.title || {{}}).text"), chart
+            assert _toolbar_clear_of_title(page, chart), chart
+        # the range choice reaches the server (and comes back as the page's view)
+        page.select_option("#pick-range", "15m")
+        _view(page, f"{journal.stem}|{r.session}|15m")
+        page.select_option("#pick-range", "all")
+        _view(page, f"{journal.stem}|{r.session}|all")
+        page.mouse.move(0, 0)
+        page.evaluate("window.scrollTo(0, 0)")
+        shots = REPO / "reports" / "screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        shutil.copy(tmp_path / "dashboard.png", shots / "dashboard.png")
+
+        # -- stopped: the last figures are history, and a position left is flagged ------------------
+        running.stop()
+        page.wait_for_function("window.lastState.runner.stopped_at !== null", timeout=60_000)
+        t = _texts(page, "runner", "risk-state", "banner", "data-age", "data-ts", "health-asof")
+        assert t["runner"].startswith("STOPPED") and "ACTIVE" not in t["runner"]
+        assert t["risk-state"].startswith("last risk state: ") and "stale" in page.get_attribute("#risk-state", "class")
+        assert t["data-age"] == "runner stopped" and "stopped at" in t["data-ts"] and "last data at" in t["data-ts"]
+        assert "last known" in t["health-asof"]
+        position = list(jr.read(journal, ["account"]))[-1].data["position"]
+        assert (f"runner stopped holding {position:+.3f} BTC" in t["banner"]) == (abs(position) > 1e-9)
+
+        # -- another account's journal, chosen on the page: a stopped runner holding +0.149 BTC ----
+        page.select_option("#pick-journal", "paper-replay")
+        _view(page, "paper-replay|a2|all")
+        t = _texts(page, "banner", "drift-empty", "data-age", "risk-state", "fills-info", "round-trips-info")
+        assert "runner stopped holding +0.149 BTC" in t["banner"]
+        assert page.is_hidden("#chart-drift") and page.is_visible("#drift-empty")
+        assert t["drift-empty"].startswith("No drift figure yet: 5 of the 10 decisions")
+        assert t["data-age"] == "runner stopped" and t["risk-state"] == "last risk state: ACTIVE"
+        assert t["fills-info"].startswith("1 in range")
+        page.select_option("#pick-session", "a1")
+        _view(page, "paper-replay|a1|all")
+        assert page.inner_text("#fills-info").startswith("2 in range")
+        assert page.inner_text("#round-trips-info").startswith("1 closed in range, 1 won")
+        page.select_option("#pick-session", "all")
+        _view(page, "paper-replay|all|all")
+        assert page.inner_text("#fills-info").startswith("3 in range")
+        page.select_option("#pick-range", "15m")
+        _view(page, "paper-replay|all|15m")
+        assert page.inner_text("#fills-info").startswith("1 in range")  # the newest quarter hour: a2's fill
+        browser.close()
+    # nothing from the internet: every request the page made went to the dashboard
+    assert asked and all(u.startswith(url) for u in asked), [u for u in asked if not u.startswith(url)]
     assert (tmp_path / "dashboard.png").stat().st_size > 20_000
 
 

@@ -214,9 +214,9 @@ def test_the_dashboard_folds_the_journal_incrementally_and_reads_only_the_newest
     assert view.error == ""
     assert [d[1] for d in st.decisions] == pytest.approx([0.2, 0.3, 0.4])  # the newest three only
     assert st.decision_count == 5 and st.model_version == "4"
-    assert list(st.open_orders) == [7] and st.open_orders[7]["price"] == 100.5  # 8 filled and done
-    assert st.fills[0]["id"] == 8 and st.fills[0]["qty"] == 0.02
-    assert st.account is not None and st.account["equity"] == 100_000.5 and st.slippage == [(25, 0.4)]
+    assert [o.id for o in st.orders.open()] == [7] and st.orders.orders[7].price == 100.5  # 8 filled and done
+    assert st.market.fills[-1].order_id == 8 and st.market.fills[-1].qty == 0.02
+    assert st.account is not None and st.account["equity"] == 100_000.5 and st.slippage == [(25, 0.4, 0)]
     assert list(st.active_alerts) == ["stale"]
     j.add("decision", 30, p_up=0.9, p_down=0.0, direction=1, model_version="4")
     j.add("alert", 31, what="stale", active=False, value=0.1, threshold=2.0, line="cleared stale: x")
@@ -226,5 +226,5 @@ def test_the_dashboard_folds_the_journal_incrementally_and_reads_only_the_newest
     st = view.refresh()
     assert st.decision_count == 6 and [d[1] for d in st.decisions][-1] == 0.9
     assert not st.active_alerts and [a["active"] for a in st.alerts] == [False, True]
-    assert st.open_orders == {} and st.stopped is not None and st.stopped["reason"] == "test"
+    assert st.orders.open() == [] and st.stopped is not None and st.stopped["reason"] == "test"
     j.close()

@@ -20,7 +20,11 @@ import numpy as np
 from core.config import AppConfig
 from core.errors import UserError
 from core.timefmt import format_ns
+from live.dashboard import reports
 from live.dashboard.journal_view import JournalState, JournalView
+from live.dashboard.selection import Selection, select
+from live.dashboard.trading import trading
+from live.journal import journals
 from models.model import StackedModel
 
 log = logging.getLogger(__name__)
@@ -67,12 +71,38 @@ class Cached:
 
 
 class Snapshot:
-    def __init__(self, cfg: AppConfig, journal: Path) -> None:
-        self.cfg, self.journal_path = cfg, journal
-        self.journal = JournalView(journal)
+    """The page's state; ``journal`` pins one journal, else the page picks one of ``live.journal_dir``."""
+
+    def __init__(self, cfg: AppConfig, journal: Path | None = None) -> None:
+        self.cfg, self.pinned = cfg, journal
+        self.journal_dir = cfg.resolve(cfg.live.journal_dir)
+        self.views: dict[Path, JournalView] = {}
         self.registry = Cached(self._registry)
         self.warehouse = Cached(self._warehouse)
+        self.backtest_dir = cfg.resolve(cfg.backtest.out)
+        self.backtests = Cached(lambda: reports.scan(self.backtest_dir))
         self._models: dict[str, StackedModel] = {}
+
+    # -- which journal -----------------------------------------------------------------------------
+
+    def journals(self) -> list[Path]:
+        """The journals the page offers: the pinned one, else every one in ``live.journal_dir``, newest first."""
+        if self.pinned is not None:
+            return [self.pinned]
+        return journals(self.journal_dir)
+
+    def journal(self, name: str | None) -> Path:
+        """The journal called ``name`` (its file name without .sqlite) among those offered; else the newest."""
+        offered = self.journals()
+        match = [p for p in offered if p.stem == name]
+        if match:
+            return match[0]
+        return offered[0] if offered else self.journal_dir / "paper-bybit.sqlite"
+
+    def view(self, path: Path) -> JournalView:
+        if path not in self.views:
+            self.views[path] = JournalView(path, self.cfg.live.markouts)
+        return self.views[path]
 
     # -- sources ---------------------------------------------------------------------------------
 
@@ -91,7 +121,12 @@ class Snapshot:
                 "version": version,
                 "created": int(mv.creation_timestamp) * 1_000_000,
                 "description": mv.description or "",
-                "metrics": {f"{d}_{k}": metrics.get(f"{d}_stack_{k}") for d in ("up", "down") for k in HEADLINE},
+                # held-out figures are named up_stack/auc (models.metrics.metric_key); up_stack_auc before
+                "metrics": {
+                    f"{d}_{k}": metrics.get(f"{d}_stack/{k}", metrics.get(f"{d}_stack_{k}"))
+                    for d in ("up", "down")
+                    for k in HEADLINE
+                },
             }
         return out
 
@@ -123,48 +158,81 @@ class Snapshot:
 
     # -- the snapshot ----------------------------------------------------------------------------
 
-    def build(self) -> dict[str, Any]:
+    def build(
+        self, journal: str | None = None, session: str | None = None, range_key: str | None = None
+    ) -> dict[str, Any]:
+        """The page's state for the journal called ``journal`` (default: the newest), the session
+        ``session`` (an id, "all"; default: the newest) and the range ``range_key`` (selection.RANGES)."""
         now = time.time_ns()
-        st = self.journal.refresh()
+        path = self.journal(journal)
+        view = self.view(path)
+        st = view.refresh()
+        sel = select(st.sessions, session, range_key)
         reg = self.registry.get() or {}
         version = st.model_version or (reg.get("champion") or {}).get("version")
         model = self.model(version)
+        runner = self._runner(st, now, view)
+        account = self._account(st)
+        trade = trading(st, sel, float(account.get("funding") or 0.0))
+        rt = trade["round_trips"]
+        account |= {k: rt[k] for k in ("realized", "unrealized", "mark", "mark_ts")}
+        if not runner["running"] and abs(account.get("position") or 0.0) > 1e-9:
+            runner["holding"] = {"position": account["position"], "mark": rt["mark"], "unrealized": rt["unrealized"]}
         out = {
             "now": format_ns(now),
             "refresh_s": self.cfg.monitor.dashboard_refresh / NS,
-            "journal": {"path": str(self.journal_path), "error": self.journal.error, "sessions": st.sessions},
-            "runner": self._runner(st, now),
-            "account": self._account(st),
-            "series": {
-                "t": [format_ns(t) for t, _, _ in st.series],
-                "equity": [e for _, e, _ in st.series],
-                "position": [p for _, _, p in st.series],
-                "slippage_t": [format_ns(t) for t, _ in st.slippage],
-                "slippage_bps": [v for _, v in st.slippage],
+            "journal": {
+                "path": str(path),
+                "name": path.stem,
+                "error": view.error,
+                "sessions": len(st.sessions),
+                "pinned": self.pinned is not None,
             },
-            "orders": sorted(
-                ({**o, "ts": format_ns(o["ts"])} for o in st.open_orders.values()), key=lambda o: -int(o["id"])
-            ),
-            "fills": [{**f, "ts": format_ns(f["ts"])} for f in st.fills],
+            "journals": [{"name": p.stem, "path": str(p)} for p in self.journals()],
+            "sessions": [s.as_dict() for s in reversed(st.sessions)],
+            "selection": sel.as_dict(),
+            "runner": runner,
+            "account": account,
+            "series": {
+                "t": [format_ns(t) for t, _, _, s in st.series if sel.has(t, s)],
+                "equity": [e for t, e, _, s in st.series if sel.has(t, s)],
+                "position": [p for t, _, p, s in st.series if sel.has(t, s)],
+                "slippage_t": [format_ns(t) for t, _, s in st.slippage if sel.has(t, s)],
+                "slippage_bps": [v for t, v, s in st.slippage if sel.has(t, s)],
+            },
+            "orders": [
+                {"id": o.id, "side": o.side, "price": o.price, "qty": o.qty, "filled": o.filled, "ts": format_ns(o.ts)}
+                for o in sorted(st.orders.open(), key=lambda o: -o.id)
+            ],
+            **trade,
             "execution": self._execution(st),
             "model": self._model(reg, version, model, now, st.thresholds),
-            "confidence": self._confidence(st, model),
-            "drift": self._drift(st),
-            "health": self._health(st, now),
+            "confidence": self._confidence(st, model, sel),
+            "drift": self._drift(st, model, runner),
+            "health": self._health(st, now, runner),
             "alerts": {
                 "active": [{**a, "ts": format_ns(a["ts"])} for a in st.active_alerts.values()],
                 "recent": [{**a, "ts": format_ns(a["ts"])} for a in st.alerts],
             },
         }
+        out["model"]["backtests"] = self._backtests(version, model)
         return dict(clean(out))
 
-    def _runner(self, st: JournalState, now: int) -> dict[str, Any]:
+    def _backtests(self, version: str | None, model: StackedModel | None) -> dict[str, Any]:
+        found = reports.of_model(self.backtests.get() or [], version, model.feature_set if model else None)
+        return {"dir": str(self.backtest_dir), "error": self.backtests.error, "reports": [r.as_dict() for r in found]}
+
+    def backtest_report(self, name: str) -> Path | None:
+        """The report.html of a listed backtest folder (None for anything else)."""
+        return reports.report_file(self.backtest_dir, self.backtests.get() or [], name)
+
+    def _runner(self, st: JournalState, now: int, view: JournalView) -> dict[str, Any]:
         h = st.health or {}
         interval = self.cfg.live.status_interval
         open_session = st.start is not None and st.stopped is None
         # a running runner commits at least every status interval (its health record), so the
         # journal's files tell whether it is alive: a killed one leaves a session without a stop
-        written = self.journal.written_ns()
+        written = view.written_ns()
         silent_s = (now - written) / NS if written else math.nan
         running = open_session and silent_s <= 3 * interval / NS + 5
         return {
@@ -177,6 +245,9 @@ class Snapshot:
             "session": (st.start or {}).get("session"),
             "started": format_ns(st.start_ts) if st.start_ts else None,
             "stopped": (st.stopped or {}).get("reason"),
+            "stopped_at": format_ns(int(st.stopped["ts"])) if st.stopped else None,
+            # what the runner last wrote: a stopped or silent runner's figures are history, not news
+            "last_written": format_ns(written) if written else None,
             "risk": h.get("risk") or (st.account or {}).get("risk") or "n/a",
             "halted": h.get("halted") or (st.halts[-1]["reason"] if st.halts and not running else ""),
             "status_interval_s": interval / NS,
@@ -185,7 +256,7 @@ class Snapshot:
     def _account(self, st: JournalState) -> dict[str, Any]:
         a = st.account or {}
         equity = a.get("equity")
-        start = st.first_equity
+        start = st.start_equity if st.start_equity is not None else st.first_equity
         return {
             "ts": format_ns(st.account_ts) if st.account_ts else None,
             "equity": equity,
@@ -201,7 +272,8 @@ class Snapshot:
         e = dict((st.account or {}).get("execution") or {})
         return {
             **e,
-            "fills": len(st.fills),
+            "fills": len(st.market.fills),
+            "window": self.cfg.live.slippage_window,
             "thresholds": {"slippage_bps": self.cfg.live.slippage_alert_bps},
             "horizons": [k.removeprefix("markout_").removesuffix("_bps") for k in e if k.startswith("markout_")],
         }
@@ -226,8 +298,9 @@ class Snapshot:
             out["thresholds"] = thresholds or {"up": model.threshold_up, "down": model.threshold_down}
         return out
 
-    def _confidence(self, st: JournalState, model: StackedModel | None) -> dict[str, Any]:
-        p = np.array([(u, d) for _, u, d, _ in st.decisions], np.float64).reshape(-1, 2)
+    def _confidence(self, st: JournalState, model: StackedModel | None, sel: Selection) -> dict[str, Any]:
+        chosen = [(u, d, s) for t, u, d, s, ses in st.decisions if sel.has(t, ses)]
+        p = np.array([(u, d) for u, d, _ in chosen], np.float64).reshape(-1, 2)
         profile = model.profile if model is not None else None
         tops = [np.quantile(p, 0.995, axis=0).max()] if p.size else []
         if profile is not None:
@@ -241,13 +314,32 @@ class Snapshot:
                 out[f"live_{name}"] = (counts / p.shape[0]).tolist()
             if profile is not None:
                 out[f"train_{name}"] = profile.confidence_share(k, edges).tolist()
-        out["signals"] = int(sum(1 for *_, s in st.decisions if s != 0))
+        out["signals"] = int(sum(1 for *_, s in chosen if s != 0))
         return out
 
-    def _drift(self, st: JournalState) -> dict[str, Any]:
+    def _drift(self, st: JournalState, model: StackedModel | None, runner: dict[str, Any]) -> dict[str, Any]:
         d = st.drift or {}
         psi = d.get("psi") or {}
+        why = ""
+        if not psi:  # say why there is no chart
+            version = f"v{st.model_version}" if st.model_version else "the model"
+            if model is not None and model.profile is None:
+                why = f"No drift figure: model {version} has no training profile (retrain it to monitor drift)."
+            elif st.start is None:
+                why = "No drift figure: the runner has not run yet."
+            elif st.model_decisions < self.cfg.monitor.drift_min:
+                why = (f"No drift figure yet: {st.model_decisions:,} of the {self.cfg.monitor.drift_min:,} decisions "
+                       f"(monitor.drift_min) by {version} since it was loaded; PSI over fewer is noise.")  # fmt: skip
+            else:
+                why = (
+                    f"No drift figure: {st.model_decisions:,} decisions by {version}, but the runner wrote no drift "
+                    "record (it writes one every status interval; a model without a training profile has none)."
+                )
+                if not runner["running"]:
+                    why += " The runner is not running."
         return {
+            "why": why,
+            "decisions": st.model_decisions,
             "ts": format_ns(d["ts"]) if "ts" in d else None,
             "rows": d.get("rows", 0),
             "min_rows": self.cfg.monitor.drift_min,
@@ -256,8 +348,13 @@ class Snapshot:
             "psi": [[k, v] for k, v in psi.items()],
         }
 
-    def _health(self, st: JournalState, now: int) -> dict[str, Any]:
+    def _health(self, st: JournalState, now: int, runner: dict[str, Any]) -> dict[str, Any]:
         h = dict(st.health or {})
+        live = bool(runner["running"])
+        data_ts = int(h.get("data_ts") or 0)
+        feed = isinstance(h.get("data_age_s"), int | float) and math.isfinite(h["data_age_s"])  # NaN: a replay
+        # the age of the newest data now, not when the runner last said it: it grows once the runner stops
+        age_now = (now - data_ts) / NS if feed and data_ts > 0 else math.nan
         wh = dict(self.warehouse.get() or {"status": "unknown"})
         if wh.get("newest"):
             wh["age_s"] = (now - int(wh["newest"])) / NS
@@ -271,5 +368,9 @@ class Snapshot:
             "feed_total": dict(st.feed),
             "halts": len(st.halts),
             "stale_alert_s": self.cfg.monitor.stale_data / NS,
+            "age_now_s": age_now,
+            "live": live,  # False: every figure here is the last the runner wrote, not the present
+            "stopped_at": runner["stopped_at"],
+            "not_responding": runner["not_responding"],
             "warehouse": wh,
         }

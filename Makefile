@@ -57,13 +57,13 @@ dashboard: $(STAMP)  ## the monitoring dashboard on the paper runner's journal: 
 diagnose: $(STAMP)  ## check warehouse, model, exchange, clock, disk and journal; non-zero exit when wrong
 	$(PY) -m live.diagnose
 
-prefect-ui: $(STAMP)  ## the Prefect UI on the project's flow runs: http://127.0.0.1:4200
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200
+prefect-ui: $(STAMP)  ## the Prefect server and UI on the project's flow runs: http://127.0.0.1:4200 (make serve starts it too)
+	$(PY) -m flows.prefect_server
 
-ui: $(STAMP)  ## the MLflow UI on the project's store: http://127.0.0.1:5000
-	$(PY) -m models ui
+ui: $(STAMP)  ## the MLflow UI on the project's store, one light process: http://127.0.0.1:5000 (UI_ARGS="--port 5001")
+	$(PY) -m models ui $(UI_ARGS)
 
-serve: $(STAMP)  ## run the prefect.yaml deployments on their schedules on this machine
+serve: $(STAMP)  ## run the prefect.yaml deployments on their schedules (finds or starts the Prefect server on :4200)
 	$(PY) -m flows.serve
 
 standin: $(STAMP)  ## the Bybit v5 stand-in server on 127.0.0.1:8765, fed by the simulator

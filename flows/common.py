@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cli import add_config_argument
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from prefect import State
 
 
 class FlowFailedError(UserError):
@@ -17,17 +20,43 @@ class FlowFailedError(UserError):
         self.exit_code = code
 
 
+class StepFailed(Exception):  # noqa: N818  (it is what a failed run carries, not raised as an error)
+    """What a failed flow run carries: its one-line reason and the exit code of its command.
+
+    An exception, not a dict: a deployment's run resolves a Failed state's data into the exception
+    it raises (a dict there ends in ``TypeError: Unexpected result for failed state``).
+    """
+
+    def __init__(self, message: str, exit_code: int = 3) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def failed(result: dict[str, Any]) -> State:
+    """The Failed state of a flow whose task answered {'status': 'failed', 'error': ..., 'exit_code': ...}."""
+    from prefect.states import Failed  # not at import: serve sets the API URL before prefect reads it
+
+    message = str(result["error"])
+    return Failed(message=message, data=StepFailed(message, int(result.get("exit_code", 3))))
+
+
+def exit_code(state: Any) -> int:
+    """The exit code a failed flow run carries (3, corrupt data or a failed job, when it carries none)."""
+    data = state.data
+    if not isinstance(data, dict | BaseException):  # a finished run carries its data as a result record
+        try:
+            data = state.result(raise_on_failure=False)
+        except Exception:  # no readable result: the generic code
+            data = None
+    if isinstance(data, dict):
+        return int(data.get("exit_code", 3))
+    return int(getattr(data, "exit_code", 3))
+
+
 def raise_if_failed(state: Any, what: str) -> None:
-    """Raise FlowFailedError for a Failed state (the task put its exit code in the state's data)."""
+    """Raise FlowFailedError for a Failed state, with the exit code the failed step carries."""
     if state.is_failed():
-        data = state.data
-        if not isinstance(data, dict):  # a state from a flow run carries its data as a result record
-            try:
-                data = state.result(raise_on_failure=False)
-            except Exception:  # no readable result: the generic code
-                data = {}
-        code = data.get("exit_code", 3) if isinstance(data, dict) else 3
-        raise FlowFailedError(state.message or f"{what} failed", int(code))
+        raise FlowFailedError(state.message or f"{what} failed", exit_code(state))
 
 
 def parser(module: str, doc: str | None, verbose: bool = True) -> argparse.ArgumentParser:

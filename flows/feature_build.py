@@ -1,8 +1,8 @@
-"""Build features and labels for what the warehouse holds: ``python -m flows.features``.
+"""Build features and labels for what the warehouse holds: ``python -m flows.feature_build``.
 
-    python -m flows.features                                  # everything new since the last run
-    python -m flows.features --start 2026-01-05T00:00:00Z --end 2026-01-05T06:00:00Z
-    python -m flows.features --no-labels                      # features only
+    python -m flows.feature_build                                  # everything new since the last run
+    python -m flows.feature_build --start 2026-01-05T00:00:00Z --end 2026-01-05T06:00:00Z
+    python -m flows.feature_build --no-labels                      # features only
 
 Incremental and idempotent: a run continues where the last one stopped, re-running never
 duplicates a row. A Prefect flow around warehouse.featurebuild.build (deployed from prefect.yaml).
@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from prefect import State, flow, task
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_time_ns
-from flows.common import parser, raise_if_failed
+from flows.common import failed, parser, raise_if_failed
 from flows.progress import StepProgress
 from warehouse.featurebuild import build
 
@@ -66,13 +66,13 @@ def features_flow(
     """Build the features (and labels) that are missing for the warehouse's data."""
     result = build_task(config, start, end, labels)
     if result["status"] == "failed":
-        return Failed(message=result["error"], data=result)
+        return failed(result)
     print(result["summary"])
     return Completed(message=result["summary"], data=result)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.features", __doc__)
+    p = parser("flows.feature_build", __doc__)
     p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: where the last run stopped")
     p.add_argument("--end", help="last data time to use (ISO 8601 UTC or ns); default: the newest data")
     p.add_argument("--no-labels", action="store_true", help="build features only")

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 from prefect import State, flow, task
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 from sklearn.metrics import log_loss, roc_auc_score
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
-from flows.common import parser, raise_if_failed
+from flows.common import failed, parser, raise_if_failed
 from models import registry
 from models.model import StackedModel
 from warehouse.dataset import TrainingData, load
@@ -114,7 +114,7 @@ def promote_flow(config: str = "config.yaml") -> State:
     """Compare challenger and champion on fresh data; move the champion alias if earned."""
     result = promote_task(config)
     if result["status"] == "failed":
-        return Failed(message=result["error"], data=result)
+        return failed(result)
     action = "promoted" if result["promoted"] else "kept the champion"
     message = f"{action}: version {result['version']}: {result['reason']}"
     print(message)

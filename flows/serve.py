@@ -1,18 +1,29 @@
-"""Run the project's deployments on their schedules on this machine: ``python -m flows.serve``.
+"""Run the project's deployments on their schedules: ``python -m flows.serve`` (``make serve``).
 
-    python -m flows.serve              # serve every deployment of prefect.yaml (Ctrl-C stops)
-    python -m flows.serve --list       # what would be served, with schedules
+    python -m flows.serve                          # serve prefect.yaml's deployments; Ctrl-C stops (exit 0)
+    python -m flows.serve --list                   # the deployments and their schedules, then exit
+    python -m flows.serve --api-url http://10.0.0.5:4200/api       # a Prefect server elsewhere
+    python -m flows.serve --deployments my-schedules.yaml          # another file of the same shape
 
-No work pool, no worker: Prefect's ``serve`` runs the flows in this process's children, on the
-cron schedules of prefect.yaml (feature build every 15 min, training, promotion and a backtest daily). With
-a Prefect server, ``prefect deploy --all`` deploys the same file instead.
+Schedules need Prefect's scheduler, which runs inside a persistent Prefect server (the temporary
+server a lone flow run starts has none). serve uses the server at --api-url, else PREFECT_API_URL,
+else http://127.0.0.1:4200/api when it answers; on this machine it otherwise starts one (state in
+PREFECT_HOME, log in logs/prefect-server.log) and stops it again on exit. The Prefect UI at that
+address then shows the deployments and their scheduled runs. Each flow run executes in a child
+process loaded from its entrypoint in the deployments file, exactly as a Prefect worker loads it
+(``prefect deploy --all`` with a worker of the ``local`` process pool runs the same file).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
+import os
+import signal
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,64 +34,188 @@ from core.cli import run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from flows.common import parser
+from flows.prefect_server import api_url, server
 
-PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
+REPO = Path(__file__).resolve().parents[1]
+PREFECT_YAML = REPO / "prefect.yaml"
+log = logging.getLogger(__name__)
 
 
 def deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    """The deployments of a prefect.yaml-shaped file, each checked for what serve needs."""
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise UserError(f"{path}: cannot read the deployments ({exc.__class__.__name__})") from None
-    return list(data.get("deployments", []))
+    items = (data or {}).get("deployments") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise UserError(f"{path}: no deployments")
+    for d in items:
+        if not isinstance(d, dict) or not d.get("name") or ":" not in str(d.get("entrypoint", "")):
+            raise UserError(f"{path}: every deployment needs a name and an entrypoint 'file.py:flow'")
+        for s in d.get("schedules") or []:
+            schedule(s, f"{path}: {d['name']}")
+    return items
+
+
+def schedule(spec: Any, where: str) -> Any:
+    """A prefect.yaml schedule (``cron`` with ``timezone``, or ``interval`` in seconds) as a Prefect schedule."""
+    from prefect.schedules import Cron, Interval
+
+    if isinstance(spec, dict) and "cron" in spec:
+        try:
+            return Cron(str(spec["cron"]), timezone=spec.get("timezone", "UTC"), active=spec.get("active", True))
+        except ValueError as exc:
+            raise UserError(f"{where}: cron {spec['cron']!r}: {exc}") from None
+    if isinstance(spec, dict) and "interval" in spec:
+        seconds = spec["interval"]
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+            raise UserError(f"{where}: interval must be a positive number of seconds, not {seconds!r}")
+        every = timedelta(seconds=seconds)
+        return Interval(every, timezone=spec.get("timezone", "UTC"), active=spec.get("active", True))
+    raise UserError(f"{where}: a schedule is {{cron: ..., timezone: ...}} or {{interval: seconds}}, not {spec!r}")
 
 
 def load_flow(entrypoint: str) -> Any:
+    """The flow object of ``path/to/file.py:name`` (imported as its module, from the project root)."""
     module, name = entrypoint.split(":")
-    return getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+    try:
+        return getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"entrypoint {entrypoint}: {exc}") from None
 
 
 def describe(items: list[dict[str, Any]]) -> str:
     lines = []
     for d in items:
-        crons = [s["cron"] for s in d.get("schedules", []) if "cron" in s]
-        when = ", ".join(f"cron '{c}' UTC" for c in crons) or "on demand"
-        lines.append(f"{d['name']:<16} {d['entrypoint']:<36} {when}")
+        when = []
+        for s in d.get("schedules") or []:
+            when.append(f"cron '{s['cron']}' {s.get('timezone', 'UTC')}" if "cron" in s else f"every {s['interval']} s")
+        lines.append(f"{d['name']:<16} {d['entrypoint']:<36} {', '.join(when) or 'on demand'}")
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.serve", __doc__, verbose=False)
-    p.add_argument("--list", action="store_true", help="print the deployments and their schedules, then exit")
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging()
-    load_config(args.config)
-    items = deployments()
-    print(describe(items))
-    if args.list:
-        return 0
-    from prefect import serve
-
-    served = []
+def to_deployments(items: list[dict[str, Any]], config: str) -> list[Any]:
+    out = []
     for d in items:
-        crons = [s["cron"] for s in d.get("schedules", []) if "cron" in s]
-        params = {**d.get("parameters", {}), "config": args.config}
-        served.append(
+        params = {**(d.get("parameters") or {}), "config": config}
+        out.append(
             load_flow(d["entrypoint"]).to_deployment(
                 name=d["name"],
                 parameters=params,
-                cron=crons[0] if crons else None,
+                schedules=[schedule(s, d["name"]) for s in d.get("schedules") or []],
                 tags=d.get("tags", []),
                 concurrency_limit=d.get("concurrency_limit"),
                 description=d.get("description"),
             )
         )
-    serve(*served)
+    return out
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.serve", __doc__, verbose=False)
+    p.add_argument("--list", action="store_true", help="print the deployments and their schedules, then exit")
+    p.add_argument("--api-url", metavar="URL", help="the Prefect server (default PREFECT_API_URL or 127.0.0.1:4200)")
+    p.add_argument("--deployments", metavar="PATH", type=Path, default=PREFECT_YAML, help="default: prefect.yaml")
+    return p.parse_args(argv)
+
+
+def _terminate_like_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    cfg = load_config(args.config)
+    url = api_url(args.api_url)
+    # before prefect is imported (it reads its settings once): this process and its flow runs use
+    # the persistent server, never a temporary one of their own
+    os.environ["PREFECT_API_URL"] = url
+    items = deployments(args.deployments)
+    for d in items:
+        load_flow(d["entrypoint"])  # a broken entrypoint is one line before any server starts
+    print(describe(items))
+    if args.list:
+        return 0
+    home = Path(os.environ["PREFECT_HOME"])
+    with server(url, home, cfg.resolve(cfg.live.log_dir) / "prefect-server.log") as srv:
+        from prefect import serve
+
+        served = to_deployments(items, str(cfg.source_path))
+        signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)  # a supervisor's stop is a Ctrl-C
+        print(f"serving {len(served)} deployments on {srv.api_url}; the UI: {srv.ui_url}; Ctrl-C stops", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends
+            serve(*served, print_starting_message=False)
+        try:
+            settled = settle([d["name"] for d in items])
+        except Exception as exc:  # best effort: the server may be gone; runs then show as Prefect left them
+            log.warning("could not check the runs in progress: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            settled = []
+        if settled:
+            print(f"marked {len(settled)} flow run(s) in progress as crashed: {', '.join(settled)}")
+        print("stopped serving" + ("; stopping the Prefect server this command started" if srv.started else ""))
     return 0
+
+
+def _flow_run_processes(pid: int) -> list[int]:
+    """The live flow-run processes (``python -m prefect.engine``) that ``pid`` started (Linux /proc);
+    not the Prefect server, which is a child too."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # it ended while we looked
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and b"prefect.engine" in command:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def settle(names: list[str], grace_s: float = 30.0) -> list[str]:
+    """After serving stopped: stop the flow runs still in progress, then mark every run of these
+    deployments (and its sub-flows) that is still in progress as Crashed, so that none stays
+    "Running" in the UI and holds its deployment's concurrency slot for ever. The names marked."""
+    import time
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    for pid in _flow_run_processes(os.getpid()):  # a terminal's Ctrl-C reached them already; a SIGTERM did not
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _flow_run_processes(os.getpid()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    active = FlowRunFilter(
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING, StateType.CANCELLING])
+        )
+    )
+    message = "flows.serve stopped while this run was in progress"
+    marked: list[str] = []
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=active, deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names))
+        )
+        crashed = {r.id for r in runs}
+        for sub in client.read_flow_runs(flow_run_filter=active):  # sub-flows of those runs
+            parent = sub.parent_task_run_id
+            if sub.id not in crashed and parent is not None and client.read_task_run(parent).flow_run_id in crashed:
+                runs.append(sub)
+        for r in runs:
+            client.set_flow_run_state(r.id, Crashed(message=message), force=True)
+            marked.append(r.name)
+    return marked
 
 
 if __name__ == "__main__":

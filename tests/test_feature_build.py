@@ -118,7 +118,7 @@ def test_the_build_refuses_a_shallow_warehouse(make_config: ConfigFactory) -> No
 
 
 def test_the_prefect_flow_builds_features(cfg: AppConfig, prefect_harness: None) -> None:
-    from flows.features import features_flow
+    from flows.feature_build import features_flow
 
     state = features_flow(config=str(cfg.source_path), return_state=True)
     assert state.is_completed(), state.message

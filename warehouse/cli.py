@@ -148,7 +148,7 @@ def _export_built(cfg: AppConfig, args: argparse.Namespace, out: Path, start: in
     set_col = "feature_set" if args.table == "features" else "label_set"
     with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
         if not featurebuild.table_exists(con, args.table):
-            raise UserError(f"no {args.table} in {path} yet (run python -m flows.features)")
+            raise UserError(f"no {args.table} in {path} yet (run python -m flows.feature_build)")
         venue, symbol = reader.pick_pair(
             con, args.venue, args.symbol, (cfg.instrument.venue, cfg.instrument.venue_symbol)
         )

@@ -37,6 +37,25 @@ class TrainingData:
         return int(self.ts[-1])
 
 
+def newest_label_ns(cfg: AppConfig) -> int | None:
+    """The grid time of the newest row labelled at the training horizon (None: nothing labelled yet)."""
+    venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol
+    _, ls = ids(cfg, venue_by_name(venue).tick_size)
+    path = cfg.resolve(cfg.warehouse.path)
+    if not path.exists():
+        return None
+    with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
+        if not table_exists(con, "labels"):
+            return None
+        h = horizon_name(cfg.training.horizon)
+        row = one(
+            con,
+            f"SELECT max(ts_ns) FROM labels WHERE venue = ? AND symbol = ? AND label_set = ? AND ret_{h} IS NOT NULL",
+            [venue, symbol, ls],
+        )
+    return int(row[0]) if row and row[0] is not None else None
+
+
 def load(cfg: AppConfig, window_ns: int, end_ns: int | None = None, min_rows: int = 1) -> TrainingData:
     """The labelled rows of the last ``window_ns`` up to ``end_ns`` (default: the newest label)."""
     venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol
@@ -45,7 +64,7 @@ def load(cfg: AppConfig, window_ns: int, end_ns: int | None = None, min_rows: in
     path = cfg.resolve(cfg.warehouse.path)
     with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
         if not (table_exists(con, "features") and table_exists(con, "labels")):
-            raise UserError(f"{path}: no features / labels yet (run python -m flows.features)")
+            raise UserError(f"{path}: no features / labels yet (run python -m flows.feature_build)")
         newest = one(
             con,
             f"SELECT max(ts_ns) FROM labels WHERE venue = ? AND symbol = ? AND label_set = ? AND ret_{h} IS NOT NULL",
@@ -102,7 +121,7 @@ def load_features(cfg: AppConfig, start_ns: int | None = None, end_ns: int | Non
     hi = end_ns if end_ns is not None else 2**62
     with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
         if not table_exists(con, "features"):
-            raise UserError(f"{path}: no features yet (run python -m flows.features)")
+            raise UserError(f"{path}: no features yet (run python -m flows.feature_build)")
         cols = ", ".join(NAMES)
         data = con.execute(
             f"SELECT ts_ns, {cols} FROM features WHERE venue = ? AND symbol = ? AND feature_set = ? "

@@ -24,7 +24,7 @@ TIME_COLUMNS = {
     "trades": "ts_exchange_ns",
     "snapshots": "ts_exchange_ns",
     "sync_events": "ts_local_ns",
-    "features": "ts_ns",  # built by python -m flows.features (absent until then)
+    "features": "ts_ns",  # built by python -m flows.feature_build (absent until then)
     "labels": "ts_ns",
 }
 

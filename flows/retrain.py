@@ -1,0 +1,82 @@
+"""Scheduled retraining, one chain: ``python -m flows.retrain`` (the ``retrain-daily`` deployment).
+
+    python -m flows.retrain            # features for the new data -> train a challenger -> promotion decision
+
+Three sub-flows in order, each visible in the Prefect UI under this run: the feature and label
+build for what arrived since the last build, training on the latest window (the new version
+becomes the ``challenger``), and the promotion decision on fresh data (the ``champion`` alias
+moves only if the challenger earns it). A running ``live.runner`` re-reads the champion alias every
+``live.model_poll`` and swaps a newly promoted model in between decisions. A failed step stops the
+chain and fails the run with that step's one-line reason and exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from prefect import State, flow, task
+from prefect.states import Completed, Failed
+
+import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
+from core.cli import run_main, setup_logging
+from core.config import load_config
+from core.errors import UserError
+from core.timefmt import format_ns
+from flows.common import StepFailed, exit_code, parser, raise_if_failed
+from flows.feature_build import features_flow
+from flows.promote import promote_flow
+from flows.train import train_flow
+from models import registry
+from warehouse.dataset import newest_label_ns
+
+
+@task(name="new-labels")
+def nothing_new(config: str) -> str:
+    """Why there is nothing to train ("" when labels arrived since the newest version was trained)."""
+    try:
+        cfg = load_config(config)
+        newest = newest_label_ns(cfg)
+        last = registry.latest_training(cfg)
+    except UserError:  # the steps themselves say what is wrong
+        return ""
+    if newest is None or last is None or newest > last[1]:
+        return ""
+    return f"no labelled data since version {last[0]} was trained (up to {format_ns(last[1])}): nothing to retrain"
+
+
+@flow(name="retrain", log_prints=True)
+def retrain_flow(config: str = "config.yaml") -> State:
+    """Build the new features, train a challenger on them, and decide its promotion."""
+    steps = (("feature build", features_flow), ("training", train_flow), ("promotion", promote_flow))
+    messages: list[str] = []
+    for what, step in steps:
+        if what == "training" and (why := nothing_new(config)):
+            print(why)
+            return Completed(message=why, data={"steps": [*messages, why]})
+        state = step(config=config, return_state=True)
+        if not state.is_completed():  # the step's message already says what failed
+            message = state.message or f"{what} failed"
+            return Failed(message=message, data=StepFailed(message, exit_code(state)))
+        messages.append(state.message or what)
+    summary = " | ".join(messages)
+    print(summary)
+    return Completed(message=messages[-1], data={"steps": messages})
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return parser("flows.retrain", __doc__).parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    load_config(args.config)  # bad input costs one line, not a flow run
+    state = retrain_flow(config=args.config, return_state=True)
+    raise_if_failed(state, "retraining")
+    print(state.message)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

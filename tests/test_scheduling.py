@@ -1,0 +1,259 @@
+"""Scheduled retraining as the user lives it, end to end, nothing mocked or called directly.
+
+``python -m flows.serve`` starts a real Prefect server (its scheduler included) and serves the
+project's own deployments from prefect.yaml, with short test schedules, over a small project of
+its own. New data arrives through ``python -m flows.ingest``; the scheduler fires the retraining
+chain (features -> a challenger -> the promotion decision); a paper runner
+(``python -m live.runner --paper``, trading the Bybit stand-in) picks up each new champion between
+decisions. Ctrl-C then stops serve with exit 0 and takes the server it started down with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from core.config import load_config
+from flows.prefect_server import answers
+from flows.serve import deployments
+from live import journal as jr
+from market.standin import BackgroundStandin
+from market.standin.feeds import SimFeed
+from tests.conftest import REPO
+from tests.test_cli import cli
+
+NS = 1_000_000_000
+WAIT_S = 420  # generous: each step is a real subprocess on a busy 2-core machine; nothing is timed
+
+CONFIG: dict[str, dict[str, Any]] = {
+    "warehouse": {"path": "wh/l2.duckdb", "spool_dir": "wh/spool", "snapshot_levels": 20},
+    "mlflow": {"store": "mlruns/mlflow.db", "artifacts": "mlruns/artifacts"},
+    "training": {
+        "window": "2h",
+        "horizon": "60s",
+        "rounds": 40,
+        "early_stopping": 10,
+        "min_rows": 300,
+        "folds": 3,
+        "min_child_samples": 200,
+    },
+    "promotion": {"fresh": "20m"},
+    "live": {"journal_dir": "journal", "log_dir": "logs", "model_poll": "1s", "status_interval": "2s"},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def until(
+    what: str, cond: Callable[[], Any], timeout_s: float = WAIT_S, proc: subprocess.Popen[str] | None = None
+) -> Any:
+    t0 = time.monotonic()
+    while not (value := cond()):
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: the process ended with {proc.returncode}")
+        assert time.monotonic() - t0 < timeout_s, f"not within {timeout_s} s: {what}"
+        time.sleep(0.5)
+    return value
+
+
+def api(url: str, path: str, body: dict[str, Any]) -> Any:
+    req = urllib.request.Request(
+        f"{url}{path}", json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def runs_by_flow(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Every flow run on the server, by flow name."""
+    flows = {f["id"]: f["name"] for f in api(url, "/flows/filter", {})}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in api(url, "/flow_runs/filter", {"limit": 200}):
+        out.setdefault(flows[r["flow_id"]], []).append(r)
+    return out
+
+
+def aliases(store: Path) -> dict[str, int]:
+    """alias -> version, read from the registry's own tables (as the MLflow server reads them)."""
+    if not store.exists():
+        return {}
+    con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+    try:
+        return {a: int(v) for a, v in con.execute("SELECT alias, version FROM registered_model_aliases")}
+    except sqlite3.OperationalError:  # the store's tables are not there yet
+        return {}
+    finally:
+        con.close()
+
+
+def records(path: Path, kinds: list[str]) -> list[jr.Record]:
+    return list(jr.read(path, kinds)) if path.exists() else []
+
+
+@contextmanager
+def process(args: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A command in its own session (a terminal's Ctrl-C goes to its process group), killed at the end."""
+    with log.open("w") as out:
+        p = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(30)
+
+
+def ctrl_c(p: subprocess.Popen[str], timeout_s: float = 120) -> int:
+    """SIGINT to the process group, as Ctrl-C in a terminal sends it; the exit code."""
+    os.killpg(p.pid, signal.SIGINT)
+    return p.wait(timeout_s)
+
+
+def write_configs(project: Path) -> tuple[Path, Path]:
+    """The desk's config, and the one its first model was trained with in a quieter market.
+
+    The story the test tells: the first model was trained while the market's order flow carried no
+    information (the simulator's metaorders off) and on one feature only, so it knows nothing; then
+    the market changes (metaorders strong), and the scheduled retraining's challenger, on every
+    feature, must beat it on fresh data by the promotion rule itself, not by the test's say-so.
+    """
+    from features import NAMES
+
+    desk = {**CONFIG, "sim": {"model": {"meta_tilt": 0.45}}}
+    first = {
+        **CONFIG,
+        "sim": {"model": {"meta_tilt": 0.0}},
+        "training": {**CONFIG["training"], "exclude_features": [n for n in NAMES if n != "tod_sin"]},
+    }
+    (project / "config.yaml").write_text(yaml.safe_dump(desk))
+    (project / "first.yaml").write_text(yaml.safe_dump(first))
+    return project / "config.yaml", project / "first.yaml"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    config, first_config = write_configs(project)
+    cfg = load_config(config)
+    store = cfg.resolve(cfg.mlflow.store)
+    # the project's own retraining deployment, with a test schedule: every 20 s
+    retrain = next(d for d in deployments() if d["name"] == "retrain-daily")
+    (project / "deployments.yaml").write_text(
+        yaml.safe_dump({"deployments": [{**retrain, "schedules": [{"interval": 20}]}]})
+    )
+    url = f"http://127.0.0.1:{free_port()}/api"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {
+        "PREFECT_HOME": str(project / ".prefect"),
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",  # the scheduler looks every 2 s (default 60)
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    }
+    user = {**env, "PREFECT_API_URL": url}  # the user's commands report to the same server
+
+    # 0. the persistent Prefect server, as `make prefect-ui` starts it
+    server_log = project / "prefect-ui.log"
+    with process(["-m", "flows.prefect_server", "--api-url", url, "--config", str(config)], server_log, env) as ui:
+        until("the Prefect server", lambda: answers(url), proc=ui)
+
+        # 1. the first model, by hand: it becomes champion (the first model always does, today)
+        for args in (["flows.ingest", "--source", "sim", "--duration", "90m"], ["flows.retrain"]):
+            p = cli("-m", *args, "--config", str(first_config), env=user, timeout=600)
+            assert p.returncode == 0, p.stderr[-3000:]
+        first = aliases(store)["champion"]
+
+        # 2. serve the retraining on its schedule: it finds the server; nothing new to train yet
+        serve_args = ["-m", "flows.serve", "--config", str(config), "--deployments", str(project / "deployments.yaml")]
+        with process([*serve_args, "--api-url", url], project / "serve.log", env) as serve:
+            until("a scheduled run with nothing to train", lambda: "nothing to retrain" in text(project / "serve.log"),
+                  proc=serve)  # fmt: skip
+            assert "using the Prefect server at" in text(project / "serve.log")
+            assert aliases(store)["champion"] == first
+
+            # 3. the paper runner trades the champion, against the Bybit stand-in fed by the simulator
+            feed = SimFeed(cfg.sim, cfg.instrument, cfg.ingest.depth, history_ns=330 * NS, catchup=30.0)
+            with BackgroundStandin(feed) as standin:
+                data = {
+                    **yaml.safe_load(config.read_text()),
+                    "bybit": {"rest_url": standin.url, "ws_public_url": standin.ws_url},
+                }
+                runner_config = project / "runner.yaml"
+                runner_config.write_text(yaml.safe_dump(data))
+                journal = jr.default_path(cfg.resolve(cfg.live.journal_dir), "paper", "bybit")
+                runner_args = ["-m", "live.runner", "--paper", "--config", str(runner_config)]
+                with process(runner_args, project / "runner.log", env) as runner:
+                    until("the runner's first decisions", lambda: len(records(journal, ["decision"])) >= 3, proc=runner)
+                    start = records(journal, ["start"])[-1]
+                    assert int(start.data["model"]) == first
+
+                    # 4. new data (the market changed) -> the next scheduled chain builds its features,
+                    #    trains a challenger and promotes it on fresh data -> the runner swaps it in
+                    p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "2h", "--config", str(config),
+                            env=user, timeout=600)  # fmt: skip
+                    assert p.returncode == 0, p.stderr[-3000:]
+                    assert "continues the stored one" in p.stdout + p.stderr
+                    newer = until("a newer champion", lambda: (aliases(store).get("champion") or 0) > first and aliases(store),
+                                  proc=serve)["champion"]  # fmt: skip
+                    swap = until(
+                        "the runner swaps the new champion in",
+                        lambda: [r for r in records(journal, ["model"]) if int(r.data["version"]) == newer],
+                        proc=runner,
+                    )[0]
+                    assert int(swap.data["previous"]) == first
+                    until(
+                        "decisions with the new champion",
+                        lambda: any(
+                            str(r.data.get("model_version")) == str(newer) for r in records(journal, ["decision"])
+                        ),
+                        proc=runner,
+                    )
+                    assert ctrl_c(runner) == 0
+                assert records(journal, ["stop"])[-1].session == start.session
+
+            # what the Prefect server saw: a scheduled chain whose three steps ran and promoted
+            runs = runs_by_flow(url)
+            promoted = [
+                r for r in runs["retrain"]
+                if r["auto_scheduled"] and r["state_type"] == "COMPLETED" and r["state"]["message"].startswith("promoted")
+            ]  # fmt: skip
+            assert promoted, [(r["auto_scheduled"], r["state"]["message"]) for r in runs["retrain"]]
+            for step in ("features", "train", "promote"):
+                assert sum(r["state_type"] == "COMPLETED" for r in runs[step]) >= 2, step  # by hand, then scheduled
+            before = len(text(project / "serve.log"))
+
+            # 5. Ctrl-C: serve stops with exit 0 and no traceback; the server it found stays up
+            assert ctrl_c(serve) == 0
+        tail = text(project / "serve.log")[before:]
+        assert "Traceback" not in tail, tail[-3000:]
+        assert "stopped serving" in tail and "stopping the Prefect server" not in tail
+        assert answers(url)
+        deployment = api(url, "/deployments/filter", {})[0]
+        assert deployment["name"] == "retrain-daily" and deployment["paused"]  # nobody serves it now
+        assert ctrl_c(ui) == 0
+    assert not answers(url)
+
+
+def text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""

@@ -1,0 +1,136 @@
+"""``python -m flows.serve`` and prefect.yaml: every deployment loads as Prefect loads it; bad input is one line."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.prefect_server import answers
+from flows.serve import PREFECT_YAML, deployments, load_flow
+from tests.conftest import REPO
+from tests.test_cli import assert_one_line_error, cli
+
+ENTRYPOINTS = sorted({d["entrypoint"] for d in deployments()})
+
+# what a Prefect worker or a served deployment's run does with an entrypoint, in a fresh interpreter
+LOAD = "import sys; from prefect.flows import load_flow_from_entrypoint; print(load_flow_from_entrypoint(sys.argv[1]).name)"
+
+
+def test_no_flow_file_is_named_like_a_top_level_package() -> None:
+    # Prefect loads 'flows/x.py' as the module 'x' with flows/ first on the import path: a flow
+    # file named like a package ('flows/features.py') hides that package from the flow it serves
+    packages = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
+    assert "features" in packages and "flows" in packages
+    clashes = sorted(f.name for f in (REPO / "flows").glob("*.py") if f.stem in packages)
+    assert clashes == []
+
+
+def test_every_deployment_loads_from_its_entrypoint_as_prefect_loads_it() -> None:
+    assert len(ENTRYPOINTS) >= 6
+    procs = {
+        ep: subprocess.Popen(
+            [sys.executable, "-c", LOAD, ep], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for ep in ENTRYPOINTS
+    }
+    for ep, p in procs.items():
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, f"{ep}: {err[-2000:]}"
+        assert out.split()[-1] == load_flow(ep).name, ep
+
+
+def test_list_prints_every_deployment_with_its_schedule() -> None:
+    p = cli("-m", "flows.serve", "--list")
+    assert p.returncode == 0, p.stderr
+    for d in deployments():
+        line = next(ln for ln in p.stdout.splitlines() if ln.startswith(d["name"] + " "))
+        assert d["entrypoint"] in line
+        crons = [s["cron"] for s in d.get("schedules") or []]
+        assert all(c in line for c in crons) and (crons or "on demand" in line)
+    assert "python -m" not in p.stderr and "Traceback" not in p.stderr
+
+
+def test_the_deployments_file_names_the_retraining_chain_on_a_schedule() -> None:
+    items = {d["name"]: d for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]}
+    assert items["retrain-daily"]["entrypoint"] == "flows/retrain.py:retrain_flow"
+    assert items["retrain-daily"]["schedules"] and items["retrain-daily"]["concurrency_limit"] == 1
+    assert all(d.get("concurrency_limit") == 1 for d in items.values())
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("deployments: []", "no deployments"),
+        ("deployments: [{name: x}]", "needs a name and an entrypoint"),
+        (
+            "deployments: [{name: x, entrypoint: 'flows/train.py:train_flow', schedules: [{cron: 'every day'}]}]",
+            "cron 'every day'",
+        ),
+        (
+            "deployments: [{name: x, entrypoint: 'flows/train.py:train_flow', schedules: [{interval: -5}]}]",
+            "interval must be a positive number",
+        ),
+        ("deployments: [{name: x, entrypoint: 'flows/train.py:train_flow', schedules: [{daily: 1}]}]", "a schedule is"),
+        ("deployments: [{name: x, entrypoint: 'flows/nothing.py:f'}]", "entrypoint flows/nothing.py:f"),
+        ("{{{", "cannot read the deployments"),
+    ],
+)
+def test_a_bad_deployments_file_is_one_line(tmp_path: Path, content: str, fragment: str) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text(content)
+    args = ["-m", "flows.serve", "--deployments", str(path)]
+    assert_one_line_error(cli(*args, "--list"), fragment)
+
+
+def test_a_bad_or_unreachable_api_url_is_one_line() -> None:
+    assert_one_line_error(cli("-m", "flows.serve", "--api-url", "ftp://127.0.0.1/api"), "expected http://host:port/api")
+    p = cli("-m", "flows.serve", "--api-url", "http://prefect.invalid:4200/api")
+    assert_one_line_error(p, "no Prefect server answers at http://prefect.invalid:4200/api")
+    assert p.returncode == 4
+
+
+def test_a_server_that_cannot_start_is_one_line(tmp_path: Path) -> None:
+    # a port held by something that is not a Prefect server: the health check finds nothing, and
+    # the server serve starts cannot bind it
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        p = cli(
+            "-m", "flows.serve", "--api-url", f"http://127.0.0.1:{port}/api",
+            env={"PREFECT_HOME": str(tmp_path / "prefect")}, timeout=240,
+        )  # fmt: skip
+    assert_one_line_error(p, "the Prefect server exited with code")
+    assert p.returncode == 4
+
+
+def test_serve_starts_a_server_when_none_answers_and_ctrl_c_stops_both(tmp_path: Path) -> None:
+    from tests.test_scheduling import api, ctrl_c, free_port, process, until
+
+    d = {**next(d for d in deployments() if d["name"] == "features-build"), "schedules": [{"interval": 3600}]}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({"deployments": [d]}))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"warehouse": {"path": "wh/l2.duckdb"}}))
+    url = f"http://127.0.0.1:{free_port()}/api"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    args = ["-m", "flows.serve", "--config", str(tmp_path / "config.yaml"), "--deployments", str(tmp_path / "d.yaml")]
+    log = tmp_path / "serve.log"
+    with process([*args, "--api-url", url], log, env) as serve:
+        until("serving", lambda: "serving 1 deployments" in log.read_text(), proc=serve)
+        assert "starting a Prefect server at " + url in log.read_text()
+        served = until("the deployment on the server", lambda: api(url, "/deployments/filter", {}), proc=serve)
+        assert [x["name"] for x in served] == ["features-build"]
+        assert served[0]["entrypoint"] == "flows/feature_build.py:features_flow"
+        # the scheduler has put the hourly schedule's next runs on the server
+        until("scheduled runs", lambda: api(url, "/flow_runs/filter", {}), proc=serve)
+        assert ctrl_c(serve) == 0
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert "stopping the Prefect server this command started" in text
+    assert not answers(url)

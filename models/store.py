@@ -119,6 +119,9 @@ def rebase(db: Path, artifacts: Path, experiment: str) -> dict[str, int]:
                 _warned.add((db, old))
                 log.warning("%s keeps its artifacts in %s, not in %s: left as it is", db, old, new)
             return {}
+        # the MLmodel files first: if this stops half-way, the database still names the old root and
+        # the next open finishes the job (a rewritten MLmodel file is not rewritten again)
+        files = _rewrite_mlmodels(artifacts, old, new)
         con.execute("BEGIN IMMEDIATE")  # one writer; another process may have rebased it meanwhile
         try:
             if _stored_root(con, experiment) != old:
@@ -138,7 +141,6 @@ def rebase(db: Path, artifacts: Path, experiment: str) -> dict[str, int]:
             raise
     finally:
         con.close()
-    files = _rewrite_mlmodels(artifacts, old, new)
     if files:
         changed["MLmodel"] = files
     log.info(
@@ -161,6 +163,8 @@ def _rewrite_mlmodels(artifacts: Path, old: str, new: str) -> int:
             line.replace(old, new, 1) if line.startswith("artifact_path: " + old) else line for line in text.split("\n")
         )
         if fixed != text:
-            f.write_text(fixed)
+            tmp = f.with_name(f.name + ".rebase")
+            tmp.write_text(fixed)
+            tmp.replace(f)  # atomic: a reader sees the old file or the new one
             n += 1
     return n

@@ -30,12 +30,12 @@ from live.runner import Options, Runner
 from market.standin import BackgroundStandin
 from market.standin.feeds import SimFeed
 from models import registry
+from tests.browser import browser_or_skip, launch
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_runner_standin import until
 
 NS = 1_000_000_000
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _free_port() -> int:
@@ -131,14 +131,6 @@ class _Running:
             self.stop()
 
 
-def _browser_or_skip() -> str:
-    if CHROMIUM is None:
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail("REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)")
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    return CHROMIUM
-
-
 def _report(folder: Path, version: str, feature_set: str) -> None:
     """A backtest report folder as flows.backtest writes it (metrics.json's meta names the model)."""
     folder.mkdir(parents=True)
@@ -182,14 +174,6 @@ def _stopped_account(path: Path) -> None:
         os.utime(f, (old, old))
 
 
-def _launch(p: Any, chromium: str) -> Any:
-    return p.chromium.launch(
-        executable_path=chromium,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-              "--disable-sync", "--no-first-run"],
-    )  # fmt: skip
-
-
 def _view(page: Any, view: str) -> None:
     """Until the page shows ``view`` ("journal|session|range")."""
     page.wait_for_function("v => document.body.dataset.view === v", arg=view, timeout=60_000)
@@ -222,7 +206,7 @@ def _toolbar_clear_of_title(page: Any, chart: str) -> bool:
 def test_the_page_shows_a_paper_runner_in_chromium_while_it_runs_and_after_it_stopped(
     trained: tuple[AppConfig, Any], standin: BackgroundStandin, tmp_path: Path
 ) -> None:
-    chromium = _browser_or_skip()
+    chromium = browser_or_skip()
     from playwright.sync_api import sync_playwright
 
     cfg = _monitoring_cfg(trained[0], tmp_path, standin)
@@ -239,7 +223,7 @@ def test_the_page_shows_a_paper_runner_in_chromium_while_it_runs_and_after_it_st
         until("a fill and the account marked after it", lambda: any(
             a.data["position"] != 0 for a in jr.read(journal, ["account"])), 150)  # fmt: skip
         until("a drift record", lambda: any(jr.read(journal, ["drift"])), 30)
-        browser = _launch(p, chromium)
+        browser = launch(p, chromium)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         asked: list[str] = []
         page.on("request", lambda req: asked.append(req.url))

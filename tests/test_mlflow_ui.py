@@ -10,7 +10,6 @@ skipped without it, except with ``REQUIRE_BROWSER=1`` (CI). Its screenshot is ke
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -28,12 +27,12 @@ from core.config import AppConfig, load_config
 from flows.train import run_training
 from models import compare, registry, ui
 from models.__main__ import main as models_main
+from tests.browser import browser_or_skip, launch
 from tests.conftest import REPO
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_runner_standin import until
 
 NS = 1_000_000_000
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.slow
 
 
@@ -174,14 +173,6 @@ def test_the_ui_is_one_process_a_taken_port_is_one_line_and_ctrl_c_stops_it(
         assert "Traceback" not in err and f"MLflow UI on http://127.0.0.1:{server.port}" in out
 
 
-def _browser_or_skip() -> str:
-    if CHROMIUM is None:
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail("REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)")
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    return CHROMIUM
-
-
 def _row_values(page: Any, metric: str) -> list[str]:
     """The compare page's values of ``metric``, one per run. The metrics table is two virtualised
     grids (names, values) scrolled together: scroll the values until the name's row is drawn, then
@@ -208,7 +199,7 @@ def _row_values(page: Any, metric: str) -> list[str]:
 def test_the_compare_page_shows_both_versions_held_out_auc_in_chromium(
     two_versions: tuple[AppConfig, str, str],
 ) -> None:
-    chromium = _browser_or_skip()
+    chromium = browser_or_skip()
     from playwright.sync_api import sync_playwright
 
     cfg, a, b = two_versions
@@ -218,10 +209,7 @@ def test_the_compare_page_shows_both_versions_held_out_auc_in_chromium(
     names = [client.get_run(_auc(cfg, v)[0]).info.run_name for v in (a, b)]
     with _UI(cfg) as server, sync_playwright() as p:
         link = compare.compare_url(cfg, *(compare.describe(cfg, client, v) for v in (a, b)))
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-        )
+        browser = launch(p, chromium)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(link.replace(ui.url(cfg), server.url))
         page.get_by_text("Run details").wait_for(timeout=120_000)

@@ -113,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "\nnext: make diagnose                   (warehouse, model, exchange, clock, disk, journal: all right?)"
         "\n      python -m flows.check_predictions (is the model still calibrated on data labelled since?)"
         "\n      python -m flows.backtest --help (backtest any model, any window, compare reports)"
-        "\n      python -m models list           (versions, aliases, promotion notes)"
+        "\n      python -m models list           (versions, aliases, held-out AUCs, promotion notes)"
+        "\n      python -m models compare 1 2    (two versions side by side, and the UI's compare page)"
+        "\n      make serve                      (the scheduled retraining: features, train, promote)"
         "\n      python -m features catalog      (what every feature means)"
         "\n      python -m market.sim compare    (simulator vs real recordings)"
     )

@@ -5,6 +5,10 @@
     python -m flows.serve --api-url http://10.0.0.5:4200/api       # a Prefect server elsewhere
     python -m flows.serve --deployments my-schedules.yaml          # another file of the same shape
 
+Ctrl-C (or SIGTERM) stops gracefully: no new runs start, the runs in progress may finish for up to
+--grace seconds (a second Ctrl-C stops them at once), and a run that could not finish is marked
+Crashed rather than left Running.
+
 Schedules need Prefect's scheduler, which runs inside a persistent Prefect server (the temporary
 server a lone flow run starts has none). serve uses the server at --api-url, else PREFECT_API_URL,
 else http://127.0.0.1:4200/api when it answers; on this machine it otherwise starts one (state in
@@ -21,7 +25,6 @@ import contextlib
 import importlib
 import logging
 import os
-import signal
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +38,7 @@ from core.config import load_config
 from core.errors import UserError
 from flows.common import parser
 from flows.prefect_server import api_url, server
+from flows.stopping import Stopper, pause, settle
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "prefect.yaml"
@@ -117,15 +121,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--list", action="store_true", help="print the deployments and their schedules, then exit")
     p.add_argument("--api-url", metavar="URL", help="the Prefect server (default PREFECT_API_URL or 127.0.0.1:4200)")
     p.add_argument("--deployments", metavar="PATH", type=Path, default=PREFECT_YAML, help="default: prefect.yaml")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="on Ctrl-C, how long the runs in progress may take to finish (default 300 s; a second Ctrl-C: now)",
+    )
     return p.parse_args(argv)
-
-
-def _terminate_like_ctrl_c(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if not args.grace >= 0:
+        raise UserError(f"--grace {args.grace}: a number of seconds >= 0")
+    stopper = Stopper(args.grace)  # before any thread starts: SIGINT goes to its watcher, not to the flow runs
     setup_logging()
     cfg = load_config(args.config)
     url = api_url(args.api_url)
@@ -143,12 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prefect import serve
 
         served = to_deployments(items, str(cfg.source_path))
-        signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)  # a supervisor's stop is a Ctrl-C
+        names = [d["name"] for d in items]
+        stopper.pause = lambda: pause(names)
         print(f"serving {len(served)} deployments on {srv.api_url}; the UI: {srv.ui_url}; Ctrl-C stops", flush=True)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends
             serve(*served, print_starting_message=False)
         try:
-            settled = settle([d["name"] for d in items])
+            settled = settle(names)
         except Exception as exc:  # best effort: the server may be gone; runs then show as Prefect left them
             log.warning("could not check the runs in progress: %s", str(exc).splitlines()[0] if str(exc) else exc)
             settled = []
@@ -156,66 +167,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"marked {len(settled)} flow run(s) in progress as crashed: {', '.join(settled)}")
         print("stopped serving" + ("; stopping the Prefect server this command started" if srv.started else ""))
     return 0
-
-
-def _flow_run_processes(pid: int) -> list[int]:
-    """The live flow-run processes (``python -m prefect.engine``) that ``pid`` started (Linux /proc);
-    not the Prefect server, which is a child too."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # it ended while we looked
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z" and b"prefect.engine" in command:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def settle(names: list[str], grace_s: float = 30.0) -> list[str]:
-    """After serving stopped: stop the flow runs still in progress, then mark every run of these
-    deployments (and its sub-flows) that is still in progress as Crashed, so that none stays
-    "Running" in the UI and holds its deployment's concurrency slot for ever. The names marked."""
-    import time
-
-    from prefect import get_client
-    from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.states import Crashed
-
-    for pid in _flow_run_processes(os.getpid()):  # a terminal's Ctrl-C reached them already; a SIGTERM did not
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while _flow_run_processes(os.getpid()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    active = FlowRunFilter(
-        state=FlowRunFilterState(
-            type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING, StateType.CANCELLING])
-        )
-    )
-    message = "flows.serve stopped while this run was in progress"
-    marked: list[str] = []
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=active, deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names))
-        )
-        crashed = {r.id for r in runs}
-        for sub in client.read_flow_runs(flow_run_filter=active):  # sub-flows of those runs
-            parent = sub.parent_task_run_id
-            if sub.id not in crashed and parent is not None and client.read_task_run(parent).flow_run_id in crashed:
-                runs.append(sub)
-        for r in runs:
-            client.set_flow_run_state(r.id, Crashed(message=message), force=True)
-            marked.append(r.name)
-    return marked
 
 
 if __name__ == "__main__":

@@ -110,27 +110,64 @@ def test_a_server_that_cannot_start_is_one_line(tmp_path: Path) -> None:
     assert p.returncode == 4
 
 
-def test_serve_starts_a_server_when_none_answers_and_ctrl_c_stops_both(tmp_path: Path) -> None:
+def test_serve_starts_a_server_and_ctrl_c_lets_the_run_in_progress_finish(tmp_path: Path) -> None:
     from tests.test_scheduling import api, ctrl_c, free_port, process, until
 
-    d = {**next(d for d in deployments() if d["name"] == "features-build"), "schedules": [{"interval": 3600}]}
+    # the project's ingest-sim deployment, hourly; the test asks for one run at once, as the UI's "Run" does
+    d = {**next(d for d in deployments() if d["name"] == "ingest-sim"), "schedules": [{"interval": 3600}]}
+    d["parameters"] = {**d["parameters"], "duration": "3h"}
     (tmp_path / "d.yaml").write_text(yaml.safe_dump({"deployments": [d]}))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"warehouse": {"path": "wh/l2.duckdb"}}))
     url = f"http://127.0.0.1:{free_port()}/api"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     args = ["-m", "flows.serve", "--config", str(tmp_path / "config.yaml"), "--deployments", str(tmp_path / "d.yaml")]
     log = tmp_path / "serve.log"
     with process([*args, "--api-url", url], log, env) as serve:
         until("serving", lambda: "serving 1 deployments" in log.read_text(), proc=serve)
         assert "starting a Prefect server at " + url in log.read_text()
         served = until("the deployment on the server", lambda: api(url, "/deployments/filter", {}), proc=serve)
-        assert [x["name"] for x in served] == ["features-build"]
-        assert served[0]["entrypoint"] == "flows/feature_build.py:features_flow"
-        # the scheduler has put the hourly schedule's next runs on the server
-        until("scheduled runs", lambda: api(url, "/flow_runs/filter", {}), proc=serve)
-        assert ctrl_c(serve) == 0
+        assert [x["name"] for x in served] == ["ingest-sim"]
+        assert served[0]["entrypoint"] == "flows/ingest.py:ingest_flow"
+        run = api(url, f"/deployments/{served[0]['id']}/create_flow_run", {})
+        until("the run under way", lambda: "ingest sim:" in log.read_text(), proc=serve)
+        # Ctrl-C as a terminal sends it, to the whole process group: the run in progress finishes
+        assert ctrl_c(serve, timeout_s=600) == 0
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
+    assert "waiting up to 300 s for 1 run(s) in progress" in text
+    assert f"Flow run '{run['name']}' - Finished in state Completed(" in text  # not cut off, not crashed
+    assert "marked" not in text  # nothing was left to mark as crashed
     assert "stopping the Prefect server this command started" in text
+    assert not answers(url)
+
+
+def test_a_run_that_cannot_finish_in_the_grace_is_not_left_running(tmp_path: Path) -> None:
+    from tests.test_scheduling import api, ctrl_c, free_port, process, until
+
+    d = {**next(d for d in deployments() if d["name"] == "ingest-sim"), "schedules": []}
+    d["parameters"] = {**d["parameters"], "duration": "6h"}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({"deployments": [d]}))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"warehouse": {"path": "wh/l2.duckdb"}}))
+    url = f"http://127.0.0.1:{free_port()}/api"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    ui_args = ["-m", "flows.prefect_server", "--api-url", url, "--config", str(config)]
+    with process(ui_args, tmp_path / "ui.log", env) as ui:  # a server that outlives serve
+        until("the Prefect server", lambda: answers(url), proc=ui)
+        args = ["-m", "flows.serve", "--config", str(config), "--deployments", str(tmp_path / "d.yaml"), "--grace", "0"]
+        log = tmp_path / "serve.log"
+        with process([*args, "--api-url", url], log, env) as serve:
+            served = until("the deployment on the server", lambda: api(url, "/deployments/filter", {}), proc=serve)
+            run = api(url, f"/deployments/{served[0]['id']}/create_flow_run", {})
+            until("the run under way", lambda: "ingest sim:" in log.read_text(), proc=serve)
+            assert ctrl_c(serve, timeout_s=300) == 0
+        assert "1 run(s) still in progress after 0 s: stopping them" in log.read_text()
+        (state,) = [
+            r["state_type"] for r in api(url, "/flow_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}})
+        ]
+        assert state not in ("RUNNING", "PENDING", "SCHEDULED"), state  # nothing holds the deployment's slot
+        assert api(url, "/deployments/filter", {})[0]["paused"]
+        assert ctrl_c(ui) == 0
     assert not answers(url)

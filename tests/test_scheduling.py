@@ -187,12 +187,7 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> 
         # 2. serve the retraining on its schedule: it finds the server; nothing new to train yet
         serve_args = ["-m", "flows.serve", "--config", str(config), "--deployments", str(project / "deployments.yaml")]
         with process([*serve_args, "--api-url", url], project / "serve.log", env) as serve:
-            until("a scheduled run with nothing to train", lambda: "nothing to retrain" in text(project / "serve.log"),
-                  proc=serve)  # fmt: skip
-            assert "using the Prefect server at" in text(project / "serve.log")
-            assert aliases(store)["champion"] == first
-
-            # 3. the paper runner trades the champion, against the Bybit stand-in fed by the simulator
+            # 3. meanwhile the paper runner trades the champion, against the Bybit stand-in fed by the simulator
             feed = SimFeed(cfg.sim, cfg.instrument, cfg.ingest.depth, history_ns=330 * NS, catchup=30.0)
             with BackgroundStandin(feed) as standin:
                 data = {
@@ -204,6 +199,10 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> 
                 journal = jr.default_path(cfg.resolve(cfg.live.journal_dir), "paper", "bybit")
                 runner_args = ["-m", "live.runner", "--paper", "--config", str(runner_config)]
                 with process(runner_args, project / "runner.log", env) as runner:
+                    until("a scheduled run with nothing to train", lambda: "nothing to retrain" in text(project / "serve.log"),
+                          proc=serve)  # fmt: skip
+                    assert "using the Prefect server at" in text(project / "serve.log")
+                    assert aliases(store)["champion"] == first
                     until("the runner's first decisions", lambda: len(records(journal, ["decision"])) >= 3, proc=runner)
                     start = records(journal, ["start"])[-1]
                     assert int(start.data["model"]) == first

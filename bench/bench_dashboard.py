@@ -40,7 +40,8 @@ def _day_journal(folder: Any) -> Any:
     for s in range(DAY_S):
         ts = s * NS
         j.add("decision", ts, grid_ns=ts, p_up=float(rng.uniform(0, 0.2)), p_down=float(rng.uniform(0, 0.2)),
-              direction=0, confidence=0.1, target=0.0, size=0.0, latency_us=80.0, model_version="1")  # fmt: skip
+              direction=0, confidence=0.1, target=0.0, size=0.0, latency_us=80.0, model_version="1",
+              bid=65_000.0 - (s % 7) * 0.1, ask=65_000.1 + (s % 5) * 0.1)  # fmt: skip
         if s % 43 == 0:
             oid += 1
             j.add("submit", ts, oid, side=1, qty=0.01, price=65_000.0, order_kind="LIMIT", tag=oid)
@@ -73,7 +74,8 @@ def run() -> list[dict[str, Any]]:
     def ten_more_seconds() -> None:
         for _ in range(10):
             ts = clock[0] * NS
-            j.add("decision", ts, grid_ns=ts, p_up=0.1, p_down=0.1, direction=0, model_version="1")
+            j.add("decision", ts, grid_ns=ts, p_up=0.1, p_down=0.1, direction=0, model_version="1",
+                  bid=65_000.0, ask=65_000.1)  # fmt: skip
             clock[0] += 1
         j.add("health", clock[0] * NS, decisions=clock[0], latency_p50_us=80.0, feed={}, risk="ACTIVE")
         j.commit()

@@ -65,6 +65,62 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server_for_commands(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Prefect server per test worker for the flow commands the tests run in subprocesses.
+
+    Without PREFECT_API_URL each such command starts a temporary server of its own (about 9 s and
+    8 CPU-seconds on the 2-core machine, against 4 s and 3 with a server), and under load the
+    temporary one can time out. Tests that need no server, or a server of their own, drop the
+    variable from the environment they pass on."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from flows.prefect_server import answers
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    home = tmp_path_factory.mktemp("prefect-server")
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-services",
+    ]
+    with (home / "server.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        t0 = time.monotonic()
+        while not answers(url):
+            assert proc.poll() is None, (home / "server.log").read_text()[-2000:]
+            assert time.monotonic() - t0 < 180, "the tests' Prefect server did not answer within 180 s"
+            time.sleep(0.5)
+        os.environ["PREFECT_API_URL"] = url  # the subprocesses the tests start inherit it
+        yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict[str, Any]]:
     """90 simulated minutes with features, and a small model trained on them (registry version 1)."""

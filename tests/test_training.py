@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
-from core.config import AppConfig
+from core.config import AppConfig, load_config
 from core.errors import UnavailableError, UserError
 from flows.train import run_training
 from market.sources.sim import SimSource
@@ -23,6 +25,18 @@ from warehouse.ingest import run_ingest
 
 S = 1_000_000_000
 pytestmark = pytest.mark.slow
+
+
+def own_registry(trained: tuple[AppConfig, dict[str, Any]], tmp_path: Path) -> AppConfig:
+    """The session's project with a registry of its own (a copy), for a test that registers and
+    promotes: the others read the session's registry as the fixture left it, in any order."""
+    base, _ = trained
+    shutil.copy(base.resolve(base.mlflow.store), tmp_path / "mlflow.db")
+    data = yaml.safe_load(base.source_path.read_text())
+    data["warehouse"] |= {"path": str(base.resolve(base.warehouse.path)), "spool_dir": str(tmp_path / "spool")}
+    data["mlflow"] = {"store": str(tmp_path / "mlflow.db"), "artifacts": str(base.resolve(base.mlflow.artifacts))}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    return load_config(tmp_path / "config.yaml")
 
 
 def test_training_logs_and_registers_a_challenger(trained: tuple[AppConfig, dict[str, Any]]) -> None:
@@ -123,11 +137,11 @@ def test_an_empty_window_and_a_missing_registry_are_one_line_errors(make_config:
 
 
 def test_promotion_crowns_the_first_model_and_keeps_it_against_an_equal_challenger(
-    trained: tuple[AppConfig, dict[str, Any]],
+    trained: tuple[AppConfig, dict[str, Any]], tmp_path: Path
 ) -> None:
     from flows.promote import run_promotion
 
-    cfg, _ = trained
+    cfg = own_registry(trained, tmp_path)
     first = run_promotion(cfg)
     assert first["promoted"] and "first model" in first["reason"]
     assert registry.version_for(cfg, "champion") == "1"
@@ -170,12 +184,12 @@ def test_a_feature_set_mismatch_and_the_registry_listing(trained: tuple[AppConfi
 
 
 def test_the_train_and_promote_flows_run_under_prefect(
-    trained: tuple[AppConfig, dict[str, Any]], prefect_harness: None
+    trained: tuple[AppConfig, dict[str, Any]], prefect_harness: None, tmp_path: Path
 ) -> None:
     from flows.promote import promote_flow
     from flows.train import train_flow
 
-    cfg, _ = trained
+    cfg = own_registry(trained, tmp_path)
     before = len(registry.connect(cfg).search_model_versions(f"name = '{cfg.mlflow.model_name}'"))
     state = train_flow(config=str(cfg.source_path), return_state=True)
     assert state.is_completed(), state.message

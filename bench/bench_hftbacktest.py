@@ -8,10 +8,12 @@ whose price is no longer the best. Shared settings: constant 5 ms entry and 5 ms
 (EngineConfig's), the queue model p = 1 - (front / (front + back))^2 (ours: QueueModel.PROB with
 queue_power 2; hftbacktest: ``power_prob_queue_model3(2)``, the same function; its
 ``power_prob_queue_model`` is f(back) / (f(back) + f(front))), tick 0.1, lot 0.001, maker 0.02 % /
-taker 0.055 %. hftbacktest runs its no-partial-fill exchange: one-lot orders cannot fill partially,
-and its partial-fill exchange stops with InvalidOrderStatus when a fill exactly uses up an order
-(nkaz001/hftbacktest issues 301, 312), which one-lot orders hit at once. Our rate limit is off:
-hftbacktest has none.
+taker 0.055 %, and hftbacktest's touch rule (ours: FillRule.HFTBACKTEST: an opposite best that
+reaches an order fills all of it, and the book is not netted for the prints since its last event;
+our default, FillRule.CAPPED, fills only what that best shows). hftbacktest runs its
+no-partial-fill exchange: one-lot orders cannot fill partially, and its partial-fill exchange
+stops with InvalidOrderStatus when a fill exactly uses up an order (nkaz001/hftbacktest issues
+301, 312), which one-lot orders hit at once. Our rate limit is off: hftbacktest has none.
 
 hftbacktest (pinned in bench/requirements-hftbacktest.txt) is installed by ``make bench`` with
 ``pip install --no-deps --target bench/.cache/hbt``, never into .venv; ``run`` puts that folder on
@@ -62,7 +64,7 @@ from bench.common import CACHE, ROOT, SHARED, entry
 from core.config import AppConfig, load_config
 from execution.engine import Engine
 from execution.market import MarketData
-from execution.types import EngineConfig, QueueModel, Side
+from execution.types import EngineConfig, FillRule, QueueModel, Side
 from market.sources.files import FileSource
 from warehouse.ingest import run_ingest
 from warehouse.replay import load_market
@@ -79,7 +81,7 @@ STEP_NS = 100_000_000
 QTY = 0.001
 REPEAT = 5
 WARMUP_EVENTS = 5000
-CONFIG = EngineConfig(queue_model=QueueModel.PROB, queue_power=2.0, rate_limit=0)
+CONFIG = EngineConfig(queue_model=QueueModel.PROB, queue_power=2.0, rate_limit=0, fill_rule=FillRule.HFTBACKTEST)
 
 # hftbacktest's order constants (hftbacktest.order), compiled into the numba strategy below;
 # _hftbacktest() checks them against the installed package.

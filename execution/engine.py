@@ -77,6 +77,7 @@ class Engine:
         si[r.K_RATE_LIMIT], si[r.K_RATE_WINDOW] = cfg.rate_limit, cfg.rate_window_ns
         si[r.K_SAMPLE], si[r.K_FUNDING] = sample_ns, cfg.fees.funding_interval_ns
         si[r.K_QUEUE_MODEL] = int(cfg.queue_model)
+        si[r.K_FILL_RULE] = int(cfg.fill_rule)
         sf = np.zeros(r.N_SF)
         sf[r.P_CASH] = sf[r.L_CASH] = cash
         sf[r.P_POS] = sf[r.L_POS] = position
@@ -419,6 +420,7 @@ class Engine:
         """The configuration that shaped the fills, for the run's metadata (REFERENCE 2, point 11)."""
         cfg = dataclasses.asdict(self.cfg)
         cfg["queue_model"] = self.cfg.queue_model.name
+        cfg["fill_rule"] = self.cfg.fill_rule.name
         return {
             **cfg,
             "levels": self.levels,

@@ -23,9 +23,10 @@ import numpy as np
 from execution import queue, types
 from execution import records as r
 from execution.queue import on_book, on_trade, remove_open, rest
-from execution.types import OrderKind, RejectReason
+from execution.types import FillRule, OrderKind, RejectReason
 
 MARKET = int(OrderKind.MARKET)
+CAPPED = int(FillRule.CAPPED)
 POST_ONLY_WOULD_TAKE = int(RejectReason.POST_ONLY_WOULD_TAKE)
 RATE_LIMIT = int(RejectReason.RATE_LIMIT)
 INVALID = int(RejectReason.INVALID)
@@ -59,6 +60,36 @@ def _opposite_best(side: int, px: np.ndarray, qty: np.ndarray, dep: np.ndarray, 
 
 
 @nb.njit()
+def _consume(
+    si: np.ndarray,
+    sf: np.ndarray,
+    px: np.ndarray,
+    qty: np.ndarray,
+    dep: np.ndarray,
+    price: float,
+    volume: float,
+    buy: bool,
+) -> None:
+    """A print of ``volume`` at ``price`` took the passive side ``px``/``qty`` from its best up to
+    ``price``: until the next book event, a market order walks, and a new order queues behind, what
+    is left (FillRule.CAPPED; the recorded book shows the prints only at its next event)."""
+    tick_size = sf[r.K_TICK]
+    t = r.to_tick(price, tick_size)
+    for i in range(px.shape[0]):
+        if volume <= 1e-12 or np.isnan(px[i]):
+            return
+        k = r.to_tick(px[i], tick_size)
+        if (k > t) if buy else (k < t):
+            return
+        a = qty[i] - dep[i]
+        if a > 1e-12:
+            u = min(a, volume)
+            dep[i] += u
+            volume -= u
+            si[r.S_DEPLETED] = 1
+
+
+@nb.njit()
 def _crosses(side: int, tick: int, opp: int) -> bool:
     return opp >= 0 and ((opp <= tick) if side > 0 else (opp >= tick))
 
@@ -80,8 +111,9 @@ def _take(
     cap: int,
     capped: bool,
 ) -> bool:
-    """Walk the visible opposite levels (net of earlier taker fills) as taker, up to ``cap`` when
-    ``capped``; what we take stays consumed until the next book event. True when filled."""
+    """Walk the visible opposite levels as taker (net of earlier taker fills and, under
+    FillRule.CAPPED, of the prints since the book event), up to ``cap`` when ``capped``; what we
+    take stays consumed until the next book event. True when filled."""
     side = oi[idx, r.O_SIDE]
     tick_size = sf[r.K_TICK]
     for i in range(px.shape[0]):
@@ -355,6 +387,12 @@ def _compile(version: int) -> Callable[..., int]:
                     break
                 si[r.S_EX_NOW] = max(si[r.S_EX_NOW], t_ex)
                 if t_trade == t_ex:  # trades before the book update at the same exchange time
+                    row = eb - 1
+                    if si[r.K_FILL_RULE] == CAPPED and row >= 0:
+                        if tsd[et] > 0:  # a taker buy lifted the asks
+                            _consume(si, sf, apx[row], aqx[row], dep[1], tpx[et], tqx[et], True)
+                        else:
+                            _consume(si, sf, bpx[row], bqx[row], dep[0], tpx[et], tqx[et], False)
                     on_trade(si, sf, oi, of, opn, ri, rf, fi, ff, tpx[et], tqx[et], tsd[et])
                     si[r.S_EX_TRADE] = et + 1
                 elif t_book == t_ex:

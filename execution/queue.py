@@ -19,8 +19,13 @@ Queue model, after hftbacktest (``hftbacktest/src/backtest/models/queue.rs``, nk
 An order placed before any book, or beyond the visible levels, learns its queue (the displayed
 size) when its level first shows.
 Maker fills at our price: a print through our price fills min(remaining, the print's unused
-volume); a print at our price fills only its excess over the volume ahead; an opposite best that
-reaches our price fills the rest. A print's volume is handed out once, in price-time priority.
+volume); a print at our price fills only its excess over the volume ahead. An opposite best that
+reaches our price (types.FillRule): CAPPED fills what the opposite side displays at or better than
+our price, in whole lots, best order first, less what our orders on that side already took while
+the book stayed crossed (a seller still shown there is taken to be the one who traded with us;
+only growth of the displayed size is new volume); the rest keeps resting, with nobody ahead.
+HFTBACKTEST fills the rest whatever is displayed (hftbacktest's exchange models). A print's
+volume is handed out once, in price-time priority.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from execution.records import (
     F_QA0,
     F_QTY,
     F_TRADED,
+    K_FILL_RULE,
     K_LOT,
     K_POWER,
     K_QUEUE_MODEL,
@@ -44,15 +50,18 @@ from execution.records import (
     O_SEQ,
     O_SIDE,
     O_TICK,
+    S_DEPLETED,
     S_N_OPEN,
     S_SEQ,
+    T_TOUCH,
     record_fill,
     to_tick,
     whole_lots,
 )
-from execution.types import QueueModel
+from execution.types import FillRule, QueueModel
 
 RISK_AVERSE = int(QueueModel.RISK_AVERSE)
+HFTBACKTEST = int(FillRule.HFTBACKTEST)
 
 
 @nb.njit()
@@ -172,6 +181,59 @@ def queue_after_depth(front: float, prev: float, new: float, traded: float, mode
 
 
 @nb.njit()
+def touch_fill(
+    si: np.ndarray,
+    sf: np.ndarray,
+    oi: np.ndarray,
+    of: np.ndarray,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    fi: np.ndarray,
+    ff: np.ndarray,
+    opx: np.ndarray,
+    oqx: np.ndarray,
+    odep: np.ndarray,
+    idx: int,
+    taken_before: float,
+) -> bool:
+    """The opposite best reached order ``idx``'s price (FillRule.CAPPED): fill, at our price as maker,
+    what the opposite side ``opx``/``oqx`` displays at or better than it, net of ``odep`` (what our
+    orders took from this book already) and of ``taken_before`` (what they took from the best levels
+    at earlier book events while the book stayed crossed). True when the order is now filled."""
+    tick_size = sf[K_TICK]
+    buy = oi[idx, O_SIDE] > 0
+    tick = oi[idx, O_TICK]
+    skip = taken_before
+    avail = 0.0
+    for i in range(opx.shape[0]):
+        p = opx[i]
+        if np.isnan(p):
+            break
+        k = to_tick(p, tick_size)
+        if (k > tick) if buy else (k < tick):
+            break
+        a = max(oqx[i] - odep[i], 0.0)
+        used = min(a, skip)
+        skip -= used
+        avail += a - used
+    q = whole_lots(avail, _remaining(of, idx), sf[K_LOT])
+    if q <= 0.0:
+        return False
+    skip, left = taken_before, q
+    for i in range(opx.shape[0]):  # book what we took, best level first
+        if left <= 0.0:
+            break
+        a = max(oqx[i] - odep[i], 0.0)
+        used = min(a, skip)
+        skip -= used
+        take = min(a - used, left)
+        odep[i] += take
+        left -= take
+    si[S_DEPLETED] = 1
+    return record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], q, True)
+
+
+@nb.njit()
 def on_book(
     si: np.ndarray,
     sf: np.ndarray,
@@ -193,10 +255,13 @@ def on_book(
     tick_size = sf[K_TICK]
     model = si[K_QUEUE_MODEL]
     power = sf[K_POWER]
+    whole = si[K_FILL_RULE] == HFTBACKTEST
     for s in range(2):
         px = bpx if s == 0 else apx
         qty = bqx if s == 0 else aqx
-        opp = apx[0] if s == 0 else bpx[0]
+        opx = apx if s == 0 else bpx
+        oqx = aqx if s == 0 else bqx
+        opp = opx[0]
         has_opp = not np.isnan(opp)
         opp_tick = to_tick(opp, tick_size) if has_opp else 0
         n = si[S_N_OPEN + s]
@@ -206,15 +271,24 @@ def on_book(
         j = 0
         prev_tick = -1
         prev_ahead = 0.0
+        taken_before = sf[T_TOUCH + s]
+        crossed = False
         while j < n:
             idx = opn[s, j]
             tick = oi[idx, O_TICK]
             if has_opp and ((opp_tick <= tick) if s == 0 else (opp_tick >= tick)):
-                # the opposite best reached our price: the rest fills at our price, as maker
-                record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], _remaining(of, idx), True)
-                remove_open(si, oi, opn, idx)
-                n -= 1
-                continue
+                # the opposite best reached our price: fills at our price, as maker
+                crossed = True
+                if whole:
+                    done = record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], _remaining(of, idx), True)
+                else:
+                    before = of[idx, F_FILLED]
+                    done = touch_fill(si, sf, oi, of, ri, rf, fi, ff, opx, oqx, dep[1 - s], idx, taken_before)
+                    sf[T_TOUCH + s] += of[idx, F_FILLED] - before
+                if done:
+                    remove_open(si, oi, opn, idx)
+                    n -= 1
+                    continue
             while i < levels and not np.isnan(px[i]) and ((level_tick > tick) if s == 0 else (level_tick < tick)):
                 i += 1
                 if i < levels and not np.isnan(px[i]):
@@ -237,6 +311,8 @@ def on_book(
             prev_tick = tick
             prev_ahead = of[idx, F_AHEAD]
             j += 1
+        if not crossed:
+            sf[T_TOUCH + s] = 0.0  # the book no longer reaches our orders: what shows next is new volume
 
 
 @nb.njit()

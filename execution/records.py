@@ -51,7 +51,8 @@ K_RATE_WINDOW = 32
 K_SAMPLE = 33
 K_FUNDING = 34
 K_QUEUE_MODEL = 35
-N_SI = 36
+K_FILL_RULE = 36  # types.FillRule
+N_SI = 37
 
 # sf: float64 state vector ----------------------------------------------------------------------
 P_POS = 0  # exchange-side account (the truth)
@@ -68,7 +69,8 @@ K_MAKER = 10
 K_TAKER = 11
 K_FUNDING_RATE = 12
 K_POWER = 13
-N_SF = 14
+T_TOUCH = 14  # opposite volume our buys (+ 0) / sells (+ 1) took by touch fills while the book stays crossed
+N_SF = 16
 
 # orders: oi int64[cap, N_OI], of float64[cap, N_OF]; row = order_id - 1 -------------------------
 O_SIDE = 0

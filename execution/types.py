@@ -41,6 +41,21 @@ class RejectReason(IntEnum):
     TOO_LATE = 4  # cancel / amend of an order already filled or cancelled
 
 
+class FillRule(IntEnum):
+    """What fills a resting order when the opposite best reaches its price (REFERENCE section 2, point 7).
+
+    The recorded book never held our order: the opposite side shown there is what would have
+    traded with it. CAPPED fills only the size displayed at or better than our price (less what
+    our orders already took from it while the book stayed crossed), and nets the prints since the
+    last book event out of the book a market order walks or a new order queues behind
+    (NautilusTrader's L2 matching fills a passive order from the book's levels in the same way).
+    HFTBACKTEST fills the whole order and never nets prints (hftbacktest's exchange models): kept
+    for the side-by-side benchmark, which must compare like with like."""
+
+    CAPPED = 0
+    HFTBACKTEST = 1
+
+
 class QueueModel(IntEnum):
     PROB = 0  # size decreases not explained by trades split front/back: p_front = 1 - (f/(f+b))^n
     RISK_AVERSE = 1  # every cancel is behind us (the pessimistic bound)
@@ -123,6 +138,7 @@ class EngineConfig:
     response_latency_ns: int = 5_000_000  # exchange -> us (acks, fills, rejects)
     queue_model: QueueModel = QueueModel.PROB
     queue_power: float = 2.0  # n in p_front = 1 - (front / (front + back))^n
+    fill_rule: FillRule = FillRule.CAPPED  # touch fills capped by the displayed size (HFTBACKTEST: whole order)
     rate_limit: int = 10  # order create / amend / cancel requests per window (Bybit: ~10/s)
     rate_window_ns: int = 1_000_000_000
     fees: Fees = Fees()

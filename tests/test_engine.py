@@ -34,7 +34,7 @@ def slow_feed(*events: tuple) -> MarketData:
 @pytest.mark.kernels
 def test_the_local_view_lags_the_exchange_by_the_feed_and_response_latency() -> None:
     e = Engine(CFG, 3)
-    e.load(slow_feed(B(100, [(100.0, 5.0)], [(100.1, 5.0)]), B(200, [(100.1, 1.0)], [(100.2, 5.0)])))
+    e.load(slow_feed(B(100, [(100.0, 5.0)], [(100.1, 5.0)]), B(200, [(100.1, 2.0)], [(100.2, 5.0)])))
     e.run_until(149)
     assert math.isnan(e.best_bid) and math.isnan(e.mid) and e.book().ts_local == -1
     e.run_until(150)

@@ -18,7 +18,7 @@ import pytest
 from execution.engine import Engine, Wake
 from execution.market import MarketData, market_data
 from execution.queue import queue_after_depth
-from execution.types import EngineConfig, Fees, OrderKind, OrderStatus, QueueModel, RejectReason, Side
+from execution.types import EngineConfig, Fees, FillRule, OrderKind, OrderStatus, QueueModel, RejectReason, Side
 
 pytestmark = pytest.mark.kernels
 
@@ -244,12 +244,98 @@ def test_trade_through_fills_up_to_the_print_size() -> None:
     assert fills_of(e) == [(oid, 100.0, 1.5), (oid, 100.0, 0.5)]
 
 
-def test_the_opposite_best_crossing_our_price_fills_the_rest() -> None:
-    e = start(TOUCH, B(200, [(100.2, 1.0)], [(100.3, 2.0)]))
+def test_the_opposite_best_crossing_our_price_fills_what_it_shows() -> None:
+    e = start(TOUCH, B(200, [(100.2, 2.0)], [(100.3, 2.0)]))
     oid = e.submit(SELL, 2.0, 100.2)  # 2 ahead at 100.2
     e.run_until(1000)
     f = e.fills()
     assert fills_of(e) == [(oid, 100.2, 2.0)] and f["maker"][0] and f["ts_ex"][0] == 200
+
+
+# The opposite best comes down to our 5 BTC bid at 100.0 showing 0.001 BTC, stays there, grows, leaves, comes back.
+TOUCH_EPISODE = (
+    B(100, [(100.0, 5.0)], [(100.1, 5.0)]),
+    B(200, [(99.9, 5.0)], [(100.0, 0.001), (100.1, 5.0)]),  # a seller at our price: 0.001 shown
+    B(300, [(99.9, 5.0)], [(100.0, 0.001), (100.1, 5.0)]),  # the same 0.001: it already traded with us
+    B(400, [(99.9, 5.0)], [(100.0, 1.0), (100.1, 5.0)]),  # 0.999 more arrived at our price
+    B(500, [(99.9, 5.0)], [(100.1, 5.0)]),  # the book no longer reaches us
+    B(600, [(99.9, 5.0)], [(100.0, 0.5), (100.1, 5.0)]),  # new sellers at our price
+)
+
+
+def test_a_5_btc_bid_touched_by_a_0_001_ask_fills_0_001_not_5() -> None:
+    e = start(*TOUCH_EPISODE)
+    oid = e.submit(BUY, 5.0, 100.0)  # 5 ahead at 100.0
+    e.run_until(250)
+    f = e.fills()
+    assert fills_of(e) == [(oid, 100.0, 0.001)] and f["maker"][0] and f["fee"][0] == 100.0 * 0.001 * MAKER
+    e.run_until(350)
+    assert len(e.fills()) == 1  # the seller still shown is the one who traded with us
+    e.run_until(1000)
+    assert fills_of(e)[1:] == [(oid, 100.0, 0.999), (oid, 100.0, 0.5)]
+    assert list(e.fills()["ts_ex"]) == [200, 400, 600]
+    o = e.orders()[0]
+    assert o["status"] == OrderStatus.OPEN and o["filled"] == pytest.approx(1.5, abs=1e-12)
+    assert e.position() == pytest.approx(1.5, abs=1e-12)
+
+
+def test_the_hftbacktest_rule_fills_the_whole_order_at_the_first_touch() -> None:
+    e = start(*TOUCH_EPISODE, cfg=dataclasses.replace(CFG, fill_rule=FillRule.HFTBACKTEST))
+    oid = e.submit(BUY, 5.0, 100.0)
+    e.run_until(1000)
+    assert fills_of(e) == [(oid, 100.0, 5.0)] and e.fills()["ts_ex"][0] == 200
+    assert e.orders()["status"][0] == OrderStatus.FILLED
+
+
+def test_a_touch_fill_takes_every_level_at_or_better_than_our_price_best_order_first() -> None:
+    e = start(
+        B(100, [(99.8, 5.0)], [(100.3, 5.0)]),
+        B(200, [(99.7, 5.0)], [(99.9, 0.3), (100.0, 0.5), (100.1, 2.0)]),
+        B(300, [(99.7, 5.0)], [(99.9, 0.3), (100.0, 0.5), (100.1, 2.0)]),
+    )
+    high = e.submit(BUY, 0.2, 100.0)  # reaches 99.9 and 100.0: 0.8 shown
+    low = e.submit(BUY, 1.0, 99.9)  # reaches 99.9 only: 0.3 shown, of which the better bid took 0.2
+    e.run_until(250)
+    assert [(o, p, round(q, 9)) for o, p, q in fills_of(e)] == [(high, 100.0, 0.2), (low, 99.9, 0.1)]
+    e.run_until(1000)
+    assert len(e.fills()) == 2  # the same book again: nothing new to take
+    assert e.orders()["status"][1] == OrderStatus.OPEN
+
+
+def test_a_bid_above_the_sellers_gets_only_what_they_show_at_or_below_it() -> None:
+    e = start(
+        B(100, [(99.8, 5.0)], [(100.3, 5.0)]),
+        B(200, [(99.7, 5.0)], [(99.9, 0.3), (100.0, 0.5), (100.1, 2.0)]),
+    )
+    high = e.submit(BUY, 0.6, 100.0)  # the 99.9 seller and 0.3 of the 100.0 one trade with it
+    low = e.submit(BUY, 1.0, 99.9)  # the 0.2 left at 100.0 is above its price: nothing
+    e.run_until(1000)
+    assert fills_of(e) == [(high, 100.0, 0.6)] and e.orders()["filled"][low - 1] == 0.0
+
+
+def test_a_market_order_walks_the_book_net_of_the_prints_since_the_snapshot() -> None:
+    asks = [(100.1, 1.0), (100.2, 2.0)]
+    events = (B(100, [(100.0, 5.0)], asks), T(105, 100.1, 0.6, 1), B(300, [(100.0, 5.0)], asks))
+    e = start(*events)
+    oid = e.submit(BUY, 1.0, kind=OrderKind.MARKET)  # arrives at 111: 0.4 left at 100.1
+    e.run_until(1000)
+    assert [(o, p, round(q, 9)) for o, p, q in fills_of(e)] == [(oid, 100.1, 0.4), (oid, 100.2, 0.6)]
+    hbt = start(*events, cfg=dataclasses.replace(CFG, fill_rule=FillRule.HFTBACKTEST))
+    hbt.submit(BUY, 1.0, kind=OrderKind.MARKET)
+    hbt.run_until(1000)
+    assert fills_of(hbt) == [(1, 100.1, 1.0)]  # hftbacktest walks the snapshot as it was
+
+
+def test_a_new_order_queues_behind_what_the_prints_since_the_snapshot_left() -> None:
+    events = (B(100, [(100.0, 5.0)], [(100.1, 5.0)]), T(105, 100.0, 3.0, -1), T(300, 100.0, 2.5, -1))
+    e = start(*events)
+    oid = e.submit(BUY, 1.0, 100.0)  # arrives at 111: 5 shown, 3 traded since: 2 ahead
+    e.run_until(1000)
+    assert fills_of(e) == [(oid, 100.0, 0.5)] and e.fills()["queue_ahead"][0] == 2.0
+    hbt = start(*events, cfg=dataclasses.replace(CFG, fill_rule=FillRule.HFTBACKTEST))
+    hbt.submit(BUY, 1.0, 100.0)  # 5 ahead: 2.5 traded later does not reach us
+    hbt.run_until(1000)
+    assert len(hbt.fills()) == 0
 
 
 @pytest.mark.parametrize(("model", "filled"), [(QueueModel.PROB, 1.0), (QueueModel.RISK_AVERSE, 0.0)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -16,7 +16,7 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_duration, format_ns, parse_duration_ns, parse_time_ns
 from market.venues import venue_by_name
-from warehouse import featurebuild, reader
+from warehouse import clocks, featurebuild, reader
 from warehouse.db import one, reading
 from warehouse.schema import describe, stored_levels
 
@@ -43,6 +43,8 @@ def show(cfg: AppConfig, out: TextIO | None = None) -> None:
             "SELECT source, status, started_ns, ended_ns, messages, rejected, gaps FROM ingest_runs "
             "ORDER BY started_ns DESC LIMIT 5"
         ).fetchall()
+        segs = clocks.segments(con)
+        bare = clocks.uncovered(con)
 
     def p(*parts: object) -> None:
         print(*parts, file=out or sys.stdout)
@@ -72,6 +74,7 @@ def show(cfg: AppConfig, out: TextIO | None = None) -> None:
     p(f"  silences longer than {thr} (no book update): {n_sil:,}")
     for sil in longest:
         p(f"    {sil.venue}/{sil.symbol}: {sil.seconds:,.1f}s after {format_ns(sil.after_ns)}")
+    _show_clocks(p, segs, bare)
     if runs:
         p("")
         p("  last ingest runs:")
@@ -81,6 +84,29 @@ def show(cfg: AppConfig, out: TextIO | None = None) -> None:
                 f"    {format_ns(start)}  {source:<6} {status:<9} {msgs:>12,} messages, {rej:,} rejected, "
                 f"{gaps:,} gaps ({took})"
             )
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:+,.1f} ms"
+
+
+def _show_clocks(p: Callable[..., None], segs: list[clocks.Segment], bare: dict[tuple[str, str], int]) -> None:
+    """The recording clocks: the offset replays add to each file's (or session's) local times."""
+    p("")
+    p("  recording clocks (replays read local time + offset, never before exchange time):")
+    for s in segs:
+        e = s.estimate
+        behind = f"ran {e.offset_ns / 1e9:.3f} s behind the exchange" if e.offset_ns else "not behind the exchange"
+        p(f"    {s.venue}/{s.symbol} {s.segment}: clock {behind}, offset {_ms(e.offset_ns)}")
+        p(
+            f"      local - exchange over {e.samples:,} events: {100 * e.quantile:g} % quantile {_ms(e.q_ns)}, "
+            f"min {_ms(e.min_ns)}, median {_ms(e.median_ns)}; corrected median {_ms(e.corrected_median_ns)}, "
+            f"{e.clamped:,} read at zero latency"
+        )
+    for (venue, symbol), n in sorted(bare.items()):
+        p(f"    {venue}/{symbol}: {n:,} book updates and trades not estimated (imported before): offset 0")
+    if not segs and not bare:
+        p("    none recorded")
 
 
 def export(cfg: AppConfig, args: argparse.Namespace) -> str:

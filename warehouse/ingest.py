@@ -2,8 +2,9 @@
 
 Used by ``python -m flows.ingest`` (the Prefect flow) for every source. The loop owns flushing
 (every ``flush_interval`` or ``flush_rows``), resync requests when the book goes invalid, the
-sync-event notes of the source, progress callbacks, and a clean stop on SIGINT / SIGTERM: the
-source is told to stop, everything buffered is flushed, the run is recorded.
+sync-event notes of the source, progress callbacks, the recording clock's offset per file or
+session (warehouse.clocks), and a clean stop on SIGINT / SIGTERM: the source is told to stop,
+everything buffered is flushed, the run is recorded.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from core.clock import Clock, SystemClock
 from core.config import AppConfig
 from core.errors import UserError
@@ -25,6 +28,7 @@ from core.timefmt import format_duration
 from market.events import SYNC_EVENTS
 from market.normalize import Normalizer
 from market.sources.base import Progress, Source
+from warehouse.clocks import CLOCK_OFFSETS, ClockTracker
 from warehouse.spool import Spool
 from warehouse.writer import WarehouseWriter
 
@@ -47,6 +51,7 @@ class IngestResult:
     seconds: float = 0.0
     recovered: int = 0
     error: str | None = None
+    clock_offsets: list[dict[str, object]] = field(default_factory=list)  # clock_offsets rows of the run
 
     def summary(self) -> str:
         """One line: what came in, what was stored; and plainly so when nothing new was (already held)."""
@@ -130,6 +135,7 @@ async def _ingest(
         store_raw=wcfg.store_raw,
         max_pending=cfg.ingest.max_pending_deltas,
     )
+    clocks = ClockTracker(source.venue.name, source.symbol, result.run_id)
     last_flush = clock.monotonic_ns()
     last_status = last_flush
     async for batch in source.batches():
@@ -142,6 +148,7 @@ async def _ingest(
                 if gc_enabled:
                     gc.enable()
             writer.add(out.tables)
+            _add_offset(writer, clocks.add(source.segment, out.tables), result)
             result.counts.update(out.counts)
             if normalizer.needs_resync:
                 source.request_resync("book invalid after " + ("gap" if out.counts["gaps"] else "reject"))
@@ -160,6 +167,20 @@ async def _ingest(
         if stop.is_set():
             source.stop()
             break
+    _add_offset(writer, clocks.finish(), result)
+
+
+def _add_offset(writer: WarehouseWriter, row: pa.Table | None, result: IngestResult) -> None:
+    """Store a segment's recording-clock estimate and log it."""
+    if row is None:
+        return
+    writer.add({CLOCK_OFFSETS.name: row})
+    r = row.to_pylist()[0]
+    result.clock_offsets.append(r)
+    log.info(
+        "recording clock of %s: offset %+.1f ms (%.1f %% quantile of local - exchange over %d events: %+.1f ms)",
+        r["segment"], r["offset_ns"] / 1e6, 100 * r["quantile"], r["samples"], r["latency_q_ns"] / 1e6,
+    )  # fmt: skip
 
 
 def _status_line(c: Counter[str]) -> str:

@@ -4,6 +4,10 @@ Book events are the ``snapshots`` rows (the top-N book after every update) in (t
 update_id) order; trades are in (ts_exchange_ns, ts_local_ns, trade_id) order. The engine puts a
 trade before a book event with the same exchange time (see execution.kernel), so a print is
 seen before the book that already reflects it.
+
+Local receive times are the corrected ones (warehouse.clocks): the recorded time plus the
+recording clock's offset estimated at import, never before the exchange time, so feed latency
+comes from the data with its jitter even when the recorder's clock ran behind the exchange.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from core.config import AppConfig
 from core.errors import UserError
 from execution.market import MarketData
 from market.events import fixed_to_numpy
+from warehouse.clocks import load_offsets
 from warehouse.db import reading
 from warehouse.schema import stored_levels
 
@@ -63,19 +68,22 @@ def load_replay(
             f"WHERE venue = ? AND symbol = ?{where} ORDER BY ts_exchange_ns, ts_local_ns, trade_id",
             params=[venue, symbol, *window],
         ).fetchnumpy()
+        clocks = load_offsets(con, venue, symbol)
 
     def side(name: str) -> np.ndarray:
         return np.ascontiguousarray(fixed_to_numpy(book.column(name), stored)[:, :keep], np.float64)
 
+    book_ex = np.asarray(book.column("ts_exchange_ns").to_numpy(), np.int64)
+    trade_ex = np.asarray(trades["ts_exchange_ns"], np.int64)
     market = MarketData(
-        np.asarray(book.column("ts_exchange_ns").to_numpy(), np.int64),
-        np.asarray(book.column("ts_local_ns").to_numpy(), np.int64),
+        book_ex,
+        clocks.correct(np.asarray(book.column("ts_local_ns").to_numpy(), np.int64), book_ex),
         side("bid_px"),
         side("bid_qty"),
         side("ask_px"),
         side("ask_qty"),
-        np.asarray(trades["ts_exchange_ns"], np.int64),
-        np.asarray(trades["ts_local_ns"], np.int64),
+        trade_ex,
+        clocks.correct(np.asarray(trades["ts_local_ns"], np.int64), trade_ex),
         np.asarray(trades["price"], np.float64),
         np.asarray(trades["qty"], np.float64),
         np.asarray(trades["side"], np.int8),

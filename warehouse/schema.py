@@ -1,7 +1,9 @@
 """The warehouse schema: every table is built from the specs in market.events (defined once).
 
 ``meta`` records the schema version and the snapshot depth the file was created with; a config
-that asks for another depth is refused instead of silently mixing widths.
+that asks for another depth is refused instead of silently mixing widths. Version 2 added
+``clock_offsets`` (warehouse.clocks): a version-1 file gets the empty table the next time an ingest
+opens it, and its stored data keeps offset 0 ("not estimated" in ``warehouse show``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from market.events import (
     TableSpec,
     snapshot_spec,
 )
+from warehouse.clocks import CLOCK_OFFSETS
 from warehouse.db import one
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 def tables(levels: int) -> list[TableSpec]:
@@ -34,6 +37,7 @@ def tables(levels: int) -> list[TableSpec]:
         snapshot_spec(levels, "snapshots_latest"),
         SYNC_EVENTS,
         INGEST_RUNS,
+        CLOCK_OFFSETS,
     ]
 
 
@@ -53,6 +57,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, levels: int) -> None:
             "INSERT INTO meta VALUES ('snapshot_levels', ?), ('schema_version', ?)",
             [str(levels), SCHEMA_VERSION],
         )
+    else:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version' AND value <> ?", [SCHEMA_VERSION] * 2)
 
 
 def stored_levels(con: duckdb.DuckDBPyConnection) -> int | None:
@@ -69,7 +75,7 @@ def describe(levels: int) -> str:
     out = [
         "# Warehouse schema",
         "",
-        f"Schema version {SCHEMA_VERSION}. Generated from `market/events.py`.",
+        f"Schema version {SCHEMA_VERSION}. Generated from `market/events.py` and `warehouse/clocks.py`.",
         "",
     ]
     for spec in tables(levels):

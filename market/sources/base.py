@@ -29,15 +29,18 @@ class Progress:
 class Source(Protocol):
     """A stream of raw messages for one (venue, symbol).
 
-    ``batches()`` yields messages in arrival order (a list of RawMessage, or a RawBatch); a live
-    source yields at least every ``heartbeat`` seconds (possibly an empty list) so the caller can
-    flush and stop promptly.
+    ``batches()`` yields messages in arrival order (a list of RawMessage, or a RawBatch), a batch
+    never spanning two segments; a live source yields at least every ``heartbeat`` seconds
+    (possibly an empty list) so the caller can flush and stop promptly.
     """
 
     name: str
     venue: Venue
     symbol: str
     tick_size: float
+    # what the last batch was recorded in: a file's name, or "session" for a live or simulated
+    # stream; the ingest estimates one recording-clock offset per segment (warehouse.clocks)
+    segment: str
 
     async def start(self) -> None:
         """Connect / open; afterwards tick_size holds the venue's real value."""

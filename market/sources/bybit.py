@@ -61,6 +61,7 @@ class BybitSource:
     """Live order book + trades of ``instrument.symbol`` from the ``bybit`` endpoints."""
 
     name = "bybit"
+    segment = "session"
 
     def __init__(self, cfg: AppConfig, duration_ns: int | None, clock: Clock | None = None) -> None:
         self.endpoints = cfg.bybit

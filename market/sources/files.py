@@ -5,7 +5,9 @@ Formats, told apart by the first line:
   streams, ns or us stamps) and of this project's own Bybit recordings;
 - ``{json}``: Bybit's historical order-book archive lines (same shape as the WebSocket messages,
   no local receive time: their push time ``ts`` stands in for it).
-Files may be plain, ``.gz`` or ``.zip`` (first member). Several files are one stream, in order.
+Files may be plain, ``.gz`` or ``.zip`` (first member). Several files are one stream, in order;
+each file is one segment of it (a batch never spans two files): the ingest estimates the recording
+clock's offset per file (warehouse.clocks).
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class FileSource:
         self._raw: IO[bytes] | None = None
         self._stopped = False
         self.lines = 0
+        self.segment = paths[0].name if paths else ""
 
     async def start(self) -> None:
         return None
@@ -219,10 +222,19 @@ class FileSource:
         return RawBatch.from_texts(self.venue.name, payloads, np.array(stamps, np.int64))
 
     async def batches(self) -> AsyncIterator[RawBatch]:
+        """Batches of ``batch_lines`` messages; a file's last batch may be shorter: a batch never spans two
+        files, each file being one segment (``segment``: its name) for the recording-clock estimate."""
         pending: list[RawBatch] = []
         count = 0
         fmt_by_path = dict(zip(self.paths, self.formats, strict=True))
+        current = self.paths[0]
         for path, first, lines, block in self._chunks():
+            if path != current and count:
+                yield RawBatch.concat(pending)
+                pending, count = [], 0
+                if self._stopped:
+                    return
+            current, self.segment = path, path.name
             part = self._batch(fmt_by_path[path], path, first, lines, block)
             self.lines += len(part)
             pending.append(part)

@@ -19,6 +19,7 @@ class SimSource:
     """Simulated Bybit messages; with ``realtime`` the market starts now and runs at wall-clock pace."""
 
     name = "sim"
+    segment = "session"
 
     def __init__(
         self,

@@ -10,7 +10,12 @@ The live sources go through the same ``Normalizer`` as the ingest (sequence chec
 rejected messages), so the runner sees exactly the books the warehouse would have stored; the
 replay reads those stored books back. Within a batch, ticks are ordered by exchange time with a
 trade before a book update of the same time (the feature kernels' and the matching engine's
-rule). A tick older than one already passed on is dropped and counted (``late``), never reordered.
+rule); batches follow each other in arrival order. No tick is ever dropped: a trade stamped
+before a book update already passed on (the trade and depth streams travel separately) is passed
+on in the next batch and counted (``late``); a trade stamped after the last book update of its
+batch waits for the next batch's book updates, exactly as ``features.BatchFeatures`` carries it
+over between chunks, so the online features over the feed's ticks equal the batch features over
+the same arrival chunks (tests/test_real_data.py, on a real recording).
 """
 
 from __future__ import annotations
@@ -115,7 +120,8 @@ class SourceFeed:
         self.normalizer: Normalizer | None = None
         self.max_pending = cfg.ingest.max_pending_deltas
         self.snapshot_levels = cfg.warehouse.snapshot_levels
-        self._last_ts = -1
+        self._last_book_ts = -1
+        self._held: list[TradeTick] = []  # trades stamped after the last book update passed on
 
     @property
     def book_valid(self) -> bool:
@@ -142,6 +148,9 @@ class SourceFeed:
                 self.counts[note.kind] += 1
                 log.info("feed %s: %s", note.kind, note.detail)
             yield ticks
+        if self._held:  # the stream ended: nothing will come to put them after
+            held, self._held = self._held, []
+            yield list(held)
 
     def _ticks(self, tables: dict[str, object]) -> list[Tick]:
         snaps, trades = tables["snapshots"], tables["trades"]
@@ -165,13 +174,30 @@ class SourceFeed:
             col(trades, "qty"),
             col(trades, "side"),
         )
-        kept = [t for t in ticks if t.ts_ex >= self._last_ts]
-        if len(kept) < len(ticks):
-            self.counts["late"] += len(ticks) - len(kept)
-            log.warning("feed: %d tick(s) older than one already processed dropped", len(ticks) - len(kept))
-        if kept:
-            self._last_ts = kept[-1].ts_ex
-        return kept
+        return self._sequence(ticks)
+
+    def _sequence(self, ticks: list[Tick]) -> list[Tick]:
+        """This batch's ticks (in exchange order) with the trades held from before; trades stamped after the
+        batch's last book update are held for the next batch. Nothing is dropped."""
+        if self._held:
+            ticks = sorted([*self._held, *ticks], key=lambda t: (t.ts_ex, isinstance(t, BookTick)))  # stable
+            self._held = []
+        books = [t.ts_ex for t in ticks if isinstance(t, BookTick)]
+        if not books:
+            self._held = [t for t in ticks if isinstance(t, TradeTick)]  # (all of them) wait for a book update
+            return []
+        last_book = books[-1]
+        out: list[Tick] = []
+        for t in ticks:
+            if isinstance(t, TradeTick):
+                if t.ts_ex > last_book:
+                    self._held.append(t)
+                    continue
+                if t.ts_ex < self._last_book_ts:
+                    self.counts["late"] += 1  # stamped before a book update already passed on: applied now
+            out.append(t)
+        self._last_book_ts = last_book
+        return out
 
     def stop(self) -> None:
         self.source.stop()

@@ -134,7 +134,8 @@ class Loop:
         self._tick_t0 = time.perf_counter_ns()
         self.sim_ns = 0
         self.stats.ticks += 1
-        ts = self.last_tick_ts = tick.ts_ex
+        ts = tick.ts_ex
+        self.last_tick_ts = max(self.last_tick_ts, ts)  # a late trade does not move the data's time back
         if self.next_grid is None:
             self.next_grid = -(-ts // self.grid) * self.grid
         self._rows_before(ts)
@@ -241,6 +242,8 @@ class Loop:
         self.drift = self._drift_monitor()
         if model.model.horizon_ns != self.strategy.params.horizon_ns:
             self.strategy.params = replace(self.strategy.params, horizon_ns=model.model.horizon_ns)
+        horizon_s = model.model.horizon_ns / 1e9  # the Kelly bet is the new model's
+        self.strategy.sizing = replace(self.strategy.sizing, tau=model.model.tau, horizon_s=horizon_s)
         self.journal.add("model", self.gw.now, version=model.version, previous=old, feature_set=model.model.feature_set,
                          thresholds=self.thresholds())  # fmt: skip
         self.journal.commit()

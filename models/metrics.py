@@ -15,9 +15,11 @@ before its last ``/``, so each direction and learner gets one section with the s
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+import numba as nb
 import numpy as np
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
@@ -42,8 +44,8 @@ class Scores:
     auc: float
     auc_lo: float  # moving-block bootstrap interval of the AUC (NaN when not computed)
     auc_hi: float
-    precision: float  # of the rows at or above the threshold, the share that were positives
-    fpr: float  # of the negatives, the share at or above the threshold (false signals)
+    precision: float  # of the rows above the threshold, the share that were positives
+    fpr: float  # of the negatives, the share above the threshold (false signals)
     signals: int
     ic: float  # Spearman of the probability with the direction-signed forward return
     threshold: float
@@ -58,9 +60,10 @@ def score(
 ) -> Scores:
     """Scores of probabilities ``p`` for binary ``y`` at ``threshold``; with ``block`` (rows, at
     least the label horizon) also the AUC's moving-block bootstrap interval."""
+    hit_p = p
     p = np.clip(p, 1e-6, 1 - 1e-6)
     both = len(np.unique(y)) == 2
-    hit = p >= threshold
+    hit = hit_p > threshold  # strictly, as StackedModel.signal (on the unclipped probabilities)
     neg = y == 0
     lo, hi = auc_interval(p, y, block, seed=seed) if block is not None and both else (float("nan"), float("nan"))
     return Scores(
@@ -77,38 +80,147 @@ def score(
     )
 
 
-def choose_threshold(
-    p: np.ndarray, signed_ret: np.ndarray, cost: float, min_signals: int = 20, z: float = 2.0, demean: bool = True
-) -> tuple[float, float]:
-    """(threshold, expected profit per signal) maximising the total net-of-fee profit.
+class Choice(NamedTuple):
+    """An operating threshold and the evidence behind it."""
 
-    Acting on a signal earns the direction-signed forward log return minus ``cost`` (the round
-    trip's fees). Candidates are the distinct probabilities; with fewer than ``min_signals`` rows
-    above a candidate it is not considered, nor is one whose mean profit per signal is not above
-    zero by ``z`` standard errors. With ``demean`` the block's mean signed return is taken out
-    first: a block that happened to trend must not make an uninformative model trade everything
-    (the edge has to come from the ranking). If no threshold makes money that way, ``NEVER``.
+    threshold: float  # NEVER when no candidate makes money by z standard errors
+    per_signal: float  # mean net profit per signalled row at it (0 without one)
+    se: float  # its standard error (Newey-West with the given lag; NaN without a threshold)
+    signals: int  # rows above it
+    episodes: int  # runs of signalled rows more than ``lag`` rows apart: the orders they would be
+
+
+def choose_threshold(
+    p: np.ndarray,
+    signed_ret: np.ndarray,
+    cost: float,
+    lag: int = 0,
+    min_signals: int = 30,
+    z: float = 2.0,
+    demean: bool = True,
+) -> Choice:
+    """The threshold maximising the total net profit, if it makes money by ``z`` standard errors.
+
+    ``p`` and ``signed_ret`` are rows in time order. Acting on a signal earns the direction-signed
+    forward log return minus ``cost`` (the strategy's round trip). Candidates are the distinct
+    probabilities; a candidate counts only if the rows strictly above it form at least
+    ``min_signals`` episodes (runs more than ``lag`` rows apart: what the strategy would trade as
+    that many orders) and their mean profit is above zero by ``z`` standard errors. The standard
+    error is Newey-West's (Bartlett weights 1 - d / (lag + 1) for rows d <= lag apart; Newey & West
+    1987) on the series that is the profit's deviation on signalled rows and 0 elsewhere: with
+    labels over a horizon of ``lag`` rows neighbouring rows share most of their forward window, and
+    the iid standard error (``lag=0``) is far too small (REFERENCE section 7). With ``demean`` the
+    block's mean signed return is taken out first: a block that happened to trend must not make an
+    uninformative model trade everything (the edge has to come from the ranking).
+
+    The best of many candidates looks better than it is (the search is a multiple test): training
+    therefore confirms the chosen threshold on a later, disjoint block (models/train.py).
+
+    The threshold returned lies between the last probability taken and the next one down, so the
+    model's strict rule (``p > threshold``, ``StackedModel.signal``) signals on exactly those rows.
     """
-    if p.shape != signed_ret.shape:
-        raise ValueError("p and signed_ret must have the same shape")
+    p = np.asarray(p, np.float64)
+    signed_ret = np.asarray(signed_ret, np.float64)
+    if p.shape != signed_ret.shape or p.ndim != 1:
+        raise ValueError("p and signed_ret must be 1-D and of the same shape")
+    if p.size == 0:
+        return Choice(NEVER, 0.0, float("nan"), 0, 0)
     order = np.argsort(-p, kind="stable")
-    drift = float(signed_ret.mean()) if demean and signed_ret.size else 0.0
-    net = signed_ret[order] - drift - cost
-    gains = np.cumsum(net)  # total profit of trading the top k rows
-    squares = np.cumsum(net * net)
+    drift = float(signed_ret.mean()) if demean else 0.0
+    net = signed_ret - drift - cost
     ps = p[order]
-    best_total, best_threshold, best_k = 0.0, NEVER, 0
-    for k in range(max(min_signals, 2), ps.size + 1):
-        if k < ps.size and ps[k] == ps[k - 1]:
-            continue  # a threshold cannot split equal probabilities
-        total = float(gains[k - 1])
-        if total <= best_total:
-            continue
-        mean = total / k
-        var = max(float(squares[k - 1]) / k - mean * mean, 0.0) * k / (k - 1)
-        if mean - z * np.sqrt(var / k) > 0.0:
-            best_total, best_threshold, best_k = total, float(ps[k - 1]), k
-    return best_threshold, (best_total / best_k if best_k else 0.0)
+    k, total, var = _search(order, net, ps, max(int(lag), 0), max(int(min_signals), 1), float(z))
+    if k == 0:
+        return Choice(NEVER, 0.0, float("nan"), 0, 0)
+    hi = float(ps[k - 1])
+    lo = float(ps[k]) if k < ps.size else float(np.nextafter(hi, -np.inf))
+    mid = 0.5 * (hi + lo)
+    threshold = mid if lo <= mid < hi else lo
+    picked = np.zeros(p.size, np.bool_)
+    picked[order[:k]] = True
+    return Choice(threshold, total / k, float(np.sqrt(var)), k, episodes(picked, lag))
+
+
+def episodes(picked: np.ndarray, lag: int) -> int:
+    """Runs of True in time order, a new run after more than ``lag`` rows without one."""
+    rows = np.flatnonzero(picked)
+    return int(rows.size and 1 + np.count_nonzero(np.diff(rows) > lag))
+
+
+@nb.njit(cache=True)
+def _search(
+    order: np.ndarray, net: np.ndarray, ps: np.ndarray, lag: int, min_eps: int, z: float
+) -> tuple[int, float, float]:
+    """(k, total, variance of the mean) of the best top-k candidate, k = 0 for none.
+
+    The rows are added in decreasing probability; the Newey-West sums are kept up to date in O(lag)
+    per row: with S the rows taken and w the Bartlett weights, A = sum w_ij x_i x_j,
+    B = sum w_ij x_j and C = sum w_ij over i, j in S, the deviations' long-run variance sum is
+    A - 2 m B + m^2 C for the mean m. Episodes (runs more than ``lag`` rows apart) likewise."""
+    n = net.size
+    sel = np.zeros(n, np.bool_)
+    a = b = c = total = 0.0
+    eps = 0
+    best_k, best_total, best_var = 0, 0.0, 0.0
+    for k in range(1, n + 1):
+        r = order[k - 1]
+        x = net[r]
+        sx = sw = 0.0
+        before = after = -1  # the nearest rows taken within lag before and after r
+        for d in range(1, lag + 1):
+            w = 1.0 - d / (lag + 1.0)
+            j = r - d
+            if j >= 0 and sel[j]:
+                sx += w * net[j]
+                sw += w
+                if before < 0:
+                    before = j
+            j = r + d
+            if j < n and sel[j]:
+                sx += w * net[j]
+                sw += w
+                if after < 0:
+                    after = j
+        a += x * x + 2.0 * x * sx
+        b += x + sx + x * sw
+        c += 1.0 + 2.0 * sw
+        total += x
+        if before < 0:
+            eps += 1  # r starts an episode ...
+        if after >= 0:  # ... and the next taken row no longer does, if it did
+            starts = True
+            for j in range(max(after - lag, 0), after):
+                if sel[j]:
+                    starts = False
+                    break
+            if starts:
+                eps -= 1
+        sel[r] = True
+        if k < 2 or eps < min_eps or (k < n and ps[k] == ps[k - 1]) or total <= best_total:
+            continue  # too few orders, a split of equal probabilities, or no better
+        m = total / k
+        var = max(a - 2.0 * m * b + m * m * c, 0.0) / (k * (k - 1.0))
+        if m - z * math.sqrt(var) > 0.0:
+            best_k, best_total, best_var = k, total, var
+    return best_k, best_total, best_var
+
+
+def long_run_sum(e: np.ndarray, lag: int) -> float:
+    """Newey-West's sum over the time-ordered deviations ``e``: e.e + 2 sum_d (1 - d/(lag+1)) e_t e_(t+d)."""
+    e = np.asarray(e, np.float64)
+    s = float(e @ e)
+    for d in range(1, min(lag, e.size - 1) + 1):
+        s += 2.0 * (1.0 - d / (lag + 1.0)) * float(e[d:] @ e[:-d])
+    return max(s, 0.0)
+
+
+def mean_se(x: np.ndarray, lag: int) -> float:
+    """Newey-West standard error of the mean of the time-ordered series ``x`` (``lag=0``: iid)."""
+    x = np.asarray(x, np.float64)
+    n = x.size
+    if n < 2:
+        return float("nan")
+    return float(np.sqrt(long_run_sum(x - x.mean(), lag) / (n * (n - 1.0))))
 
 
 def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ import numpy as np
 import xgboost as xgb
 
 from models.compiled import Arrays, pack, predict_stacks
+from models.metrics import NEVER
 from models.profile import Profile
 from models.stack import DirectionStack, inference_threads
 
@@ -115,13 +116,22 @@ class StackedModel:
         return out
 
     def signal(self, proba: np.ndarray) -> np.ndarray:
-        """+1 / -1 / 0 per row: the direction whose probability clears its threshold by more."""
+        """+1 / -1 / 0 per row: the direction whose probability is above its threshold by more.
+
+        Strictly above: a probability equal to its threshold never fires, so a model whose output is
+        one constant cannot trade on a threshold set at that constant (a quantile of it, say). On an
+        exact tie of the two margins up wins."""
         up = proba[:, 0] - self.threshold_up
         down = proba[:, 1] - self.threshold_down
         out = np.zeros(proba.shape[0], np.int8)
-        out[(up >= 0) & (up >= down)] = 1
-        out[(down >= 0) & (down > up)] = -1
+        out[(up > 0) & (up >= down)] = 1
+        out[(down > 0) & (down > up)] = -1
         return out
+
+    @property
+    def trades(self) -> bool:
+        """Whether either direction can ever signal (a threshold below ``NEVER``)."""
+        return min(self.threshold_up, self.threshold_down) < NEVER
 
     # -- files ------------------------------------------------------------------------------
 
@@ -149,6 +159,8 @@ class StackedModel:
                 "lgb_best_iteration": stack.lgb_model.best_iteration,
                 "xgb_best_iteration": getattr(stack.xgb_model, "best_iteration", None),
                 "folds": stack.folds,
+                "serves": stack.serves,
+                "note": stack.note,
             }
         (directory / "model.json").write_text(json.dumps(manifest, indent=1))
 
@@ -176,6 +188,8 @@ class StackedModel:
                 float(m["cal_coef"]),
                 float(m["cal_intercept"]),
                 list(m["folds"]),
+                serves=str(m.get("serves", "stack")),  # files before the fallback existed: the stack
+                note=str(m.get("note", "")),
             )
 
         model = cls(

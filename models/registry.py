@@ -38,7 +38,21 @@ Store = _store.Store  # where the store lives (models/store.py), as registry.Sto
 store = _store.store
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-HEADLINE = ("auc", "auc_lo", "auc_hi", "log_loss", "brier", "precision", "signals", "threshold")  # on the version
+HEADLINE = (
+    "auc",
+    "auc_lo",
+    "auc_hi",
+    "log_loss",
+    "brier",
+    "precision",
+    "signals",
+    "threshold",
+    "skill",
+    "cost_bps",
+    "confirm_n",
+    "confirm_ev_bps",
+    "confirm_se_bps",
+)  # on the version
 
 
 def connect(cfg: AppConfig, create: bool = False) -> Any:
@@ -110,7 +124,7 @@ def log_training(
     }
     title = f"train {minute(described['window_start'])}..{minute(described['window_end'])} {model.feature_set[:8]}"
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=exp_id, run_name=title) as run:
-        mlflow.set_tags({**described, "git_commit": git_commit()})
+        mlflow.set_tags({**described, **result.tags(), "git_commit": git_commit()})
         mlflow.log_params(
             {
                 "feature_set": model.feature_set,

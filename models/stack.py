@@ -7,7 +7,9 @@ REFERENCE section 5:
 1. the base learners' out-of-fold predictions come from purged walk-forward folds of the fit
    block (each fold early-stops on the last part of its own training rows, after an embargo);
 2. the meta-learner (a logistic regression with non-negative weights on the base learners'
-   logits) is fitted only on rows that have out-of-fold predictions;
+   logits, centred within each fold) is fitted only on rows that have out-of-fold predictions;
+   when it puts no weight on either, the base learner with the better out-of-fold AUC serves alone
+   (``serves``, ``note``: training says so);
 3. the final base learners are fitted on the whole fit block;
 4. a Platt calibrator (a logistic regression on the stack's logit) is fitted on a later,
    embargoed block. Isotonic regression was tried first: with rare positives its empty bins map
@@ -197,6 +199,8 @@ class DirectionStack:
     cal_coef: float  # Platt calibrator: p = sigmoid(cal_coef * logit(p_meta) + cal_intercept)
     cal_intercept: float
     folds: list[dict[str, float]] = field(default_factory=list)
+    serves: str = "stack"  # "lgb" / "xgb": the stack was degenerate, one calibrated base learner serves
+    note: str = ""  # why, in one sentence (empty when the stack serves)
     _forests: tuple[CompiledForest | None, CompiledForest | None] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -263,6 +267,7 @@ def fit_direction(
 ) -> DirectionStack:
     """Fit one direction's stack: OOF base predictions -> meta -> final bases -> calibrator."""
     oof = np.full((len(y_fit), 2), np.nan)
+    fold_of = np.full(len(y_fit), -1)
     fold_rows: list[dict[str, float]] = []
     for k, f in enumerate(walk_forward(ts_fit, n_folds, embargo_ns)):
         try:
@@ -272,6 +277,7 @@ def fit_direction(
             continue  # an early fold with too little history: its rows get no out-of-fold prediction
         oof[f.test, 0] = predict_lgb(m1, x_fit[f.test])
         oof[f.test, 1] = predict_xgb(m2, x_fit[f.test])
+        fold_of[f.test] = k
         fold_rows.append(
             {
                 "fold": k,
@@ -287,23 +293,60 @@ def fit_direction(
     have = np.isfinite(oof).all(axis=1)
     if have.sum() < 50 or len(np.unique(y_fit[have])) < 2:
         raise ValueError("too few out-of-fold predictions to fit the meta-learner (more data needed)")
-    meta_w, meta_b = fit_logistic(_logit(oof[have]), y_fit[have])
+    meta_w, meta_b = fit_logistic(fold_centred(_logit(oof[have]), fold_of[have]), y_fit[have])
     final_lgb = fit_lgb(x_fit, y_fit, ts_fit, params, embargo_ns)
     final_xgb = fit_xgb(x_fit, y_fit, ts_fit, params, embargo_ns)
-    stack = DirectionStack(
-        final_lgb,
-        final_xgb,
-        meta_w,
-        meta_b,
-        1.0,
-        0.0,
-        fold_rows,
-    )
+    stack = DirectionStack(final_lgb, final_xgb, meta_w, meta_b, 1.0, 0.0, fold_rows)
     if len(np.unique(y_cal)) < 2:
         raise ValueError("the calibration block has a single class: a longer window is needed")
+    if not np.any(meta_w > 0):  # every weight at 0: one probability for every row
+        best = best_by_folds(fold_rows)
+        stack.note = (
+            f"the meta-learner put no weight on either base learner (their out-of-fold logits did not rank "
+            f"within the folds): the calibrated {NAMES[best]} serves instead"
+        )
+        serve_base(stack, best)
+    calibrate(stack, x_cal, y_cal)
+    return stack
+
+
+NAMES = {"lgb": "LightGBM", "xgb": "XGBoost"}
+
+
+def fold_centred(z: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Each fold's logits minus their mean in that fold.
+
+    A fold's base learners are fitted on its own history, so their level differs from fold to fold
+    (an early fold that stopped after one round predicts its training base rate on every row). The
+    meta-learner is to learn how to combine the base learners' rankings, not those levels: the
+    calibrator fits the final level and scale on a later block anyway."""
+    out = z.copy()
+    for f in np.unique(fold):
+        rows = fold == f
+        out[rows] -= out[rows].mean(axis=0)
+    return out
+
+
+def best_by_folds(folds: list[dict[str, float]]) -> str:
+    """The base learner with the higher mean out-of-fold AUC (LightGBM on a tie or without folds)."""
+    mean = {k: float(np.nanmean([f.get(f"{k}_auc", np.nan) for f in folds] or [np.nan])) for k in ("lgb", "xgb")}
+    return "xgb" if np.isfinite(mean["xgb"]) and not mean["xgb"] <= mean["lgb"] else "lgb"
+
+
+def serve_base(stack: DirectionStack, which: str) -> None:
+    """Make ``stack`` pass one base learner's probability through (meta weight 1 on it, 0 on the other)."""
+    if which not in NAMES:
+        raise ValueError(f"unknown base learner {which!r}")
+    stack.meta_coef = np.array([1.0, 0.0] if which == "lgb" else [0.0, 1.0])
+    stack.meta_intercept = 0.0
+    stack.serves = which
+
+
+def calibrate(stack: DirectionStack, x_cal: np.ndarray, y_cal: np.ndarray) -> None:
+    """Fit the Platt calibrator of ``stack`` on the calibration block."""
+    stack.cal_coef, stack.cal_intercept = 1.0, 0.0
     cal_w, cal_b = fit_logistic(_logit(stack.meta(*stack.base(x_cal)))[:, None], y_cal)
     stack.cal_coef, stack.cal_intercept = float(cal_w[0]), cal_b
-    return stack
 
 
 def fit_logistic(z: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, float]:
@@ -312,22 +355,36 @@ def fit_logistic(z: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.nda
     Used for the meta-learner (a stack combines its base learners, it never bets against one) and
     for the Platt calibrator (a calibrator must keep the order of the scores). A slope that would
     want to be negative stops at 0: with no usable signal the probability falls back to the base
-    rate, and the threshold chosen on it then never trades. Unconstrained fits on small, noisy
-    blocks flipped signs between the meta-learner and the calibrator.
+    rate. Unconstrained fits on small, noisy blocks flipped signs between the meta-learner and the
+    calibrator.
+
+    The columns are standardised before the fit and the weights mapped back after it, so the ridge
+    penalty ``l2`` acts on the slope per standard deviation of the input. On the raw logits it did
+    not: a base learner's logits span a few hundredths around the base rate's logit, a slope of 20
+    is what such a score needs, and a penalty of 0.5 * l2 * 20^2 outweighed its whole gain in log
+    loss, so the slopes stopped at about 0 and the stack gave one probability on every row (the
+    demo's down model: P = 0.0665 everywhere, its LightGBM alone ranked with AUC 0.563). A column
+    without spread gets weight 0.
     """
     from scipy.optimize import minimize
 
     n, k = z.shape
     rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+    mu = z.mean(axis=0)
+    sd = z.std(axis=0)
+    spread = sd > 1e-12 * np.maximum(1.0, np.abs(mu))
+    zs = np.where(spread, (z - mu) / np.where(spread, sd, 1.0), 0.0)
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:k], theta[k]
-        u = z @ w + b
+        u = zs @ w + b
         p = 1.0 / (1.0 + np.exp(-u))
         value = float(np.mean(np.logaddexp(0.0, u) - y * u) + 0.5 * l2 * w @ w)
         g = p - y
-        return value, np.concatenate([z.T @ g / n + l2 * w, [g.mean()]])
+        return value, np.concatenate([zs.T @ g / n + l2 * w, [g.mean()]])
 
     start = np.concatenate([np.zeros(k), [np.log(rate / (1 - rate))]])
-    res = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * k + [(None, None)])
-    return np.asarray(res.x[:k], np.float64), float(res.x[k])
+    bounds = [(0.0, None if ok else 0.0) for ok in spread] + [(None, None)]
+    res = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    w = np.where(spread, res.x[:k] / np.where(spread, sd, 1.0), 0.0)
+    return np.asarray(w, np.float64), float(res.x[k] - w @ mu)

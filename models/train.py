@@ -11,17 +11,45 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from sklearn.metrics import log_loss
 
 from models.cv import blocks
-from models.metrics import Scores, choose_threshold, score
+from models.metrics import NEVER, Choice, Scores, choose_threshold, metric_key, score
 from models.model import StackedModel
+from models.operating import (
+    MIN_ORDERS,
+    PERMISSIVE,
+    Confirmation,
+    Cost,
+    Execution,
+    confirm_labels,
+    confirm_run,
+    measure_cost,
+)
 from models.profile import Profile
-from models.stack import BoostParams, fit_direction
+from models.stack import BoostParams, DirectionStack, calibrate, fit_direction, serve_base
 
 DIRECTIONS = (("up", 1), ("down", -1))
+HANDFUL = 5  # fewer distinct outputs on the test block than this (and than its base learner): collapsed
+CHOICE_SHARE = 0.5  # of the calibration block's span: thresholds are chosen here, confirmed after it
+LEARNER_NAMES = {"lgb": "LightGBM", "xgb": "XGBoost", "stack": "stack"}
+
+
+@dataclass
+class Operating:
+    """How one direction's operating threshold came about (or why it never trades)."""
+
+    skill: bool  # the held-out AUC's interval lies above 0.5
+    threshold: float  # the model's threshold: NEVER unless skilled, chosen and confirmed
+    candidate: float = NEVER  # what the search chose on the first part of the calibration block
+    choice: Choice | None = None
+    cost: Cost | None = None  # measured by the engine (None: the nominal cost was used)
+    nominal_cost: float = float("nan")
+    confirmation: Confirmation | None = None
+    why: str = ""
 
 
 @dataclass
@@ -30,18 +58,65 @@ class TrainResult:
     scores: dict[str, dict[str, Scores]]  # direction -> learner (lgb, xgb, stack) -> scores
     rows: dict[str, int]
     verdict: list[str] = field(default_factory=list)
+    operating: dict[str, Operating] = field(default_factory=dict)
+    distinct: dict[str, int] = field(default_factory=dict)  # direction -> distinct outputs on the test block
+
+    @property
+    def trades(self) -> bool:
+        """Whether the procedure found an edge: some direction has skill and a confirmed threshold.
+
+        This is the gate a falsification run counts (flows/falsify.py) and promotion requires
+        (flows.promote.skill_gate)."""
+        return self.model.trades
 
     def metrics(self) -> dict[str, float]:
-        """Held-out figures by MLflow name (``up_stack/auc``, ``rows/test``: models.metrics.metric_key)."""
+        """Held-out figures by MLflow name (``up_stack/auc``, ``rows/test``: models.metrics.metric_key),
+        and the operating point's evidence (``up_stack/skill``, ``up_stack/cost_bps``,
+        ``up_stack/confirm_n``, ``up_stack/confirm_ev_bps``, ``up_stack/confirm_se_bps``, ...)."""
         out: dict[str, float] = {f"rows/{k}": float(v) for k, v in self.rows.items()}
         for d, learners in self.scores.items():
             for name, s in learners.items():
                 out.update(s.as_dict(d, name))
+        for d, o in self.operating.items():
+
+            def key(figure: str, d: str = d) -> str:
+                return metric_key(d, "stack", figure)
+
+            out[key("skill")] = float(o.skill)
+            out[key("distinct")] = float(self.distinct.get(d, 0))
+            out[key("candidate")] = o.candidate
+            if o.choice is not None:
+                out[key("choice_signals")] = float(o.choice.signals)
+                out[key("choice_orders")] = float(o.choice.episodes)
+                out[key("choice_ev_bps")] = o.choice.per_signal * 1e4
+                out[key("choice_se_bps")] = o.choice.se * 1e4
+            if o.cost is not None:
+                out[key("cost_bps")] = o.cost.cost * 1e4
+                out[key("cost_n")] = float(o.cost.filled)
+                out[key("cost_entries")] = float(o.cost.entries)
+            elif np.isfinite(o.nominal_cost):
+                out[key("cost_bps")] = o.nominal_cost * 1e4
+            if o.confirmation is not None:
+                out[key("confirm_n")] = float(o.confirmation.n)
+                out[key("confirm_ev_bps")] = o.confirmation.ev * 1e4
+                out[key("confirm_se_bps")] = o.confirmation.se * 1e4
+                out[key("confirmed")] = float(o.confirmation.ok)
+        return out
+
+    def tags(self) -> dict[str, str]:
+        """Run tags: what serves each direction (``up_serves``: stack, lgb or xgb) and whether it trades."""
+        out = {}
+        for d in self.scores:
+            stack = self.model.up if d == "up" else self.model.down
+            out[f"{d}_serves"] = stack.serves
+            o = self.operating.get(d)
+            out[f"{d}_trades"] = "yes" if o is not None and o.threshold < NEVER else "no"
         return out
 
 
 def block_rows(ts: np.ndarray, horizon_ns: int) -> int:
-    """Rows one label horizon spans on the grid of ``ts``: the AUC bootstrap's block length."""
+    """Rows one label horizon spans on the grid of ``ts``: the AUC bootstrap's block length, the
+    Newey-West lag."""
     step = float(np.median(np.diff(ts))) if ts.size > 1 else float(horizon_ns)
     return max(1, math.ceil(horizon_ns / max(step, 1.0)))
 
@@ -61,40 +136,64 @@ def train(
     shares: tuple[float, float, float],
     embargo_ns: int,
     progress: Callable[[float, str], None] | None = None,
+    cost: float | None = None,
+    execution: Execution | None = None,
 ) -> TrainResult:
-    """Fit both direction stacks and score lgb, xgb and the stack on the held-out block."""
+    """Fit both direction stacks, score lgb, xgb and the stack on the held-out block, and set the
+    operating thresholds (models/operating.py).
+
+    ``cost`` is the round trip charged per signal when no engine measures it (default ``tau``, the
+    labels' dead zone); with ``execution`` the strategy's cost is measured and the thresholds are
+    confirmed by the engine."""
     fit, cal, test = blocks(ts, shares, embargo_ns)
     if min(fit.size, cal.size, test.size) < 100:
         raise ValueError(
             f"too few rows for fit / calibration / test ({fit.size} / {cal.size} / {test.size}): "
             "a longer training window is needed"
         )
-    stacks = {}
-    thresholds = {}
+    nominal = tau if cost is None else cost
+    stacks: dict[str, DirectionStack] = {}
     scores: dict[str, dict[str, Scores]] = {}
-    held_out: list[np.ndarray] = []  # the stacks' probabilities on the test block, up then down
+    held_out: list[np.ndarray] = []  # the served probabilities on the test block, up then down
+    on_cal: dict[str, np.ndarray] = {}
     block = block_rows(ts[test], horizon_ns)
+    lag = block_rows(ts[cal], horizon_ns)
+    notes: list[str] = []
+    distinct: dict[str, int] = {}
     for k, (name, sign) in enumerate(DIRECTIONS):
         y = (direction == sign).astype(np.float64)
         signed = sign * ret
         if progress is not None:
-            progress(k / 2, f"fitting the {name} stack")
+            progress(k / 3, f"fitting the {name} stack")
         stack = fit_direction(x[fit], y[fit], ts[fit], x[cal], y[cal], params, embargo_ns, n_folds)
+        if stack.note:
+            notes.append(f"{name}: {stack.note}")
         cal_lgb, cal_xgb = stack.base(x[cal])
-        cal_stack = stack.calibrate(stack.meta(cal_lgb, cal_xgb))
-        th = {
-            learner: choose_threshold(p, signed[cal], tau)[0]
-            for learner, p in (("lgb", cal_lgb), ("xgb", cal_xgb), ("stack", cal_stack))
-        }
         t_lgb, t_xgb = stack.base(x[test])
-        t_stack = stack.calibrate(stack.meta(t_lgb, t_xgb))
-        held_out.append(t_stack)
-        scores[name] = {
-            learner: score(p, y[test], signed[test], th[learner], block=block, seed=params.seed)
-            for learner, p in (("lgb", t_lgb), ("xgb", t_xgb), ("stack", t_stack))
+        th = {
+            learner: choose_threshold(p, signed[cal], nominal, lag=lag).threshold
+            for learner, p in (("lgb", cal_lgb), ("xgb", cal_xgb))
         }
+        base = {
+            learner: score(p, y[test], signed[test], th[learner], block=block, seed=params.seed)
+            for learner, p in (("lgb", t_lgb), ("xgb", t_xgb))
+        }
+        t_stack = stack.calibrate(stack.meta(t_lgb, t_xgb))
+        fell_back = _degenerate(stack, t_stack, {"lgb": t_lgb, "xgb": t_xgb}, base, y[test])
+        if fell_back:
+            notes.append(f"{name}: {fell_back}")
+            calibrate(stack, x[cal], y[cal])
+            t_stack = stack.calibrate(stack.meta(t_lgb, t_xgb))
+        distinct[name] = int(np.unique(t_stack).size)
+        if distinct[name] < HANDFUL and (stack.serves != "stack" or fell_back):
+            notes.append(
+                f"{name}: the calibrated {LEARNER_NAMES[stack.serves]} gives {_outputs(distinct[name])} on the "
+                "test block too (its calibrator found no ranking on the calibration block)"
+            )
+        on_cal[name] = stack.calibrate(stack.meta(cal_lgb, cal_xgb))
+        held_out.append(t_stack)
+        scores[name] = {**base, "stack": score(t_stack, y[test], signed[test], NEVER, block=block, seed=params.seed)}
         stacks[name] = stack
-        thresholds[name] = th["stack"]
     model = StackedModel(
         feature_names=list(feature_names),
         feature_set=feature_set,
@@ -103,15 +202,167 @@ def train(
         tau=tau,
         up=stacks["up"],
         down=stacks["down"],
-        threshold_up=thresholds["up"],
-        threshold_down=thresholds["down"],
+        threshold_up=NEVER,
+        threshold_down=NEVER,
         profile=Profile.of(x[fit], np.column_stack(held_out)),
     )
     if progress is not None:
+        progress(2 / 3, "operating thresholds")
+    operating = operating_points(model, scores, on_cal, ts, ret, cal, horizon_ns, nominal, execution, progress)
+    model.threshold_up, model.threshold_down = operating["up"].threshold, operating["down"].threshold
+    for name, sign in DIRECTIONS:
+        y = (direction == sign).astype(np.float64)
+        scores[name]["stack"] = score(
+            held_out[0 if name == "up" else 1],
+            y[test],
+            sign * ret[test],
+            operating[name].threshold,
+            block=block,
+            seed=params.seed,
+        )
+    if progress is not None:
         progress(1.0, "fitted")
-    result = TrainResult(model, scores, {"fit": int(fit.size), "calibrate": int(cal.size), "test": int(test.size)})
-    result.verdict = verdict(scores)
+    result = TrainResult(
+        model,
+        scores,
+        {"fit": int(fit.size), "calibrate": int(cal.size), "test": int(test.size)},
+        operating=operating,
+        distinct=distinct,
+    )
+    result.verdict = [*notes, *verdict(scores), *(operating[d].why for d, _ in DIRECTIONS)]
     return result
+
+
+def _outputs(n: int) -> str:
+    return f"{n} distinct output{'' if n == 1 else 's'}"
+
+
+def _degenerate(
+    stack: DirectionStack,
+    p_stack: np.ndarray,
+    p_base: dict[str, np.ndarray],
+    base: dict[str, Scores],
+    y: np.ndarray,
+) -> str:
+    """When the stack is degenerate on the test block, make its best base learner serve; why, or ''.
+
+    Degenerate: fewer than ``HANDFUL`` distinct outputs (and fewer than its best base learner
+    gives: a coarse base learner is no collapse), or a held-out log loss worse than its best base
+    learner's. Best: the lower held-out log loss. The caller re-fits the calibrator."""
+    if stack.serves != "stack":
+        return ""
+    best = min(("lgb", "xgb"), key=lambda k: (base[k].log_loss, k != "lgb"))
+    n, n_base = int(np.unique(p_stack).size), int(np.unique(p_base[best]).size)
+    ll = float(log_loss(y, np.clip(p_stack, 1e-6, 1 - 1e-6), labels=[0, 1]))
+    if n < HANDFUL and n < n_base:
+        why = f"the stack collapsed to {_outputs(n)} on the test block ({LEARNER_NAMES[best]}: {n_base})"
+    elif ll > base[best].log_loss:
+        why = f"the stack's held-out log loss {ll:.4f} is worse than {LEARNER_NAMES[best]}'s {base[best].log_loss:.4f}"
+    else:
+        return ""
+    serve_base(stack, best)
+    stack.note = f"{why}: the calibrated {LEARNER_NAMES[best]} serves instead"
+    return stack.note
+
+
+def operating_points(
+    model: StackedModel,
+    scores: dict[str, dict[str, Scores]],
+    on_cal: dict[str, np.ndarray],
+    ts: np.ndarray,
+    ret: np.ndarray,
+    cal: np.ndarray,
+    horizon_ns: int,
+    nominal: float,
+    execution: Execution | None,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, Operating]:
+    """Each direction's threshold: NEVER without skill; else chosen on the first part of the
+    calibration block at the strategy's cost and confirmed on the later part (models/operating.py)."""
+    out: dict[str, Operating] = {}
+    for name, _ in DIRECTIONS:
+        s = scores[name]["stack"]
+        has = bool(np.isfinite(s.auc_lo) and s.auc_lo > 0.5)
+        interval = f"held-out AUC {s.auc:.3f} [{s.auc_lo:.3f}, {s.auc_hi:.3f}]"
+        why = (
+            f"{name}: skill: {interval} lies above 0.5"
+            if has
+            else (f"{name}: no skill: {interval} includes 0.5 (or has none): never trades")
+        )
+        out[name] = Operating(has, NEVER, nominal_cost=nominal, why=why)
+    skilled = [d for d, o in out.items() if o.skill]
+    if not skilled:
+        return out
+    t_cal = ts[cal]
+    cut = int(t_cal[0] + (t_cal[-1] - t_cal[0]) * CHOICE_SHARE)
+    part_a, part_b = cal[t_cal < cut], cal[t_cal >= cut + horizon_ns]
+    in_a, in_b = t_cal < cut, t_cal >= cut + horizon_ns
+    lag = block_rows(t_cal, horizon_ns)
+    sign = dict(DIRECTIONS)
+    signed = {s: s * ret for _, s in DIRECTIONS}
+    proba_a = np.column_stack([on_cal["up"][in_a], on_cal["down"][in_a]])
+    proba_b = np.column_stack([on_cal["up"][in_b], on_cal["down"][in_b]])
+    cost = nominal
+    if execution is not None:  # the strategy's own round trip, at a permissive threshold
+        if progress is not None:
+            progress(0.7, f"measuring the {execution.strategy} strategy's cost on the calibration block")
+        loose = {
+            d: float(np.quantile(proba_a[:, j], PERMISSIVE)) if d in skilled else NEVER
+            for j, d in enumerate(("up", "down"))
+        }
+        probe = replace(model, threshold_up=loose["up"], threshold_down=loose["down"])
+        run = execution(part_a, proba_a[:, 0], proba_a[:, 1], probe.signal(proba_a))
+        measured = measure_cost(run, ts[part_a], {s: v[part_a] for s, v in signed.items()})
+        for d in skilled:
+            out[d].cost = measured
+        if not measured.measured:
+            for d in skilled:
+                out[d].why += (
+                    f"; the {execution.strategy} strategy's cost could not be measured on the calibration block "
+                    f"({measured.filled} filled of {measured.entries} entries, {MIN_ORDERS} needed): never trades"
+                )
+            return out
+        cost = measured.cost
+    what = f"the {execution.strategy} round trip" if execution is not None else "the nominal round trip"
+    for d in skilled:
+        j = 0 if d == "up" else 1
+        c = choose_threshold(proba_a[:, j], signed[sign[d]][part_a], cost, lag=lag)
+        out[d].choice, out[d].candidate = c, c.threshold
+        measured_on = out[d].cost
+        evidence = f"{what} {cost * 1e4:.2f} bps" + (
+            f" (measured on {measured_on.filled} filled entries)" if measured_on is not None else ""
+        )
+        if c.threshold >= NEVER:
+            out[d].why += f"; at {evidence} no threshold earns on {part_a.size:,} rows: never trades"
+    chosen = {d: out[d].candidate for d in skilled if out[d].candidate < NEVER}
+    if not chosen:
+        return out
+    if execution is not None:
+        if progress is not None:
+            progress(0.85, "confirming the thresholds on the later part of the calibration block")
+        trial = replace(model, threshold_up=chosen.get("up", NEVER), threshold_down=chosen.get("down", NEVER))
+        run = execution(part_b, proba_b[:, 0], proba_b[:, 1], trial.signal(proba_b))
+        confirmations = {d: confirm_run(run, sign[d]) for d in chosen}
+    else:
+        confirmations = {
+            d: confirm_labels(proba_b[:, 0 if d == "up" else 1], signed[sign[d]][part_b], chosen[d], cost, lag)
+            for d in chosen
+        }
+    for d, conf in confirmations.items():
+        o = out[d]
+        assert o.choice is not None
+        o.confirmation = conf
+        found = (
+            f"threshold {o.candidate:.4f} chosen on {part_a.size:,} rows at {what} {cost * 1e4:.2f} bps "
+            f"({o.choice.signals:,} signals, {o.choice.episodes} orders, {o.choice.per_signal * 1e4:+.2f} bps "
+            f"per signal, se {o.choice.se * 1e4:.2f})"
+        )
+        if conf.ok:
+            o.threshold = o.candidate
+            o.why += f"; {found}, confirmed on the later {part_b.size:,} rows: {conf.why}"
+        else:
+            o.why += f"; {found}, NOT confirmed on the later {part_b.size:,} rows: {conf.why}: never trades"
+    return out
 
 
 def verdict(scores: dict[str, dict[str, Scores]]) -> list[str]:

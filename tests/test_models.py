@@ -30,7 +30,8 @@ def _data(
 
 def _fit(x: np.ndarray, ts: np.ndarray, ret: np.ndarray, direction: np.ndarray, tau: float) -> TrainResult:
     names = [f"f{i}" for i in range(x.shape[1])]
-    return train(x, ts, ret, direction, names, "fs1", "ls1", 30 * S, tau, FAST, 3, (0.6, 0.2, 0.2), 60 * S)
+    # the rows' returns are independent: a 1 s label horizon (no overlap between neighbouring labels)
+    return train(x, ts, ret, direction, names, "fs1", "ls1", 1 * S, tau, FAST, 3, (0.6, 0.2, 0.2), 60 * S)
 
 
 def test_the_stack_learns_a_planted_signal_and_trades_it_profitably() -> None:
@@ -40,7 +41,9 @@ def test_the_stack_learns_a_planted_signal_and_trades_it_profitably() -> None:
         st = result.scores[d]["stack"]
         assert st.auc > 0.75 and st.ic > 0.3
         assert st.signals > 0 and st.precision > 0.6 and st.threshold < NEVER
-    assert len(result.verdict) == 6 and all(line.startswith(("up:", "down:")) for line in result.verdict)
+    assert len(result.verdict) == 8 and all(line.startswith(("up:", "down:")) for line in result.verdict)
+    assert result.trades and all(result.operating[d].confirmation.ok for d in ("up", "down"))
+    assert all("confirmed on the later" in result.operating[d].why for d in ("up", "down"))
     m = result.metrics()
     assert result.rows["test"] > 2000 and m["up_stack/auc"] == result.scores["up"]["stack"].auc
     for d in ("up", "down"):  # every held-out AUC carries its block-bootstrap interval
@@ -74,16 +77,16 @@ def test_the_threshold_maximises_net_profit_and_refuses_to_trade_a_losing_signal
     p = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
     ret = np.array([3.0, 2.0, 0.5, -1.0, -0.5])
     # cost 1: trading the top 1, 2, 3, 4, 5 rows earns 2, 3, 2.5, 0.5, -1 in total: the top 2 are best
-    th, per_signal = choose_threshold(p, ret, cost=1.0, min_signals=1, z=0.0, demean=False)
-    assert th == 0.8 and per_signal == pytest.approx(1.5)
-    assert choose_threshold(p, -ret, cost=1.0, min_signals=1, z=0.0, demean=False)[0] == NEVER
-    assert (
-        choose_threshold(p, ret, cost=1.0, min_signals=3, z=0.0, demean=False)[0] == 0.7
-    )  # at least 3 signals: the top 3
+    c = choose_threshold(p, ret, cost=1.0, min_signals=1, z=0.0, demean=False)
+    assert 0.7 < c.threshold < 0.8 and c.per_signal == pytest.approx(1.5) and c.signals == 2
+    assert choose_threshold(p, -ret, cost=1.0, min_signals=1, z=0.0, demean=False).threshold == NEVER
+    # at least 3 signals: the top 3
+    assert 0.6 < choose_threshold(p, ret, cost=1.0, min_signals=3, z=0.0, demean=False).threshold < 0.7
     # with the standard-error guard: the top 2 earn 2 and 1 (mean 1.5, standard error 0.5): 3 SE is too many
-    assert choose_threshold(p, ret, cost=1.0, min_signals=1, z=2.0, demean=False)[0] == 0.8
-    assert choose_threshold(p, ret, cost=1.0, min_signals=1, z=3.0, demean=False)[0] == NEVER
-    s = score(p, np.array([1, 1, 0, 0, 1]), ret, 0.8)
+    assert choose_threshold(p, ret, cost=1.0, min_signals=1, z=2.0, demean=False).se == pytest.approx(0.5)
+    assert choose_threshold(p, ret, cost=1.0, min_signals=1, z=2.0, demean=False).threshold < 0.8
+    assert choose_threshold(p, ret, cost=1.0, min_signals=1, z=3.0, demean=False).threshold == NEVER
+    s = score(p, np.array([1, 1, 0, 0, 1]), ret, c.threshold)
     assert s.signals == 2 and s.precision == 1.0 and s.fpr == 0.0
 
 
@@ -91,12 +94,12 @@ def test_a_trending_block_does_not_set_a_threshold_near_the_base_rate() -> None:
     rng = np.random.default_rng(3)
     p = rng.uniform(0.1, 0.3, 5000)  # no information at all
     ret = rng.normal(0.0, 3.0, 5000) + 0.2  # a block that drifted up by chance
-    assert choose_threshold(p, ret, cost=0.0, z=0.0, demean=False)[0] < 0.2  # unguarded: trade nearly everything
-    assert choose_threshold(p, ret, cost=0.0)[0] == NEVER  # the drift is taken out, the ranking is noise
+    assert choose_threshold(p, ret, cost=0.0, z=0.0, demean=False).threshold < 0.2  # unguarded: trade nearly all
+    assert choose_threshold(p, ret, cost=0.0).threshold == NEVER  # the drift is taken out, the ranking is noise
     informative = rng.uniform(0.0, 1.0, 5000)
     ret = rng.normal(0.0, 3.0, 5000) + 2.0 * (informative - 0.5) + 0.2
-    th, per_signal = choose_threshold(informative, ret, cost=0.5)
-    assert 0.5 < th < 1.0 and per_signal > 0  # a ranking that pays the cost still trades its top
+    c = choose_threshold(informative, ret, cost=0.5)
+    assert 0.5 < c.threshold < 1.0 and c.per_signal > 0  # a ranking that pays the cost still trades its top
 
 
 def test_too_few_rows_is_a_clear_error() -> None:

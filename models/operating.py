@@ -1,0 +1,181 @@
+"""The operating threshold at the strategy's real cost, confirmed on data it was not chosen on.
+
+Training (models/train.py) cuts its calibration block by time into a *choice* part and a later
+*confirmation* part, an embargo of one label horizon between them (neighbouring rows share their
+forward windows). On the choice part:
+
+1. the strategy the runner trades (``promotion.backtest_strategy``) runs through the matching
+   engine once at a permissive threshold (each skilled direction's ``PERMISSIVE`` quantile), and
+   its round-trip cost is measured (``measure_cost``): the labels' mean signed return at its entry
+   decisions minus its mean net return per filled entry. That folds in the fees it really pays
+   (maker entry, maker or taker exit), the spread it crosses and the adverse selection of the
+   fills it gets;
+2. ``models.metrics.choose_threshold`` picks the threshold that maximises the labels' net profit at
+   that cost, with Newey-West standard errors.
+
+The chosen threshold is then confirmed by one engine run on the confirmation part
+(``confirm_run``): the mean net return per entry order (an order that never filled earns 0) must be
+above zero by two standard errors, from at least ``MIN_ORDERS`` orders; else the direction gets
+``NEVER``. Choosing on one block and testing once on a later, disjoint one is what keeps the best
+of many candidate thresholds from passing on luck (REFERENCE section 7); the two directions are two
+such tests, left uncorrected. Without an engine (``execution=None``: unit tests, synthetic data)
+the confirmation uses the labels at the given cost (``confirm_labels``).
+
+Outcomes are per *episode*: from the fill that takes the position off flat until it is flat again
+(a flip closes one and opens the next), net of fees, marked at the last mid when the run ends
+open, in units of the entry notional. Funding is left out (a few seconds' hold pays ~1e-6).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from execution.quality import RunRecord
+from models.metrics import NEVER, long_run_sum, mean_se
+from models.metrics import episodes as runs
+
+MIN_ORDERS = 30  # fewer entry orders (or filled entries, for the cost) is not enough evidence
+PERMISSIVE = 0.9  # the cost run signals above this quantile of each direction's probability
+Z = 2.0
+
+
+class Execution(Protocol):
+    """The strategy the runner trades, run through the matching engine over training rows."""
+
+    strategy: str
+
+    def __call__(self, rows: np.ndarray, p_up: np.ndarray, p_down: np.ndarray, direction: np.ndarray) -> RunRecord:
+        """Replay the market over ``rows`` (indices into the training arrays, in time order) acting
+        on the given probabilities and signals (+1 / -1 / 0 per row)."""
+        ...
+
+
+class Cost(NamedTuple):
+    cost: float  # round trip, log-return units; NaN when not measured
+    entries: int  # entry orders in the run
+    filled: int  # of which filled (episodes)
+    label_mean: float  # the labels' mean signed return at the entry decisions
+    realized_mean: float  # the mean net return per filled entry
+
+    @property
+    def measured(self) -> bool:
+        return self.filled >= MIN_ORDERS and bool(np.isfinite(self.cost))
+
+
+class Confirmation(NamedTuple):
+    ok: bool
+    n: int  # entry orders (or signalled rows, confirming by the labels)
+    ev: float  # mean net return per order (log-return units)
+    se: float
+    why: str  # one phrase: what the test found
+
+
+def episodes(run: RunRecord) -> np.ndarray:
+    """Per entry parent order: (tag, side, ts_decision, filled, ret) with ret the net return of the
+    episode it opened (0 for an entry that never filled, or that only added to an open position)."""
+    p = run.parents
+    entry = np.isfinite(p["confidence"])  # exits carry no model confidence
+    out = np.zeros(
+        int(entry.sum()),
+        [("tag", np.int64), ("side", np.int8), ("ts_decision", np.int64), ("filled", np.bool_), ("ret", np.float64)],
+    )
+    out["tag"], out["side"], out["ts_decision"] = p["tag"][entry], p["side"][entry], p["ts_decision"][entry]
+    row_of = {int(t): i for i, t in enumerate(out["tag"])}
+    f = np.sort(run.fills, order=["ts_ex", "order_id"], kind="stable")
+    pos = cash = fees = peak = 0.0
+    owner = -1  # the row of the entry that opened the current episode
+    last_mid = float(run.mid[-1]) if run.mid.size else float("nan")
+
+    def close(mark: float) -> None:
+        nonlocal cash, fees, peak, owner
+        if owner >= 0 and peak > 0:
+            out["ret"][owner] = (cash + pos * mark - fees) / peak
+            out["filled"][owner] = True
+        cash = fees = peak = 0.0
+        owner = -1
+
+    for fill in f:
+        side, price, qty, fee = int(fill["side"]), float(fill["price"]), float(fill["qty"]), float(fill["fee"])
+        remaining = qty
+        if pos != 0.0 and np.sign(pos) != side and qty >= abs(pos) - 1e-12:  # closes (and maybe flips)
+            part = abs(pos)
+            cash += -side * price * part
+            fees += fee * part / qty
+            pos = 0.0
+            close(price)
+            remaining = qty - part
+            if remaining < 1e-12:
+                continue
+        if pos == 0.0:
+            owner = row_of.get(int(fill["tag"]), -1)
+        cash += -side * price * remaining
+        fees += fee * remaining / qty
+        pos += side * remaining
+        peak = max(peak, abs(pos) * price)
+    if pos != 0.0 and np.isfinite(last_mid):
+        close(last_mid)
+    return out
+
+
+def rows_of(ts_rows: np.ndarray, ts_decision: np.ndarray) -> np.ndarray:
+    """The grid row each decision acted on: the latest grid time at or before it (-1: before all)."""
+    return np.searchsorted(ts_rows, ts_decision, side="right") - 1
+
+
+def measure_cost(run: RunRecord, ts_rows: np.ndarray, signed: dict[int, np.ndarray]) -> Cost:
+    """The strategy's round-trip cost in a run at a permissive threshold.
+
+    ``signed[side]`` is the labels' forward log return signed for that side (+1 up, -1 down) on the
+    rows ``ts_rows``. cost = mean over entries of the label's return at the decision - mean net
+    return per filled entry: charged on every signal in the threshold search, it makes the search's
+    expected profit at this threshold equal to what a filled entry really earned."""
+    e = episodes(run)
+    row = rows_of(ts_rows, e["ts_decision"])
+    ok = row >= 0
+    e, row = e[ok], row[ok]
+    label = np.array([signed[int(s)][r] for s, r in zip(e["side"], row, strict=True)], np.float64)
+    filled = e["filled"]
+    if not filled.any():
+        return Cost(float("nan"), len(e), 0, float(label.mean()) if label.size else float("nan"), float("nan"))
+    realized = float(e["ret"][filled].mean())
+    lab = float(label.mean())
+    return Cost(lab - realized, len(e), int(filled.sum()), lab, realized)
+
+
+def confirm_run(run: RunRecord, side: int) -> Confirmation:
+    """Does acting on the signals of one side make money per entry order in this run?
+
+    Every entry order counts, an unfilled one as 0. The episodes follow each other in time (one
+    position at a time), so their returns are taken as uncorrelated: the iid standard error."""
+    e = episodes(run)
+    r = e["ret"][e["side"] == side]
+    n = int(r.size)
+    if n < MIN_ORDERS:
+        ev = float(r.mean()) if n else float("nan")
+        return Confirmation(False, n, ev, float("nan"), f"{n} orders: not enough evidence")
+    ev, se = float(r.mean()), mean_se(r, 0)
+    ok = ev - Z * se > 0.0
+    why = f"{ev * 1e4:+.2f} bps per order (se {se * 1e4:.2f}, n {n})"
+    return Confirmation(ok, n, ev, se, why if ok else f"{why}: not above zero by {Z:g} se")
+
+
+def confirm_labels(p: np.ndarray, signed_ret: np.ndarray, threshold: float, cost: float, lag: int) -> Confirmation:
+    """The labels' version of ``confirm_run``: net return per signalled row above ``threshold``,
+    demeaned by the block's drift, Newey-West standard error with ``lag`` rows, at least
+    ``MIN_ORDERS`` episodes."""
+    if threshold >= NEVER:
+        return Confirmation(False, 0, float("nan"), float("nan"), "no threshold")
+    hit = p > threshold
+    n_eps = runs(hit, lag)
+    if n_eps < MIN_ORDERS:
+        return Confirmation(False, n_eps, float("nan"), float("nan"), f"{n_eps} orders: not enough evidence")
+    net = np.where(hit, signed_ret - float(signed_ret.mean()) - cost, 0.0)
+    k = int(hit.sum())
+    ev = float(net[hit].mean())
+    dev = np.where(hit, net - ev, 0.0)
+    se = float(np.sqrt(long_run_sum(dev, lag) / (k * max(k - 1.0, 1.0))))
+    ok = ev - Z * se > 0.0
+    why = f"{ev * 1e4:+.2f} bps per signal (se {se * 1e4:.2f}, {k} signals, {n_eps} orders)"
+    return Confirmation(ok, n_eps, ev, se, why if ok else f"{why}: not above zero by {Z:g} se")

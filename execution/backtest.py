@@ -1,8 +1,10 @@
 """The backtest driver: recorded market blocks and model signals through the matching engine.
 
-The model's predictions come precomputed, one per feature-grid time (``Signals``). The strategy
-decides at each grid time plus ``decision_delay`` on the local clock (so every event the features
-used was received by then), and is woken between decisions by its fills, order reports and moves
+The model's predictions come precomputed, one per feature-grid time (``Signals``: the features as
+of the grid time on the exchange clock). The strategy decides at each grid time plus
+``decision_delay`` on the local clock, using only what has arrived by then: a row one of whose
+events (stamped at or before its grid time) reaches us later is not decided on (counted in the
+run's ``rows_not_arrived``), and is woken between decisions by its fills, order reports and moves
 of the best price. Market data arrives in blocks (an hour at a time from the warehouse) so a day
 never has to sit in memory at once. The same strategy objects run in the live runner, where
 the events come from the feed instead.
@@ -108,6 +110,9 @@ class _Feed:
         self.mid: list[np.ndarray] = []
         self.events = 0
         self.done = False
+        # per block: exchange times in order, and the latest local arrival of any event up to each
+        self._ex: list[np.ndarray] = []
+        self._arrived: list[np.ndarray] = []
 
     def next(self) -> bool:
         for block in self.blocks:
@@ -117,9 +122,25 @@ class _Feed:
             self.events += block.n_events
             self.mid_ts.append(block.book_ts_ex)
             self.mid.append(0.5 * (block.bid_px[:, 0] + block.ask_px[:, 0]))
+            ex = np.concatenate([block.book_ts_ex, block.trade_ts_ex])
+            local = np.concatenate([block.book_ts_local, block.trade_ts_local])
+            order = np.argsort(ex, kind="stable")
+            arrived = np.maximum.accumulate(np.maximum(local[order], ex[order]))  # delivery: never before ex
+            if self._arrived:
+                np.maximum(arrived, self._arrived[-1][-1], out=arrived)
+            self._ex.append(ex[order])
+            self._arrived.append(arrived)
             return True
         self.done = True
         return False
+
+    def arrived_by(self, ts_ex: int) -> int:
+        """When the last of the events stamped at or before exchange time ``ts_ex`` reached us (local clock)."""
+        for ex, arrived in zip(reversed(self._ex), reversed(self._arrived), strict=True):
+            k = int(np.searchsorted(ex, ts_ex, side="right"))
+            if k:
+                return int(arrived[k - 1])
+        return -(1 << 62)
 
 
 def replay(
@@ -150,6 +171,7 @@ def replay(
 
     n = len(signals)
     step = max(1, n // 200)
+    unarrived = 0
     for i in range(n):
         t = int(signals.ts[i]) + decision_delay_ns
         if t <= engine.now:
@@ -157,6 +179,9 @@ def replay(
         advance(t)
         if feed.done and engine.book().ts_local < 0:
             break
+        if feed.arrived_by(int(signals.ts[i])) > t:
+            unarrived += 1  # an event the row's features used reaches us after t: no decision on it
+            continue
         strategy.on_decision(engine, signals.at(i))
         if progress is not None and i % step == 0:
             progress(i / n, f"{len(engine.fills()):,} fills, position {engine.position():+.3f} BTC")
@@ -165,7 +190,7 @@ def replay(
     advance(max(end, engine.now) + 1_000_000_000)  # let the cancels land
     if progress is not None:
         progress(1.0, f"{len(engine.fills()):,} fills")
-    return record(engine, strategy, feed, meta or {})
+    return record(engine, strategy, feed, {**(meta or {}), "rows_not_arrived": unarrived})
 
 
 def record(engine: Engine, strategy: Strategy, feed: _Feed, meta: dict[str, Any]) -> RunRecord:

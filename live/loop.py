@@ -89,8 +89,11 @@ class Loop:
         self.features = OnlineFeatures(cfg.instrument.tick_size)
         self.grid, self.delay, self.max_gap = cfg.features.grid, cfg.strategy.decision_delay, cfg.features.max_gap
         self.next_grid: int | None = None
-        # (grid time, the vector as of it, how long its last book update took the features, ns)
-        self.pending: deque[tuple[int, np.ndarray, int]] = deque()
+        # (grid time, the vector as of it, how long its last book update took the features, ns, when the
+        # last tick stamped at or before the grid time reached us)
+        self.pending: deque[tuple[int, np.ndarray, int, int]] = deque()
+        self.arrived = -1  # the latest arrival (local time, never before exchange time) of the ticks so far
+        self.unarrived = 0  # rows not decided on: a tick of theirs reached us after grid time + delay
         self.feature_ns = 0
         self.sim_ns = 0  # time spent in the paper exchange during the current tick (not decision latency)
         self.last_book_ts = -1
@@ -140,8 +143,8 @@ class Loop:
             self.next_grid = -(-ts // self.grid) * self.grid
         self._rows_before(ts)
         while self.pending and self.pending[0][0] + self.delay < ts:
-            g, x, f_ns = self.pending.popleft()
-            self.decide(g, x, f_ns)
+            self._decide_due(*self.pending.popleft())
+        self.arrived = max(self.arrived, tick.ts_local, ts)
         if self.paper:
             self.advance(ts - 1)
             self.gw.push(tick)
@@ -164,7 +167,7 @@ class Loop:
         while self.next_grid < ts:
             g = self.next_grid
             if g - self.last_book_ts <= self.max_gap and g - self.segment_start >= MAX_LOOKBACK_S * NS:
-                self.pending.append((g, self.features.vector.copy(), self.feature_ns))
+                self.pending.append((g, self.features.vector.copy(), self.feature_ns, self.arrived))
             self.next_grid = g + self.grid
 
     def finish(self) -> None:
@@ -174,8 +177,7 @@ class Loop:
         self._rows_before(self.last_tick_ts + 1)
         while self.pending:
             self._tick_t0, self.sim_ns = time.perf_counter_ns(), 0
-            g, x, f_ns = self.pending.popleft()
-            self.decide(g, x, f_ns)
+            self._decide_due(*self.pending.popleft())
 
     def advance(self, t: int) -> None:
         """Paper: run the simulated exchange to ``t``, waking the strategy on the way (as the backtester)."""
@@ -189,6 +191,14 @@ class Loop:
             self.after_step()
 
     # -- decisions -------------------------------------------------------------------------------
+
+    def _decide_due(self, g: int, x: np.ndarray, feature_ns: int, arrived: int) -> None:
+        """Decide on row ``g`` at g + delay on the local clock, if all its ticks had reached us by then (the
+        backtester's rule: execution.backtest.replay)."""
+        if arrived > g + self.delay:
+            self.unarrived += 1
+            return
+        self.decide(g, x, feature_ns)
 
     def decide(self, g: int, x: np.ndarray, feature_ns: int = 0) -> None:
         """Predict, let the strategy work its orders and the risk manager check them.

@@ -1,0 +1,45 @@
+"""Backtest decisions happen at grid time + decision_delay on the local clock, on what has arrived by then."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from execution.backtest import Signals, engine_config, make_strategy, replay
+from execution.engine import Engine
+from execution.market import market_data
+from execution.strategy import Baseline, Signal
+from execution.venue import Venue
+from tests.conftest import ConfigFactory
+
+MS = 1_000_000
+S = 1_000 * MS
+
+
+@dataclass
+class Recorder(Baseline):
+    """Baseline's state, but it only notes each decision: (local time, grid time, the book's arrival)."""
+
+    seen: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def on_decision(self, v: Venue, s: Signal) -> None:
+        self.seen.append((v.now, s.ts_ns, v.book().ts_local))
+
+
+def test_a_row_whose_event_arrives_after_its_decision_time_is_not_decided_on(make_config: ConfigFactory) -> None:
+    cfg = make_config()
+    delay = 10 * MS
+    # book events (exchange, local): the one stamped 995 ms arrives at 1,020 ms, after 1 s + 10 ms
+    ex = [500 * MS, 995 * MS, 1_500 * MS, 1_900 * MS]
+    local = [502 * MS, 1_020 * MS, 1_502 * MS, 1_902 * MS]
+    px = [[100.0], [100.0], [100.1], [100.0]]
+    m = market_data(ex, local, px, [[1.0]] * 4, [[p[0] + 0.1] for p in px], [[1.0]] * 4)
+    grid = np.array([1 * S, 2 * S], np.int64)
+    signals = Signals(grid, np.full(2, 0.9), np.full(2, 0.05), np.ones(2, np.int8), np.full(2, 1e-4))
+    base = make_strategy("baseline", cfg, 60 * S)
+    strategy = Recorder(base.params, base.sizing, base.risk, name="recorder")
+    run = replay(Engine(engine_config(cfg), 1), [m], signals, strategy, delay)
+    # only the 2 s row: at 1.010 s the row of 1 s was not complete (its 995 ms update was still on its way)
+    assert strategy.seen == [(2 * S + delay, 2 * S, 1_902 * MS)]
+    assert run.meta["rows_not_arrived"] == 1

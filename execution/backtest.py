@@ -27,6 +27,7 @@ from execution.risk import RiskLimits, RiskManager
 from execution.sizing import SizingParams
 from execution.strategy import Baseline, Passive, Signal, Strategy, StrategyParams
 from execution.types import EngineConfig, Fees, QueueModel
+from execution.venue import BookView
 
 STRATEGIES: dict[str, type[Strategy]] = {"baseline": Baseline, "passive": Passive}
 
@@ -66,11 +67,24 @@ def engine_config(cfg: AppConfig) -> EngineConfig:
     )
 
 
-def make_strategy(name: str, cfg: AppConfig, horizon_ns: int) -> Strategy:
-    """The named strategy with the config's strategy, sizing and risk settings."""
+def make_strategy(
+    name: str,
+    cfg: AppConfig,
+    horizon_ns: int,
+    tau: float | None = None,
+    own_in_book: bool = False,
+    study_notional: float = 0.0,
+) -> Strategy:
+    """The named strategy with the config's strategy, sizing and risk settings.
+
+    ``tau``: the model's dead zone (default: the config's, as training sets it); ``own_in_book``:
+    the book holds our own orders (a live exchange); ``study_notional`` > 0: an execution study,
+    every entry that many USDT for either strategy."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r} (one of {', '.join(STRATEGIES)})")
     s, z, k, i = cfg.strategy, cfg.sizing, cfg.risk, cfg.instrument
+    fees = cfg.labels
+    dead_zone = 2.0 * fees.maker_fee + fees.dead_zone_extra if tau is None else tau  # features.labels.dead_zone
     params = StrategyParams(
         horizon_ns=horizon_ns,
         baseline_fraction=s.baseline_fraction,
@@ -83,9 +97,21 @@ def make_strategy(name: str, cfg: AppConfig, horizon_ns: int) -> Strategy:
         tick=i.tick_size,
         rate_limit=cfg.execution.rate_limit,
         rate_window_ns=cfg.execution.rate_window,
+        own_in_book=own_in_book,
+        study_notional=study_notional,
     )
     sizing = SizingParams(
-        z.kelly_fraction, z.vol_target, z.depth_fraction, z.depth_bps, i.lot_size, i.lot_size, i.min_notional
+        z.kelly_fraction,
+        z.vol_target,
+        z.depth_fraction,
+        z.depth_bps,
+        i.lot_size,
+        i.lot_size,
+        i.min_notional,
+        tau=dead_zone,
+        horizon_s=horizon_ns / 1e9,
+        # passive: both legs as maker (its exits cross only after exit_timeout); baseline: both as taker
+        round_trip_cost=2.0 * (fees.maker_fee if name == "passive" else fees.taker_fee),
     )
     limits = RiskLimits(
         k.max_position_btc,
@@ -193,6 +219,23 @@ def replay(
     return record(engine, strategy, feed, {**(meta or {}), "rows_not_arrived": unarrived})
 
 
+def closeout_cost(book: BookView, position: float, taker_fee: float) -> float:
+    """USDT it costs to close ``position`` at market on ``book``: the walk of the visible levels away
+    from the mid plus the taker fee (what the visible book cannot hold is priced at its last level)."""
+    if abs(position) < 1e-9 or not np.isfinite(book.mid):
+        return 0.0
+    px, qty = (book.bid_px, book.bid_qty) if position > 0 else (book.ask_px, book.ask_qty)
+    left, cost, last = abs(position), 0.0, float(px[0])
+    for p, q in zip(px, qty, strict=True):
+        if not np.isfinite(p) or left <= 0:
+            break
+        take = min(left, float(q))
+        cost += take * (abs(float(p) - book.mid) + float(p) * taker_fee)
+        left -= take
+        last = float(p)
+    return cost + left * (abs(last - book.mid) + last * taker_fee)
+
+
 def record(engine: Engine, strategy: Strategy, feed: _Feed, meta: dict[str, Any]) -> RunRecord:
     fills = engine.fills()
     parents = strategy.records()
@@ -220,6 +263,8 @@ def record(engine: Engine, strategy: Strategy, feed: _Feed, meta: dict[str, Any]
         equity=equity,
         fees=engine.fees_paid(),
         funding=engine.funding_paid(),
+        closeout_cost=closeout_cost(engine.book(), engine.position(), engine.cfg.fees.taker),
+        horizon_ns=strategy.params.horizon_ns,
         requests=c.requests,
         post_only_rejects=c.post_only_rejects,
         rate_limit_rejects=c.rate_limit_rejects,

@@ -4,7 +4,11 @@ Prices in USDT, quantities in BTC, s = +1 buy / -1 sell, bps = 1e-4 of the refer
 M_x is the mid as of x (the last mid at or before x, exchange clock); a fill whose x is after the
 last mid gets NaN and is left out of that mean. The keys of ``metrics``:
 
-- net_pnl: equity end - start (USDT, net of fees and funding); gross_pnl = net_pnl + fees + funding.
+- net_pnl: equity end - start - closeout_cost (USDT, net of fees and funding): a position still open
+  at the end is closed out at the exit cost, the same way for every strategy (closeout_cost: the
+  taker fee plus the walk of the last book from the mid, set by the backtest driver);
+  net_pnl_marked is the same before the close-out (the position at the mid), position_end the BTC
+  still held. gross_pnl = net_pnl + fees + funding.
 - fees, funding: USDT paid over the run (the engine's totals, positive = paid).
 - sharpe, sortino: the equity curve read at 1-minute marks from its first sample (E_k = the
   last equity at or before mark k; a last partial minute is dropped), r_k = (E_k - E_{k-1}) / E_0
@@ -12,6 +16,11 @@ last mid gets NaN and is left out of that mean. The keys of ``metrics``:
   minutes of a 365-day year (crypto trades around the clock); sortino = mean(r) / DD * sqrt(525600)
   with the downside deviation DD = sqrt(mean(min(r, 0)^2)) over all r (Sortino & Price 1994,
   target 0). NaN with fewer than 2 returns, a zero std (sharpe) or no losing minute (sortino).
+  The close-out cost comes off the last minute. sharpe_se is its standard error (Lo 2002 / Mertens
+  2002, with the returns' skew and kurtosis, annualized like the ratio), sharpe_lo / sharpe_hi
+  the 95 % interval sharpe -+ 1.96 se, sharpe_psr the probabilistic Sharpe ratio PSR(0) (the
+  probability that the true Sharpe is above 0), returns_n the number of 1-minute returns
+  (execution/stats.py).
 - max_drawdown: max of (peak_t - E_t) / peak_t on the raw curve; max_drawdown_usdt: max of
   peak_t - E_t. Each is its own maximum: they may come from different troughs.
 - turnover: traded notional sum(P * q) / mean equity.
@@ -24,15 +33,21 @@ last mid gets NaN and is left out of that mean. The keys of ``metrics``:
 - arrival_slippage_mean_bps, _median_bps, _qty_mean_bps: per fill s * (P - M_a) / M_a with M_a
   the decision_mid of the fill's parent (fills without a parent record are left out); the mean,
   the median and the quantity-weighted mean. Negative is a gain (a maker earning the spread).
-- implementation_shortfall_bps: per parent s*(VWAP - P_d)*Q_filled + s*(P_end - P_d)*Q_unfilled
-  + fees of its fills, over P_d * target_qty; the notional-weighted mean (weights P_d * target_qty)
-  is sum(numerators) / sum(P_d * target_qty). implementation_shortfall_filled_bps, _unfilled_bps
-  and _fees_bps are its three terms alone (they add up to it). Funding belongs to the position,
-  not to a parent: it is in net_pnl, not here.
+- implementation_shortfall_bps: per parent s*(VWAP - P_d)*Q_filled + s*(P_h - P_d)*Q_unfilled
+  + fees of its fills, over P_d * target_qty, with P_h the mid at the signal's horizon (decision
+  time + ``RunRecord.horizon_ns``: what the unfilled part would have earned; the end_mid of the
+  parent when no horizon is set or the data ends first); the notional-weighted mean (weights
+  P_d * target_qty) is sum(numerators) / sum(P_d * target_qty). implementation_shortfall_filled_bps,
+  _unfilled_bps and _fees_bps are its three terms alone (they add up to it). Funding belongs to
+  the position, not to a parent: it is in net_pnl, not here. parent_shortfall_mean_bps, _lo_bps,
+  _hi_bps: the plain mean of the per-parent shortfalls with its 95 % t interval; parents, entries
+  and exits count the parent orders (exits carry no confidence).
 - effective_spread_bps 2s(P - M_t)/M_t, realized_spread_bps 2s(P - M_{t+D})/M_t and
   price_impact_bps 2s(M_{t+D} - M_t)/M_t with D = 10 s and t the fill's exchange time, means per
   fill (effective = realized + impact fill by fill).
-- markout_1s_bps, markout_10s_bps, markout_60s_bps: s * (M_{t+D} - P) / P, mean per fill.
+- markout_1s_bps, markout_10s_bps, markout_60s_bps: s * (M_{t+D} - P) / P, mean per fill; with
+  _n (fills with a mid at t + D) and _lo_bps / _hi_bps (95 % t interval). arrival_slippage_n,
+  _lo_bps, _hi_bps: the same for the mean arrival slippage.
 - time_to_fill_median_s: per order with a fill, its first fill time - its arrival at the exchange.
 - cancel_to_fill: cancelled orders / fills; amend_to_fill: amends of all orders / fills.
 
@@ -49,6 +64,7 @@ from typing import Any
 import numpy as np
 
 from execution.comparison import TargetVerdict, check_targets, compare
+from execution.stats import mean_interval, sharpe_inference
 from execution.types import EQUITY_DTYPE, FILL_DTYPE, ORDER_DTYPE, PARENT_DTYPE, OrderStatus, RejectReason
 
 __all__ = [
@@ -67,6 +83,7 @@ __all__ = [
     "metrics",
     "mid_asof",
     "minute_returns",
+    "parent_shortfall_bps",
     "sharpe_sortino",
     "time_to_fill_s",
 ]
@@ -97,6 +114,8 @@ class RunRecord:
     equity: np.ndarray = field(default_factory=lambda: np.zeros(0, EQUITY_DTYPE))
     fees: float = 0.0  # USDT paid
     funding: float = 0.0  # USDT paid
+    closeout_cost: float = 0.0  # USDT it would cost to close the position held at the end (fee + walk from the mid)
+    horizon_ns: int = 0  # the signal's horizon: the unfilled part of a parent is priced at the mid then (0: at end_mid)
     requests: int = 0
     post_only_rejects: int = 0
     rate_limit_rejects: int = 0
@@ -169,13 +188,22 @@ def arrival_slippage_bps(run: RunRecord) -> np.ndarray:
     return np.asarray(f["side"] * (f["price"] - arrival) / arrival * BPS, np.float64)
 
 
-def minute_returns(run: RunRecord) -> np.ndarray:
-    """Simple 1-minute returns on the starting equity: (E_k - E_{k-1}) / E_0 at 1-minute marks."""
+def minute_marks(run: RunRecord) -> tuple[np.ndarray, np.ndarray]:
+    """(1-minute marks from the first sample, the equity then), the close-out cost taken off the last."""
     ts, eq = run.equity["ts"], run.equity["equity"]
     if len(ts) == 0 or not eq[0] > 0:
-        return np.zeros(0)
+        return np.zeros(0, np.int64), np.zeros(0)
     marks = np.arange(ts[0], ts[-1] + 1, MINUTE_NS)
-    e = eq[np.searchsorted(ts, marks, side="right") - 1]
+    e = eq[np.searchsorted(ts, marks, side="right") - 1].astype(np.float64)
+    e[-1] -= run.closeout_cost
+    return marks, e
+
+
+def minute_returns(run: RunRecord) -> np.ndarray:
+    """Simple 1-minute returns on the starting equity: (E_k - E_{k-1}) / E_0 at 1-minute marks."""
+    _, e = minute_marks(run)
+    if len(e) == 0:
+        return np.zeros(0)
     return np.asarray(np.diff(e) / e[0], np.float64)
 
 
@@ -200,22 +228,39 @@ def _drawdowns(equity: np.ndarray) -> tuple[float, float]:
     return float(np.max((peak - equity) / peak)), float(np.max(peak - equity))
 
 
-def _shortfall(run: RunRecord) -> tuple[float, float, float]:
-    """Notional-weighted implementation shortfall terms (filled, unfilled, fees) in bps."""
+def _shortfall_terms(run: RunRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per parent the USDT cost of its filled part, of its unfilled part, its fees, and its notional."""
     p, f = run.parents, run.fills
     fees = np.zeros(len(p))
     row = _index_of(p["tag"], f["tag"])
     np.add.at(fees, row[row >= 0], f["fee"][row >= 0])
     s = p["side"].astype(np.float64)
     unfilled = np.maximum(p["target_qty"] - p["filled_qty"], 0.0)
+    later = p["end_mid"].astype(np.float64)
+    if run.horizon_ns > 0 and len(p):
+        at_horizon = mid_asof(run, p["ts_decision"] + run.horizon_ns)
+        later = np.where(np.isnan(at_horizon), later, at_horizon)
     # A term with zero quantity is zero even when its price is NaN (nothing filled: no VWAP).
     filled_cost = np.where(p["filled_qty"] > 0, s * (p["vwap"] - p["decision_mid"]) * p["filled_qty"], 0.0)
-    unfilled_cost = np.where(unfilled > 0, s * (p["end_mid"] - p["decision_mid"]) * unfilled, 0.0)
-    notional = float(np.sum(p["decision_mid"] * p["target_qty"]))
+    unfilled_cost = np.where(unfilled > 0, s * (later - p["decision_mid"]) * unfilled, 0.0)
+    return filled_cost, unfilled_cost, fees, np.asarray(p["decision_mid"] * p["target_qty"], np.float64)
+
+
+def parent_shortfall_bps(run: RunRecord) -> np.ndarray:
+    """Per parent its implementation shortfall (fees included) in bps of its own notional."""
+    filled, unfilled, fees, notional = _shortfall_terms(run)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(notional > 0, (filled + unfilled + fees) / notional * BPS, np.nan), np.float64)
+
+
+def _shortfall(run: RunRecord) -> tuple[float, float, float]:
+    """Notional-weighted implementation shortfall terms (filled, unfilled, fees) in bps."""
+    filled, unfilled, fees, notional = _shortfall_terms(run)
+    total = float(notional.sum())
     return (
-        _ratio(float(filled_cost.sum()) * BPS, notional),
-        _ratio(float(unfilled_cost.sum()) * BPS, notional),
-        _ratio(float(fees.sum()) * BPS, notional),
+        _ratio(float(filled.sum()) * BPS, total),
+        _ratio(float(unfilled.sum()) * BPS, total),
+        _ratio(float(fees.sum()) * BPS, total),
     )
 
 
@@ -249,8 +294,12 @@ def metrics(run: RunRecord) -> Metrics:
     f, o, p, eq = run.fills, run.orders, run.parents, run.equity["equity"]
     notional = f["price"] * f["qty"]
     total_notional = float(notional.sum())
-    net = float(eq[-1] - eq[0]) if len(eq) else 0.0
-    sharpe, sortino = sharpe_sortino(minute_returns(run))
+    marked = float(eq[-1] - eq[0]) if len(eq) else 0.0
+    net = marked - run.closeout_cost
+    returns = minute_returns(run)
+    sharpe, sortino = sharpe_sortino(returns)
+    inference = sharpe_inference(returns)
+    _, sharpe_se = inference.annualized(MINUTES_PER_YEAR)
     dd_frac, dd_usdt = _drawdowns(eq)
 
     status = o["status"]
@@ -263,12 +312,23 @@ def metrics(run: RunRecord) -> Metrics:
     is_filled, is_unfilled, is_fees = _shortfall(run)
     effective, realized, impact = _spreads(run)
     n_fills = len(f)
+    slip_mean, slip_lo, slip_hi, slip_n = mean_interval(slip)
+    per_parent = mean_interval(parent_shortfall_bps(run))
+    exits = int(np.sum(np.isnan(p["confidence"])))
     out: Metrics = {
         "net_pnl": net,
+        "net_pnl_marked": marked,
+        "position_end": float(run.equity["position"][-1]) if len(eq) else 0.0,
+        "closeout_cost": float(run.closeout_cost),
         "gross_pnl": net + run.fees + run.funding,
         "fees": float(run.fees),
         "funding": float(run.funding),
         "sharpe": sharpe,
+        "sharpe_se": sharpe_se,
+        "sharpe_lo": sharpe - 1.96 * sharpe_se,
+        "sharpe_hi": sharpe + 1.96 * sharpe_se,
+        "sharpe_psr": inference.psr,
+        "returns_n": len(returns),
         "sortino": sortino,
         "max_drawdown": dd_frac,
         "max_drawdown_usdt": dd_usdt,
@@ -282,7 +342,10 @@ def metrics(run: RunRecord) -> Metrics:
         "fill_rate_qty": _ratio(float(p["filled_qty"].sum()), float(p["target_qty"].sum())),
         "post_only_reject_rate": _ratio(float(po_rejected.sum()), float(post_only.sum())),
         "maker_ratio": _ratio(float(notional[f["maker"]].sum()), total_notional),
-        "arrival_slippage_mean_bps": _mean(slip),
+        "arrival_slippage_mean_bps": slip_mean,
+        "arrival_slippage_lo_bps": slip_lo,
+        "arrival_slippage_hi_bps": slip_hi,
+        "arrival_slippage_n": slip_n,
         "arrival_slippage_median_bps": _median(slip),
         "arrival_slippage_qty_mean_bps": _ratio(
             float(np.sum(slip[has_slip] * f["qty"][has_slip])), float(f["qty"][has_slip].sum())
@@ -291,12 +354,20 @@ def metrics(run: RunRecord) -> Metrics:
         "implementation_shortfall_filled_bps": is_filled,
         "implementation_shortfall_unfilled_bps": is_unfilled,
         "implementation_shortfall_fees_bps": is_fees,
+        "parents": len(p),
+        "entries": len(p) - exits,
+        "exits": exits,
+        "parent_shortfall_mean_bps": per_parent[0],
+        "parent_shortfall_lo_bps": per_parent[1],
+        "parent_shortfall_hi_bps": per_parent[2],
         "effective_spread_bps": effective,
         "realized_spread_bps": realized,
         "price_impact_bps": impact,
     }
     for h in MARKOUT_HORIZONS_S:
-        out[f"markout_{h:g}s_bps"] = _mean(markout_bps(run, h))
+        mean, lo, hi, n = mean_interval(markout_bps(run, h))
+        out[f"markout_{h:g}s_bps"] = mean
+        out[f"markout_{h:g}s_lo_bps"], out[f"markout_{h:g}s_hi_bps"], out[f"markout_{h:g}s_n"] = lo, hi, n
     out["time_to_fill_median_s"] = _median(time_to_fill_s(run))
     out["cancel_to_fill"] = _ratio(float(np.sum(status == OrderStatus.CANCELLED)), n_fills)
     out["amend_to_fill"] = _ratio(float(o["amends"].sum()), n_fills)
@@ -348,28 +419,33 @@ def fill_pnl_usdt(run: RunRecord, horizon_s: float = 60.0) -> np.ndarray:
 
 
 def by_confidence(run: RunRecord, buckets: int = 5) -> np.ndarray:
-    """Fills, filled qty, mean 10 s markout and net PnL per confidence bucket of the parents.
+    """Fills, filled qty, mean 10 s markout and net PnL per confidence bucket of the entry parents,
+    and one last row for the exits.
 
-    Buckets are quantiles of the parents' confidence (equal parent counts, ties kept together, so a
-    bucket can be empty); [lo, hi] are the bucket edges, NaN without parents. A parent's PnL
-    contribution is the sum over its fills of the 60 s markout in USDT minus the fee
-    (``fill_pnl_usdt``); fills without a parent record are left out.
+    Buckets are quantiles of the entries' confidence (equal parent counts, ties kept together, so a
+    bucket can be empty); [lo, hi] are the bucket edges, NaN without entries. Exits carry no model
+    confidence (NaN): they are the last row, lo = hi = NaN. A parent's PnL contribution is the sum
+    over its fills of the 60 s markout in USDT minus the fee (``fill_pnl_usdt``); fills without a
+    parent record are left out.
     """
     p, f = run.parents, run.fills
-    out = np.zeros(buckets, CONFIDENCE_DTYPE)
-    if len(p) == 0:
-        out["lo"] = out["hi"] = out["markout_10s_bps"] = np.nan
-        return out
-    edges = np.quantile(p["confidence"], np.linspace(0.0, 1.0, buckets + 1))
-    parent_bucket = np.searchsorted(edges[1:-1], p["confidence"], side="right")
+    out = np.zeros(buckets + 1, CONFIDENCE_DTYPE)
+    entry = ~np.isnan(p["confidence"])
+    parent_bucket = np.full(len(p), buckets, np.int64)  # the exits' row
+    if entry.any():
+        edges = np.quantile(p["confidence"][entry], np.linspace(0.0, 1.0, buckets + 1))
+        parent_bucket[entry] = np.searchsorted(edges[1:-1], p["confidence"][entry], side="right")
+    else:
+        edges = np.full(buckets + 1, np.nan)
     row = _index_of(p["tag"], f["tag"])
-    fill_bucket = np.where(row >= 0, parent_bucket[row], -1)
+    fill_bucket = np.where(row >= 0, parent_bucket[row] if len(p) else -1, -1)
     markout, pnl = markout_bps(run, 10.0), fill_pnl_usdt(run)
-    for b in range(buckets):
+    for b in range(buckets + 1):
         mine = fill_bucket == b
+        lo, hi = (edges[b], edges[b + 1]) if b < buckets else (np.nan, np.nan)
         out[b] = (
-            edges[b],
-            edges[b + 1],
+            lo,
+            hi,
             np.sum(parent_bucket == b),
             np.sum(mine),
             f["qty"][mine].sum(),

@@ -1,4 +1,6 @@
-"""The report of one run: metrics.json, fills.csv, the plots as PNG and one self-contained HTML page.
+"""The report of one run: metrics.json, fills.csv, parents.csv, returns.csv, the plots as PNG and one
+self-contained HTML page. parents.csv (one row per parent order, its shortfall in bps) and
+returns.csv (the 1-minute returns) are what ``--compare`` tests two runs' differences on.
 
 The page needs no network: every plot is a PNG embedded as base64, drawn with matplotlib's Agg
 canvas on ``Figure`` objects (no pyplot, no global backend switch). metrics.json holds
@@ -23,6 +25,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from execution.comparison import Samples
 from execution.quality import (
     MARKOUT_HORIZONS_S,
     Metrics,
@@ -33,6 +36,8 @@ from execution.quality import (
     markout_bps,
     markout_curve,
     metrics,
+    minute_marks,
+    parent_shortfall_bps,
 )
 
 # The headline table: key, label, format of a finite value.
@@ -41,7 +46,11 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("gross_pnl", "Gross PnL (USDT)", "{:,.2f}"),
     ("fees", "Fees (USDT)", "{:,.2f}"),
     ("funding", "Funding (USDT)", "{:,.2f}"),
+    ("position_end", "Position left at the end (BTC; closed out in the net PnL)", "{:.3f}"),
+    ("closeout_cost", "Close-out cost of that position (USDT)", "{:,.2f}"),
     ("sharpe", "Sharpe (annualized)", "{:.2f}"),
+    ("sharpe_se", "Sharpe standard error (annualized)", "{:.2f}"),
+    ("sharpe_psr", "P(true Sharpe > 0) (PSR)", "{:.1%}"),
     ("sortino", "Sortino (annualized)", "{:.2f}"),
     ("max_drawdown", "Max drawdown", "{:.2%}"),
     ("arrival_slippage_mean_bps", "Arrival slippage, mean (bps)", "{:.3f}"),
@@ -50,6 +59,7 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("maker_ratio", "Maker ratio", "{:.1%}"),
     ("fill_rate_qty", "Fill rate (qty)", "{:.1%}"),
     ("fills", "Fills", "{:d}"),
+    ("parents", "Parent orders", "{:d}"),
 )
 
 TEMPLATE = """<!doctype html>
@@ -94,6 +104,32 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, list | tuple | np.ndarray):
         return [jsonable(v) for v in obj]
     return str(obj)
+
+
+def load_samples(folder: Path) -> Samples | None:
+    """The per-parent shortfalls and 1-minute returns a report folder holds (None for an older report)."""
+    parents, returns = folder / "parents.csv", folder / "returns.csv"
+    if not (parents.is_file() and returns.is_file()):
+        return None
+
+    def columns(path: Path) -> dict[str, list[str]]:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        names = list(rows[0]) if rows else next(csv.reader(path.open()), [])
+        return {k: [r[k] for r in rows] for k in names}
+
+    p, r = columns(parents), columns(returns)
+
+    def floats(values: list[str]) -> np.ndarray:
+        return np.array([float(v) if v else np.nan for v in values], np.float64)
+
+    equity = floats(r["equity_start"])
+    return Samples(
+        shortfall_bps=floats(p["shortfall_bps"]),
+        return_ts=np.array([int(v) for v in r["ts"]], np.int64),
+        returns=floats(r["return"]),
+        equity_start=float(equity[0]) if len(equity) else 0.0,
+    )
 
 
 def load_metrics(path: Path) -> Metrics:
@@ -165,8 +201,10 @@ def _confidence_figure(run: RunRecord) -> Figure:
     fig = Figure(figsize=(9, 4), layout="constrained")
     left, right = fig.subplots(1, 2)
     rows = by_confidence(run)
+    last = len(rows) - 1  # the exits: no model confidence
     labels = [
-        f"{lo:.2f}-{hi:.2f}" if math.isfinite(lo) else f"q{i + 1}" for i, (lo, hi) in enumerate(rows[["lo", "hi"]])
+        "exits" if i == last else f"{lo:.2f}-{hi:.2f}" if math.isfinite(lo) else f"q{i + 1}"
+        for i, (lo, hi) in enumerate(rows[["lo", "hi"]])
     ]
     left.bar(labels, rows["fills"])
     right.bar(labels, rows["pnl_usdt"], color=np.where(rows["pnl_usdt"] >= 0, "tab:green", "tab:red"))
@@ -229,6 +267,28 @@ def write_fills_csv(run: RunRecord, path: Path) -> None:
             w.writerow(["" if (v := jsonable(c[i])) is None else int(v) if isinstance(v, bool) else v for c in columns])
 
 
+PARENT_COLUMNS = ("tag", "ts_decision", "side", "target_qty", "filled_qty", "decision_mid", "confidence")
+
+
+def write_samples(run: RunRecord, out_dir: Path) -> None:
+    """parents.csv (the parents and their shortfall in bps) and returns.csv (1-minute marks, returns)."""
+    p = run.parents
+    shortfall = parent_shortfall_bps(run)
+    with (out_dir / "parents.csv").open("w", newline="") as out:
+        w = csv.writer(out)
+        w.writerow([*PARENT_COLUMNS, "shortfall_bps"])
+        for i in range(len(p)):
+            w.writerow(
+                ["" if (v := jsonable(x)) is None else v for x in (*(p[c][i] for c in PARENT_COLUMNS), shortfall[i])]
+            )
+    marks, e = minute_marks(run)
+    with (out_dir / "returns.csv").open("w", newline="") as out:
+        w = csv.writer(out)
+        w.writerow(["ts", "return", "equity_start"])
+        for t, r in zip(marks[1:], np.diff(e) / e[0] if len(e) else [], strict=True):
+            w.writerow([int(t), float(r), float(e[0])])
+
+
 def write_report(run: RunRecord, out_dir: Path) -> Path:
     """Write metrics.json, fills.csv, the plots (PNG) and report.html into ``out_dir``; return the HTML path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -236,6 +296,7 @@ def write_report(run: RunRecord, out_dir: Path) -> Path:
     doc = {"meta": jsonable(run.meta), "metrics": jsonable(m)}
     (out_dir / "metrics.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     write_fills_csv(run, out_dir / "fills.csv")
+    write_samples(run, out_dir)
 
     plots = []
     for name, title, draw in PLOTS:

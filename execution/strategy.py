@@ -3,7 +3,8 @@
 Both strategies hold a target position. A signal (a calibrated probability clearing the model's
 threshold) sets the target to a sized position in its direction for the model's horizon; a
 renewed signal extends the hold; when the hold runs out without a new signal the target is flat.
-The difference between target and position is one *parent* order, worked by:
+The difference between target and position is one *parent* order (a flip is two: the exit to
+flat, then the new entry), worked by:
 
 - ``baseline`` (the user's current system): market orders, a fixed share of equity per trade.
 - ``passive``: post-only limit orders. Confidence sets the urgency: below ``improve_confidence``
@@ -14,8 +15,12 @@ The difference between target and position is one *parent* order, worked by:
   within ``order_timeout``, or whose signal fades first (an opposite signal, or the probability
   of its direction below ``fade_ratio`` times its value at the start), is cancelled and the target becomes
   whatever filled; an exit not
-  filled within ``exit_timeout`` crosses the spread for the rest. Sizing is depth-aware and
-  confidence-scaled (execution/sizing.py).
+  filled within ``exit_timeout`` crosses the spread for the rest. Sizing is the net-of-cost Kelly
+  bet capped by volatility, depth and risk headroom (execution/sizing.py).
+
+An execution study (``study_notional`` > 0) compares execution, not sizing: both strategies then
+trade the same size on the same signals, ``study_notional / mid`` rounded down to the lot (the
+mid at the decision: the same for both).
 
 Every order passes the risk manager first, and requests are self-throttled below the venue's
 rate limit. Strategies talk to a ``Venue`` only, so backtest, paper and live are the same code.
@@ -57,6 +62,8 @@ class StrategyParams:
     tick: float = 0.1
     rate_limit: int = 10
     rate_window_ns: int = 1_000_000_000
+    own_in_book: bool = False  # the book we read holds our own orders (a live exchange's; never a recording)
+    study_notional: float = 0.0  # > 0: an execution study, every entry this notional (USDT) whatever the strategy
 
 
 @dataclass
@@ -107,7 +114,10 @@ class Strategy:
         if s.direction != 0:
             p_win, p_loss = (s.p_up, s.p_down) if s.direction > 0 else (s.p_down, s.p_up)
             if self.target * s.direction <= 0:  # a new position (or a flip): size it once
-                qty = self.entry_size(v, book, s.direction, p_win, p_loss, s.sigma_1s, pos)
+                if self.params.study_notional > 0:
+                    qty = self.study_size(book)
+                else:
+                    qty = self.entry_size(v, book, s.direction, p_win, p_loss, s.sigma_1s, pos)
                 if qty > 0:
                     self.target, self.confidence = s.direction * qty, p_win
             if self.target * s.direction > 0:
@@ -140,6 +150,15 @@ class Strategy:
 
     # -- sizing ------------------------------------------------------------------------------
 
+    def study_size(self, book: BookView) -> float:
+        """An execution study's size: ``study_notional`` at the decision mid, rounded down to the lot."""
+        qty = floor_lot(self.params.study_notional / book.mid, self.sizing.lot) if book.mid > 0 else 0.0
+        return qty if qty >= self.sizing.min_qty and qty * book.mid >= self.sizing.min_notional else 0.0
+
+    def pending(self, v: Venue, side: int) -> float:
+        """What our orders on ``side`` may still add: resting and in flight (cancels not yet confirmed too)."""
+        return sum(o.remaining for o in v.open_orders() if o.side == side)
+
     def entry_size(
         self, v: Venue, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
     ) -> float:
@@ -153,16 +172,21 @@ class Strategy:
         live = {o.order_id for o in orders}
         self.cancelling &= live
         self.amending = {k: a for k, a in self.amending.items() if k in live and not self._amended(orders, k, a, now)}
-        need = self.target - v.position()
+        pos = v.position()
+        flip = self.target * pos < 0  # a flip is two parents: the exit to flat, then the new entry
+        need = -pos if flip else self.target - pos
         side = 1 if need > 0 else -1
-        if self.active is not None and (self.active.side != side or abs(need) < self.sizing.lot / 2):
-            self._end(v)  # done, or the target moved the other way
+        flat = abs(pos) < self.sizing.lot / 2
+        if self.active is not None and (
+            self.active.side != side or abs(need) < self.sizing.lot / 2 or (self.active.exit and flat)
+        ):
+            self._end(v)  # done, the exit reached flat, or the target moved the other way
         if abs(need) < self.sizing.lot / 2:
             for o in orders:
                 self._cancel(v, o)
             return
         if self.active is None:
-            exiting = abs(self.target) < abs(v.position())  # the parent only reduces exposure
+            exiting = flip or abs(self.target) < abs(pos)  # the parent only reduces exposure
             self.active = Parent(
                 tag=len(self.parents) + 1,
                 side=side,
@@ -223,7 +247,7 @@ class Strategy:
             self.sizing.depth_bps,
         )
         verdict = self.risk.check(
-            side, qty, v.position(), 0.0, MarketState(v.now, book.ts_local, book.bid, book.ask, depth)
+            side, qty, v.position(), self.pending(v, side), MarketState(v.now, book.ts_local, book.bid, book.ask, depth)
         )
         if verdict.ok and self._budget(v.now):
             assert self.active is not None
@@ -274,13 +298,18 @@ class Passive(Strategy):
     def entry_size(
         self, v: Venue, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
     ) -> float:
-        own = sum(o.remaining for o in v.open_orders())
+        mid, band = book.mid, self.sizing.depth_bps
+        orders = v.open_orders() if self.params.own_in_book else []  # a recorded book never held ours
+
+        def own(s: int) -> float:  # our orders within the band on side s
+            return sum(o.remaining for o in orders if o.side == s and abs(o.price - mid) <= mid * band * 1e-4)
+
         near = min(
-            depth_within(book.bid_px, book.bid_qty, book.mid, self.sizing.depth_bps),
-            depth_within(book.ask_px, book.ask_qty, book.mid, self.sizing.depth_bps),
+            depth_within(book.bid_px, book.bid_qty, mid, band, own(1)),
+            depth_within(book.ask_px, book.ask_qty, mid, band, own(-1)),
         )
-        headroom = self.risk.headroom(side, pos, 0.0, book.ask if side > 0 else book.bid)
-        return size(p_win, p_loss, v.equity(), book.mid, sigma, max(0.0, near - own), headroom, self.sizing).qty
+        headroom = self.risk.headroom(side, pos, self.pending(v, side), book.ask if side > 0 else book.bid)
+        return size(p_win, p_loss, v.equity(), mid, sigma, near, headroom, self.sizing).qty
 
     def price(self, book: BookView, side: int, confidence: float) -> float:
         """Join the best, or one tick inside when confident and the spread leaves room."""

@@ -12,8 +12,15 @@ fills.csv, report.html with plots) and logs it to MLflow as ``v7 passive 2026-01
 tagged with the model version, its training run, the strategy and the window, its description
 linking both; the model version gets the headline figures as tags (``backtest_passive/net_pnl``,
 ``backtest_passive/run_id``; ``study_passive/...`` for a fixed ``--threshold``). ``--compare A B``
-prints two reports side by side and whether the second meets the targets (arrival slippage -50 %,
-Sharpe +30 %) against the first.
+prints two reports side by side and, per target (slippage -50 %, Sharpe +30 %, profitable), whether
+the second meets it against the first: MET, NOT MET or not decidable, with the sample sizes and
+intervals (execution/comparison.py).
+
+An execution study (``--threshold`` / ``--threshold-quantile``) compares execution, not sizing:
+either strategy trades the same size on the same signals (``strategy.baseline_fraction`` of the
+starting equity). A threshold at which the signal is constant (every decision signals, or none
+does; the quantile of a constant confidence) is refused in one line: such a "study" is one parent
+order held to the end, and says nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from execution.backtest import STRATEGIES, Signals, blocks_of, engine_config, ma
 from execution.comparison import check_targets, compare
 from execution.engine import Engine
 from execution.quality import RunRecord, metrics
-from execution.report import load_metrics, write_report
+from execution.report import load_metrics, load_samples, write_report
 from features import NAMES
 from flows.common import failed, parser, raise_if_failed
 from flows.progress import StepProgress
@@ -61,6 +68,19 @@ def signals(model: StackedModel, ts: np.ndarray, x: np.ndarray) -> Signals:
     return Signals(ts, proba[:, 0], proba[:, 1], model.signal(proba), sigma)
 
 
+def check_study_signal(direction: np.ndarray, threshold: float) -> None:
+    """Refuse an execution study whose threshold selects nothing: every decision signals (or none
+    does), so the 'comparison' would be one parent order held to the end."""
+    n = len(direction)
+    signalled = int(np.count_nonzero(direction))
+    if signalled in (0, n):  # the threshold selects nothing
+        what = "no decision signals" if signalled == 0 else "every decision signals"
+        raise UserError(
+            f"not enough evidence: degenerate signal at threshold {threshold:.6g}: {what} ({signalled:,} of "
+            f"{n:,}); an execution study needs a threshold that leaves a non-constant signal"
+        )
+
+
 def simulate(
     cfg: AppConfig,
     strategy: str,
@@ -69,14 +89,20 @@ def simulate(
     end_ns: int | None,
     meta: dict[str, Any],
     progress: StepProgress | None = None,
+    study: bool = False,
 ) -> RunRecord:
-    """One backtest run in memory (no files, no MLflow): promotion and tests use it directly."""
+    """One backtest run in memory (no files, no MLflow): promotion and tests use it directly.
+
+    ``study``: an execution study (the model's thresholds overridden): the signal must not be
+    constant, and either strategy trades ``strategy.baseline_fraction`` of the starting equity."""
     rows = load_features(cfg, start_ns, end_ns)
     if model.feature_set != rows.feature_set:
         raise UserError(
             f"feature-set mismatch: the model was trained on {model.feature_set}, the warehouse has {rows.feature_set}"
         )
     sig = signals(model, rows.ts, rows.x)
+    if study:
+        check_study_signal(sig.direction, model.threshold_up)
     lo, hi = int(rows.ts[0]) - 1_000_000_000, int(rows.ts[-1]) + model.horizon_ns + 60_000_000_000
     levels = cfg.features.levels
     blocks = blocks_of(lambda a, b: load_market(cfg, a, b, levels), lo, hi, HOUR_NS)
@@ -87,7 +113,13 @@ def simulate(
             engine,
             blocks,
             sig,
-            make_strategy(strategy, cfg, model.horizon_ns),
+            make_strategy(
+                strategy,
+                cfg,
+                model.horizon_ns,
+                model.tau,
+                study_notional=cfg.strategy.baseline_fraction * cfg.backtest.equity if study else 0.0,
+            ),
             cfg.strategy.decision_delay,
             progress,
             {**meta, "window": window, "signals": int(np.count_nonzero(sig.direction))},
@@ -101,8 +133,15 @@ def study_threshold(cfg: AppConfig, model: StackedModel, before_ns: int, quantil
     rows before ``before_ns``: a fixed operating point for an execution study, set without looking at
     the data the study runs on."""
     rows = load_features(cfg, None, before_ns - 1)
-    proba = model.predict_proba(model.take(rows.x, NAMES))
-    return float(np.quantile(proba.max(axis=1), quantile))
+    confidence = model.predict_proba(model.take(rows.x, NAMES)).max(axis=1)
+    threshold = float(np.quantile(confidence, quantile))
+    if not np.any(confidence > threshold) or threshold <= float(confidence.min()):
+        raise UserError(
+            f"not enough evidence: degenerate signal: the model's confidence before {format_ns(before_ns)} is "
+            f"{'constant' if np.ptp(confidence) == 0 else 'too coarse'} ({threshold:.6g} at its {quantile:g} quantile "
+            f"over {len(confidence):,} rows), so no threshold there separates signals from the rest"
+        )
+    return threshold
 
 
 def _slug(text: str) -> str:
@@ -131,7 +170,7 @@ def run_backtest(
         model = replace(model, threshold_up=threshold, threshold_down=threshold)
         meta["threshold_override"] = threshold
     with StepProgress(f"backtest {strategy}") as progress:
-        run = simulate(cfg, strategy, model, start_ns, end_ns, meta, progress)
+        run = simulate(cfg, strategy, model, start_ns, end_ns, meta, progress, study=threshold is not None)
     window = run.meta["window"]
     name = f"{strategy}-v{version}-{window['start']}" + (f"-p{threshold:.4f}" if threshold is not None else "")
     folder = out or cfg.resolve(cfg.backtest.out) / _slug(name)
@@ -278,9 +317,12 @@ def _metrics_file(path: str) -> Path:
 
 
 def compare_reports(a: str, b: str) -> str:
-    ma, mb = (load_metrics(_metrics_file(p)) for p in (a, b))
+    files = [_metrics_file(p) for p in (a, b)]
+    ma, mb = (load_metrics(f) for f in files)
     names = (Path(a).name or a, Path(b).name or b)
-    return compare(ma, mb, names) + "\n" + check_targets(ma, mb, names).text
+    sa, sb = (load_samples(f.parent) for f in files)
+    samples = (sa, sb) if sa is not None and sb is not None else None
+    return compare(ma, mb, names) + "\n" + check_targets(ma, mb, names, samples).text
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

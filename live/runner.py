@@ -142,14 +142,24 @@ def keys_from_env() -> tuple[str, str]:
     return key, secret
 
 
+NO_CHAMPION = (
+    "no champion with skill in {name}: nothing to trade (python -m flows.train; python -m flows.promote; "
+    "python -m models list shows why each version was not promoted)"
+)
+
+
 def load_model(cfg: AppConfig, uri: str | None, now_ns: int, threshold: float | None = None) -> Loaded:
     """The model to trade, refused on a feature-set mismatch or when older than the configured age."""
     from models import registry
 
+    if uri is None and registry.version_for(cfg, registry.CHAMPION) is None:
+        raise UserError(NO_CHAMPION.format(name=cfg.mlflow.model_name))
     version, _ = registry.resolve(cfg, uri)
     model = registry.load_version(cfg, version)
     created = registry.version_created_ns(cfg, version)
     check_model(cfg, model.feature_set, created, version, now_ns)
+    if threshold is None and not model.trades:
+        raise UserError(f"no champion with skill: model version {version} trades in neither direction")
     if threshold is not None:
         model = replace(model, threshold_up=threshold, threshold_down=threshold)
     return Loaded.of(model, version, created)
@@ -215,7 +225,7 @@ class Runner:
     def _wire(self, model: Loaded, keys: tuple[str, str] | None, url: str) -> None:
         cfg, o = self.cfg, self.o
         self.restored = self.journal.restore()
-        self.strategy = make_strategy(o.strategy, cfg, model.model.horizon_ns)
+        self.strategy = make_strategy(o.strategy, cfg, model.model.horizon_ns, model.model.tau, own_in_book=o.live)
         self.gateway: Any
         if o.live:
             from live.bybit_gateway import BybitGateway

@@ -26,16 +26,35 @@ def eager(cfg: AppConfig) -> Any:
     return replace(model, threshold_up=0.0, threshold_down=0.0)
 
 
+def studied(cfg: AppConfig, quantile: float = 0.9) -> Any:
+    """Version 1 acting from its ``quantile`` of confidence: an execution study's model."""
+    from warehouse.dataset import load_features
+
+    model = registry.load_version(cfg, "1")
+    rows = load_features(cfg)
+    q = float(np.quantile(model.predict_proba(model.take(rows.x, rows.feature_names)).max(axis=1), quantile))
+    return replace(model, threshold_up=q, threshold_down=q)
+
+
+def free(cfg: AppConfig) -> AppConfig:
+    """The config in a market without fees: the passive strategy's Kelly bet then has an edge to size."""
+    return cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"maker_fee": 0.0, "taker_fee": 0.0})})
+
+
 def test_both_strategies_trade_the_same_signals_and_the_books_balance(trained: tuple[AppConfig, Any]) -> None:
     cfg, _ = trained
-    model = eager(cfg)
-    runs = {s: simulate(cfg, s, model, None, None, {"model_version": "1"}) for s in ("baseline", "passive")}
+    model = studied(cfg)
+    runs = {s: simulate(cfg, s, model, None, None, {"model_version": "1"}, study=True) for s in ("baseline", "passive")}
+    entries = [r.parents[~np.isnan(r.parents["confidence"])] for r in runs.values()]
+    assert len(entries[0]) > 3 and entries[0]["target_qty"][0] == entries[1]["target_qty"][0]  # the same size
     for name, run in runs.items():
         m = metrics(run)
         assert m["fills"] > 0, name
         assert run.fees == pytest.approx(float(run.fills["fee"].sum()))
         eq = run.equity["equity"]
-        assert m["net_pnl"] == pytest.approx(float(eq[-1] - eq[0]))
+        assert m["net_pnl_marked"] == pytest.approx(float(eq[-1] - eq[0]))
+        assert m["net_pnl"] == pytest.approx(m["net_pnl_marked"] - run.closeout_cost)  # what is left, closed out
+        assert (run.closeout_cost > 0) == (abs(m["position_end"]) > 1e-9)
         assert run.meta["signals"] == runs["baseline"].meta["signals"]  # the same model output
     assert metrics(runs["baseline"])["maker_ratio"] == 0.0
     assert metrics(runs["passive"])["maker_ratio"] > 0.5
@@ -93,7 +112,11 @@ def test_the_flow_writes_a_report_logs_it_and_compares(
     )
     assert tags["backtest_baseline/window"] == window
     text = compare_reports(str(tmp_path / "a"), str(tmp_path / "b"))
-    assert "a" in text and "b" in text and "arrival slippage" in text and "targets" in text
+    assert "arrival_slippage_mean_bps" in text and "slippage (implementation shortfall per parent order" in text
+    # one run of a few minutes: fewer than 30 parent orders, so no target is claimed either way
+    n = int(json.loads((tmp_path / "b" / "metrics.json").read_text())["metrics"]["parents"])
+    if n < 30:
+        assert text.count("not enough evidence") == 3 and "targets: slippage not decidable" in text
 
 
 @pytest.mark.parametrize(
@@ -130,7 +153,7 @@ def test_promotion_can_require_a_net_of_fee_backtest_win(trained: tuple[AppConfi
     from flows.promote import backtest_rule
     from warehouse.dataset import load_features
 
-    cfg, _ = trained
+    cfg = free(trained[0])  # without fees the eager model's Kelly bets are sized; with them it has no edge
     rows = load_features(cfg)
     lo, hi = int(rows.ts[0]), int(rows.ts[-1])
     eager_model, plain = eager(cfg), registry.load_version(cfg, "1")
@@ -164,3 +187,22 @@ def test_an_execution_study_takes_its_threshold_from_the_data_before_the_window(
     meta = json.loads((tmp_path / "study" / "metrics.json").read_text())["meta"]
     assert meta["threshold_quantile"] == 0.9 and meta["threshold_override"] == pytest.approx(expected)
     assert parse_time_ns(meta["window"]["start"]) == start  # the study runs on the rows from --start on
+
+
+@pytest.mark.parametrize(("threshold", "what"), [(1e-9, "every decision signals"), (0.999999, "no decision signals")])
+def test_a_study_at_a_threshold_that_selects_nothing_is_refused(
+    trained: tuple[AppConfig, Any], tmp_path: Path, threshold: float, what: str
+) -> None:
+    cfg, _ = trained
+    with pytest.raises(UserError, match=f"not enough evidence: degenerate signal at threshold .*: {what}"):
+        run_backtest(cfg, "passive", "1", None, None, tmp_path / "study", threshold=threshold)
+    assert not (tmp_path / "study").exists()
+
+
+def test_the_degenerate_study_check_by_hand() -> None:
+    from flows.backtest import check_study_signal
+
+    for constant in (np.zeros(50, np.int8), np.full(50, -1, np.int8), np.array([1, -1] * 25, np.int8)):
+        with pytest.raises(UserError, match="degenerate signal"):
+            check_study_signal(constant, 0.2)
+    check_study_signal(np.array([0, 1, 0, -1, 0], np.int8), 0.2)  # some decisions signal: a study

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from execution.quality import RunRecord
-from execution.report import load_metrics, write_report
+from execution.quality import RunRecord, minute_returns, parent_shortfall_bps
+from execution.report import load_metrics, load_samples, write_report
 from tests.test_quality import equity_of, fills_of, on_path, parents_of
 
 PLOTS = ("equity", "slippage", "markout_curve", "confidence", "queue")
@@ -40,9 +40,22 @@ def test_write_report_writes_every_file(tmp_path: Path) -> None:
     html = write_report(tiny_run(), tmp_path / "out")
     assert html == tmp_path / "out" / "report.html"
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    assert names == {"metrics.json", "fills.csv", "report.html", *(f"{p}.png" for p in PLOTS)}
+    assert names == {
+        "metrics.json", "fills.csv", "parents.csv", "returns.csv", "report.html", *(f"{p}.png" for p in PLOTS)
+    }  # fmt: skip
     for p in PLOTS:
         assert (tmp_path / "out" / f"{p}.png").read_bytes().startswith(PNG)
+
+
+def test_the_samples_compare_needs_round_trip(tmp_path: Path) -> None:
+    run = tiny_run()
+    write_report(run, tmp_path)
+    samples = load_samples(tmp_path)
+    assert samples is not None
+    np.testing.assert_allclose(samples.shortfall_bps, parent_shortfall_bps(run))
+    np.testing.assert_allclose(samples.returns, minute_returns(run))
+    assert samples.equity_start == run.equity["equity"][0] and len(samples.return_ts) == len(samples.returns)
+    assert load_samples(tmp_path / "nothing") is None  # a report written before the samples existed
 
 
 def test_metrics_json_round_trips_with_nan_as_null(tmp_path: Path) -> None:

@@ -8,27 +8,72 @@ import numpy as np
 import pytest
 
 from execution.risk import DAY_NS, MarketState, RiskLimits, RiskManager, RiskState
-from execution.sizing import SECONDS_PER_YEAR, SizingParams, depth_within, floor_lot, kelly_share, size
+from execution.sizing import (
+    SECONDS_PER_YEAR,
+    SizingParams,
+    depth_within,
+    floor_lot,
+    kelly_leverage,
+    move_beyond,
+    size,
+)
 
 P = SizingParams(kelly_fraction=0.5, vol_target=0.5, depth_fraction=0.1, depth_bps=10, lot=0.001)
 SIGMA_1S = 0.4 / math.sqrt(SECONDS_PER_YEAR)  # 40 % a year
 
 
-def test_kelly_share_of_a_bet_with_a_push_maximises_log_growth() -> None:
-    p_win, p_loss = 0.3, 0.1
-    f = kelly_share(p_win, p_loss)
-    grid = np.linspace(0, 0.99, 9901)
-    growth = p_win * np.log1p(grid) + p_loss * np.log1p(-grid)
-    assert f == pytest.approx(grid[np.argmax(growth)], abs=1e-4)
-    assert kelly_share(0.1, 0.3) == 0.0 and kelly_share(0.2, 0.2) == 0.0
+def test_kelly_leverage_maximises_the_log_growth_of_the_net_of_cost_bet() -> None:
+    p_win, p_loss, move, cost = 0.5, 0.2, 0.001, 0.0002  # win +8 bp, lose -12 bp, push -2 bp
+    f = kelly_leverage(p_win, p_loss, move, cost)
+    grid = np.linspace(0.0, 1.0 / (move + cost) * 0.999, 200_001)
+    growth = p_win * np.log1p(grid * (move - cost)) + p_loss * np.log1p(-grid * (move + cost))
+    growth += (1 - p_win - p_loss) * np.log1p(-grid * cost)
+    assert f == pytest.approx(grid[np.argmax(growth)], rel=1e-3)
+    assert f > 100  # a 30 s bet on a few bp: Kelly's leverage is large, the other limits bind
+
+
+@pytest.mark.parametrize(
+    ("p_win", "p_loss", "why"),
+    [
+        (0.3, 0.3, "no directional edge"),
+        (0.2, 0.3, "the edge is the other way"),
+        (0.6, 0.1, "the edge, 0.5 * 5 bp = 2.5 bp, is below the 4 bp round trip"),
+    ],
+)
+def test_no_position_without_an_edge_net_of_cost(p_win: float, p_loss: float, why: str) -> None:
+    move, cost = 0.0005, 0.0004
+    assert kelly_leverage(p_win, p_loss, move, cost) == 0.0, why
+    p = SizingParams(tau=0.0004, horizon_s=30.0, round_trip_cost=cost)
+    s = size(p_win, p_loss, equity=100_000, mid=50_000, sigma_1s=1e-5, depth=1e6, headroom=1e6, p=p)
+    assert s.qty == 0.0 and s.kelly == 0.0 and "no edge after costs" in s.skipped
+
+
+def test_the_move_beyond_the_dead_zone_is_the_normal_tail_mean() -> None:
+    sigma = 0.0004
+    x = np.linspace(0.0, 12 * sigma, 1_200_001)  # |X| for X ~ N(0, sigma^2), by quadrature
+    pdf = np.exp(-0.5 * (x / sigma) ** 2)
+    for tau in (0.0, 0.0002, 0.0008):
+        beyond = x > tau
+        assert move_beyond(tau, sigma) == pytest.approx((x * pdf)[beyond].sum() / pdf[beyond].sum(), rel=1e-5)
+    assert move_beyond(0.0, sigma) == pytest.approx(sigma * math.sqrt(2 / math.pi))
+    assert move_beyond(0.0004, 0.0) == 0.0004
 
 
 def test_vol_target_binds_when_depth_and_headroom_are_ample() -> None:
     s = size(0.9, 0.0, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=1e6, headroom=1e6, p=P)
-    # Kelly share 1 at half Kelly: half the vol-target position; vol target: 100k * 0.5 / 0.4 / 50k = 2.5 BTC
+    # vol target: 100k * 0.5 / 0.4 / 50k = 2.5 BTC; a 90 % win on a 30 s bet: Kelly far above it
     assert s.vol == pytest.approx(2.5)
-    assert s.kelly == pytest.approx(1.25)
-    assert s.binding == "kelly" and s.qty == pytest.approx(1.25)
+    assert s.kelly > s.vol and s.binding == "vol" and s.qty == pytest.approx(2.5)
+
+
+def test_kelly_binds_and_is_its_fraction_of_the_leverage() -> None:
+    p = SizingParams(kelly_fraction=0.001, vol_target=10.0, tau=0.0004, horizon_s=30.0, round_trip_cost=0.0004)
+    s = size(0.8, 0.02, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=1e6, headroom=1e6, p=p)
+    move = move_beyond(0.0004, SIGMA_1S * math.sqrt(30.0))  # about 6 bp against a 4 bp round trip
+    f = kelly_leverage(0.8, 0.02, move, 0.0004)
+    assert f > 0 and s.binding == "kelly"
+    assert s.kelly == pytest.approx(0.001 * f * 100_000 / 50_000)
+    assert s.qty == floor_lot(s.kelly, 0.001)
 
 
 def test_depth_binds_on_a_thin_book_and_rounds_down_to_the_lot() -> None:
@@ -47,10 +92,11 @@ def test_headroom_binds_and_small_sizes_are_skipped() -> None:
     assert low.qty == 0.0 and "notional" in low.skipped
 
 
-def test_confidence_scales_the_size_down() -> None:
-    hi = size(0.5, 0.05, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=1e6, headroom=1e6, p=P)
-    lo = size(0.3, 0.2, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=1e6, headroom=1e6, p=P)
-    assert 0 < lo.qty < hi.qty
+def test_more_confidence_means_a_bigger_kelly_bet() -> None:
+    p = SizingParams(kelly_fraction=0.001, vol_target=10.0, tau=0.0004, horizon_s=30.0, round_trip_cost=0.0004)
+    hi = size(0.9, 0.02, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=1e6, headroom=1e6, p=p)
+    lo = size(0.8, 0.02, equity=100_000, mid=50_000, sigma_1s=SIGMA_1S, depth=1e6, headroom=1e6, p=p)
+    assert 0 < lo.qty < hi.qty and lo.binding == hi.binding == "kelly"
 
 
 def test_depth_within_counts_only_the_band_and_removes_our_own() -> None:

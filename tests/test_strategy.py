@@ -13,7 +13,7 @@ from execution.market import MarketData, market_data
 from execution.quality import metrics
 from execution.risk import RiskLimits, RiskManager, RiskState
 from execution.sizing import SizingParams
-from execution.strategy import Baseline, Passive, Signal, Strategy, StrategyParams
+from execution.strategy import Baseline, Parent, Passive, Signal, Strategy, StrategyParams
 from execution.types import EngineConfig, Fees, OrderKind, OrderStatus
 
 pytestmark = pytest.mark.kernels
@@ -22,7 +22,10 @@ MS = 1_000_000
 S = 1_000 * MS
 CFG = EngineConfig(entry_latency_ns=MS, response_latency_ns=MS, fees=Fees(0.0002, 0.00055, 0.0))
 LEVELS = 3
-SIZING = SizingParams(kelly_fraction=1.0, vol_target=10.0, depth_fraction=0.5, depth_bps=10, lot=0.001)
+# no costs in the sizing: these tests are about working orders, the Kelly bet is tested in test_sizing_risk
+SIZING = SizingParams(
+    kelly_fraction=1.0, vol_target=10.0, depth_fraction=0.5, depth_bps=10, lot=0.001, round_trip_cost=0.0
+)
 LIMITS = RiskLimits(max_position_btc=5, max_notional=1e9, stale_after_ns=10 * S, max_spread_bps=50, min_depth_btc=0)
 
 
@@ -203,3 +206,49 @@ def test_an_entry_is_dropped_when_its_signal_fades_but_not_on_a_flicker(p_next: 
     eng.run_until(2 * S + 5 * MS)
     assert (len(eng.open_orders()) == 1) == kept
     assert eng.orders()[0]["status"] == (OrderStatus.OPEN if kept else OrderStatus.CANCELLED)
+
+
+@pytest.mark.parametrize(("own_in_book", "depth_qty"), [(False, 3.0), (True, 2.5)])
+def test_the_depth_cap_removes_our_orders_only_from_a_book_that_holds_them(own_in_book: bool, depth_qty: float) -> None:
+    m = books([0, S], [50_000.0] * 2)  # 3 levels of 2 BTC a side, all within 10 bp: 6 BTC, half of it 3
+    st = strategy(Passive, own_in_book=own_in_book)
+    eng = Engine(CFG, LEVELS, cash=100_000.0)
+    eng.load(m)
+    eng.run_until(MS)
+    eng.submit(1, 1.0, 49_999.9)  # ours, resting within the band on the bid
+    eng.run_until(10 * MS)
+    qty = st.entry_size(eng, eng.book(), -1, 0.9, 0.01, 1e-5, 0.0)
+    # a recording never held our 1 BTC: 6 BTC a side; a live book does: 5 on the bid, 0.5 * 5 = 2.5
+    assert qty == pytest.approx(depth_qty)
+
+
+def test_position_limits_count_resting_and_in_flight_orders() -> None:
+    m = books([0, S], [50_000.0] * 2)
+    st = strategy(Passive)
+    st.risk = RiskManager(RiskLimits(max_position_btc=1.0, max_notional=1e9, stale_after_ns=10 * S, min_depth_btc=0))
+    eng = Engine(CFG, LEVELS, cash=100_000.0)
+    eng.load(m)
+    eng.run_until(MS)
+    eng.submit(1, 0.5, 49_999.8)  # resting once acknowledged
+    eng.run_until(10 * MS)
+    eng.submit(1, 0.3, 49_999.9)  # still on its way to the exchange
+    assert [eng.order_status(o.order_id) for o in eng.open_orders()] == [OrderStatus.OPEN, OrderStatus.PENDING]
+    # 1 BTC allowed, 0.8 resting or in flight: a buy may add 0.2, a sell is not limited by them
+    assert st.entry_size(eng, eng.book(), 1, 0.9, 0.01, 1e-5, 0.0) == pytest.approx(0.2)
+    st.active = Parent(tag=7, side=1, qty=0.5, ts_decision=eng.now, decision_mid=eng.mid, confidence=0.9, exit=False)
+    st._send(eng, eng.book(), 1, 0.5, 49_999.9, OrderKind.LIMIT)
+    assert eng.orders()["qty"][-1] == pytest.approx(0.2) and st.risk.refused.total() == 0
+
+
+def test_an_execution_study_gives_both_strategies_the_same_sizes() -> None:
+    t = [k * S for k in range(20)]
+    m = books(t, [50_000.0] * 20)
+    sig = signals(t[1:15], [1, 0, 0, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0], p=0.9)
+    sizes = []
+    for cls in (Baseline, Passive):
+        eng = Engine(CFG, LEVELS, cash=100_000.0)
+        rec = replay(eng, [m], sig, strategy(cls, study_notional=5_000.0), decision_delay_ns=MS)
+        entries = rec.parents[~np.isnan(rec.parents["confidence"])]
+        sizes.append(list(entries["target_qty"]))
+    qty = math.floor(5_000.0 / 50_000.05 * 1000) / 1000  # 0.099 at the decision mid
+    assert sizes[0] == sizes[1] == pytest.approx([qty, qty])

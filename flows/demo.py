@@ -39,6 +39,7 @@ from flows.ingest import build_source, ingest_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
 from live.journal import default_path
+from live.runner import NO_CHAMPION
 from models.registry import version_for
 from warehouse.cli import show
 from warehouse.continuation import continue_sim
@@ -90,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run(promote_flow(config=args.config, return_state=True), "promotion")
             m = cfg.mlflow
             print(f"MLflow: make ui, then http://127.0.0.1:5000 (experiment {m.experiment}, model {m.model_name})")
-            study = backtests(args.config, _data(trained)["test_start"])
+            if _has_champion(cfg):
+                study = backtests(args.config, _data(trained)["test_start"])
+            else:
+                print(NO_CHAMPION.format(name=m.model_name))
     print("\nstep 6: the warehouse (python -m warehouse show)")
     show(cfg)
     journal = paper_minute(args.config, study) if _has_champion(cfg) else None

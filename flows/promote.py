@@ -1,11 +1,14 @@
 """Promote the challenger to champion only if it wins on fresh data: ``python -m flows.promote``.
 
 Both models are scored on the same most recent ``promotion.fresh`` of labelled data (log loss and
-AUC per direction). The challenger takes the ``champion`` alias if its mean log loss is lower by at
-least ``promotion.min_log_loss_gain`` and both its AUCs reach ``promotion.min_auc``, and, with
-``promotion.require_backtest``, if its net-of-fee backtest PnL on the same data (the matching
-engine, ``promotion.backtest_strategy``) beats the champion's; the first model becomes champion.
-The reason is written on the challenger's model version either way.
+AUC per direction). The challenger, the first model included, must have skill (``skill_gate``: it
+trades in a direction whose held-out AUC interval lay above 0.5 and whose threshold was confirmed
+in training, and its fresh AUC there reaches ``promotion.min_auc``) and both its AUCs must reach
+``promotion.min_auc``. Against a champion its mean log loss must also be lower by at least
+``promotion.min_log_loss_gain`` and, with ``promotion.require_backtest``, its net-of-fee backtest
+PnL on the same data (the matching engine, ``promotion.backtest_strategy``) beat the champion's.
+A registry can therefore have no champion: the runner and the demo then say "no champion with
+skill" and do not trade. The reason is written on the challenger's model version either way.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 from flows.common import failed, parser, raise_if_failed
 from models import registry
+from models.metrics import NEVER
 from models.model import StackedModel
 from warehouse.dataset import TrainingData, load
 
@@ -45,13 +49,32 @@ def evaluate(model: StackedModel, data: TrainingData) -> dict[str, float]:
     return out
 
 
+def skill_gate(cfg: AppConfig, model: StackedModel, fresh: dict[str, float]) -> tuple[bool, str]:
+    """The gate every challenger passes first, the first model too: it has skill and trades.
+
+    Skill was tested in training (models/train.py): a direction trades only when its held-out AUC
+    interval lies above 0.5 and its threshold was confirmed on data it was not chosen on. A model
+    trading in neither direction fails; so does one whose AUC on ``fresh`` data (``evaluate``) is
+    below ``promotion.min_auc`` in a direction it trades."""
+    trading = [d for d, t in (("up", model.threshold_up), ("down", model.threshold_down)) if t < NEVER]
+    if not trading:
+        return False, "no skill: neither direction has a confirmed operating threshold (see the training verdict)"
+    weak = [d for d in trading if not np.isfinite(fresh[f"{d}_auc"]) or fresh[f"{d}_auc"] < cfg.promotion.min_auc]
+    aucs = ", ".join(f"{d} {fresh[f'{d}_auc']:.3f}" for d in trading)
+    if weak:
+        return False, f"fresh AUC {aucs} of the direction(s) it trades below the minimum {cfg.promotion.min_auc:.3f}"
+    return True, f"trades {' and '.join(trading)} (fresh AUC {aucs})"
+
+
 def decide(cfg: AppConfig, challenger: dict[str, float], champion: dict[str, float] | None) -> tuple[bool, str]:
+    """The score rules: both AUCs reach ``promotion.min_auc`` (the first model too), and against a
+    champion the mean log loss gains more than ``promotion.min_log_loss_gain``."""
     p = cfg.promotion
     aucs = [challenger["up_auc"], challenger["down_auc"]]
-    if champion is None:
-        return True, f"first model: no champion yet (AUC up {aucs[0]:.3f} / down {aucs[1]:.3f})"
     if any(not np.isfinite(a) or a < p.min_auc for a in aucs):
         return False, f"challenger AUC up {aucs[0]:.3f} / down {aucs[1]:.3f} below the minimum {p.min_auc:.3f}"
+    if champion is None:
+        return True, f"first model: no champion yet (AUC up {aucs[0]:.3f} / down {aucs[1]:.3f})"
     gain = champion["log_loss"] - challenger["log_loss"]
     if gain > p.min_log_loss_gain:
         return (
@@ -90,7 +113,9 @@ def run_promotion(cfg: AppConfig) -> dict[str, Any]:
     if champ_version is not None:
         champion, _ = registry.load(cfg, registry.CHAMPION)
         champ_scores = evaluate(champion, data) if champion.feature_set == data.feature_set else None
-    promoted, reason = decide(cfg, ch_scores, champ_scores)
+    promoted, reason = skill_gate(cfg, challenger, ch_scores)
+    if promoted:
+        promoted, reason = decide(cfg, ch_scores, champ_scores)
     if promoted and champ_scores is not None and cfg.promotion.require_backtest:
         promoted, reason = backtest_rule(cfg, challenger, champion, data.start_ns, data.end_ns, reason)
     name = cfg.mlflow.model_name

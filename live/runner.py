@@ -158,8 +158,8 @@ def load_model(cfg: AppConfig, uri: str | None, now_ns: int, threshold: float | 
     model = registry.load_version(cfg, version)
     created = registry.version_created_ns(cfg, version)
     check_model(cfg, model.feature_set, created, version, now_ns)
-    if threshold is None and not model.trades:
-        raise UserError(f"no champion with skill: model version {version} trades in neither direction")
+    if threshold is None and not model.trades:  # set by hand, or promoted before the skill gate
+        log.warning("model version %s trades in neither direction (no skill): no order will be sent", version)
     if threshold is not None:
         model = replace(model, threshold_up=threshold, threshold_down=threshold)
     return Loaded.of(model, version, created)

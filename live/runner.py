@@ -225,7 +225,10 @@ class Runner:
     def _wire(self, model: Loaded, keys: tuple[str, str] | None, url: str) -> None:
         cfg, o = self.cfg, self.o
         self.restored = self.journal.restore()
-        self.strategy = make_strategy(o.strategy, cfg, model.model.horizon_ns, model.model.tau, own_in_book=o.live)
+        study = cfg.strategy.baseline_fraction * cfg.live.equity if o.threshold is not None else 0.0  # same sizes
+        self.strategy = make_strategy(
+            o.strategy, cfg, model.model.horizon_ns, model.model.tau, own_in_book=o.live, study_notional=study
+        )
         self.gateway: Any
         if o.live:
             from live.bybit_gateway import BybitGateway

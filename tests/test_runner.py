@@ -50,7 +50,7 @@ def _order_ids(path: Path) -> list[int]:
 
 def _replay(cfg: AppConfig, model: Any, **opts: Any) -> Runner:
     o = Options(live=False, source="replay", model=None, duration_ns=None, start_ns=None, end_ns=None,
-                strategy="passive", speed=0.0)  # fmt: skip
+                strategy="passive", speed=0.0, threshold=model.threshold_up)  # fmt: skip  (a study: the backtest's sizes)
     runner = Runner(cfg, replace(o, **opts), Loaded.of(model, "1"))
     asyncio.run(runner.run())
     return runner
@@ -62,7 +62,7 @@ def test_a_replay_through_the_runner_is_the_backtest(trained: tuple[AppConfig, A
 
     cfg = _cfg(trained[0], tmp_path)
     model, _ = _study_model(cfg)
-    bt = simulate(cfg, "passive", model, None, None, {})
+    bt = simulate(cfg, "passive", model, None, None, {}, study=True)
     rows = load_features(cfg)
     sig = signals(model, rows.ts, rows.x)
     _replay(cfg, model)

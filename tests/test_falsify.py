@@ -17,10 +17,13 @@ from scipy.stats import binom
 from core.config import load_config
 from core.errors import UserError
 from flows.falsify import (
+    PLANTED,
     Outcome,
+    _parsed,
     block_permutation,
     main,
     permuted,
+    planted_edge,
     project,
     share_interval,
     summary,
@@ -204,3 +207,18 @@ def test_null_runs_as_typed_and_the_gate_lets_none_of_three_seeded_nulls_trade(t
     assert not (tmp_path / "mlruns").exists()
     assert (tmp_path / "w" / "null" / "wh" / "market.json").exists()  # --workdir keeps the null market for reuse
     assert math.isfinite(float(m[4]))
+
+
+# ---- the planted edge --------------------------------------------------------------------------
+
+
+def test_the_planted_metaorders_move_the_mid_beyond_the_round_trip_and_the_default_ones_do_not() -> None:
+    cfg = load_config(REPO / "config.yaml")
+    round_trip_bp = 2 * cfg.labels.maker_fee * 1e4
+    sim = cfg.sim.model_copy(update={"seed": 3, "model": cfg.sim.model.model_copy(update=_parsed(PLANTED))})
+    mean, lo, hi, n = planted_edge(cfg.model_copy(update={"sim": sim}), 1.5)
+    assert n >= 30 and lo <= mean <= hi
+    assert lo > round_trip_bp  # the whole interval: the edge is larger than the costs
+    default = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"seed": 3})})
+    _, _, hi0, n0 = planted_edge(default, 1.5)
+    assert n0 >= 30 and hi0 < round_trip_bp / 2  # the project's market: a fraction of a basis point

@@ -2,6 +2,7 @@
 
 python -m bench                 # everything
 python -m bench warehouse sim   # only bench_warehouse.py and bench_sim.py
+python -m bench falsify         # only the falsification figures (bench_falsify.py: over an hour)
 """
 
 from __future__ import annotations

@@ -173,7 +173,8 @@ def evidence(k: int, n: int, planted: bool) -> str:
     if sure:
         return f"the whole 95 % interval meets the target ({n} runs)"
     verdict = "meets" if meets else "misses"
-    return f"the share {verdict} the target, its 95 % interval reaches across it: {n} runs are not enough evidence"
+    runs = f"{n} run{'' if n == 1 else 's'}"
+    return f"the share {verdict} the target, its 95 % interval reaches across it: {runs} are not enough evidence"
 
 
 @dataclass
@@ -322,6 +323,8 @@ def gate_and_backtest(
         thresholds={d: _threshold(result, d) for d in result.scores},
         trades=result.trades,
     )
+    for o in result.operating.values():
+        log.info("seed %d %s", seed, o.why)  # why each direction trades or not (models/operating.py)
     if min(out.thresholds.values()) >= NEVER:
         return out  # the model places no order: its PnL is zero without running the engine
     step(0.85, f"backtesting the held-out block with the {strategy} strategy")

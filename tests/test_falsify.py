@@ -222,3 +222,12 @@ def test_the_planted_metaorders_move_the_mid_beyond_the_round_trip_and_the_defau
     default = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"seed": 3})})
     _, _, hi0, n0 = planted_edge(default, 1.5)
     assert n0 >= 30 and hi0 < round_trip_bp / 2  # the project's market: a fraction of a basis point
+
+
+def test_help_names_the_modes() -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "flows.falsify", "--help"], capture_output=True, text=True, cwd=REPO, check=False
+    )
+    assert p.returncode == 0 and "usage: python -m flows.falsify" in p.stdout
+    for flag in ("--runs", "--planted", "--null", "--hours", "--workdir"):
+        assert flag in p.stdout

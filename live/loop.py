@@ -2,10 +2,20 @@
 
 Every tick updates the online features (the training code's kernels). At every grid time ``g``
 whose feature row is valid by the warehouse's rules (a live book, every window filled) the vector
-as of ``g`` is kept, and at ``g + decision_delay`` the model predicts, the strategy works its
-orders, and the risk manager checks them: exactly what the backtester does with stored rows.
-Time follows the data (the exchange clock of the ticks), so a replay runs as fast as the
-machine allows and gives the backtester's decisions, orders and fills.
+as of ``g`` is kept, and the model predicts, the strategy works its orders and the risk manager
+checks them at the row's decision time on the local clock:
+
+- a replay decides at ``g + decision_delay`` on what had arrived by then (a row one of whose ticks
+  arrived later is not decided on): exactly what the backtester does with stored rows;
+- a live feed decides when it learns that ``g + decision_delay`` has passed: at the arrival of the
+  first tick stamped after it (a row then is complete). A row older than the risk manager's
+  ``stale_after`` by then (a feed catching up) is not decided on; of several rows made due by one
+  tick only the newest is.
+
+Time follows the data, so a replay runs as fast as the machine allows. The paper exchange runs on
+the exchange stamps of the ticks pushed into it (it never runs ahead of the feed) and is driven to
+each decision's local time once every tick stamped up to then is in: an order decided on a tick's
+arrival is sent at that arrival and reaches the exchange an entry latency later.
 
 The kill switch (drawdown and daily loss in the risk manager; here a silent feed, an invalid
 book, a burst of exchange errors or rate-limit answers, an operator's ``halt``) cancels every
@@ -92,8 +102,14 @@ class Loop:
         # (grid time, the vector as of it, how long its last book update took the features, ns, when the
         # last tick stamped at or before the grid time reached us)
         self.pending: deque[tuple[int, np.ndarray, int, int]] = deque()
+        # paper: (decision time on the local clock, grid time, vector, feature ns), waiting until the paper
+        # exchange holds every tick stamped up to the decision time
+        self.scheduled: deque[tuple[int, int, np.ndarray, int]] = deque()
         self.arrived = -1  # the latest arrival (local time, never before exchange time) of the ticks so far
         self.unarrived = 0  # rows not decided on: a tick of theirs reached us after grid time + delay
+        self.stale_rows = 0  # live feed: rows older than the risk manager's stale_after when they became due
+        self.superseded = 0  # live feed: rows made due by the same tick as a newer one
+        self.stale_ns = strategy.risk.limits.stale_after_ns
         self.feature_ns = 0
         self.sim_ns = 0  # time spent in the paper exchange during the current tick (not decision latency)
         self.last_book_ts = -1
@@ -142,11 +158,17 @@ class Loop:
         if self.next_grid is None:
             self.next_grid = -(-ts // self.grid) * self.grid
         self._rows_before(ts)
+        self.arrived = max(self.arrived, tick.ts_local, ts)  # this tick has arrived: the time of its decisions
+        due: list[tuple[int, np.ndarray, int, int]] = []
         while self.pending and self.pending[0][0] + self.delay < ts:
-            self._decide_due(*self.pending.popleft())
-        self.arrived = max(self.arrived, tick.ts_local, ts)
+            due.append(self.pending.popleft())
+        if self.live_feed and len(due) > 1:
+            self.superseded += len(due) - 1  # one instant, one decision: on the newest row
+            due = due[-1:]
+        for row in due:
+            self._due(*row)
         if self.paper:
-            self.advance(ts - 1)
+            self._run_to(ts - 1)
             self.gw.push(tick)
         if isinstance(tick, BookTick):
             if tick.ts_ex - self.last_book_ts > self.max_gap:
@@ -177,7 +199,9 @@ class Loop:
         self._rows_before(self.last_tick_ts + 1)
         while self.pending:
             self._tick_t0, self.sim_ns = time.perf_counter_ns(), 0
-            self._decide_due(*self.pending.popleft())
+            self._due(*self.pending.popleft())
+            if self.paper:
+                self._run_to(self.scheduled[-1][0] if self.scheduled else self.gw.now)
 
     def advance(self, t: int) -> None:
         """Paper: run the simulated exchange to ``t``, waking the strategy on the way (as the backtester)."""
@@ -192,20 +216,40 @@ class Loop:
 
     # -- decisions -------------------------------------------------------------------------------
 
-    def _decide_due(self, g: int, x: np.ndarray, feature_ns: int, arrived: int) -> None:
-        """Decide on row ``g`` at g + delay on the local clock, if all its ticks had reached us by then (the
-        backtester's rule: execution.backtest.replay)."""
-        if arrived > g + self.delay:
+    def _due(self, g: int, x: np.ndarray, feature_ns: int, arrived: int) -> None:
+        """Row ``g`` is due: decide on it at its decision time on the local clock, g + delay in a replay (if
+        all its ticks had reached us by then: the backtester's rule, execution.backtest.replay), the
+        arrival of the tick that made it due on a live feed (unless the row is stale by then). Paper: once
+        the paper exchange holds every tick stamped up to that time (``_run_to``)."""
+        t = g + self.delay
+        if self.live_feed:
+            t = max(t, self.arrived)
+            if t - g > self.stale_ns:
+                self.stale_rows += 1
+                return
+        if arrived > t:
             self.unarrived += 1
             return
-        self.decide(g, x, feature_ns)
+        if self.paper:
+            self.scheduled.append((t, g, x, feature_ns))
+        else:
+            self.decide(g, x, feature_ns, t)
 
-    def decide(self, g: int, x: np.ndarray, feature_ns: int = 0) -> None:
-        """Predict, let the strategy work its orders and the risk manager check them.
+    def _run_to(self, t: int) -> None:
+        """Paper: take the scheduled decisions due by local time ``t``, each at its time, then run to ``t``."""
+        while self.scheduled and self.scheduled[0][0] <= t:
+            at, g, x, feature_ns = self.scheduled.popleft()
+            self.decide(g, x, feature_ns, at)
+        self.advance(t)
 
-        Latency: from the tick that makes the decision due to the strategy's last request, less
-        the paper exchange's own simulation, plus the features' update of the row's book update."""
-        t = g + self.delay
+    def decide(self, g: int, x: np.ndarray, feature_ns: int = 0, t: int | None = None) -> None:
+        """Predict, let the strategy work its orders and the risk manager check them, at local time ``t``
+        (default: g + delay).
+
+        Latency: from the tick during which the decision is taken (paper, live feed: the first tick
+        stamped after its time) to the strategy's last request, less the paper exchange's own
+        simulation, plus the features' update of the row's book update."""
+        t = g + self.delay if t is None else t
         if self.paper:
             if t <= self.gw.now:
                 return
@@ -395,6 +439,7 @@ class Loop:
             book_valid=book_valid, feed=dict(feed), risk=self.risk_state(),
             halted=self.halted_reason, open_orders=len(gw.open_orders()), model_version=self.m.version,
             equity=acct["equity"], position=acct["position"], warming_up=s.decisions == 0,
+            rows_not_arrived=self.unarrived, rows_stale=self.stale_rows, rows_superseded=self.superseded,
         )  # fmt: skip
         if self.drift is not None and (psi := self.drift.psi()) is not None:
             self.journal.add("drift", gw.now, model_version=self.m.version, rows=self.drift.n, psi=psi)

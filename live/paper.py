@@ -2,9 +2,12 @@
 
 The same matching engine (queue position, latency, fees, funding) as the backtester, driven by
 ``push_book`` / ``push_trade`` instead of recorded blocks, so a paper run and a backtest of the
-same data trade alike (tests/test_runner.py proves it on a replay). The engine's local clock
-follows the data: before a tick is pushed the engine is run up to just before its exchange time,
-so every exchange event is in the engine before the simulated exchange reaches its time.
+same data trade alike (tests/test_runner.py proves it on a replay). The engine never runs ahead
+of the feed: before a tick is pushed it is run up to just before the tick's exchange time, so every
+exchange event is in the engine before the simulated exchange reaches its time. Decisions happen
+on the local clock at their time (the runner's loop: grid time + delay in a replay, the arrival
+of the tick that made them due on a live feed), so an order reaches the paper exchange an entry
+latency after the runner decided to send it (tests/test_paper_clock.py).
 
 Order ids continue across sessions (the journal's last id + the engine's id), and every request,
 report and fill becomes a journal event (``take_events``). The account opens from the journal's

@@ -149,15 +149,17 @@ class BatchFeatures(_Driver):
         self._pending = TradeArrays.empty()
 
     def run(self, book: BookArrays, trades: TradeArrays | None = None) -> np.ndarray:
-        """One feature row per book update. Trades later than the last update wait for the next chunk."""
+        """One feature row per book update. Trades later than the last update wait for the next chunk
+        (all of a chunk's trades when it holds no book update)."""
         n = len(book)
         out = np.empty((n, N_FEATURES))
-        if n == 0:
-            return out
-        _check_levels(min(book.bid_px.shape[1], book.ask_px.shape[1]))
         tr = trades if trades is not None else TradeArrays.empty()
         if len(self._pending):
             tr = TradeArrays(*(np.concatenate([a, b]) for a, b in zip(self._pending, tr, strict=True)))
+        if n == 0:
+            self._pending = tr
+            return out
+        _check_levels(min(book.bid_px.shape[1], book.ask_px.shape[1]))
         code, i, j = kn.run(
             self.state,
             np.ascontiguousarray(book.ts_ns, np.int64),

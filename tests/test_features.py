@@ -209,6 +209,22 @@ def test_chunked_batch_equals_one_call() -> None:
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
+def test_a_chunk_without_book_updates_keeps_its_trades_for_the_next() -> None:
+    book, trades = _recording(120, seed=5)
+    whole = BatchFeatures(tick=0.1).run(book, trades)
+    # the gap between two book updates with the most trades in it: those trades come as a chunk of their own
+    after = np.searchsorted(trades.ts_ns, book.ts_ns, "right")  # trades up to each book update
+    b = int(np.argmax(np.diff(after))) + 1
+    lo, hi = int(after[b - 1]), int(after[b])
+    assert hi - lo >= 2
+    eng = BatchFeatures(tick=0.1)
+    first = eng.run(BookArrays(*(x[:b] for x in book)), trades.take(0, lo))
+    alone = eng.run(BookArrays(*(x[b:b] for x in book)), trades.take(lo, hi))  # no book update: no row
+    rest = eng.run(BookArrays(*(x[b:] for x in book)), trades.take(hi))
+    assert alone.shape == (0, N_FEATURES)
+    np.testing.assert_array_equal(np.concatenate([first, rest]), whole)
+
+
 def test_nothing_after_t_changes_a_feature_at_t() -> None:
     book, trades = _recording(90, seed=11)
     rng = np.random.default_rng(0)

@@ -22,17 +22,10 @@ from models import registry
 NS = 1_000_000_000
 
 
-# The test model's edge (P(up) 0.58 against P(down) 0.09 on one-minute moves of about 5 bp beyond its
-# dead zone) does not pay a 4 bp maker round trip, so sizing (Kelly net of cost) would never trade:
-# these tests run on a venue without a maker fee.
-FEE_FREE = {"maker_fee": 0.0}
-
-
 def _cfg(cfg: AppConfig, tmp_path: Path, **live: Any) -> AppConfig:
     return cfg.model_copy(
         update={
             "live": cfg.live.model_copy(update={"journal_dir": tmp_path / "journal", "log_dir": tmp_path, **live}),
-            "labels": cfg.labels.model_copy(update=FEE_FREE),
         }
     )
 
@@ -238,7 +231,6 @@ def test_sigkill_then_restart_keeps_the_position_and_never_reuses_an_order(
     data["warehouse"]["path"] = str(cfg.resolve(cfg.warehouse.path))
     data["mlflow"] = {"store": str(cfg.resolve(cfg.mlflow.store)), "artifacts": str(cfg.resolve(cfg.mlflow.artifacts))}
     data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
-    data["labels"] = {**data.get("labels", {}), **FEE_FREE}
     config.write_text(yaml.safe_dump(data))
     _, q = _study_model(cfg)
     path = tmp_path / "journal" / "paper-replay.sqlite"
@@ -287,7 +279,6 @@ def test_sigterm_cancels_everything_flushes_and_exits_zero(trained: tuple[AppCon
     data["warehouse"]["path"] = str(cfg.resolve(cfg.warehouse.path))
     data["mlflow"] = {"store": str(cfg.resolve(cfg.mlflow.store)), "artifacts": str(cfg.resolve(cfg.mlflow.artifacts))}
     data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
-    data["labels"] = {**data.get("labels", {}), **FEE_FREE}
     config.write_text(yaml.safe_dump(data))
     _, q = _study_model(cfg)
     path = tmp_path / "journal" / "paper-replay.sqlite"

@@ -27,6 +27,7 @@ from models import registry
 
 pytestmark = pytest.mark.slow
 NS = 1_000_000_000
+STUDY = 0.01  # the execution study's threshold
 
 
 @pytest.fixture
@@ -49,10 +50,14 @@ def _run(
             "live": cfg.live.model_copy(update={"journal_dir": tmp_path / "journal", "log_dir": tmp_path, **live}),
         }
     )
-    # the test model is nearly flat: from a threshold under all its probabilities it always signals
-    model = replace(registry.load_version(cfg, "1"), threshold_up=0.01, threshold_down=0.01)
+    # These tests are about the feed, the gateways and the journal, not the model's skill: the test
+    # model has none (Kelly sizing would size every signal at zero), so the runner runs as an
+    # execution study (``threshold``: the study's fixed size, baseline_fraction of the equity). The
+    # model is nearly flat: from a threshold under all its probabilities it always signals. (The
+    # command line takes --threshold in paper mode only; the live test uses the same sizes.)
+    model = replace(registry.load_version(cfg, "1"), threshold_up=STUDY, threshold_down=STUDY)
     o = Options(live=keys is not None, source="bybit", model=None, duration_ns=120 * NS, start_ns=None, end_ns=None,
-                strategy="passive", speed=None)  # fmt: skip
+                strategy="passive", speed=None, threshold=STUDY)  # fmt: skip
     return run_watched(Runner(cfg, o, Loaded.of(model, "1"), keys), script)
 
 

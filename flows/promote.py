@@ -106,7 +106,12 @@ def run_promotion(cfg: AppConfig) -> dict[str, Any]:
     challenger, ch_version = registry.load(cfg, registry.CHALLENGER)
     champ_version = registry.version_for(cfg, registry.CHAMPION)
     if champ_version == ch_version:
-        return {"promoted": False, "reason": f"version {ch_version} is already the champion", "version": ch_version}
+        return {
+            "promoted": False,
+            "reason": f"version {ch_version} is already the champion",
+            "version": ch_version,
+            "champion": ch_version,
+        }
     data = load(cfg, cfg.promotion.fresh, min_rows=100)
     ch_scores = evaluate(challenger, data)
     champ_scores = None
@@ -123,7 +128,8 @@ def run_promotion(cfg: AppConfig) -> dict[str, Any]:
         client.set_registered_model_alias(name, registry.CHAMPION, ch_version)
     verdict = f"{'promoted to champion' if promoted else 'not promoted'}: {reason} ({len(data.ts):,} fresh rows)"
     client.update_model_version(name, ch_version, description=verdict)
-    return {"promoted": promoted, "reason": verdict, "version": ch_version, "scores": ch_scores}
+    now = ch_version if promoted else champ_version
+    return {"promoted": promoted, "reason": verdict, "version": ch_version, "scores": ch_scores, "champion": now}
 
 
 @task(name="promote")
@@ -140,7 +146,12 @@ def promote_flow(config: str = "config.yaml") -> State:
     result = promote_task(config)
     if result["status"] == "failed":
         return failed(result)
-    action = "promoted" if result["promoted"] else "kept the champion"
+    if result["promoted"]:
+        action = "promoted"
+    elif result.get("champion") is not None:
+        action = f"kept the champion (version {result['champion']})"
+    else:
+        action = "no champion"  # the registry may have none: a model without skill is never crowned
     message = f"{action}: version {result['version']}: {result['reason']}"
     print(message)
     return Completed(message=message, data=result)

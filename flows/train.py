@@ -85,6 +85,7 @@ class StrategyRun:
         self.cfg, self.data = cfg, data
         self.strategy: str = cfg.promotion.backtest_strategy
         self.vol = data.feature_names.index(VOL_FEATURE)
+        self.notional = cfg.strategy.baseline_fraction * cfg.backtest.equity
 
     def __call__(self, rows: np.ndarray, p_up: np.ndarray, p_down: np.ndarray, direction: np.ndarray) -> RunRecord:
         cfg, horizon = self.cfg, self.cfg.training.horizon
@@ -95,7 +96,10 @@ class StrategyRun:
         levels = cfg.features.levels
         blocks = blocks_of(lambda a, b: load_market(cfg, a, b, levels), lo, hi, HOUR_NS)
         engine = Engine(engine_config(cfg), levels, sample_ns=cfg.backtest.sample, cash=cfg.backtest.equity)
-        strategy = make_strategy(self.strategy, cfg, horizon)
+        # a fixed size per entry, as in an execution study: the cost and the confirmation are per
+        # order, and the Kelly sizing (which needs the threshold being chosen) would size most of a
+        # permissive run's entries to zero
+        strategy = make_strategy(self.strategy, cfg, horizon, study_notional=self.notional)
         return replay(engine, blocks, signals, strategy, cfg.strategy.decision_delay)
 
 

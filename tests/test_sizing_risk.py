@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from execution.sizing import (
     move_beyond,
     size,
 )
+from tests.conftest import ConfigFactory
 
 P = SizingParams(kelly_fraction=0.5, vol_target=0.5, depth_fraction=0.1, depth_bps=10, lot=0.001)
 SIGMA_1S = 0.4 / math.sqrt(SECONDS_PER_YEAR)  # 40 % a year
@@ -183,3 +185,41 @@ def test_orders_are_trimmed_to_the_position_limit_counting_resting_orders() -> N
     notional = RiskManager(RiskLimits(max_position_btc=10, max_notional=25_000.0, min_depth_btc=0))
     assert notional.check(+1, 1.0, position=0.0, pending=0.0, mkt=GOOD).qty == pytest.approx(0.499)
     assert rm.headroom(+1, position=0.4, pending=0.3, price=50_000.0) == pytest.approx(0.3)
+
+
+def test_the_stale_data_check_reads_the_corrected_arrival_of_a_recording(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    """A recorder 1.5 s behind the exchange: the stale check measures the silence from the book's
+    corrected arrival (warehouse clock offsets, through load_market), not from the recorded stamp."""
+    from execution.backtest import Signals, engine_config, make_strategy, replay
+    from execution.engine import Engine
+    from execution.market import MarketData
+    from market.sources.files import FileSource
+    from tests.test_clocks import BEHIND_A, FILE_A, T0, binance, write_recording
+    from warehouse.ingest import run_ingest
+    from warehouse.replay import load_market
+
+    ms = 1_000_000
+    cfg = binance(make_config(warehouse={"snapshot_levels": 2}, risk={"stale_after": "2s", "max_spread_bps": 20.0}))
+    recording = write_recording(tmp_path / "a.gz", FILE_A, BEHIND_A, 1000)
+    assert run_ingest(FileSource([recording]), cfg, detail="one file").status == "completed"
+    m = load_market(cfg, None, None)
+    # the last book update: stamped T0 + 300 ms, recorded 1.5 s earlier + 11 ms of jitter; the file's
+    # offset is 1,498 ms (its smallest jitter, 2 ms), so it arrived at T0 + 309 ms
+    last = (T0 + 309) * ms
+    assert int(m.book_ts_local[-1]) == last
+
+    def decide_at(t: int, market: MarketData) -> tuple[int, int]:
+        """One buy decision at local time ``t`` (baseline, a fixed 50 USDT): orders sent, stale refusals."""
+        strategy = make_strategy("baseline", cfg, 60 * 10**9, study_notional=50.0)
+        g = t - 10 * ms
+        signals = Signals(np.array([g]), np.array([0.9]), np.array([0.05]), np.ones(1, np.int8), np.array([1e-4]))
+        run = replay(Engine(engine_config(cfg), 1), [market], signals, strategy, 10 * ms)
+        return len(run.orders), strategy.risk.refused["stale data"]
+
+    assert decide_at(last + 1_900 * ms, m) == (1, 0)  # 1.9 s of silence: under stale_after
+    assert decide_at(last + 2_100 * ms, m) == (0, 1)  # 2.1 s: stale, no order
+    # with the recorded (uncorrected) stamps the book would look 1.498 s older: the 1.9 s decision refused
+    raw = m._replace(book_ts_local=m.book_ts_local - 1_498 * ms, trade_ts_local=m.trade_ts_local - 1_498 * ms)
+    assert decide_at(last + 1_900 * ms, raw) == (0, 1)

@@ -67,6 +67,7 @@ class Options:
     speed: float | None
     threshold: float | None = None
     journal: Path | None = None  # None: live.journal_dir/<mode>-<source>.sqlite
+    wait: bool = False  # with no champion yet, wait for one instead of exiting
 
 
 @dataclass
@@ -110,6 +111,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]
         metavar="P",
         help="paper only, an execution study: act from this confidence instead of the model's thresholds",
     )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="with no champion with skill yet, wait for one (checked every live.model_poll) instead of exiting",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     try:
@@ -132,7 +138,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]
         raise UserError("--live trades on Bybit: use --source bybit")
     if a.threshold is not None and (a.live or not 0 < a.threshold < 1):
         raise UserError("--threshold is a paper-only study and must be between 0 and 1")
-    return a, Options(a.live, a.source, a.model, duration, start, end, a.strategy, a.speed, a.threshold, a.journal)
+    if a.wait and a.model is not None:
+        raise UserError("--wait waits for a champion: it does not go with --model")
+    return a, Options(
+        a.live, a.source, a.model, duration, start, end, a.strategy, a.speed, a.threshold, a.journal, a.wait
+    )
 
 
 def keys_from_env() -> tuple[str, str]:
@@ -146,6 +156,26 @@ NO_CHAMPION = (
     "no champion with skill in {name}: nothing to trade (python -m flows.train; python -m flows.promote; "
     "python -m models list shows why each version was not promoted)"
 )
+
+
+def wait_for_champion(cfg: AppConfig, limit_ns: int | None) -> bool:
+    """Block until the registry has a champion (True), or ``limit_ns`` has passed (False).
+
+    A runner kept up around the clock (a supervisor restarts what exits) waits for the first model
+    with skill instead of exiting: it says so once, then checks every ``live.model_poll``."""
+    from models import registry
+
+    if registry.version_for(cfg, registry.CHAMPION) is not None:
+        return True
+    poll_s = cfg.live.model_poll / 1e9
+    name = cfg.mlflow.model_name
+    print(f"no champion with skill in {name}: waiting for one (checked every {poll_s:g} s; Ctrl-C stops)", flush=True)
+    start = time.monotonic_ns()
+    while limit_ns is None or time.monotonic_ns() - start < limit_ns:
+        time.sleep(poll_s)
+        if registry.version_for(cfg, registry.CHAMPION) is not None:
+            return True
+    return False
 
 
 def load_model(cfg: AppConfig, uri: str | None, now_ns: int, threshold: float | None = None) -> Loaded:
@@ -422,6 +452,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = keys_from_env() if o.live else None
     log_path = setup_runner_logging(cfg, args.verbose)
     claim(cfg, "live" if o.live else "paper", o.source, o.journal, make_feed(cfg, o))  # before the model loads
+    if o.wait:
+        try:
+            if not wait_for_champion(cfg, o.duration_ns):
+                raise UserError(NO_CHAMPION.format(name=cfg.mlflow.model_name) + f" within --duration {args.duration}")
+        except KeyboardInterrupt:
+            print("stopped while waiting for a champion: no session was started")
+            return 0
     model = load_model(cfg, o.model, time.time_ns(), o.threshold)
     runner = Runner(cfg, o, model, keys)
 

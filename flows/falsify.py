@@ -300,8 +300,8 @@ def simulate_market(cfg: AppConfig, step: Step | None = None) -> None:
 
     source = SimSource(cfg.sim, cfg.instrument, cfg.ingest.depth, span_ns(cfg))
     result = run_ingest(source, cfg, "falsify", on_progress=ingest_progress)
-    if result.error:
-        raise UserError(f"simulating the market: {result.error}")
+    if result.status != "completed":  # stopped (a signal) or failed: never build on, or keep, half a market
+        raise UserError(f"simulating the market: {result.error or result.status}")
     build(cfg, on_progress=(lambda f, info: step(0.6 + 0.4 * f, info)) if step is not None else None)
     marker.write_text(key)
 

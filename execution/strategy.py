@@ -64,6 +64,7 @@ class StrategyParams:
     rate_window_ns: int = 1_000_000_000
     own_in_book: bool = False  # the book we read holds our own orders (a live exchange's; never a recording)
     study_notional: float = 0.0  # > 0: an execution study, every entry this notional (USDT) whatever the strategy
+    fixed_hold: bool = False  # each position held for horizon_ns from its entry decision, then flat (training's runs)
 
 
 @dataclass
@@ -111,7 +112,9 @@ class Strategy:
         pos = v.position()
         if self.active is not None and not self.active.exit and self._faded(s, self.active):
             self.target = pos  # the signal faded before the entry filled: keep what filled, cancel the rest
-        if s.direction != 0:
+        if self.params.fixed_hold:
+            self._fixed(v, book, s, now, pos)
+        elif s.direction != 0:
             p_win, p_loss = (s.p_up, s.p_down) if s.direction > 0 else (s.p_down, s.p_up)
             if self.target * s.direction <= 0:  # a new position (or a flip): size it once
                 if self.params.study_notional > 0:
@@ -127,6 +130,26 @@ class Strategy:
         if self.risk.state == RiskState.REDUCING and abs(self.target) > abs(pos):
             self.target = pos if self.target * pos > 0 else 0.0
         self.work(v)
+
+    def _fixed(self, v: Venue, book: BookView, s: Signal, now: int, pos: float) -> None:
+        """``fixed_hold``: one bet at a time, as the training labels are. A signal while flat opens
+        a position held ``horizon_ns`` from its decision (renewed signals neither extend nor add to
+        it, an opposite one does not flip it); then the target is flat, and the next signal after
+        the exit opens the next bet."""
+        if self.target != 0.0:
+            if now >= self.hold_until:
+                self.target = 0.0
+            return
+        if s.direction == 0 or abs(pos) >= self.sizing.lot / 2:  # no signal, or the last exit still working
+            return
+        p_win, p_loss = (s.p_up, s.p_down) if s.direction > 0 else (s.p_down, s.p_up)
+        if self.params.study_notional > 0:
+            qty = self.study_size(book)
+        else:
+            qty = self.entry_size(v, book, s.direction, p_win, p_loss, s.sigma_1s, pos)
+        if qty > 0:
+            self.target, self.confidence = s.direction * qty, p_win
+            self.hold_until = now + self.params.horizon_ns
 
     def _faded(self, s: Signal, parent: Parent) -> bool:
         """An opposite signal, or the parent's direction now far less likely than when it started."""

@@ -18,6 +18,7 @@ import argparse
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,8 @@ class StrategyRun:
     """The strategy the runner trades (``promotion.backtest_strategy``) through the matching engine
     over rows of the training data, on the warehouse's recorded market: what training measures the
     strategy's real round-trip cost with and confirms each operating threshold by
-    (models/operating.py)."""
+    (models/operating.py). Each entry is one bet: a fixed notional (``baseline_fraction`` of the
+    backtest equity) held for the label horizon (``StrategyParams.fixed_hold``)."""
 
     def __init__(self, cfg: AppConfig, data: TrainingData) -> None:
         self.cfg, self.data = cfg, data
@@ -98,8 +100,10 @@ class StrategyRun:
         engine = Engine(engine_config(cfg), levels, sample_ns=cfg.backtest.sample, cash=cfg.backtest.equity)
         # a fixed size per entry, as in an execution study: the cost and the confirmation are per
         # order, and the Kelly sizing (which needs the threshold being chosen) would size most of a
-        # permissive run's entries to zero
+        # permissive run's entries to zero; each position held for the label horizon, one at a
+        # time: a round trip spans what its label spans, and each is one independent bet
         strategy = make_strategy(self.strategy, cfg, horizon, study_notional=self.notional)
+        strategy.params = replace(strategy.params, fixed_hold=True)
         return replay(engine, blocks, signals, strategy, cfg.strategy.decision_delay)
 
 

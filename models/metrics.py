@@ -84,10 +84,20 @@ class Choice(NamedTuple):
     """An operating threshold and the evidence behind it."""
 
     threshold: float  # NEVER when no candidate makes money by z standard errors
-    per_signal: float  # mean net profit per signalled row at it (0 without one)
-    se: float  # its standard error (Newey-West with the given lag; NaN without a threshold)
+    per_bet: float  # mean net profit per bet at it (0 without one)
+    se: float  # its standard error (over the bets, which do not overlap; NaN without a threshold)
     signals: int  # rows above it
-    episodes: int  # runs of signalled rows more than ``lag`` rows apart: the orders they would be
+    bets: int  # the bets a strategy holding each for ``lag`` rows makes on those rows: its orders
+
+    @property
+    def per_signal(self) -> float:
+        """The mean net profit per bet (the name of earlier versions)."""
+        return self.per_bet
+
+    @property
+    def episodes(self) -> int:
+        """The bets (the name of earlier versions)."""
+        return self.bets
 
 
 def choose_threshold(
@@ -98,23 +108,27 @@ def choose_threshold(
     min_signals: int = 30,
     z: float = 2.0,
     demean: bool = True,
+    candidates: int = 1000,
 ) -> Choice:
     """The threshold maximising the total net profit, if it makes money by ``z`` standard errors.
 
-    ``p`` and ``signed_ret`` are rows in time order. Acting on a signal earns the direction-signed
-    forward log return minus ``cost`` (the strategy's round trip). Candidates are the distinct
-    probabilities; a candidate counts only if the rows strictly above it form at least
-    ``min_signals`` episodes (runs more than ``lag`` rows apart: what the strategy would trade as
-    that many orders) and their mean profit is above zero by ``z`` standard errors. The standard
-    error is Newey-West's (Bartlett weights 1 - d / (lag + 1) for rows d <= lag apart; Newey & West
-    1987) on the series that is the profit's deviation on signalled rows and 0 elsewhere: with
-    labels over a horizon of ``lag`` rows neighbouring rows share most of their forward window, and
-    the iid standard error (``lag=0``) is far too small (REFERENCE section 7). With ``demean`` the
-    block's mean signed return is taken out first: a block that happened to trend must not make an
-    uninformative model trade everything (the edge has to come from the ranking).
+    ``p`` and ``signed_ret`` are rows in time order, ``signed_ret`` the direction-signed forward log
+    return over the label horizon, ``lag`` rows. Evidence is counted in the bets a strategy acting
+    on the signal makes (``bets``): a signalled row opens a position held for the label horizon,
+    signals while it is held add nothing, the next signalled row after it opens the next. Each bet
+    earns its row's ``signed_ret`` minus ``cost`` (the strategy's round trip). Their forward windows
+    do not overlap, so their standard error is the plain one over the bets: overlapping windows of
+    neighbouring signalled rows (most of a continuous signal's rows) are not counted as separate
+    evidence, and the Newey-West correction they would need is not needed (REFERENCE section 7). A
+    candidate counts only with at least ``min_signals`` bets whose mean is above zero by ``z``
+    standard errors; of those, the one with the largest total wins. With ``demean`` the block's mean
+    signed return is taken out first: a block that happened to trend must not make an uninformative
+    model trade everything (the edge has to come from the ranking).
 
-    The best of many candidates looks better than it is (the search is a multiple test): training
-    therefore confirms the chosen threshold on a later, disjoint block (models/train.py).
+    Candidates are the cuts between distinct probabilities, at most ``candidates`` of them evenly
+    spread over the number of rows taken. The best of many candidates looks better than it is (the
+    search is a multiple test): training therefore confirms the chosen threshold on a later,
+    disjoint block (models/train.py).
 
     The threshold returned lies between the last probability taken and the next one down, so the
     model's strict rule (``p > threshold``, ``StackedModel.signal``) signals on exactly those rows.
@@ -129,80 +143,70 @@ def choose_threshold(
     drift = float(signed_ret.mean()) if demean else 0.0
     net = signed_ret - drift - cost
     ps = p[order]
-    k, total, var = _search(order, net, ps, max(int(lag), 0), max(int(min_signals), 1), float(z))
+    cuts = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True]) + 1  # top-k sets that split no tie
+    if cuts.size > candidates:
+        cuts = cuts[np.unique(np.linspace(0, cuts.size - 1, candidates).round().astype(np.int64))]
+    rank = np.empty(p.size, np.int64)
+    rank[order] = np.arange(p.size)
+    k, total, var, n_bets = _search(rank, net, cuts, max(int(lag), 1), max(int(min_signals), 1), float(z))
     if k == 0:
         return Choice(NEVER, 0.0, float("nan"), 0, 0)
     hi = float(ps[k - 1])
     lo = float(ps[k]) if k < ps.size else float(np.nextafter(hi, -np.inf))
     mid = 0.5 * (hi + lo)
     threshold = mid if lo <= mid < hi else lo
-    picked = np.zeros(p.size, np.bool_)
-    picked[order[:k]] = True
-    return Choice(threshold, total / k, float(np.sqrt(var)), k, episodes(picked, lag))
+    return Choice(threshold, total / n_bets, float(np.sqrt(var)), k, n_bets)
+
+
+def bets(picked: np.ndarray, lag: int) -> np.ndarray:
+    """The rows (in time order) where a strategy holding each position for ``lag`` rows opens one:
+    the first picked row, then the first picked row at least ``lag`` rows after the last opened."""
+    return _bets(np.asarray(picked, np.bool_), max(int(lag), 1))
 
 
 def episodes(picked: np.ndarray, lag: int) -> int:
-    """Runs of True in time order, a new run after more than ``lag`` rows without one."""
-    rows = np.flatnonzero(picked)
-    return int(rows.size and 1 + np.count_nonzero(np.diff(rows) > lag))
+    """How many bets (``bets``) a strategy holding each position for ``lag`` rows makes on ``picked``."""
+    return int(bets(picked, lag).size)
+
+
+@nb.njit(cache=True)
+def _bets(picked: np.ndarray, gap: int) -> np.ndarray:
+    out = np.empty(picked.size, np.int64)
+    n, free = 0, 0
+    for r in range(picked.size):
+        if picked[r] and r >= free:
+            out[n] = r
+            n += 1
+            free = r + gap
+    return out[:n]
 
 
 @nb.njit(cache=True)
 def _search(
-    order: np.ndarray, net: np.ndarray, ps: np.ndarray, lag: int, min_eps: int, z: float
-) -> tuple[int, float, float]:
-    """(k, total, variance of the mean) of the best top-k candidate, k = 0 for none.
+    rank: np.ndarray, net: np.ndarray, cuts: np.ndarray, gap: int, min_bets: int, z: float
+) -> tuple[int, float, float, int]:
+    """(k, total, variance of the mean, bets) of the best top-k candidate, k = 0 for none.
 
-    The rows are added in decreasing probability; the Newey-West sums are kept up to date in O(lag)
-    per row: with S the rows taken and w the Bartlett weights, A = sum w_ij x_i x_j,
-    B = sum w_ij x_j and C = sum w_ij over i, j in S, the deviations' long-run variance sum is
-    A - 2 m B + m^2 C for the mean m. Episodes (runs more than ``lag`` rows apart) likewise."""
-    n = net.size
-    sel = np.zeros(n, np.bool_)
-    a = b = c = total = 0.0
-    eps = 0
-    best_k, best_total, best_var = 0, 0.0, 0.0
-    for k in range(1, n + 1):
-        r = order[k - 1]
-        x = net[r]
-        sx = sw = 0.0
-        before = after = -1  # the nearest rows taken within lag before and after r
-        for d in range(1, lag + 1):
-            w = 1.0 - d / (lag + 1.0)
-            j = r - d
-            if j >= 0 and sel[j]:
-                sx += w * net[j]
-                sw += w
-                if before < 0:
-                    before = j
-            j = r + d
-            if j < n and sel[j]:
-                sx += w * net[j]
-                sw += w
-                if after < 0:
-                    after = j
-        a += x * x + 2.0 * x * sx
-        b += x + sx + x * sw
-        c += 1.0 + 2.0 * sw
-        total += x
-        if before < 0:
-            eps += 1  # r starts an episode ...
-        if after >= 0:  # ... and the next taken row no longer does, if it did
-            starts = True
-            for j in range(max(after - lag, 0), after):
-                if sel[j]:
-                    starts = False
-                    break
-            if starts:
-                eps -= 1
-        sel[r] = True
-        if k < 2 or eps < min_eps or (k < n and ps[k] == ps[k - 1]) or total <= best_total:
-            continue  # too few orders, a split of equal probabilities, or no better
-        m = total / k
-        var = max(a - 2.0 * m * b + m * m * c, 0.0) / (k * (k - 1.0))
+    For each cut k (the rows of rank < k taken) the bets are laid out greedily in time order, one
+    position held ``gap`` rows at a time: O(rows) per candidate."""
+    best_k, best_total, best_var, best_n = 0, 0.0, 0.0, 0
+    for k in cuts:
+        n, free = 0, 0
+        s = s2 = 0.0
+        for r in range(net.size):
+            if rank[r] < k and r >= free:
+                x = net[r]
+                s += x
+                s2 += x * x
+                n += 1
+                free = r + gap
+        if n < max(min_bets, 2) or s <= best_total:
+            continue
+        m = s / n
+        var = max(s2 - n * m * m, 0.0) / (n * (n - 1.0))
         if m - z * math.sqrt(var) > 0.0:
-            best_k, best_total, best_var = k, total, var
-    return best_k, best_total, best_var
+            best_k, best_total, best_var, best_n = k, s, var, n
+    return best_k, best_total, best_var, best_n
 
 
 def long_run_sum(e: np.ndarray, lag: int) -> float:

@@ -5,13 +5,18 @@ Training (models/train.py) cuts its calibration block by time into a *choice* pa
 forward windows). On the choice part:
 
 1. the strategy the runner trades (``promotion.backtest_strategy``) runs through the matching
-   engine once at a permissive threshold (each skilled direction's ``PERMISSIVE`` quantile), and
-   its round-trip cost is measured (``measure_cost``): the labels' mean signed return at its entry
-   decisions minus its mean net return per filled entry. That folds in the fees it really pays
-   (maker entry, maker or taker exit), the spread it crosses and the adverse selection of the
-   fills it gets;
+   engine once at a permissive threshold (each skilled direction's ``PERMISSIVE`` quantile: the
+   cost is not the edge, it needs many round trips, not good ones), each position held for the
+   label horizon (``StrategyParams.fixed_hold``: a renewed signal neither extends it nor adds to
+   it, so a round trip spans what its label spans), and its round-trip cost is measured
+   (``measure_cost``, log return per round trip): the labels' mean signed return at its entry
+   decisions minus its mean net return per filled round trip. That is the fees it really pays
+   (maker entry, maker or taker exit), the price given up against the mid at the decisions on
+   entry and exit, and adverse selection (the move against a passive order before it fills, and
+   which entries fill at all);
 2. ``models.metrics.choose_threshold`` picks the threshold that maximises the labels' net profit at
-   that cost, with Newey-West standard errors.
+   that cost (never below the fees alone), counted in the bets the strategy makes: one per label
+   horizon at most, whose forward windows do not overlap.
 
 The chosen threshold is then confirmed by one engine run on the confirmation part
 (``confirm_run``): the mean net return per entry order (an order that never filled earns 0) must be
@@ -33,11 +38,10 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from execution.quality import RunRecord
-from models.metrics import NEVER, long_run_sum, mean_se
-from models.metrics import episodes as runs
+from models.metrics import NEVER, bets, mean_se
 
-MIN_ORDERS = 30  # fewer entry orders (or filled entries, for the cost) is not enough evidence
-PERMISSIVE = 0.9  # the cost run signals above this quantile of each direction's probability
+MIN_ORDERS = 30  # fewer entry orders (or filled round trips, for the cost) is not enough evidence
+PERMISSIVE = 0.5  # the cost run signals above this quantile of each direction's probability
 Z = 2.0
 
 
@@ -53,11 +57,12 @@ class Execution(Protocol):
 
 
 class Cost(NamedTuple):
-    cost: float  # round trip, log-return units; NaN when not measured
+    cost: float  # per round trip, log-return units; NaN when not measured
     entries: int  # entry orders in the run
-    filled: int  # of which filled (episodes)
+    filled: int  # of which filled (round trips)
     label_mean: float  # the labels' mean signed return at the entry decisions
-    realized_mean: float  # the mean net return per filled entry
+    realized_mean: float  # the mean net return per filled round trip
+    se: float = float("nan")  # of the cost: label minus realized over the filled round trips, iid
 
     @property
     def measured(self) -> bool:
@@ -129,8 +134,12 @@ def measure_cost(run: RunRecord, ts_rows: np.ndarray, signed: dict[int, np.ndarr
 
     ``signed[side]`` is the labels' forward log return signed for that side (+1 up, -1 down) on the
     rows ``ts_rows``. cost = mean over entries of the label's return at the decision - mean net
-    return per filled entry: charged on every signal in the threshold search, it makes the search's
-    expected profit at this threshold equal to what a filled entry really earned."""
+    return per filled round trip: charged on every bet in the threshold search, it makes the
+    search's expected profit at this threshold equal to what a filled round trip really earned.
+    The run must hold each position for the label horizon (``StrategyParams.fixed_hold``), else
+    the two returns span different times (a hold extended past the horizon earns more than its
+    label and the "cost" turns negative). ``se``: of the filled round trips' label minus realized.
+    """
     e = episodes(run)
     row = rows_of(ts_rows, e["ts_decision"])
     ok = row >= 0
@@ -141,14 +150,16 @@ def measure_cost(run: RunRecord, ts_rows: np.ndarray, signed: dict[int, np.ndarr
         return Cost(float("nan"), len(e), 0, float(label.mean()) if label.size else float("nan"), float("nan"))
     realized = float(e["ret"][filled].mean())
     lab = float(label.mean())
-    return Cost(lab - realized, len(e), int(filled.sum()), lab, realized)
+    se = mean_se(label[filled] - e["ret"][filled], 0)
+    return Cost(lab - realized, len(e), int(filled.sum()), lab, realized, se)
 
 
 def confirm_run(run: RunRecord, side: int) -> Confirmation:
     """Does acting on the signals of one side make money per entry order in this run?
 
-    Every entry order counts, an unfilled one as 0. The episodes follow each other in time (one
-    position at a time), so their returns are taken as uncorrelated: the iid standard error."""
+    Every entry order counts, an unfilled one as 0. The round trips follow each other in time (one
+    position at a time, held for the label horizon), so their returns are taken as uncorrelated:
+    the iid standard error."""
     e = episodes(run)
     r = e["ret"][e["side"] == side]
     n = int(r.size)
@@ -162,20 +173,19 @@ def confirm_run(run: RunRecord, side: int) -> Confirmation:
 
 
 def confirm_labels(p: np.ndarray, signed_ret: np.ndarray, threshold: float, cost: float, lag: int) -> Confirmation:
-    """The labels' version of ``confirm_run``: net return per signalled row above ``threshold``,
-    demeaned by the block's drift, Newey-West standard error with ``lag`` rows, at least
-    ``MIN_ORDERS`` episodes."""
+    """The labels' version of ``confirm_run``: net return per bet on the rows above ``threshold``
+    (``models.metrics.bets``: one position at a time, held ``lag`` rows), demeaned by the block's
+    drift, the iid standard error over the bets (their windows do not overlap), at least
+    ``MIN_ORDERS`` bets."""
     if threshold >= NEVER:
         return Confirmation(False, 0, float("nan"), float("nan"), "no threshold")
     hit = p > threshold
-    n_eps = runs(hit, lag)
-    if n_eps < MIN_ORDERS:
-        return Confirmation(False, n_eps, float("nan"), float("nan"), f"{n_eps} orders: not enough evidence")
-    net = np.where(hit, signed_ret - float(signed_ret.mean()) - cost, 0.0)
-    k = int(hit.sum())
-    ev = float(net[hit].mean())
-    dev = np.where(hit, net - ev, 0.0)
-    se = float(np.sqrt(long_run_sum(dev, lag) / (k * max(k - 1.0, 1.0))))
+    rows = bets(hit, lag)
+    n = int(rows.size)
+    if n < MIN_ORDERS:
+        return Confirmation(False, n, float("nan"), float("nan"), f"{n} orders: not enough evidence")
+    net = signed_ret[rows] - float(signed_ret.mean()) - cost
+    ev, se = float(net.mean()), mean_se(net, 0)
     ok = ev - Z * se > 0.0
-    why = f"{ev * 1e4:+.2f} bps per signal (se {se * 1e4:.2f}, {k} signals, {n_eps} orders)"
-    return Confirmation(ok, n_eps, ev, se, why if ok else f"{why}: not above zero by {Z:g} se")
+    why = f"{ev * 1e4:+.2f} bps per order (se {se * 1e4:.2f}, {n} orders on {int(hit.sum())} signalled rows)"
+    return Confirmation(ok, n, ev, se, why if ok else f"{why}: not above zero by {Z:g} se")

@@ -25,6 +25,7 @@ from models.operating import (
     Confirmation,
     Cost,
     Execution,
+    Z,
     confirm_labels,
     confirm_run,
     measure_cost,
@@ -87,12 +88,13 @@ class TrainResult:
             out[key("candidate")] = o.candidate
             if o.choice is not None:
                 out[key("choice_signals")] = float(o.choice.signals)
-                out[key("choice_orders")] = float(o.choice.episodes)
-                out[key("choice_ev_bps")] = o.choice.per_signal * 1e4
+                out[key("choice_orders")] = float(o.choice.bets)
+                out[key("choice_ev_bps")] = o.choice.per_bet * 1e4
                 out[key("choice_se_bps")] = o.choice.se * 1e4
             if o.cost is not None:
                 out[key("cost_bps")] = o.cost.cost * 1e4
                 out[key("cost_n")] = float(o.cost.filled)
+                out[key("cost_se_bps")] = o.cost.se * 1e4
                 out[key("cost_entries")] = float(o.cost.entries)
             elif np.isfinite(o.nominal_cost):
                 out[key("cost_bps")] = o.nominal_cost * 1e4
@@ -319,21 +321,28 @@ def operating_points(
             for d in skilled:
                 out[d].why += (
                     f"; the {execution.strategy} strategy's cost could not be measured on the calibration block "
-                    f"({measured.filled} filled of {measured.entries} entries, {MIN_ORDERS} needed): never trades"
+                    f"({measured.filled} filled round trips of {measured.entries} entries, {MIN_ORDERS} needed): "
+                    "never trades"
                 )
             return out
-        cost = measured.cost
+        cost = max(measured.cost, nominal)  # below the fees alone is luck (or passive spread capture): not relied on
     what = f"the {execution.strategy} round trip" if execution is not None else "the nominal round trip"
     for d in skilled:
         j = 0 if d == "up" else 1
         c = choose_threshold(proba_a[:, j], signed[sign[d]][part_a], cost, lag=lag)
         out[d].choice, out[d].candidate = c, c.threshold
-        measured_on = out[d].cost
+        m = out[d].cost
         evidence = f"{what} {cost * 1e4:.2f} bps" + (
-            f" (measured on {measured_on.filled} filled entries)" if measured_on is not None else ""
+            f" (measured {m.cost * 1e4:+.2f} bps, se {m.se * 1e4:.2f}, on {m.filled} filled round trips of "
+            f"{m.entries} entries; the fees alone {nominal * 1e4:.2f})"
+            if m is not None
+            else ""
         )
         if c.threshold >= NEVER:
-            out[d].why += f"; at {evidence} no threshold earns on {part_a.size:,} rows: never trades"
+            out[d].why += (
+                f"; at {evidence} no threshold earns by {Z:g} se over >= {MIN_ORDERS} bets on {part_a.size:,} rows: "
+                "never trades"
+            )
     chosen = {d: out[d].candidate for d in skilled if out[d].candidate < NEVER}
     if not chosen:
         return out
@@ -354,8 +363,8 @@ def operating_points(
         o.confirmation = conf
         found = (
             f"threshold {o.candidate:.4f} chosen on {part_a.size:,} rows at {what} {cost * 1e4:.2f} bps "
-            f"({o.choice.signals:,} signals, {o.choice.episodes} orders, {o.choice.per_signal * 1e4:+.2f} bps "
-            f"per signal, se {o.choice.se * 1e4:.2f})"
+            f"({o.choice.signals:,} signals, {o.choice.bets} bets, {o.choice.per_bet * 1e4:+.2f} bps "
+            f"per bet, se {o.choice.se * 1e4:.2f})"
         )
         if conf.ok:
             o.threshold = o.candidate

@@ -121,7 +121,10 @@ def test_newey_west_is_wider_than_the_naive_error_on_overlapping_labels() -> Non
     assert nw > 3.0 * naive  # ~sqrt(H) for fully overlapping windows (Bartlett's weights lose a little)
     p, _ = _probability(ret.size, rng)
     c = choose_threshold(p, ret, -100.0, lag=H, min_signals=1, z=0.0, demean=False)  # every row pays
-    assert c.signals == ret.size and c.se == pytest.approx(nw)  # the search reports the same error
+    # the search counts one bet per horizon (windows that do not overlap, every H-th row when every
+    # row signals), so its plain error over the bets is of Newey-West's size, not the naive one's
+    assert c.bets == pytest.approx(ret.size / H, abs=1) and c.signals >= ret.size - ret.size // 100
+    assert c.se > 3.0 * naive and c.se == pytest.approx(nw, rel=0.3)
 
 
 def test_pure_noise_with_overlapping_labels_gives_no_threshold() -> None:

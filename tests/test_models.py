@@ -118,3 +118,45 @@ def test_meta_and_calibrator_slopes_never_turn_negative() -> None:
     assert w[0] == pytest.approx(1.5, abs=0.15) and b == pytest.approx(-1.0, abs=0.15)
     w, b = fit_logistic(-z, y)  # an inverted score: no slope, the base rate
     assert w[0] == 0.0 and 1 / (1 + np.exp(-b)) == pytest.approx(y.mean(), abs=1e-4)
+
+
+def _rare(n: int, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows one second apart; the positives are the top ``rate`` of feature 0 plus as much noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8))
+    z = x[:, 0] + rng.normal(size=n)
+    return x, (z > np.quantile(z, 1.0 - rate)).astype(np.float64), np.arange(n, dtype=np.int64) * S
+
+
+@pytest.mark.parametrize(
+    ("rate", "rows", "ranks"),
+    [
+        (0.02, 8000, True),  # rare positives, enough rows: both rank (a fixed 0.05 per row grew no tree)
+        (0.3, 6000, False),  # too few rows for min_child_samples: LightGBM grows no tree, nor may XGBoost
+    ],
+)
+def test_both_learners_grow_trees_on_the_same_data_whatever_the_base_rate(rate: float, rows: int, ranks: bool) -> None:
+    import xgboost as xgb
+    from sklearn.metrics import roc_auc_score
+
+    from models.stack import _split_inner, fit_lgb, fit_xgb, predict_lgb, predict_xgb
+
+    p = BoostParams(rounds=200, num_leaves=7, max_depth=3, min_child_samples=2000, early_stopping=30)
+    x, y, ts = _rare(rows, rate, 0)
+    x_test, y_test, _ = _rare(20_000, rate, 1)
+    auc = {
+        "lgb": roc_auc_score(y_test, predict_lgb(fit_lgb(x, y, ts, p, 60 * S), x_test)),
+        "xgb": roc_auc_score(y_test, predict_xgb(fit_xgb(x, y, ts, p, 60 * S), x_test)),
+    }
+    if ranks:
+        assert auc["lgb"] > 0.85 and auc["xgb"] > 0.85 and abs(auc["lgb"] - auc["xgb"]) < 0.03
+        # the old floor, 0.05 of hessian per row, on the same rows: one probability for every row
+        fit, valid = _split_inner(ts, p.inner_valid, 60 * S)
+        old = {**p.xgb(float(y[fit].mean())), "min_child_weight": 0.05 * p.min_child_samples}
+        dfit, dvalid = xgb.DMatrix(x[fit], label=y[fit]), xgb.DMatrix(x[valid], label=y[valid])
+        booster = xgb.train(
+            old, dfit, p.rounds, evals=[(dvalid, "v")], early_stopping_rounds=p.early_stopping, verbose_eval=False
+        )
+        assert np.unique(predict_xgb(booster, x_test)).size == 1
+    else:
+        assert auc == {"lgb": 0.5, "xgb": 0.5}  # a constant each: no split has min_child_samples rows a side

@@ -30,18 +30,23 @@ def _cfg(cfg: AppConfig, tmp_path: Path, **live: Any) -> AppConfig:
     )
 
 
-def _study_model(cfg: AppConfig) -> tuple[Any, float]:
-    """Version 1 with a threshold low enough that it trades (the EV-chosen one rarely does): the top
-    3 % of its confidences, or, when the top value holds more than that (a small tree gives a few
-    distinct probabilities), just under it (a signal needs a probability strictly above its threshold)."""
+def _top_threshold(top: np.ndarray) -> float:
+    """The top 3 % of the confidences ``top``, or, when the top value holds more than that (a small tree
+    gives a few distinct probabilities), just under it (a signal needs a probability strictly above)."""
+    q = float(np.quantile(top, 0.97))
+    return q if (top > q).any() else float(top[top < q].max())
+
+
+def _study_model(cfg: AppConfig, *windows: tuple[int, int]) -> tuple[Any, float]:
+    """Version 1 with a threshold low enough that it trades (the EV-chosen one rarely does): the top of
+    its confidences (``_top_threshold``), in each of ``windows`` ([start, end) grid times) if given."""
     from warehouse.dataset import load_features
 
     model = registry.load_version(cfg, "1")
     rows = load_features(cfg)
     top = model.predict_proba(model.take(rows.x, rows.feature_names)).max(axis=1)
-    q = float(np.quantile(top, 0.97))
-    if not (top > q).any():
-        q = float(top[top < q].max())
+    parts = [top[(rows.ts >= a) & (rows.ts < b)] for a, b in windows] or [top]
+    q = min(_top_threshold(t) for t in parts)
     return replace(model, threshold_up=q, threshold_down=q), q
 
 
@@ -120,9 +125,8 @@ def test_a_replay_through_the_runner_is_the_backtest(trained: tuple[AppConfig, A
 
 def test_a_restart_continues_the_account_and_the_order_ids(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
     cfg = _cfg(trained[0], tmp_path)
-    model, _ = _study_model(cfg)
-
     mid = _first_row(cfg) + 25 * 60 * NS
+    model, _ = _study_model(cfg, (0, mid), (mid, mid + 25 * 60 * NS))  # it trades in both sessions
     first = _replay(cfg, model, end_ns=mid)
     acct = first.gateway.account()
     path = tmp_path / "journal" / "paper-replay.sqlite"

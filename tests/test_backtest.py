@@ -26,14 +26,30 @@ def eager(cfg: AppConfig) -> Any:
     return replace(model, threshold_up=0.0, threshold_down=0.0)
 
 
-def studied(cfg: AppConfig, quantile: float = 0.9) -> Any:
-    """Version 1 acting from its ``quantile`` of confidence: an execution study's model."""
+def confidence(cfg: AppConfig, before_ns: int | None = None) -> np.ndarray:
+    """Version 1's confidence (the larger of P(up), P(down)) on the stored feature rows (before ``before_ns``)."""
     from warehouse.dataset import load_features
 
     model = registry.load_version(cfg, "1")
-    rows = load_features(cfg)
-    q = float(np.quantile(model.predict_proba(model.take(rows.x, rows.feature_names)).max(axis=1), quantile))
-    return replace(model, threshold_up=q, threshold_down=q)
+    rows = load_features(cfg, None, None if before_ns is None else before_ns - 1)
+    return np.asarray(model.predict_proba(model.take(rows.x, rows.feature_names)).max(axis=1))
+
+
+def signalling(conf: np.ndarray, share: float) -> float:
+    """The highest threshold from which at least ``share`` of the rows signal (``signal()`` is strict).
+
+    The test model has no skill: its confidence takes a handful of values, so a quantile can land on
+    the top one and leave nothing above it; these tests are about the backtest's plumbing, not the
+    model, and need a threshold that trades whatever the model's values are."""
+    values = np.unique(conf)  # ascending
+    above = 1.0 - np.searchsorted(np.sort(conf), values, side="right") / conf.size
+    return float(values[above >= share].max())
+
+
+def studied(cfg: AppConfig, share: float = 0.1) -> Any:
+    """Version 1 acting from a confidence that at least ``share`` of the rows clear: an execution study's model."""
+    q = signalling(confidence(cfg), share)
+    return replace(registry.load_version(cfg, "1"), threshold_up=q, threshold_down=q)
 
 
 def free(cfg: AppConfig) -> AppConfig:
@@ -80,11 +96,12 @@ def test_the_flow_writes_a_report_logs_it_and_compares(
         config=str(cfg.source_path), strategy="baseline", model="1", out=str(tmp_path / "a"), return_state=True
     )
     assert state.is_completed(), state.message
-    b = run_backtest(cfg, "passive", "models:/btc-l2/1", None, None, tmp_path / "b", threshold=0.2)
+    q = signalling(confidence(cfg), 0.1)
+    b = run_backtest(cfg, "passive", "models:/btc-l2/1", None, None, tmp_path / "b", threshold=q)
     for folder in (tmp_path / "a", tmp_path / "b"):
         doc = json.loads((folder / "metrics.json").read_text())
         assert doc["meta"]["model_version"] == "1" and "net_pnl" in doc["metrics"]
-        assert doc["meta"].get("threshold_override") == (0.2 if folder.name == "b" else None)
+        assert doc["meta"].get("threshold_override") == (q if folder.name == "b" else None)
         assert (folder / "report.html").stat().st_size > 10_000
     client = registry.connect(cfg)
     run = mlflow.get_run(b["run_id"])
@@ -92,7 +109,7 @@ def test_the_flow_writes_a_report_logs_it_and_compares(
     assert run.info.artifact_uri.startswith(registry.store(cfg).artifacts_uri)  # the configured store, not ./mlruns
     # named by version, strategy and window; linked to the version and its training run
     window = f"{run.data.params['window_start'][:16]}..{run.data.params['window_end'][:16]}"
-    assert run.info.run_name == f"v1 passive {window} study p>=0.2000"  # a fixed threshold: an execution study
+    assert run.info.run_name == f"v1 passive {window} study p>={q:.4f}"  # a fixed threshold: an execution study
     training = client.get_model_version(cfg.mlflow.model_name, "1").run_id
     assert (
         run.data.tags["training_run_id"] == training
@@ -108,7 +125,7 @@ def test_the_flow_writes_a_report_logs_it_and_compares(
     assert float(tags["study_passive/net_pnl"]) == pytest.approx(b["metrics"]["net_pnl"], abs=0.01)
     assert (
         int(tags["backtest_baseline/fills"]) == baseline.data.metrics["fills"]
-        and tags["study_passive/threshold"] == "0.2000"
+        and tags["study_passive/threshold"] == f"{q:.4f}"
     )
     assert tags["backtest_baseline/window"] == window
     text = compare_reports(str(tmp_path / "a"), str(tmp_path / "b"))
@@ -181,11 +198,24 @@ def test_an_execution_study_takes_its_threshold_from_the_data_before_the_window(
     start = int(rows.ts[len(rows.ts) // 2])
     model = registry.load_version(cfg, "1")
     before = rows.x[rows.ts < start]
-    expected = float(np.quantile(model.predict_proba(model.take(before, NAMES)).max(axis=1), 0.9))
-    assert study_threshold(cfg, model, start, 0.9) == pytest.approx(expected)
-    run_backtest(cfg, "baseline", "1", start, None, tmp_path / "study", quantile=0.9)
+    conf = model.predict_proba(model.take(before, NAMES)).max(axis=1)
+    after = model.predict_proba(model.take(rows.x[rows.ts >= start], NAMES)).max(axis=1)
+
+    def usable(t: float) -> bool:  # some rows above it before the start, and some signals after, not all
+        return bool(conf.min() < t < conf.max() and 0 < (after > t).sum() < after.size)
+
+    quantile = 0.9
+    if not usable(float(np.quantile(conf, quantile))):
+        # the test model has no skill: a handful of values, which the halves of the data hold in
+        # different shares; take the quantile in the middle of the highest value that is usable
+        v = max(float(v) for v in np.unique(conf) if usable(float(v)))
+        quantile = ((conf < v).sum() + (conf <= v).sum() - 1) / 2 / (conf.size - 1)
+    expected = float(np.quantile(conf, quantile))
+    assert usable(expected)
+    assert study_threshold(cfg, model, start, quantile) == pytest.approx(expected)
+    run_backtest(cfg, "baseline", "1", start, None, tmp_path / "study", quantile=quantile)
     meta = json.loads((tmp_path / "study" / "metrics.json").read_text())["meta"]
-    assert meta["threshold_quantile"] == 0.9 and meta["threshold_override"] == pytest.approx(expected)
+    assert meta["threshold_quantile"] == quantile and meta["threshold_override"] == pytest.approx(expected)
     assert parse_time_ns(meta["window"]["start"]) == start  # the study runs on the rows from --start on
 
 

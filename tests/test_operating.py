@@ -20,6 +20,7 @@ with ``fee`` the taker fee (the fee of each fill is ``fee * price * qty``).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -61,7 +62,11 @@ def run_baseline(cfg: AppConfig, market: MarketData, rows: int, direction: np.nd
     p = np.full(rows, 0.6)
     signals = Signals(ts, p, p, direction.astype(np.int8), np.full(rows, 1e-5))
     engine = Engine(engine_config(cfg), L, sample_ns=cfg.backtest.sample, cash=cfg.backtest.equity)
-    strategy = make_strategy("baseline", cfg, HORIZON)
+    # a fixed notional per entry, each held for the label horizon: as StrategyRun trades
+    strategy = make_strategy(
+        "baseline", cfg, HORIZON, study_notional=cfg.strategy.baseline_fraction * cfg.backtest.equity
+    )
+    strategy.params = replace(strategy.params, fixed_hold=True)
     return replay(engine, [market], signals, strategy, cfg.strategy.decision_delay)
 
 
@@ -133,8 +138,24 @@ def test_measured_cost_is_the_labels_mean_minus_what_a_filled_entry_earned(cfg: 
     assert c.label_mean == pytest.approx(label, abs=1e-15)
     assert c.realized_mean == pytest.approx(float(np.mean(realized)), abs=1e-12)
     assert c.cost == pytest.approx(label - float(np.mean(realized)), abs=1e-12)
+    gap = np.array([30e-4 if s > 0 else 10e-4 for s in sides]) - np.array(realized)  # label minus realized
+    assert c.se == pytest.approx(float(gap.std(ddof=1) / math.sqrt(n)), rel=1e-9)
     # the cost folds in the spread and both taker fees: at flat exits it is at least the fees
     assert c.cost > 2 * fee
+
+
+def test_a_renewed_or_opposite_signal_during_the_hold_neither_extends_nor_flips_the_bet(cfg: AppConfig) -> None:
+    # long signals on rows 1 and 2, a short one on row 3 (each inside the first bet's 2 s hold):
+    # the bet still ends on row 3 at +30; then flat, a long on row 5 ends on row 7 at -10
+    direction = np.zeros(9, np.int8)
+    direction[[1, 2, 5]], direction[3] = 1, -1
+    level = {3: 30.0, 4: 90.0, 7: -10.0, 8: 60.0}  # an exit a second late would see +90 or +60
+    run = run_baseline(cfg, scripted(level, 12), 9, direction)
+    e = episodes(run)
+    fee = cfg.labels.taker_fee
+    assert e["side"].tolist() == [1, 1] and e["filled"].all()
+    np.testing.assert_allclose(e["ret"], [net_long(30.0, fee), net_long(-10.0, fee)], rtol=0, atol=1e-12)
+    assert len(run.parents) == 4  # two entries, two exits: no added size, no flip
 
 
 def test_fewer_than_min_orders_filled_entries_leave_the_cost_unmeasured(cfg: AppConfig) -> None:

@@ -5,10 +5,11 @@ project's own deployments from prefect.yaml, with short test schedules, over a s
 its own. New data arrives through ``python -m flows.ingest``; the scheduler fires the retraining
 chain (features -> a challenger -> the promotion decision); a paper runner
 (``python -m live.runner --paper --wait``, on the Bybit stand-in) waits while no model has skill.
-Two simulated hours cannot crown one: a 60 s horizon leaves at most ~24 non-overlapping bets in
-each part of the calibration block, and a threshold needs 30 before the matching engine confirms
-it, so the scheduled challenger is refused and the runner keeps waiting (a waiting runner starting
-on a new champion: tests/test_training.py). Ctrl-C then stops serve with exit 0 and takes the
+The hour of new market the test adds cannot crown one: with a 60 s horizon,
+each half of a 2 h window's calibration block (24 min) holds about a dozen non-overlapping bets,
+and a threshold needs 30 before the matching engine confirms it, so the scheduled challenger is
+refused and the runner keeps waiting (a waiting runner starting on a new champion:
+tests/test_training.py). Ctrl-C then stops serve with exit 0 and takes the
 server it started down with it.
 """
 
@@ -210,7 +211,7 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> 
                     #    trains a challenger and takes the promotion decision on fresh data: too few
                     #    bets to confirm a threshold (module docstring), so it is registered, not
                     #    crowned, and the runner keeps waiting
-                    p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "2h", "--config", str(config),
+                    p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "1h", "--config", str(config),
                             env=user, timeout=600)  # fmt: skip
                     assert p.returncode == 0, p.stderr[-3000:]
                     assert "continues the stored one" in p.stdout + p.stderr

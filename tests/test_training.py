@@ -183,8 +183,14 @@ def test_a_runner_told_to_wait_starts_when_a_champion_appears(
     assert "no champion with skill in btc-l2: waiting for one" in gave_up.stdout
     assert gave_up.stderr.strip().splitlines()[-1].endswith("within --duration 2s")
     with (tmp_path / "runner.log").open("w") as out:
-        runner = subprocess.Popen([*base, "--source", "replay", "--speed", "0"], stdout=out, stderr=subprocess.STDOUT,
-                                  text=True, cwd=REPO)  # fmt: skip
+        window = [
+            "--start",
+            "2026-01-05T00:00:00Z",
+            "--end",
+            "2026-01-05T00:08:00Z",
+        ]  # the fixture market's first minutes
+        runner = subprocess.Popen([*base, "--source", "replay", "--speed", "0", *window], stdout=out,
+                                  stderr=subprocess.STDOUT, text=True, cwd=REPO)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while "waiting for one" not in (tmp_path / "runner.log").read_text():

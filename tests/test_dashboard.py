@@ -99,9 +99,11 @@ class _Running:
 
     def _run(self) -> None:
         try:
+            # an execution study (``threshold``: fixed sizes): the skill-less test model from a threshold
+            # under all its probabilities always signals, and Kelly sizing would size it at zero
             model = replace(registry.load_version(self.cfg, "1"), threshold_up=0.01, threshold_down=0.01)  # it trades
             o = Options(live=False, source="bybit", model=None, duration_ns=240 * NS, start_ns=None, end_ns=None,
-                        strategy="passive", speed=None)  # fmt: skip
+                        strategy="passive", speed=None, threshold=0.01)  # fmt: skip
             self.runner = Runner(self.cfg, o, Loaded.of(model, "1"))
             asyncio.run(self.runner.run())
         except BaseException as exc:  # reported in the test's thread

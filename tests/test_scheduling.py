@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -80,12 +81,21 @@ def until(
     return value
 
 
-def api(url: str, path: str, body: dict[str, Any]) -> Any:
+def api(url: str, path: str, body: dict[str, Any], tries: int = 10) -> Any:
+    """POST to the Prefect server's API. A 503 (its SQLite database busy on a loaded machine: the
+    server says "try again") is retried, as Prefect's own client does."""
     req = urllib.request.Request(
         f"{url}{path}", json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
+    for attempt in range(tries):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == tries - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def runs_by_flow(url: str) -> dict[str, list[dict[str, Any]]]:

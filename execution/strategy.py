@@ -115,12 +115,8 @@ class Strategy:
         if self.params.fixed_hold:
             self._fixed(v, book, s, now, pos)
         elif s.direction != 0:
-            p_win, p_loss = (s.p_up, s.p_down) if s.direction > 0 else (s.p_down, s.p_up)
             if self.target * s.direction <= 0:  # a new position (or a flip): size it once
-                if self.params.study_notional > 0:
-                    qty = self.study_size(book)
-                else:
-                    qty = self.entry_size(v, book, s.direction, p_win, p_loss, s.sigma_1s, pos)
+                qty, p_win = self._size(v, book, s, pos)
                 if qty > 0:
                     self.target, self.confidence = s.direction * qty, p_win
             if self.target * s.direction > 0:
@@ -142,14 +138,18 @@ class Strategy:
             return
         if s.direction == 0 or abs(pos) >= self.sizing.lot / 2:  # no signal, or the last exit still working
             return
-        p_win, p_loss = (s.p_up, s.p_down) if s.direction > 0 else (s.p_down, s.p_up)
-        if self.params.study_notional > 0:
-            qty = self.study_size(book)
-        else:
-            qty = self.entry_size(v, book, s.direction, p_win, p_loss, s.sigma_1s, pos)
+        qty, p_win = self._size(v, book, s, pos)
         if qty > 0:
             self.target, self.confidence = s.direction * qty, p_win
             self.hold_until = now + self.params.horizon_ns
+
+    def _size(self, v: Venue, book: BookView, s: Signal, pos: float) -> tuple[float, float]:
+        """(quantity, probability of the signalled direction) of a new entry: the study's fixed size,
+        or the Kelly sizing net of cost."""
+        p_win, p_loss = (s.p_up, s.p_down) if s.direction > 0 else (s.p_down, s.p_up)
+        if self.params.study_notional > 0:
+            return self.study_size(book), p_win
+        return self.entry_size(v, book, s.direction, p_win, p_loss, s.sigma_1s, pos), p_win
 
     def _faded(self, s: Signal, parent: Parent) -> bool:
         """An opposite signal, or the parent's direction now far less likely than when it started."""

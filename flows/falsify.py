@@ -57,6 +57,7 @@ from flows.progress import StepProgress
 from flows.train import embargo_ns, fit
 from market.sim import MarketSimulator
 from market.sim import layout as lay
+from market.sim.presets import NO_EDGE, PLANTED
 from market.sim.simulator import CHUNK_NS
 from market.sources.base import Progress
 from market.sources.sim import SimSource
@@ -75,10 +76,6 @@ NULL_TARGET, PLANTED_TARGET = 0.05, 0.80
 NULL_PCT, PLANTED_PCT = "5 %", "80 %"
 MIN_BLOCKS = 5  # a block permutation that keeps no block in or beside its place needs a few blocks
 MIN_ORDERS = 30  # below this many orders a held-out PnL is no evidence (house rule)
-NO_EDGE: dict[str, Any] = {"meta_tilt": 0.0}  # metaorders still start, but tilt no order: no edge
-# The planted edge (docs/models.md, "Falsification"): rarer, longer metaorders at the largest tilt,
-# in a market with more order flow, so a metaorder's push outruns the queues' refill.
-PLANTED: dict[str, Any] = {"meta_tilt": 0.45, "meta_rate": 0.5, "meta_duration": "180s", "market_rate": 100.0}
 
 Step = Callable[[float, str], None]
 

@@ -25,7 +25,7 @@ target, or goes the wrong way, is NOT MET.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,9 +62,10 @@ def relative_change(a: float | int | None, b: float | int | None) -> float:
     return (b - a) / abs(a)
 
 
-def compare(a: Numbers, b: Numbers, names: tuple[str, str]) -> str:
-    """A text table of two metrics dicts: metric, value in a, value in b, relative change b vs a."""
-    keys = list(a) + [k for k in b if k not in a]
+def compare(a: Numbers, b: Numbers, names: tuple[str, str], keys: Sequence[str] | None = None) -> str:
+    """A text table of two metrics dicts: metric, value in a, value in b, relative change b vs a
+    (every metric, or ``keys`` in their order)."""
+    keys = list(keys) if keys is not None else list(a) + [k for k in b if k not in a]
     rows = [("metric", names[0], names[1], "change")]
     for k in keys:
         va, vb = a.get(k), b.get(k)

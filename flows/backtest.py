@@ -316,13 +316,15 @@ def _metrics_file(path: str) -> Path:
     return p
 
 
-def compare_reports(a: str, b: str) -> str:
+def compare_reports(a: str, b: str, keys: Sequence[str] | None = None, names: tuple[str, str] | None = None) -> str:
+    """Two reports side by side (every metric, or ``keys``), then the user's targets: met, not met or
+    not decidable, each with its sample size and interval."""
     files = [_metrics_file(p) for p in (a, b)]
     ma, mb = (load_metrics(f) for f in files)
-    names = (Path(a).name or a, Path(b).name or b)
+    names = names or (Path(a).name or a, Path(b).name or b)
     sa, sb = (load_samples(f.parent) for f in files)
     samples = (sa, sb) if sa is not None and sb is not None else None
-    return compare(ma, mb, names) + "\n" + check_targets(ma, mb, names, samples).text
+    return compare(ma, mb, names, keys) + "\n" + check_targets(ma, mb, names, samples).text
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.config import load_config
+from market.sim.presets import PLANTED
 from tests.conftest import ConfigFactory
 from tests.test_cli import assert_one_line_error, cli
 from warehouse.db import one, reading
@@ -31,6 +33,11 @@ def test_demo_runs_end_to_end_and_a_second_run_continues_the_market(make_config:
     assert "only 0 labelled rows so far" in first.stdout  # too little to train: said, not failed
     assert "sequence gaps detected: 0" in first.stdout
     assert "snapshots" in first.stdout and "BTCUSDT" in first.stdout
+    # the default market has a planted edge: the demo runs on demo.yaml, the config with it, and says so
+    assert "market: planted" in first.stdout
+    demo = load_config(tmp_path / "demo.yaml")
+    assert demo.sim.model.meta_tilt == PLANTED["meta_tilt"] and demo.sim.model.market_rate == PLANTED["market_rate"]
+    assert demo.warehouse.path == cfg.warehouse.path and demo.sim.seed == cfg.sim.seed  # only the market differs
     db = cfg.resolve(cfg.warehouse.path)
     n1, distinct1, lo1, hi1, runs1 = _counts(db)
     assert n1 == distinct1 > 2000  # ~50 updates/s for a minute
@@ -62,6 +69,7 @@ def test_demo_bad_duration_is_one_line(make_config: ConfigFactory, tmp_path: Pat
     make_config()
     p = cli("-m", "flows.demo", "--duration", "soon", "--config", str(tmp_path / "config.yaml"))
     assert_one_line_error(p, "--duration")
+    assert not (tmp_path / "demo.yaml").exists()  # refused before anything is written
 
 
 @pytest.mark.slow
@@ -74,14 +82,49 @@ def test_demo_trains_and_registers_but_crowns_no_model_without_skill(
         warehouse={"snapshot_levels": 20},
         training={"window": "2h", "horizon": "60s", "rounds": 40, "early_stopping": 10, "min_rows": 300, "folds": 3},
     )
-    p = cli("-m", "flows.demo", "--duration", "90m", "--config", str(tmp_path / "config.yaml"), timeout=420)
+    config = str(tmp_path / "config.yaml")
+    p = cli("-m", "flows.demo", "--duration", "90m", "--market", "calibrated", "--config", config, timeout=420)
     assert p.returncode == 0, p.stderr
     assert "registered btc-l2 version 1 as challenger" in p.stdout
     assert "no champion: version 1: not promoted: no skill" in p.stdout
     assert "no champion with skill in btc-l2: nothing to trade" in p.stdout
+    assert "market: planted" not in p.stdout and not (tmp_path / "demo.yaml").exists()  # config.yaml as it is
     assert "step 5" not in p.stdout and "step 7" not in p.stdout  # no backtest, no paper minute on no model
     assert not (tmp_path / "reports" / "backtest").exists()
     assert not (tmp_path / "logs" / "journal").exists()
     assert "make ui" in p.stdout
     for address in ("http://127.0.0.1:8050", "http://127.0.0.1:5000", "http://127.0.0.1:4200"):
         assert address in p.stdout  # the dashboard, the MLflow UI and the Prefect UI
+
+
+@pytest.mark.slow
+def test_demo_on_the_planted_market_crowns_a_champion_and_runs_the_execution_study(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    """The default market has an edge larger than the costs: the demo's champion shows its own
+    verdict (skill, a threshold confirmed by the engine), then the execution study prints both
+    strategies side by side and each user target as met, not met or not decidable, with n.
+    Eight hours with half of them for calibration, so each half holds the 30 bets and orders a
+    threshold needs (the default 18 h with 20 % take longer)."""
+    make_config(
+        warehouse={"snapshot_levels": 20, "store_raw": False},
+        training={"window": "8h", "shares": [0.3, 0.5, 0.2], "min_rows": 300, "min_child_samples": 300},
+    )
+    p = cli("-m", "flows.demo", "--duration", "485m", "--config", str(tmp_path / "config.yaml"), timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout
+    assert "market: planted" in out and "promoted: version 1: promoted to champion" in out, out[-3000:]
+    verdict = out[out.index("the model's own verdict") : out.index("step 5")]
+    assert "lies above 0.5" in verdict, verdict  # skill
+    assert ", confirmed on the later" in verdict, verdict  # a threshold the engine confirmed
+    study = out[out.index("execution study:") : out.index("step 6")]
+    table = {
+        line.split()[0]: line.split()[1:3] for line in study.splitlines() if line.startswith(("parents ", "sharpe"))
+    }
+    assert set(table) >= {"parents", "sharpe", "sharpe_se"}
+    assert all(float(v) > 0 for v in table["parents"])  # orders on both sides, the same signals
+    for target in ("slippage", "Sharpe", "profitable"):
+        line = next(s for s in study.splitlines() if s.startswith(target))
+        assert any(v in line for v in ("MET", "NOT MET", "not decidable")), line
+    assert "n=" in study and "targets:" in study
+    assert "paper run completed" in out  # the champion trades in paper for a minute

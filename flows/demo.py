@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DURATION = "18h"  # the held-out block (20 %) then holds 100+ parent orders per strategy in the study
 DEFAULT_MARKET = "planted"
+PAPER_SECONDS = 60
 DEMO_CONFIG = "demo.yaml"
 
 
@@ -66,7 +67,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"the simulated market (market/sim/presets.py; default {DEFAULT_MARKET}: an edge planted larger than "
         "the costs, so the research loop has something to find; calibrated: config.yaml's market as it is)",
     )
-    return p.parse_args(argv)
+    p.add_argument(
+        "--paper",
+        type=int,
+        default=PAPER_SECONDS,
+        metavar="SECONDS",
+        help=f"how long the champion paper-trades in step 7 (default {PAPER_SECONDS}; 0 skips the step)",
+    )
+    args = p.parse_args(argv)
+    if args.paper < 0:
+        raise UserError(f"--paper: {args.paper} is not a number of seconds (0 skips the paper step)")
+    return args
 
 
 def market_config(config: str, market: str) -> str:
@@ -136,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(NO_CHAMPION.format(name=m.model_name))
     print("\nstep 6: the warehouse (python -m warehouse show)")
     show(cfg)
-    journal = paper_minute(args.config, study) if _has_champion(cfg) else None
+    journal = paper_minute(args.config, study, args.paper) if _has_champion(cfg) and args.paper > 0 else None
     print("\nstep 8: where everything is")
     print(f"  warehouse: {cfg.resolve(cfg.warehouse.path)}  (python -m warehouse show)")
     print(f"  reports:   {cfg.resolve(cfg.backtest.out)}/*/report.html")
@@ -175,11 +186,10 @@ SHOWN = (
 )  # fmt: skip
 
 
-PAPER_SECONDS = 60
 HISTORY_S, CATCHUP = 330, 30.0  # the stand-in's past, published 30x fast: the features warm up in 11 s
 
 
-def paper_minute(config: str, study: float | None) -> Path:
+def paper_minute(config: str, study: float | None, paper_s: int = PAPER_SECONDS) -> Path:
     """Step 7: the runner in paper mode for a minute against the stand-in fed by the simulator.
 
     The stand-in publishes the simulated market's last five and a half minutes first (what the
@@ -192,7 +202,7 @@ def paper_minute(config: str, study: float | None) -> Path:
     from market.standin.feeds import SimFeed
 
     cfg = load_config(config)
-    print(f"\nstep 7: the live runner, paper trading for {PAPER_SECONDS} s against the Bybit stand-in server")
+    print(f"\nstep 7: the live runner, paper trading for {paper_s} s against the Bybit stand-in server")
     feed = SimFeed(cfg.sim, cfg.instrument, cfg.ingest.depth, history_ns=HISTORY_S * 1_000_000_000, catchup=CATCHUP)
     src = Path(config)
     with BackgroundStandin(feed) as server:
@@ -200,7 +210,7 @@ def paper_minute(config: str, study: float | None) -> Path:
         data["bybit"] = {**data.get("bybit", {}), "rest_url": server.url, "ws_public_url": server.ws_url}
         runner_config = src.parent / ".demo-runner.yaml"
         runner_config.write_text(yaml.safe_dump(data, sort_keys=False))
-        seconds = PAPER_SECONDS + int(HISTORY_S / CATCHUP)
+        seconds = paper_s + int(HISTORY_S / CATCHUP)
         cmd = ["--paper", "--source", "bybit", "--duration", f"{seconds}s", "--config", str(runner_config)]
         if study is not None:
             cmd += ["--threshold", repr(study)]

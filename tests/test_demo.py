@@ -70,6 +70,9 @@ def test_demo_bad_duration_is_one_line(make_config: ConfigFactory, tmp_path: Pat
     p = cli("-m", "flows.demo", "--duration", "soon", "--config", str(tmp_path / "config.yaml"))
     assert_one_line_error(p, "--duration")
     assert not (tmp_path / "demo.yaml").exists()  # refused before anything is written
+    assert_one_line_error(
+        cli("-m", "flows.demo", "--paper", "-3", "--config", str(tmp_path / "config.yaml")), "--paper"
+    )
 
 
 @pytest.mark.slow
@@ -110,7 +113,17 @@ def test_demo_on_the_planted_market_crowns_a_champion_and_runs_the_execution_stu
         warehouse={"snapshot_levels": 20, "store_raw": False},
         training={"window": "8h", "shares": [0.3, 0.5, 0.2], "min_rows": 300, "min_child_samples": 300},
     )
-    p = cli("-m", "flows.demo", "--duration", "485m", "--config", str(tmp_path / "config.yaml"), timeout=900)
+    p = cli(
+        "-m",
+        "flows.demo",
+        "--duration",
+        "485m",
+        "--paper",
+        "20",
+        "--config",
+        str(tmp_path / "config.yaml"),
+        timeout=900,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout
     assert "market: planted" in out and "promoted: version 1: promoted to champion" in out, out[-3000:]
@@ -127,4 +140,4 @@ def test_demo_on_the_planted_market_crowns_a_champion_and_runs_the_execution_stu
         line = next(s for s in study.splitlines() if s.startswith(target))
         assert any(v in line for v in ("MET", "NOT MET", "not decidable")), line
     assert "n=" in study and "targets:" in study
-    assert "paper run completed" in out  # the champion trades in paper for a minute
+    assert "paper trading for 20 s" in out and "paper run completed" in out  # the champion, in paper

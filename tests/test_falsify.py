@@ -17,7 +17,6 @@ from scipy.stats import binom
 from core.config import load_config
 from core.errors import UserError
 from flows.falsify import (
-    PLANTED,
     Outcome,
     _parsed,
     block_permutation,
@@ -28,6 +27,7 @@ from flows.falsify import (
     share_interval,
     summary,
 )
+from market.sim.presets import PLANTED
 from models.metrics import NEVER
 from tests.conftest import REPO
 from warehouse.dataset import TrainingData

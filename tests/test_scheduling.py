@@ -1,17 +1,17 @@
 """Scheduled retraining as the user lives it, end to end, nothing mocked or called directly.
 
-``python -m flows.serve`` starts a real Prefect server (its scheduler included) and serves the
-project's own deployments from prefect.yaml, with short test schedules, over a small project of
-its own. New data arrives through ``python -m flows.ingest``; the scheduler fires the retraining
-chain (features -> a challenger -> the promotion decision); a paper runner
-(``python -m live.runner --paper --wait``, on the Bybit stand-in) waits while no model has skill.
-Then eight hours of a market with a planted edge arrive (market/sim/presets.py): the scheduled
-chain trains a challenger on them, the promotion rule crowns it on its own evidence (a threshold
-chosen on one half of the calibration block and confirmed by the matching engine on the other: the
-test config gives that block half the window, so each half's two hours hold enough bets; at 6 h and
-40 % the confirmation saw 21-25 orders of the 30 it needs), and the waiting runner
-starts trading it. Ctrl-C then stops the runner and serve with exit 0; the server serve found
-stays up.
+A real Prefect server (``python -m flows.prefect_server``, its scheduler included); the first model,
+trained by hand on a market whose order flow carries no information, is registered, not crowned; a
+paper runner (``python -m live.runner --paper --wait``, on the Bybit stand-in) waits while no model
+has skill. Then eight hours of a market with a planted edge arrive through
+``python -m flows.ingest`` (market/sim/presets.py) and ``python -m flows.serve`` serves the project's
+own retraining deployment from prefect.yaml on a 20 s test schedule: its first scheduled chain
+(features -> a challenger -> the promotion decision) trains on the new market, the promotion rule
+crowns it on its own evidence (a threshold chosen on one half of the calibration block and confirmed
+by the matching engine on the other: the test config gives that block half the window, so each
+half's two hours hold enough bets; at 6 h and 40 % the confirmation saw 21-25 orders of the 30 it
+needs), and the waiting runner starts trading it. The next scheduled run finds nothing new. Ctrl-C
+stops the runner and serve with exit 0; the server serve found stays up.
 """
 
 from __future__ import annotations
@@ -189,61 +189,63 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> 
         assert "no champion: version 1: not promoted: no skill" in p.stdout, p.stdout[-3000:]
         assert "champion" not in aliases(store)
 
-        # 2. serve the retraining on its schedule: it finds the server; nothing new to train yet
-        serve_args = ["-m", "flows.serve", "--config", str(config), "--deployments", str(project / "deployments.yaml")]
-        with process([*serve_args, "--api-url", url], project / "serve.log", env) as serve:
-            # 3. meanwhile the paper runner waits for a champion, on the Bybit stand-in fed by the simulator
-            feed = SimFeed(cfg.sim, cfg.instrument, cfg.ingest.depth, history_ns=330 * NS, catchup=30.0)
-            with BackgroundStandin(feed) as standin:
-                data = {
-                    **yaml.safe_load(config.read_text()),
-                    "bybit": {"rest_url": standin.url, "ws_public_url": standin.ws_url},
-                }
-                runner_config = project / "runner.yaml"
-                runner_config.write_text(yaml.safe_dump(data))
-                journal = jr.default_path(cfg.resolve(cfg.live.journal_dir), "paper", "bybit")
-                runner_args = ["-m", "live.runner", "--paper", "--wait", "--config", str(runner_config)]
-                with process(runner_args, project / "runner.log", env) as runner:
-                    until("a scheduled run with nothing to train", lambda: "nothing to retrain" in text(project / "serve.log"),
-                          proc=serve)  # fmt: skip
-                    assert "using the Prefect server at" in text(project / "serve.log")
-                    until("the runner waits", lambda: "waiting for one" in text(project / "runner.log"), proc=runner)
-                    assert not records(journal, ["start"])  # no champion: no session
+        # 2. the paper runner waits for a champion, on the Bybit stand-in fed by the simulator
+        feed = SimFeed(cfg.sim, cfg.instrument, cfg.ingest.depth, history_ns=330 * NS, catchup=30.0)
+        with BackgroundStandin(feed) as standin:
+            data = {
+                **yaml.safe_load(config.read_text()),
+                "bybit": {"rest_url": standin.url, "ws_public_url": standin.ws_url},
+            }
+            runner_config = project / "runner.yaml"
+            runner_config.write_text(yaml.safe_dump(data))
+            journal = jr.default_path(cfg.resolve(cfg.live.journal_dir), "paper", "bybit")
+            runner_args = ["-m", "live.runner", "--paper", "--wait", "--config", str(runner_config)]
+            with process(runner_args, project / "runner.log", env) as runner:
+                until("the runner waits", lambda: "waiting for one" in text(project / "runner.log"), proc=runner)
+                assert not records(journal, ["start"])  # no champion: no session
 
-                    # 4. new data (the market changed: eight hours with a planted edge) -> the next
-                    #    scheduled chain builds its features, trains a challenger on them and takes
-                    #    the promotion decision: the rule crowns it on its own evidence
-                    p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "8h", "--config", str(config),
-                            env=user, timeout=900)  # fmt: skip
-                    assert p.returncode == 0, p.stderr[-3000:]
-                    assert "continues the stored one" in p.stdout + p.stderr
-                    # the schedule fires every 20 s, also while the ingest is still writing: the
-                    # chains of that time train on part of the new market and may be refused; one
-                    # that trains on enough of it is crowned by the rule
-                    crowned = until("a scheduled chain's promotion to champion",
+                # 3. new data: the market changed (eight hours with a planted edge)
+                p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "8h", "--config", str(config),
+                        env=user, timeout=900)  # fmt: skip
+                assert p.returncode == 0, p.stderr[-3000:]
+                assert "continues the stored one" in p.stdout + p.stderr
+                assert runner.poll() is None and not records(journal, ["start"])  # still waiting
+
+                # 4. serve the retraining on its schedule: it finds the server; its first chain builds
+                #    the new market's features, trains a challenger and takes the promotion decision:
+                #    the rule crowns it on its own evidence, not the test
+                serve_args = ["-m", "flows.serve", "--config", str(config), "--deployments",
+                              str(project / "deployments.yaml"), "--api-url", url]  # fmt: skip
+                with process(serve_args, project / "serve.log", env) as serve:
+                    crowned = until("the scheduled chain's promotion decision on version 2",
                                     lambda: [r for r in runs_by_flow(url).get("retrain", [])
                                              if r["auto_scheduled"] and r["state_type"] == "COMPLETED"
-                                             and (r["state"]["message"] or "").startswith("promoted: version")],
-                                    proc=serve)  # fmt: skip
-                    version = min(int(r["state"]["message"].split()[2].rstrip(":")) for r in crowned)  # the first
-                    assert version >= 2 and aliases(store)["champion"] >= version, crowned[0]["state"]["message"]
+                                             and "version 2" in (r["state"]["message"] or "")],
+                                    proc=serve)[0]  # fmt: skip
+                    assert crowned["state"]["message"].startswith("promoted: version 2: promoted to champion"), crowned
+                    assert aliases(store)["champion"] == 2
+                    assert "using the Prefect server at" in text(project / "serve.log")
 
                     # 5. the waiting runner starts on the champion the schedule crowned
-                    started = until("the runner's session on the crowned version",
-                                    lambda: records(journal, ["start"]), proc=runner)[0]  # fmt: skip
-                    assert int(started.data["model"]) >= version, started
+                    started = until("the runner's session on version 2", lambda: records(journal, ["start"]),
+                                    proc=runner)[0]  # fmt: skip
+                    assert str(started.data["model"]) == "2", started
                     assert ctrl_c(runner) == 0
-                runner_log = text(project / "runner.log")
-                assert "stopped while waiting" not in runner_log and "Traceback" not in runner_log, runner_log[-3000:]
+                    log_text = text(project / "runner.log")
+                    assert "stopped while waiting" not in log_text and "Traceback" not in log_text, log_text[-3000:]
 
-            # what the Prefect server saw: scheduled chains whose three steps ran
-            runs = runs_by_flow(url)
-            for step in ("features", "train", "promote"):
-                assert sum(r["state_type"] == "COMPLETED" for r in runs[step]) >= 2, step  # by hand, then scheduled
-            before = len(text(project / "serve.log"))
+                    # 6. the next scheduled run finds nothing new to train on
+                    until("a scheduled run with nothing to train",
+                          lambda: "nothing to retrain" in text(project / "serve.log"), proc=serve)  # fmt: skip
 
-            # 6. Ctrl-C: serve stops with exit 0 and no traceback; the server it found stays up
-            assert ctrl_c(serve) == 0
+                    # what the Prefect server saw: the chain by hand, then the scheduled one
+                    runs = runs_by_flow(url)
+                    for step in ("features", "train", "promote"):
+                        assert sum(r["state_type"] == "COMPLETED" for r in runs[step]) >= 2, step
+                    before = len(text(project / "serve.log"))
+
+                    # 7. Ctrl-C: serve stops with exit 0 and no traceback; the server it found stays up
+                    assert ctrl_c(serve) == 0
         tail = text(project / "serve.log")[before:]
         assert "Traceback" not in tail, tail[-3000:]
         assert "stopped serving" in tail and "stopping the Prefect server" not in tail

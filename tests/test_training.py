@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import yaml
 
 from core.config import AppConfig, load_config
 from core.errors import UnavailableError, UserError
-from live import journal as jr
 from market.sources.sim import SimSource
 from models import registry
 from tests.conftest import REPO, ConfigFactory
@@ -169,11 +167,12 @@ def test_a_first_model_without_skill_is_not_promoted_and_the_runner_says_so(
     assert not (cfg.resolve(cfg.live.journal_dir) / "paper-bybit.sqlite").exists()  # it never traded
 
 
-def test_a_runner_told_to_wait_starts_when_a_champion_appears(
+def test_a_runner_told_to_wait_gives_up_after_its_duration_in_one_line(
     trained: tuple[AppConfig, dict[str, Any]], tmp_path: Path
 ) -> None:
     """``--wait``: with no champion the runner says so once and waits (a runner kept up around the
-    clock must not exit in a loop); it gives up after --duration, and starts once one is crowned."""
+    clock must not exit in a loop); it gives up after --duration in one line, exit 2. Starting once
+    one is crowned, by the scheduled promotion: tests/test_scheduling.py."""
     cfg = own_registry(trained, tmp_path)
     assert registry.version_for(cfg, "champion") is None
     base = [sys.executable, "-m", "live.runner", "--paper", "--config", str(cfg.source_path), "--wait"]
@@ -182,30 +181,7 @@ def test_a_runner_told_to_wait_starts_when_a_champion_appears(
     assert gave_up.returncode == 2 and "Traceback" not in gave_up.stderr, gave_up.stderr
     assert "no champion with skill in btc-l2: waiting for one" in gave_up.stdout
     assert gave_up.stderr.strip().splitlines()[-1].endswith("within --duration 2s")
-    with (tmp_path / "runner.log").open("w") as out:
-        window = [
-            "--start",
-            "2026-01-05T00:00:00Z",
-            "--end",
-            "2026-01-05T00:08:00Z",
-        ]  # the fixture market's first minutes
-        runner = subprocess.Popen([*base, "--source", "replay", "--speed", "0", *window], stdout=out,
-                                  stderr=subprocess.STDOUT, text=True, cwd=REPO)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while "waiting for one" not in (tmp_path / "runner.log").read_text():
-            assert runner.poll() is None and time.monotonic() < deadline, (tmp_path / "runner.log").read_text()
-            time.sleep(0.2)
-        journal = cfg.resolve(cfg.live.journal_dir) / "paper-replay.sqlite"
-        assert not journal.exists()  # waiting: no session yet
-        # crowned by hand: this test is about the runner's wait, not about promotion (tested above)
-        registry.connect(cfg).set_registered_model_alias(cfg.mlflow.model_name, "champion", "1")
-        assert runner.wait(300) == 0, (tmp_path / "runner.log").read_text()
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-    starts = list(jr.read(journal, ["start"]))
-    assert len(starts) == 1 and str(starts[0].data["model"]) == "1"
+    assert not list(cfg.resolve(cfg.live.journal_dir).glob("*.sqlite"))  # no session was opened
 
 
 def test_the_promotion_rules() -> None:

@@ -41,7 +41,7 @@ from flows.promote import promote_flow
 from flows.train import train_flow
 from live.journal import default_path
 from live.runner import NO_CHAMPION
-from market.sim.presets import MARKETS
+from market.sim.presets import ABOUT, MARKETS
 from models.registry import version_for
 from warehouse.cli import show
 from warehouse.continuation import continue_sim
@@ -106,11 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_source(load_config(args.config), "sim", None, args.duration)  # bad input: one line, nothing written
     args.config = market_config(args.config, args.market)
     cfg = load_config(args.config)
-    if args.config.endswith(DEMO_CONFIG):
-        print(
-            f"market: {args.market} (market/sim/presets.py): the simulator with an edge planted larger than the "
-            f"costs, so the research loop has something to find; config: {args.config}"
-        )
+    if MARKETS[args.market]:
+        print(f"market: {args.market} (market/sim/presets.py): {ABOUT[args.market]}; config: {args.config}")
     resume = continue_sim(cfg)  # the ingest flow continues the same way
     if resume is not None:
         print(

@@ -141,3 +141,18 @@ def test_demo_on_the_planted_market_crowns_a_champion_and_runs_the_execution_stu
         assert any(v in line for v in ("MET", "NOT MET", "not decidable")), line
     assert "n=" in study and "targets:" in study
     assert "paper trading for 20 s" in out and "paper run completed" in out  # the champion, in paper
+
+
+def test_the_demo_market_is_config_yaml_with_the_named_market_and_nothing_else(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    from flows.demo import market_config
+
+    cfg = make_config()
+    config = str(tmp_path / "config.yaml")
+    assert market_config(config, "calibrated") == config and not (tmp_path / "demo.yaml").exists()
+    demo = load_config(market_config(config, "no-edge"))
+    assert demo.sim.model.meta_tilt == 0.0 and demo.source_path == tmp_path / "demo.yaml"
+    assert demo.model_dump(exclude={"sim", "source_path"}) == cfg.model_dump(exclude={"sim", "source_path"})
+    again = load_config(market_config(str(tmp_path / "demo.yaml"), "planted"))  # the demo's own config again
+    assert again.sim.model.meta_tilt == PLANTED["meta_tilt"] and again.sim.seed == cfg.sim.seed

@@ -30,3 +30,8 @@ PLANTED: dict[str, Any] = {
     "pullback_ticks": 100.0,
 }
 MARKETS: dict[str, dict[str, Any]] = {"planted": PLANTED, "calibrated": CALIBRATED, "no-edge": NO_EDGE}
+ABOUT: dict[str, str] = {
+    "planted": "an edge planted larger than the costs, so the research loop has something to find",
+    "calibrated": "calibrated against the real recordings (config.yaml as it is)",
+    "no-edge": "order flow without information about the next tens of seconds (nothing to find)",
+}

@@ -176,6 +176,12 @@ class Snapshot:
         trade = trading(st, sel, float(account.get("funding") or 0.0))
         rt = trade["round_trips"]
         account |= {k: rt[k] for k in ("realized", "unrealized", "mark", "mark_ts")}
+        pos, equity, cash = account.get("position"), account.get("equity"), account.get("cash")
+        if pos and abs(pos) > 1e-12 and equity is not None and cash is not None and math.isfinite(rt["mark"]):
+            # the split of the equity card at the mid the account record was marked at (equity = cash +
+            # position x mid), not the newest book's: realized + unrealized = equity - start, also while
+            # the runner runs and the market has moved since its last account record
+            account["unrealized"] = rt["unrealized"] + pos * ((equity - cash) / pos - rt["mark"])
         if not runner["running"] and abs(account.get("position") or 0.0) > 1e-9:
             runner["holding"] = {"position": account["position"], "mark": rt["mark"], "unrealized": rt["unrealized"]}
         out = {

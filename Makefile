@@ -75,7 +75,7 @@ serve: $(STAMP)  ## run the prefect.yaml deployments on their schedules (finds o
 	$(PY) -m flows.serve
 
 standin: $(STAMP)  ## the Bybit v5 stand-in server on 127.0.0.1:8765, fed by the simulator
-	$(PY) -m market.standin --port 8765
+	$(PY) -m standin --port 8765
 
 lock:  ## re-resolve requirements.lock from pyproject.toml (needs the package registry)
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv

@@ -21,8 +21,8 @@ from live.dashboard.journal_view import JournalView
 from live.dashboard.selection import select
 from live.dashboard.trading import trading
 from live.drift import DriftMonitor
-from live.journal import Journal
 from models.profile import Profile
+from warehouse.journal import Journal
 
 DAY_S = 86_400
 NS = 1_000_000_000

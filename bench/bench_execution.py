@@ -25,9 +25,9 @@ from execution.backtest import Signals, engine_config, make_strategy, replay
 from execution.engine import Engine
 from execution.market import MarketData
 from execution.types import EngineConfig, Side
+from pipelines.replay import load_market
 from warehouse.db import reading
 from warehouse.reader import time_bounds
-from warehouse.replay import load_market
 
 HOUR_NS = 3600 * 1_000_000_000
 HOURS = 6

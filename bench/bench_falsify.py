@@ -8,7 +8,7 @@ procedure under test is the project's own), and read its last line:
   (target <= 5 %). The simulated day is kept in bench/.cache/falsify and reused.
 - planted: N = 10 markets of 12 simulated hours each (the demo's window: a threshold needs hours of
   calibration block to be chosen and confirmed, docs/models.md "Falsification") with the planted
-  metaorder edge of market/sim/presets.py, larger than the round trip; the share that trades and
+  metaorder edge of sim/presets.py, larger than the round trip; the share that trades and
   earns net of fees on its held-out block (target >= 80 %). Ten, not twenty: each run simulates,
   ingests and builds its own market (about 3-4 minutes a run on the 2-core machine), and the
   interval says what ten runs can and cannot show.

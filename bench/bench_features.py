@@ -17,8 +17,8 @@ from core.config import load_config
 from features import BatchFeatures, BookArrays, OnlineFeatures, TradeArrays
 from market.events import TRADES, fixed_to_numpy
 from market.normalize import Normalizer
-from market.sim import MarketSimulator
 from market.venues import BYBIT
+from sim import MarketSimulator
 
 LEVELS = 50
 HOUR_NS = 3600 * 1_000_000_000

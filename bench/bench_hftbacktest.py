@@ -66,8 +66,8 @@ from execution.engine import Engine
 from execution.market import MarketData
 from execution.types import EngineConfig, FillRule, QueueModel, Side
 from market.sources.files import FileSource
+from pipelines.replay import load_market
 from warehouse.ingest import run_ingest
-from warehouse.replay import load_market
 
 DATA = SHARED / "binance-usdm-btcusdt"
 HBT_DIR = CACHE / "hbt"  # pip install --target, by `make bench`

@@ -18,11 +18,11 @@ import numpy as np
 from bench.common import CACHE, entry, pct
 from core.config import AppConfig, load_config
 from flows.train import fit
-from market.sources.sim import SimSource
 from models.model import StackedModel
 from models.stack import predict_lgb, predict_xgb
-from warehouse.dataset import load
-from warehouse.featurebuild import build
+from pipelines.dataset import load
+from pipelines.featurebuild import build
+from sim.source import SimSource
 from warehouse.ingest import run_ingest
 
 DAY_NS = 86_400 * 1_000_000_000

@@ -25,7 +25,7 @@ from core.config import load_config
 from flows.train import fit
 from live.loop import Loaded
 from live.runner import Options, Runner
-from warehouse.dataset import load
+from pipelines.dataset import load
 
 HOUR_NS = 3_600 * 1_000_000_000
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.common import entry
 from core.config import load_config
-from market.sim import MarketSimulator
+from sim import MarketSimulator
 
 DAY_NS = 86_400 * 1_000_000_000
 

@@ -40,7 +40,7 @@ def _import(paths: list[Path], directory: Path, **warehouse: Any) -> tuple[float
 
 
 def _sim_recording(path: Path, seconds: int) -> None:
-    from market.sim import MarketSimulator
+    from sim import MarketSimulator
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
     with gzip.open(path, "wt", compresslevel=1) as f:
@@ -50,7 +50,7 @@ def _sim_recording(path: Path, seconds: int) -> None:
 
 def _day_warehouse() -> AppConfig:
     """A warehouse holding one simulated day (built once, cached in bench/.cache)."""
-    from market.sources.sim import SimSource
+    from sim.source import SimSource
 
     directory = CACHE / "day"
     cfg = _config(directory)

@@ -2,7 +2,7 @@
 
 Every event carries two int64 ns clocks (REFERENCE section 2, point 2): ``ts_ex``, the exchange's
 matching-engine time (Bybit ``cts`` / trade ``T``), and ``ts_local``, when we received it. The
-engine knows nothing of where the arrays come from (warehouse.replay builds them from the
+engine knows nothing of where the arrays come from (pipelines.replay builds them from the
 warehouse; the paper broker pushes live events one at a time).
 """
 

@@ -53,8 +53,8 @@ from flows.common import failed, parser, raise_if_failed
 from flows.progress import StepProgress
 from models import registry
 from models.model import StackedModel
-from warehouse.dataset import load_features
-from warehouse.replay import load_market
+from pipelines.dataset import load_features
+from pipelines.replay import load_market
 
 log = logging.getLogger(__name__)
 HOUR_NS = 3600 * 1_000_000_000

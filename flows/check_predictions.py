@@ -36,13 +36,13 @@ from core.timefmt import format_ns, parse_time_ns
 from features import NAMES
 from flows.common import failed, parser, raise_if_failed
 from flows.progress import StepProgress
-from live import journal as jr
 from models import registry
 from models.metrics import reliability, score
 from models.model import StackedModel
-from warehouse.dataset import load_features
+from pipelines.dataset import load_features
+from warehouse import journal as jr
 from warehouse.db import reading
-from warehouse.featurebuild import horizon_name, table_exists
+from warehouse.feature_tables import horizon_name, table_exists
 
 STEP = 0.05  # width of a confidence bucket above the threshold
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

@@ -39,13 +39,12 @@ from flows.feature_build import features_flow
 from flows.ingest import build_source, ingest_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
-from live.journal import default_path
-from live.runner import NO_CHAMPION
-from market.sim.presets import ABOUT, MARKETS
-from models.registry import version_for
+from models.registry import NO_CHAMPION, version_for
+from pipelines.dataset import load
+from sim.presets import ABOUT, MARKETS
 from warehouse.cli import show
 from warehouse.continuation import continue_sim
-from warehouse.dataset import load
+from warehouse.journal import default_path
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--market",
         choices=sorted(MARKETS),
         default=DEFAULT_MARKET,
-        help=f"the simulated market (market/sim/presets.py; default {DEFAULT_MARKET}: an edge planted larger than "
+        help=f"the simulated market (sim/presets.py; default {DEFAULT_MARKET}: an edge planted larger than "
         "the costs, so the research loop has something to find; calibrated: config.yaml's market as it is)",
     )
     p.add_argument(
@@ -107,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.config = market_config(args.config, args.market)
     cfg = load_config(args.config)
     if MARKETS[args.market]:
-        print(f"market: {args.market} (market/sim/presets.py): {ABOUT[args.market]}; config: {args.config}")
+        print(f"market: {args.market} (sim/presets.py): {ABOUT[args.market]}; config: {args.config}")
     resume = continue_sim(cfg)  # the ingest flow continues the same way
     if resume is not None:
         print(
@@ -133,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"training skipped: {trained.message} (run make demo again to add more market)")
         else:
             print(trained.message)
-            print("the model's own verdict (models/train.py: skill, thresholds at the real cost, confirmation):")
+            print("the model's own verdict (pipelines/training.py: skill, thresholds at the real cost, confirmation):")
             print("\n".join(f"  {line}" for line in _data(trained)["verdict"]))
             _run(promote_flow(config=args.config, return_state=True), "promotion")
             m = cfg.mlflow
@@ -168,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "\n      python -m models compare 1 2    (two versions side by side, and the UI's compare page)"
         "\n      make serve                      (the scheduled retraining: features, train, promote)"
         "\n      python -m features catalog      (what every feature means)"
-        "\n      python -m market.sim compare    (simulator vs real recordings)"
+        "\n      python -m sim compare    (simulator vs real recordings)"
     )
     return 0
 
@@ -195,8 +194,8 @@ def paper_minute(config: str, study: float | None, paper_s: int = PAPER_SECONDS)
     import subprocess
     import sys
 
-    from market.standin import BackgroundStandin
-    from market.standin.feeds import SimFeed
+    from standin import BackgroundStandin
+    from standin.feeds import SimFeed
 
     cfg = load_config(config)
     print(f"\nstep 7: the live runner, paper trading for {paper_s} s against the Bybit stand-in server")

@@ -55,16 +55,16 @@ from flows.backtest import simulate
 from flows.common import failed, parser, raise_if_failed
 from flows.progress import StepProgress
 from flows.train import embargo_ns, fit
-from market.sim import MarketSimulator
-from market.sim import layout as lay
-from market.sim.presets import NO_EDGE, PLANTED
-from market.sim.simulator import CHUNK_NS
 from market.sources.base import Progress
-from market.sources.sim import SimSource
 from models.metrics import NEVER
-from models.train import TrainResult
-from warehouse.dataset import TrainingData, load
-from warehouse.featurebuild import build
+from models.result import TrainResult
+from pipelines.dataset import TrainingData, load
+from pipelines.featurebuild import build
+from sim import MarketSimulator
+from sim import layout as lay
+from sim.presets import NO_EDGE, PLANTED
+from sim.simulator import CHUNK_NS
+from sim.source import SimSource
 from warehouse.ingest import run_ingest
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ def planted_edge(cfg: AppConfig, hours: float) -> tuple[float, float, float, int
     """The mean direction-signed mid move (bp) over the label horizon after a metaorder is first
     seen, with its 95 % t interval and the number of metaorders: (mean, lo, hi, n).
 
-    The simulator's metaorders are hidden state (market/sim/layout.py); read after every 10 s chunk,
+    The simulator's metaorders are hidden state (sim/layout.py); read after every 10 s chunk,
     a new one is seen 0-10 s after it started, the delay a model reading the trades needs anyway.
     Overlapping metaorders share moves, so the interval is a little narrow."""
     from scipy.stats import t as student
@@ -321,7 +321,7 @@ def gate_and_backtest(
         trades=result.trades,
     )
     for o in result.operating.values():
-        log.info("seed %d %s", seed, o.why)  # why each direction trades or not (models/operating.py)
+        log.info("seed %d %s", seed, o.why)  # why each direction trades or not (pipelines/operating.py)
     if min(out.thresholds.values()) >= NEVER:
         return out  # the model places no order: its PnL is zero without running the engine
     step(0.85, f"backtesting the held-out block with the {strategy} strategy")

@@ -5,7 +5,7 @@
     python -m flows.feature_build --no-labels                      # features only
 
 Incremental and idempotent: a run continues where the last one stopped, re-running never
-duplicates a row. A Prefect flow around warehouse.featurebuild.build (deployed from prefect.yaml).
+duplicates a row. A Prefect flow around pipelines.featurebuild.build (deployed from prefect.yaml).
 Export with ``python -m warehouse export --table features|labels``.
 """
 
@@ -26,7 +26,7 @@ from core.errors import UserError
 from core.timefmt import parse_time_ns
 from flows.common import failed, parser, raise_if_failed
 from flows.progress import StepProgress
-from warehouse.featurebuild import build
+from pipelines.featurebuild import build
 
 log = logging.getLogger(__name__)
 

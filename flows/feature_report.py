@@ -29,9 +29,10 @@ from features.analysis import information_coefficient
 from flows.common import parser
 from flows.progress import StepProgress
 from market.sources.files import FileSource
-from market.sources.sim import SimSource
+from pipelines.featurebuild import build
+from sim.source import SimSource
 from warehouse.db import reading
-from warehouse.featurebuild import build, horizon_name, ids
+from warehouse.feature_tables import horizon_name, ids
 from warehouse.ingest import run_ingest
 
 log = logging.getLogger(__name__)

@@ -51,7 +51,7 @@ def build_source(
         raise UserError(f"--path only applies to --source file, not {source}")
     duration_ns = _duration(duration if duration is not None else (DEFAULT_SIM_DURATION if source == "sim" else None))
     if source == "sim":
-        from market.sources.sim import SimSource
+        from sim.source import SimSource
 
         return SimSource(cfg.sim, cfg.instrument, cfg.ingest.depth, duration_ns or 0, realtime=realtime)
     from market.sources.bybit import BybitSource

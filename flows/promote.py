@@ -30,7 +30,7 @@ from flows.common import failed, parser, raise_if_failed
 from models import registry
 from models.metrics import NEVER
 from models.model import StackedModel
-from warehouse.dataset import TrainingData, load
+from pipelines.dataset import TrainingData, load
 
 
 def evaluate(model: StackedModel, data: TrainingData) -> dict[str, float]:
@@ -52,7 +52,7 @@ def evaluate(model: StackedModel, data: TrainingData) -> dict[str, float]:
 def skill_gate(cfg: AppConfig, model: StackedModel, fresh: dict[str, float]) -> tuple[bool, str]:
     """The gate every challenger passes first, the first model too: it has skill and trades.
 
-    Skill was tested in training (models/train.py): a direction trades only when its held-out AUC
+    Skill was tested in training (pipelines/training.py): a direction trades only when its held-out AUC
     interval lies above 0.5 and its threshold was confirmed on data it was not chosen on. A model
     trading in neither direction fails; so does one whose AUC on ``fresh`` data (``evaluate``) is
     below ``promotion.min_auc`` in a direction it trades."""

@@ -28,7 +28,7 @@ from flows.feature_build import features_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
 from models import registry
-from warehouse.dataset import newest_label_ns
+from pipelines.dataset import newest_label_ns
 
 
 @task(name="new-labels")

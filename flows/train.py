@@ -8,7 +8,7 @@ walk-forward folds, stacks them with a logistic meta-learner, calibrates on a la
 block, scores every learner on the held-out block, and sets the operating thresholds: a direction
 trades only if its held-out AUC interval lies above 0.5, at a threshold chosen on the first part of
 the calibration block at the round trip the strategy really pays there (measured by the matching
-engine) and confirmed by one engine run on the later part (models/operating.py). It logs and
+engine) and confirmed by one engine run on the later part (pipelines/operating.py). It logs and
 registers everything in MLflow (``make ui`` to look).
 """
 
@@ -38,12 +38,13 @@ from flows.backtest import HOUR_NS, VOL_FEATURE, VOL_WINDOW_S
 from flows.common import failed, parser, raise_if_failed
 from flows.progress import StepProgress
 from models.registry import log_training
+from models.result import TrainResult
 from models.stack import BoostParams
-from models.train import TrainResult, train
-from warehouse.dataset import TrainingData, load
+from pipelines.dataset import TrainingData, load
+from pipelines.replay import load_market
+from pipelines.training import train
 from warehouse.db import reading
-from warehouse.featurebuild import table_exists
-from warehouse.replay import load_market
+from warehouse.feature_tables import table_exists
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class StrategyRun:
     """The strategy the runner trades (``promotion.backtest_strategy``) through the matching engine
     over rows of the training data, on the warehouse's recorded market: what training measures the
     strategy's real round-trip cost with and confirms each operating threshold by
-    (models/operating.py). Each entry is one bet: a fixed notional (``baseline_fraction`` of the
+    (pipelines/operating.py). Each entry is one bet: a fixed notional (``baseline_fraction`` of the
     backtest equity) held for the label horizon (``StrategyParams.fixed_hold``)."""
 
     def __init__(self, cfg: AppConfig, data: TrainingData) -> None:

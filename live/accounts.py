@@ -28,7 +28,7 @@ from core.config import AppConfig
 from core.errors import UserError
 from core.timefmt import format_ns
 from live.feed import Feed
-from live.journal import Restored, default_path, inspect
+from warehouse.journal import Restored, default_path, inspect
 
 
 def journal_path(cfg: AppConfig, mode: str, source: str, chosen: Path | None = None) -> Path:

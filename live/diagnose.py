@@ -38,7 +38,7 @@ from core.clock import Clock, SystemClock
 from core.config import AppConfig, BybitConfig
 from core.errors import UnavailableError, UserError
 from core.timefmt import format_ns
-from live.journal import journals
+from warehouse.journal import journals
 
 Status = Literal["OK", "WARN", "FAIL"]
 OK: Status = "OK"

@@ -212,7 +212,7 @@ class ReplayFeed:
     name = "replay"
 
     def __init__(self, cfg: AppConfig, start_ns: int | None, end_ns: int | None, speed: float) -> None:
-        from warehouse.replay import load_replay  # the live sources never need the warehouse
+        from pipelines.replay import load_replay  # the live sources never need the warehouse
 
         self.cfg, self.start_ns, self.end_ns, self.speed = cfg, start_ns, end_ns, speed
         self._load = load_replay

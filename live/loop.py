@@ -43,10 +43,10 @@ from features import MAX_LOOKBACK_S, NAMES, OnlineFeatures
 from live.alerts import Alerts
 from live.drift import DriftMonitor, worst
 from live.feed import BookTick, Tick
-from live.journal import Journal
 from live.monitor import SlippageMonitor
 from live.paper import WAKE, PaperGateway
 from models.model import StackedModel
+from warehouse.journal import Journal
 
 log = logging.getLogger("live.runner")
 

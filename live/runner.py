@@ -44,11 +44,11 @@ from features import feature_set_for
 from live.accounts import AccountLock, check_account, claim, journal_path, old_journal_note
 from live.alerts import Alerts, Webhook, webhook_url
 from live.feed import Feed, ReplayFeed, SourceFeed
-from live.journal import Journal
 from live.logs import setup_runner_logging
 from live.loop import Loaded, Loop
 from live.paper import PaperGateway
 from market.venues import venue_by_name
+from warehouse.journal import Journal
 
 log = logging.getLogger("live.runner")
 
@@ -152,12 +152,6 @@ def keys_from_env() -> tuple[str, str]:
     return key, secret
 
 
-NO_CHAMPION = (
-    "no champion with skill in {name}: nothing to trade (python -m flows.train; python -m flows.promote; "
-    "python -m models list shows why each version was not promoted)"
-)
-
-
 def wait_for_champion(cfg: AppConfig, limit_ns: int | None) -> bool:
     """Block until the registry has a champion (True), or ``limit_ns`` has passed (False).
 
@@ -183,7 +177,7 @@ def load_model(cfg: AppConfig, uri: str | None, now_ns: int, threshold: float | 
     from models import registry
 
     if uri is None and registry.version_for(cfg, registry.CHAMPION) is None:
-        raise UserError(NO_CHAMPION.format(name=cfg.mlflow.model_name))
+        raise UserError(registry.NO_CHAMPION.format(name=cfg.mlflow.model_name))
     version, _ = registry.resolve(cfg, uri)
     model = registry.load_version(cfg, version)
     created = registry.version_created_ns(cfg, version)
@@ -213,7 +207,7 @@ def make_feed(cfg: AppConfig, o: Options) -> Feed:
     if o.source == "replay":
         return ReplayFeed(cfg, o.start_ns, o.end_ns, cfg.live.replay_speed if o.speed is None else o.speed)
     if o.source == "sim":
-        from market.sources.sim import SimSource
+        from sim.source import SimSource
 
         span = o.duration_ns or 365 * 86_400 * 1_000_000_000
         return SourceFeed(SimSource(cfg.sim, cfg.instrument, cfg.ingest.depth, span, realtime=True), cfg)
@@ -455,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if o.wait:
         try:
             if not wait_for_champion(cfg, o.duration_ns):
+                from models.registry import NO_CHAMPION
+
                 raise UserError(NO_CHAMPION.format(name=cfg.mlflow.model_name) + f" within --duration {args.duration}")
         except KeyboardInterrupt:
             print("stopped while waiting for a champion: no session was started")

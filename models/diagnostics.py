@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from models.metrics import reliability
-from models.train import TrainResult
+from models.result import TrainResult
 
 TOP = 20  # features on the importance plot
 DIRECTIONS = ("up", "down")

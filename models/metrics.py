@@ -128,7 +128,7 @@ def choose_threshold(
     Candidates are the cuts between distinct probabilities, at most ``candidates`` of them evenly
     spread over the number of rows taken. The best of many candidates looks better than it is (the
     search is a multiple test): training therefore confirms the chosen threshold on a later,
-    disjoint block (models/train.py).
+    disjoint block (pipelines/training.py).
 
     The threshold returned lies between the last probability taken and the next one down, so the
     model's strict rule (``p > threshold``, ``StackedModel.signal``) signals on exactly those rows.

@@ -32,7 +32,7 @@ from core.errors import UserError
 from models import store as _store
 from models.metrics import metric_key
 from models.model import StackedModel
-from models.train import TrainResult
+from models.result import TrainResult
 
 Store = _store.Store  # where the store lives (models/store.py), as registry.Store / registry.store before
 store = _store.store
@@ -53,6 +53,12 @@ HEADLINE = (
     "confirm_ev_bps",
     "confirm_se_bps",
 )  # on the version
+
+
+NO_CHAMPION = (
+    "no champion with skill in {name}: nothing to trade (python -m flows.train; python -m flows.promote; "
+    "python -m models list shows why each version was not promoted)"
+)
 
 
 def connect(cfg: AppConfig, create: bool = False) -> Any:

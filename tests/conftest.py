@@ -125,8 +125,8 @@ def prefect_server_for_commands(tmp_path_factory: pytest.TempPathFactory) -> Ite
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict[str, Any]]:
     """90 simulated minutes with features, and a small model trained on them (registry version 1)."""
     from flows.train import run_training
-    from market.sources.sim import SimSource
-    from warehouse.featurebuild import build
+    from pipelines.featurebuild import build
+    from sim.source import SimSource
     from warehouse.ingest import run_ingest
 
     S = 1_000_000_000

@@ -28,7 +28,7 @@ def eager(cfg: AppConfig) -> Any:
 
 def confidence(cfg: AppConfig, before_ns: int | None = None) -> np.ndarray:
     """Version 1's confidence (the larger of P(up), P(down)) on the stored feature rows (before ``before_ns``)."""
-    from warehouse.dataset import load_features
+    from pipelines.dataset import load_features
 
     model = registry.load_version(cfg, "1")
     rows = load_features(cfg, None, None if before_ns is None else before_ns - 1)
@@ -155,7 +155,7 @@ def test_bad_input_is_one_line(
 
 def test_signals_use_the_model_thresholds(trained: tuple[AppConfig, Any]) -> None:
     from flows.backtest import signals
-    from warehouse.dataset import load_features
+    from pipelines.dataset import load_features
 
     cfg, _ = trained
     model = registry.load_version(cfg, "1")
@@ -168,7 +168,7 @@ def test_signals_use_the_model_thresholds(trained: tuple[AppConfig, Any]) -> Non
 
 def test_promotion_can_require_a_net_of_fee_backtest_win(trained: tuple[AppConfig, Any]) -> None:
     from flows.promote import backtest_rule
-    from warehouse.dataset import load_features
+    from pipelines.dataset import load_features
 
     cfg = free(trained[0])  # without fees the eager model's Kelly bets are sized; with them it has no edge
     rows = load_features(cfg)
@@ -191,7 +191,7 @@ def test_an_execution_study_takes_its_threshold_from_the_data_before_the_window(
 ) -> None:
     from features import NAMES
     from flows.backtest import study_threshold
-    from warehouse.dataset import load_features
+    from pipelines.dataset import load_features
 
     cfg, _ = trained
     rows = load_features(cfg)

@@ -26,10 +26,10 @@ from core.errors import UserError
 from execution.types import OrderKind
 from execution.venue import BookView
 from live.bybit_gateway import BybitGateway
-from market.standin import BackgroundStandin
-from market.standin.account import POST_ONLY_REASON, Account
-from market.standin.feeds import SimFeed
-from market.standin.private import PrivateSpec
+from standin import BackgroundStandin
+from standin.account import POST_ONLY_REASON, Account
+from standin.feeds import SimFeed
+from standin.private import PrivateSpec
 from tests.conftest import ConfigFactory
 
 KEY, SECRET = "test-key-7f3a", "test-secret-c91e"

@@ -16,12 +16,12 @@ from core.config import AppConfig
 from core.errors import UnavailableError, UserError
 from core.timefmt import format_ns, parse_time_ns
 from flows.check_predictions import check, main, table
-from live.journal import Journal
 from models import registry
 from models.metrics import NEVER
+from pipelines.dataset import load, load_features
 from tests.conftest import ConfigFactory
 from tests.test_cli import assert_one_line_error, cli
-from warehouse.dataset import load, load_features
+from warehouse.journal import Journal
 
 pytestmark = pytest.mark.slow
 S = 1_000_000_000

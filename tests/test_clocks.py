@@ -17,11 +17,11 @@ import pytest
 
 from core.config import AppConfig
 from market.sources.files import FileSource
+from pipelines.replay import load_market
 from tests.conftest import REPO, ConfigFactory
 from warehouse import clocks
 from warehouse.db import reading, writing
 from warehouse.ingest import run_ingest
-from warehouse.replay import load_market
 
 MS = 1_000_000
 T0 = 1_721_347_200_000  # 2024-07-19 00:00:00 UTC, in ms

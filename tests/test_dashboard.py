@@ -23,16 +23,16 @@ from typing import Any
 import pytest
 
 from core.config import AppConfig
-from live import journal as jr
 from live.dashboard.app import create_app, main
 from live.loop import Loaded
 from live.runner import Options, Runner
-from market.standin import BackgroundStandin
-from market.standin.feeds import SimFeed
 from models import registry
+from standin import BackgroundStandin
+from standin.feeds import SimFeed
 from tests.browser import browser_or_skip, launch
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_runner_standin import until
+from warehouse import journal as jr
 
 NS = 1_000_000_000
 REPO = Path(__file__).resolve().parents[1]

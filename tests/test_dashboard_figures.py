@@ -20,7 +20,7 @@ from live.dashboard.journal_view import JournalView
 from live.dashboard.market_view import Fill, MarketView
 from live.dashboard.stats import MIN_EVIDENCE, mean_interval, proportion
 from live.dashboard.trades import RoundTrips
-from live.journal import Journal
+from warehouse.journal import Journal
 
 NS = 1_000_000_000
 

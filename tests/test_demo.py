@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.config import load_config
-from market.sim.presets import PLANTED
+from sim.presets import PLANTED
 from tests.conftest import ConfigFactory
 from tests.test_cli import assert_one_line_error, cli
 from warehouse.db import one, reading

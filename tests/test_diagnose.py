@@ -25,14 +25,14 @@ from core.config import AppConfig, load_config
 from core.timefmt import format_ns
 from live import diagnose
 from live.diagnose import FAIL, OK, WARN, Check, Status, human
-from live.journal import Journal, default_path
-from market.sources.sim import SimSource
-from market.standin import BackgroundStandin
-from market.standin.feeds import SimFeed
 from models import registry
+from sim.source import SimSource
+from standin import BackgroundStandin
+from standin.feeds import SimFeed
 from tests.conftest import ConfigFactory
 from tests.test_cli import assert_one_line_error, cli
 from warehouse.ingest import run_ingest
+from warehouse.journal import Journal, default_path
 
 NS = 1_000_000_000
 ROW = re.compile(r"^(\S+)\s+(OK|WARN|FAIL)\s+(.*)$")

@@ -14,12 +14,12 @@ from execution.engine import Engine, Wake
 from execution.market import MarketData, empty_market
 from execution.types import EngineConfig, OrderKind, OrderStatus, RejectReason, Side
 from execution.venue import Venue
-from market.sources.sim import SimSource
+from pipelines.replay import load_market
+from sim.source import SimSource
 from tests.conftest import ConfigFactory
 from tests.test_engine_scenarios import CFG, B, T, _random_market, market
 from warehouse.db import reading
 from warehouse.ingest import run_ingest
-from warehouse.replay import load_market
 
 S = 1_000_000_000
 FEED = 50  # feed latency in these tests: ts_local = ts_ex + 50

@@ -12,7 +12,7 @@ import pytest
 from models.metrics import NEVER, Scores, choose_threshold, mean_se
 from models.model import StackedModel
 from models.stack import BoostParams, fit_logistic
-from models.train import HANDFUL, operating_points, train
+from pipelines.training import HANDFUL, operating_points, train
 
 S = 1_000_000_000
 H = 30  # label horizon in rows (1 s grid)

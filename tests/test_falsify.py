@@ -27,10 +27,10 @@ from flows.falsify import (
     share_interval,
     summary,
 )
-from market.sim.presets import PLANTED
 from models.metrics import NEVER
+from pipelines.dataset import TrainingData
+from sim.presets import PLANTED
 from tests.conftest import REPO
-from warehouse.dataset import TrainingData
 
 LAST_LINE = re.compile(
     r"^gate let (\d+) of (\d+) null models trade: (\d+\.\d) % \(95 % CI (\d+\.\d)-(\d+\.\d) %, target <= 5 %\)$"

@@ -10,10 +10,11 @@ import pytest
 from core.config import AppConfig
 from features import NAMES, BatchFeatures
 from features import labels as lb
-from market.sources.sim import SimSource
+from pipelines.featurebuild import _Reader, build
+from sim.source import SimSource
 from tests.conftest import ConfigFactory
 from warehouse.db import one, reading
-from warehouse.featurebuild import _Reader, build, horizon_name
+from warehouse.feature_tables import horizon_name
 from warehouse.ingest import run_ingest
 
 S = 1_000_000_000

@@ -27,9 +27,9 @@ from features import (
 )
 from market.events import TRADES, fixed_to_numpy
 from market.normalize import Normalizer
-from market.sim import MarketSimulator
 from market.sources.files import FileSource
 from market.venues import BYBIT
+from sim import MarketSimulator
 from tests.conftest import REPO, episode_paths, real_data
 
 T0 = parse_time_ns("2026-01-05T00:00:00Z")

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from core.timefmt import parse_duration_ns
-from market.sources.sim import SimSource
+from sim.source import SimSource
 from tests.conftest import ConfigFactory
 from tests.test_cli import cli, warehouse_counts, write_recording
 from warehouse import reader

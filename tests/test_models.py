@@ -9,8 +9,9 @@ import pytest
 
 from models.metrics import NEVER, choose_threshold, score
 from models.model import ModelInputError, StackedModel
+from models.result import TrainResult
 from models.stack import BoostParams
-from models.train import TrainResult, train
+from pipelines.training import train
 
 S = 1_000_000_000
 FAST = BoostParams(rounds=60, early_stopping=10, min_child_samples=50)

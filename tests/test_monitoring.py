@@ -19,9 +19,9 @@ from core.errors import UserError
 from live.alerts import WEBHOOK_ENV, Alerts, Webhook, webhook_url
 from live.dashboard.journal_view import JournalView
 from live.drift import DriftMonitor, worst
-from live.journal import Journal
 from live.monitor import SlippageMonitor
 from models.profile import BINS, Profile, psi
+from warehouse.journal import Journal
 
 NS = 1_000_000_000
 

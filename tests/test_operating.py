@@ -1,4 +1,4 @@
-"""The operating threshold's engine path (models/operating.py), on scripted markets worked out by hand.
+"""The operating threshold's engine path (pipelines/operating.py), on scripted markets worked out by hand.
 
 The engine scenarios drive the matching engine the way training's ``flows.train.StrategyRun`` does
 (``Signals`` -> ``make_strategy`` -> ``replay``), on a market written here: a book every 100 ms, one
@@ -31,7 +31,8 @@ from execution.engine import Engine
 from execution.market import MarketData, market_data
 from execution.quality import RunRecord
 from execution.types import FILL_DTYPE, PARENT_DTYPE
-from models.operating import MIN_ORDERS, Z, confirm_run, episodes, measure_cost, rows_of
+from models.result import MIN_ORDERS
+from pipelines.operating import Z, confirm_run, episodes, measure_cost, rows_of
 from tests.conftest import ConfigFactory
 
 S = 1_000_000_000

@@ -15,11 +15,11 @@ from execution.backtest import make_strategy
 from execution.strategy import Signal, Strategy
 from execution.types import OrderKind
 from execution.venue import Venue
-from live import journal as jr
 from live.feed import BookTick
 from live.loop import Loaded, Loop
 from live.paper import PaperGateway
 from tests.conftest import ConfigFactory
+from warehouse import journal as jr
 
 MS = 1_000_000
 S = 1_000 * MS

@@ -253,7 +253,7 @@ def _same_parse(msgs: list[RawMessage]) -> None:
 @pytest.mark.kernels
 def test_bybit_fast_path_equals_the_general_path_on_valid_streams() -> None:
     from core.config import InstrumentConfig, SimConfig
-    from market.sim import MarketSimulator
+    from sim import MarketSimulator
     from tests.bybit_msgs import random_stream
 
     _same_parse(random_stream(500, seed=5))

@@ -9,7 +9,8 @@ import pytest
 
 from execution.strategy import Baseline
 from models.metrics import NEVER, bets, choose_threshold
-from models.operating import MIN_ORDERS, confirm_labels
+from models.result import MIN_ORDERS
+from pipelines.operating import confirm_labels
 from tests.test_strategy import books, run, signals, strategy
 
 S = 1_000_000_000

@@ -59,8 +59,8 @@ def test_real_replay_delivers_the_book_with_positive_feed_latency(make_config: C
     book event would reach the strategy at its exchange time (zero feed latency)."""
     from execution.backtest import engine_config
     from execution.engine import Engine
+    from pipelines.replay import load_market
     from warehouse import clocks
-    from warehouse.replay import load_market
 
     cfg = make_config(warehouse={"snapshot_levels": 5})
     assert run_ingest(FileSource(episode_paths("2024-07-18")), cfg, detail="2024").status == "completed"

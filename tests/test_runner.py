@@ -14,10 +14,10 @@ import pytest
 from core.config import AppConfig
 from core.errors import UserError
 from execution.types import OrderKind, OrderStatus
-from live import journal as jr
 from live.loop import Loaded
 from live.runner import Options, Runner, check_model, main
 from models import registry
+from warehouse import journal as jr
 
 NS = 1_000_000_000
 
@@ -40,7 +40,7 @@ def _top_threshold(top: np.ndarray) -> float:
 def _study_model(cfg: AppConfig, *windows: tuple[int, int]) -> tuple[Any, float]:
     """Version 1 with a threshold low enough that it trades (the EV-chosen one rarely does): the top of
     its confidences (``_top_threshold``), in each of ``windows`` ([start, end) grid times) if given."""
-    from warehouse.dataset import load_features
+    from pipelines.dataset import load_features
 
     model = registry.load_version(cfg, "1")
     rows = load_features(cfg)
@@ -51,7 +51,7 @@ def _study_model(cfg: AppConfig, *windows: tuple[int, int]) -> tuple[Any, float]
 
 
 def _first_row(cfg: AppConfig) -> int:
-    from warehouse.dataset import load_features
+    from pipelines.dataset import load_features
 
     return int(load_features(cfg).ts[0])
 
@@ -79,7 +79,7 @@ def _replay(cfg: AppConfig, model: Any, **opts: Any) -> Runner:
 
 def test_a_replay_through_the_runner_is_the_backtest(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
     from flows.backtest import signals, simulate
-    from warehouse.dataset import load_features
+    from pipelines.dataset import load_features
 
     cfg = _cfg(trained[0], tmp_path)
     model, _ = _study_model(cfg)

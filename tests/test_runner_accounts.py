@@ -17,7 +17,6 @@ import yaml
 
 from core.config import AppConfig
 from core.timefmt import format_ns
-from live import journal as jr
 from live.accounts import AccountLock, old_journal_note
 from live.feed import Tick
 from live.loop import Loaded
@@ -25,6 +24,7 @@ from live.runner import Options, Runner
 from models import registry
 from tests.conftest import ConfigFactory
 from tests.test_cli import assert_one_line_error, cli
+from warehouse import journal as jr
 from warehouse.db import one, reading
 
 NS = 1_000_000_000

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from core.config import AppConfig
-from live import journal as jr
 from live.loop import Loaded
 from live.runner import Options, Runner
-from market.standin import BackgroundStandin
-from market.standin.feeds import SimFeed
 from models import registry
+from standin import BackgroundStandin
+from standin.feeds import SimFeed
+from warehouse import journal as jr
 
 pytestmark = pytest.mark.slow
 NS = 1_000_000_000
@@ -149,7 +149,7 @@ def test_a_silent_feed_halts_the_runner_and_cancels_everything(
 def test_live_mode_trades_on_the_standin_exchange_and_a_restart_takes_its_word(
     trained: tuple[AppConfig, Any], tmp_path: Path
 ) -> None:
-    from market.standin.private import PrivateSpec
+    from standin.private import PrivateSpec
 
     cfg = trained[0]
     feed = SimFeed(cfg.sim, cfg.instrument, 50, history_ns=330 * NS, catchup=60.0)

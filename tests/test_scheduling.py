@@ -4,7 +4,7 @@ A real Prefect server (``python -m flows.prefect_server``, its scheduler include
 trained by hand on a market whose order flow carries no information, is registered, not crowned; a
 paper runner (``python -m live.runner --paper --wait``, on the Bybit stand-in) waits while no model
 has skill. Then eight hours of a market with a planted edge arrive through
-``python -m flows.ingest`` (market/sim/presets.py) and ``python -m flows.serve`` serves the project's
+``python -m flows.ingest`` (sim/presets.py) and ``python -m flows.serve`` serves the project's
 own retraining deployment from prefect.yaml on a 20 s test schedule: its first scheduled chain
 (features -> a challenger -> the promotion decision) trains on the new market, the promotion rule
 crowns it on its own evidence (a threshold chosen on one half of the calibration block and confirmed
@@ -37,12 +37,12 @@ import yaml
 from core.config import load_config
 from flows.prefect_server import answers
 from flows.serve import deployments
-from live import journal as jr
-from market.sim.presets import PLANTED
-from market.standin import BackgroundStandin
-from market.standin.feeds import SimFeed
+from sim.presets import PLANTED
+from standin import BackgroundStandin
+from standin.feeds import SimFeed
 from tests.conftest import REPO
 from tests.test_cli import cli
+from warehouse import journal as jr
 
 NS = 1_000_000_000
 WAIT_S = 420  # generous: each step is a real subprocess on a busy 2-core machine; nothing is timed

@@ -12,10 +12,10 @@ import pytest
 from core.config import InstrumentConfig, SimConfig, SimModelConfig
 from market.events import RawBatch, RawMessage, fixed_to_numpy
 from market.normalize import Normalizer
-from market.sim import MarketSimulator, facts
-from market.sim.simulator import FIRST_UPDATE_ID
 from market.sources.files import FileSource
 from market.venues import BYBIT
+from sim import MarketSimulator, facts
+from sim.simulator import FIRST_UPDATE_ID
 from tests.conftest import episode_paths, real_data
 
 S = 1_000_000_000

@@ -196,9 +196,9 @@ def test_the_stale_data_check_reads_the_corrected_arrival_of_a_recording(
     from execution.engine import Engine
     from execution.market import MarketData
     from market.sources.files import FileSource
+    from pipelines.replay import load_market
     from tests.test_clocks import BEHIND_A, FILE_A, T0, binance, write_recording
     from warehouse.ingest import run_ingest
-    from warehouse.replay import load_market
 
     ms = 1_000_000
     cfg = binance(make_config(warehouse={"snapshot_levels": 2}, risk={"stale_after": "2s", "max_spread_bps": 20.0}))

@@ -30,9 +30,9 @@ import pytest
 from core.config import AppConfig
 from core.errors import UserError
 from market.sources.bybit import BybitSource
-from market.sources.sim import SimSource
-from market.standin import BackgroundStandin
-from market.standin.feeds import SimFeed
+from sim.source import SimSource
+from standin import BackgroundStandin
+from standin.feeds import SimFeed
 from tests.conftest import REPO, ConfigFactory
 from warehouse.db import one, reading
 from warehouse.ingest import IngestResult, run_ingest
@@ -250,7 +250,7 @@ def test_an_unreachable_endpoint_is_one_line_and_touches_nothing_stored(
 def test_the_standin_runs_on_its_own_and_answers_like_bybit(tmp_path: Path, config_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "market.standin", "--port", "0", "--config", str(config_path)],
+        [sys.executable, "-m", "standin", "--port", "0", "--config", str(config_path)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -286,14 +286,14 @@ def test_the_standin_cli_rejects_bad_input_in_one_line(tmp_path: Path, config_pa
         ["--port", "70000"],
     ]
     for args in cases:
-        out = _cli(["-m", "market.standin", *args, "--config", str(config_path)], tmp_path, timeout=60)
+        out = _cli(["-m", "standin", *args, "--config", str(config_path)], tmp_path, timeout=60)
         assert out.returncode != 0 and "Traceback" not in out.stderr
         assert out.stderr.strip().count("\n") == 0 and out.stderr.startswith("error: "), out.stderr
 
 
 def test_a_recorded_bybit_file_can_feed_the_standin(make_config: ConfigFactory, tmp_path: Path) -> None:
-    from market.sim import MarketSimulator
-    from market.standin.feeds import FileFeed
+    from sim import MarketSimulator
+    from standin.feeds import FileFeed
 
     base = AppConfig()
     recording = tmp_path / "bybit.jsonl.gz"
@@ -314,7 +314,7 @@ def test_a_recorded_bybit_file_can_feed_the_standin(make_config: ConfigFactory, 
 
 
 def test_the_file_feed_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
-    from market.standin.feeds import FileFeed
+    from standin.feeds import FileFeed
 
     binance = tmp_path / "binance.gz"
     with gzip.open(binance, "wt") as f:

@@ -19,9 +19,10 @@ import yaml
 
 from core.config import AppConfig, load_config
 from models import registry
+from models.result import TrainResult
 from models.stack import BoostParams
 from models.store import rebase
-from models.train import TrainResult, train
+from pipelines.training import train
 
 S = 1_000_000_000
 pytestmark = pytest.mark.slow

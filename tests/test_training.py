@@ -15,11 +15,11 @@ import yaml
 
 from core.config import AppConfig, load_config
 from core.errors import UnavailableError, UserError
-from market.sources.sim import SimSource
 from models import registry
+from pipelines.dataset import load
+from pipelines.featurebuild import build
+from sim.source import SimSource
 from tests.conftest import REPO, ConfigFactory
-from warehouse.dataset import load
-from warehouse.featurebuild import build
 from warehouse.ingest import run_ingest
 
 S = 1_000_000_000
@@ -144,8 +144,8 @@ def test_a_first_model_without_skill_is_not_promoted_and_the_runner_says_so(
     trained: tuple[AppConfig, dict[str, Any]], tmp_path: Path
 ) -> None:
     from flows.promote import run_promotion
-    from live.runner import NO_CHAMPION
     from models.metrics import NEVER
+    from models.registry import NO_CHAMPION
 
     cfg = own_registry(trained, tmp_path)
     model, _ = registry.load(cfg, "challenger")

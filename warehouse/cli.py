@@ -16,7 +16,7 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_duration, format_ns, parse_duration_ns, parse_time_ns
 from market.venues import venue_by_name
-from warehouse import clocks, featurebuild, reader
+from warehouse import clocks, feature_tables, reader
 from warehouse.db import one, reading
 from warehouse.schema import describe, stored_levels
 
@@ -173,17 +173,17 @@ def _export_built(cfg: AppConfig, args: argparse.Namespace, out: Path, start: in
     path = cfg.resolve(cfg.warehouse.path)
     set_col = "feature_set" if args.table == "features" else "label_set"
     with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
-        if not featurebuild.table_exists(con, args.table):
+        if not feature_tables.table_exists(con, args.table):
             raise UserError(f"no {args.table} in {path} yet (run python -m flows.feature_build)")
         venue, symbol = reader.pick_pair(
             con, args.venue, args.symbol, (cfg.instrument.venue, cfg.instrument.venue_symbol)
         )
-        fs, ls = featurebuild.ids(cfg, venue_by_name(venue).tick_size)
+        fs, ls = feature_tables.ids(cfg, venue_by_name(venue).tick_size)
         wanted = args.set or (fs if args.table == "features" else ls)
         sets = [r[0] for r in con.execute(f"SELECT DISTINCT {set_col} FROM {args.table} ORDER BY 1").fetchall()]
         if wanted not in sets:
             raise UserError(f"--set {wanted}: not in the warehouse (stored: {', '.join(sets) or 'none'})")
-        spec = featurebuild.features_spec() if args.table == "features" else featurebuild.labels_spec(cfg)
+        spec = feature_tables.features_spec() if args.table == "features" else feature_tables.labels_spec(cfg)
         skip = {"venue", "symbol", set_col}
         cols = ", ".join(c.name for c in spec.columns if c.name not in skip)
         q = reader.quote

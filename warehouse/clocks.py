@@ -14,7 +14,7 @@ Here, per file (or per live session):
   moved: a clock running ahead cannot be told apart from a slow network.
 - the estimate is stored in ``clock_offsets`` beside the recorded data, which stays as recorded
   (``ts_local_ns``): the correction is auditable and can be redone (``estimate_stored``).
-- ``ClockOffsets.correct`` gives the corrected local time on read (``warehouse.replay``):
+- ``ClockOffsets.correct`` gives the corrected local time on read (``pipelines.replay``):
   ts_local_ns + offset of the segment whose recorded local range holds it, never before
   ts_exchange_ns. Data of no estimated segment (imported before the estimate existed) gets offset
   0 and only that floor, which is what the matching engine's delivery rule did with it anyway.

@@ -25,7 +25,7 @@ from live.dashboard.market_view import NS, Fill, MarketView
 from live.dashboard.orders import OrderHistory
 from live.dashboard.selection import Session
 from live.dashboard.trades import RoundTrips
-from live.journal import written_ns
+from warehouse.journal import written_ns
 
 DECISIONS = 5000  # the live confidence histogram covers this many newest decisions
 ALERTS = 20

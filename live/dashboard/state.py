@@ -24,8 +24,8 @@ from live.dashboard import reports
 from live.dashboard.journal_view import JournalState, JournalView
 from live.dashboard.selection import Selection, select
 from live.dashboard.trading import trading
-from live.journal import journals
 from models.model import StackedModel
+from warehouse.journal import journals
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ source unsubscribes and resubscribes the order book, and Bybit answers with a fr
 Connections that drop, error or go silent for ``ingest.stall_timeout`` are reopened with
 exponential backoff (``ingest.reconnect_initial`` .. ``reconnect_max``); each reconnect and
 resubscribe is noted in ``sync_events``. Endpoint URLs come from the ``bybit`` config section,
-so the same code talks to Bybit, its testnet, or the stand-in server (market/standin).
+so the same code talks to Bybit, its testnet, or the stand-in server (standin).
 """
 
 from __future__ import annotations

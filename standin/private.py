@@ -28,16 +28,13 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import orjson
 from aiohttp import web
 
-from market.standin.account import Account, Order, OrderError, decimals
-from market.standin.rows import execution_row, order_row, position_row, wallet_row
-
-if TYPE_CHECKING:
-    from market.standin.server import StandinServer
+from standin.account import Account, BookLike, Order, OrderError, decimals
+from standin.rows import execution_row, order_row, position_row, wallet_row
 
 PRIVATE_FAULTS: dict[str, str] = {
     "reject_orders": "for `seconds`, every new order is rejected (retCode 110007, not enough balance)",
@@ -80,15 +77,14 @@ def sign(secret: str, timestamp: str, key: str, recv_window: str, payload: str) 
 class PrivateApi:
     """The private endpoints of one account (one accepted key / secret pair) on the stand-in."""
 
-    def __init__(self, server: StandinServer, spec: PrivateSpec) -> None:
-        self.server = server
+    def __init__(self, symbol: str, book: BookLike, tick: float, spec: PrivateSpec) -> None:
+        self.symbol = symbol
         self.api_key = spec.api_key
         self.api_secret = spec.api_secret
         self.rate_limit = spec.rate_limit
-        tick = server.feed.tick_size
         self.account = Account(
-            server.symbol,
-            server.book,
+            symbol,
+            book,
             tick,
             decimals(tick),
             maker_fee=spec.maker_fee,
@@ -250,8 +246,8 @@ class PrivateApi:
             raise OrderError(10001, "params error: category only support linear here")
         symbol = p.get("symbol")
         needs_symbol = path in ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel")
-        if (symbol or needs_symbol) and symbol != self.server.symbol:
-            raise OrderError(10001, f"params error: symbol invalid (the stand-in trades {self.server.symbol})")
+        if (symbol or needs_symbol) and symbol != self.symbol:
+            raise OrderError(10001, f"params error: symbol invalid (the stand-in trades {self.symbol})")
 
     # -- account endpoints ---------------------------------------------------------------------
 
@@ -294,7 +290,7 @@ class PrivateApi:
     async def _coins(self, p: dict[str, Any], now: int) -> dict[str, Any]:
         rows = [
             {"name": coin, "coin": coin, "remainAmount": "1000000", "chains": []}
-            for coin in ("USDT", self.server.symbol.removesuffix("USDT"))
+            for coin in ("USDT", self.symbol.removesuffix("USDT"))
         ]
         return {"rows": rows}
 

@@ -11,109 +11,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 from sklearn.metrics import log_loss
 
 from models.cv import blocks
-from models.metrics import NEVER, Choice, Scores, choose_threshold, metric_key, score
+from models.metrics import NEVER, Scores, choose_threshold, score
 from models.model import StackedModel
-from models.operating import (
-    MIN_ORDERS,
-    PERMISSIVE,
-    Confirmation,
-    Cost,
-    Execution,
-    Z,
-    confirm_labels,
-    confirm_run,
-    measure_cost,
-)
 from models.profile import Profile
+from models.result import MIN_ORDERS, Operating, TrainResult, verdict
 from models.stack import BoostParams, DirectionStack, calibrate, fit_direction, serve_base
+from pipelines.operating import PERMISSIVE, Execution, Z, confirm_labels, confirm_run, measure_cost
 
 DIRECTIONS = (("up", 1), ("down", -1))
 HANDFUL = 5  # fewer distinct outputs on the test block than this (and than its base learner): collapsed
 CHOICE_SHARE = 0.5  # of the calibration block's span: thresholds are chosen here, confirmed after it
 LEARNER_NAMES = {"lgb": "LightGBM", "xgb": "XGBoost", "stack": "stack"}
-
-
-@dataclass
-class Operating:
-    """How one direction's operating threshold came about (or why it never trades)."""
-
-    skill: bool  # the held-out AUC's interval lies above 0.5
-    threshold: float  # the model's threshold: NEVER unless skilled, chosen and confirmed
-    candidate: float = NEVER  # what the search chose on the first part of the calibration block
-    choice: Choice | None = None
-    cost: Cost | None = None  # measured by the engine (None: the nominal cost was used)
-    nominal_cost: float = float("nan")
-    confirmation: Confirmation | None = None
-    why: str = ""
-
-
-@dataclass
-class TrainResult:
-    model: StackedModel
-    scores: dict[str, dict[str, Scores]]  # direction -> learner (lgb, xgb, stack) -> scores
-    rows: dict[str, int]
-    verdict: list[str] = field(default_factory=list)
-    operating: dict[str, Operating] = field(default_factory=dict)
-    distinct: dict[str, int] = field(default_factory=dict)  # direction -> distinct outputs on the test block
-
-    @property
-    def trades(self) -> bool:
-        """Whether the procedure found an edge: some direction has skill and a confirmed threshold.
-
-        This is the gate a falsification run counts (flows/falsify.py) and promotion requires
-        (flows.promote.skill_gate)."""
-        return self.model.trades
-
-    def metrics(self) -> dict[str, float]:
-        """Held-out figures by MLflow name (``up_stack/auc``, ``rows/test``: models.metrics.metric_key),
-        and the operating point's evidence (``up_stack/skill``, ``up_stack/cost_bps``,
-        ``up_stack/confirm_n``, ``up_stack/confirm_ev_bps``, ``up_stack/confirm_se_bps``, ...)."""
-        out: dict[str, float] = {f"rows/{k}": float(v) for k, v in self.rows.items()}
-        for d, learners in self.scores.items():
-            for name, s in learners.items():
-                out.update(s.as_dict(d, name))
-        for d, o in self.operating.items():
-
-            def key(figure: str, d: str = d) -> str:
-                return metric_key(d, "stack", figure)
-
-            out[key("skill")] = float(o.skill)
-            out[key("distinct")] = float(self.distinct.get(d, 0))
-            out[key("candidate")] = o.candidate
-            if o.choice is not None:
-                out[key("choice_signals")] = float(o.choice.signals)
-                out[key("choice_orders")] = float(o.choice.bets)
-                out[key("choice_ev_bps")] = o.choice.per_bet * 1e4
-                out[key("choice_se_bps")] = o.choice.se * 1e4
-            if o.cost is not None:
-                out[key("cost_bps")] = o.cost.cost * 1e4
-                out[key("cost_n")] = float(o.cost.filled)
-                out[key("cost_se_bps")] = o.cost.se * 1e4
-                out[key("cost_entries")] = float(o.cost.entries)
-            elif np.isfinite(o.nominal_cost):
-                out[key("cost_bps")] = o.nominal_cost * 1e4
-            if o.confirmation is not None:
-                out[key("confirm_n")] = float(o.confirmation.n)
-                out[key("confirm_ev_bps")] = o.confirmation.ev * 1e4
-                out[key("confirm_se_bps")] = o.confirmation.se * 1e4
-                out[key("confirmed")] = float(o.confirmation.ok)
-        return out
-
-    def tags(self) -> dict[str, str]:
-        """Run tags: what serves each direction (``up_serves``: stack, lgb or xgb) and whether it trades."""
-        out = {}
-        for d in self.scores:
-            stack = self.model.up if d == "up" else self.model.down
-            out[f"{d}_serves"] = stack.serves
-            o = self.operating.get(d)
-            out[f"{d}_trades"] = "yes" if o is not None and o.threshold < NEVER else "no"
-        return out
 
 
 def block_rows(ts: np.ndarray, horizon_ns: int) -> int:
@@ -142,7 +56,7 @@ def train(
     execution: Execution | None = None,
 ) -> TrainResult:
     """Fit both direction stacks, score lgb, xgb and the stack on the held-out block, and set the
-    operating thresholds (models/operating.py).
+    operating thresholds (pipelines/operating.py).
 
     ``cost`` is the round trip charged per signal when no engine measures it (default ``tau``, the
     labels' dead zone); with ``execution`` the strategy's cost is measured and the thresholds are
@@ -280,7 +194,7 @@ def operating_points(
     progress: Callable[[float, str], None] | None = None,
 ) -> dict[str, Operating]:
     """Each direction's threshold: NEVER without skill; else chosen on the first part of the
-    calibration block at the strategy's cost and confirmed on the later part (models/operating.py)."""
+    calibration block at the strategy's cost and confirmed on the later part (pipelines/operating.py)."""
     out: dict[str, Operating] = {}
     for name, _ in DIRECTIONS:
         s = scores[name]["stack"]
@@ -372,28 +286,3 @@ def operating_points(
         else:
             o.why += f"; {found}, NOT confirmed on the later {part_b.size:,} rows: {conf.why}: never trades"
     return out
-
-
-def verdict(scores: dict[str, dict[str, Scores]]) -> list[str]:
-    """Plain sentences: does the stack beat each base learner, does it cut false positives?"""
-    lines = []
-    for d, s in scores.items():
-        st = s["stack"]
-        for base in ("lgb", "xgb"):
-            b = s[base]
-            better = st.log_loss < b.log_loss
-            lines.append(
-                f"{d}: the stack {'beats' if better else 'does NOT beat'} {base} on held-out log loss "
-                f"({st.log_loss:.4f} vs {b.log_loss:.4f}; AUC {st.auc:.3f} vs {b.auc:.3f})"
-            )
-        lg = s["lgb"]
-        if np.isnan(st.fpr) or np.isnan(lg.fpr):
-            lines.append(f"{d}: false positives cannot be compared (no negatives in the test block)")
-        else:
-            cut = st.fpr < lg.fpr
-            lines.append(
-                f"{d}: at their operating points the stack {'cuts' if cut else 'does NOT cut'} false positives "
-                f"against a single LightGBM ({st.fpr:.4f} vs {lg.fpr:.4f}; {st.signals} vs {lg.signals} signals, "
-                f"precision {st.precision:.3f} vs {lg.precision:.3f})"
-            )
-    return lines

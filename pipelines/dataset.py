@@ -12,7 +12,7 @@ from features import NAMES
 from features import labels as lb
 from market.venues import venue_by_name
 from warehouse.db import one, reading
-from warehouse.featurebuild import horizon_name, ids, table_exists
+from warehouse.feature_tables import horizon_name, ids, table_exists
 
 
 @dataclass(frozen=True)

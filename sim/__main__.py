@@ -1,7 +1,7 @@
-"""``python -m market.sim compare``: the simulator's stylized facts against the real recordings.
+"""``python -m sim compare``: the simulator's stylized facts against the real recordings.
 
-    python -m market.sim compare                        # 1 h simulated vs ../shared/data, table + PNG
-    python -m market.sim compare --duration 4h --out facts.png --json facts.json
+    python -m sim compare                        # 1 h simulated vs ../shared/data, table + PNG
+    python -m sim compare --duration 4h --out facts.png --json facts.json
 
 The real recordings are Binance USD-M BTCUSDT episodes (see their PROVENANCE.md); they are read
 through the same normalizer as the simulator's Bybit messages, so both are measured alike.
@@ -21,13 +21,13 @@ from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_duration_ns
 from market.events import RawBatch
-from market.sim import MarketSimulator, facts
 from market.sources.files import FileSource, check_paths
 from market.venues import BYBIT
+from sim import MarketSimulator, facts
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "binance-usdm-btcusdt"
 EPISODES = {
     "real 2023-04-04": ["btcusdt_20230404.dat.gz", "btcusdt_20230405.dat.gz"],
@@ -112,7 +112,7 @@ def plot(streams: dict[str, facts.Stream], out: Path) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m market.sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="stylized facts: simulator vs real recordings (table + PNG)")

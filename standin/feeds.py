@@ -51,7 +51,7 @@ class SimFeed:
         self.history_ns, self.catchup = history_ns, catchup
 
     async def messages(self, now_ns: int) -> AsyncIterator[tuple[int, str]]:
-        from market.sim import MarketSimulator
+        from sim import MarketSimulator
 
         start = now_ns - self.history_ns
         sim = MarketSimulator(self.sim.model_copy(update={"start": start}), self.instrument, self.depth)

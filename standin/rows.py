@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from market.standin.account import EPS, Account, Execution, Order
+from standin.account import EPS, Account, Execution, Order
 
 
 def _num(x: float, dec: int) -> str:

@@ -10,10 +10,10 @@ import numpy as np
 
 from core.config import InstrumentConfig, SimConfig
 from market.events import RawMessage
-from market.sim import kernel
-from market.sim import layout as lay
-from market.sim import writer as w
 from market.venues.bybit import VENUE, book_topic, trade_topic
+from sim import kernel
+from sim import layout as lay
+from sim import writer as w
 
 CHUNK_NS = 10_000_000_000  # simulated time per kernel call; also the unit of re-seeding
 WINDOW_TICKS = 1 << 14

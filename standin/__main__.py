@@ -1,8 +1,8 @@
-"""The Bybit v5 stand-in server: ``python -m market.standin [--port P] [--feed sim|file --path F]``.
+"""The Bybit v5 stand-in server: ``python -m standin [--port P] [--feed sim|file --path F]``.
 
-    python -m market.standin --port 8765                    # the simulator, live, forever
-    python -m market.standin --port 0                       # any free port (printed)
-    python -m market.standin --feed file --path day.jsonl.gz --speed 10
+    python -m standin --port 8765                    # the simulator, live, forever
+    python -m standin --port 0                       # any free port (printed)
+    python -m standin --feed file --path day.jsonl.gz --speed 10
 
 Point the ingest at it with config.yaml:
 
@@ -29,14 +29,14 @@ from collections.abc import Sequence
 from core.cli import add_config_argument, run_main, setup_logging
 from core.config import load_config
 from core.errors import UnavailableError, UserError
-from market.standin.feeds import Feed, FileFeed, SimFeed
-from market.standin.private import PrivateSpec
-from market.standin.server import StandinServer
+from standin.feeds import Feed, FileFeed, SimFeed
+from standin.private import PrivateSpec
+from standin.server import StandinServer
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m market.standin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m standin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--host", help="address to bind (default: standin.host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: standin.port; 0 picks a free one)")

@@ -7,7 +7,7 @@ levels that left with size ``"0"``, as Bybit sends them).
 
 numba compiles these functions and constants into the cached kernel and does not notice a change
 here (numba caches are invalidated by edits of the cached function's own file only): after
-editing this module, delete ``market/sim/__pycache__`` or touch ``kernel.py``.
+editing this module, delete ``sim/__pycache__`` or touch ``kernel.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from market.sim.layout import (
+from sim.layout import (
     BASE,
     BEST_ASK,
     BEST_BID,

@@ -8,9 +8,9 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from market.standin.feeds import Feed
-from market.standin.private import PrivateSpec
-from market.standin.server import StandinServer
+from standin.feeds import Feed
+from standin.private import PrivateSpec
+from standin.server import StandinServer
 
 T = TypeVar("T")
 

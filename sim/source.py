@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from core.clock import Clock, SystemClock
 from core.config import InstrumentConfig, SimConfig
 from market.events import RawMessage
-from market.sim import MarketSimulator
 from market.sources.base import Note, Progress
 from market.venues import BYBIT
+from sim import MarketSimulator
 
 _HEARTBEAT_NS = 100_000_000
 

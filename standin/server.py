@@ -41,8 +41,8 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from market.standin.feeds import Feed
-from market.standin.private import PRIVATE_FAULTS, PrivateApi, PrivateSpec
+from standin.feeds import Feed
+from standin.private import PRIVATE_FAULTS, PrivateApi, PrivateSpec
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class StandinServer:
         self.publisher: asyncio.Task[None] | None = None
         self._starts_with_subscriber = getattr(feed, "history_ns", 0) > 0  # the feed waits for the first subscriber
         self._subscribed = asyncio.Event()
-        self.private = PrivateApi(self, private or PrivateSpec())
+        self.private = PrivateApi(self.symbol, self.book, self.feed.tick_size, private or PrivateSpec())
         self.app = self._make_app()
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from market.sim.layout import (
+from sim.layout import (
     BASE,
     BEST_ASK,
     BEST_BID,
@@ -84,7 +84,7 @@ from market.sim.layout import (
     SNAPSHOT_DUE,
     T_NS,
 )
-from market.sim.writer import publish, put_print, put_trade_end, put_trade_head
+from sim.writer import publish, put_print, put_trade_end, put_trade_head
 
 
 @nb.njit(cache=True)

@@ -2,7 +2,7 @@
 
 numba compiles these values into the cached kernel and does not notice a change here (numba
 caches are invalidated by edits of the cached function's own file only): after editing this
-module, delete ``market/sim/__pycache__`` or touch ``kernel.py``.
+module, delete ``sim/__pycache__`` or touch ``kernel.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The operating threshold at the strategy's real cost, confirmed on data it was not chosen on.
 
-Training (models/train.py) cuts its calibration block by time into a *choice* part and a later
+Training (pipelines/training.py) cuts its calibration block by time into a *choice* part and a later
 *confirmation* part, an embargo of one label horizon between them (neighbouring rows share their
 forward windows). On the choice part:
 
@@ -33,14 +33,14 @@ open, in units of the entry notional. Funding is left out (a few seconds' hold p
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from execution.quality import RunRecord
 from models.metrics import NEVER, bets, mean_se
+from models.result import MIN_ORDERS, Confirmation, Cost
 
-MIN_ORDERS = 30  # fewer entry orders (or filled round trips, for the cost) is not enough evidence
 PERMISSIVE = 0.5  # the cost run signals above this quantile of each direction's probability
 Z = 2.0
 
@@ -54,27 +54,6 @@ class Execution(Protocol):
         """Replay the market over ``rows`` (indices into the training arrays, in time order) acting
         on the given probabilities and signals (+1 / -1 / 0 per row)."""
         ...
-
-
-class Cost(NamedTuple):
-    cost: float  # per round trip, log-return units; NaN when not measured
-    entries: int  # entry orders in the run
-    filled: int  # of which filled (round trips)
-    label_mean: float  # the labels' mean signed return at the entry decisions
-    realized_mean: float  # the mean net return per filled round trip
-    se: float = float("nan")  # of the cost: label minus realized over the filled round trips, iid
-
-    @property
-    def measured(self) -> bool:
-        return self.filled >= MIN_ORDERS and bool(np.isfinite(self.cost))
-
-
-class Confirmation(NamedTuple):
-    ok: bool
-    n: int  # entry orders (or signalled rows, confirming by the labels)
-    ev: float  # mean net return per order (log-return units)
-    se: float
-    why: str  # one phrase: what the test found
 
 
 def episodes(run: RunRecord) -> np.ndarray:

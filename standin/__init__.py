@@ -1,0 +1,6 @@
+"""The Bybit v5 stand-in server: ``python -m standin --port P`` (docs/standin.md)."""
+
+from standin.background import BackgroundStandin
+from standin.server import FAULTS, StandinServer
+
+__all__ = ["FAULTS", "BackgroundStandin", "StandinServer"]

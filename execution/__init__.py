@@ -1,7 +1,7 @@
 """Execution: one matching engine for backtest and paper trading, strategies, sizing, risk, quality.
 
 - ``engine``: ``Engine`` (numba kernels in ``kernel``, ``queue``, ``records``), fed ``MarketData``
-  (``market``) in blocks or event by event; the local view a strategy reads is the ``Venue`` protocol
+  (``market``) in blocks or event by event; the local view a strategy reads is the ``Gateway`` protocol
 - ``strategy``: ``Baseline`` and ``Passive`` on a target position; ``sizing`` and ``risk`` behind them
 - ``backtest``: the driver that runs a strategy on recorded blocks and model ``Signals``
 - ``quality`` / ``report`` / ``comparison``: the execution metrics, the HTML report, side by side
@@ -16,7 +16,7 @@ from execution.risk import RiskLimits, RiskManager, RiskState
 from execution.sizing import SizingParams, size
 from execution.strategy import Baseline, Passive, Signal, Strategy, StrategyParams
 from execution.types import EngineConfig, Fees, OrderKind, OrderStatus, QueueModel, Side
-from execution.venue import BookView, OpenOrder, Venue
+from execution.venue import BookView, Gateway, OpenOrder
 
 __all__ = [
     "Baseline",
@@ -24,6 +24,7 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "Fees",
+    "Gateway",
     "MarketData",
     "OpenOrder",
     "OrderKind",
@@ -40,7 +41,6 @@ __all__ = [
     "SizingParams",
     "Strategy",
     "StrategyParams",
-    "Venue",
     "Wake",
     "engine_config",
     "make_strategy",

@@ -23,7 +23,7 @@ trade the same size on the same signals, ``study_notional / mid`` rounded down t
 mid at the decision: the same for both).
 
 Every order passes the risk manager first, and requests are self-throttled below the venue's
-rate limit. Strategies talk to a ``Venue`` only, so backtest, paper and live are the same code.
+rate limit. Strategies talk to a ``Gateway`` only, so backtest, paper and live are the same code.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 from execution.risk import MarketState, RiskManager, RiskState
 from execution.sizing import SizingParams, depth_within, floor_lot, size
 from execution.types import PARENT_DTYPE, OrderKind
-from execution.venue import BookView, OpenOrder, Venue
+from execution.venue import BookView, Gateway, OpenOrder
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class Strategy:
 
     # -- the two entry points --------------------------------------------------------------
 
-    def on_decision(self, v: Venue, s: Signal) -> None:
+    def on_decision(self, v: Gateway, s: Signal) -> None:
         """A new model prediction: update the target, then work the orders."""
         self.decisions += 1
         now, book = v.now, v.book()
@@ -127,7 +127,7 @@ class Strategy:
             self.target = pos if self.target * pos > 0 else 0.0
         self.work(v)
 
-    def _fixed(self, v: Venue, book: BookView, s: Signal, now: int, pos: float) -> None:
+    def _fixed(self, v: Gateway, book: BookView, s: Signal, now: int, pos: float) -> None:
         """``fixed_hold``: one bet at a time, as the training labels are. A signal while flat opens
         a position held ``horizon_ns`` from its decision (renewed signals neither extend nor add to
         it, an opposite one does not flip it); then the target is flat, and the next signal after
@@ -143,7 +143,7 @@ class Strategy:
             self.target, self.confidence = s.direction * qty, p_win
             self.hold_until = now + self.params.horizon_ns
 
-    def _size(self, v: Venue, book: BookView, s: Signal, pos: float) -> tuple[float, float]:
+    def _size(self, v: Gateway, book: BookView, s: Signal, pos: float) -> tuple[float, float]:
         """(quantity, probability of the signalled direction) of a new entry: the study's fixed size,
         or the Kelly sizing net of cost."""
         p_win, p_loss = (s.p_up, s.p_down) if s.direction > 0 else (s.p_down, s.p_up)
@@ -156,14 +156,14 @@ class Strategy:
         p_dir = s.p_up if parent.side > 0 else s.p_down
         return s.direction == -parent.side or p_dir < self.params.fade_ratio * parent.confidence
 
-    def on_wake(self, v: Venue) -> None:
+    def on_wake(self, v: Gateway) -> None:
         """A fill, an order report or a move of the best price: keep the orders right."""
         if self.risk.state == RiskState.HALTED:
             self.stop(v)
             return
         self.work(v)
 
-    def stop(self, v: Venue) -> None:
+    def stop(self, v: Gateway) -> None:
         """Cancel everything and end the active parent (HALTED, shutdown, end of data)."""
         for o in v.open_orders():
             if o.order_id not in self.cancelling:
@@ -178,18 +178,18 @@ class Strategy:
         qty = floor_lot(self.params.study_notional / book.mid, self.sizing.lot) if book.mid > 0 else 0.0
         return qty if qty >= self.sizing.min_qty and qty * book.mid >= self.sizing.min_notional else 0.0
 
-    def pending(self, v: Venue, side: int) -> float:
+    def pending(self, v: Gateway, side: int) -> float:
         """What our orders on ``side`` may still add: resting and in flight (cancels not yet confirmed too)."""
         return sum(o.remaining for o in v.open_orders() if o.side == side)
 
     def entry_size(
-        self, v: Venue, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
+        self, v: Gateway, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
     ) -> float:
         raise NotImplementedError
 
     # -- working the parent ------------------------------------------------------------------
 
-    def work(self, v: Venue) -> None:
+    def work(self, v: Gateway) -> None:
         now, book = v.now, v.book()
         orders = v.open_orders()
         live = {o.order_id for o in orders}
@@ -226,7 +226,7 @@ class Strategy:
                 self._cancel(v, o)
         self.execute(v, book, self.active, mine, abs(need))
 
-    def execute(self, v: Venue, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
+    def execute(self, v: Gateway, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
         raise NotImplementedError
 
     def _amended(self, orders: list[OpenOrder], oid: int, asked: tuple[float, float, int], now: int) -> bool:
@@ -239,13 +239,13 @@ class Strategy:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _end(self, v: Venue) -> None:
+    def _end(self, v: Gateway) -> None:
         if self.active is not None:
             self.active.ts_end = v.now
             self.active.end_mid = v.book().mid
             self.active = None
 
-    def _cancel(self, v: Venue, o: OpenOrder) -> None:
+    def _cancel(self, v: Gateway, o: OpenOrder) -> None:
         if o.order_id not in self.cancelling and self._budget(v.now):
             self.cancelling.add(o.order_id)
             v.cancel(o.order_id)
@@ -260,7 +260,7 @@ class Strategy:
         self.requests.append(now)
         return True
 
-    def _send(self, v: Venue, book: BookView, side: int, qty: float, price: float, kind: OrderKind) -> None:
+    def _send(self, v: Gateway, book: BookView, side: int, qty: float, price: float, kind: OrderKind) -> None:
         """One order for the active parent, after the risk check (the parent has nothing working)."""
         mid = book.mid
         depth = depth_within(
@@ -304,12 +304,12 @@ class Baseline(Strategy):
     """Market orders, a fixed share of equity per trade (the user's current system)."""
 
     def entry_size(
-        self, v: Venue, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
+        self, v: Gateway, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
     ) -> float:
         qty = floor_lot(self.params.baseline_fraction * v.equity() / book.mid, self.sizing.lot)
         return qty if qty >= self.sizing.min_qty and qty * book.mid >= self.sizing.min_notional else 0.0
 
-    def execute(self, v: Venue, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
+    def execute(self, v: Gateway, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
         if mine:  # a market order is in flight: wait for its report
             return
         self._send(v, book, parent.side, need, math.nan, OrderKind.MARKET)
@@ -319,7 +319,7 @@ class Passive(Strategy):
     """Post-only quotes at or inside the best, repriced as the book moves; crosses only when sure."""
 
     def entry_size(
-        self, v: Venue, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
+        self, v: Gateway, book: BookView, side: int, p_win: float, p_loss: float, sigma: float, pos: float
     ) -> float:
         mid, band = book.mid, self.sizing.depth_bps
         orders = v.open_orders() if self.params.own_in_book else []  # a recorded book never held ours
@@ -342,7 +342,7 @@ class Passive(Strategy):
             return round((book.bid + (tick if inside else 0.0)) / tick) * tick
         return round((book.ask - (tick if inside else 0.0)) / tick) * tick
 
-    def execute(self, v: Venue, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
+    def execute(self, v: Gateway, book: BookView, parent: Parent, mine: list[OpenOrder], need: float) -> None:
         now = v.now
         working = _working(mine, self.cancelling)
         timeout = self.params.exit_timeout_ns if parent.exit else self.params.order_timeout_ns

@@ -1,7 +1,9 @@
 """What a strategy sees and does: the local market view and the order gateway, as one protocol.
 
-The matching engine satisfies it for backtests and paper trading; the live gateway (ccxt Bybit)
-satisfies it for real orders. A strategy never knows which one it talks to.
+The matching engine satisfies ``Gateway`` for backtests, the paper gateway (the same engine fed by
+the runner) for paper trading and the Bybit gateway (ccxt) for real orders; a strategy never knows
+which one it talks to. What the runner adds (reports, the account, the clock) is
+``live.gateway.RunnerGateway``, a ``Gateway`` too.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ class BookView:
         return 0.5 * (self.bid + self.ask)
 
 
-class Venue(Protocol):
+class Gateway(Protocol):
+    """The order gateway a strategy talks to: the local book and account, and order requests."""
+
     @property
     def now(self) -> int: ...
 
@@ -70,3 +74,5 @@ class Venue(Protocol):
     def amend(self, order_id: int, price: float | None = None, qty: float | None = None) -> None: ...
 
     def cancel(self, order_id: int) -> None: ...
+
+    def cancel_all(self) -> None: ...

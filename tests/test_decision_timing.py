@@ -10,7 +10,7 @@ from execution.backtest import Signals, engine_config, make_strategy, replay
 from execution.engine import Engine
 from execution.market import market_data
 from execution.strategy import Baseline, Signal
-from execution.venue import Venue
+from execution.venue import Gateway
 from tests.conftest import ConfigFactory
 
 MS = 1_000_000
@@ -23,7 +23,7 @@ class Recorder(Baseline):
 
     seen: list[tuple[int, int, int]] = field(default_factory=list)
 
-    def on_decision(self, v: Venue, s: Signal) -> None:
+    def on_decision(self, v: Gateway, s: Signal) -> None:
         self.seen.append((v.now, s.ts_ns, v.book().ts_local))
 
 

@@ -13,7 +13,7 @@ from core.errors import UserError
 from execution.engine import Engine, Wake
 from execution.market import MarketData, empty_market
 from execution.types import EngineConfig, OrderKind, OrderStatus, RejectReason, Side
-from execution.venue import Venue
+from execution.venue import Gateway
 from pipelines.replay import load_market
 from sim.source import SimSource
 from tests.conftest import ConfigFactory
@@ -108,7 +108,7 @@ def test_describe_is_json_and_names_the_queue_model() -> None:
 
 
 def test_the_engine_is_a_venue() -> None:
-    v: Venue = Engine(CFG, 3)  # mypy checks the protocol; the rest is a smoke test
+    v: Gateway = Engine(CFG, 3)  # mypy checks the protocol; the rest is a smoke test
     assert v.position() == 0.0 and v.open_orders() == [] and math.isnan(v.book().mid)
 
 

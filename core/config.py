@@ -8,7 +8,7 @@ whole system at another warehouse and MLflow store by writing one small file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -37,6 +37,8 @@ class InstrumentConfig(Section):
     tick_size: float = Field(0.1, gt=0)
     lot_size: float = Field(0.001, gt=0)
     min_notional: float = Field(5.0, ge=0)
+    maker_fee: float = Field(0.0002, ge=0, lt=0.01)  # Bybit VIP 0 perpetuals; the labels' dead zone is built on it
+    taker_fee: float = Field(0.00055, ge=0, lt=0.01)
 
 
 class WarehouseConfig(Section):
@@ -154,6 +156,8 @@ class StandinConfig(Section):
 class FeaturesConfig(Section):
     """The feature build: the sampling grid (training rows) and the book depth it reads."""
 
+    not_results: ClassVar[frozenset[str]] = frozenset({"chunk"})  # a memory bound: same rows either way
+
     grid: DurationNs = parse_duration_ns("1s")  # one training row per grid time (features as of it)
     levels: int = Field(20, ge=10, le=200)  # book levels per side handed to the kernels
     chunk: DurationNs = parse_duration_ns("10m")  # data read and computed per step (memory bound)
@@ -176,8 +180,6 @@ class LabelsConfig(Section):
         parse_duration_ns("30s"),
         parse_duration_ns("60s"),
     )
-    maker_fee: float = Field(0.0002, ge=0, lt=0.01)  # Bybit VIP 0 perpetuals
-    taker_fee: float = Field(0.00055, ge=0, lt=0.01)
     dead_zone_extra: float = Field(0.0, ge=0, lt=0.01)  # added to the round-trip maker fee
     barrier_horizon: DurationNs = parse_duration_ns("60s")
     barrier_vol_window: DurationNs = parse_duration_ns("5m")  # trailing realized vol that scales the barriers
@@ -217,7 +219,10 @@ class TrainingConfig(Section):
     num_leaves: int = Field(7, ge=2)
     max_depth: int = Field(3, ge=1)
     min_child_samples: int = Field(2000, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)  # rows each tree sees
+    colsample: float = Field(0.8, gt=0, le=1)  # features each tree sees
     early_stopping: int = Field(30, ge=1)
+    inner_valid: float = Field(0.2, gt=0, lt=0.5)  # latest share of each training set, for early stopping
     threads: int = Field(2, ge=1)
     seed: int = 7
     # within a window of a day or two the time of day is a time index, not a pattern: left out
@@ -306,6 +311,9 @@ def load_config(path: str | Path = "config.yaml") -> AppConfig:
         raise ConfigError(f"{p}: expected a mapping of sections at the top level")
     if "source_path" in data:
         raise ConfigError(f"{p}: source_path: unknown key")
+    for key in ("maker_fee", "taker_fee"):
+        if isinstance(data.get("labels"), dict) and key in data["labels"]:
+            raise ConfigError(f"{p}: labels.{key}: moved to instrument.{key} (a venue fact labels and engine share)")
     try:
         return AppConfig.model_validate({**data, "source_path": p.resolve()})
     except ValidationError as exc:

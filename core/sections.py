@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -27,7 +27,11 @@ class Section(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # keys that tune how a job runs (memory, speed) but never what it computes: left out of the digest
+    not_results: ClassVar[frozenset[str]] = frozenset()
+
     def digest(self) -> str:
-        """Stable short hash of this section's values (identifies feature sets and models)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Stable short hash of the values that change results (identifies feature sets and models)."""
+        values = self.model_dump(mode="json", exclude=set(self.not_results))
+        blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -27,7 +27,6 @@ class ExecutionConfig(Section):
     rate_window: DurationNs = parse_duration_ns("1s")
     funding_rate: float = Field(0.0001, gt=-0.01, lt=0.01)  # per funding interval; longs pay when > 0
     funding_interval: DurationNs = parse_duration_ns("8h")
-    seed: int = 7
 
 
 class StrategyConfig(Section):

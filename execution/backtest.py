@@ -28,6 +28,7 @@ from execution.sizing import SizingParams
 from execution.strategy import Baseline, Passive, Signal, Strategy, StrategyParams
 from execution.types import EngineConfig, Fees, QueueModel
 from execution.venue import BookView
+from features import labels
 
 STRATEGIES: dict[str, type[Strategy]] = {"baseline": Baseline, "passive": Passive}
 
@@ -62,8 +63,7 @@ def engine_config(cfg: AppConfig) -> EngineConfig:
         queue_power=e.queue_power,
         rate_limit=e.rate_limit,
         rate_window_ns=e.rate_window,
-        fees=Fees(cfg.labels.maker_fee, cfg.labels.taker_fee, e.funding_rate, e.funding_interval),
-        seed=e.seed,
+        fees=Fees(cfg.instrument.maker_fee, cfg.instrument.taker_fee, e.funding_rate, e.funding_interval),
     )
 
 
@@ -83,8 +83,7 @@ def make_strategy(
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r} (one of {', '.join(STRATEGIES)})")
     s, z, k, i = cfg.strategy, cfg.sizing, cfg.risk, cfg.instrument
-    fees = cfg.labels
-    dead_zone = 2.0 * fees.maker_fee + fees.dead_zone_extra if tau is None else tau  # features.labels.dead_zone
+    dead_zone = labels.dead_zone(i.maker_fee, extra=cfg.labels.dead_zone_extra) if tau is None else tau
     params = StrategyParams(
         horizon_ns=horizon_ns,
         baseline_fraction=s.baseline_fraction,
@@ -111,7 +110,7 @@ def make_strategy(
         tau=dead_zone,
         horizon_s=horizon_ns / 1e9,
         # passive: both legs as maker (its exits cross only after exit_timeout); baseline: both as taker
-        round_trip_cost=2.0 * (fees.maker_fee if name == "passive" else fees.taker_fee),
+        round_trip_cost=2.0 * (i.maker_fee if name == "passive" else i.taker_fee),
     )
     limits = RiskLimits(
         k.max_position_btc,

@@ -429,5 +429,5 @@ class Engine:
             "latency": "constant entry and response latency; feed latency from the data (ts_local - ts_ex)",
             "tie_break": "exchange before local; trades, then book events, then requests, then boundaries",
             "impact": "not modelled beyond the visible book: the unfilled rest of a market order expires",
-            "randomness": "none: the queue model moves expected volumes, so the seed is not drawn from",
+            "randomness": "none: the queue model moves expected volumes",
         }

@@ -142,4 +142,3 @@ class EngineConfig:
     rate_limit: int = 10  # order create / amend / cancel requests per window (Bybit: ~10/s)
     rate_window_ns: int = 1_000_000_000
     fees: Fees = Fees()
-    seed: int = 7

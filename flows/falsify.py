@@ -441,7 +441,7 @@ def edge_line(config: str, hours: float, seed: int) -> str:
     sim = cfg.sim.model_copy(update={"seed": seed, "model": cfg.sim.model.model_copy(update=_parsed(PLANTED))})
     measured = min(hours, 2.0)
     mean, lo, hi, n = planted_edge(cfg.model_copy(update={"sim": sim}), measured)
-    cost = 2 * cfg.labels.maker_fee * 1e4
+    cost = 2 * cfg.instrument.maker_fee * 1e4
     return (
         f"planted edge (seed {seed}, {measured:g} h): the mid moves {mean:+.1f} bp [{lo:+.1f}, {hi:+.1f}] over the "
         f"{cfg.training.horizon / S:g} s after a metaorder is first seen (n = {n} metaorders); the maker round trip "

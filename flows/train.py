@@ -49,20 +49,6 @@ from warehouse.feature_tables import table_exists
 log = logging.getLogger(__name__)
 
 
-def params(cfg: AppConfig) -> BoostParams:
-    t = cfg.training
-    return BoostParams(
-        rounds=t.rounds,
-        learning_rate=t.learning_rate,
-        num_leaves=t.num_leaves,
-        max_depth=t.max_depth,
-        min_child_samples=t.min_child_samples,
-        early_stopping=t.early_stopping,
-        threads=t.threads,
-        seed=t.seed,
-    )
-
-
 def embargo_ns(cfg: AppConfig) -> int:
     """At least the label horizon plus the longest feature look-back (REFERENCE section 5)."""
     longest_label = max(cfg.training.horizon, cfg.labels.barrier_horizon)
@@ -110,7 +96,7 @@ class StrategyRun:
 
 def nominal_cost(cfg: AppConfig) -> float:
     """The strategy's round trip in fees alone: two taker fees (baseline), two maker fees (passive)."""
-    fee = cfg.labels.taker_fee if cfg.promotion.backtest_strategy == "baseline" else cfg.labels.maker_fee
+    fee = cfg.instrument.taker_fee if cfg.promotion.backtest_strategy == "baseline" else cfg.instrument.maker_fee
     return 2.0 * fee
 
 
@@ -133,7 +119,7 @@ def fit(cfg: AppConfig, data: TrainingData, progress: StepProgress | None = None
             data.label_set,
             cfg.training.horizon,
             data.tau,
-            params(cfg),
+            BoostParams.of(cfg.training),
             cfg.training.folds,
             cfg.training.shares,
             embargo_ns(cfg),

@@ -37,6 +37,7 @@ import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
 
+from core.config import TrainingConfig
 from models import compiled
 from models.compiled import CompiledForest
 from models.cv import walk_forward
@@ -53,19 +54,37 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BoostParams:
-    """Shared settings of the two base learners (early stopping decides the number of rounds)."""
+    """Shared settings of the two base learners (early stopping decides the number of rounds).
 
-    rounds: int = 400
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    max_depth: int = 6
-    min_child_samples: int = 200
-    subsample: float = 0.8
-    colsample: float = 0.8
-    early_stopping: int = 30
-    inner_valid: float = 0.2  # share of each training set (its latest rows) used for early stopping
-    threads: int = 2
-    seed: int = 7
+    No defaults of its own: ``BoostParams.of(cfg.training)``, the config section is the one truth."""
+
+    rounds: int
+    learning_rate: float
+    num_leaves: int
+    max_depth: int
+    min_child_samples: int
+    subsample: float
+    colsample: float
+    early_stopping: int
+    inner_valid: float  # share of each training set (its latest rows) used for early stopping
+    threads: int
+    seed: int
+
+    @classmethod
+    def of(cls, t: TrainingConfig) -> BoostParams:
+        return cls(
+            rounds=t.rounds,
+            learning_rate=t.learning_rate,
+            num_leaves=t.num_leaves,
+            max_depth=t.max_depth,
+            min_child_samples=t.min_child_samples,
+            subsample=t.subsample,
+            colsample=t.colsample,
+            early_stopping=t.early_stopping,
+            inner_valid=t.inner_valid,
+            threads=t.threads,
+            seed=t.seed,
+        )
 
     def lgb(self) -> dict[str, Any]:
         return {

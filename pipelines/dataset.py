@@ -98,7 +98,7 @@ def load(cfg: AppConfig, window_ns: int, end_ns: int | None = None, min_rows: in
         label_set=ls,
         venue=venue,
         symbol=symbol,
-        tau=lb.dead_zone(cfg.labels.maker_fee, extra=cfg.labels.dead_zone_extra),
+        tau=lb.dead_zone(cfg.instrument.maker_fee, extra=cfg.labels.dead_zone_extra),
     )
 
 

@@ -326,7 +326,7 @@ def _build_labels(
     grid = grid[grid <= last]
     if grid.size == 0:
         return 0
-    tau = lb.dead_zone(lc.maker_fee, extra=lc.dead_zone_extra)
+    tau = lb.dead_zone(cfg.instrument.maker_fee, extra=lc.dead_zone_extra)
     inserted = 0
     per_chunk = max(int(cfg.features.chunk // cfg.features.grid), 1)
     for k, a in enumerate(range(0, grid.size, per_chunk)):

@@ -56,8 +56,8 @@ def build_private(args: argparse.Namespace) -> PrivateSpec:
         raise UserError(f"--rate-limit {args.rate_limit}: must be at least 1")
     if not args.api_key or not args.api_secret:
         raise UserError("--api-key and --api-secret must not be empty")
-    labels = load_config(args.config).labels
-    return PrivateSpec(args.api_key, args.api_secret, args.rate_limit, labels.maker_fee, labels.taker_fee)
+    instrument = load_config(args.config).instrument
+    return PrivateSpec(args.api_key, args.api_secret, args.rate_limit, instrument.maker_fee, instrument.taker_fee)
 
 
 def build_feed(args: argparse.Namespace) -> tuple[Feed, str, int]:

@@ -63,7 +63,7 @@ class PrivateSpec:
     api_key: str = "standin-key"
     api_secret: str = "standin-secret"  # noqa: S105 (the stand-in's public test credential)
     rate_limit: int = 10  # order writes per key, endpoint and second (queries: five times this)
-    maker_fee: float = 0.0002  # Bybit VIP 0 perpetuals (config labels.maker_fee / taker_fee)
+    maker_fee: float = 0.0002  # Bybit VIP 0 perpetuals (config instrument.maker_fee / taker_fee)
     taker_fee: float = 0.00055
     balance: float = 100_000.0
 

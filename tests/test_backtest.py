@@ -54,7 +54,7 @@ def studied(cfg: AppConfig, share: float = 0.1) -> Any:
 
 def free(cfg: AppConfig) -> AppConfig:
     """The config in a market without fees: the passive strategy's Kelly bet then has an edge to size."""
-    return cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"maker_fee": 0.0, "taker_fee": 0.0})})
+    return cfg.model_copy(update={"instrument": cfg.instrument.model_copy(update={"maker_fee": 0.0, "taker_fee": 0.0})})
 
 
 def test_both_strategies_trade_the_same_signals_and_the_books_balance(trained: tuple[AppConfig, Any]) -> None:

@@ -126,3 +126,50 @@ def test_formatting_is_readable() -> None:
     assert format_duration(63 * 10**9) == "1m03s"
     assert format_duration(4_200_000_000) == "4.2s"
     assert format_duration(350_000_000) == "350ms"
+
+
+def test_config_yaml_is_the_one_truth_of_every_default() -> None:
+    """Every section's defaults are the repository config's values: no second set that can disagree."""
+    shipped = load_config(REPO / "config.yaml").model_dump(mode="json")
+    built_in = AppConfig().model_dump(mode="json")
+    differ = {
+        f"{section}.{key}": (value, built_in[section][key])
+        for section, values in shipped.items()
+        if isinstance(values, dict)
+        for key, value in values.items()
+        if value != built_in[section][key]
+    }
+    assert differ == {}
+
+
+def test_the_learners_are_built_from_the_training_section() -> None:
+    from dataclasses import asdict
+
+    from core.config import TrainingConfig
+    from models.stack import BoostParams
+
+    t = TrainingConfig(num_leaves=5, subsample=0.5, inner_valid=0.3)
+    got = asdict(BoostParams.of(t))
+    assert got == {k: getattr(t, k) for k in got}  # every field, none invented
+
+
+def test_ids_hash_only_what_changes_results() -> None:
+    from warehouse.feature_tables import ids
+
+    cfg = AppConfig()
+    fs, ls = ids(cfg, 0.1)
+
+    def with_(section: str, **values: object) -> tuple[str, str]:
+        s = getattr(cfg, section).model_copy(update=values)
+        return ids(cfg.model_copy(update={section: s}), 0.1)
+
+    assert with_("features", chunk=parse_duration_ns("1h")) == (fs, ls)  # a memory bound
+    assert with_("instrument", taker_fee=0.001) == (fs, ls)  # no label is built on it
+    assert with_("instrument", maker_fee=0.0001)[1] != ls  # the dead zone is
+    assert with_("features", grid=parse_duration_ns("2s")) != (fs, ls)
+
+
+def test_a_fee_under_labels_names_where_it_moved(tmp_path: Path) -> None:
+    p = write(tmp_path, "labels:\n  maker_fee: 0.0001\n")
+    with pytest.raises(ConfigError, match=r"labels\.maker_fee: moved to instrument\.maker_fee"):
+        load_config(p)

@@ -3,12 +3,14 @@ from a standard error that ignores overlapping labels or from the luck of pickin
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import cast
 
 import numpy as np
 import pytest
 
+from core.config import TrainingConfig
 from models.metrics import NEVER, Scores, choose_threshold, mean_se
 from models.model import StackedModel
 from models.stack import BoostParams, fit_logistic
@@ -51,7 +53,14 @@ def test_a_stack_that_used_to_give_one_probability_everywhere_ranks_or_says_who_
     # down stack's meta-learner and calibrator both ended at slope 0, one probability on every row
     # of the test block, while its LightGBM ranked (AUC 0.635)
     x, ts, ret, direction, tau = _weak(seed=2)
-    params = BoostParams(rounds=400, early_stopping=30, min_child_samples=2000, num_leaves=7, max_depth=3)
+    params = replace(
+        BoostParams.of(TrainingConfig()),
+        rounds=400,
+        early_stopping=30,
+        min_child_samples=2000,
+        num_leaves=7,
+        max_depth=3,
+    )
     names = [f"f{i}" for i in range(8)]
     r = train(x, ts, ret, direction, names, "fs", "ls", 30 * S, float(tau), params, 4, (0.6, 0.2, 0.2), 90 * S)
     for d in ("up", "down"):

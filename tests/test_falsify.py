@@ -157,9 +157,9 @@ def test_a_run_counts_as_planted_success_only_when_it_trades_and_earns() -> None
 
 
 def test_the_project_copy_keeps_the_settings_and_moves_every_store(tmp_path: Path) -> None:
-    user = write_config(tmp_path, {**SMALL, "labels": {"maker_fee": 0.0001}})
+    user = write_config(tmp_path, {**SMALL, "instrument": {"maker_fee": 0.0001}})
     cfg = load_config(project(user, tmp_path / "work", 2.0, seed=11, model={"meta_tilt": 0.0}))
-    assert cfg.labels.maker_fee == 0.0001 and cfg.training.min_child_samples == 200  # the procedure under test
+    assert cfg.instrument.maker_fee == 0.0001 and cfg.training.min_child_samples == 200  # the procedure under test
     assert cfg.training.window == 2 * 3600 * 10**9 and cfg.sim.seed == 11 and cfg.sim.model.meta_tilt == 0.0
     for path in (cfg.warehouse.path, cfg.mlflow.store, cfg.mlflow.artifacts, cfg.backtest.out):
         assert cfg.resolve(path).is_relative_to(tmp_path / "work")
@@ -214,7 +214,7 @@ def test_null_runs_as_typed_and_the_gate_lets_none_of_three_seeded_nulls_trade(t
 
 def test_the_planted_metaorders_move_the_mid_beyond_the_round_trip_and_the_default_ones_do_not() -> None:
     cfg = load_config(REPO / "config.yaml")
-    round_trip_bp = 2 * cfg.labels.maker_fee * 1e4
+    round_trip_bp = 2 * cfg.instrument.maker_fee * 1e4
     sim = cfg.sim.model_copy(update={"seed": 3, "model": cfg.sim.model.model_copy(update=_parsed(PLANTED))})
     mean, lo, hi, n = planted_edge(cfg.model_copy(update={"sim": sim}), 1.5)
     assert n >= 30 and lo <= mean <= hi

@@ -87,7 +87,7 @@ def test_labels_look_forward_only_and_are_null_past_the_data(cfg: AppConfig) -> 
     assert all(r[2] is None and r[3] is None for r, p in zip(rows, past_end, strict=True) if p)
     want = lb.forward_return(ts, mid, grid, h)
     np.testing.assert_allclose(ret[~past_end], want[~past_end], rtol=1e-12)
-    tau = lb.dead_zone(cfg.labels.maker_fee, extra=cfg.labels.dead_zone_extra)
+    tau = lb.dead_zone(cfg.instrument.maker_fee, extra=cfg.labels.dead_zone_extra)
     dirs = np.array([r[3] for r, p in zip(rows, past_end, strict=True) if not p])
     np.testing.assert_array_equal(dirs, lb.direction(want[~past_end], tau))
     assert {r[4] for r in rows} - {None} <= {-1, 0, 1}

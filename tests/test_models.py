@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from core.config import TrainingConfig
 from models.metrics import NEVER, choose_threshold, score
 from models.model import ModelInputError, StackedModel
 from models.result import TrainResult
@@ -14,7 +16,9 @@ from models.stack import BoostParams
 from pipelines.training import train
 
 S = 1_000_000_000
-FAST = BoostParams(rounds=60, early_stopping=10, min_child_samples=50)
+FAST = replace(
+    BoostParams.of(TrainingConfig()), rounds=60, early_stopping=10, min_child_samples=50, num_leaves=31, max_depth=6
+)
 
 
 def _data(
@@ -142,7 +146,14 @@ def test_both_learners_grow_trees_on_the_same_data_whatever_the_base_rate(rate: 
 
     from models.stack import _split_inner, fit_lgb, fit_xgb, predict_lgb, predict_xgb
 
-    p = BoostParams(rounds=200, num_leaves=7, max_depth=3, min_child_samples=2000, early_stopping=30)
+    p = replace(
+        BoostParams.of(TrainingConfig()),
+        rounds=200,
+        num_leaves=7,
+        max_depth=3,
+        min_child_samples=2000,
+        early_stopping=30,
+    )
     x, y, ts = _rare(rows, rate, 0)
     x_test, y_test, _ = _rare(20_000, rate, 1)
     auc = {

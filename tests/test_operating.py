@@ -111,7 +111,7 @@ def test_each_filled_entry_earns_its_round_trip_at_the_prices_the_market_was_scr
     level, direction, rows = episode_plan(moves, sides)
     run = run_baseline(cfg, scripted(level, rows + 3), rows, direction)
     e = episodes(run)
-    fee = cfg.labels.taker_fee
+    fee = cfg.instrument.taker_fee
     want = [net_long(d, fee) if s > 0 else net_short(d, fee) for d, s in zip(moves, sides, strict=True)]
     assert len(e) == 4 and e["filled"].all()  # four entries; the four exits are not counted as entries
     assert e["side"].tolist() == sides
@@ -132,7 +132,7 @@ def test_measured_cost_is_the_labels_mean_minus_what_a_filled_entry_earned(cfg: 
         ret[3 * k + 1] = 30e-4 if s > 0 else -10e-4
     ts = T0 + np.arange(rows, dtype=np.int64) * S
     c = measure_cost(run, ts, {1: ret, -1: -ret})
-    fee = cfg.labels.taker_fee
+    fee = cfg.instrument.taker_fee
     realized = [net_long(d, fee) if s > 0 else net_short(d, fee) for d, s in zip(moves, sides, strict=True)]
     label = ((n - 4) * 30e-4 + 4 * 10e-4) / n  # signed for each entry's side: the short's -10 bp is +10
     assert (c.entries, c.filled) == (n, n) and c.measured
@@ -153,7 +153,7 @@ def test_a_renewed_or_opposite_signal_during_the_hold_neither_extends_nor_flips_
     level = {3: 30.0, 4: 90.0, 7: -10.0, 8: 60.0}  # an exit a second late would see +90 or +60
     run = run_baseline(cfg, scripted(level, 12), 9, direction)
     e = episodes(run)
-    fee = cfg.labels.taker_fee
+    fee = cfg.instrument.taker_fee
     assert e["side"].tolist() == [1, 1] and e["filled"].all()
     np.testing.assert_allclose(e["ret"], [net_long(30.0, fee), net_long(-10.0, fee)], rtol=0, atol=1e-12)
     assert len(run.parents) == 4  # two entries, two exits: no added size, no flip
@@ -179,7 +179,7 @@ def test_a_strategy_whose_entries_never_fill_has_no_cost(cfg: AppConfig) -> None
 
 
 def test_confirmation_needs_the_mean_per_order_above_zero_by_two_standard_errors(cfg: AppConfig) -> None:
-    fee = cfg.labels.taker_fee
+    fee = cfg.instrument.taker_fee
     n = MIN_ORDERS + 2
     # longs that clear the round trip: exits 60 and 80 (12 and 16 bp) above the entry bid, alternating
     good = [60.0 if k % 2 else 80.0 for k in range(n)]
@@ -202,7 +202,7 @@ def test_confirmation_needs_the_mean_per_order_above_zero_by_two_standard_errors
 
 
 def test_each_side_is_confirmed_on_its_own_entries(cfg: AppConfig) -> None:
-    fee = cfg.labels.taker_fee
+    fee = cfg.instrument.taker_fee
     n = MIN_ORDERS
     sides = [-1 if k % 2 else 1 for k in range(2 * n)]
     # the market rises after every entry, by 80 or 100: the longs earn, the shorts lose
@@ -221,7 +221,7 @@ def test_too_few_orders_is_not_enough_evidence_whatever_they_earned(cfg: AppConf
     n = MIN_ORDERS - 1
     level, direction, rows = episode_plan([200.0] * n)  # every one 40 bp up: still only 29 orders
     c = confirm_run(run_baseline(cfg, scripted(level, rows + 3), rows, direction), 1)
-    assert c.n == n and c.ev == pytest.approx(net_long(200.0, cfg.labels.taker_fee), abs=1e-12)
+    assert c.n == n and c.ev == pytest.approx(net_long(200.0, cfg.instrument.taker_fee), abs=1e-12)
     assert not c.ok and math.isnan(c.se) and c.why == f"{n} orders: not enough evidence"
 
 

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import shutil
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from core.config import AppConfig, load_config
+from core.config import AppConfig, TrainingConfig, load_config
 from models import registry
 from models.result import TrainResult
 from models.stack import BoostParams
@@ -37,7 +38,9 @@ def fitted() -> tuple[TrainResult, np.ndarray, dict[str, np.ndarray]]:
     ret = 1e-4 * (1.5 * x[:, 0] + rng.normal(size=n))
     direction = np.where(ret > 1e-4, 1, np.where(ret < -1e-4, -1, 0)).astype(np.int8)
     names = [f"f{i}" for i in range(6)]
-    params = BoostParams(rounds=30, early_stopping=5, min_child_samples=50)
+    params = replace(
+        BoostParams.of(TrainingConfig()), rounds=30, early_stopping=5, min_child_samples=50, num_leaves=31, max_depth=6
+    )
     result = train(
         x, np.arange(n) * S, ret, direction, names, "fs", "ls", 30 * S, 1e-4, params, 3, (0.6, 0.2, 0.2), 60 * S
     )

@@ -87,7 +87,8 @@ def labels_spec(cfg: AppConfig) -> TableSpec:
 def ids(cfg: AppConfig, tick: float) -> tuple[str, str]:
     """(feature set id, label set id) for this config."""
     fs = feature_set_for(cfg.features.digest(), tick)
-    ls = feature_set_id(f"labels|{cfg.labels.digest()}|grid={cfg.features.grid}")
+    # the dead zone is built on the maker fee: it changes the labels; the taker fee does not
+    ls = feature_set_id(f"labels|{cfg.labels.digest()}|maker_fee={cfg.instrument.maker_fee}|grid={cfg.features.grid}")
     return fs, ls
 
 

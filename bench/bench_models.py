@@ -17,11 +17,11 @@ import numpy as np
 
 from bench.common import CACHE, entry, pct
 from core.config import AppConfig, load_config
-from flows.train import fit
 from models.model import StackedModel
 from models.stack import predict_lgb, predict_xgb
 from pipelines.dataset import load
 from pipelines.featurebuild import build
+from pipelines.train import fit
 from sim.source import SimSource
 from warehouse.ingest import run_ingest
 

@@ -22,10 +22,10 @@ import numpy as np
 from bench.bench_models import _day
 from bench.common import CACHE, entry
 from core.config import load_config
-from flows.train import fit
 from live.loop import Loaded
 from live.runner import Options, Runner
 from pipelines.dataset import load
+from pipelines.train import fit
 
 HOUR_NS = 3_600 * 1_000_000_000
 

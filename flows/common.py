@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core.cli import add_config_argument
@@ -30,6 +31,33 @@ class StepFailed(Exception):  # noqa: N818  (it is what a failed run carries, no
     def __init__(self, message: str, exit_code: int = 3) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def attempt(job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """What every task returns: the job's result marked completed, or its user error as one line and
+    the exit code of its command (never a traceback: the flow turns it into a Failed state)."""
+    try:
+        return {"status": "completed", **job()}
+    except UserError as exc:
+        return {"status": "failed", "error": str(exc), "exit_code": exc.exit_code}
+
+
+def finish(result: dict[str, Any], message: Callable[[dict[str, Any]], str]) -> State:
+    """What every flow returns: Failed with the task's one line, or Completed with its message printed."""
+    if result["status"] == "failed":
+        return failed(result)
+    from prefect.states import Completed
+
+    text = message(result)
+    print(text)
+    return Completed(message=text, data=result)
+
+
+def run_flow(flow: Callable[..., Any], what: str, **params: Any) -> Any:
+    """Run a flow from its command line; a failed run raises its one line with its exit code."""
+    state = flow(**params, return_state=True)
+    raise_if_failed(state, what)
+    return state
 
 
 def failed(result: dict[str, Any]) -> State:

@@ -33,13 +33,14 @@ from core.cli import run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns
-from flows.backtest import backtest_flow, compare_reports
+from flows.backtest import backtest_flow
 from flows.common import parser, raise_if_failed
 from flows.feature_build import features_flow
 from flows.ingest import build_source, ingest_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
 from models.registry import NO_CHAMPION, version_for
+from pipelines.backtest import compare_reports
 from pipelines.dataset import load
 from sim.presets import ABOUT, MARKETS
 from warehouse.cli import show

@@ -17,16 +17,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from prefect import State, flow, task
-from prefect.states import Completed
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_time_ns
-from flows.common import failed, parser, raise_if_failed
-from flows.progress import StepProgress
+from flows.common import attempt, finish, parser, run_flow
 from pipelines.featurebuild import build
+from pipelines.progress import StepProgress
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +42,20 @@ def _time(text: str | None, flag: str) -> int | None:
 @task(name="build-features")
 def build_task(config: str, start: str | None, end: str | None, labels: bool) -> dict[str, Any]:
     """One build; a user error comes back as {'status': 'failed', ...}, not a traceback."""
-    try:
+
+    def job() -> dict[str, Any]:
         cfg = load_config(config)
         with StepProgress("features") as progress:
             result = build(cfg, _time(start, "--start"), _time(end, "--end"), on_progress=progress, labels=labels)
-    except UserError as exc:
-        return {"status": "failed", "error": str(exc), "exit_code": exc.exit_code}
-    return {
-        "status": "completed",
-        "summary": result.summary(),
-        "feature_set": result.feature_set,
-        "label_set": result.label_set,
-        "feature_rows": result.feature_rows,
-        "label_rows": result.label_rows,
-    }
+        return {
+            "summary": result.summary(),
+            "feature_set": result.feature_set,
+            "label_set": result.label_set,
+            "feature_rows": result.feature_rows,
+            "label_rows": result.label_rows,
+        }
+
+    return attempt(job)
 
 
 @flow(name="features", log_prints=True)
@@ -64,11 +63,7 @@ def features_flow(
     config: str = "config.yaml", start: str | None = None, end: str | None = None, labels: bool = True
 ) -> State:
     """Build the features (and labels) that are missing for the warehouse's data."""
-    result = build_task(config, start, end, labels)
-    if result["status"] == "failed":
-        return failed(result)
-    print(result["summary"])
-    return Completed(message=result["summary"], data=result)
+    return finish(build_task(config, start, end, labels), lambda r: r["summary"])
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -85,10 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_config(args.config)  # bad input costs one line, not a flow run
     _time(args.start, "--start")
     _time(args.end, "--end")
-    state = features_flow(
-        config=args.config, start=args.start, end=args.end, labels=not args.no_labels, return_state=True
+    state = run_flow(
+        features_flow, "feature build", config=args.config, start=args.start, end=args.end, labels=not args.no_labels
     )
-    raise_if_failed(state, "feature build")
     result = state.result(raise_on_failure=False)
     print(result["summary"] if isinstance(result, dict) else state.message)
     return 0

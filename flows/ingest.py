@@ -25,9 +25,9 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns, parse_duration_ns
 from flows.common import failed, parser, raise_if_failed
-from flows.progress import IngestProgress
 from market.sources.base import Source
 from market.sources.files import FileSource, check_paths
+from pipelines.progress import IngestProgress
 from warehouse.continuation import continue_sim
 from warehouse.ingest import run_ingest
 

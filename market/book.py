@@ -17,7 +17,7 @@ Invalid data is never patched: the caller records the event and resyncs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba as nb
 import numpy as np
@@ -153,37 +153,70 @@ def _write_top(
         k += 1
 
 
-@nb.njit(cache=True, nogil=True)  # releases the GIL: the warehouse writer thread runs meanwhile
-def apply_updates(
-    bid_q: np.ndarray,
-    ask_q: np.ndarray,
-    meta: np.ndarray,
-    tick: float,
-    skip: np.ndarray,
-    is_snap: np.ndarray,
-    first_id: np.ndarray,
-    last_id: np.ndarray,
-    prev_id: np.ndarray,
-    ts_ex: np.ndarray,
-    bid_off: np.ndarray,
-    bid_px: np.ndarray,
-    bid_qty: np.ndarray,
-    ask_off: np.ndarray,
-    ask_px: np.ndarray,
-    ask_qty: np.ndarray,
-    out_bid_px: np.ndarray,
-    out_bid_qty: np.ndarray,
-    out_ask_px: np.ndarray,
-    out_ask_qty: np.ndarray,
-    out_epoch: np.ndarray,
-) -> np.ndarray:
-    """Apply n parsed book messages in order; return a status per message.
+class BookState(NamedTuple):
+    """The book kernel's state: sizes by price tick inside the window, and its meta vector (M_*)."""
 
-    For every APPLIED message, row i of the out_* arrays holds the top levels after it.
+    bid_q: np.ndarray  # float64[window]
+    ask_q: np.ndarray
+    meta: np.ndarray  # int64[META_SIZE]
+    tick: float
+
+
+class Updates(NamedTuple):
+    """Parsed book messages as the kernel reads them (levels flattened: message i owns
+    ``bid_px[bid_off[i]:bid_off[i + 1]]``)."""
+
+    skip: np.ndarray  # bool: rejected before the book (bad fields)
+    is_snap: np.ndarray
+    first_id: np.ndarray
+    last_id: np.ndarray
+    prev_id: np.ndarray
+    ts_exchange_ns: np.ndarray
+    bid_off: np.ndarray
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_off: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+
+
+class BookTop(NamedTuple):
+    """Top-of-book views produced for a batch of messages (row i belongs to message i)."""
+
+    status: np.ndarray
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+    epoch_ns: np.ndarray
+
+    @staticmethod
+    def empty(n: int, levels: int) -> BookTop:
+        return BookTop(
+            np.empty(n, np.int8),
+            np.empty((n, levels)),
+            np.empty((n, levels)),
+            np.empty((n, levels)),
+            np.empty((n, levels)),
+            np.zeros(n, np.int64),
+        )
+
+    @staticmethod
+    def concat(parts: list[BookTop]) -> BookTop:
+        return BookTop(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+
+@nb.njit(cache=True, nogil=True)  # releases the GIL: the warehouse writer thread runs meanwhile
+def apply_updates(book: BookState, u: Updates, out: BookTop) -> None:
+    """Apply n parsed book messages in order; ``out.status[i]`` says what became of message i.
+
+    For every APPLIED message, row i of ``out`` holds the top levels after it.
     """
+    bid_q, ask_q, meta, tick = book
+    skip, is_snap, first_id, last_id, prev_id, ts_ex, bid_off, bid_px, bid_qty, ask_off, ask_px, ask_qty = u
+    status = out.status
     n = is_snap.shape[0]
     w = bid_q.shape[0]
-    status = np.empty(n, dtype=np.int8)
     for i in range(n):
         if skip[i]:
             status[i] = SKIPPED
@@ -249,23 +282,10 @@ def apply_updates(
         if (bb >= 0 and bb < edge) or (ba >= 0 and ba > w - edge):
             ref = bb if bb >= 0 else ba
             _recenter(bid_q, ask_q, meta, meta[M_BASE] + ref)
-        _write_top(bid_q, meta, tick, True, out_bid_px, out_bid_qty, i)
-        _write_top(ask_q, meta, tick, False, out_ask_px, out_ask_qty, i)
-        out_epoch[i] = meta[M_EPOCH]
+        _write_top(bid_q, meta, tick, True, out.bid_px, out.bid_qty, i)
+        _write_top(ask_q, meta, tick, False, out.ask_px, out.ask_qty, i)
+        out.epoch_ns[i] = meta[M_EPOCH]
         status[i] = APPLIED
-    return status
-
-
-@dataclass
-class BookTop:
-    """Top-of-book views produced for a batch of messages (row i belongs to message i)."""
-
-    status: np.ndarray
-    bid_px: np.ndarray
-    bid_qty: np.ndarray
-    ask_px: np.ndarray
-    ask_qty: np.ndarray
-    epoch_ns: np.ndarray
 
 
 class L2Book:
@@ -323,51 +343,12 @@ class L2Book:
             self.ask_q[ai].copy(),
         )
 
-    def apply(
-        self,
-        skip: np.ndarray,
-        is_snap: np.ndarray,
-        first_id: np.ndarray,
-        last_id: np.ndarray,
-        prev_id: np.ndarray,
-        ts_ex: np.ndarray,
-        bid_off: np.ndarray,
-        bid_px: np.ndarray,
-        bid_qty: np.ndarray,
-        ask_off: np.ndarray,
-        ask_px: np.ndarray,
-        ask_qty: np.ndarray,
-    ) -> BookTop:
-        n = is_snap.shape[0]
-        out = BookTop(
-            status=np.empty(0, np.int8),
-            bid_px=np.empty((n, self.levels)),
-            bid_qty=np.empty((n, self.levels)),
-            ask_px=np.empty((n, self.levels)),
-            ask_qty=np.empty((n, self.levels)),
-            epoch_ns=np.zeros(n, np.int64),
-        )
-        out.status = apply_updates(
-            self.bid_q,
-            self.ask_q,
-            self.meta,
-            self.tick,
-            skip,
-            is_snap,
-            first_id,
-            last_id,
-            prev_id,
-            ts_ex,
-            bid_off,
-            bid_px,
-            bid_qty,
-            ask_off,
-            ask_px,
-            ask_qty,
-            out.bid_px,
-            out.bid_qty,
-            out.ask_px,
-            out.ask_qty,
-            out.epoch_ns,
-        )
+    @property
+    def state_arrays(self) -> BookState:
+        return BookState(self.bid_q, self.ask_q, self.meta, self.tick)
+
+    def apply(self, updates: Updates) -> BookTop:
+        """Apply a batch of parsed messages in order: the status and top levels after each."""
+        out = BookTop.empty(updates.is_snap.shape[0], self.levels)
+        apply_updates(self.state_arrays, updates, out)
         return out

@@ -27,7 +27,7 @@ from market.events import (
     list_array,
     snapshot_spec,
 )
-from market.parsing import BookArrays, Parsed
+from market.parsing import BookMessages, Parsed
 from market.venues.base import Venue
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Normalizer:
         self.max_pending = max_pending
         self.book = bk.L2Book(tick_size, levels)
         self.snapshot_spec: TableSpec = snapshot_spec(levels)
-        self._pending: BookArrays | None = None
+        self._pending: BookMessages | None = None
         self._logged: Counter[str] = Counter()
         self._was_synced = False
         self.totals: Counter[str] = Counter()
@@ -144,28 +144,28 @@ class Normalizer:
 
     # -- book ------------------------------------------------------------------------------
 
-    def _apply(self, arr: BookArrays) -> tuple[BookArrays, bk.BookTop]:
+    def _apply(self, arr: BookMessages) -> tuple[BookMessages, bk.BookTop]:
         if not self.venue.replay_pending_on_snapshot:
             return arr, self._apply_rows(arr)
         # Binance: diffs that arrive while there is no valid book wait for the next snapshot and
         # are replayed right after it (stale ones are then dropped by the bridge rule).
         snaps = np.flatnonzero(arr.is_snap).tolist()
         bounds = [0, *[s for s in snaps if s > 0], len(arr)]
-        parts: list[BookArrays] = []
+        parts: list[BookMessages] = []
         tops: list[bk.BookTop] = []
         for a, b in itertools.pairwise(bounds):
             if b <= a:
                 continue
             seg = arr.take(np.arange(a, b))
             if seg.is_snap[0] and self._pending is not None:
-                seg = BookArrays.concat([seg.take(np.array([0])), self._pending, seg.take(np.arange(1, len(seg)))])
+                seg = BookMessages.concat([seg.take(np.array([0])), self._pending, seg.take(np.arange(1, len(seg)))])
                 self._pending = None
             top = self._apply_rows(seg)
             waiting = np.flatnonzero(top.status == bk.NOT_SYNCED)
             if waiting.size:
                 new = seg.take(waiting)
                 new.index[:] = -1  # replayed with a later batch: no raw message of that batch
-                self._pending = new if self._pending is None else BookArrays.concat([self._pending, new])
+                self._pending = new if self._pending is None else BookMessages.concat([self._pending, new])
                 if len(self._pending) > self.max_pending:
                     self._pending = self._pending.take(
                         np.arange(len(self._pending) - self.max_pending, len(self._pending))
@@ -176,35 +176,15 @@ class Normalizer:
             tops.append(top)
         if not parts:
             return arr, self._apply_rows(arr)
-        merged = BookArrays.concat(parts)
-        return merged, bk.BookTop(
-            status=np.concatenate([t.status for t in tops]),
-            bid_px=np.concatenate([t.bid_px for t in tops]),
-            bid_qty=np.concatenate([t.bid_qty for t in tops]),
-            ask_px=np.concatenate([t.ask_px for t in tops]),
-            ask_qty=np.concatenate([t.ask_qty for t in tops]),
-            epoch_ns=np.concatenate([t.epoch_ns for t in tops]),
-        )
+        merged = BookMessages.concat(parts)
+        return merged, bk.BookTop.concat(tops)
 
-    def _apply_rows(self, a: BookArrays) -> bk.BookTop:
-        return self.book.apply(
-            a.skip,
-            a.is_snap,
-            a.first_id,
-            a.last_id,
-            a.prev_id,
-            a.ts_exchange_ns,
-            a.bid_off,
-            a.bid_px,
-            a.bid_qty,
-            a.ask_off,
-            a.ask_px,
-            a.ask_qty,
-        )
+    def _apply_rows(self, a: BookMessages) -> bk.BookTop:
+        return self.book.apply(a.updates())
 
     def _account(
         self,
-        arr: BookArrays,
+        arr: BookMessages,
         status: np.ndarray,
         counts: Counter[str],
         events: _Events,
@@ -254,7 +234,7 @@ class Normalizer:
     def _const(self, value: str, n: int) -> pa.Array:
         return pa.repeat(value, n)
 
-    def _book_table(self, arr: BookArrays, top: bk.BookTop, rows: np.ndarray) -> pa.Table:
+    def _book_table(self, arr: BookMessages, top: bk.BookTop, rows: np.ndarray) -> pa.Table:
         if rows.size == 0:
             return BOOK_UPDATES.empty()
         a = arr if rows.size == len(arr) else arr.take(rows)
@@ -279,7 +259,7 @@ class Normalizer:
             schema=BOOK_UPDATES.arrow_schema,
         )
 
-    def _snapshot_table(self, arr: BookArrays, top: bk.BookTop, rows: np.ndarray) -> pa.Table:
+    def _snapshot_table(self, arr: BookMessages, top: bk.BookTop, rows: np.ndarray) -> pa.Table:
         spec = self.snapshot_spec
         if rows.size == 0:
             return spec.empty()

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from market.book import Updates
+
 NS_PER_MS = 1_000_000
 
 
@@ -52,7 +54,7 @@ class TradeRows:
 
 
 @dataclass
-class BookArrays:
+class BookMessages:
     """Numpy form of BookRows, ready for the book kernel."""
 
     index: np.ndarray
@@ -74,11 +76,28 @@ class BookArrays:
     def __len__(self) -> int:
         return int(self.is_snap.shape[0])
 
-    def take(self, rows: np.ndarray) -> BookArrays:
+    def updates(self) -> Updates:
+        """These messages as the book kernel reads them."""
+        return Updates(
+            self.skip,
+            self.is_snap,
+            self.first_id,
+            self.last_id,
+            self.prev_id,
+            self.ts_exchange_ns,
+            self.bid_off,
+            self.bid_px,
+            self.bid_qty,
+            self.ask_off,
+            self.ask_px,
+            self.ask_qty,
+        )
+
+    def take(self, rows: np.ndarray) -> BookMessages:
         """The messages at positions ``rows`` (levels re-flattened)."""
         bid_off, bid_sel = _take_lists(self.bid_off, rows)
         ask_off, ask_sel = _take_lists(self.ask_off, rows)
-        return BookArrays(
+        return BookMessages(
             index=self.index[rows],
             ts_exchange_ns=self.ts_exchange_ns[rows],
             ts_local_ns=self.ts_local_ns[rows],
@@ -97,7 +116,7 @@ class BookArrays:
         )
 
     @staticmethod
-    def concat(parts: list[BookArrays]) -> BookArrays:
+    def concat(parts: list[BookMessages]) -> BookMessages:
         def cat_off(offs: list[np.ndarray]) -> np.ndarray:
             out = [np.zeros(1, np.int64)]
             total = 0
@@ -106,7 +125,7 @@ class BookArrays:
                 total += int(o[-1])
             return np.concatenate(out)
 
-        return BookArrays(
+        return BookMessages(
             index=np.concatenate([p.index for p in parts]),
             ts_exchange_ns=np.concatenate([p.ts_exchange_ns for p in parts]),
             ts_local_ns=np.concatenate([p.ts_local_ns for p in parts]),
@@ -137,7 +156,7 @@ def _take_lists(off: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 @dataclass
-class TradeArrays:
+class TradeMessages:
     index: np.ndarray
     ts_exchange_ns: np.ndarray
     ts_local_ns: np.ndarray
@@ -150,12 +169,12 @@ class TradeArrays:
         return int(self.price.shape[0])
 
     @staticmethod
-    def in_order(parts: list[TradeArrays]) -> TradeArrays:
+    def in_order(parts: list[TradeMessages]) -> TradeMessages:
         """The trades of all parts by message (stable: the trades of one message keep their order)."""
         index = np.concatenate([p.index for p in parts])
         order = np.argsort(index, kind="stable")
         ids = [t for p in parts for t in p.trade_id]
-        return TradeArrays(
+        return TradeMessages(
             index=index[order],
             ts_exchange_ns=np.concatenate([p.ts_exchange_ns for p in parts])[order],
             ts_local_ns=np.concatenate([p.ts_local_ns for p in parts])[order],
@@ -171,8 +190,8 @@ class Parsed:
     """Everything a venue parser extracted from one batch of raw messages."""
 
     streams: list[str]  # stream of each raw message ("" if it was rejected)
-    book: BookArrays
-    trades: TradeArrays
+    book: BookMessages
+    trades: TradeMessages
     rejections: list[Rejection]
 
 
@@ -226,7 +245,7 @@ def check_levels(
                     rejections.append(Rejection(int(index[i]), reason, f"level {px[lvl]!r} x {qty[lvl]!r}"))
 
 
-def finish_book(rows: BookRows, tick: float, rejections: list[Rejection]) -> BookArrays:
+def finish_book(rows: BookRows, tick: float, rejections: list[Rejection]) -> BookMessages:
     """Convert collected book rows to arrays, rejecting messages whose levels are invalid."""
     n = len(rows.index)
     n_b = np.asarray(rows.n_bids, np.int64)
@@ -258,7 +277,7 @@ def finish_book(rows: BookRows, tick: float, rejections: list[Rejection]) -> Boo
     bid_px, bid_qty = np.ascontiguousarray(bids[:, 0]), np.ascontiguousarray(bids[:, 1])
     ask_px, ask_qty = np.ascontiguousarray(asks[:, 0]), np.ascontiguousarray(asks[:, 1])
     check_levels(rows.index, skip, (bid_off, bid_px, bid_qty), (ask_off, ask_px, ask_qty), tick, rejections)
-    return BookArrays(
+    return BookMessages(
         index=np.asarray(rows.index, np.int64),
         ts_exchange_ns=np.asarray(rows.ts_exchange_ns, np.int64),
         ts_local_ns=np.asarray(rows.ts_local_ns, np.int64),
@@ -277,7 +296,7 @@ def finish_book(rows: BookRows, tick: float, rejections: list[Rejection]) -> Boo
     )
 
 
-def finish_trades(rows: TradeRows, tick: float, rejections: list[Rejection]) -> TradeArrays:
+def finish_trades(rows: TradeRows, tick: float, rejections: list[Rejection]) -> TradeMessages:
     """Convert collected trades to arrays, dropping (and reporting) trades with bad values."""
     try:
         price = np.array(rows.price, dtype=np.float64)
@@ -291,7 +310,7 @@ def finish_trades(rows: TradeRows, tick: float, rejections: list[Rejection]) -> 
             reason = "negative_size" if np.isfinite(qty[i]) and qty[i] < 0 else "bad_value"
             rejections.append(Rejection(rows.index[i], reason, f"trade {rows.price[i]!r} x {rows.qty[i]!r}"))
     keep = np.flatnonzero(ok)
-    return TradeArrays(
+    return TradeMessages(
         index=np.asarray(rows.index, np.int64)[keep],
         ts_exchange_ns=np.asarray(rows.ts_exchange_ns, np.int64)[keep],
         ts_local_ns=np.asarray(rows.ts_local_ns, np.int64)[keep],

@@ -124,8 +124,8 @@ def prefect_server_for_commands(tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict[str, Any]]:
     """90 simulated minutes with features, and a small model trained on them (registry version 1)."""
-    from flows.train import run_training
     from pipelines.featurebuild import build
+    from pipelines.train import run_training
     from sim.source import SimSource
     from warehouse.ingest import run_ingest
 

@@ -14,8 +14,9 @@ from core.config import AppConfig
 from core.errors import UserError
 from core.timefmt import parse_time_ns
 from execution.quality import metrics
-from flows.backtest import compare_reports, main, run_backtest, simulate
+from flows.backtest import main
 from models import registry
+from pipelines.backtest import compare_reports, run_backtest, simulate
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +155,7 @@ def test_bad_input_is_one_line(
 
 
 def test_signals_use_the_model_thresholds(trained: tuple[AppConfig, Any]) -> None:
-    from flows.backtest import signals
+    from pipelines.backtest import signals
     from pipelines.dataset import load_features
 
     cfg, _ = trained
@@ -167,8 +168,8 @@ def test_signals_use_the_model_thresholds(trained: tuple[AppConfig, Any]) -> Non
 
 
 def test_promotion_can_require_a_net_of_fee_backtest_win(trained: tuple[AppConfig, Any]) -> None:
-    from flows.promote import backtest_rule
     from pipelines.dataset import load_features
+    from pipelines.promote import backtest_rule
 
     cfg = free(trained[0])  # without fees the eager model's Kelly bets are sized; with them it has no edge
     rows = load_features(cfg)
@@ -190,7 +191,7 @@ def test_an_execution_study_takes_its_threshold_from_the_data_before_the_window(
     trained: tuple[AppConfig, Any], tmp_path: Path
 ) -> None:
     from features import NAMES
-    from flows.backtest import study_threshold
+    from pipelines.backtest import study_threshold
     from pipelines.dataset import load_features
 
     cfg, _ = trained
@@ -230,7 +231,7 @@ def test_a_study_at_a_threshold_that_selects_nothing_is_refused(
 
 
 def test_the_degenerate_study_check_by_hand() -> None:
-    from flows.backtest import check_study_signal
+    from pipelines.backtest import check_study_signal
 
     for constant in (np.zeros(50, np.int8), np.full(50, -1, np.int8), np.array([1, -1] * 25, np.int8)):
         with pytest.raises(UserError, match="degenerate signal"):

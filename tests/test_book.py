@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market import book as bk
-from market.book import L2Book
+from market.book import L2Book, Updates
 
 # Also run with NUMBA_DISABLE_JIT=1 (make unit): the same tests then trace the kernels' Python source.
 pytestmark = pytest.mark.kernels
@@ -28,13 +28,13 @@ def msgs(*items: tuple[bool, int, int, int, int, list[tuple[float, float]], list
         aq += [q for _, q in asks]
         b_off.append(len(bp))
         a_off.append(len(ap))
-    return dict(
+    return Updates(
         skip=np.zeros(n, bool),
         is_snap=np.array([i[0] for i in items]),
         first_id=np.array([i[1] for i in items], np.int64),
         last_id=np.array([i[2] for i in items], np.int64),
         prev_id=np.array([i[3] for i in items], np.int64),
-        ts_ex=np.array([i[4] for i in items], np.int64),
+        ts_exchange_ns=np.array([i[4] for i in items], np.int64),
         bid_off=np.array(b_off, np.int64),
         bid_px=np.array(bp, float),
         bid_qty=np.array(bq, float),
@@ -55,7 +55,7 @@ def delta(u, ts, bids, asks, prev=None):
 def test_snapshot_then_deltas_golden() -> None:
     b = L2Book(TICK, 3)
     top = b.apply(
-        **msgs(
+        msgs(
             snap(10, 1, [(100.0, 1.0), (99.9, 2.0), (99.5, 3.0)], [(100.1, 1.5), (100.3, 2.5)]),
             delta(11, 2, [(100.0, 0.0)], [(100.2, 4.0)]),  # best bid deleted, ask inserted between levels
             delta(12, 3, [(100.0, 0.7)], []),  # new best bid
@@ -77,7 +77,7 @@ def test_snapshot_then_deltas_golden() -> None:
 def test_delta_after_gap_invalidates_book_until_next_snapshot() -> None:
     b = L2Book(TICK, 2)
     top = b.apply(
-        **msgs(
+        msgs(
             snap(10, 1, [(100.0, 1.0)], [(100.1, 1.0)]),
             delta(12, 2, [(99.9, 1.0)], []),  # 11 is missing
             delta(13, 3, [(99.8, 1.0)], []),
@@ -95,7 +95,7 @@ def test_bridge_after_snapshot_drops_stale_and_applies_spanning_diff() -> None:
     # Binance: diffs carry [U, u] ranges and pu; the first applied one spans lastUpdateId + 1
     b = L2Book(TICK, 1)
     top = b.apply(
-        **msgs(
+        msgs(
             snap(100, 1, [(100.0, 1.0)], [(100.1, 1.0)]),
             (False, 90, 99, 89, 1, [(100.0, 5.0)], []),  # entirely before the snapshot: stale
             (False, 95, 105, 99, 2, [(100.0, 2.0)], []),  # spans 101: applies
@@ -109,14 +109,14 @@ def test_bridge_after_snapshot_drops_stale_and_applies_spanning_diff() -> None:
 
 def test_first_diff_after_snapshot_must_not_skip_updates() -> None:
     b = L2Book(TICK, 1)
-    top = b.apply(**msgs(snap(100, 1, [(100.0, 1.0)], [(100.1, 1.0)]), (False, 103, 104, 102, 2, [], [])))
+    top = b.apply(msgs(snap(100, 1, [(100.0, 1.0)], [(100.1, 1.0)]), (False, 103, 104, 102, 2, [], [])))
     assert top.status.tolist() == [bk.APPLIED, bk.GAP]
 
 
 def test_crossed_book_is_rejected_and_invalidates() -> None:
     b = L2Book(TICK, 1)
     top = b.apply(
-        **msgs(
+        msgs(
             snap(1, 1, [(100.0, 1.0)], [(100.1, 1.0)]),
             delta(2, 2, [(100.2, 1.0)], []),  # bid above the ask
             delta(3, 3, [(99.0, 1.0)], []),
@@ -128,22 +128,22 @@ def test_crossed_book_is_rejected_and_invalidates() -> None:
 
 def test_time_running_backwards_invalidates() -> None:
     b = L2Book(TICK, 1)
-    top = b.apply(**msgs(snap(1, 10, [(100.0, 1.0)], [(100.1, 1.0)]), delta(2, 9, [(99.9, 1.0)], [])))
+    top = b.apply(msgs(snap(1, 10, [(100.0, 1.0)], [(100.1, 1.0)]), delta(2, 9, [(99.9, 1.0)], [])))
     assert top.status.tolist() == [bk.APPLIED, bk.TIME_BACKWARDS]
 
 
 def test_skipped_message_leaves_book_untouched() -> None:
     b = L2Book(TICK, 1)
     m = msgs(snap(1, 1, [(100.0, 1.0)], [(100.1, 1.0)]), delta(2, 2, [(100.0, 7.0)], []))
-    m["skip"][1] = True
-    top = b.apply(**m)
+    m.skip[1] = True
+    top = b.apply(m)
     assert top.status.tolist() == [bk.APPLIED, bk.SKIPPED]
     assert b.best()[1] == 1.0
 
 
 def test_levels_outside_the_window_are_counted_not_kept() -> None:
     b = L2Book(TICK, 2, window=1000)
-    top = b.apply(**msgs(snap(1, 1, [(100.0, 1.0), (1.0, 50.0)], [(100.1, 1.0)])))
+    top = b.apply(msgs(snap(1, 1, [(100.0, 1.0), (1.0, 50.0)], [(100.1, 1.0)])))
     assert top.status[0] == bk.APPLIED
     assert b.dropped_levels == 1
     assert np.isnan(top.bid_px[0, 1])
@@ -159,7 +159,7 @@ def test_window_recenters_when_price_drifts() -> None:
             delta(u, u, [(new, 1.0), (price, 0.0)], [(round(new + 0.1, 1), 1.0), (round(price + 0.1, 1), 0.0)])
         )
         price = new
-    top = b.apply(**msgs(*steps))
+    top = b.apply(msgs(*steps))
     assert (top.status == bk.APPLIED).all()
     assert top.bid_px[-1, 0] == pytest.approx(price)
     assert b.best()[0] == pytest.approx(price)
@@ -167,7 +167,7 @@ def test_window_recenters_when_price_drifts() -> None:
 
 def test_empty_book_side_gives_nan_prices() -> None:
     b = L2Book(TICK, 2)
-    top = b.apply(**msgs(snap(1, 1, [], [(100.1, 1.0)])))
+    top = b.apply(msgs(snap(1, 1, [], [(100.1, 1.0)])))
     assert top.status[0] == bk.APPLIED
     assert np.isnan(top.bid_px[0]).all() and (top.bid_qty[0] == 0).all()
     assert np.isnan(b.best()[0])
@@ -175,7 +175,7 @@ def test_empty_book_side_gives_nan_prices() -> None:
 
 def test_depth_lists_every_level() -> None:
     b = L2Book(TICK, 1)
-    b.apply(**msgs(snap(1, 1, [(100.0, 1.0), (99.0, 2.0)], [(100.1, 3.0)])))
+    b.apply(msgs(snap(1, 1, [(100.0, 1.0), (99.0, 2.0)], [(100.1, 3.0)])))
     bp, bq, ap, aq = b.depth()
     assert bp.tolist() == [100.0, 99.0] and bq.tolist() == [1.0, 2.0]
     assert ap.tolist() == [100.1] and aq.tolist() == [3.0]
@@ -239,7 +239,7 @@ def test_top_levels_match_reference_book_after_any_valid_stream(stream) -> None:
             )
         )
         expect.append((sorted(ref_b.items(), reverse=True)[:levels], sorted(ref_a.items())[:levels]))
-    top = b.apply(**msgs(*items))
+    top = b.apply(msgs(*items))
     assert (top.status == bk.APPLIED).all()
     for row, (eb, ea) in enumerate(expect, start=1):
         got_b = [(round((p - 1000.0) / TICK), q) for p, q in zip(top.bid_px[row], top.bid_qty[row]) if q > 0]
@@ -266,14 +266,14 @@ def test_snapshot_plus_remaining_deltas_equals_replaying_everything(stream, cut)
             )
         )
     full = L2Book(TICK, 10)
-    top_full = full.apply(**msgs(*items))
+    top_full = full.apply(msgs(*items))
     assert (top_full.status == bk.APPLIED).all()  # bids below 1000.0, asks above: never crossed
     k = min(cut, len(items) - 1)
     head = L2Book(TICK, 10)
-    head.apply(**msgs(*items[:k]))
+    head.apply(msgs(*items[:k]))
     bp, bq, ap, aq = head.depth()
     resumed = L2Book(TICK, 10)
     rest = [snap(items[k - 1][2], items[k - 1][4], list(zip(bp, bq)), list(zip(ap, aq))), *items[k:]]
-    top_res = resumed.apply(**msgs(*rest))
+    top_res = resumed.apply(msgs(*rest))
     np.testing.assert_array_equal(top_res.bid_qty[-1], top_full.bid_qty[-1])
     np.testing.assert_array_equal(top_res.ask_px[-1], top_full.ask_px[-1])

@@ -15,9 +15,10 @@ import yaml
 from core.config import AppConfig
 from core.errors import UnavailableError, UserError
 from core.timefmt import format_ns, parse_time_ns
-from flows.check_predictions import check, main, table
+from flows.check_predictions import main
 from models import registry
 from models.metrics import NEVER
+from pipelines.check_predictions import check, table
 from pipelines.dataset import load, load_features
 from tests.conftest import ConfigFactory
 from tests.test_cli import assert_one_line_error, cli

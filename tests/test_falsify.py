@@ -16,11 +16,11 @@ from scipy.stats import binom
 
 from core.config import load_config
 from core.errors import UserError
-from flows.falsify import (
+from flows.falsify import main
+from pipelines.falsify import (
     Outcome,
     _parsed,
     block_permutation,
-    main,
     permuted,
     planted_edge,
     project,

@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from core.config import AppConfig, load_config
-from flows.train import run_training
 from models import compare, registry, ui
 from models.__main__ import main as models_main
+from pipelines.train import run_training
 from tests.browser import browser_or_skip, launch
 from tests.conftest import REPO
 from tests.test_cli import assert_one_line_error, cli

@@ -1,6 +1,6 @@
 """The operating threshold's engine path (pipelines/operating.py), on scripted markets worked out by hand.
 
-The engine scenarios drive the matching engine the way training's ``flows.train.StrategyRun`` does
+The engine scenarios drive the matching engine the way training's ``pipelines.train.StrategyRun`` does
 (``Signals`` -> ``make_strategy`` -> ``replay``), on a market written here: a book every 100 ms, one
 tick wide, 5 BTC at each of three levels, so a market order fills whole at the touch. The baseline
 strategy (market orders both ways) then trades at prices we know in advance:

@@ -78,7 +78,7 @@ def _replay(cfg: AppConfig, model: Any, **opts: Any) -> Runner:
 
 
 def test_a_replay_through_the_runner_is_the_backtest(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
-    from flows.backtest import signals, simulate
+    from pipelines.backtest import signals, simulate
     from pipelines.dataset import load_features
 
     cfg = _cfg(trained[0], tmp_path)

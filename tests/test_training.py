@@ -143,9 +143,9 @@ def test_an_empty_window_and_a_missing_registry_are_one_line_errors(make_config:
 def test_a_first_model_without_skill_is_not_promoted_and_the_runner_says_so(
     trained: tuple[AppConfig, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from flows.promote import run_promotion
     from models.metrics import NEVER
     from models.registry import NO_CHAMPION
+    from pipelines.promote import run_promotion
 
     cfg = own_registry(trained, tmp_path)
     model, _ = registry.load(cfg, "challenger")
@@ -188,9 +188,9 @@ def test_the_promotion_rules() -> None:
     from types import SimpleNamespace
     from typing import cast
 
-    from flows.promote import decide, skill_gate
     from models.metrics import NEVER
     from models.model import StackedModel
+    from pipelines.promote import decide, skill_gate
 
     cfg = AppConfig().model_copy(update={"promotion": AppConfig().promotion.model_copy(update={"min_auc": 0.55})})
     good = {"up_auc": 0.6, "down_auc": 0.58, "log_loss": 0.30}
@@ -217,8 +217,8 @@ def test_the_promotion_rules() -> None:
 def test_a_feature_set_mismatch_and_the_registry_listing(trained: tuple[AppConfig, dict[str, Any]]) -> None:
     from dataclasses import replace
 
-    from flows.promote import evaluate
     from models.__main__ import main as models_main
+    from pipelines.promote import evaluate
 
     cfg, _ = trained
     model, _ = registry.load(cfg, "challenger")

@@ -30,11 +30,11 @@ import orjson
 from market.events import RawBatch, RawInput
 from market.parsing import (
     NS_PER_MS,
-    BookArrays,
+    BookMessages,
     BookRows,
     Parsed,
     Rejection,
-    TradeArrays,
+    TradeMessages,
     TradeRows,
     check_levels,
     finish_book,
@@ -177,11 +177,11 @@ def parse(messages: RawInput, symbol: str, tick: float, fast: bool = True) -> Pa
             streams[k] = topic
     slow = finish_book(book, tick, rejections)
     if fast_books is not None and len(fast_books):
-        merged = BookArrays.concat([fast_books, slow]) if len(slow) else fast_books
+        merged = BookMessages.concat([fast_books, slow]) if len(slow) else fast_books
         slow = merged.take(np.argsort(merged.index, kind="stable")) if len(slow) else merged
     slow_trades = finish_trades(trades, tick, rejections)
     if fast_trades is not None:
-        slow_trades = TradeArrays.in_order([fast_trades, slow_trades]) if len(slow_trades) else fast_trades
+        slow_trades = TradeMessages.in_order([fast_trades, slow_trades]) if len(slow_trades) else fast_trades
     return Parsed(
         streams=streams.tolist(),
         book=slow,
@@ -192,7 +192,7 @@ def parse(messages: RawInput, symbol: str, tick: float, fast: bool = True) -> Pa
 
 def _fast_books(
     batch: RawBatch, symbol: str, tick: float, streams: np.ndarray, rejections: list[Rejection]
-) -> BookArrays | None:
+) -> BookMessages | None:
     """Book messages through the fast path: their arrays; their streams are set (others stay "")."""
     c = bybit_fast.scan(batch.data, batch.offsets, symbol)
     ok = c["ok"]
@@ -208,7 +208,7 @@ def _fast_books(
     streams[rows[keep]] = np.array(topics, dtype=object)[run[keep]]
     rows = rows[keep]
     u = c["u"]
-    arrays = BookArrays(
+    arrays = BookMessages(
         index=np.arange(len(batch), dtype=np.int64),
         ts_exchange_ns=c["ts_ms"] * NS_PER_MS,
         ts_local_ns=batch.ts_local_ns,
@@ -236,7 +236,7 @@ def _fast_books(
     return arrays
 
 
-def _fast_trades(batch: RawBatch, symbol: str, streams: np.ndarray) -> TradeArrays | None:
+def _fast_trades(batch: RawBatch, symbol: str, streams: np.ndarray) -> TradeMessages | None:
     """Trade messages through the fast path: their trades; their streams are set (others stay "")."""
     c = bybit_fast_trades.scan_trade_messages(batch.data, batch.offsets, symbol)
     rows = np.flatnonzero(c["ok"])
@@ -245,7 +245,7 @@ def _fast_trades(batch: RawBatch, symbol: str, streams: np.ndarray) -> TradeArra
     streams[rows] = trade_topic(symbol)
     index = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(c["trade_off"]))
     data = batch.data
-    return TradeArrays(
+    return TradeMessages(
         index=index,
         ts_exchange_ns=c["t_ms"] * NS_PER_MS,
         ts_local_ns=batch.ts_local_ns[index],

@@ -17,8 +17,8 @@ import numpy as np
 
 from bench.common import CACHE, entry, pct
 from core.config import AppConfig, load_config
+from models.learners import predict_lgb, predict_xgb
 from models.model import StackedModel
-from models.stack import predict_lgb, predict_xgb
 from pipelines.dataset import load
 from pipelines.featurebuild import build
 from pipelines.train import fit

@@ -25,9 +25,10 @@ import numpy as np
 import xgboost as xgb
 
 from models.compiled import Arrays, pack, predict_stacks
+from models.learners import inference_threads
 from models.metrics import NEVER
 from models.profile import Profile
-from models.stack import DirectionStack, inference_threads
+from models.stack import DirectionStack
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from execution.backtest import Signals, blocks_of, engine_config, make_strategy,
 from execution.engine import Engine
 from execution.quality import RunRecord
 from features.catalog import MAX_LOOKBACK_S
+from models.learners import BoostParams
 from models.registry import log_training
 from models.result import TrainResult
-from models.stack import BoostParams
 from pipelines.backtest import HOUR_NS, VOL_FEATURE, VOL_WINDOW_S
 from pipelines.dataset import TrainingData, load
 from pipelines.progress import StepProgress

@@ -17,11 +17,12 @@ import numpy as np
 from sklearn.metrics import log_loss
 
 from models.cv import blocks
+from models.learners import BoostParams
 from models.metrics import NEVER, Scores, choose_threshold, score
 from models.model import StackedModel
 from models.profile import Profile
 from models.result import MIN_ORDERS, Operating, TrainResult, verdict
-from models.stack import BoostParams, DirectionStack, calibrate, fit_direction, serve_base
+from models.stack import DirectionStack, calibrate, fit_direction, serve_base
 from pipelines.operating import PERMISSIVE, Execution, Z, confirm_labels, confirm_run, measure_cost
 
 DIRECTIONS = (("up", 1), ("down", -1))

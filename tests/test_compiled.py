@@ -19,8 +19,9 @@ import xgboost as xgb
 
 from models import compiled
 from models.compiled import KZERO, from_lightgbm, from_xgboost, pack, predict_stacks, probe_rows
+from models.learners import predict_lgb, predict_xgb
 from models.model import ModelInputError, StackedModel
-from models.stack import DirectionStack, _compile, predict_lgb, predict_xgb
+from models.stack import DirectionStack, _compile
 
 N_FEATURES = 6
 

@@ -146,7 +146,7 @@ def test_the_learners_are_built_from_the_training_section() -> None:
     from dataclasses import asdict
 
     from core.config import TrainingConfig
-    from models.stack import BoostParams
+    from models.learners import BoostParams
 
     t = TrainingConfig(num_leaves=5, subsample=0.5, inner_valid=0.3)
     got = asdict(BoostParams.of(t))

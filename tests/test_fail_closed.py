@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from core.config import TrainingConfig
+from models.learners import BoostParams
 from models.metrics import NEVER, Scores, choose_threshold, mean_se
 from models.model import StackedModel
-from models.stack import BoostParams, fit_logistic
+from models.stack import fit_logistic
 from pipelines.training import HANDFUL, operating_points, train
 
 S = 1_000_000_000

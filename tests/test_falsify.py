@@ -17,6 +17,8 @@ from scipy.stats import binom
 from core.config import load_config
 from core.errors import UserError
 from flows.falsify import main
+from models.metrics import NEVER
+from pipelines.dataset import TrainingData
 from pipelines.falsify import (
     Outcome,
     _parsed,
@@ -27,8 +29,6 @@ from pipelines.falsify import (
     share_interval,
     summary,
 )
-from models.metrics import NEVER
-from pipelines.dataset import TrainingData
 from sim.presets import PLANTED
 from tests.conftest import REPO
 

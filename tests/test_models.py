@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from core.config import TrainingConfig
+from models.learners import BoostParams
 from models.metrics import NEVER, choose_threshold, score
 from models.model import ModelInputError, StackedModel
 from models.result import TrainResult
-from models.stack import BoostParams
 from pipelines.training import train
 
 S = 1_000_000_000
@@ -144,7 +144,7 @@ def test_both_learners_grow_trees_on_the_same_data_whatever_the_base_rate(rate: 
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score
 
-    from models.stack import _split_inner, fit_lgb, fit_xgb, predict_lgb, predict_xgb
+    from models.learners import _split_inner, fit_lgb, fit_xgb, predict_lgb, predict_xgb
 
     p = replace(
         BoostParams.of(TrainingConfig()),

@@ -20,8 +20,8 @@ import yaml
 
 from core.config import AppConfig, TrainingConfig, load_config
 from models import registry
+from models.learners import BoostParams
 from models.result import TrainResult
-from models.stack import BoostParams
 from models.store import rebase
 from pipelines.training import train
 

@@ -7,7 +7,6 @@ falsification and bench call.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -25,6 +24,7 @@ from execution.engine import Engine
 from execution.quality import RunRecord, metrics
 from execution.report import load_metrics, load_samples, write_report
 from features import NAMES
+from features.grid import sigma_1s
 from models import registry
 from models.model import StackedModel
 from pipelines.dataset import load_features
@@ -39,7 +39,7 @@ VOL_FEATURE, VOL_WINDOW_S = "rv_300s_bps", 300.0
 def signals(model: StackedModel, ts: np.ndarray, x: np.ndarray) -> Signals:
     """The model's calibrated probabilities and signals for feature rows ``x`` at grid times ``ts``."""
     proba = model.predict_proba(model.take(x, NAMES))
-    sigma = x[:, NAMES.index(VOL_FEATURE)] * 1e-4 / math.sqrt(VOL_WINDOW_S)
+    sigma = sigma_1s(x[:, NAMES.index(VOL_FEATURE)])
     return Signals(ts, proba[:, 0], proba[:, 1], model.signal(proba), sigma)
 
 

@@ -33,6 +33,8 @@ from features import (
     TradeArrays,
 )
 from features import labels as lb
+from features.grid import live_horizon, segment_starts
+from features.grid import rows as grid_rows
 from market.events import TableSpec, fixed_to_numpy
 from market.venues import venue_by_name
 from warehouse.db import one, reading, writing
@@ -235,13 +237,7 @@ def _build_features(
             ts = np.concatenate([[prev_ts], ts])
             x = np.vstack([prev_row, x])
             starts = np.concatenate([[seg_start], starts])
-        g = np.arange(max(_ceil(c0, grid), lo), c1, grid, dtype=np.int64)
-        idx = np.searchsorted(ts, g, side="right") - 1
-        ok = idx >= 0
-        g, idx = g[ok], idx[ok]
-        # a row needs a live book (no silence before it) and every window inside its segment
-        ok = (g - ts[idx] <= max_gap) & (g - starts[idx] >= MAX_LOOKBACK_S * NS)
-        g, idx = g[ok], idx[ok]
+        g, idx = grid_rows(np.arange(max(_ceil(c0, grid), lo), c1, grid, dtype=np.int64), ts, starts, max_gap)
         if g.size:
             table = _feature_table(spec, venue, symbol, fset, g, ts[idx], x[idx])
             with writing(path, timeout) as con:
@@ -255,20 +251,6 @@ def _build_features(
         if upcoming is not None and upcoming > c1 + max_gap:  # skip a silence (e.g. between recordings)
             c0 = max(c1, upcoming - WARMUP_NS)
     return inserted
-
-
-def segment_starts(ts: np.ndarray, prev_ts: int | None, prev_start: int, max_gap: int) -> np.ndarray:
-    """For every update, the first update time of its continuous run (no silence > max_gap)."""
-    if ts.size == 0:
-        return np.zeros(0, np.int64)
-    before = np.concatenate([[prev_ts if prev_ts is not None else ts[0]], ts[:-1]])
-    breaks = (ts - before) > max_gap
-    if prev_ts is None:
-        breaks[0] = True
-    marks = np.where(breaks, ts, np.iinfo(np.int64).min)
-    if not breaks[0]:
-        marks[0] = prev_start
-    return np.maximum.accumulate(marks)
 
 
 def _feature_table(
@@ -353,18 +335,6 @@ def _build_labels(
 
 def _masked(values: np.ndarray, typ: pa.DataType, missing: np.ndarray) -> pa.Array:
     return pa.array(values, typ, mask=missing)
-
-
-def live_horizon(ts: np.ndarray, g: np.ndarray, horizon: int, max_gap: int) -> np.ndarray:
-    """Whether the book was alive from each grid time to its horizon: no silence > max_gap in
-    [t, t + h]. A label over a silence (the ingest was down) would be a guess: it stays NULL."""
-    a0 = np.searchsorted(ts, g, side="right") - 1
-    a1 = np.searchsorted(ts, g + horizon, side="right") - 1
-    gaps = np.concatenate([[0], np.cumsum(np.diff(ts) > max_gap)])  # silences before each update
-    ok: np.ndarray = (a0 >= 0) & (g - ts[np.maximum(a0, 0)] <= max_gap)
-    ok &= g + horizon - ts[np.maximum(a1, 0)] <= max_gap
-    ok &= gaps[np.maximum(a1, 0)] == gaps[np.maximum(a0, 0)]
-    return ok
 
 
 def _label_table(

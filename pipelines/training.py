@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import log_loss
@@ -69,48 +70,19 @@ def train(
             "a longer training window is needed"
         )
     nominal = tau if cost is None else cost
-    stacks: dict[str, DirectionStack] = {}
-    scores: dict[str, dict[str, Scores]] = {}
-    held_out: list[np.ndarray] = []  # the served probabilities on the test block, up then down
-    on_cal: dict[str, np.ndarray] = {}
-    block = block_rows(ts[test], horizon_ns)
-    lag = block_rows(ts[cal], horizon_ns)
-    notes: list[str] = []
-    distinct: dict[str, int] = {}
+    cut = Blocks(fit, cal, test, block_rows(ts[test], horizon_ns), block_rows(ts[cal], horizon_ns))
+    fitted: dict[str, Fitted] = {}
     for k, (name, sign) in enumerate(DIRECTIONS):
-        y = (direction == sign).astype(np.float64)
-        signed = sign * ret
         if progress is not None:
             progress(k / 3, f"fitting the {name} stack")
-        stack = fit_direction(x[fit], y[fit], ts[fit], x[cal], y[cal], params, embargo_ns, n_folds)
-        if stack.note:
-            notes.append(f"{name}: {stack.note}")
-        cal_lgb, cal_xgb = stack.base(x[cal])
-        t_lgb, t_xgb = stack.base(x[test])
-        th = {
-            learner: choose_threshold(p, signed[cal], nominal, lag=lag).threshold
-            for learner, p in (("lgb", cal_lgb), ("xgb", cal_xgb))
-        }
-        base = {
-            learner: score(p, y[test], signed[test], th[learner], block=block, seed=params.seed)
-            for learner, p in (("lgb", t_lgb), ("xgb", t_xgb))
-        }
-        t_stack = stack.calibrate(stack.meta(t_lgb, t_xgb))
-        fell_back = _degenerate(stack, t_stack, {"lgb": t_lgb, "xgb": t_xgb}, base, y[test])
-        if fell_back:
-            notes.append(f"{name}: {fell_back}")
-            calibrate(stack, x[cal], y[cal])
-            t_stack = stack.calibrate(stack.meta(t_lgb, t_xgb))
-        distinct[name] = int(np.unique(t_stack).size)
-        if distinct[name] < HANDFUL and (stack.serves != "stack" or fell_back):
-            notes.append(
-                f"{name}: the calibrated {LEARNER_NAMES[stack.serves]} gives {_outputs(distinct[name])} on the "
-                "test block too (its calibrator found no ranking on the calibration block)"
-            )
-        on_cal[name] = stack.calibrate(stack.meta(cal_lgb, cal_xgb))
-        held_out.append(t_stack)
-        scores[name] = {**base, "stack": score(t_stack, y[test], signed[test], NEVER, block=block, seed=params.seed)}
-        stacks[name] = stack
+        fitted[name] = _fit_direction(name, sign, x, ts, ret, direction, cut, params, embargo_ns, n_folds, nominal)
+    stacks = {name: f.stack for name, f in fitted.items()}
+    scores = {name: f.scores for name, f in fitted.items()}
+    on_cal = {name: f.on_cal for name, f in fitted.items()}
+    held_out = [fitted[name].held_out for name, _ in DIRECTIONS]  # the served probabilities on the test block
+    notes = [note for f in fitted.values() for note in f.notes]
+    distinct = {name: f.distinct for name, f in fitted.items()}
+    block = cut.block
     model = StackedModel(
         feature_names=list(feature_names),
         feature_set=feature_set,
@@ -148,6 +120,75 @@ def train(
     )
     result.verdict = [*notes, *verdict(scores), *(operating[d].why for d, _ in DIRECTIONS)]
     return result
+
+
+class Blocks(NamedTuple):
+    """The time blocks of one training run and the bootstrap / autocorrelation lags they imply."""
+
+    fit: np.ndarray
+    cal: np.ndarray
+    test: np.ndarray
+    block: int  # rows per label horizon on the test block (the bootstrap's block length)
+    lag: int  # rows per label horizon on the calibration block (threshold choice's lag)
+
+
+class Fitted(NamedTuple):
+    """One direction's stack, its held-out scores and what training says about it."""
+
+    stack: DirectionStack
+    scores: dict[str, Scores]
+    held_out: np.ndarray  # the served probabilities on the test block
+    on_cal: np.ndarray  # the served probabilities on the calibration block
+    distinct: int  # distinct outputs on the test block
+    notes: list[str]
+
+
+def _fit_direction(
+    name: str,
+    sign: int,
+    x: np.ndarray,
+    ts: np.ndarray,
+    ret: np.ndarray,
+    direction: np.ndarray,
+    cut: Blocks,
+    params: BoostParams,
+    embargo_ns: int,
+    n_folds: int,
+    nominal: float,
+) -> Fitted:
+    """Fit one direction's stack and score it and its base learners on the held-out block."""
+    fit, cal, test, block, lag = cut
+    notes: list[str] = []
+    y = (direction == sign).astype(np.float64)
+    signed = sign * ret
+    stack = fit_direction(x[fit], y[fit], ts[fit], x[cal], y[cal], params, embargo_ns, n_folds)
+    if stack.note:
+        notes.append(f"{name}: {stack.note}")
+    cal_lgb, cal_xgb = stack.base(x[cal])
+    t_lgb, t_xgb = stack.base(x[test])
+    th = {
+        learner: choose_threshold(p, signed[cal], nominal, lag=lag).threshold
+        for learner, p in (("lgb", cal_lgb), ("xgb", cal_xgb))
+    }
+    base = {
+        learner: score(p, y[test], signed[test], th[learner], block=block, seed=params.seed)
+        for learner, p in (("lgb", t_lgb), ("xgb", t_xgb))
+    }
+    t_stack = stack.calibrate(stack.meta(t_lgb, t_xgb))
+    fell_back = _degenerate(stack, t_stack, {"lgb": t_lgb, "xgb": t_xgb}, base, y[test])
+    if fell_back:
+        notes.append(f"{name}: {fell_back}")
+        calibrate(stack, x[cal], y[cal])
+        t_stack = stack.calibrate(stack.meta(t_lgb, t_xgb))
+    distinct = int(np.unique(t_stack).size)
+    if distinct < HANDFUL and (stack.serves != "stack" or fell_back):
+        notes.append(
+            f"{name}: the calibrated {LEARNER_NAMES[stack.serves]} gives {_outputs(distinct)} on the "
+            "test block too (its calibrator found no ranking on the calibration block)"
+        )
+    on_cal = stack.calibrate(stack.meta(cal_lgb, cal_xgb))
+    scores = {**base, "stack": score(t_stack, y[test], signed[test], NEVER, block=block, seed=params.seed)}
+    return Fitted(stack, scores, t_stack, on_cal, distinct, notes)
 
 
 def _outputs(n: int) -> str:
@@ -196,6 +237,78 @@ def operating_points(
 ) -> dict[str, Operating]:
     """Each direction's threshold: NEVER without skill; else chosen on the first part of the
     calibration block at the strategy's cost and confirmed on the later part (pipelines/operating.py)."""
+    out = _skill(scores, nominal)
+    skilled = [d for d, o in out.items() if o.skill]
+    if not skilled:
+        return out
+    t_cal = ts[cal]
+    cut = int(t_cal[0] + (t_cal[-1] - t_cal[0]) * CHOICE_SHARE)
+    in_a, in_b = t_cal < cut, t_cal >= cut + horizon_ns
+    parts = Parts(
+        cal[in_a],
+        cal[in_b],
+        np.column_stack([on_cal["up"][in_a], on_cal["down"][in_a]]),
+        np.column_stack([on_cal["up"][in_b], on_cal["down"][in_b]]),
+        {s: s * ret for _, s in DIRECTIONS},
+        block_rows(t_cal, horizon_ns),
+    )
+    cost = nominal
+    if execution is not None:  # the strategy's own round trip, at a permissive threshold
+        if progress is not None:
+            progress(0.7, f"measuring the {execution.strategy} strategy's cost on the calibration block")
+        measured = _measure(model, execution, out, skilled, parts, ts)
+        if measured is None:
+            return out
+        cost = max(measured, nominal)  # below the fees alone is luck (or passive spread capture): not relied on
+    what = f"the {execution.strategy} round trip" if execution is not None else "the nominal round trip"
+    chosen = _choose(out, skilled, parts, cost, nominal, what)
+    if not chosen:
+        return out
+    if execution is not None:
+        if progress is not None:
+            progress(0.85, "confirming the thresholds on the later part of the calibration block")
+        trial = replace(model, threshold_up=chosen.get("up", NEVER), threshold_down=chosen.get("down", NEVER))
+        run = execution(parts.b, parts.proba_b[:, 0], parts.proba_b[:, 1], trial.signal(parts.proba_b))
+        confirmations = {d: confirm_run(run, SIGN[d]) for d in chosen}
+    else:
+        confirmations = {
+            d: confirm_labels(parts.proba_b[:, _COL[d]], parts.signed[SIGN[d]][parts.b], chosen[d], cost, parts.lag)
+            for d in chosen
+        }
+    for d, conf in confirmations.items():
+        o = out[d]
+        assert o.choice is not None
+        o.confirmation = conf
+        found = (
+            f"threshold {o.candidate:.4f} chosen on {parts.a.size:,} rows at {what} {cost * 1e4:.2f} bps "
+            f"({o.choice.signals:,} signals, {o.choice.bets} bets, {o.choice.per_bet * 1e4:+.2f} bps "
+            f"per bet, se {o.choice.se * 1e4:.2f})"
+        )
+        if conf.ok:
+            o.threshold = o.candidate
+            o.why += f"; {found}, confirmed on the later {parts.b.size:,} rows: {conf.why}"
+        else:
+            o.why += f"; {found}, NOT confirmed on the later {parts.b.size:,} rows: {conf.why}: never trades"
+    return out
+
+
+SIGN = dict(DIRECTIONS)
+_COL = {"up": 0, "down": 1}
+
+
+class Parts(NamedTuple):
+    """The calibration block cut for the operating point: choose on ``a``, confirm on the later ``b``."""
+
+    a: np.ndarray  # rows
+    b: np.ndarray
+    proba_a: np.ndarray  # the served probabilities, columns up and down
+    proba_b: np.ndarray
+    signed: dict[int, np.ndarray]  # sign -> the signed forward returns of every row
+    lag: int  # rows per label horizon
+
+
+def _skill(scores: dict[str, dict[str, Scores]], nominal: float) -> dict[str, Operating]:
+    """Each direction's skill: its held-out AUC interval lies above 0.5, or it never trades."""
     out: dict[str, Operating] = {}
     for name, _ in DIRECTIONS:
         s = scores[name]["stack"]
@@ -207,44 +320,45 @@ def operating_points(
             else (f"{name}: no skill: {interval} includes 0.5 (or has none): never trades")
         )
         out[name] = Operating(has, NEVER, nominal_cost=nominal, why=why)
-    skilled = [d for d, o in out.items() if o.skill]
-    if not skilled:
-        return out
-    t_cal = ts[cal]
-    cut = int(t_cal[0] + (t_cal[-1] - t_cal[0]) * CHOICE_SHARE)
-    part_a, part_b = cal[t_cal < cut], cal[t_cal >= cut + horizon_ns]
-    in_a, in_b = t_cal < cut, t_cal >= cut + horizon_ns
-    lag = block_rows(t_cal, horizon_ns)
-    sign = dict(DIRECTIONS)
-    signed = {s: s * ret for _, s in DIRECTIONS}
-    proba_a = np.column_stack([on_cal["up"][in_a], on_cal["down"][in_a]])
-    proba_b = np.column_stack([on_cal["up"][in_b], on_cal["down"][in_b]])
-    cost = nominal
-    if execution is not None:  # the strategy's own round trip, at a permissive threshold
-        if progress is not None:
-            progress(0.7, f"measuring the {execution.strategy} strategy's cost on the calibration block")
-        loose = {
-            d: float(np.quantile(proba_a[:, j], PERMISSIVE)) if d in skilled else NEVER
-            for j, d in enumerate(("up", "down"))
-        }
-        probe = replace(model, threshold_up=loose["up"], threshold_down=loose["down"])
-        run = execution(part_a, proba_a[:, 0], proba_a[:, 1], probe.signal(proba_a))
-        measured = measure_cost(run, ts[part_a], {s: v[part_a] for s, v in signed.items()})
-        for d in skilled:
-            out[d].cost = measured
-        if not measured.measured:
-            for d in skilled:
-                out[d].why += (
-                    f"; the {execution.strategy} strategy's cost could not be measured on the calibration block "
-                    f"({measured.filled} filled round trips of {measured.entries} entries, {MIN_ORDERS} needed): "
-                    "never trades"
-                )
-            return out
-        cost = max(measured.cost, nominal)  # below the fees alone is luck (or passive spread capture): not relied on
-    what = f"the {execution.strategy} round trip" if execution is not None else "the nominal round trip"
+    return out
+
+
+def _measure(
+    model: StackedModel,
+    execution: Execution,
+    out: dict[str, Operating],
+    skilled: list[str],
+    parts: Parts,
+    ts: np.ndarray,
+) -> float | None:
+    """The strategy's round trip measured by the engine on part a at a permissive threshold; None
+    (and every skilled direction told why it never trades) when too few round trips filled."""
+    loose = {
+        d: float(np.quantile(parts.proba_a[:, j], PERMISSIVE)) if d in skilled else NEVER
+        for j, d in enumerate(("up", "down"))
+    }
+    probe = replace(model, threshold_up=loose["up"], threshold_down=loose["down"])
+    run = execution(parts.a, parts.proba_a[:, 0], parts.proba_a[:, 1], probe.signal(parts.proba_a))
+    measured = measure_cost(run, ts[parts.a], {s: v[parts.a] for s, v in parts.signed.items()})
     for d in skilled:
-        j = 0 if d == "up" else 1
-        c = choose_threshold(proba_a[:, j], signed[sign[d]][part_a], cost, lag=lag)
+        out[d].cost = measured
+    if measured.measured:
+        return float(measured.cost)
+    for d in skilled:
+        out[d].why += (
+            f"; the {execution.strategy} strategy's cost could not be measured on the calibration block "
+            f"({measured.filled} filled round trips of {measured.entries} entries, {MIN_ORDERS} needed): "
+            "never trades"
+        )
+    return None
+
+
+def _choose(
+    out: dict[str, Operating], skilled: list[str], parts: Parts, cost: float, nominal: float, what: str
+) -> dict[str, float]:
+    """Each skilled direction's candidate threshold on part a at ``cost``; the ones found."""
+    for d in skilled:
+        c = choose_threshold(parts.proba_a[:, _COL[d]], parts.signed[SIGN[d]][parts.a], cost, lag=parts.lag)
         out[d].choice, out[d].candidate = c, c.threshold
         m = out[d].cost
         evidence = f"{what} {cost * 1e4:.2f} bps" + (
@@ -255,35 +369,7 @@ def operating_points(
         )
         if c.threshold >= NEVER:
             out[d].why += (
-                f"; at {evidence} no threshold earns by {Z:g} se over >= {MIN_ORDERS} bets on {part_a.size:,} rows: "
+                f"; at {evidence} no threshold earns by {Z:g} se over >= {MIN_ORDERS} bets on {parts.a.size:,} rows: "
                 "never trades"
             )
-    chosen = {d: out[d].candidate for d in skilled if out[d].candidate < NEVER}
-    if not chosen:
-        return out
-    if execution is not None:
-        if progress is not None:
-            progress(0.85, "confirming the thresholds on the later part of the calibration block")
-        trial = replace(model, threshold_up=chosen.get("up", NEVER), threshold_down=chosen.get("down", NEVER))
-        run = execution(part_b, proba_b[:, 0], proba_b[:, 1], trial.signal(proba_b))
-        confirmations = {d: confirm_run(run, sign[d]) for d in chosen}
-    else:
-        confirmations = {
-            d: confirm_labels(proba_b[:, 0 if d == "up" else 1], signed[sign[d]][part_b], chosen[d], cost, lag)
-            for d in chosen
-        }
-    for d, conf in confirmations.items():
-        o = out[d]
-        assert o.choice is not None
-        o.confirmation = conf
-        found = (
-            f"threshold {o.candidate:.4f} chosen on {part_a.size:,} rows at {what} {cost * 1e4:.2f} bps "
-            f"({o.choice.signals:,} signals, {o.choice.bets} bets, {o.choice.per_bet * 1e4:+.2f} bps "
-            f"per bet, se {o.choice.se * 1e4:.2f})"
-        )
-        if conf.ok:
-            o.threshold = o.candidate
-            o.why += f"; {found}, confirmed on the later {part_b.size:,} rows: {conf.why}"
-        else:
-            o.why += f"; {found}, NOT confirmed on the later {part_b.size:,} rows: {conf.why}: never trades"
-    return out
+    return {d: out[d].candidate for d in skilled if out[d].candidate < NEVER}

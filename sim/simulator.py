@@ -12,8 +12,8 @@ from core.config import InstrumentConfig, SimConfig
 from market.events import RawMessage
 from market.venues.bybit import VENUE, book_topic, trade_topic
 from sim import kernel
-from sim import layout as lay
 from sim import writer as w
+from sim.state import PARAM_DTYPE, STATE_DTYPE, Book, Out
 
 CHUNK_NS = 10_000_000_000  # simulated time per kernel call; also the unit of re-seeding
 WINDOW_TICKS = 1 << 14
@@ -52,58 +52,45 @@ class MarketSimulator:
             raise ValueError(f"window_ticks must be at least 8 x depth_ticks ({8 * sim.model.depth_ticks})")
         if sim.cadence <= 0:
             raise ValueError("sim.cadence must be positive")
-        self.par = np.zeros(lay.N_PARAM)
-        p = self.par
-        p[lay.P_Q], p[lay.P_Q_SIGMA] = m.best_queue_btc, m.best_queue_sigma
-        p[lay.P_LIMIT], p[lay.P_REFILL] = m.limit_rate, m.refill_boost
-        p[lay.P_CANCEL], p[lay.P_CANCEL_IMB] = m.cancel_rate, m.cancel_imbalance
-        p[lay.P_ORDER_MED], p[lay.P_ORDER_SIGMA] = m.order_size_btc, m.order_size_sigma
-        p[lay.P_MARKET], p[lay.P_MARKET_IMB] = m.market_rate, m.market_imbalance
-        p[lay.P_TRADE_MED], p[lay.P_TRADE_SIGMA], p[lay.P_TRADE_MAX] = (
-            m.trade_size_btc,
-            m.trade_size_sigma,
-            m.trade_size_max_btc,
-        )
-        p[lay.P_DEPTH_TICKS], p[lay.P_DEPTH_OCC] = m.depth_ticks, m.depth_occupancy
-        p[lay.P_DEPTH_MED], p[lay.P_DEPTH_SIGMA], p[lay.P_DEPTH_RATE] = (
-            m.depth_size_btc,
-            m.depth_size_sigma,
-            m.depth_rate,
-        )
-        p[lay.P_PULLBACK], p[lay.P_REFORM_NS], p[lay.P_AWAY_SCALE] = (
-            m.pullback_ticks,
-            m.reform_delay,
-            m.away_queue_scale,
-        )
-        p[lay.P_REGIME_VOL], p[lay.P_REGIME_HL_NS] = m.regime_vol, max(m.regime_half_life, 1)
-        p[lay.P_META_RATE], p[lay.P_META_TILT] = m.meta_rate / 60.0, m.meta_tilt
-        p[lay.P_META_DUR_NS], p[lay.P_META_TAIL] = m.meta_duration, m.meta_duration_tail
-        p[lay.P_META_MAX_NS] = max(m.meta_duration_max, m.meta_duration)
-        p[lay.P_CADENCE_NS], p[lay.P_LATENCY_NS], p[lay.P_DEPTH] = sim.cadence, sim.feed_latency, depth
-        p[lay.P_PX_MULT], p[lay.P_PX_DEC], p[lay.P_QTY_DEC] = px_mult, px_dec, qty_dec
+        self.params = np.zeros(1, PARAM_DTYPE)
+        p = self.params[0]
+        p["q"], p["q_sigma"] = m.best_queue_btc, m.best_queue_sigma
+        p["limit"], p["refill"] = m.limit_rate, m.refill_boost
+        p["cancel"], p["cancel_imb"] = m.cancel_rate, m.cancel_imbalance
+        p["order_med"], p["order_sigma"] = m.order_size_btc, m.order_size_sigma
+        p["market"], p["market_imb"] = m.market_rate, m.market_imbalance
+        p["trade_med"], p["trade_sigma"], p["trade_max"] = m.trade_size_btc, m.trade_size_sigma, m.trade_size_max_btc
+        p["depth_ticks"], p["depth_occ"] = m.depth_ticks, m.depth_occupancy
+        p["depth_med"], p["depth_sigma"], p["depth_rate"] = m.depth_size_btc, m.depth_size_sigma, m.depth_rate
+        p["pullback"], p["reform_ns"], p["away_scale"] = m.pullback_ticks, m.reform_delay, m.away_queue_scale
+        p["regime_vol"], p["regime_hl_ns"] = m.regime_vol, max(m.regime_half_life, 1)
+        p["meta_rate"], p["meta_tilt"] = m.meta_rate / 60.0, m.meta_tilt
+        p["meta_dur_ns"], p["meta_tail"] = m.meta_duration, m.meta_duration_tail
+        p["meta_max_ns"] = max(m.meta_duration_max, m.meta_duration)
+        p["cadence_ns"], p["latency_ns"], p["depth"] = sim.cadence, sim.feed_latency, depth
+        p["px_mult"], p["px_dec"], p["qty_dec"], p["lots_per_btc"] = px_mult, px_dec, qty_dec, 10.0**qty_dec
 
         tag = hashlib.sha256(f"{sim.seed}:{sim.start}".encode()).hexdigest()[:10]
         self._pieces, self._offsets = _pieces(depth, instrument.venue_symbol, f"sim-{tag}-")
         self._seed_base = int.from_bytes(hashlib.sha256(f"seed:{sim.seed}".encode()).digest()[:4], "little")
 
         # the book: dense arrays of lots per tick; the mid starts in the middle of the window
-        self.st = np.zeros(lay.N_INT, np.int64)
-        self.fs = np.zeros(lay.N_FLOAT)
-        self.bids = np.zeros(window_ticks, np.int64)
-        self.asks = np.zeros(window_ticks, np.int64)
+        self.book = Book(
+            np.zeros(1, STATE_DTYPE),
+            np.zeros(window_ticks, np.int64),
+            np.zeros(window_ticks, np.int64),
+            np.zeros((4, depth), np.int64),
+            np.zeros((4, depth), np.int64),
+        )
         start_tick = round(m.base_price / instrument.tick_size)
         base = start_tick - window_ticks // 2
         first = -(-sim.start // sim.cadence) * sim.cadence  # the first publish, on the cadence grid
-        self.st[lay.T_NS] = first
-        self.st[lay.BASE] = base
-        self.st[lay.BEST_BID] = start_tick
-        self.st[lay.BEST_ASK] = start_tick + 1
-        self.st[lay.UPDATE_ID] = FIRST_UPDATE_ID - 1
-        self.st[lay.NEXT_PUBLISH] = first
-        self.st[lay.SNAPSHOT_DUE] = 1
+        st = self.book.state[0]
+        st["t_ns"], st["next_publish"], st["base"] = first, first, base
+        st["best_bid"], st["best_ask"] = start_tick, start_tick + 1
+        st["update_id"] = FIRST_UPDATE_ID - 1
+        st["snapshot_due"] = 1
         self._init_book(start_tick, base)
-        self.pub = np.zeros((4, depth), np.int64)
-        self.scratch = np.zeros((4, depth), np.int64)
         self._queue: list[RawMessage] = []
         self._next = 0
         self._emitted_ns = sim.start
@@ -114,9 +101,9 @@ class MarketSimulator:
     def _init_book(self, start_tick: int, base: int) -> None:
         m = self.cfg.model
         rng = np.random.default_rng(self._seed_base)
-        lots = 10 ** int(self.par[lay.P_QTY_DEC])
+        lots = 10 ** int(self.params[0]["qty_dec"])
         d = m.depth_ticks
-        for side, best, step in ((self.bids, start_tick, -1), (self.asks, start_tick + 1, 1)):
+        for side, best, step in ((self.book.bids, start_tick, -1), (self.book.asks, start_tick + 1, 1)):
             ticks = best + step * np.arange(1, d + 1) - base
             occupied = rng.random(d) < m.depth_occupancy
             sizes = np.maximum(
@@ -134,12 +121,24 @@ class MarketSimulator:
 
     @property
     def now_ns(self) -> int:
-        return int(self.st[lay.T_NS])
+        return int(self.book.state[0]["t_ns"])
 
     def best(self) -> tuple[float, float]:
         """Current best bid and ask prices."""
-        tick = float(self.par[lay.P_PX_MULT]) * 10.0 ** -self.par[lay.P_PX_DEC]
-        return self.st[lay.BEST_BID] * tick, self.st[lay.BEST_ASK] * tick
+        p, st = self.params[0], self.book.state[0]
+        tick = float(p["px_mult"]) * 10.0 ** -p["px_dec"]
+        return st["best_bid"] * tick, st["best_ask"] * tick
+
+    def metaorders(self) -> tuple[np.ndarray, np.ndarray]:
+        """The hidden metaorders (end time in ns, 0 for a free slot; sign +1 buy / -1 sell), copies."""
+        st = self.book.state[0]
+        return st["meta_end"].copy(), st["meta_sign"].copy()
+
+    @property
+    def st(self) -> np.ndarray:
+        """The state record as flat int64 slots (``sim.layout``'s offsets), for pipelines/falsify.py
+        until it reads ``metaorders()``; transitional."""
+        return self.book.state.view(np.int64)
 
     def batches(self, duration_ns: int, max_batch: int = 20_000) -> Iterator[list[RawMessage]]:
         """Messages for the next ``duration_ns`` of simulated time, at most ``max_batch`` per list.
@@ -170,35 +169,25 @@ class MarketSimulator:
             yield batch
 
     def _run(self, end_ns: int) -> list[RawMessage]:
-        saved = (self.st.copy(), self.fs.copy(), self.bids.copy(), self.asks.copy(), self.pub.copy())
+        saved = self.book.copy()
         seed = (self._seed_base + 1_000_003 * (self.now_ns // CHUNK_NS)) % (2**32)  # a function of the chunk
         while True:
-            msg_end = np.zeros(self._cap_msgs, np.int64)
-            msg_ts = np.zeros(self._cap_msgs, np.int64)
-            msg_kind = np.zeros(self._cap_msgs, np.int8)
-            n = kernel.run_chunk(
-                seed,
-                end_ns,
-                self.st,
-                self.fs,
-                self.par,
-                self.bids,
-                self.asks,
-                self.pub,
-                self.scratch,
+            written = Out(
                 self._buf,
-                msg_end,
-                msg_ts,
-                msg_kind,
+                np.zeros(self._cap_msgs, np.int64),
+                np.zeros(self._cap_msgs, np.int64),
+                np.zeros(self._cap_msgs, np.int8),
                 self._pieces,
                 self._offsets,
             )
+            n = kernel.run_chunk(seed, end_ns, self.book, self.params, written)
             if n >= 0:
                 break
             # out of room: restore the state and run the same chunk again with bigger buffers
-            self.st[:], self.fs[:], self.bids[:], self.asks[:], self.pub[:] = saved
+            self.book.restore(saved)
             self._buf = np.zeros(self._buf.size * 2, np.uint8)
             self._cap_msgs *= 2
+        msg_end, msg_ts = written.end, written.ts
         text = self._buf[: msg_end[n - 1] if n else 0].tobytes().decode("ascii")
         out: list[RawMessage] = []
         start = 0

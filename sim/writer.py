@@ -15,24 +15,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from sim.layout import (
-    BASE,
-    BEST_ASK,
-    BEST_BID,
-    LAST_TRADE_DIR,
-    LAST_TRADE_TICK,
-    N_PUB_ASK,
-    N_PUB_BID,
-    NEXT_PUBLISH,
-    P_DEPTH,
-    P_DEPTH_TICKS,
-    P_PX_DEC,
-    P_PX_MULT,
-    P_QTY_DEC,
-    SNAPSHOT_DUE,
-    TRADE_COUNT,
-    UPDATE_ID,
-)
+from sim.book import Row
+from sim.state import Book, Out
 
 # text pieces (index into the pieces table)
 (
@@ -65,10 +49,10 @@ SEQ_OFFSET = 7_000_000_000
 
 
 @nb.njit(cache=True)
-def _put(buf: np.ndarray, pos: int, pieces: np.ndarray, offsets: np.ndarray, k: int) -> int:
-    a = offsets[k]
-    b = offsets[k + 1]
-    for i in range(a, b):
+def _put(o: Out, pos: int, k: int) -> int:
+    """Copy text piece k."""
+    buf, pieces = o.buf, o.pieces
+    for i in range(o.offsets[k], o.offsets[k + 1]):
         buf[pos] = pieces[i]
         pos += 1
     return pos
@@ -117,25 +101,26 @@ def _put_decimal(buf: np.ndarray, pos: int, units: int, decimals: int) -> int:
 
 
 @nb.njit(cache=True)
-def _put_level(buf: np.ndarray, pos: int, tick: int, lots: int, par: np.ndarray, first: bool) -> int:
+def _put_level(buf: np.ndarray, pos: int, tick: int, lots: int, par: Row, first: bool) -> int:
     if not first:
         pos = _put_byte(buf, pos, 44)  # ,
     pos = _put_byte(buf, pos, 91)  # [
     pos = _put_byte(buf, pos, 34)  # "
-    pos = _put_decimal(buf, pos, tick * int(par[P_PX_MULT]), int(par[P_PX_DEC]))
+    pos = _put_decimal(buf, pos, tick * int(par.px_mult), int(par.px_dec))
     pos = _put_byte(buf, pos, 34)
     pos = _put_byte(buf, pos, 44)
     pos = _put_byte(buf, pos, 34)
-    pos = _put_decimal(buf, pos, lots, int(par[P_QTY_DEC]))
+    pos = _put_decimal(buf, pos, lots, int(par.qty_dec))
     pos = _put_byte(buf, pos, 34)
     return _put_byte(buf, pos, 93)  # ]
 
 
 @nb.njit(cache=True)
-def _collect_top(
-    q: np.ndarray, best_idx: int, step: int, depth: int, limit: int, px: np.ndarray, qty: np.ndarray, base: int
-) -> int:
-    """Top ``depth`` non-empty levels from best_idx walking by step; returns how many."""
+def _collect_top(q: np.ndarray, best_idx: int, step: int, par: Row, base: int, top: np.ndarray) -> int:
+    """Top ``depth`` non-empty levels from best_idx walking by step into top (ticks, lots); how many."""
+    depth = int(par.depth)
+    limit = int(par.depth_ticks) * 3
+    px, qty = top[0], top[1]
     n = 0
     i = best_idx
     k = 0
@@ -151,18 +136,10 @@ def _collect_top(
 
 @nb.njit(cache=True)
 def _diff_side(
-    buf: np.ndarray,
-    pos: int,
-    cur_px: np.ndarray,
-    cur_q: np.ndarray,
-    n_cur: int,
-    pub_px: np.ndarray,
-    pub_q: np.ndarray,
-    n_pub: int,
-    descending: bool,
-    par: np.ndarray,
+    buf: np.ndarray, pos: int, cur: np.ndarray, n_cur: int, pub: np.ndarray, n_pub: int, descending: bool, par: Row
 ) -> tuple[int, int]:
-    """Write the changed levels (merge of two sorted lists); returns (pos, levels written)."""
+    """Write the changed levels (merge of two sorted lists of (ticks, lots) rows); (pos, levels written)."""
+    cur_px, cur_q, pub_px, pub_q = cur[0], cur[1], pub[0], pub[1]
     i = 0
     j = 0
     written = 0
@@ -201,51 +178,39 @@ def _diff_side(
 
 
 @nb.njit(cache=True)
-def publish(
-    st: np.ndarray,
-    par: np.ndarray,
-    bids: np.ndarray,
-    asks: np.ndarray,
-    pub: np.ndarray,
-    scratch: np.ndarray,
-    buf: np.ndarray,
-    pos: int,
-    pieces: np.ndarray,
-    offsets: np.ndarray,
-) -> tuple[int, bool]:
+def publish(b: Book, par: Row, o: Out, pos: int) -> tuple[int, bool]:
     """Write a snapshot or the delta of the top levels since the last publish; (pos, written)."""
-    depth = int(par[P_DEPTH])
-    base = st[BASE]
-    limit = int(par[P_DEPTH_TICKS]) * 3
-    nb_ = _collect_top(bids, st[BEST_BID] - base, -1, depth, limit, scratch[0], scratch[1], base)
-    na = _collect_top(asks, st[BEST_ASK] - base, 1, depth, limit, scratch[2], scratch[3], base)
-    snapshot = st[SNAPSHOT_DUE] == 1
+    st, pub, scratch, buf = b.state[0], b.pub, b.scratch, o.buf
+    base = st.base
+    nb_ = _collect_top(b.bids, st.best_bid - base, -1, par, base, scratch[0:2])
+    na = _collect_top(b.asks, st.best_ask - base, 1, par, base, scratch[2:4])
+    snapshot = st.snapshot_due == 1
     start = pos
-    ms = st[NEXT_PUBLISH] // 1_000_000
-    pos = _put(buf, pos, pieces, offsets, S_BOOK_SNAP if snapshot else S_BOOK_DELTA)
+    ms = st.next_publish // 1_000_000
+    pos = _put(o, pos, S_BOOK_SNAP if snapshot else S_BOOK_DELTA)
     pos = _put_uint(buf, pos, ms)
-    pos = _put(buf, pos, pieces, offsets, S_DATA_S)
+    pos = _put(o, pos, S_DATA_S)
     if snapshot:
         for k in range(nb_):
             pos = _put_level(buf, pos, scratch[0, k], scratch[1, k], par, k == 0)
-        pos = _put(buf, pos, pieces, offsets, S_ASKS)
+        pos = _put(o, pos, S_ASKS)
         for k in range(na):
             pos = _put_level(buf, pos, scratch[2, k], scratch[3, k], par, k == 0)
         changed = 1
     else:
-        pos, w1 = _diff_side(buf, pos, scratch[0], scratch[1], nb_, pub[0], pub[1], st[N_PUB_BID], True, par)
-        pos = _put(buf, pos, pieces, offsets, S_ASKS)
-        pos, w2 = _diff_side(buf, pos, scratch[2], scratch[3], na, pub[2], pub[3], st[N_PUB_ASK], False, par)
+        pos, w1 = _diff_side(buf, pos, scratch[0:2], nb_, pub[0:2], st.n_pub_bid, True, par)
+        pos = _put(o, pos, S_ASKS)
+        pos, w2 = _diff_side(buf, pos, scratch[2:4], na, pub[2:4], st.n_pub_ask, False, par)
         changed = w1 + w2
     if changed == 0:
         return start, False
-    st[UPDATE_ID] += 1
-    st[SNAPSHOT_DUE] = 0
-    pos = _put(buf, pos, pieces, offsets, S_U)
-    pos = _put_uint(buf, pos, st[UPDATE_ID])
-    pos = _put(buf, pos, pieces, offsets, S_SEQ)
-    pos = _put_uint(buf, pos, st[UPDATE_ID] + SEQ_OFFSET)
-    pos = _put(buf, pos, pieces, offsets, S_CTS)
+    st.update_id += 1
+    st.snapshot_due = 0
+    pos = _put(o, pos, S_U)
+    pos = _put_uint(buf, pos, st.update_id)
+    pos = _put(o, pos, S_SEQ)
+    pos = _put_uint(buf, pos, st.update_id + SEQ_OFFSET)
+    pos = _put(o, pos, S_CTS)
     pos = _put_uint(buf, pos, ms)
     pos = _put_byte(buf, pos, 125)  # }
     for k in range(nb_):
@@ -254,40 +219,28 @@ def publish(
     for k in range(na):
         pub[2, k] = scratch[2, k]
         pub[3, k] = scratch[3, k]
-    st[N_PUB_BID] = nb_
-    st[N_PUB_ASK] = na
+    st.n_pub_bid = nb_
+    st.n_pub_ask = na
     return pos, True
 
 
 @nb.njit(cache=True)
-def put_trade_head(buf: np.ndarray, pos: int, ms: int, pieces: np.ndarray, offsets: np.ndarray) -> int:
+def put_trade_head(o: Out, pos: int, ms: int) -> int:
     """Open a publicTrade message: ``{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":<ms>,"data":[``."""
-    pos = _put(buf, pos, pieces, offsets, S_TRADE_HEAD)
-    pos = _put_uint(buf, pos, ms)
-    return _put(buf, pos, pieces, offsets, S_TRADE_DATA)
+    pos = _put(o, pos, S_TRADE_HEAD)
+    pos = _put_uint(o.buf, pos, ms)
+    return _put(o, pos, S_TRADE_DATA)
 
 
 @nb.njit(cache=True)
-def put_print(
-    buf: np.ndarray,
-    pos: int,
-    st: np.ndarray,
-    par: np.ndarray,
-    side: int,
-    tick: int,
-    lots: int,
-    ms: int,
-    first: bool,
-    pieces: np.ndarray,
-    offsets: np.ndarray,
-) -> int:
-    """One print of the open publicTrade message (a market order fills one level)."""
+def put_print(o: Out, pos: int, st: Row, par: Row, side: int, tick: int, lots: int, first: bool) -> int:
+    """One print of the open publicTrade message (a market order fills one level), stamped ``st.t_ns``."""
     if not first:
-        pos = _put_byte(buf, pos, 44)  # ,
-    pos = _put(buf, pos, pieces, offsets, S_T)
-    pos = _put_uint(buf, pos, ms)
-    pos = _put(buf, pos, pieces, offsets, S_SYM_SIDE)
-    return _put_trade_fields(buf, pos, st, par, side, tick, lots, pieces, offsets)
+        pos = _put_byte(o.buf, pos, 44)  # ,
+    pos = _put(o, pos, S_T)
+    pos = _put_uint(o.buf, pos, st.t_ns // 1_000_000)
+    pos = _put(o, pos, S_SYM_SIDE)
+    return _put_trade_fields(o, pos, st, par, side, tick, lots)
 
 
 @nb.njit(cache=True)
@@ -298,36 +251,27 @@ def put_trade_end(buf: np.ndarray, pos: int) -> int:
 
 
 @nb.njit(cache=True)
-def _put_trade_fields(
-    buf: np.ndarray,
-    pos: int,
-    st: np.ndarray,
-    par: np.ndarray,
-    side: int,
-    tick: int,
-    lots: int,
-    pieces: np.ndarray,
-    offsets: np.ndarray,
-) -> int:
+def _put_trade_fields(o: Out, pos: int, st: Row, par: Row, side: int, tick: int, lots: int) -> int:
     # Buy","v":"0.012","p":"65000.1","L":"PlusTick","i":"<id>","BT":false}
-    pos = _put(buf, pos, pieces, offsets, S_BUY if side > 0 else S_SELL)
-    pos = _put(buf, pos, pieces, offsets, S_V)
-    pos = _put_decimal(buf, pos, lots, int(par[P_QTY_DEC]))
-    pos = _put(buf, pos, pieces, offsets, S_P)
-    pos = _put_decimal(buf, pos, tick * int(par[P_PX_MULT]), int(par[P_PX_DEC]))
-    pos = _put(buf, pos, pieces, offsets, S_L)
-    last = st[LAST_TRADE_TICK]
+    buf = o.buf
+    pos = _put(o, pos, S_BUY if side > 0 else S_SELL)
+    pos = _put(o, pos, S_V)
+    pos = _put_decimal(buf, pos, lots, int(par.qty_dec))
+    pos = _put(o, pos, S_P)
+    pos = _put_decimal(buf, pos, tick * int(par.px_mult), int(par.px_dec))
+    pos = _put(o, pos, S_L)
+    last = st.last_trade_tick
     if tick != last and last != 0:  # noqa: PLR1714 (numba)
-        st[LAST_TRADE_DIR] = 1 if tick > last else -1
-    st[LAST_TRADE_TICK] = tick
-    up = st[LAST_TRADE_DIR] >= 0
+        st.last_trade_dir = 1 if tick > last else -1
+    st.last_trade_tick = tick
+    up = st.last_trade_dir >= 0
     if tick == last:
-        pos = _put(buf, pos, pieces, offsets, S_ZPLUS if up else S_ZMINUS)
+        pos = _put(o, pos, S_ZPLUS if up else S_ZMINUS)
     else:
-        pos = _put(buf, pos, pieces, offsets, S_PLUS if up else S_MINUS)
-    pos = _put(buf, pos, pieces, offsets, S_I)
-    pos = _put(buf, pos, pieces, offsets, S_TRADE_ID)
-    st[TRADE_COUNT] += 1
-    pos = _put_uint(buf, pos, st[TRADE_COUNT])
-    pos = _put(buf, pos, pieces, offsets, S_BT_END)
+        pos = _put(o, pos, S_PLUS if up else S_MINUS)
+    pos = _put(o, pos, S_I)
+    pos = _put(o, pos, S_TRADE_ID)
+    st.trade_count += 1
+    pos = _put_uint(buf, pos, st.trade_count)
+    pos = _put(o, pos, S_BT_END)
     return pos

@@ -345,7 +345,7 @@ def bybit_trades_taken_fast(payload: str) -> bool:
     from market.venues import bybit_fast_trades
 
     batch = RawBatch.of([raw(payload, 1)])
-    return bool(bybit_fast_trades.scan_trade_messages(batch.data, batch.offsets, "BTCUSDT")["ok"][0])
+    return bool(bybit_fast_trades.scan_trade_messages(batch.data, batch.offsets, "BTCUSDT").ok[0])
 
 
 @pytest.mark.kernels

@@ -18,6 +18,8 @@ diff spans the snapshot; afterwards every ``pu`` equals the previous ``u``. The 
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from market.events import RawBatch, RawInput
@@ -66,19 +68,8 @@ def parse(messages: RawInput, symbol: str, tick: float) -> Parsed:
             continue
         stream = d.get("stream")
         if stream is None and "lastUpdateId" in d:
-            try:
-                last = d["lastUpdateId"]
-                ts_ms = d["T"]
-                bids = d["bids"]
-                asks = d["asks"]
-            except KeyError:
-                rejections.append(Rejection(k, "missing_field", "depth snapshot incomplete"))
-                continue
-            if not _book_fields_ok(ts_ms, last, last, -1, bids, asks):
-                rejections.append(Rejection(k, "bad_value", "depth snapshot: wrong field types"))
-                continue
-            streams[k] = SNAPSHOT_STREAM
-            _add_book(book, k, ts_local, ts_ms, last, last, -1, True, bids, asks)
+            if _snapshot(d, k, ts_local, book, rejections):
+                streams[k] = SNAPSHOT_STREAM
             continue
         if not isinstance(stream, str):
             rejections.append(Rejection(k, "missing_field", "no stream name"))
@@ -88,38 +79,12 @@ def parse(messages: RawInput, symbol: str, tick: float) -> Parsed:
             rejections.append(Rejection(k, "missing_field", f"{stream}: no data"))
             continue
         if stream.startswith(depth_prefix):
-            try:
-                first, last, prev = data["U"], data["u"], data["pu"]
-                ts_ms = data["T"]
-                bids, asks = data["b"], data["a"]
-            except KeyError:
-                rejections.append(Rejection(k, "missing_field", f"{stream}: incomplete diff"))
-                continue
-            if not _book_fields_ok(ts_ms, first, last, prev, bids, asks):
-                rejections.append(Rejection(k, "bad_value", f"{stream}: wrong field types"))
-                continue
-            streams[k] = stream
-            _add_book(book, k, ts_local, ts_ms, first, last, prev, False, bids, asks)
+            ok = _diff(stream, data, k, ts_local, book, rejections)
         elif stream == trade_stream:
-            try:
-                ts_ms, tid, px, qty, maker = data["T"], data["t"], data["p"], data["q"], data["m"]
-            except KeyError:
-                rejections.append(Rejection(k, "missing_field", f"{stream}: incomplete trade"))
-                continue
-            if not (is_int(ts_ms) and isinstance(maker, bool)):
-                rejections.append(Rejection(k, "bad_value", f"{stream}: wrong field types"))
-                continue
-            streams[k] = stream
-            if data.get("X", "MARKET") != "MARKET":
-                continue  # insurance-fund and ADL prints are not market trades
-            trades.index.append(k)
-            trades.ts_exchange_ns.append(ts_ms * NS_PER_MS)
-            trades.ts_local_ns.append(ts_local)
-            trades.trade_id.append(str(tid))
-            trades.price.append(px)
-            trades.qty.append(qty)
-            trades.side.append(-1 if maker else 1)
+            ok = _trade(stream, data, k, ts_local, trades, rejections)
         else:
+            ok = True
+        if ok:
             streams[k] = stream
     return Parsed(
         streams=streams,
@@ -127,6 +92,65 @@ def parse(messages: RawInput, symbol: str, tick: float) -> Parsed:
         trades=finish_trades(trades, tick, rejections),
         rejections=rejections,
     )
+
+
+def _snapshot(d: dict[str, Any], k: int, ts_local: int, book: BookRows, rejections: list[Rejection]) -> bool:
+    """Add the REST depth snapshot d (message k) to book; False if it is rejected."""
+    try:
+        last = d["lastUpdateId"]
+        ts_ms = d["T"]
+        bids = d["bids"]
+        asks = d["asks"]
+    except KeyError:
+        rejections.append(Rejection(k, "missing_field", "depth snapshot incomplete"))
+        return False
+    if not _book_fields_ok(ts_ms, last, last, -1, bids, asks):
+        rejections.append(Rejection(k, "bad_value", "depth snapshot: wrong field types"))
+        return False
+    _add_book(book, k, ts_local, ts_ms, last, last, -1, True, bids, asks)
+    return True
+
+
+def _diff(
+    stream: str, data: dict[str, Any], k: int, ts_local: int, book: BookRows, rejections: list[Rejection]
+) -> bool:
+    """Add the depth diff data (message k) to book; False if it is rejected."""
+    try:
+        first, last, prev = data["U"], data["u"], data["pu"]
+        ts_ms = data["T"]
+        bids, asks = data["b"], data["a"]
+    except KeyError:
+        rejections.append(Rejection(k, "missing_field", f"{stream}: incomplete diff"))
+        return False
+    if not _book_fields_ok(ts_ms, first, last, prev, bids, asks):
+        rejections.append(Rejection(k, "bad_value", f"{stream}: wrong field types"))
+        return False
+    _add_book(book, k, ts_local, ts_ms, first, last, prev, False, bids, asks)
+    return True
+
+
+def _trade(
+    stream: str, data: dict[str, Any], k: int, ts_local: int, trades: TradeRows, rejections: list[Rejection]
+) -> bool:
+    """Add the trade data (message k) to trades unless it is not a market trade; False if it is rejected."""
+    try:
+        ts_ms, tid, px, qty, maker = data["T"], data["t"], data["p"], data["q"], data["m"]
+    except KeyError:
+        rejections.append(Rejection(k, "missing_field", f"{stream}: incomplete trade"))
+        return False
+    if not (is_int(ts_ms) and isinstance(maker, bool)):
+        rejections.append(Rejection(k, "bad_value", f"{stream}: wrong field types"))
+        return False
+    if data.get("X", "MARKET") != "MARKET":
+        return True  # insurance-fund and ADL prints are not market trades
+    trades.index.append(k)
+    trades.ts_exchange_ns.append(ts_ms * NS_PER_MS)
+    trades.ts_local_ns.append(ts_local)
+    trades.trade_id.append(str(tid))
+    trades.price.append(px)
+    trades.qty.append(qty)
+    trades.side.append(-1 if maker else 1)
+    return True
 
 
 def _book_fields_ok(ts_ms: object, first: object, last: object, prev: object, bids: object, asks: object) -> bool:

@@ -22,7 +22,9 @@ Trades (https://bybit-exchange.github.io/docs/v5/websocket/public/trade)::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import orjson
@@ -74,20 +76,41 @@ def parse(messages: RawInput, symbol: str, tick: float, fast: bool = True) -> Pa
 
     Well-formed book messages take the byte-level fast path (market/venues/bybit_fast.py);
     everything else, including every book message the fast path does not recognise, takes the
-    general orjson path below, which is the one that decides and reports why a message is bad.
+    general orjson path (``_general``), which is the one that decides and reports why a message is bad.
     """
     batch = RawBatch.of(messages)
     n = len(batch)
     streams = np.full(n, "", dtype=object)
-    book = BookRows()
-    trades = TradeRows()
     rejections: list[Rejection] = []
-    loads = orjson.loads
-    trade_topic_ = trade_topic(symbol)
-    book_suffix = "." + symbol
     fast_books = _fast_books(batch, symbol, tick, streams, rejections) if fast else None
     fast_trades = _fast_trades(batch, symbol, streams) if fast else None
     todo = np.flatnonzero(streams == "").tolist() if fast else range(n)
+    book, trades = _general(batch, todo, symbol, streams, rejections)
+    slow = finish_book(book, tick, rejections)
+    if fast_books is not None and len(fast_books):
+        merged = BookMessages.concat([fast_books, slow]) if len(slow) else fast_books
+        slow = merged.take(np.argsort(merged.index, kind="stable")) if len(slow) else merged
+    slow_trades = finish_trades(trades, tick, rejections)
+    if fast_trades is not None:
+        slow_trades = TradeMessages.in_order([fast_trades, slow_trades]) if len(slow_trades) else fast_trades
+    return Parsed(
+        streams=streams.tolist(),
+        book=slow,
+        trades=slow_trades,
+        rejections=rejections,
+    )
+
+
+def _general(
+    batch: RawBatch, todo: Iterable[int], symbol: str, streams: np.ndarray, rejections: list[Rejection]
+) -> tuple[BookRows, TradeRows]:
+    """The orjson path for the messages ``todo``: their rows; their streams are set (a rejected book
+    message's stays "")."""
+    book = BookRows()
+    trades = TradeRows()
+    loads = orjson.loads
+    trade_topic_ = trade_topic(symbol)
+    book_suffix = "." + symbol
     view = memoryview(batch.data)
     offsets = batch.offsets.tolist()
     ts_local = batch.ts_local_ns
@@ -108,86 +131,93 @@ def parse(messages: RawInput, symbol: str, tick: float, fast: bool = True) -> Pa
             rejections.append(Rejection(k, "bad_value", "topic is not a string"))
             continue
         if topic.startswith("orderbook.") and topic.endswith(book_suffix):
-            try:
-                data = d["data"]
-                u = data["u"]
-                seq = data["seq"]
-                bids = data["b"]
-                asks = data["a"]
-                typ = d["type"]
-                ts_ms = d["cts"] if "cts" in d else d["ts"]
-                s = data["s"]
-            except (KeyError, TypeError):
-                rejections.append(Rejection(k, "missing_field", f"{topic}: incomplete book message"))
-                continue
-            if not (
-                is_int(u)
-                and is_int(seq)
-                and is_int(ts_ms)
-                and isinstance(bids, list)
-                and isinstance(asks, list)
-                and typ in ("snapshot", "delta")
-            ):
-                rejections.append(Rejection(k, "bad_value", f"{topic}: wrong field types"))
-                continue
-            if s != symbol:
-                rejections.append(Rejection(k, "wrong_symbol", f"{topic}: data.s={s!r}"))
-                continue
-            streams[k] = topic
-            snap = typ == "snapshot" or u == 1
-            book.index.append(k)
-            book.ts_exchange_ns.append(ts_ms * NS_PER_MS)
-            book.ts_local_ns.append(int(ts_local[k]))
-            book.first_id.append(u)
-            book.last_id.append(u)
-            book.prev_id.append(-1 if snap else u - 1)
-            book.seq.append(seq)
-            book.is_snap.append(snap)
-            book.bids.extend(bids)
-            book.asks.extend(asks)
-            book.n_bids.append(len(bids))
-            book.n_asks.append(len(asks))
+            if _book_message(d, k, int(ts_local[k]), symbol, book, rejections):
+                streams[k] = topic
         elif topic == trade_topic_:
-            data = d.get("data")
-            if not isinstance(data, list):
-                rejections.append(Rejection(k, "missing_field", f"{topic}: data is not a list"))
-                continue
-            streams[k] = topic
-            for t in data:
-                try:
-                    side = t["S"]
-                    ts_ms = t["T"]
-                    tid = t["i"]
-                    px = t["p"]
-                    qty = t["v"]
-                except (KeyError, TypeError):
-                    rejections.append(Rejection(k, "missing_field", f"{topic}: incomplete trade"))
-                    continue
-                if side not in ("Buy", "Sell") or not is_int(ts_ms) or t.get("s", symbol) != symbol:
-                    rejections.append(Rejection(k, "bad_value", f"{topic}: trade side/time/symbol"))
-                    continue
-                trades.index.append(k)
-                trades.ts_exchange_ns.append(ts_ms * NS_PER_MS)
-                trades.ts_local_ns.append(int(ts_local[k]))
-                trades.trade_id.append(str(tid))
-                trades.price.append(px)
-                trades.qty.append(qty)
-                trades.side.append(1 if side == "Buy" else -1)
+            if _trade_message(d, k, int(ts_local[k]), symbol, trades, rejections):
+                streams[k] = topic
         else:
             streams[k] = topic
-    slow = finish_book(book, tick, rejections)
-    if fast_books is not None and len(fast_books):
-        merged = BookMessages.concat([fast_books, slow]) if len(slow) else fast_books
-        slow = merged.take(np.argsort(merged.index, kind="stable")) if len(slow) else merged
-    slow_trades = finish_trades(trades, tick, rejections)
-    if fast_trades is not None:
-        slow_trades = TradeMessages.in_order([fast_trades, slow_trades]) if len(slow_trades) else fast_trades
-    return Parsed(
-        streams=streams.tolist(),
-        book=slow,
-        trades=slow_trades,
-        rejections=rejections,
-    )
+    return book, trades
+
+
+def _book_message(
+    d: dict[str, Any], k: int, ts_local: int, symbol: str, book: BookRows, rejections: list[Rejection]
+) -> bool:
+    """Add the orderbook message d (message k) to book; False if it is rejected."""
+    topic = d["topic"]
+    try:
+        data = d["data"]
+        u = data["u"]
+        seq = data["seq"]
+        bids = data["b"]
+        asks = data["a"]
+        typ = d["type"]
+        ts_ms = d["cts"] if "cts" in d else d["ts"]
+        s = data["s"]
+    except (KeyError, TypeError):
+        rejections.append(Rejection(k, "missing_field", f"{topic}: incomplete book message"))
+        return False
+    if not (
+        is_int(u)
+        and is_int(seq)
+        and is_int(ts_ms)
+        and isinstance(bids, list)
+        and isinstance(asks, list)
+        and typ in ("snapshot", "delta")
+    ):
+        rejections.append(Rejection(k, "bad_value", f"{topic}: wrong field types"))
+        return False
+    if s != symbol:
+        rejections.append(Rejection(k, "wrong_symbol", f"{topic}: data.s={s!r}"))
+        return False
+    snap = typ == "snapshot" or u == 1
+    book.index.append(k)
+    book.ts_exchange_ns.append(ts_ms * NS_PER_MS)
+    book.ts_local_ns.append(ts_local)
+    book.first_id.append(u)
+    book.last_id.append(u)
+    book.prev_id.append(-1 if snap else u - 1)
+    book.seq.append(seq)
+    book.is_snap.append(snap)
+    book.bids.extend(bids)
+    book.asks.extend(asks)
+    book.n_bids.append(len(bids))
+    book.n_asks.append(len(asks))
+    return True
+
+
+def _trade_message(
+    d: dict[str, Any], k: int, ts_local: int, symbol: str, trades: TradeRows, rejections: list[Rejection]
+) -> bool:
+    """Add the trades of the publicTrade message d (message k); False if it has no list of trades
+    (a bad trade in the list is rejected alone)."""
+    topic = d["topic"]
+    data = d.get("data")
+    if not isinstance(data, list):
+        rejections.append(Rejection(k, "missing_field", f"{topic}: data is not a list"))
+        return False
+    for t in data:
+        try:
+            side = t["S"]
+            ts_ms = t["T"]
+            tid = t["i"]
+            px = t["p"]
+            qty = t["v"]
+        except (KeyError, TypeError):
+            rejections.append(Rejection(k, "missing_field", f"{topic}: incomplete trade"))
+            continue
+        if side not in ("Buy", "Sell") or not is_int(ts_ms) or t.get("s", symbol) != symbol:
+            rejections.append(Rejection(k, "bad_value", f"{topic}: trade side/time/symbol"))
+            continue
+        trades.index.append(k)
+        trades.ts_exchange_ns.append(ts_ms * NS_PER_MS)
+        trades.ts_local_ns.append(ts_local)
+        trades.trade_id.append(str(tid))
+        trades.price.append(px)
+        trades.qty.append(qty)
+        trades.side.append(1 if side == "Buy" else -1)
+    return True
 
 
 def _fast_books(
@@ -195,35 +225,35 @@ def _fast_books(
 ) -> BookMessages | None:
     """Book messages through the fast path: their arrays; their streams are set (others stay "")."""
     c = bybit_fast.scan(batch.data, batch.offsets, symbol)
-    ok = c["ok"]
+    ok = c.ok
     rows = np.flatnonzero(ok)
     if not rows.size:
         return None
     # runs of messages with the same topic share one str; another symbol's topic: the general path decides
-    run = np.cumsum(~c["same_topic"][rows]) - 1
-    firsts = rows[np.flatnonzero(~c["same_topic"][rows])].tolist()
-    start, end = batch.offsets, c["topic_end"]
+    run = np.cumsum(~c.same_topic[rows]) - 1
+    firsts = rows[np.flatnonzero(~c.same_topic[rows])].tolist()
+    start, end = batch.offsets, c.topic_end
     topics = [batch.data[int(start[k]) + 10 : int(end[k])].decode("ascii") for k in firsts]
     keep = np.array([t.endswith("." + symbol) for t in topics])[run]
     streams[rows[keep]] = np.array(topics, dtype=object)[run[keep]]
     rows = rows[keep]
-    u = c["u"]
+    u = c.u
     arrays = BookMessages(
         index=np.arange(len(batch), dtype=np.int64),
-        ts_exchange_ns=c["ts_ms"] * NS_PER_MS,
+        ts_exchange_ns=c.ts_ms * NS_PER_MS,
         ts_local_ns=batch.ts_local_ns,
         first_id=u,
         last_id=u,
-        prev_id=np.where(c["is_snap"], -1, u - 1),
-        seq=c["seq"],
-        is_snap=c["is_snap"],
+        prev_id=np.where(c.is_snap, -1, u - 1),
+        seq=c.seq,
+        is_snap=c.is_snap,
         skip=np.zeros(len(batch), np.bool_),
-        bid_off=c["bid_off"],
-        bid_px=c["bid_px"],
-        bid_qty=c["bid_qty"],
-        ask_off=c["ask_off"],
-        ask_px=c["ask_px"],
-        ask_qty=c["ask_qty"],
+        bid_off=c.bid_off,
+        bid_px=c.bid_px,
+        bid_qty=c.bid_qty,
+        ask_off=c.ask_off,
+        ask_px=c.ask_px,
+        ask_qty=c.ask_qty,
     ).take(rows)
     check_levels(
         arrays.index,
@@ -239,20 +269,20 @@ def _fast_books(
 def _fast_trades(batch: RawBatch, symbol: str, streams: np.ndarray) -> TradeMessages | None:
     """Trade messages through the fast path: their trades; their streams are set (others stay "")."""
     c = bybit_fast_trades.scan_trade_messages(batch.data, batch.offsets, symbol)
-    rows = np.flatnonzero(c["ok"])
+    rows = np.flatnonzero(c.ok)
     if not rows.size:
         return None
     streams[rows] = trade_topic(symbol)
-    index = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(c["trade_off"]))
+    index = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(c.trade_off))
     data = batch.data
     return TradeMessages(
         index=index,
-        ts_exchange_ns=c["t_ms"] * NS_PER_MS,
+        ts_exchange_ns=c.t_ms * NS_PER_MS,
         ts_local_ns=batch.ts_local_ns[index],
-        trade_id=[data[a:b].decode("ascii") for a, b in zip(c["id_start"].tolist(), c["id_end"].tolist(), strict=True)],
-        price=c["px"],
-        qty=c["qty"],
-        side=c["side"],
+        trade_id=[data[a:b].decode("ascii") for a, b in zip(c.id_start.tolist(), c.id_end.tolist(), strict=True)],
+        price=c.px,
+        qty=c.qty,
+        side=c.side,
     )
 
 

@@ -17,6 +17,8 @@ not, so the fast path changes speed only, never what is accepted.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 
@@ -177,29 +179,77 @@ def _keys(buf: np.ndarray, s: int, e: int, pos: np.ndarray) -> bool:
     return True
 
 
-@nb.njit(cache=True, nogil=True)  # releases the GIL: the warehouse writer thread runs meanwhile
-def scan_books(
-    buf: np.ndarray,
-    offsets: np.ndarray,
-    symbol: np.ndarray,
-    ok: np.ndarray,
-    is_snap: np.ndarray,
-    u: np.ndarray,
-    seq: np.ndarray,
-    ts_ms: np.ndarray,
-    topic_end: np.ndarray,
-    same_topic: np.ndarray,
-    bid_off: np.ndarray,
-    bid_px: np.ndarray,
-    bid_qty: np.ndarray,
-    ask_off: np.ndarray,
-    ask_px: np.ndarray,
-    ask_qty: np.ndarray,
-) -> None:
-    """Scan message i = buf[offsets[i]:offsets[i + 1]]; ok[i] False sends it to the general path.
+class BookScan(NamedTuple):
+    """What the book scanner found: ``ok[i]`` False sends message i to the general path; for an ok
+    message the topic is ``buf[offsets[i] + 10:topic_end[i]]`` (``same_topic[i]``: equal to the
+    previous ok message's) and its levels are ``bid_px[bid_off[i]:bid_off[i + 1]]`` and so on."""
 
-    Only ASCII messages starting with ``{"topic":"orderbook.`` are candidates. For an ok message the
-    topic is buf[offsets[i] + 10:topic_end[i]]; same_topic[i] says it equals the previous ok one's.
+    ok: np.ndarray  # bool
+    is_snap: np.ndarray  # bool
+    u: np.ndarray  # int64
+    seq: np.ndarray
+    ts_ms: np.ndarray
+    topic_end: np.ndarray
+    same_topic: np.ndarray  # bool
+    bid_off: np.ndarray  # int64, n + 1
+    bid_px: np.ndarray  # float64
+    bid_qty: np.ndarray
+    ask_off: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+
+
+@nb.njit(cache=True)
+def _header(buf: np.ndarray, e: int, symbol: np.ndarray, pos: np.ndarray) -> tuple[bool, bool, int, int, int]:
+    """The fields of a book message around its levels (key positions from ``_keys``):
+    (recognised, snapshot, u, seq, time in ms); not recognised if a level list is missing too."""
+    fail = (False, False, 0, 0, 0)
+    p = pos[_K_TYPE]
+    if p < 0:
+        return fail
+    if buf[p] == 115 and _find(buf, p, min(p + 9, e), KEY_SNAPSHOT) == p + 9:
+        snap = True
+    elif buf[p] == 100 and _find(buf, p, min(p + 6, e), KEY_DELTA) == p + 6:
+        snap = False
+    else:
+        return fail
+    p = pos[_K_S]
+    if p < 0 or p + symbol.shape[0] >= e:
+        return fail
+    for j in range(symbol.shape[0]):
+        if buf[p + j] != symbol[j]:
+            return fail
+    if buf[p + symbol.shape[0]] != 34 or pos[_K_U] < 0 or pos[_K_SEQ] < 0:
+        return fail
+    uid, p = _int(buf, pos[_K_U], e)
+    if p < 0:
+        return fail
+    sq, p = _int(buf, pos[_K_SEQ], e)
+    if p < 0:
+        return fail
+    p = pos[_K_CTS] if pos[_K_CTS] >= 0 else pos[_K_TS]
+    if p < 0:
+        return fail
+    t, p = _int(buf, p, e)
+    if p < 0 or pos[_K_B] < 0 or pos[_K_A] < 0:
+        return fail
+    return True, snap, uid, sq, t
+
+
+@nb.njit(cache=True)
+def _topic_end(buf: np.ndarray, s: int, e: int) -> int:
+    """The position of the quote closing the topic of the message starting at s."""
+    q = s + 10
+    while q < e and buf[q] != 34:
+        q += 1
+    return q
+
+
+@nb.njit(cache=True, nogil=True)  # releases the GIL: the warehouse writer thread runs meanwhile
+def scan_books(buf: np.ndarray, offsets: np.ndarray, symbol: np.ndarray, out: BookScan) -> None:
+    """Scan message i = buf[offsets[i]:offsets[i + 1]] into row i of ``out``.
+
+    Only ASCII messages starting with ``{"topic":"orderbook.`` are candidates.
     """
     n = offsets.shape[0] - 1
     pos = np.empty(8, np.int64)
@@ -208,131 +258,66 @@ def scan_books(
     prev_s = -1
     prev_len = 0
     for i in range(n):
-        bid_off[i] = nb_
-        ask_off[i] = na
-        ok[i] = False
+        out.bid_off[i] = nb_
+        out.ask_off[i] = na
+        out.ok[i] = False
         s = offsets[i]
         e = offsets[i + 1]
-        if not (_at(buf, s, e, BOOK_PREFIX) and buf[s] == BOOK_PREFIX[0]):
+        if not (_at(buf, s, e, BOOK_PREFIX) and buf[s] == BOOK_PREFIX[0]) or not _keys(buf, s, e, pos):
             continue
-        if not _keys(buf, s, e, pos):
+        good, snap, uid, sq, t = _header(buf, e, symbol, pos)
+        if not good:
             continue
-        p = pos[_K_TYPE]
+        n2, p = _levels(buf, pos[_K_B], e, out.bid_px, out.bid_qty, nb_)
         if p < 0:
             continue
-        if buf[p] == 115 and _find(buf, p, min(p + 9, e), KEY_SNAPSHOT) == p + 9:
-            snap = True
-        elif buf[p] == 100 and _find(buf, p, min(p + 6, e), KEY_DELTA) == p + 6:
-            snap = False
-        else:
-            continue
-        p = pos[_K_S]
-        if p < 0 or p + symbol.shape[0] >= e:
-            continue
-        same = True
-        for j in range(symbol.shape[0]):
-            if buf[p + j] != symbol[j]:
-                same = False
-                break
-        if not same or buf[p + symbol.shape[0]] != 34:
-            continue
-        p = pos[_K_U]
-        if p < 0:
-            continue
-        uid, p = _int(buf, p, e)
-        if p < 0:
-            continue
-        p = pos[_K_SEQ]
-        if p < 0:
-            continue
-        sq, p = _int(buf, p, e)
-        if p < 0:
-            continue
-        p = pos[_K_CTS]
-        if p < 0:
-            p = pos[_K_TS]
-        if p < 0:
-            continue
-        t, p = _int(buf, p, e)
-        if p < 0:
-            continue
-        p = pos[_K_B]
-        if p < 0:
-            continue
-        n2, p = _levels(buf, p, e, bid_px, bid_qty, nb_)
-        if p < 0:
-            continue
-        p = pos[_K_A]
-        if p < 0:
-            continue
-        m2, p = _levels(buf, p, e, ask_px, ask_qty, na)
+        m2, p = _levels(buf, pos[_K_A], e, out.ask_px, out.ask_qty, na)
         if p < 0:
             continue
         nb_ = n2
         na = m2
-        ok[i] = True
-        is_snap[i] = snap or uid == 1
-        u[i] = uid
-        seq[i] = sq
-        ts_ms[i] = t
-        q = s + 10
-        while q < e and buf[q] != 34:
-            q += 1
-        topic_end[i] = q
+        out.ok[i] = True
+        out.is_snap[i] = snap or uid == 1
+        out.u[i] = uid
+        out.seq[i] = sq
+        out.ts_ms[i] = t
+        q = _topic_end(buf, s, e)
+        out.topic_end[i] = q
         length = q - s - 10
         same = length == prev_len and prev_s >= 0
         j = 0
         while same and j < length:
             same = buf[s + 10 + j] == buf[prev_s + 10 + j]
             j += 1
-        same_topic[i] = same
+        out.same_topic[i] = same
         prev_s = s
         prev_len = length
-    bid_off[n] = nb_
-    ask_off[n] = na
+    out.bid_off[n] = nb_
+    out.ask_off[n] = na
 
 
-def scan(data: bytes, offsets: np.ndarray, symbol: str) -> dict[str, np.ndarray]:
-    """Scan the messages data[offsets[i]:offsets[i + 1]]: columns, "ok" marks the messages handled."""
+def scan(data: bytes, offsets: np.ndarray, symbol: str) -> BookScan:
+    """Scan the messages data[offsets[i]:offsets[i + 1]]; ``ok`` marks the messages handled."""
     buf = np.frombuffer(data, np.uint8)
     n = offsets.shape[0] - 1
     cap = buf.size // 9 + 1  # a level takes at least 9 bytes: ["1","1"]
-    cols = {
-        "ok": np.zeros(n, np.bool_),
-        "is_snap": np.zeros(n, np.bool_),
-        "u": np.zeros(n, np.int64),
-        "seq": np.zeros(n, np.int64),
-        "ts_ms": np.zeros(n, np.int64),
-        "topic_end": np.zeros(n, np.int64),
-        "same_topic": np.zeros(n, np.bool_),
-        "bid_off": np.zeros(n + 1, np.int64),
-        "bid_px": np.empty(cap),
-        "bid_qty": np.empty(cap),
-        "ask_off": np.zeros(n + 1, np.int64),
-        "ask_px": np.empty(cap),
-        "ask_qty": np.empty(cap),
-    }
-    sym = np.frombuffer(symbol.encode("ascii"), np.uint8)
-    scan_books(
-        buf,
-        offsets,
-        sym,
-        cols["ok"],
-        cols["is_snap"],
-        cols["u"],
-        cols["seq"],
-        cols["ts_ms"],
-        cols["topic_end"],
-        cols["same_topic"],
-        cols["bid_off"],
-        cols["bid_px"],
-        cols["bid_qty"],
-        cols["ask_off"],
-        cols["ask_px"],
-        cols["ask_qty"],
+    out = BookScan(
+        ok=np.zeros(n, np.bool_),
+        is_snap=np.zeros(n, np.bool_),
+        u=np.zeros(n, np.int64),
+        seq=np.zeros(n, np.int64),
+        ts_ms=np.zeros(n, np.int64),
+        topic_end=np.zeros(n, np.int64),
+        same_topic=np.zeros(n, np.bool_),
+        bid_off=np.zeros(n + 1, np.int64),
+        bid_px=np.empty(cap),
+        bid_qty=np.empty(cap),
+        ask_off=np.zeros(n + 1, np.int64),
+        ask_px=np.empty(cap),
+        ask_qty=np.empty(cap),
     )
-    cols["bid_px"] = cols["bid_px"][: cols["bid_off"][-1]]
-    cols["bid_qty"] = cols["bid_qty"][: cols["bid_off"][-1]]
-    cols["ask_px"] = cols["ask_px"][: cols["ask_off"][-1]]
-    cols["ask_qty"] = cols["ask_qty"][: cols["ask_off"][-1]]
-    return cols
+    scan_books(buf, offsets, np.frombuffer(symbol.encode("ascii"), np.uint8), out)
+    nb_, na = out.bid_off[-1], out.ask_off[-1]
+    return out._replace(
+        bid_px=out.bid_px[:nb_], bid_qty=out.bid_qty[:nb_], ask_px=out.ask_px[:na], ask_qty=out.ask_qty[:na]
+    )

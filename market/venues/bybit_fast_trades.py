@@ -5,6 +5,8 @@ orjson path, so the fast path changes speed only, never what is accepted.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 
@@ -78,21 +80,25 @@ def _key1(buf: np.ndarray, ks: int, ke: int) -> int:
     return int(buf[ks + 1]) if ke - ks == 3 else 0
 
 
+class TradeScan(NamedTuple):
+    """What the trade scanner found: ``ok[i]`` False sends message i to the general path; the
+    trades of message i are rows ``trade_off[i]:trade_off[i + 1]``, the id of trade k is the text
+    ``buf[id_start[k]:id_end[k]]``."""
+
+    ok: np.ndarray  # bool
+    trade_off: np.ndarray  # int64, n + 1
+    t_ms: np.ndarray  # int64
+    side: np.ndarray  # int8: +1 taker buy, -1 taker sell
+    px: np.ndarray  # float64
+    qty: np.ndarray
+    id_start: np.ndarray  # int64
+    id_end: np.ndarray
+
+
 @nb.njit(cache=True)
-def _trade(
-    buf: np.ndarray,
-    pos: int,
-    end: int,
-    symbol: np.ndarray,
-    k: int,
-    t_ms: np.ndarray,
-    side: np.ndarray,
-    px: np.ndarray,
-    qty: np.ndarray,
-    id_start: np.ndarray,
-    id_end: np.ndarray,
-) -> int:
+def _trade(buf: np.ndarray, pos: int, end: int, symbol: np.ndarray, k: int, out: TradeScan) -> int:
     """One trade object at pos, written at row k: the position after its '}', or -1."""
+    t_ms, side, px, qty = out.t_ms, out.side, out.px, out.qty
     if k >= t_ms.shape[0] or pos >= end or buf[pos] != 123:
         return -1
     pos += 1
@@ -141,9 +147,9 @@ def _trade(
                 return -1
         elif key == 105:  # i
             flag = _ID
-            id_start[k] = pos + 1
+            out.id_start[k] = pos + 1
             pos = _string(buf, pos, end)
-            id_end[k] = pos - 1
+            out.id_end[k] = pos - 1
         else:
             flag = 0
             pos = _scalar(buf, pos, end)
@@ -162,22 +168,9 @@ def _trade(
 
 
 @nb.njit(cache=True, nogil=True)  # releases the GIL: the warehouse writer thread runs meanwhile
-def scan_trades(
-    buf: np.ndarray,
-    offsets: np.ndarray,
-    head: np.ndarray,
-    symbol: np.ndarray,
-    ok: np.ndarray,
-    trade_off: np.ndarray,
-    t_ms: np.ndarray,
-    side: np.ndarray,
-    px: np.ndarray,
-    qty: np.ndarray,
-    id_start: np.ndarray,
-    id_end: np.ndarray,
-) -> None:
-    """Trade messages starting with head (``{"topic":"publicTrade.SYM"``): ok[i] False sends one to
-    the general path; the trades of message i are rows trade_off[i]..trade_off[i + 1] - 1."""
+def scan_trades(buf: np.ndarray, offsets: np.ndarray, head: np.ndarray, symbol: np.ndarray, out: TradeScan) -> None:
+    """Trade messages starting with head (``{"topic":"publicTrade.SYM"``) into ``out``."""
+    ok, trade_off = out.ok, out.trade_off
     n = offsets.shape[0] - 1
     m = 0
     for i in range(n):
@@ -214,7 +207,7 @@ def scan_trades(
                     else:
                         pos += 1
                         while True:
-                            pos = _trade(buf, pos, e, symbol, k, t_ms, side, px, qty, id_start, id_end)
+                            pos = _trade(buf, pos, e, symbol, k, out)
                             if pos < 0 or pos >= e:
                                 good = False
                                 break
@@ -236,38 +229,29 @@ def scan_trades(
     trade_off[n] = m
 
 
-def scan_trade_messages(data: bytes, offsets: np.ndarray, symbol: str) -> dict[str, np.ndarray]:
-    """Scan the messages data[offsets[i]:offsets[i + 1]] for trades; "ok" marks the messages handled."""
+def scan_trade_messages(data: bytes, offsets: np.ndarray, symbol: str) -> TradeScan:
+    """Scan the messages data[offsets[i]:offsets[i + 1]] for trades; ``ok`` marks the messages handled."""
     buf = np.frombuffer(data, np.uint8)
     n = offsets.shape[0] - 1
     cap = buf.size // 40 + 1  # a trade object takes at least 40 bytes: {"T":0,"S":"Buy","v":"1","p":"1","i":""}
-    cols = {
-        "ok": np.zeros(n, np.bool_),
-        "trade_off": np.zeros(n + 1, np.int64),
-        "t_ms": np.zeros(cap, np.int64),
-        "side": np.zeros(cap, np.int8),
-        "px": np.zeros(cap),
-        "qty": np.zeros(cap),
-        "id_start": np.zeros(cap, np.int64),
-        "id_end": np.zeros(cap, np.int64),
-    }
-    head = np.frombuffer(f'{{"topic":"publicTrade.{symbol}"'.encode("ascii"), np.uint8)
-    sym = np.frombuffer(symbol.encode("ascii"), np.uint8)
-    scan_trades(
-        buf,
-        offsets,
-        head,
-        sym,
-        cols["ok"],
-        cols["trade_off"],
-        cols["t_ms"],
-        cols["side"],
-        cols["px"],
-        cols["qty"],
-        cols["id_start"],
-        cols["id_end"],
+    out = TradeScan(
+        ok=np.zeros(n, np.bool_),
+        trade_off=np.zeros(n + 1, np.int64),
+        t_ms=np.zeros(cap, np.int64),
+        side=np.zeros(cap, np.int8),
+        px=np.zeros(cap),
+        qty=np.zeros(cap),
+        id_start=np.zeros(cap, np.int64),
+        id_end=np.zeros(cap, np.int64),
     )
-    m = int(cols["trade_off"][-1])
-    for name in ("t_ms", "side", "px", "qty", "id_start", "id_end"):
-        cols[name] = cols[name][:m]
-    return cols
+    head = np.frombuffer(f'{{"topic":"publicTrade.{symbol}"'.encode("ascii"), np.uint8)
+    scan_trades(buf, offsets, head, np.frombuffer(symbol.encode("ascii"), np.uint8), out)
+    m = int(out.trade_off[-1])
+    return out._replace(
+        t_ms=out.t_ms[:m],
+        side=out.side[:m],
+        px=out.px[:m],
+        qty=out.qty[:m],
+        id_start=out.id_start[:m],
+        id_end=out.id_end[:m],
+    )

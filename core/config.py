@@ -222,6 +222,8 @@ class TrainingConfig(Section):
     subsample: float = Field(0.8, gt=0, le=1)  # rows each tree sees
     colsample: float = Field(0.8, gt=0, le=1)  # features each tree sees
     early_stopping: int = Field(30, ge=1)
+    min_orders: int = Field(30, ge=1)  # fewer orders (or filled round trips) than this are not enough evidence
+    threshold_z: float = Field(2.0, ge=0)  # a threshold must earn above zero by this many standard errors
     inner_valid: float = Field(0.2, gt=0, lt=0.5)  # latest share of each training set, for early stopping
     threads: int = Field(2, ge=1)
     seed: int = 7

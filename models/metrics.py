@@ -105,8 +105,9 @@ def choose_threshold(
     signed_ret: np.ndarray,
     cost: float,
     lag: int = 0,
-    min_signals: int = 30,
-    z: float = 2.0,
+    *,
+    min_signals: int,
+    z: float,
     demean: bool = True,
     candidates: int = 1000,
 ) -> Choice:

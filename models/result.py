@@ -11,10 +11,21 @@ from typing import NamedTuple
 
 import numpy as np
 
+from core.config import TrainingConfig
 from models.metrics import NEVER, Choice, Scores, metric_key
 from models.model import StackedModel
 
-MIN_ORDERS = 30  # fewer entry orders (or filled round trips, for the cost) is not enough evidence
+
+class Evidence(NamedTuple):
+    """How much a trading decision needs: ``training.min_orders`` orders, ``training.threshold_z``
+    standard errors above zero (the config is the one truth: ``Evidence.of(cfg.training)``)."""
+
+    min_orders: int
+    z: float
+
+    @classmethod
+    def of(cls, t: TrainingConfig) -> Evidence:
+        return cls(t.min_orders, t.threshold_z)
 
 
 class Cost(NamedTuple):
@@ -23,11 +34,12 @@ class Cost(NamedTuple):
     filled: int  # of which filled (round trips)
     label_mean: float  # the labels' mean signed return at the entry decisions
     realized_mean: float  # the mean net return per filled round trip
-    se: float = float("nan")  # of the cost: label minus realized over the filled round trips, iid
+    se: float  # of the cost: label minus realized over the filled round trips, iid
+    needed: int  # filled round trips it needs to count as measured (Evidence.min_orders)
 
     @property
     def measured(self) -> bool:
-        return self.filled >= MIN_ORDERS and bool(np.isfinite(self.cost))
+        return self.filled >= self.needed and bool(np.isfinite(self.cost))
 
 
 class Confirmation(NamedTuple):

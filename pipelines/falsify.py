@@ -45,7 +45,6 @@ NULLS = ("permute", "market")
 NULL_TARGET, PLANTED_TARGET = 0.05, 0.80
 NULL_PCT, PLANTED_PCT = "5 %", "80 %"
 MIN_BLOCKS = 5  # a block permutation that keeps no block in or beside its place needs a few blocks
-MIN_ORDERS = 30  # below this many orders a held-out PnL is no evidence (house rule)
 
 Step = Callable[[float, str], None]
 
@@ -126,9 +125,10 @@ def tally(outcomes: Sequence[Outcome], planted: bool) -> str:
         + f", a threshold in {threshold} of {len(dirs)}"
     )
     traded = [o for o in outcomes if o.trades]
-    thin = sum(o.orders < MIN_ORDERS for o in traded if o.earned())
+    thin = sum(o.orders < o.min_orders for o in traded if o.earned())
     tail = f"; {len(traded)} of {len(outcomes)} models let trade, {sum(o.earned() for o in traded)} earned net of fees"
-    return head + tail + (f" ({thin} over fewer than {MIN_ORDERS} orders: not enough evidence)" if thin else "")
+    need = f"{outcomes[0].min_orders}" if outcomes else "enough"
+    return head + tail + (f" ({thin} over fewer than {need} orders: not enough evidence)" if thin else "")
 
 
 def evidence(k: int, n: int, planted: bool) -> str:
@@ -152,6 +152,7 @@ class Outcome:
     aucs: dict[str, tuple[float, float, float]]  # direction -> (auc, lo, hi) of the stack, held out
     thresholds: dict[str, float]
     trades: bool
+    min_orders: int  # fewer held-out orders than this are not enough evidence (training.min_orders)
     net_pnl: float = 0.0
     orders: int = 0
     fills: int = 0
@@ -168,7 +169,7 @@ class Outcome:
             parts.append(f"{d} AUC {auc:.3f} [{lo:.3f}, {hi:.3f}] threshold {'never' if th >= NEVER else f'{th:.4f}'};")
         parts.append(f"trades: {'yes' if self.trades else 'no'};")
         if self.backtested:
-            thin = " (not enough evidence)" if self.orders < MIN_ORDERS else ""
+            thin = " (not enough evidence)" if self.orders < self.min_orders else ""
             parts.append(
                 f"held-out net PnL {self.net_pnl:+,.2f} USDT over {self.orders} orders, {self.fills} fills{thin}"
             )
@@ -289,6 +290,7 @@ def gate_and_backtest(
         aucs={d: (s["stack"].auc, s["stack"].auc_lo, s["stack"].auc_hi) for d, s in result.scores.items()},
         thresholds={d: _threshold(result, d) for d in result.scores},
         trades=result.trades,
+        min_orders=cfg.training.min_orders,
     )
     for o in result.operating.values():
         log.info("seed %d %s", seed, o.why)  # why each direction trades or not (pipelines/operating.py)

@@ -20,7 +20,7 @@ forward windows). On the choice part:
 
 The chosen threshold is then confirmed by one engine run on the confirmation part
 (``confirm_run``): the mean net return per entry order (an order that never filled earns 0) must be
-above zero by two standard errors, from at least ``MIN_ORDERS`` orders; else the direction gets
+above zero by ``training.threshold_z`` standard errors, from at least ``training.min_orders`` orders; else it gets
 ``NEVER``. Choosing on one block and testing once on a later, disjoint one is what keeps the best
 of many candidate thresholds from passing on luck (REFERENCE section 7); the two directions are two
 such tests, left uncorrected. Without an engine (``execution=None``: unit tests, synthetic data)
@@ -39,10 +39,9 @@ import numpy as np
 
 from execution.quality import RunRecord
 from models.metrics import NEVER, bets, mean_se
-from models.result import MIN_ORDERS, Confirmation, Cost
+from models.result import Confirmation, Cost, Evidence
 
 PERMISSIVE = 0.5  # the cost run signals above this quantile of each direction's probability
-Z = 2.0
 
 
 class Execution(Protocol):
@@ -108,7 +107,7 @@ def rows_of(ts_rows: np.ndarray, ts_decision: np.ndarray) -> np.ndarray:
     return np.searchsorted(ts_rows, ts_decision, side="right") - 1
 
 
-def measure_cost(run: RunRecord, ts_rows: np.ndarray, signed: dict[int, np.ndarray]) -> Cost:
+def measure_cost(run: RunRecord, ts_rows: np.ndarray, signed: dict[int, np.ndarray], need: Evidence) -> Cost:
     """The strategy's round-trip cost in a run at a permissive threshold.
 
     ``signed[side]`` is the labels' forward log return signed for that side (+1 up, -1 down) on the
@@ -126,14 +125,15 @@ def measure_cost(run: RunRecord, ts_rows: np.ndarray, signed: dict[int, np.ndarr
     label = np.array([signed[int(s)][r] for s, r in zip(e["side"], row, strict=True)], np.float64)
     filled = e["filled"]
     if not filled.any():
-        return Cost(float("nan"), len(e), 0, float(label.mean()) if label.size else float("nan"), float("nan"))
+        lab = float(label.mean()) if label.size else float("nan")
+        return Cost(float("nan"), len(e), 0, lab, float("nan"), float("nan"), need.min_orders)
     realized = float(e["ret"][filled].mean())
     lab = float(label.mean())
     se = mean_se(label[filled] - e["ret"][filled], 0)
-    return Cost(lab - realized, len(e), int(filled.sum()), lab, realized, se)
+    return Cost(lab - realized, len(e), int(filled.sum()), lab, realized, se, need.min_orders)
 
 
-def confirm_run(run: RunRecord, side: int) -> Confirmation:
+def confirm_run(run: RunRecord, side: int, need: Evidence) -> Confirmation:
     """Does acting on the signals of one side make money per entry order in this run?
 
     Every entry order counts, an unfilled one as 0. The round trips follow each other in time (one
@@ -142,29 +142,31 @@ def confirm_run(run: RunRecord, side: int) -> Confirmation:
     e = episodes(run)
     r = e["ret"][e["side"] == side]
     n = int(r.size)
-    if n < MIN_ORDERS:
+    if n < need.min_orders:
         ev = float(r.mean()) if n else float("nan")
         return Confirmation(False, n, ev, float("nan"), f"{n} orders: not enough evidence")
     ev, se = float(r.mean()), mean_se(r, 0)
-    ok = ev - Z * se > 0.0
+    ok = ev - need.z * se > 0.0
     why = f"{ev * 1e4:+.2f} bps per order (se {se * 1e4:.2f}, n {n})"
-    return Confirmation(ok, n, ev, se, why if ok else f"{why}: not above zero by {Z:g} se")
+    return Confirmation(ok, n, ev, se, why if ok else f"{why}: not above zero by {need.z:g} se")
 
 
-def confirm_labels(p: np.ndarray, signed_ret: np.ndarray, threshold: float, cost: float, lag: int) -> Confirmation:
+def confirm_labels(
+    p: np.ndarray, signed_ret: np.ndarray, threshold: float, cost: float, lag: int, need: Evidence
+) -> Confirmation:
     """The labels' version of ``confirm_run``: net return per bet on the rows above ``threshold``
     (``models.metrics.bets``: one position at a time, held ``lag`` rows), demeaned by the block's
     drift, the iid standard error over the bets (their windows do not overlap), at least
-    ``MIN_ORDERS`` bets."""
+    ``need.min_orders`` bets."""
     if threshold >= NEVER:
         return Confirmation(False, 0, float("nan"), float("nan"), "no threshold")
     hit = p > threshold
     rows = bets(hit, lag)
     n = int(rows.size)
-    if n < MIN_ORDERS:
+    if n < need.min_orders:
         return Confirmation(False, n, float("nan"), float("nan"), f"{n} orders: not enough evidence")
     net = signed_ret[rows] - float(signed_ret.mean()) - cost
     ev, se = float(net.mean()), mean_se(net, 0)
-    ok = ev - Z * se > 0.0
+    ok = ev - need.z * se > 0.0
     why = f"{ev * 1e4:+.2f} bps per order (se {se * 1e4:.2f}, {n} orders on {int(hit.sum())} signalled rows)"
-    return Confirmation(ok, n, ev, se, why if ok else f"{why}: not above zero by {Z:g} se")
+    return Confirmation(ok, n, ev, se, why if ok else f"{why}: not above zero by {need.z:g} se")

@@ -22,7 +22,7 @@ from execution.quality import RunRecord
 from features.catalog import MAX_LOOKBACK_S
 from models.learners import BoostParams
 from models.registry import log_training
-from models.result import TrainResult
+from models.result import Evidence, TrainResult
 from pipelines.backtest import HOUR_NS, VOL_FEATURE, VOL_WINDOW_S
 from pipelines.dataset import TrainingData, load
 from pipelines.progress import StepProgress
@@ -108,6 +108,7 @@ def fit(cfg: AppConfig, data: TrainingData, progress: StepProgress | None = None
             cfg.training.folds,
             cfg.training.shares,
             embargo_ns(cfg),
+            Evidence.of(cfg.training),
             progress=progress,
             cost=nominal_cost(cfg),
             execution=StrategyRun(cfg, data) if engine else None,

@@ -22,9 +22,9 @@ from models.learners import BoostParams
 from models.metrics import NEVER, Scores, choose_threshold, score
 from models.model import StackedModel
 from models.profile import Profile
-from models.result import MIN_ORDERS, Operating, TrainResult, verdict
+from models.result import Evidence, Operating, TrainResult, verdict
 from models.stack import DirectionStack, calibrate, fit_direction, serve_base
-from pipelines.operating import PERMISSIVE, Execution, Z, confirm_labels, confirm_run, measure_cost
+from pipelines.operating import PERMISSIVE, Execution, confirm_labels, confirm_run, measure_cost
 
 DIRECTIONS = (("up", 1), ("down", -1))
 HANDFUL = 5  # fewer distinct outputs on the test block than this (and than its base learner): collapsed
@@ -53,6 +53,7 @@ def train(
     n_folds: int,
     shares: tuple[float, float, float],
     embargo_ns: int,
+    need: Evidence,
     progress: Callable[[float, str], None] | None = None,
     cost: float | None = None,
     execution: Execution | None = None,
@@ -75,7 +76,9 @@ def train(
     for k, (name, sign) in enumerate(DIRECTIONS):
         if progress is not None:
             progress(k / 3, f"fitting the {name} stack")
-        fitted[name] = _fit_direction(name, sign, x, ts, ret, direction, cut, params, embargo_ns, n_folds, nominal)
+        fitted[name] = _fit_direction(
+            name, sign, x, ts, ret, direction, cut, params, (embargo_ns, n_folds), nominal, need
+        )
     stacks = {name: f.stack for name, f in fitted.items()}
     scores = {name: f.scores for name, f in fitted.items()}
     on_cal = {name: f.on_cal for name, f in fitted.items()}
@@ -97,7 +100,7 @@ def train(
     )
     if progress is not None:
         progress(2 / 3, "operating thresholds")
-    operating = operating_points(model, scores, on_cal, ts, ret, cal, horizon_ns, nominal, execution, progress)
+    operating = operating_points(model, scores, on_cal, ts, ret, cal, (horizon_ns, nominal), need, execution, progress)
     model.threshold_up, model.threshold_down = operating["up"].threshold, operating["down"].threshold
     for name, sign in DIRECTIONS:
         y = (direction == sign).astype(np.float64)
@@ -152,12 +155,13 @@ def _fit_direction(
     direction: np.ndarray,
     cut: Blocks,
     params: BoostParams,
-    embargo_ns: int,
-    n_folds: int,
+    folds: tuple[int, int],
     nominal: float,
+    need: Evidence,
 ) -> Fitted:
     """Fit one direction's stack and score it and its base learners on the held-out block."""
     fit, cal, test, block, lag = cut
+    embargo_ns, n_folds = folds
     notes: list[str] = []
     y = (direction == sign).astype(np.float64)
     signed = sign * ret
@@ -167,7 +171,7 @@ def _fit_direction(
     cal_lgb, cal_xgb = stack.base(x[cal])
     t_lgb, t_xgb = stack.base(x[test])
     th = {
-        learner: choose_threshold(p, signed[cal], nominal, lag=lag).threshold
+        learner: choose_threshold(p, signed[cal], nominal, lag=lag, min_signals=need.min_orders, z=need.z).threshold
         for learner, p in (("lgb", cal_lgb), ("xgb", cal_xgb))
     }
     base = {
@@ -230,13 +234,15 @@ def operating_points(
     ts: np.ndarray,
     ret: np.ndarray,
     cal: np.ndarray,
-    horizon_ns: int,
-    nominal: float,
+    horizon_cost: tuple[int, float],
+    need: Evidence,
     execution: Execution | None,
     progress: Callable[[float, str], None] | None = None,
 ) -> dict[str, Operating]:
     """Each direction's threshold: NEVER without skill; else chosen on the first part of the
-    calibration block at the strategy's cost and confirmed on the later part (pipelines/operating.py)."""
+    calibration block at the strategy's cost and confirmed on the later part (pipelines/operating.py).
+    ``horizon_cost``: the label horizon (ns) and the nominal round trip charged without an engine."""
+    horizon_ns, nominal = horizon_cost
     out = _skill(scores, nominal)
     skilled = [d for d, o in out.items() if o.skill]
     if not skilled:
@@ -256,12 +262,12 @@ def operating_points(
     if execution is not None:  # the strategy's own round trip, at a permissive threshold
         if progress is not None:
             progress(0.7, f"measuring the {execution.strategy} strategy's cost on the calibration block")
-        measured = _measure(model, execution, out, skilled, parts, ts)
+        measured = _measure(model, execution, out, skilled, parts, ts, need)
         if measured is None:
             return out
         cost = max(measured, nominal)  # below the fees alone is luck (or passive spread capture): not relied on
     what = f"the {execution.strategy} round trip" if execution is not None else "the nominal round trip"
-    chosen = _choose(out, skilled, parts, cost, nominal, what)
+    chosen = _choose(out, skilled, parts, (cost, nominal), need, what)
     if not chosen:
         return out
     if execution is not None:
@@ -269,10 +275,12 @@ def operating_points(
             progress(0.85, "confirming the thresholds on the later part of the calibration block")
         trial = replace(model, threshold_up=chosen.get("up", NEVER), threshold_down=chosen.get("down", NEVER))
         run = execution(parts.b, parts.proba_b[:, 0], parts.proba_b[:, 1], trial.signal(parts.proba_b))
-        confirmations = {d: confirm_run(run, SIGN[d]) for d in chosen}
+        confirmations = {d: confirm_run(run, SIGN[d], need) for d in chosen}
     else:
         confirmations = {
-            d: confirm_labels(parts.proba_b[:, _COL[d]], parts.signed[SIGN[d]][parts.b], chosen[d], cost, parts.lag)
+            d: confirm_labels(
+                parts.proba_b[:, _COL[d]], parts.signed[SIGN[d]][parts.b], chosen[d], cost, parts.lag, need
+            )
             for d in chosen
         }
     for d, conf in confirmations.items():
@@ -330,6 +338,7 @@ def _measure(
     skilled: list[str],
     parts: Parts,
     ts: np.ndarray,
+    need: Evidence,
 ) -> float | None:
     """The strategy's round trip measured by the engine on part a at a permissive threshold; None
     (and every skilled direction told why it never trades) when too few round trips filled."""
@@ -339,7 +348,7 @@ def _measure(
     }
     probe = replace(model, threshold_up=loose["up"], threshold_down=loose["down"])
     run = execution(parts.a, parts.proba_a[:, 0], parts.proba_a[:, 1], probe.signal(parts.proba_a))
-    measured = measure_cost(run, ts[parts.a], {s: v[parts.a] for s, v in parts.signed.items()})
+    measured = measure_cost(run, ts[parts.a], {s: v[parts.a] for s, v in parts.signed.items()}, need)
     for d in skilled:
         out[d].cost = measured
     if measured.measured:
@@ -347,18 +356,26 @@ def _measure(
     for d in skilled:
         out[d].why += (
             f"; the {execution.strategy} strategy's cost could not be measured on the calibration block "
-            f"({measured.filled} filled round trips of {measured.entries} entries, {MIN_ORDERS} needed): "
+            f"({measured.filled} filled round trips of {measured.entries} entries, {need.min_orders} needed): "
             "never trades"
         )
     return None
 
 
 def _choose(
-    out: dict[str, Operating], skilled: list[str], parts: Parts, cost: float, nominal: float, what: str
+    out: dict[str, Operating],
+    skilled: list[str],
+    parts: Parts,
+    costs: tuple[float, float],
+    need: Evidence,
+    what: str,
 ) -> dict[str, float]:
-    """Each skilled direction's candidate threshold on part a at ``cost``; the ones found."""
+    """Each skilled direction's candidate threshold on part a at ``costs`` (the round trip charged,
+    the fees alone); the ones found."""
+    cost, nominal = costs
     for d in skilled:
-        c = choose_threshold(parts.proba_a[:, _COL[d]], parts.signed[SIGN[d]][parts.a], cost, lag=parts.lag)
+        ret = parts.signed[SIGN[d]][parts.a]
+        c = choose_threshold(parts.proba_a[:, _COL[d]], ret, cost, lag=parts.lag, min_signals=need.min_orders, z=need.z)
         out[d].choice, out[d].candidate = c, c.threshold
         m = out[d].cost
         evidence = f"{what} {cost * 1e4:.2f} bps" + (
@@ -369,7 +386,7 @@ def _choose(
         )
         if c.threshold >= NEVER:
             out[d].why += (
-                f"; at {evidence} no threshold earns by {Z:g} se over >= {MIN_ORDERS} bets on {parts.a.size:,} rows: "
-                "never trades"
+                f"; at {evidence} no threshold earns by {need.z:g} se over >= {need.min_orders} bets "
+                f"on {parts.a.size:,} rows: never trades"
             )
     return {d: out[d].candidate for d in skilled if out[d].candidate < NEVER}

@@ -14,11 +14,14 @@ from core.config import TrainingConfig
 from models.learners import BoostParams
 from models.metrics import NEVER, Scores, choose_threshold, mean_se
 from models.model import StackedModel
+from models.result import Evidence
 from models.stack import fit_logistic
 from pipelines.training import HANDFUL, operating_points, train
 
 S = 1_000_000_000
 H = 30  # label horizon in rows (1 s grid)
+
+NEED = Evidence.of(TrainingConfig())
 
 
 def overlapping(n: int, rng: np.random.Generator, signal: np.ndarray | None = None) -> np.ndarray:
@@ -63,7 +66,7 @@ def test_a_stack_that_used_to_give_one_probability_everywhere_ranks_or_says_who_
         max_depth=3,
     )
     names = [f"f{i}" for i in range(8)]
-    r = train(x, ts, ret, direction, names, "fs", "ls", 30 * S, float(tau), params, 4, (0.6, 0.2, 0.2), 90 * S)
+    r = train(x, ts, ret, direction, names, "fs", "ls", 30 * S, float(tau), params, 4, (0.6, 0.2, 0.2), 90 * S, NEED)
     for d in ("up", "down"):
         stack = r.model.up if d == "up" else r.model.down
         base_auc = max(r.scores[d]["lgb"].auc, r.scores[d]["xgb"].auc)
@@ -117,7 +120,7 @@ def test_a_direction_whose_auc_interval_includes_one_half_never_trades(lo: float
     ts = np.arange(n, dtype=np.int64) * S
     scores = {"up": {"stack": _scores(lo, hi)}, "down": {"stack": _scores(0.4, 0.5)}}
     on_cal = {"up": p, "down": np.full(n, 0.1)}
-    out = operating_points(_model(), scores, on_cal, ts, ret, np.arange(n), H * S, 0.0, None)
+    out = operating_points(_model(), scores, on_cal, ts, ret, np.arange(n), (H * S, 0.0), NEED, None)
     assert (out["up"].threshold < NEVER) is trades  # the same ranking: only the interval differs
     assert out["down"].threshold == NEVER and "no skill" in out["down"].why
     if not trades:
@@ -146,10 +149,10 @@ def test_pure_noise_with_overlapping_labels_gives_no_threshold() -> None:
         ret = overlapping(n, rng)
         p, _ = _probability(n, rng)
         half = slice(0, n // 2)
-        naive += choose_threshold(p[half], ret[half], 0.0, lag=0, min_signals=5).threshold < NEVER
-        newey_west += choose_threshold(p[half], ret[half], 0.0, lag=H, min_signals=5).threshold < NEVER
+        naive += choose_threshold(p[half], ret[half], 0.0, lag=0, min_signals=5, z=NEED.z).threshold < NEVER
+        newey_west += choose_threshold(p[half], ret[half], 0.0, lag=H, min_signals=5, z=NEED.z).threshold < NEVER
         on_cal = {"up": p, "down": np.full(n, 0.1)}
-        out = operating_points(_model(), scores, on_cal, np.arange(n) * S, ret, np.arange(n), H * S, 0.0, None)
+        out = operating_points(_model(), scores, on_cal, np.arange(n) * S, ret, np.arange(n), (H * S, 0.0), NEED, None)
         procedure += out["up"].threshold < NEVER
     # the naive error finds an "edge" in noise in most blocks; Newey-West in fewer, but the best of
     # many candidates still passes sometimes; choosing on one part and confirming on the later one
@@ -167,7 +170,7 @@ def test_the_confirmation_rejects_a_threshold_that_was_only_lucky_on_the_first_p
     ts = np.arange(n, dtype=np.int64) * S
     scores = {"up": {"stack": _scores(0.53, 0.61)}, "down": {"stack": _scores(0.4, 0.5)}}
     out = operating_points(
-        _model(), scores, {"up": p, "down": np.full(n, 0.1)}, ts, ret, np.arange(n), H * S, 0.0, None
+        _model(), scores, {"up": p, "down": np.full(n, 0.1)}, ts, ret, np.arange(n), (H * S, 0.0), NEED, None
     )
     up = out["up"]
     assert up.candidate < NEVER and up.confirmation is not None  # chosen on the first part ...
@@ -176,6 +179,6 @@ def test_the_confirmation_rejects_a_threshold_that_was_only_lucky_on_the_first_p
     paid = ret.copy()
     paid[~first] += 0.5 * z[~first]  # the same ranking paying on both parts: confirmed
     out = operating_points(
-        _model(), scores, {"up": p, "down": np.full(n, 0.1)}, ts, paid, np.arange(n), H * S, 0.0, None
+        _model(), scores, {"up": p, "down": np.full(n, 0.1)}, ts, paid, np.arange(n), (H * S, 0.0), NEED, None
     )
     assert out["up"].threshold == out["up"].candidate < NEVER and out["up"].confirmation.ok

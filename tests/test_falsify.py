@@ -142,14 +142,14 @@ def test_the_last_line_states_share_interval_and_target() -> None:
 def test_a_run_counts_as_planted_success_only_when_it_trades_and_earns() -> None:
     def run(trades: bool, net_pnl: float, orders: int) -> Outcome:
         aucs = {"up": (0.7, 0.6, 0.8)}
-        return Outcome(1, aucs, {"up": 0.3}, trades, net_pnl=net_pnl, orders=orders, backtested=True)
+        return Outcome(1, aucs, {"up": 0.3}, trades, 30, net_pnl=net_pnl, orders=orders, backtested=True)
 
     assert run(True, 5.0, 40).earned()
     assert not run(True, -5.0, 40).earned()
     assert not run(False, 5.0, 40).earned()
     thin = run(True, 5.0, 3).line(0, 1)
     assert "over 3 orders" in thin and "not enough evidence" in thin
-    idle = Outcome(seed=2, aucs={"up": (0.5, 0.45, 0.55)}, thresholds={"up": NEVER}, trades=False).line(1, 2)
+    idle = Outcome(seed=2, aucs={"up": (0.5, 0.45, 0.55)}, thresholds={"up": NEVER}, trades=False, min_orders=30).line(1, 2)
     assert "threshold never" in idle and "over 0 orders" in idle
 
 

@@ -12,13 +12,15 @@ from core.config import TrainingConfig
 from models.learners import BoostParams
 from models.metrics import NEVER, choose_threshold, score
 from models.model import ModelInputError, StackedModel
-from models.result import TrainResult
+from models.result import Evidence, TrainResult
 from pipelines.training import train
 
 S = 1_000_000_000
 FAST = replace(
     BoostParams.of(TrainingConfig()), rounds=60, early_stopping=10, min_child_samples=50, num_leaves=31, max_depth=6
 )
+
+NEED = Evidence.of(TrainingConfig())
 
 
 def _data(
@@ -36,7 +38,7 @@ def _data(
 def _fit(x: np.ndarray, ts: np.ndarray, ret: np.ndarray, direction: np.ndarray, tau: float) -> TrainResult:
     names = [f"f{i}" for i in range(x.shape[1])]
     # the rows' returns are independent: a 1 s label horizon (no overlap between neighbouring labels)
-    return train(x, ts, ret, direction, names, "fs1", "ls1", 1 * S, tau, FAST, 3, (0.6, 0.2, 0.2), 60 * S)
+    return train(x, ts, ret, direction, names, "fs1", "ls1", 1 * S, tau, FAST, 3, (0.6, 0.2, 0.2), 60 * S, NEED)
 
 
 def test_the_stack_learns_a_planted_signal_and_trades_it_profitably() -> None:
@@ -99,11 +101,15 @@ def test_a_trending_block_does_not_set_a_threshold_near_the_base_rate() -> None:
     rng = np.random.default_rng(3)
     p = rng.uniform(0.1, 0.3, 5000)  # no information at all
     ret = rng.normal(0.0, 3.0, 5000) + 0.2  # a block that drifted up by chance
-    assert choose_threshold(p, ret, cost=0.0, z=0.0, demean=False).threshold < 0.2  # unguarded: trade nearly all
-    assert choose_threshold(p, ret, cost=0.0).threshold == NEVER  # the drift is taken out, the ranking is noise
+    assert (
+        choose_threshold(p, ret, cost=0.0, min_signals=NEED.min_orders, z=0.0, demean=False).threshold < 0.2
+    )  # unguarded: trade nearly all
+    assert (
+        choose_threshold(p, ret, cost=0.0, min_signals=NEED.min_orders, z=NEED.z).threshold == NEVER
+    )  # the drift is taken out, the ranking is noise
     informative = rng.uniform(0.0, 1.0, 5000)
     ret = rng.normal(0.0, 3.0, 5000) + 2.0 * (informative - 0.5) + 0.2
-    c = choose_threshold(informative, ret, cost=0.5)
+    c = choose_threshold(informative, ret, cost=0.5, min_signals=NEED.min_orders, z=NEED.z)
     assert 0.5 < c.threshold < 1.0 and c.per_signal > 0  # a ranking that pays the cost still trades its top
 
 

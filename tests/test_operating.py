@@ -25,15 +25,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from core.config import AppConfig
+from core.config import AppConfig, TrainingConfig
 from execution.backtest import Signals, engine_config, make_strategy, replay
 from execution.engine import Engine
 from execution.market import MarketData, market_data
 from execution.quality import RunRecord
 from execution.types import FILL_DTYPE, PARENT_DTYPE
-from models.result import MIN_ORDERS
-from pipelines.operating import Z, confirm_run, episodes, measure_cost, rows_of
+from models.result import Evidence
+from pipelines.operating import confirm_run, episodes, measure_cost, rows_of
 from tests.conftest import ConfigFactory
+
+NEED = Evidence.of(TrainingConfig())
+MIN_ORDERS, Z = NEED
 
 S = 1_000_000_000
 T0 = 3600 * S  # an hour after the epoch: no funding time falls inside the scripted market
@@ -131,7 +134,7 @@ def test_measured_cost_is_the_labels_mean_minus_what_a_filled_entry_earned(cfg: 
     for k, s in enumerate(sides):
         ret[3 * k + 1] = 30e-4 if s > 0 else -10e-4
     ts = T0 + np.arange(rows, dtype=np.int64) * S
-    c = measure_cost(run, ts, {1: ret, -1: -ret})
+    c = measure_cost(run, ts, {1: ret, -1: -ret}, NEED)
     fee = cfg.instrument.taker_fee
     realized = [net_long(d, fee) if s > 0 else net_short(d, fee) for d, s in zip(moves, sides, strict=True)]
     label = ((n - 4) * 30e-4 + 4 * 10e-4) / n  # signed for each entry's side: the short's -10 bp is +10
@@ -163,7 +166,7 @@ def test_fewer_than_min_orders_filled_entries_leave_the_cost_unmeasured(cfg: App
     n = MIN_ORDERS - 1
     level, direction, rows = episode_plan([20.0] * n)
     run = run_baseline(cfg, scripted(level, rows + 3), rows, direction)
-    c = measure_cost(run, T0 + np.arange(rows, dtype=np.int64) * S, {1: np.zeros(rows), -1: np.zeros(rows)})
+    c = measure_cost(run, T0 + np.arange(rows, dtype=np.int64) * S, {1: np.zeros(rows), -1: np.zeros(rows)}, NEED)
     assert (c.entries, c.filled) == (n, n) and math.isfinite(c.cost) and not c.measured
 
 
@@ -174,7 +177,7 @@ def test_a_strategy_whose_entries_never_fill_has_no_cost(cfg: AppConfig) -> None
     thin = m._replace(bid_qty=m.bid_qty * 0 + 0.01, ask_qty=m.ask_qty * 0 + 0.01)
     run = run_baseline(cfg, thin, rows, direction)
     zero = np.zeros(rows)
-    c = measure_cost(run, T0 + np.arange(rows, dtype=np.int64) * S, {1: zero, -1: zero})
+    c = measure_cost(run, T0 + np.arange(rows, dtype=np.int64) * S, {1: zero, -1: zero}, NEED)
     assert c.filled == 0 and math.isnan(c.cost) and math.isnan(c.realized_mean) and not c.measured
 
 
@@ -184,7 +187,7 @@ def test_confirmation_needs_the_mean_per_order_above_zero_by_two_standard_errors
     # longs that clear the round trip: exits 60 and 80 (12 and 16 bp) above the entry bid, alternating
     good = [60.0 if k % 2 else 80.0 for k in range(n)]
     level, direction, rows = episode_plan(good)
-    c = confirm_run(run_baseline(cfg, scripted(level, rows + 3), rows, direction), 1)
+    c = confirm_run(run_baseline(cfg, scripted(level, rows + 3), rows, direction), 1, NEED)
     r = np.array([net_long(d, fee) for d in good])
     se = float(r.std(ddof=1) / math.sqrt(n))
     assert c.n == n and c.ev == pytest.approx(r.mean(), abs=1e-12) and c.se == pytest.approx(se, rel=1e-9)
@@ -192,12 +195,12 @@ def test_confirmation_needs_the_mean_per_order_above_zero_by_two_standard_errors
     # the same mean spread wide: exits at +280 and -140 (56 and -28 bp): positive, but not by two se
     wide = [280.0 if k % 2 else -140.0 for k in range(n)]
     level, direction, rows = episode_plan(wide)
-    c = confirm_run(run_baseline(cfg, scripted(level, rows + 3), rows, direction), 1)
+    c = confirm_run(run_baseline(cfg, scripted(level, rows + 3), rows, direction), 1, NEED)
     r = np.array([net_long(d, fee) for d in wide])
     assert r.mean() > 0 and r.mean() - Z * float(r.std(ddof=1) / math.sqrt(n)) < 0
     assert c.n == n and c.ev == pytest.approx(r.mean(), abs=1e-12) and not c.ok and "not above zero" in c.why
     # and the side asked for: these were all longs
-    short = confirm_run(run_baseline(cfg, scripted(level, rows + 3), rows, direction), -1)
+    short = confirm_run(run_baseline(cfg, scripted(level, rows + 3), rows, direction), -1, NEED)
     assert short.n == 0 and not short.ok and "not enough evidence" in short.why
 
 
@@ -209,7 +212,7 @@ def test_each_side_is_confirmed_on_its_own_entries(cfg: AppConfig) -> None:
     moves = [80.0 if k % 4 < 2 else 100.0 for k in range(2 * n)]
     level, direction, rows = episode_plan(moves, sides)
     run = run_baseline(cfg, scripted(level, rows + 3), rows, direction)
-    longs, shorts = confirm_run(run, 1), confirm_run(run, -1)
+    longs, shorts = confirm_run(run, 1, NEED), confirm_run(run, -1, NEED)
     want_long = [net_long(d, fee) for d, s in zip(moves, sides, strict=True) if s > 0]
     want_short = [net_short(d, fee) for d, s in zip(moves, sides, strict=True) if s < 0]
     assert longs.n == shorts.n == n
@@ -220,9 +223,20 @@ def test_each_side_is_confirmed_on_its_own_entries(cfg: AppConfig) -> None:
 def test_too_few_orders_is_not_enough_evidence_whatever_they_earned(cfg: AppConfig) -> None:
     n = MIN_ORDERS - 1
     level, direction, rows = episode_plan([200.0] * n)  # every one 40 bp up: still only 29 orders
-    c = confirm_run(run_baseline(cfg, scripted(level, rows + 3), rows, direction), 1)
+    c = confirm_run(run_baseline(cfg, scripted(level, rows + 3), rows, direction), 1, NEED)
     assert c.n == n and c.ev == pytest.approx(net_long(200.0, cfg.instrument.taker_fee), abs=1e-12)
     assert not c.ok and math.isnan(c.se) and c.why == f"{n} orders: not enough evidence"
+
+
+def test_the_evidence_it_needs_is_the_configs(cfg: AppConfig) -> None:
+    """training.min_orders and training.threshold_z decide, not numbers written in the code."""
+    n = 12
+    level, direction, rows = episode_plan([200.0 if k % 3 else -60.0 for k in range(n)])
+    run = run_baseline(cfg, scripted(level, rows + 3), rows, direction)
+    assert confirm_run(run, 1, Evidence(n + 1, 2.0)).why == f"{n} orders: not enough evidence"
+    loose = confirm_run(run, 1, Evidence(n, 0.0))
+    assert loose.n == n and loose.ok and loose.ev > 0
+    assert not confirm_run(run, 1, Evidence(n, loose.ev / loose.se + 0.01)).ok  # just out of reach
 
 
 # -- episodes from fills written by hand -------------------------------------------------------------
@@ -258,7 +272,7 @@ def test_an_unfilled_entry_counts_as_zero_and_an_added_entry_earns_nothing_of_it
     # largest position, not the last)
     assert e["tag"].tolist() == [1, 2, 3] and e["filled"].tolist() == [True, False, False]
     assert e["ret"].tolist() == pytest.approx([(206.0 - 202.0 - 0.7) / 204.0, 0.0, 0.0], abs=1e-15)
-    c = confirm_run(run, 1)
+    c = confirm_run(run, 1, NEED)
     assert c.n == 3 and c.ev == pytest.approx((206.0 - 202.0 - 0.7) / 204.0 / 3, abs=1e-15)
 
 
@@ -296,6 +310,6 @@ def test_a_decision_before_the_first_row_is_left_out_of_the_cost() -> None:
     ts = np.array([10, 20, 30], np.int64)
     assert rows_of(ts, np.array([5, 10, 25, 31])).tolist() == [-1, 0, 1, 2]
     ret = np.array([0.5, 0.02, 0.9])
-    c = measure_cost(run, ts, {1: ret, -1: -ret})
+    c = measure_cost(run, ts, {1: ret, -1: -ret}, NEED)
     # only entry 2 (row 1) counts: label 0.02, realized -1 %
     assert (c.entries, c.filled) == (1, 1) and c.cost == pytest.approx(0.02 + 0.01, abs=1e-15)

@@ -7,11 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.config import TrainingConfig
 from execution.strategy import Baseline
 from models.metrics import NEVER, bets, choose_threshold
-from models.result import MIN_ORDERS
+from models.result import Evidence
 from pipelines.operating import confirm_labels
 from tests.test_strategy import books, run, signals, strategy
+
+NEED = Evidence.of(TrainingConfig())
+MIN_ORDERS = NEED.min_orders
 
 S = 1_000_000_000
 H = 10  # label horizon in rows
@@ -52,12 +56,12 @@ def test_a_planted_ranking_that_pays_the_cost_is_chosen_and_confirmed_and_noise_
     p, ret = _planted(seed, n, edge=1.0)  # a high state adds H over the horizon: well above the cost
     cost = 3.0
     first, later = slice(0, n // 2), slice(n // 2, n)
-    c = choose_threshold(p[first], ret[first], cost, lag=H)
+    c = choose_threshold(p[first], ret[first], cost, lag=H, min_signals=NEED.min_orders, z=NEED.z)
     assert c.threshold < NEVER and c.bets >= MIN_ORDERS and c.per_bet - 2 * c.se > 0
-    assert confirm_labels(p[later], ret[later], c.threshold, cost, H).ok
+    assert confirm_labels(p[later], ret[later], c.threshold, cost, H, NEED).ok
     noise = _planted(seed, n, edge=0.0)[1]
-    c0 = choose_threshold(p[first], noise[first], cost, lag=H)
-    assert c0.threshold == NEVER or not confirm_labels(p[later], noise[later], c0.threshold, cost, H).ok
+    c0 = choose_threshold(p[first], noise[first], cost, lag=H, min_signals=NEED.min_orders, z=NEED.z)
+    assert c0.threshold == NEVER or not confirm_labels(p[later], noise[later], c0.threshold, cost, H, NEED).ok
 
 
 def test_the_training_runs_strategy_holds_each_bet_for_the_horizon_and_ignores_renewed_signals() -> None:

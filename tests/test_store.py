@@ -21,12 +21,14 @@ import yaml
 from core.config import AppConfig, TrainingConfig, load_config
 from models import registry
 from models.learners import BoostParams
-from models.result import TrainResult
+from models.result import Evidence, TrainResult
 from models.store import rebase
 from pipelines.training import train
 
 S = 1_000_000_000
 pytestmark = pytest.mark.slow
+
+NEED = Evidence.of(TrainingConfig())
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def fitted() -> tuple[TrainResult, np.ndarray, dict[str, np.ndarray]]:
         BoostParams.of(TrainingConfig()), rounds=30, early_stopping=5, min_child_samples=50, num_leaves=31, max_depth=6
     )
     result = train(
-        x, np.arange(n) * S, ret, direction, names, "fs", "ls", 30 * S, 1e-4, params, 3, (0.6, 0.2, 0.2), 60 * S
+        x, np.arange(n) * S, ret, direction, names, "fs", "ls", 30 * S, 1e-4, params, 3, (0.6, 0.2, 0.2), 60 * S, NEED
     )
     test = slice(n - result.rows["test"], None)
     y = {"up": (direction[test] == 1).astype(float), "down": (direction[test] == -1).astype(float)}

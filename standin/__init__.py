@@ -1,6 +1,7 @@
 """The Bybit v5 stand-in server: ``python -m standin --port P`` (docs/standin.md)."""
 
 from standin.background import BackgroundStandin
-from standin.server import FAULTS, StandinServer
+from standin.faults import FAULTS
+from standin.server import StandinServer
 
 __all__ = ["FAULTS", "BackgroundStandin", "StandinServer"]

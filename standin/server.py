@@ -6,12 +6,12 @@ trades, and trade it, fed by the simulator or a recorded file, and it can be tol
 (fault injection) the ways a real exchange connection does. Nothing here is a mock of ccxt:
 tests run the real client against this server over TCP.
 
-    GET  /v5/market/time                 server time
+    GET  /v5/market/time                 server time                         (market.py)
     GET  /v5/market/instruments-info     category=linear[&symbol=BTCUSDT]
     GET  /v5/market/orderbook            category=linear&symbol=BTCUSDT&limit=1..500
     WS   /v5/public/linear               op subscribe / unsubscribe / ping;
                                          orderbook.{depth}.BTCUSDT, publicTrade.BTCUSDT
-    POST /_standin/fault                 {"kind": "...", "seconds": 3}  (see FAULTS)
+    POST /_standin/fault                 {"kind": "...", "seconds": 3}  (faults.py: FAULTS)
     GET  /_standin/stats                 counters, current update id, connections, the account
     GET  /_standin/history?after=N       the server's best bid/ask after every book update
     private, signed (X-BAPI-* headers; private.py, matching rules in account.py):
@@ -41,43 +41,17 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from standin.faults import CORRUPT, FAULTS, corrupt_frame
 from standin.feeds import Feed
+from standin.market import Book, MarketApi, error, json_text, ok
 from standin.private import PRIVATE_FAULTS, PrivateApi, PrivateSpec
 
 log = logging.getLogger(__name__)
 
 WS_PATH = "/v5/public/linear"
 
-FAULTS: dict[str, str] = {
-    "skip_update": "the next book delta is applied but not sent: subscribers see an update-id gap",
-    "snapshot": "the next book update is sent as a full snapshot (a reset mid-stream)",
-    "restart": "a service restart: the best bid level is lost and the book is re-sent with u=1 "
-    "as a *delta* (only the u=1 rule saves the client); update ids continue from 1",
-    "bad_json": "a truncated frame that is not JSON",
-    "missing_field": "a book delta without its update id",
-    "negative_size": "a book delta (with the next update id) carrying a negative size",
-    "crossed": "a book delta (with the next update id) putting a bid above the best ask",
-    "drop": "every WebSocket connection is cut at once (no close frame)",
-    "stall": "no market data for `seconds` (connections stay open, pings are answered)",
-    **PRIVATE_FAULTS,
-}
-
 _QUEUE_LIMIT = 50_000  # frames waiting for a slow subscriber before it is disconnected
 _HISTORY = 200_000
-
-
-def _json(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
-def _ok(result: Any) -> web.Response:
-    body = {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": time.time_ns() // 1_000_000}
-    return web.Response(text=_json(body), content_type="application/json")
-
-
-def _error(code: int, msg: str, status: int = 200) -> web.Response:
-    body = {"retCode": code, "retMsg": msg, "result": {}, "retExtInfo": {}, "time": time.time_ns() // 1_000_000}
-    return web.Response(text=_json(body), content_type="application/json", status=status)
 
 
 @dataclass(eq=False)
@@ -100,37 +74,6 @@ class _Conn:
             transport.abort()
 
 
-@dataclass
-class _Book:
-    """The server's own L2 book (price text -> size text), with Bybit's update id and times."""
-
-    bids: dict[str, str] = field(default_factory=dict)
-    asks: dict[str, str] = field(default_factory=dict)
-    u: int = 0
-    seq: int = 0
-    ts: int = 0
-    cts: int = 0
-    ready: bool = False
-
-    def apply(self, levels: list[list[str]], side: dict[str, str]) -> None:
-        for px, qty in levels:
-            if float(qty) == 0.0:
-                side.pop(px, None)
-            else:
-                side[px] = qty
-
-    def top(self, depth: int) -> tuple[list[list[str]], list[list[str]]]:
-        bids = sorted(self.bids.items(), key=lambda kv: -float(kv[0]))[:depth]
-        asks = sorted(self.asks.items(), key=lambda kv: float(kv[0]))[:depth]
-        return [list(b) for b in bids], [list(a) for a in asks]
-
-    def best(self) -> tuple[str, str, str, str]:
-        bids, asks = self.top(1)
-        bb = bids[0] if bids else ["", ""]
-        ba = asks[0] if asks else ["", ""]
-        return bb[0], bb[1], ba[0], ba[1]
-
-
 class StandinServer:
     """The stand-in. ``await start()`` binds and starts the feed; ``await stop()`` ends both."""
 
@@ -142,7 +85,7 @@ class StandinServer:
         self.depth = feed.depth
         self.book_topic = f"orderbook.{feed.depth}.{feed.symbol}"
         self.trade_topic = f"publicTrade.{feed.symbol}"
-        self.book = _Book()
+        self.book = Book()
         self.u_offset = 0
         self.stats: Counter[str] = Counter()
         self.history: deque[list[Any]] = deque(maxlen=_HISTORY)
@@ -160,9 +103,7 @@ class StandinServer:
 
     def _make_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/v5/market/time", self._time)
-        app.router.add_get("/v5/market/instruments-info", self._instruments)
-        app.router.add_get("/v5/market/orderbook", self._orderbook)
+        MarketApi(self.symbol, self.book, self.feed.tick_size).register(app)
         app.router.add_get(WS_PATH, self._ws)
         app.router.add_post("/_standin/fault", self._fault)
         app.router.add_get("/_standin/stats", self._stats)
@@ -248,7 +189,7 @@ class StandinServer:
         self.stats["trade_messages"] += 1
         self.private.on_trades(msg.get("data", []))
         if not self._stalled():
-            self._broadcast(self.trade_topic, _json(msg))
+            self._broadcast(self.trade_topic, json_text(msg))
 
     def _on_book(self, msg: dict[str, Any]) -> None:
         data = msg["data"]
@@ -266,8 +207,9 @@ class StandinServer:
             else:
                 self.u_offset = 0
         kind = fault["kind"] if fault else None
-        if kind in ("missing_field", "negative_size", "crossed", "bad_json"):
-            self._send_corrupt(kind, msg, feed_u - self.u_offset)
+        if kind in CORRUPT:
+            frame = corrupt_frame(kind, msg, feed_u - self.u_offset, book, self.book_topic, self.feed.tick_size)
+            self._broadcast(self.book_topic, frame)
         book.apply(data["b"], book.bids)
         book.apply(data["a"], book.asks)
         book.seq = int(data["seq"])
@@ -298,7 +240,7 @@ class StandinServer:
                 "data": {"s": self.symbol, "b": data["b"], "a": data["a"], "u": book.u, "seq": book.seq},
                 "cts": book.cts,
             }
-            self._broadcast(self.book_topic, _json(out))
+            self._broadcast(self.book_topic, json_text(out))
         else:
             frame = self._snapshot_frame("delta" if send_as == "full_delta" else "snapshot")
             self._broadcast(self.book_topic, frame)
@@ -313,28 +255,7 @@ class StandinServer:
             "data": {"s": self.symbol, "b": bids, "a": asks, "u": book.u, "seq": book.seq},
             "cts": book.cts,
         }
-        return _json(out)
-
-    def _send_corrupt(self, kind: str, msg: dict[str, Any], next_u: int) -> None:
-        data = dict(msg["data"])
-        data["u"] = next_u
-        out: dict[str, Any] = {"topic": self.book_topic, "type": "delta", "ts": self.book.ts, "cts": self.book.cts}
-        if kind == "missing_field":
-            del data["u"]
-        elif kind == "negative_size":
-            bids = [list(b) for b in data["b"]] or [[self.book.best()[0] or "1.0", "1"]]
-            size = bids[0][1].lstrip("-")
-            bids[0][1] = "-" + (size if float(size) > 0 else "1")  # "-0" would only be a signed delete
-            data["b"] = bids
-        elif kind == "crossed":
-            best_ask = self.book.best()[2]
-            tick = self.feed.tick_size
-            data["b"] = [[f"{float(best_ask) + tick:.{_decimals(tick)}f}", "1.000"]]
-        out["data"] = data
-        frame = _json(out)
-        if kind == "bad_json":
-            frame = frame[: len(frame) // 2]
-        self._broadcast(self.book_topic, frame)
+        return json_text(out)
 
     def _broadcast(self, topic: str, frame: str) -> None:
         for conn in list(self._conns):
@@ -344,82 +265,18 @@ class StandinServer:
                     log.warning("stand-in: subscriber %s is too slow: disconnecting it", conn.conn_id)
                     conn.cut()
 
-    # -- REST ------------------------------------------------------------------------------
-
-    async def _time(self, request: web.Request) -> web.Response:
-        now = time.time_ns()
-        return _ok({"timeSecond": str(now // 1_000_000_000), "timeNano": str(now)})
-
-    async def _instruments(self, request: web.Request) -> web.Response:
-        q = request.query
-        if q.get("category") != "linear":
-            return _ok({"category": q.get("category", ""), "list": [], "nextPageCursor": ""})
-        symbol, status = q.get("symbol"), q.get("status")
-        listed = symbol in (None, self.symbol) and status in (None, "Trading")
-        items = [self._instrument()] if listed else []
-        return _ok({"category": "linear", "list": items, "nextPageCursor": ""})
-
-    def _instrument(self) -> dict[str, Any]:
-        tick = self.feed.tick_size
-        dec = _decimals(tick)
-        return {
-            "symbol": self.symbol,
-            "contractType": "LinearPerpetual",
-            "status": "Trading",
-            "baseCoin": self.symbol.removesuffix("USDT"),
-            "quoteCoin": "USDT",
-            "settleCoin": "USDT",
-            "launchTime": "1584230400000",
-            "deliveryTime": "0",
-            "deliveryFeeRate": "",
-            "priceScale": str(dec),
-            "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
-            "priceFilter": {"minPrice": f"{tick:.{dec}f}", "maxPrice": "1999999.80", "tickSize": f"{tick:.{dec}f}"},
-            "lotSizeFilter": {
-                "maxOrderQty": "1190.000",
-                "minOrderQty": "0.001",
-                "qtyStep": "0.001",
-                "postOnlyMaxOrderQty": "1190.000",
-                "maxMktOrderQty": "500.000",
-                "minNotionalValue": "5",
-            },
-            "unifiedMarginTrade": True,
-            "fundingInterval": 480,
-            "copyTrading": "both",
-            "upperFundingRate": "0.005",
-            "lowerFundingRate": "-0.005",
-            "isPreListing": False,
-            "preListingInfo": None,
-        }
-
-    async def _orderbook(self, request: web.Request) -> web.Response:
-        q = request.query
-        if q.get("category") != "linear" or q.get("symbol") != self.symbol:
-            return _error(10001, "params error: category=linear and symbol=" + self.symbol + " required")
-        try:
-            limit = int(q.get("limit", "25"))
-        except ValueError:
-            return _error(10001, "params error: limit")
-        if not 1 <= limit <= 500:
-            return _error(10001, "params error: limit must be 1..500")
-        if not self.book.ready:
-            return _error(10016, "service not ready")
-        bids, asks = self.book.top(limit)
-        b = self.book
-        return _ok({"s": self.symbol, "b": bids, "a": asks, "ts": b.ts, "u": b.u, "seq": b.seq, "cts": b.cts})
-
     # -- control ---------------------------------------------------------------------------
 
     async def _fault(self, request: web.Request) -> web.Response:
         try:
             body = await request.json(loads=orjson.loads)
         except (orjson.JSONDecodeError, ValueError):
-            return _error(10001, "body must be JSON", status=400)
+            return error(10001, "body must be JSON", status=400)
         kind = body.get("kind") if isinstance(body, dict) else None
         if kind not in FAULTS:
-            return _error(10001, f"unknown fault {kind!r} (known: {', '.join(FAULTS)})", status=400)
+            return error(10001, f"unknown fault {kind!r} (known: {', '.join(FAULTS)})", status=400)
         self.inject(kind, float(body.get("seconds", 5.0)))
-        return _ok({"kind": kind})
+        return ok({"kind": kind})
 
     def inject(self, kind: str, seconds: float = 5.0) -> None:
         """Apply a fault now (drop, stall) or with the next book update (the others)."""
@@ -436,7 +293,7 @@ class StandinServer:
             self._faults.append({"kind": kind})
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return web.Response(text=_json(self.stats_dict()), content_type="application/json")
+        return web.Response(text=json_text(self.stats_dict()), content_type="application/json")
 
     def stats_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.stats)
@@ -455,9 +312,9 @@ class StandinServer:
         try:
             after = int(request.query.get("after", "-1"))
         except ValueError:
-            return _error(10001, "after must be an integer", status=400)
+            return error(10001, "after must be an integer", status=400)
         rows = [r for r in self.history if r[0] > after] if after >= 0 else list(self.history)
-        return web.Response(text=_json(rows), content_type="application/json")
+        return web.Response(text=json_text(rows), content_type="application/json")
 
     # -- WebSocket -------------------------------------------------------------------------
 
@@ -493,40 +350,33 @@ class StandinServer:
         except orjson.JSONDecodeError:
             req = None
         if not isinstance(req, dict):
-            conn.send(_json({"success": False, "ret_msg": "error:invalid op", "conn_id": conn.conn_id}))
+            conn.send(json_text({"success": False, "ret_msg": "error:invalid op", "conn_id": conn.conn_id}))
             return
         op = req.get("op")
         base = {"conn_id": conn.conn_id, "req_id": req.get("req_id", ""), "op": op}
         if op == "ping":
-            conn.send(_json({"success": True, "ret_msg": "pong", **base}))
+            conn.send(json_text({"success": True, "ret_msg": "pong", **base}))
             return
         if op not in ("subscribe", "unsubscribe"):
-            conn.send(_json({"success": False, "ret_msg": f"error:invalid op {op}", **base}))
+            conn.send(json_text({"success": False, "ret_msg": f"error:invalid op {op}", **base}))
             return
         args = req.get("args")
         topics = [a for a in args if isinstance(a, str)] if isinstance(args, list) else []
         bad = [t for t in topics if t not in (self.book_topic, self.trade_topic)]
         if not topics or bad:
             self.stats["bad_requests"] += 1
-            conn.send(_json({"success": False, "ret_msg": f"error:handler not found,topics:{bad}", **base}))
+            conn.send(json_text({"success": False, "ret_msg": f"error:handler not found,topics:{bad}", **base}))
             return
         if op == "unsubscribe":
             self.stats["unsubscribes"] += 1
             conn.topics.difference_update(topics)
-            conn.send(_json({"success": True, "ret_msg": "", **base}))
+            conn.send(json_text({"success": True, "ret_msg": "", **base}))
             return
         self.stats["subscribes"] += 1
-        conn.send(_json({"success": True, "ret_msg": "subscribe", **base}))
+        conn.send(json_text({"success": True, "ret_msg": "subscribe", **base}))
         for t in topics:
             if t == self.book_topic and t not in conn.topics and self.book.ready:
                 conn.send(self._snapshot_frame())
             conn.topics.add(t)
         if self.book_topic in topics:
             self._subscribed.set()
-
-
-def _decimals(step: float) -> int:
-    for dec in range(10):
-        if abs(step * 10**dec - round(step * 10**dec)) < 1e-9:
-            return dec
-    return 10

@@ -1,6 +1,6 @@
-"""The live order gateway: the strategies' ``Venue`` over ccxt's Bybit v5 REST client.
+"""The live order gateway: a ``RunnerGateway`` (live/gateway.py) over ccxt's Bybit v5 REST client.
 
-Strategies are synchronous: the Venue calls only change local state and queue a request, and
+Strategies are synchronous: the Gateway calls only change local state and queue a request, and
 ``await sync()`` sends the queue in order, then polls open orders and executions (every
 ``poll_ns``, and at once after a request). A ``submit`` event exists from the moment the order
 is queued: journal ``take_events()`` before ``sync()`` too, and the client id is on disk first.
@@ -39,7 +39,9 @@ from core.errors import UnavailableError, UserError
 from execution.types import OrderKind
 from execution.venue import BookView, OpenOrder
 from live.bybit_ledger import EPS, Ledger, LiveOrder, Redact, Request
+from live.feed import BookTick, Tick
 from market.sources.bybit import point_at, short_error
+from warehouse.journal import Restored
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,13 @@ _AUTH = {
 _DONE = ("Filled", "Cancelled", "PartiallyFilledCanceled", "Rejected", "Deactivated")
 _CCXT_LOG = logging.getLogger(__name__ + ".ccxt")  # ccxt's debug lines carry the request headers (the key)
 _CCXT_LOG.setLevel(logging.WARNING)
+_NO_LIMIT = 2**63 - 1
 
 
 class BybitGateway:
-    """Bybit linear perpetual orders through ccxt: a ``Venue`` plus ``start`` / ``sync`` / ``aclose``."""
+    """Bybit linear perpetual orders through ccxt: a ``RunnerGateway`` (``start`` / ``sync`` / ``aclose``).
+
+    It runs on the exchange's clock: the ticks only tell it the book, and a decision is taken at once."""
 
     name = "bybit"
 
@@ -95,14 +100,29 @@ class BybitGateway:
         nan = np.full(1, math.nan)
         self._book = BookView(-1, nan, np.zeros(1), nan.copy(), np.zeros(1))
 
-    # -- the Venue ---------------------------------------------------------------------------
+    # -- the runner's clock ------------------------------------------------------------------
+
+    def on_tick(self, tick: Tick) -> None:
+        if isinstance(tick, BookTick):
+            self.set_book(BookView(tick.ts_local, tick.bid_px, tick.bid_qty, tick.ask_px, tick.ask_qty))
+
+    def run_to(self, t: int) -> bool:
+        return False  # the exchange runs by itself: reports come back in sync()
+
+    def ready_until(self, ts: int) -> int:
+        return _NO_LIMIT  # a decision is taken as soon as it is due
+
+    def passed(self, t: int) -> bool:
+        return False
+
+    def set_book(self, book: BookView) -> None:
+        self._book = book
+
+    # -- the Gateway -------------------------------------------------------------------------
 
     @property
     def now(self) -> int:
         return self.clock.now_ns()
-
-    def set_book(self, book: BookView) -> None:
-        self._book = book
 
     def book(self) -> BookView:
         return self._book
@@ -166,6 +186,9 @@ class BybitGateway:
         return self.ledger.orders[order_id]
 
     # -- start and stop ----------------------------------------------------------------------
+
+    async def begin(self, restored: Restored, now_ns: int) -> None:
+        await self.start(restored.client_ids)
 
     async def start(self, known: dict[str, int] | None = None) -> None:
         """Load the market; take wallet, position, our open orders and new executions from Bybit."""

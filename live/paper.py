@@ -5,7 +5,7 @@ The same matching engine (queue position, latency, fees, funding) as the backtes
 same data trade alike (tests/test_runner.py proves it on a replay). The engine never runs ahead
 of the feed: before a tick is pushed it is run up to just before the tick's exchange time, so every
 exchange event is in the engine before the simulated exchange reaches its time. Decisions happen
-on the local clock at their time (the runner's loop: grid time + delay in a replay, the arrival
+on the local clock at their time (the runner's rows: grid time + delay in a replay, the arrival
 of the tick that made them due on a live feed), so an order reaches the paper exchange an entry
 latency after the runner decided to send it (tests/test_paper_clock.py).
 
@@ -26,12 +26,13 @@ from execution.engine import Engine, Wake
 from execution.types import OrderKind, OrderStatus
 from execution.venue import BookView, OpenOrder
 from live.feed import BookTick, Tick
+from warehouse.journal import Restored
 
 WAKE = Wake.FILL | Wake.ORDER | Wake.BOOK
 
 
 class PaperGateway:
-    """A ``Venue`` for the strategies; the runner feeds it ticks and advances it."""
+    """A ``RunnerGateway`` (live/gateway.py): the runner feeds it ticks and runs it to its decisions."""
 
     name = "paper"
 
@@ -57,22 +58,44 @@ class PaperGateway:
 
     # -- the market ----------------------------------------------------------------------------
 
-    def push(self, tick: Tick) -> None:
+    def on_tick(self, tick: Tick) -> None:
         if isinstance(tick, BookTick):
             self.engine.push_book(tick.ts_ex, tick.ts_local, tick.bid_px, tick.bid_qty, tick.ask_px, tick.ask_qty)
         else:
             self.engine.push_trade(tick.ts_ex, tick.ts_local, tick.price, tick.qty, tick.side)
 
-    def advance(self, t_local_ns: int) -> Wake:
+    def run_to(self, t: int) -> bool:
         """Run the simulated exchange and our local view up to ``t`` or the first wake on the way."""
-        if t_local_ns <= self.engine.now:
-            return Wake.NONE
-        hit = self.engine.run_until(t_local_ns, WAKE)
+        if t <= self.engine.now:
+            return False
+        hit = self.engine.run_until(t, WAKE)
         if hit != Wake.NONE:
             self._collect()
-        return hit
+        return hit != Wake.NONE
 
-    # -- Venue ---------------------------------------------------------------------------------
+    def ready_until(self, ts: int) -> int:
+        return ts - 1  # the exchange never runs ahead of the feed: the tick stamped ts is not in yet
+
+    def passed(self, t: int) -> bool:
+        return t <= self.engine.now
+
+    # -- the session ---------------------------------------------------------------------------
+
+    async def begin(self, restored: Restored, now_ns: int) -> None:
+        """Orders that rested on the paper exchange of a dead process died with it: cancelled."""
+        for oid in restored.open_orders:
+            self._events.append(
+                {"kind": "done", "ts_ns": now_ns, "order_id": oid, "status": "CANCELLED",
+                 "detail": "the paper exchange restarted with the runner"}
+            )  # fmt: skip
+
+    async def sync(self) -> bool:
+        return False  # nothing to send: the simulated exchange answers as it is run
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- Gateway -------------------------------------------------------------------------------
 
     @property
     def now(self) -> int:

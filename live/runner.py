@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,34 +40,19 @@ from core.config import AppConfig
 from core.errors import UserError
 from core.timefmt import format_ns, parse_duration_ns, parse_time_ns
 from execution.backtest import STRATEGIES, make_strategy
-from features import feature_set_for
 from live.accounts import AccountLock, check_account, claim, journal_path, old_journal_note
 from live.alerts import Alerts, Webhook, webhook_url
-from live.feed import Feed, ReplayFeed, SourceFeed
+from live.champion import check_model, load_model, wait_for_champion
+from live.decide import Loaded
 from live.logs import setup_runner_logging
-from live.loop import Loaded, Loop
-from live.paper import PaperGateway
-from market.venues import venue_by_name
+from live.wiring import Options, make_feed, make_gateway, make_loop
 from warehouse.journal import Journal
+
+__all__ = ["Options", "Runner", "Summary", "check_model", "load_model", "main", "make_loop"]
 
 log = logging.getLogger("live.runner")
 
 KEY_ENV, SECRET_ENV = "BYBIT_API_KEY", "BYBIT_API_SECRET"
-
-
-@dataclass
-class Options:
-    live: bool
-    source: str
-    model: str | None
-    duration_ns: int | None
-    start_ns: int | None
-    end_ns: int | None
-    strategy: str
-    speed: float | None
-    threshold: float | None = None
-    journal: Path | None = None  # None: live.journal_dir/<mode>-<source>.sqlite
-    wait: bool = False  # with no champion yet, wait for one instead of exiting
 
 
 @dataclass
@@ -152,70 +137,6 @@ def keys_from_env() -> tuple[str, str]:
     return key, secret
 
 
-def wait_for_champion(cfg: AppConfig, limit_ns: int | None) -> bool:
-    """Block until the registry has a champion (True), or ``limit_ns`` has passed (False).
-
-    A runner kept up around the clock (a supervisor restarts what exits) waits for the first model
-    with skill instead of exiting: it says so once, then checks every ``live.model_poll``."""
-    from models import registry
-
-    if registry.version_for(cfg, registry.CHAMPION) is not None:
-        return True
-    poll_s = cfg.live.model_poll / 1e9
-    name = cfg.mlflow.model_name
-    print(f"no champion with skill in {name}: waiting for one (checked every {poll_s:g} s; Ctrl-C stops)", flush=True)
-    start = time.monotonic_ns()
-    while limit_ns is None or time.monotonic_ns() - start < limit_ns:
-        time.sleep(poll_s)
-        if registry.version_for(cfg, registry.CHAMPION) is not None:
-            return True
-    return False
-
-
-def load_model(cfg: AppConfig, uri: str | None, now_ns: int, threshold: float | None = None) -> Loaded:
-    """The model to trade, refused on a feature-set mismatch or when older than the configured age."""
-    from models import registry
-
-    if uri is None and registry.version_for(cfg, registry.CHAMPION) is None:
-        raise UserError(registry.NO_CHAMPION.format(name=cfg.mlflow.model_name))
-    version, _ = registry.resolve(cfg, uri)
-    model = registry.load_version(cfg, version)
-    created = registry.version_created_ns(cfg, version)
-    check_model(cfg, model.feature_set, created, version, now_ns)
-    if threshold is None and not model.trades:  # set by hand, or promoted before the skill gate
-        log.warning("model version %s trades in neither direction (no skill): no order will be sent", version)
-    if threshold is not None:
-        model = replace(model, threshold_up=threshold, threshold_down=threshold)
-    return Loaded.of(model, version, created)
-
-
-def check_model(cfg: AppConfig, feature_set: str, created_ns: int, version: str, now_ns: int) -> None:
-    ours = feature_set_for(cfg.features.digest(), venue_by_name(cfg.instrument.venue).tick_size)
-    if feature_set != ours:
-        raise UserError(
-            f"model version {version} was trained on feature set {feature_set}; this runner computes {ours}"
-        )
-    age = now_ns - created_ns
-    if age > cfg.live.max_model_age:
-        raise UserError(
-            f"model version {version} is {age / 86_400e9:.1f} days old (live.max_model_age "
-            f"{cfg.live.max_model_age / 86_400e9:.1f} days): train and promote a fresh one"
-        )
-
-
-def make_feed(cfg: AppConfig, o: Options) -> Feed:
-    if o.source == "replay":
-        return ReplayFeed(cfg, o.start_ns, o.end_ns, cfg.live.replay_speed if o.speed is None else o.speed)
-    if o.source == "sim":
-        from sim.source import SimSource
-
-        span = o.duration_ns or 365 * 86_400 * 1_000_000_000
-        return SourceFeed(SimSource(cfg.sim, cfg.instrument, cfg.ingest.depth, span, realtime=True), cfg)
-    from market.sources.bybit import BybitSource
-
-    return SourceFeed(BybitSource(cfg, None), cfg)
-
-
 class Runner:
     """Wires feed, model, gateway, strategy, journal; ``run()`` until the feed ends, a stop or a signal."""
 
@@ -253,17 +174,11 @@ class Runner:
         self.strategy = make_strategy(
             o.strategy, cfg, model.model.horizon_ns, model.model.tau, own_in_book=o.live, study_notional=study
         )
-        self.gateway: Any
-        if o.live:
-            from live.bybit_gateway import BybitGateway
-
-            assert keys is not None
-            self.gateway = BybitGateway(cfg, keys[0], keys[1], self.session)
-        else:
-            self.gateway = PaperGateway(cfg, self.restored.account, self.restored.last_order_id, cfg.backtest.sample)
+        self.gateway = make_gateway(cfg, o, self.restored, self.session, keys)
         self.alerts = Alerts(self.journal, Webhook(url, cfg.monitor.webhook_timeout / 1e9) if url else None)
-        self.loop = Loop(cfg, self.gateway, self.strategy, model, self.journal, o.source != "replay", self.alerts)
-        self.loop.data_before = self.restored.data_ns if self.restored.data_ns is not None else -1
+        paced = o.source != "replay"
+        self.loop = make_loop(cfg, self.gateway, self.strategy, model, self.journal, paced, self.alerts)
+        self.loop.record.data_before = self.restored.data_ns if self.restored.data_ns is not None else -1
         self.stopping = ""
         self._feed_seen: Counter[str] = Counter()
         self._restore_risk()
@@ -289,16 +204,12 @@ class Runner:
         j, loop = self.journal, self.loop
         now = time.time_ns()
         j.add("start", now, mode=self.mode, source=self.o.source, strategy=self.o.strategy, model=loop.m.version,
-              feature_set=loop.m.model.feature_set, thresholds=loop.thresholds(),
+              feature_set=loop.m.model.feature_set, thresholds=loop.decider.thresholds(),
               restored=self.restored.account)  # fmt: skip
         status, failure = "completed", ""
         try:
-            if self.o.live:
-                await self.gateway.start(self.restored.client_ids)
-            else:
-                for oid in self.restored.open_orders:  # they rested on the paper exchange of a dead process
-                    j.add("done", now, oid, status="CANCELLED", detail="the paper exchange restarted with the runner")
-            j.commit()
+            await self.gateway.begin(self.restored, now)
+            loop.after_step()
             if self.restored.account:
                 log.info("restored from %s: %s", self.journal_path, _account_line(self.restored.account))
             await self._trade()
@@ -318,17 +229,16 @@ class Runner:
         async for ticks in self.feed.batches():
             wall = time.monotonic_ns()
             if ticks:
-                loop.wall_last_tick = wall
+                loop.watch.heard(wall)
             for tick in ticks:
                 loop.on_tick(tick)
-            if self.o.live:
-                if await self.gateway.sync():
-                    self.strategy.on_wake(self.gateway)
-                    loop.after_step()
-                    await self.gateway.sync()
+            if await self.gateway.sync():
+                self.strategy.on_wake(self.gateway)
                 loop.after_step()
+                await self.gateway.sync()
+            loop.after_step()
             self._feed_events()
-            loop.watch(wall, self.feed.book_valid, time.time_ns())
+            loop.check(wall, self.feed.book_valid, time.time_ns())
             if wall - last_status >= lc.status_interval:
                 last_status = wall
                 loop.record_account()
@@ -390,9 +300,8 @@ class Runner:
             try:
                 self.strategy.stop(self.gateway)
                 self.gateway.cancel_all()
-                if self.o.live:
-                    await self.gateway.sync()
-                elif loop.last_book_ts >= 0:  # no more ticks: let the paper exchange answer the cancels
+                await self.gateway.sync()
+                if loop.last_book_ts >= 0:  # no more ticks: a second for the exchange to answer the cancels
                     loop.advance(self.gateway.now + 1_000_000_000)
                 loop.after_step()
                 loop.record_account()
@@ -406,8 +315,7 @@ class Runner:
                 j.close()
                 self.alerts.close()
                 await self.feed.aclose()
-                if self.o.live:
-                    await self.gateway.aclose()
+                await self.gateway.aclose()
             finally:
                 self.lock.release()
         if broken is not None and not failure:

@@ -14,10 +14,11 @@ from core.config import AppConfig
 from execution.backtest import make_strategy
 from execution.strategy import Signal, Strategy
 from execution.types import OrderKind
-from execution.venue import Venue
+from execution.venue import Gateway
 from live.feed import BookTick
 from live.loop import Loaded, Loop
 from live.paper import PaperGateway
+from live.runner import make_loop
 from tests.conftest import ConfigFactory
 from warehouse import journal as jr
 
@@ -34,12 +35,12 @@ class Recorder(Strategy):
 
     seen: list[tuple[int, int, int]] = field(default_factory=list)
 
-    def on_decision(self, v: Venue, s: Signal) -> None:
+    def on_decision(self, v: Gateway, s: Signal) -> None:
         self.seen.append((v.now, s.ts_ns, v.book().ts_local))
         if len(self.seen) == 1:
             v.submit(1, 0.001, kind=OrderKind.MARKET)
 
-    def on_wake(self, v: Venue) -> None:
+    def on_wake(self, v: Gateway) -> None:
         return None
 
 
@@ -74,11 +75,16 @@ def run(cfg: AppConfig, tmp_path: Path, live_feed: bool, latency_ns: int, n: int
     gw = PaperGateway(cfg, None, 0, S)
     journal = jr.Journal(tmp_path / f"j-{live_feed}-{latency_ns}.sqlite", "unit")
     model = Loaded(cast(Any, UpModel()), "1", np.zeros(0, np.int64))
-    loop = Loop(cfg, gw, strategy, model, journal, live_feed=live_feed)
+    loop = make_loop(cfg, gw, strategy, model, journal, paced=live_feed)
     for k in range(n):
         loop.on_tick(book(k, latency_ns))
     journal.close()
     return loop, strategy
+
+
+def paper(loop: Loop) -> PaperGateway:
+    assert isinstance(loop.gw, PaperGateway)
+    return loop.gw
 
 
 def test_an_order_decided_on_a_live_tick_reaches_the_exchange_at_its_arrival_plus_entry_latency(
@@ -93,12 +99,12 @@ def test_an_order_decided_on_a_live_tick_reaches_the_exchange_at_its_arrival_plu
     # g0 + 10 ms passed for the runner when update 3010 (stamped g0 + 50 ms) arrived, at g0 + 90 ms: the
     # decision is taken then, on the book received by then (that same update)
     assert strategy.seen[0] == (g0 + 90 * MS, g0, g0 + 90 * MS)
-    order = loop.gw.engine.orders()[0]
+    order = paper(loop).engine.orders()[0]
     assert (order["ts_submit_local"], order["ts_arrive_ex"]) == (g0 + 90 * MS, g0 + 95 * MS)
     # the exchange filled it at g0 + 95 ms on the book it held then: update 3010's best ask
-    fill = loop.gw.engine.fills()[0]
+    fill = paper(loop).engine.fills()[0]
     assert (int(fill["ts_ex"]), float(fill["price"])) == (g0 + 95 * MS, round(50_000.0 + 301.0 + 0.1, 1))
-    assert loop.unarrived == loop.stale_rows == loop.superseded == 0
+    assert loop.rows.unarrived == loop.rows.timing.stale == loop.rows.superseded == 0
     decisions = list(jr.read(tmp_path / "j-True-40000000.sqlite", ["decision"]))
     assert [(d.ts_ns, d.data["grid_ns"]) for d in decisions] == [(g0 + 90 * MS, g0)]
 
@@ -111,9 +117,9 @@ def test_a_replay_decides_at_grid_time_plus_delay_as_the_backtester(make_config:
     loop, strategy = run(cfg, tmp_path, live_feed=False, latency_ns=40 * MS)
     # at g0 + 10 ms the last update received is 3009 (stamped g0 - 50 ms, received g0 - 10 ms)
     assert strategy.seen[0] == (g0 + 10 * MS, g0, g0 - 10 * MS)
-    order = loop.gw.engine.orders()[0]
+    order = paper(loop).engine.orders()[0]
     assert (order["ts_submit_local"], order["ts_arrive_ex"]) == (g0 + 10 * MS, g0 + 15 * MS)
-    fill = loop.gw.engine.fills()[0]
+    fill = paper(loop).engine.fills()[0]
     assert (int(fill["ts_ex"]), float(fill["price"])) == (g0 + 15 * MS, round(50_000.0 + 300.9 + 0.1, 1))
 
 
@@ -124,10 +130,10 @@ def test_a_live_feed_running_late_by_more_than_stale_after_is_not_traded(
     # 3.05 s old, more than the risk manager's stale_after (2 s), though each book is fresh by its arrival
     cfg = make_config(risk={"stale_after": "2s"})
     loop, strategy = run(cfg, tmp_path, live_feed=True, latency_ns=3 * S, n=3_100)
-    assert strategy.seen == [] and loop.gw.engine.orders().size == 0
-    assert loop.stale_rows == 9  # the rows of T0 + 301 .. 309 s, made due by updates 3010 .. 3090
+    assert strategy.seen == [] and paper(loop).engine.orders().size == 0
+    assert loop.rows.timing.stale == 9  # the rows of T0 + 301 .. 309 s, made due by updates 3010 .. 3090
     # 1.5 s late is not stale: the rows are decided, each 1.55 s after its grid time; the last one (T0 +
     # 309 s, due at 310.55 s) waits for an update stamped after that, which never comes
     loop, strategy = run(cfg, tmp_path, live_feed=True, latency_ns=1_500 * MS, n=3_100)
     assert [(s[1] - T0, s[0] - s[1]) for s in strategy.seen] == [((301 + i) * S, 1_550 * MS) for i in range(8)]
-    assert loop.stale_rows == 0 and len(loop.scheduled) == 1
+    assert loop.rows.timing.stale == 0 and len(loop.scheduled) == 1

@@ -358,13 +358,13 @@ def test_a_newly_promoted_model_is_swapped_in_between_decisions(trained: tuple[A
 
 def _loop(cfg: AppConfig, tmp_path: Path) -> Any:
     from execution.backtest import make_strategy
-    from live.loop import Loop
     from live.paper import PaperGateway
+    from live.runner import make_loop
 
     model = registry.load_version(cfg, "1")
     gw = PaperGateway(cfg, None, 0, NS)
     j = jr.Journal(tmp_path / "j.sqlite", "unit")
-    return Loop(cfg, gw, make_strategy("passive", cfg, model.horizon_ns), Loaded.of(model, "1"), j, live_feed=True)
+    return make_loop(cfg, gw, make_strategy("passive", cfg, model.horizon_ns), Loaded.of(model, "1"), j, paced=True)
 
 
 @pytest.mark.parametrize(
@@ -378,15 +378,15 @@ def test_a_burst_of_exchange_errors_or_rate_limits_halts(
     loop = _loop(cfg, tmp_path)
     n = getattr(cfg.live, limit)
     setattr(loop.gw, counter, n - 1)
-    loop.watch(loop.wall_last_tick, True)
+    loop.check(loop.watch.feed.wall_last_tick, True)
     assert not loop.halted_reason  # one short of the burst
-    later = loop.wall_last_tick + cfg.live.burst_window + NS
+    later = loop.watch.feed.wall_last_tick + cfg.live.burst_window + NS
     setattr(loop.gw, counter, n)  # the old ones left the window: one new error is no burst
-    loop.wall_last_tick = later
-    loop.watch(later, True)
+    loop.watch.feed.wall_last_tick = later
+    loop.check(later, True)
     assert not loop.halted_reason
     setattr(loop.gw, counter, 2 * n)
-    loop.watch(later, True)
+    loop.check(later, True)
     assert reason in loop.halted_reason
     assert [r.data["reason"] for r in jr.read(tmp_path / "j.sqlite", ["halt"])] == [loop.halted_reason]
 
@@ -394,13 +394,13 @@ def test_a_burst_of_exchange_errors_or_rate_limits_halts(
 def test_an_invalid_book_for_too_long_halts(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
     cfg = _cfg(trained[0], tmp_path)
     loop = _loop(cfg, tmp_path)
-    t = loop.wall_last_tick
-    loop.watch(t, False)  # invalid: the runner waits for the resync
-    loop.watch(t + cfg.live.invalid_book // 2, True)  # resynced in time
-    loop.watch(t + cfg.live.invalid_book, False)
+    t = loop.watch.feed.wall_last_tick
+    loop.check(t, False)  # invalid: the runner waits for the resync
+    loop.check(t + cfg.live.invalid_book // 2, True)  # resynced in time
+    loop.check(t + cfg.live.invalid_book, False)
     assert not loop.halted_reason
-    loop.wall_last_tick = t + 2 * cfg.live.invalid_book
-    loop.watch(t + 2 * cfg.live.invalid_book + NS, False)
+    loop.watch.feed.wall_last_tick = t + 2 * cfg.live.invalid_book
+    loop.check(t + 2 * cfg.live.invalid_book + NS, False)
     assert loop.halted_reason.startswith("no valid book")
     loop.resume()
     assert not loop.halted_reason and loop.strategy.risk.state.name == "ACTIVE"
@@ -436,10 +436,10 @@ def test_a_model_that_grows_too_old_while_running_halts_the_runner(
     cfg = _cfg(trained[0], tmp_path)
     loop = _loop(cfg, tmp_path)
     created = registry.version_created_ns(cfg, "1")
-    loop.m = Loaded.of(loop.m.model, "1", created)
-    loop.watch(loop.wall_last_tick, True, created + cfg.live.max_model_age - NS)
+    loop.decider.m = Loaded.of(loop.m.model, "1", created)
+    loop.check(loop.watch.feed.wall_last_tick, True, created + cfg.live.max_model_age - NS)
     assert not loop.halted_reason
-    loop.watch(loop.wall_last_tick, True, created + cfg.live.max_model_age + NS)
+    loop.check(loop.watch.feed.wall_last_tick, True, created + cfg.live.max_model_age + NS)
     assert "older than live.max_model_age" in loop.halted_reason
 
 

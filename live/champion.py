@@ -14,7 +14,6 @@ from core.config import AppConfig
 from core.errors import UserError
 from features import feature_set_for
 from live.decide import Loaded
-from market.venues import venue_by_name
 
 log = logging.getLogger("live.runner")
 
@@ -57,7 +56,7 @@ def load_model(cfg: AppConfig, uri: str | None, now_ns: int, threshold: float | 
 
 
 def check_model(cfg: AppConfig, feature_set: str, created_ns: int, version: str, now_ns: int) -> None:
-    ours = feature_set_for(cfg.features.digest(), venue_by_name(cfg.instrument.venue).tick_size)
+    ours = feature_set_for(cfg.features.digest(), cfg.instrument.tick_size)
     if feature_set != ours:
         raise UserError(
             f"model version {version} was trained on feature set {feature_set}; this runner computes {ours}"

@@ -10,7 +10,6 @@ from core.config import AppConfig
 from core.errors import UserError
 from features import NAMES
 from features import labels as lb
-from market.venues import venue_by_name
 from warehouse.db import one, reading
 from warehouse.feature_tables import horizon_name, ids, table_exists
 
@@ -40,7 +39,7 @@ class TrainingData:
 def newest_label_ns(cfg: AppConfig) -> int | None:
     """The grid time of the newest row labelled at the training horizon (None: nothing labelled yet)."""
     venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol
-    _, ls = ids(cfg, venue_by_name(venue).tick_size)
+    _, ls = ids(cfg, venue)
     path = cfg.resolve(cfg.warehouse.path)
     if not path.exists():
         return None
@@ -59,7 +58,7 @@ def newest_label_ns(cfg: AppConfig) -> int | None:
 def load(cfg: AppConfig, window_ns: int, end_ns: int | None = None, min_rows: int = 1) -> TrainingData:
     """The labelled rows of the last ``window_ns`` up to ``end_ns`` (default: the newest label)."""
     venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol
-    fs, ls = ids(cfg, venue_by_name(venue).tick_size)
+    fs, ls = ids(cfg, venue)
     h = horizon_name(cfg.training.horizon)
     path = cfg.resolve(cfg.warehouse.path)
     with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
@@ -115,7 +114,7 @@ class FeatureRows:
 def load_features(cfg: AppConfig, start_ns: int | None = None, end_ns: int | None = None) -> FeatureRows:
     """Feature rows of the config's feature set with ``start_ns <= ts <= end_ns`` (open ends: all)."""
     venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol
-    fs, _ = ids(cfg, venue_by_name(venue).tick_size)
+    fs, _ = ids(cfg, venue)
     path = cfg.resolve(cfg.warehouse.path)
     lo = start_ns if start_ns is not None else -(2**62)
     hi = end_ns if end_ns is not None else 2**62

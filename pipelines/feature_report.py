@@ -46,8 +46,8 @@ def _derived(cfg: AppConfig, directory: Path, grid_ns: int) -> AppConfig:
     return cfg.model_copy(update={"warehouse": wh, "features": feats})
 
 
-def _ic(cfg: AppConfig, name: str, venue_tick: float = 0.1) -> Dataset:
-    fs, ls = ids(cfg, venue_tick)
+def _ic(cfg: AppConfig, name: str, venue: str) -> Dataset:
+    fs, ls = ids(cfg, venue)
     horizons = [horizon_name(h) for h in cfg.labels.horizons]
     cols = ", ".join(f"f.{n}" for n in NAMES)
     rets = ", ".join(f"l.ret_{h}" for h in horizons)
@@ -76,7 +76,7 @@ def simulated(cfg: AppConfig, out: Path, duration_ns: int, grid_ns: int) -> Data
             raise UserError(f"simulated ingest failed: {result.error}")
     with StepProgress("features (simulated)") as progress:
         build(c, on_progress=progress)
-    return _ic(c, "simulated")
+    return _ic(c, "simulated", c.instrument.venue)
 
 
 def real(cfg: AppConfig, out: Path, data_dir: Path, grid_ns: int) -> Dataset | None:
@@ -95,7 +95,7 @@ def real(cfg: AppConfig, out: Path, data_dir: Path, grid_ns: int) -> Dataset | N
                 raise UserError(f"import of {episode} failed: {result.error}")
     with StepProgress("features (real)") as progress:
         build(c, on_progress=progress)
-    return _ic(c, "real (Binance)")
+    return _ic(c, "real (Binance)", "binance")
 
 
 def write(datasets: list[Dataset], cfg: AppConfig, out: Path) -> list[Path]:

@@ -36,7 +36,7 @@ from features import labels as lb
 from features.grid import live_horizon, segment_starts
 from features.grid import rows as grid_rows
 from market.events import TableSpec, fixed_to_numpy
-from market.venues import venue_by_name
+from market.venues import tick_size
 from warehouse.db import one, reading, writing
 from warehouse.feature_tables import ensure_table, features_spec, ids, labels_spec, table_exists
 from warehouse.schema import stored_levels
@@ -152,11 +152,11 @@ def build(
         raise UserError(f"features.levels is {cfg.features.levels} but the warehouse keeps {stored} levels")
     if not pairs:
         raise UserError(f"{path}: no book data to build features from (run an ingest first)")
-    fs, ls = ids(cfg, 0.1)
+    fs, ls = ids(cfg, cfg.instrument.venue)
     result = BuildResult(feature_set=fs, label_set=ls)
     for venue, symbol in pairs:
-        tick = venue_by_name(venue).tick_size
-        result.feature_set, result.label_set = ids(cfg, tick)
+        tick = tick_size(cfg.instrument, venue)
+        result.feature_set, result.label_set = ids(cfg, venue)
         result.pairs.append(f"{venue}/{symbol}")
         result.feature_rows += _build_features(
             cfg, venue, symbol, tick, stored, start_ns, end_ns, result.feature_set, on_progress

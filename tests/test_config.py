@@ -157,11 +157,11 @@ def test_ids_hash_only_what_changes_results() -> None:
     from warehouse.feature_tables import ids
 
     cfg = AppConfig()
-    fs, ls = ids(cfg, 0.1)
+    fs, ls = ids(cfg, cfg.instrument.venue)
 
     def with_(section: str, **values: object) -> tuple[str, str]:
         s = getattr(cfg, section).model_copy(update=values)
-        return ids(cfg.model_copy(update={section: s}), 0.1)
+        return ids(cfg.model_copy(update={section: s}), cfg.instrument.venue)
 
     assert with_("features", chunk=parse_duration_ns("1h")) == (fs, ls)  # a memory bound
     assert with_("instrument", taker_fee=0.001) == (fs, ls)  # no label is built on it

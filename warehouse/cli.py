@@ -15,7 +15,6 @@ from core.cli import add_config_argument, run_main
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_duration, format_ns, parse_duration_ns, parse_time_ns
-from market.venues import venue_by_name
 from warehouse import clocks, feature_tables, reader
 from warehouse.db import one, reading
 from warehouse.schema import describe, stored_levels
@@ -178,7 +177,7 @@ def _export_built(cfg: AppConfig, args: argparse.Namespace, out: Path, start: in
         venue, symbol = reader.pick_pair(
             con, args.venue, args.symbol, (cfg.instrument.venue, cfg.instrument.venue_symbol)
         )
-        fs, ls = feature_tables.ids(cfg, venue_by_name(venue).tick_size)
+        fs, ls = feature_tables.ids(cfg, venue)
         wanted = args.set or (fs if args.table == "features" else ls)
         sets = [r[0] for r in con.execute(f"SELECT DISTINCT {set_col} FROM {args.table} ORDER BY 1").fetchall()]
         if wanted not in sets:

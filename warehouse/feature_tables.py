@@ -11,6 +11,7 @@ from core.config import AppConfig
 from features import feature_set_for, feature_set_id
 from features.catalog import FEATURES
 from market.events import Column, TableSpec
+from market.venues import tick_size
 from warehouse.db import one
 
 NS = 1_000_000_000
@@ -84,9 +85,9 @@ def labels_spec(cfg: AppConfig) -> TableSpec:
     )
 
 
-def ids(cfg: AppConfig, tick: float) -> tuple[str, str]:
-    """(feature set id, label set id) for this config."""
-    fs = feature_set_for(cfg.features.digest(), tick)
+def ids(cfg: AppConfig, venue: str) -> tuple[str, str]:
+    """(feature set id, label set id) for this config and data from ``venue`` (its tick size)."""
+    fs = feature_set_for(cfg.features.digest(), tick_size(cfg.instrument, venue))
     # the dead zone is built on the maker fee: it changes the labels; the taker fee does not
     ls = feature_set_id(f"labels|{cfg.labels.digest()}|maker_fee={cfg.instrument.maker_fee}|grid={cfg.features.grid}")
     return fs, ls

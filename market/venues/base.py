@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.config import InstrumentConfig
 from core.errors import UserError
 from market.events import RawInput
 from market.parsing import Parsed
@@ -32,6 +33,13 @@ _REGISTRY: dict[str, Venue] = {}
 def register(venue: Venue) -> Venue:
     _REGISTRY[venue.name] = venue
     return venue
+
+
+def tick_size(instrument: InstrumentConfig, venue: str) -> float:
+    """The price tick of data from ``venue``: the configured instrument's on its own venue (the one
+    source: config.yaml, re-read from the exchange when online), the venue module's for recordings
+    of another venue."""
+    return instrument.tick_size if venue == instrument.venue else venue_by_name(venue).tick_size
 
 
 def venue_by_name(name: str) -> Venue:

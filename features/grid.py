@@ -22,7 +22,8 @@ from features.catalog import MAX_LOOKBACK_S
 
 NS = 1_000_000_000
 WARMUP_NS = MAX_LOOKBACK_S * NS  # a segment's first row: every window inside it
-VOL_WINDOW_S = 300.0  # the window of rv_300s_bps (features/catalog.py)
+VOL_FEATURE = "rv_300s_bps"  # the feature sigma_1s is built from (features/catalog.py)
+VOL_WINDOW_S = 300.0  # its window
 
 
 @overload

@@ -24,7 +24,7 @@ from execution.engine import Engine
 from execution.quality import RunRecord, metrics
 from execution.report import load_metrics, load_samples, write_report
 from features import NAMES
-from features.grid import sigma_1s
+from features.grid import VOL_FEATURE, sigma_1s
 from models import registry
 from models.model import StackedModel
 from pipelines.dataset import load_features
@@ -33,7 +33,6 @@ from pipelines.replay import load_market
 
 log = logging.getLogger(__name__)
 HOUR_NS = 3600 * 1_000_000_000
-VOL_FEATURE, VOL_WINDOW_S = "rv_300s_bps", 300.0
 
 
 def signals(model: StackedModel, ts: np.ndarray, x: np.ndarray) -> Signals:

@@ -7,7 +7,6 @@ the training procedure (pipelines/training.py) and the registry entry.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import replace
 from typing import Any
 
@@ -20,10 +19,11 @@ from execution.backtest import Signals, blocks_of, engine_config, make_strategy,
 from execution.engine import Engine
 from execution.quality import RunRecord
 from features.catalog import MAX_LOOKBACK_S
+from features.grid import VOL_FEATURE, sigma_1s
 from models.learners import BoostParams
 from models.registry import log_training
 from models.result import Evidence, TrainResult
-from pipelines.backtest import HOUR_NS, VOL_FEATURE, VOL_WINDOW_S
+from pipelines.backtest import HOUR_NS
 from pipelines.dataset import TrainingData, load
 from pipelines.progress import StepProgress
 from pipelines.replay import load_market
@@ -64,7 +64,7 @@ class StrategyRun:
     def __call__(self, rows: np.ndarray, p_up: np.ndarray, p_down: np.ndarray, direction: np.ndarray) -> RunRecord:
         cfg, horizon = self.cfg, self.cfg.training.horizon
         ts = self.data.ts[rows]
-        sigma = self.data.x[rows, self.vol] * 1e-4 / math.sqrt(VOL_WINDOW_S)
+        sigma = sigma_1s(self.data.x[rows, self.vol])
         signals = Signals(ts, p_up, p_down, np.asarray(direction, np.int8), sigma)
         lo, hi = int(ts[0]) - 1_000_000_000, int(ts[-1]) + horizon + 60_000_000_000
         levels = cfg.features.levels

@@ -1,7 +1,9 @@
 """Microstructure features and labels: pure numpy / numba kernels shared by training and live.
 
 - ``catalog``: every feature's name, definition, window, unit and source (``python -m features catalog``)
-- ``kernels``: the numba step functions (one per book update, one per trade)
+- ``kernels``: the numba step functions (one per book update, one per trade); their memory is
+  ``state``, the vector they write is ``vector``
+- ``records``: what the engine takes (``BookEvent`` / ``TradeEvent``, ``BookArrays`` / ``TradeArrays``)
 - ``engine``: ``BatchFeatures`` (arrays of a recording) and ``OnlineFeatures`` (event by event)
 - ``labels``: forward returns, direction with a dead zone, triple barrier (training only)
 """

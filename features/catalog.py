@@ -50,10 +50,10 @@ def _ofi_def(level: int) -> str:
     return f"OFI of level {level}: e_n with b{level}, a{level}, qb{level}, qa{level} in place of level 1"
 
 
-def _build() -> tuple[Feature, ...]:
+def _book_state() -> list[Feature]:
+    """Instantaneous book state: spread, imbalance, micro-price, depth, slope, walk costs."""
     f: list[Feature] = []
     add = f.append
-    # -- instantaneous book state -------------------------------------------------------------
     add(Feature("spread_bps", "(a1 - b1) / m * 1e4", "", "bps", BOOK))
     add(Feature("spread_ticks", "(a1 - b1) / tick", "", "ticks", BOOK))
     for n in (1, 3, 5, 10):
@@ -105,7 +105,13 @@ def _build() -> tuple[Feature, ...]:
             )
     add(Feature("log_qty_bid_l1", "ln(qb1)", "", "ln BTC", BOOK))
     add(Feature("log_qty_ask_l1", "ln(qa1)", "", "ln BTC", BOOK))
-    # -- order flow over book updates -----------------------------------------------------------
+    return f
+
+
+def _order_flow() -> list[Feature]:
+    """Order flow over book updates: OFI per level, multi-level OFI, adds and cancels."""
+    f: list[Feature] = []
+    add = f.append
     for w in (1, 10, 60):
         add(Feature(f"ofi_l1_{w}s", _ofi_def(1), f"{w}s", "BTC", CKS))
     for level in range(2, MLOFI_LEVELS + 1):
@@ -144,7 +150,13 @@ def _build() -> tuple[Feature, ...]:
                     BOOK,
                 )
             )
-    # -- prices and volatility ------------------------------------------------------------------
+    return f
+
+
+def _prices() -> list[Feature]:
+    """Prices and volatility: returns, realized volatility, mid changes, Kyle's lambda."""
+    f: list[Feature] = []
+    add = f.append
     for w in (1, 10, 60):
         add(Feature(f"ret_{w}s_bps", f"ln(m / m as of t - {w}s) * 1e4 (NaN before {w}s of data)", f"{w}s", "bps", BOOK))
     for w in (10, 60, 300):
@@ -168,7 +180,13 @@ def _build() -> tuple[Feature, ...]:
             KYLE,
         )
     )
-    # -- trades -----------------------------------------------------------------------------------
+    return f
+
+
+def _trades() -> list[Feature]:
+    """Trades: flow imbalance, counts, volume, mean size."""
+    f: list[Feature] = []
+    add = f.append
     for w in TRADE_WINDOWS_S:
         add(
             Feature(
@@ -183,7 +201,13 @@ def _build() -> tuple[Feature, ...]:
         add(Feature(f"trade_count_{w}s", "number of trades in the window", f"{w}s", "count", TRADES))
     add(Feature("trade_volume_10s", "total traded size in the window", "10s", "BTC", TRADES))
     add(Feature("trade_size_mean_10s", "mean trade size in the window, 0 when none", "10s", "BTC", TRADES))
-    # -- time ---------------------------------------------------------------------------------------
+    return f
+
+
+def _time() -> list[Feature]:
+    """Time: since the last mid change and the last trade, time of day."""
+    f: list[Feature] = []
+    add = f.append
     add(
         Feature(
             "time_since_mid_change_s",
@@ -196,10 +220,10 @@ def _build() -> tuple[Feature, ...]:
     add(Feature("time_since_trade_s", f"seconds since the last trade (capped at {TIME_CAP_S:.0f})", "", "s", TRADES))
     add(Feature("tod_sin", "sin(2 pi * seconds since 00:00 UTC / 86400)", "", "", BOOK))
     add(Feature("tod_cos", "cos(2 pi * seconds since 00:00 UTC / 86400)", "", "", BOOK))
-    return tuple(f)
+    return f
 
 
-FEATURES: tuple[Feature, ...] = _build()
+FEATURES: tuple[Feature, ...] = (*_book_state(), *_order_flow(), *_prices(), *_trades(), *_time())  # output order
 NAMES: tuple[str, ...] = tuple(x.name for x in FEATURES)
 INDEX: dict[str, int] = {n: i for i, n in enumerate(NAMES)}
 N_FEATURES = len(FEATURES)

@@ -7,78 +7,38 @@
     online.update(TradeEvent(ts, 65000.1, 0.01, +1))
     vector = online.update(BookEvent(ts, epoch, bid_px, bid_qty, ask_px, ask_qty))
 
-Both call the same numba step functions on the same state layout (features/kernels.py), so the
+Both call the same numba step functions on the same state (features/kernels.py, features/state.py), so the
 online vector after an update equals the batch row of that update (tests/test_features.py).
 Bad input (NaN, a crossed book, time going backwards) raises ``FeatureInputError`` with one line.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from core.timefmt import format_ns
 from features import kernels as kn
+from features import state as sk
 from features.catalog import MAX_LOOKBACK_S, MIN_LEVELS, N_FEATURES
+from features.records import BookArrays, BookEvent, TradeArrays, TradeEvent
+
+__all__ = [
+    "BatchFeatures",
+    "BookArrays",
+    "BookEvent",
+    "FeatureInputError",
+    "OnlineFeatures",
+    "TradeArrays",
+    "TradeEvent",
+]
 
 
 class FeatureInputError(ValueError):
     """The market data handed to the feature engine is invalid (one line)."""
 
 
-class BookEvent(NamedTuple):
-    """The book after one update: exchange time, book epoch, and the top levels per side."""
-
-    ts_ns: int
-    epoch_ns: int
-    bid_px: np.ndarray
-    bid_qty: np.ndarray
-    ask_px: np.ndarray
-    ask_qty: np.ndarray
-
-
-class TradeEvent(NamedTuple):
-    ts_ns: int
-    price: float
-    qty: float
-    side: int  # +1 taker buy, -1 taker sell
-
-
-class BookArrays(NamedTuple):
-    """Book updates of a recording, one row per update (as stored in the warehouse's snapshots)."""
-
-    ts_ns: np.ndarray  # int64[n]
-    epoch_ns: np.ndarray  # int64[n]
-    bid_px: np.ndarray  # float64[n, L]
-    bid_qty: np.ndarray
-    ask_px: np.ndarray
-    ask_qty: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.ts_ns.shape[0])
-
-
-class TradeArrays(NamedTuple):
-    ts_ns: np.ndarray  # int64[m]
-    price: np.ndarray  # float64[m]
-    qty: np.ndarray  # float64[m]
-    side: np.ndarray  # int8[m]
-
-    def __len__(self) -> int:
-        return int(self.ts_ns.shape[0])
-
-    def take(self, start: int, stop: int | None = None) -> TradeArrays:
-        s = slice(start, stop)
-        return TradeArrays(self.ts_ns[s], self.price[s], self.qty[s], self.side[s])
-
-    @staticmethod
-    def empty() -> TradeArrays:
-        return TradeArrays(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int8))
-
-
 def _error(code: int, what: str, ts: int) -> FeatureInputError:
-    return FeatureInputError(f"features: {what} at {format_ns(int(ts))}: {kn.ERRORS.get(code, f'error {code}')}")
+    return FeatureInputError(f"features: {what} at {format_ns(int(ts))}: {sk.ERRORS.get(code, f'error {code}')}")
 
 
 class _Driver:
@@ -86,17 +46,17 @@ class _Driver:
         if not tick > 0:
             raise ValueError("tick must be positive")
         self.tick = tick
-        self.state = kn.new_state(tick, capacity, capacity)
+        self.state = sk.new_state(tick, capacity, capacity)
         self.first_ts: int | None = None
 
     def reset(self) -> None:
         """Forget all history (a new session); the vector is then built up again from nothing."""
-        kn.reset_state(self.state)
+        sk.reset_state(self.state)
         self.first_ts = None
 
     def warm_at(self, ts_ns: int) -> bool:
         """Whether every window is fully covered by the data seen, as of ``ts_ns``."""
-        return self.first_ts is not None and ts_ns - self.first_ts >= MAX_LOOKBACK_S * kn.NS
+        return self.first_ts is not None and ts_ns - self.first_ts >= MAX_LOOKBACK_S * sk.NS
 
 
 def _check_levels(n_levels: int) -> None:
@@ -120,7 +80,7 @@ class OnlineFeatures(_Driver):
 
     def update_trade(self, ts_ns: int, price: float, qty: float, side: int) -> None:
         code = kn.on_trade(self.state, ts_ns, float(price), float(qty), int(side))
-        if code != kn.OK:
+        if code != sk.OK:
             raise _error(code, "trade", ts_ns)
 
     def update_book(
@@ -134,7 +94,7 @@ class OnlineFeatures(_Driver):
     ) -> np.ndarray:
         _check_levels(min(bid_px.shape[0], ask_px.shape[0]))
         code = kn.on_book(self.state, ts_ns, epoch_ns, bid_px, bid_qty, ask_px, ask_qty, self.vector)
-        if code != kn.OK:
+        if code != sk.OK:
             raise _error(code, "book update", ts_ns)
         if self.first_ts is None:
             self.first_ts = ts_ns
@@ -160,22 +120,9 @@ class BatchFeatures(_Driver):
             self._pending = tr
             return out
         _check_levels(min(book.bid_px.shape[1], book.ask_px.shape[1]))
-        code, i, j = kn.run(
-            self.state,
-            np.ascontiguousarray(book.ts_ns, np.int64),
-            np.ascontiguousarray(book.epoch_ns, np.int64),
-            np.ascontiguousarray(book.bid_px, np.float64),
-            np.ascontiguousarray(book.bid_qty, np.float64),
-            np.ascontiguousarray(book.ask_px, np.float64),
-            np.ascontiguousarray(book.ask_qty, np.float64),
-            np.ascontiguousarray(tr.ts_ns, np.int64),
-            np.ascontiguousarray(tr.price, np.float64),
-            np.ascontiguousarray(tr.qty, np.float64),
-            np.ascontiguousarray(tr.side, np.int8),
-            out,
-        )
-        if code != kn.OK:
-            is_trade = code in (kn.ERR_BAD_TRADE, kn.ERR_TRADE_BACKWARDS)
+        code, i, j = kn.run(self.state, book.contiguous(), tr.contiguous(), out)
+        if code != sk.OK:
+            is_trade = code in (sk.ERR_BAD_TRADE, sk.ERR_TRADE_BACKWARDS)
             raise _error(code, "trade" if is_trade else "book update", tr.ts_ns[j] if is_trade else book.ts_ns[i])
         self._pending = tr.take(j)
         if self.first_ts is None:

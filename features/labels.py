@@ -142,19 +142,20 @@ def dead_zone(maker_fee: float, taker_fee: float = 0.0, extra: float = 0.0, roun
 # ---------------------------------------------------------------- triple barrier
 
 
+class _Barriers(NamedTuple):
+    """What the triple-barrier kernel labels: the sample grid, each row's width, the barriers' reach."""
+
+    t: NDArray[np.int64]
+    vol: NDArray[np.float64]
+    tp_mult: float
+    sl_mult: float
+    horizon_ns: int
+
+
 @nb.njit(cache=True)
-def _triple_barrier_kernel(
-    ts: np.ndarray,
-    mid: np.ndarray,
-    t: np.ndarray,
-    vol: np.ndarray,
-    tp_mult: float,
-    sl_mult: float,
-    horizon_ns: int,
-    label: np.ndarray,
-    exit_ns: np.ndarray,
-    ret: np.ndarray,
-) -> None:
+def _triple_barrier_kernel(ts: np.ndarray, mid: np.ndarray, rows: _Barriers, out: TripleBarrier) -> None:
+    t, vol, tp_mult, sl_mult, horizon_ns = rows
+    label, exit_ns, ret = out
     n = ts.shape[0]
     last_ts = ts[n - 1]
     a = -1  # last update with ts <= t[i]
@@ -225,8 +226,9 @@ def triple_barrier(
     label = np.empty(m_rows, dtype=np.int8)
     exit_ns = np.empty(m_rows, dtype=np.int64)
     ret = np.empty(m_rows, dtype=np.float64)
-    _triple_barrier_kernel(ts_a, mid_a, t_a, vol_a, float(tp_mult), float(sl_mult), h, label, exit_ns, ret)
-    return TripleBarrier(label, exit_ns, ret)
+    out = TripleBarrier(label, exit_ns, ret)
+    _triple_barrier_kernel(ts_a, mid_a, _Barriers(t_a, vol_a, float(tp_mult), float(sl_mult), h), out)
+    return out
 
 
 # ---------------------------------------------------------------- barrier width

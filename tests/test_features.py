@@ -376,3 +376,13 @@ def test_information_coefficient_is_spearman() -> None:
     assert np.isnan(ic[3])  # a constant feature has no IC
     with pytest.raises(ValueError, match="must be"):
         information_coefficient(x[:, 0], y)
+
+
+@pytest.mark.kernels
+def test_the_kernels_write_exactly_the_catalogs_features() -> None:
+    from features.state import I_WRITTEN
+
+    eng = OnlineFeatures(tick=0.1)
+    for e in _golden_events():
+        eng.update(e)
+    assert eng.state.i[I_WRITTEN] == N_FEATURES

@@ -22,9 +22,11 @@ here, Rust behind ctypes driven from numba, work with it).
 
 Timing: wall time of the replay loop alone (loading, the event conversion and the backtester's
 construction excluded), after a warm-up run on a slice that compiles both sides; the median of
-five runs. Each tool drives its strategy its own way: ours from Python between ``run_until``
-calls, hftbacktest's from a numba function around ``elapse``. Events are the MarketData's book
-events + trades, for both tools; hftbacktest's own row count (one row per changed level) is shown.
+five runs. Each tool drives its strategy from compiled code: ours as a compiled step the engine's
+loop calls every 100 ms (execution.compiled, ``Engine.drive``), hftbacktest's from a numba function
+around ``elapse``; the row ``ours-python`` runs the same rule from Python between ``run_until``
+calls (what a research strategy pays). Events are the MarketData's book events + trades, for all;
+hftbacktest's own row count (one row per changed level) is shown.
 
 Why the fill counts could differ (on these recordings they match, order for order):
 - Derived depth events: hftbacktest takes per-level changes, the warehouse keeps top-20 snapshots.
@@ -62,6 +64,8 @@ import numpy as np
 
 from bench.common import CACHE, ROOT, SHARED, entry
 from core.config import AppConfig, load_config
+from execution import compiled
+from execution.compiled import Arrays, CompiledStrategy
 from execution.engine import Engine
 from execution.market import MarketData
 from execution.types import EngineConfig, FillRule, QueueModel, Side
@@ -152,17 +156,53 @@ def _quote(engine: Engine) -> None:
         engine.submit(side, QTY, k * tick)
 
 
-def _ours(market: MarketData) -> Run:
+class QuoteState(NamedTuple):
+    qty: np.ndarray  # float64[1]: the size of each quote
+
+
+@nb.njit()
+def _quote_step(e: Arrays, s: QuoteState, why: int) -> None:
+    """``_quote`` as a compiled step (execution.compiled): the same decisions in the same order."""
+    bid, ask = compiled.best_bid(e), compiled.best_ask(e)
+    if np.isnan(bid) or np.isnan(ask):
+        return
+    tick = compiled.tick_size(e)
+    want_buy, want_sell = round(bid / tick), round(ask / tick)
+    need_buy, need_sell = True, True
+    first, end = compiled.live_orders(e)
+    for row in range(first, end):
+        if not compiled.is_live(e, row):
+            continue
+        side, k = compiled.order_side(e, row), round(compiled.order_price(e, row) / tick)
+        if side > 0 and need_buy and k == want_buy:
+            need_buy = False
+        elif side < 0 and need_sell and k == want_sell:
+            need_sell = False
+        else:
+            compiled.cancel(e, row + 1)
+    if need_buy:
+        compiled.submit(e, 1, s.qty[0], want_buy * tick, compiled.LIMIT, True, 0)
+    if need_sell:
+        compiled.submit(e, -1, s.qty[0], want_sell * tick, compiled.LIMIT, True, 0)
+
+
+def _ours(market: MarketData, python: bool = False) -> Run:
+    """Our engine with the quoting rule: compiled into the engine's loop, or (``python``) run from
+    Python between ``run_until`` calls."""
     engine = Engine(CONFIG, market.levels)
     engine.load(market)
     now = int(market.book_ts_local[0])
     end = int(max(market.book_ts_ex[-1], _delivery(market)[-1], market.trade_ts_ex[-1])) + 1
+    strategy = CompiledStrategy(_quote_step, QuoteState(np.array([QTY])), STEP_NS, now, 0)
     t0 = time.perf_counter()
-    while now < end:
-        engine.run_until(now)
-        _quote(engine)
-        now += STEP_NS
-    engine.run_until(end)
+    if python:
+        while now < end:
+            engine.run_until(now)
+            _quote(engine)
+            now += STEP_NS
+        engine.run_until(end)
+    else:
+        engine.drive(strategy, end)
     seconds = time.perf_counter() - t0
     qty = engine.fills()["qty"]
     real = qty[qty >= CONFIG.lot / 2]  # leaves out float-residue fills of ~1e-17 BTC (records.whole_lots)
@@ -353,21 +393,33 @@ def run() -> list[dict[str, Any]]:
         events = _hbt_events(hbt, market, CONFIG.tick)
         start = int(market.book_ts_local[0])
         warm = _slice(market, WARMUP_EVENTS)
-        _ours(warm)  # compile / warm up both
+        _ours(warm)  # compile / warm up all three
+        _ours(warm, python=True)
         _theirs(hbt, _hbt_events(hbt, warm, CONFIG.tick), start)
         rows.append(Row(name, "ours", market.n_events, None, _median([_ours(market) for _ in range(REPEAT)])))
+        in_python = _median([_ours(market, python=True) for _ in range(REPEAT)])
+        rows.append(Row(name, "ours-python", market.n_events, None, in_python))
         hbt_run = _median([_theirs(hbt, events, start) for _ in range(REPEAT)])
         rows.append(Row(name, "hftbacktest", market.n_events, len(events), hbt_run))
-    ours, theirs = _total(rows, "ours"), _total(rows, "hftbacktest")
-    print(f"  the same quoting rule in both, {LEVELS} levels, hftbacktest {hbt.__version__}:")
-    print("  " + _table([*rows, ours, theirs]).replace("\n", "\n  "))
+    ours, python, theirs = _total(rows, "ours"), _total(rows, "ours-python"), _total(rows, "hftbacktest")
+    print(f"  the same quoting rule in all, {LEVELS} levels, hftbacktest {hbt.__version__}:")
+    print("  ours: compiled into the engine's loop; ours-python: from Python between run_until calls")
+    print("  " + _table([*rows, ours, python, theirs]).replace("\n", "\n  "))
     ours_eps, theirs_eps = ours.events / ours.run.seconds, theirs.events / theirs.run.seconds
     note = f"{ours.events:,} events (book + trades), two Binance episodes; hftbacktest replays {theirs.hbt_rows:,} rows"
     name = "execution vs hftbacktest"
     return [
         entry(f"{name}: our engine events/s (same quoting rule, real recording)", ours_eps, "events/s", None, note),
         entry(f"{name}: hftbacktest events/s", theirs_eps, "events/s", None, f"hftbacktest {hbt.__version__}; {note}"),
-        entry(f"{name}: speed ratio ours / hftbacktest", ours_eps / theirs_eps, "x", None),
+        entry(f"{name}: speed ratio ours / hftbacktest", ours_eps / theirs_eps, "x", ">= 1.0"),
+        entry(
+            f"{name}: our engine events/s, the rule in Python",
+            python.events / python.run.seconds,
+            "events/s",
+            None,
+            f"{python.run.fills:,} fills, {python.run.orders:,} orders "
+            f"(compiled: {ours.run.fills:,}, {ours.run.orders:,})",
+        ),
         entry(
             f"{name}: fills ours",
             ours.run.fills,

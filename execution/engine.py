@@ -17,17 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from execution import kernel
+from execution import compiled, kernel
 from execution import records as r
+from execution.compiled import Arrays, CompiledStrategy
 from execution.market import MarketData, empty_market
 from execution.types import FILL_DTYPE, ORDER_DTYPE, EngineConfig, OrderKind, OrderStatus, Side
 from execution.venue import BookView, OpenOrder
 
 NS = 1_000_000_000
 FAR_PAST = -(1 << 62)
-BOOK_FIELDS = tuple(f for f in MarketData._fields if not f.startswith("trade_"))
-TRADE_FIELDS = tuple(f for f in MarketData._fields if f.startswith("trade_"))
-SAMPLE_DTYPE = r.SAMPLE_DTYPE  # the equity curve on the exchange clock (execution.records)
+
+# The equity curve on the exchange clock: cash is net of fees and funding, equity = cash + position * mid.
+SAMPLE_DTYPE = np.dtype(
+    [("ts", np.int64), ("mid", np.float64), ("position", np.float64), ("cash", np.float64), ("equity", np.float64)]
+)
 
 
 class Wake(IntFlag):
@@ -42,7 +45,7 @@ class Wake(IntFlag):
 
 @dataclasses.dataclass(frozen=True)
 class Counters:
-    """Request outcomes, counted at the exchange (fields of records.STATE_DTYPE of the same name)."""
+    """Request outcomes, counted at the exchange."""
 
     requests: int  # requests that reached the exchange (each counts against the rate limit)
     post_only_rejects: int  # new orders and amends refused because they would take
@@ -58,23 +61,6 @@ def _grow(a: np.ndarray, rows: int, fill: float = 0) -> np.ndarray:
     return out
 
 
-def _state(cfg: EngineConfig, sample_ns: int, cash: float, position: float) -> np.ndarray:
-    """The kernels' one-row state record: clocks at the far past, the configuration, the account."""
-    state = np.zeros(1, r.STATE_DTYPE)
-    st = state[0]
-    st["next_sample"] = st["next_funding"] = r.INF
-    st["now"] = st["ex_now"] = st["last_delivery"] = FAR_PAST
-    st["entry_ns"], st["response_ns"] = cfg.entry_latency_ns, cfg.response_latency_ns
-    st["rate_limit"], st["rate_window_ns"] = cfg.rate_limit, cfg.rate_window_ns
-    st["sample_ns"], st["funding_ns"] = sample_ns, cfg.fees.funding_interval_ns
-    st["queue_model"], st["fill_rule"] = int(cfg.queue_model), int(cfg.fill_rule)
-    st["cash"] = st["l_cash"] = cash
-    st["position"] = st["l_position"] = position
-    st["tick"], st["lot"], st["power"] = cfg.tick, cfg.lot, cfg.queue_power
-    st["maker"], st["taker"], st["funding_rate"] = cfg.fees.maker, cfg.fees.taker, cfg.fees.funding_rate
-    return state
-
-
 class Engine:
     """Event-driven fill simulation for one instrument (REFERENCE section 2)."""
 
@@ -85,35 +71,40 @@ class Engine:
         if levels < 1:
             raise ValueError("levels must be >= 1")
         self.cfg, self.levels, self.sample_ns, self.initial_cash = cfg, levels, sample_ns, cash
-        self.arrays = r.Arrays(
-            state=_state(cfg, sample_ns, cash, position),
-            market=empty_market(levels),
-            dep=np.zeros((2, levels)),
-            rate=np.full(max(cfg.rate_limit, 1), FAR_PAST, np.int64),
-            orders=np.zeros(64, r.ORDER_STATE_DTYPE),
-            book=np.zeros((2, 64), np.int64),
-            requests=np.zeros(64, r.REQUEST_DTYPE),
-            reports=np.zeros(256, r.REPORT_DTYPE),
-            fills=np.zeros(256, FILL_DTYPE),
-            samples=np.zeros(256, r.SAMPLE_DTYPE),
-        )
-
-    @property
-    def _st(self) -> np.void:
-        st: np.void = self.arrays.state[0]  # a view: writes reach the kernels' state
-        return st
-
-    def _set(self, **arrays: Any) -> None:
-        self.arrays = self.arrays._replace(**arrays)
+        si = np.zeros(r.N_SI, np.int64)
+        si[r.S_NEXT_SAMPLE] = si[r.S_NEXT_FUNDING] = r.INF
+        si[r.S_NOW] = si[r.S_EX_NOW] = si[r.S_LAST_DELIVERY] = si[r.S_NEXT_TIMER] = FAR_PAST
+        si[r.K_ENTRY], si[r.K_RESPONSE] = cfg.entry_latency_ns, cfg.response_latency_ns
+        si[r.K_RATE_LIMIT], si[r.K_RATE_WINDOW] = cfg.rate_limit, cfg.rate_window_ns
+        si[r.K_SAMPLE], si[r.K_FUNDING] = sample_ns, cfg.fees.funding_interval_ns
+        si[r.K_QUEUE_MODEL] = int(cfg.queue_model)
+        si[r.K_FILL_RULE] = int(cfg.fill_rule)
+        sf = np.zeros(r.N_SF)
+        sf[r.P_CASH] = sf[r.L_CASH] = cash
+        sf[r.P_POS] = sf[r.L_POS] = position
+        sf[r.K_TICK], sf[r.K_LOT], sf[r.K_POWER] = cfg.tick, cfg.lot, cfg.queue_power
+        sf[r.K_MAKER], sf[r.K_TAKER], sf[r.K_FUNDING_RATE] = cfg.fees.maker, cfg.fees.taker, cfg.fees.funding_rate
+        self._si, self._sf = si, sf
+        none = empty_market(levels)  # the market buffers, in MarketData's field order
+        self._books: list[np.ndarray] = list(none[:6])
+        self._trades: list[np.ndarray] = list(none[6:])
+        self._dep = np.zeros((2, levels))
+        self._oi, self._of = np.zeros((64, r.N_OI), np.int64), np.zeros((64, r.N_OF))
+        self._opn = np.zeros((2, 64), np.int64)
+        self._qi, self._qf = np.zeros((64, 3), np.int64), np.zeros((64, 2))
+        self._ri, self._rf = np.zeros((256, 5), np.int64), np.zeros((256, 3))
+        self._fi, self._ff = np.zeros((256, 6), np.int64), np.zeros((256, 4))
+        self._smi, self._smf = np.zeros(256, np.int64), np.zeros((256, 4))
+        self._rl = np.full(max(cfg.rate_limit, 1), FAR_PAST, np.int64)
 
     # --- market input ----------------------------------------------------------------------------
 
     def load(self, market: MarketData) -> None:
         """Append a recorded block (events after everything already held); the data ends with it."""
         m = market.validate().top(self.levels)
-        self._append(m, BOOK_FIELDS, "n_book")
-        self._append(m, TRADE_FIELDS, "n_trade")
-        self._st["finite"] = 1
+        self._append_books(m.book_ts_ex, m.book_ts_local, m.bid_px, m.bid_qty, m.ask_px, m.ask_qty)
+        self._append_trades(m.trade_ts_ex, m.trade_ts_local, m.trade_price, m.trade_qty, m.trade_side)
+        self._si[r.S_FINITE] = 1
 
     def push_book(
         self,
@@ -130,63 +121,69 @@ class Engine:
             raise ValueError("book event: negative or NaN sizes")
         if len(bid_px) and len(ask_px) and bid_px[0] >= ask_px[0]:
             raise ValueError("book event: crossed")
-        n = self._reserve(BOOK_FIELDS, "n_book", int(ts_ex))
-        m, k = self.arrays.market, self.levels
-        m.book_ts_ex[n], m.book_ts_local[n] = ts_ex, ts_local
-        for dst, src, fill in (
-            (m.bid_px, bid_px, math.nan),
-            (m.bid_qty, bq, 0.0),
-            (m.ask_px, ask_px, math.nan),
-            (m.ask_qty, aq, 0.0),
-        ):
-            j = min(len(src), k)
-            dst[n, :j] = src[:j]
-            dst[n, j:] = fill
-        self._st["n_book"] = n + 1
-        self._st["finite"] = 0
+        n = self._reserve_books(int(ts_ex))
+        b, k = self._books, self.levels
+        b[0][n], b[1][n] = ts_ex, ts_local
+        for dst, src, fill in ((b[2], bid_px, math.nan), (b[3], bq, 0.0), (b[4], ask_px, math.nan), (b[5], aq, 0.0)):
+            m = min(len(src), k)
+            dst[n, :m] = src[:m]
+            dst[n, m:] = fill
+        self._si[r.S_N_BOOK] = n + 1
+        self._si[r.S_FINITE] = 0
 
     def push_trade(self, ts_ex: int, ts_local: int, price: float, qty: float, side: int) -> None:
         """One live trade (``side``: the taker's, +1 buy / -1 sell)."""
         if not (price > 0 and qty > 0 and side in (1, -1)):
             raise ValueError(f"trade: bad price, size or side ({price}, {qty}, {side})")
-        n = self._reserve(TRADE_FIELDS, "n_trade", int(ts_ex))
-        m = self.arrays.market
-        m.trade_ts_ex[n], m.trade_ts_local[n], m.trade_price[n], m.trade_qty[n], m.trade_side[n] = (
-            ts_ex, ts_local, price, qty, side,
-        )  # fmt: skip
-        self._st["n_trade"] = n + 1
-        self._st["finite"] = 0
+        n = self._reserve_trades(int(ts_ex))
+        t = self._trades
+        t[0][n], t[1][n], t[2][n], t[3][n], t[4][n] = ts_ex, ts_local, price, qty, side
+        self._si[r.S_N_TRADE] = n + 1
+        self._si[r.S_FINITE] = 0
 
-    def _reserve(self, fields: tuple[str, ...], count: str, first_ts: int, k: int = 1) -> int:
-        """Room for ``k`` more book rows (or trades) after the held ones; returns the first free row.
-        Rows the exchange and we are both done with are dropped (the current book rows stay)."""
-        st, m = self._st, self.arrays.market
-        n = int(st[count])
-        times = getattr(m, fields[0])
-        if n and first_ts < times[n - 1]:
-            raise ValueError(
-                "book events go back in exchange time" if count == "n_book" else "trades go back in exchange time"
-            )
-        if n + k > len(times):
-            if count == "n_book":
-                keep = max(min(int(st["ex_book"]), int(st["loc_book"])) - 1, 0)
-                st["ex_book"] -= keep
-                st["loc_book"] -= keep
-            else:
-                keep = int(st["ex_trade"])
-                st["ex_trade"] = 0
-            self._set(market=m._replace(**{f: _grow(getattr(m, f)[keep:n], n - keep + k) for f in fields}))
-            st[count] = n - keep
-        return int(st[count])
+    def _reserve_books(self, first_ts: int, k: int = 1) -> int:
+        """Room for ``k`` more book rows after the held ones; returns the first free row."""
+        si = self._si
+        n = int(si[r.S_N_BOOK])
+        if n and first_ts < self._books[0][n - 1]:
+            raise ValueError("book events go back in exchange time")
+        if n + k > len(self._books[0]):
+            keep = max(min(int(si[r.S_EX_BOOK]), int(si[r.S_LOC_BOOK])) - 1, 0)  # the current rows stay
+            self._books = [_grow(a[keep:n], n - keep + k) for a in self._books]
+            si[r.S_EX_BOOK] -= keep
+            si[r.S_LOC_BOOK] -= keep
+            si[r.S_N_BOOK] = n - keep
+        return int(si[r.S_N_BOOK])
 
-    def _append(self, src: MarketData, fields: tuple[str, ...], count: str) -> None:
-        k = len(getattr(src, fields[0]))
+    def _reserve_trades(self, first_ts: int, k: int = 1) -> int:
+        si = self._si
+        n = int(si[r.S_N_TRADE])
+        if n and first_ts < self._trades[0][n - 1]:
+            raise ValueError("trades go back in exchange time")
+        if n + k > len(self._trades[0]):
+            keep = int(si[r.S_EX_TRADE])
+            self._trades = [_grow(a[keep:n], n - keep + k) for a in self._trades]
+            si[r.S_EX_TRADE] = 0
+            si[r.S_N_TRADE] = n - keep
+        return int(si[r.S_N_TRADE])
+
+    def _append_books(self, *cols: np.ndarray) -> None:
+        k = len(cols[0])
         if k == 0:
             return
-        n = self._reserve(fields, count, int(getattr(src, fields[0])[0]), k)
-        for f in fields:
-            getattr(self.arrays.market, f)[n : n + k] = getattr(src, f)
-        self._st[count] = n + k
+        n = self._reserve_books(int(cols[0][0]), k)
+        for a, c in zip(self._books, cols, strict=True):
+            a[n : n + k] = c
+        self._si[r.S_N_BOOK] = n + k
+
+    def _append_trades(self, *cols: np.ndarray) -> None:
+        k = len(cols[0])
+        if k == 0:
+            return
+        n = self._reserve_trades(int(cols[0][0]), k)
+        for a, c in zip(self._trades, cols, strict=True):
+            a[n : n + k] = c
+        self._si[r.S_N_TRADE] = n + k
 
     # --- the clock ---------------------------------------------------------------------------------
 
@@ -197,46 +194,74 @@ class Engine:
         if t_local_ns < self.now:
             raise ValueError(f"run_until({t_local_ns}) is before now ({self.now})")
         while True:
-            flags = int(kernel.run(int(t_local_ns), int(wake), self.arrays))
+            b, t = self._books, self._trades
+            flags = int(kernel.run(
+                int(t_local_ns), int(wake), self._si, self._sf, b[0], b[1], b[2], b[3], b[4], b[5],
+                t[0], t[1], t[2], t[3], t[4], self._dep, self._oi, self._of, self._opn, self._qi, self._qf,
+                self._ri, self._rf, self._fi, self._ff, self._smi, self._smf, self._rl,
+            ))  # fmt: skip
             if not flags & r.W_SPACE:
                 return Wake(flags)
             self._make_room()
 
+    def drive(self, strategy: CompiledStrategy, t_local_ns: int) -> Wake:
+        """Run a compiled strategy inside the compiled loop to local time ``t_local_ns`` (or the end
+        of the data when it wakes on Wake.END): execution.compiled. Returns what ended it."""
+        if t_local_ns < self.now:
+            raise ValueError(f"drive({t_local_ns}) is before now ({self.now})")
+        if self._si[r.S_NEXT_TIMER] == FAR_PAST:
+            self._si[r.S_NEXT_TIMER] = strategy.start_ns
+        while True:
+            e = self.arrays()
+            flags = int(
+                compiled.drive(int(t_local_ns), strategy.every_ns, strategy.wake, e, strategy.step, strategy.state)
+            )
+            if not flags & r.W_SPACE:
+                return Wake(flags)
+            self._make_room()
+            self._room_for(2 * compiled.MAX_REQUESTS)
+            self._ri, self._rf = _grow(self._ri, 2 * len(self._ri)), _grow(self._rf, 2 * len(self._rf))
+
+    def arrays(self) -> Arrays:
+        """The engine's arrays by name (valid until the engine grows them: call again after each run)."""
+        orders = (self._oi, self._of, self._opn, self._qi, self._qf, self._ri, self._rf)
+        results = (self._fi, self._ff, self._smi, self._smf, self._rl)
+        return Arrays._make((self._si, self._sf, *self._books, *self._trades, self._dep, *orders, *results))
+
     def _make_room(self) -> None:
-        """Drop the delivered reports and grow the reports, fills and samples for the next event."""
-        st, a = self._st, self.arrays
-        head, n = int(st["rep_head"]), int(st["rep_n"])
-        a.reports[: n - head] = a.reports[head:n].copy()
-        st["rep_head"], st["rep_n"] = 0, n - head
-        need = 2 * (int(st["n_open"].sum()) + self.levels + 2) + 2
-        if n - head + need > len(a.reports):
-            self._set(reports=_grow(a.reports, n - head + need))
-        if st["n_fills"] + need > len(a.fills):
-            self._set(fills=_grow(a.fills, len(a.fills) + need))
-        if st["n_samples"] + 1 > len(a.samples):
-            self._set(samples=_grow(a.samples, 1))
+        si = self._si
+        head, n = int(si[r.S_REP_HEAD]), int(si[r.S_REP_N])
+        self._ri[: n - head], self._rf[: n - head] = self._ri[head:n].copy(), self._rf[head:n].copy()
+        si[r.S_REP_HEAD], si[r.S_REP_N] = 0, n - head
+        need = 2 * (int(si[r.S_N_OPEN] + si[r.S_N_OPEN + 1]) + self.levels + 2) + 2
+        if n - head + need > len(self._ri):
+            self._ri, self._rf = _grow(self._ri, n - head + need), _grow(self._rf, n - head + need)
+        if si[r.S_N_FILLS] + need > len(self._fi):
+            self._fi, self._ff = _grow(self._fi, len(self._fi) + need), _grow(self._ff, len(self._ff) + need)
+        if si[r.S_N_SAMPLES] + 1 > len(self._smi):
+            self._smi, self._smf = _grow(self._smi, 1), _grow(self._smf, 1)
 
     @property
     def now(self) -> int:
         """The local clock (ns)."""
-        return int(self._st["now"])
+        return int(self._si[r.S_NOW])
 
     # --- the local view ----------------------------------------------------------------------------
 
     def _row(self) -> int:
-        return int(self._st["loc_book"]) - 1
+        return int(self._si[r.S_LOC_BOOK]) - 1
 
     @property
     def best_bid(self) -> float:
         """Best bid of the last book received (NaN before the first)."""
         i = self._row()
-        return float(self.arrays.market.bid_px[i, 0]) if i >= 0 else math.nan
+        return float(self._books[2][i, 0]) if i >= 0 else math.nan
 
     @property
     def best_ask(self) -> float:
         """Best ask of the last book received (NaN before the first)."""
         i = self._row()
-        return float(self.arrays.market.ask_px[i, 0]) if i >= 0 else math.nan
+        return float(self._books[4][i, 0]) if i >= 0 else math.nan
 
     @property
     def mid(self) -> float:
@@ -249,26 +274,24 @@ class Engine:
         if i < 0:
             nan, zero = np.full(self.levels, math.nan), np.zeros(self.levels)
             return BookView(-1, nan, zero, nan.copy(), zero.copy())
-        m = self.arrays.market
-        return BookView(
-            int(m.book_ts_local[i]), m.bid_px[i].copy(), m.bid_qty[i].copy(), m.ask_px[i].copy(), m.ask_qty[i].copy()
-        )
+        b = self._books
+        return BookView(int(b[1][i]), b[2][i].copy(), b[3][i].copy(), b[4][i].copy(), b[5][i].copy())
 
     def position(self) -> float:
         """BTC held (short negative), as reported by ``now``."""
-        return float(self._st["l_position"])
+        return float(self._sf[r.L_POS])
 
     def cash(self) -> float:
         """Starting cash - cost of fills - fees - funding, as reported by ``now``."""
-        return float(self._st["l_cash"])
+        return float(self._sf[r.L_CASH])
 
     def fees_paid(self) -> float:
         """USDT paid in maker and taker fees, as reported by ``now``."""
-        return float(self._st["l_fees"])
+        return float(self._sf[r.L_FEES])
 
     def funding_paid(self) -> float:
         """USDT paid in funding (negative: received), as reported by ``now``."""
-        return float(self._st["l_funding"])
+        return float(self._sf[r.L_FUNDING])
 
     def equity(self) -> float:
         """Cash + position * mid (the local view)."""
@@ -277,34 +300,30 @@ class Engine:
 
     def open_orders(self) -> list[OpenOrder]:
         """Orders sent and not reported done by ``now`` (pending ones included, as last reported)."""
-        o = self.arrays.orders[: self._n_orders]
-        live = np.flatnonzero(o["l_status"] <= int(OrderStatus.OPEN))
+        oi, of = self._oi[: self._n_orders], self._of[: self._n_orders]
+        live = np.flatnonzero(oi[:, r.O_L_STATUS] <= int(OrderStatus.OPEN))
         return [
             OpenOrder(
                 int(i + 1),
-                int(o["tag"][i]),
-                int(o["side"][i]),
-                float(o["l_price"][i]),
-                float(o["l_qty"][i]),
-                float(o["l_filled"][i]),
+                int(oi[i, r.O_TAG]),
+                int(oi[i, r.O_SIDE]),
+                float(of[i, r.F_L_PRICE]),
+                float(of[i, r.F_L_QTY]),
+                float(of[i, r.F_L_FILLED]),
             )
             for i in live
         ]
 
     def order_status(self, order_id: int) -> OrderStatus:
         """The order's status as last reported to us."""
-        return OrderStatus(int(self.arrays.orders["l_status"][self._index(order_id)]))
+        return OrderStatus(int(self._oi[self._index(order_id), r.O_L_STATUS]))
 
     def order_terms(self, order_id: int) -> tuple[float, float, float]:
         """(price, qty, filled) of one order as the exchange holds it (after its amends)."""
-        o = self.arrays.orders[self._index(order_id)]
-        return float(o["price"]), float(o["qty"]), float(o["filled"])
+        i = self._index(order_id)
+        return float(self._of[i, r.F_PRICE]), float(self._of[i, r.F_QTY]), float(self._of[i, r.F_FILLED])
 
     # --- requests ----------------------------------------------------------------------------------
-
-    @property
-    def _n_orders(self) -> int:
-        return int(self._st["n_orders"])
 
     def submit(
         self,
@@ -317,20 +336,19 @@ class Engine:
     ) -> int:
         """Send a new order now; it reaches the exchange after the entry latency. Returns its id."""
         side, kind = Side(side), OrderKind(kind)
+        self._room_for(1)
         idx = self._n_orders
-        if idx == len(self.arrays.orders):
-            book = np.zeros((2, 2 * idx), np.int64)
-            book[:, :idx] = self.arrays.book
-            self._set(orders=_grow(self.arrays.orders, 0), book=book)
-        self._st["n_orders"] = idx + 1
+        self._si[r.S_N_ORDERS] = idx + 1
         market = kind == OrderKind.MARKET
+        oi, of = self._oi[idx], self._of[idx]
+        oi[:] = 0
+        oi[r.O_SIDE], oi[r.O_KIND], oi[r.O_POST], oi[r.O_TAG] = side, kind, post_only and not market, tag
+        oi[r.O_TS_SUBMIT], oi[r.O_TS_ARRIVE], oi[r.O_TS_DONE] = self.now, -1, -1
+        oi[r.O_STATUS] = oi[r.O_L_STATUS] = OrderStatus.PENDING
         px = math.nan if market else float(price)
-        o = self.arrays.orders[idx]  # a fresh row: the array is zeros past n_orders
-        o["side"], o["kind"], o["post_only"], o["tag"] = side, kind, post_only and not market, tag
-        o["ts_submit"], o["ts_arrive"], o["ts_done"] = self.now, -1, -1
-        o["status"] = o["l_status"] = r.PENDING
-        o["price"], o["qty"], o["l_price"], o["l_qty"] = px, qty, px, qty
-        o["qa0"] = math.nan
+        of[:] = 0.0
+        of[r.F_PRICE], of[r.F_QTY], of[r.F_L_PRICE], of[r.F_L_QTY] = px, qty, px, qty
+        of[r.F_QA0] = math.nan
         self._request(r.REQ_NEW, idx + 1, math.nan, math.nan)
         return idx + 1
 
@@ -352,45 +370,86 @@ class Engine:
         """Cancel every order open when the request arrives (one request)."""
         self._request(r.REQ_CANCEL_ALL, 0, math.nan, math.nan)
 
+    @property
+    def _n_orders(self) -> int:
+        return int(self._si[r.S_N_ORDERS])
+
+    def _room_for(self, k: int) -> None:
+        """Room for ``k`` more orders and requests."""
+        n, si = self._n_orders, self._si
+        if n + k > len(self._oi):
+            self._oi, self._of = _grow(self._oi, n + k), _grow(self._of, n + k)
+            opn = np.zeros((2, len(self._oi)), np.int64)
+            opn[:, : self._opn.shape[1]] = self._opn
+            self._opn = opn
+        head, m = int(si[r.S_REQ_HEAD]), int(si[r.S_REQ_N])
+        if m + k > len(self._qi):
+            self._qi, self._qf = _grow(self._qi[head:m], m - head + k), _grow(self._qf[head:m], m - head + k)
+            si[r.S_REQ_HEAD], si[r.S_REQ_N] = 0, m - head
+
     def _index(self, order_id: int) -> int:
         if not 1 <= order_id <= self._n_orders:
             raise ValueError(f"unknown order id {order_id}")
         return order_id - 1
 
     def _request(self, kind: int, oid: int, price: float, qty: float) -> None:
-        st = self._st
-        head, n = int(st["req_head"]), int(st["req_n"])
-        if n == len(self.arrays.requests):
-            self._set(requests=_grow(self.arrays.requests[head:n], n - head + 1))
-            st["req_head"], n = 0, n - head
-        self.arrays.requests[n] = (self.now + st["entry_ns"], kind, oid, price, qty)
-        st["req_n"] = n + 1
+        si = self._si
+        self._room_for(1)
+        n = int(si[r.S_REQ_N])
+        self._qi[n] = (self.now + si[r.K_ENTRY], kind, oid)
+        self._qf[n] = (price, qty)
+        si[r.S_REQ_N] = n + 1
 
     # --- results -----------------------------------------------------------------------------------
 
     def fills(self, start: int = 0) -> np.ndarray:
         """Every fill so far (exchange side; from the ``start``-th), as FILL_DTYPE rows in time order."""
-        return self.arrays.fills[start : int(self._st["n_fills"])].copy()
+        n = int(self._si[r.S_N_FILLS])
+        fi, ff = self._fi[start:n], self._ff[start:n]
+        out = np.zeros(max(n - start, 0), FILL_DTYPE)
+        out["ts_ex"], out["ts_local"], out["order_id"], out["tag"] = fi[:, 0], fi[:, 1], fi[:, 2], fi[:, 3]
+        out["side"], out["maker"] = fi[:, r.FI_SIDE], fi[:, r.FI_MAKER].astype(bool)
+        out["price"], out["qty"], out["fee"], out["queue_ahead"] = ff[:, 0], ff[:, 1], ff[:, 2], ff[:, 3]
+        return out
 
     def orders(self) -> np.ndarray:
         """Every order sent (exchange side; open ones have ts_done_ex -1), as ORDER_DTYPE rows."""
         n = self._n_orders
-        o = self.arrays.orders[:n]
+        oi, of = self._oi[:n], self._of[:n]
         out = np.zeros(n, ORDER_DTYPE)
         out["order_id"] = np.arange(1, n + 1)
-        for name in ("tag", "side", "kind", "status", "post_only", "reject", "amends", "price", "qty", "filled"):
-            out[name] = o[name]
-        out["ts_submit_local"], out["ts_arrive_ex"], out["ts_done_ex"] = o["ts_submit"], o["ts_arrive"], o["ts_done"]
+        for name, col in (("tag", r.O_TAG), ("side", r.O_SIDE), ("kind", r.O_KIND), ("status", r.O_STATUS)):
+            out[name] = oi[:, col]
+        out["post_only"] = oi[:, r.O_POST].astype(bool)
+        out["reject"], out["amends"] = oi[:, r.O_REJECT], oi[:, r.O_AMENDS]
+        out["ts_submit_local"], out["ts_arrive_ex"], out["ts_done_ex"] = (
+            oi[:, r.O_TS_SUBMIT],
+            oi[:, r.O_TS_ARRIVE],
+            oi[:, r.O_TS_DONE],
+        )
+        out["price"], out["qty"], out["filled"] = of[:, r.F_PRICE], of[:, r.F_QTY], of[:, r.F_FILLED]
         return out
 
     def samples(self) -> np.ndarray:
         """The equity curve: one SAMPLE_DTYPE row every ``sample_ns`` of exchange time."""
-        return self.arrays.samples[: int(self._st["n_samples"])].copy()
+        n = int(self._si[r.S_N_SAMPLES])
+        out = np.zeros(n, SAMPLE_DTYPE)
+        out["ts"] = self._smi[:n]
+        for j, name in enumerate(("mid", "position", "cash", "equity")):
+            out[name] = self._smf[:n, j]
+        return out
 
     def counters(self) -> Counters:
         """How the requests so far fared at the exchange."""
-        st = self._st
-        return Counters(**{f.name: int(st[f.name]) for f in dataclasses.fields(Counters)})
+        si = self._si
+        return Counters(
+            requests=int(si[r.C_REQUESTS]),
+            post_only_rejects=int(si[r.C_POST_ONLY]),
+            rate_limit_rejects=int(si[r.C_RATE_LIMIT]),
+            too_late_cancels=int(si[r.C_LATE_CANCEL]),
+            too_late_amends=int(si[r.C_LATE_AMEND]),
+            invalid=int(si[r.C_INVALID]),
+        )
 
     def describe(self) -> dict[str, Any]:
         """The configuration that shaped the fills, for the run's metadata (REFERENCE 2, point 11)."""

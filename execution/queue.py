@@ -1,8 +1,8 @@
 """Queue position and passive (maker) fills of our resting orders (REFERENCE section 2, points 5-7).
 
-Our open orders are kept per side in price-time priority (``book[0]`` buys best first, ``book[1]``
+Our open orders are kept per side in price-time priority (``opn[0]`` buys best first, ``opn[1]``
 sells best first); orders at one price form one FIFO, the later behind the earlier. Each order
-tracks the *market* volume ahead of it at its price (``ahead``): the recorded book never holds our
+tracks the *market* volume ahead of it at its price (``F_AHEAD``): the recorded book never holds our
 simulated orders, so "ahead" never exceeds the displayed size there; the BTC ahead of the n-th own
 order at a price is its market volume ahead plus what our earlier orders there still have left.
 
@@ -33,7 +33,31 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from execution.records import Arrays, record_fill, to_tick, whole_lots
+from execution.records import (
+    F_AHEAD,
+    F_FILLED,
+    F_LEVEL,
+    F_PRICE,
+    F_QA0,
+    F_QTY,
+    F_TRADED,
+    K_FILL_RULE,
+    K_LOT,
+    K_POWER,
+    K_QUEUE_MODEL,
+    K_TICK,
+    O_KNOWN,
+    O_SEQ,
+    O_SIDE,
+    O_TICK,
+    S_DEPLETED,
+    S_N_OPEN,
+    S_SEQ,
+    T_TOUCH,
+    record_fill,
+    to_tick,
+    whole_lots,
+)
 from execution.types import FillRule, QueueModel
 
 RISK_AVERSE = int(QueueModel.RISK_AVERSE)
@@ -59,80 +83,86 @@ def level_at(px: np.ndarray, qty: np.ndarray, dep: np.ndarray, tick: int, tick_s
 
 
 @nb.njit(inline="always")
-def _remaining(e: Arrays, idx: int) -> float:
-    return float(e.orders[idx].qty - e.orders[idx].filled)
+def _remaining(of: np.ndarray, idx: int) -> float:
+    return float(of[idx, F_QTY] - of[idx, F_FILLED])
 
 
 @nb.njit()
-def insert_open(e: Arrays, idx: int) -> None:
+def insert_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> None:
     """Put order ``idx`` in its side's list, behind every order at its price or better."""
-    st = e.state[0]
-    s = 0 if e.orders[idx].side > 0 else 1
-    n = st.n_open[s]
-    tick = e.orders[idx].tick
+    s = 0 if oi[idx, O_SIDE] > 0 else 1
+    n = si[S_N_OPEN + s]
+    tick = oi[idx, O_TICK]
     j = 0
     while j < n:
-        k = e.orders[e.book[s, j]].tick
+        k = oi[opn[s, j], O_TICK]
         if (k < tick) if s == 0 else (k > tick):
             break
         j += 1
     for m in range(n, j, -1):
-        e.book[s, m] = e.book[s, m - 1]
-    e.book[s, j] = idx
-    st.n_open[s] = n + 1
+        opn[s, m] = opn[s, m - 1]
+    opn[s, j] = idx
+    si[S_N_OPEN + s] = n + 1
 
 
 @nb.njit()
-def remove_open(e: Arrays, idx: int) -> None:
+def remove_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> None:
     """Take order ``idx`` out of its side's list (no-op when it is not there)."""
-    st = e.state[0]
-    s = 0 if e.orders[idx].side > 0 else 1
-    n = st.n_open[s]
+    s = 0 if oi[idx, O_SIDE] > 0 else 1
+    n = si[S_N_OPEN + s]
     for j in range(n):
-        if e.book[s, j] == idx:
+        if opn[s, j] == idx:
             for m in range(j, n - 1):
-                e.book[s, m] = e.book[s, m + 1]
-            st.n_open[s] = n - 1
+                opn[s, m] = opn[s, m + 1]
+            si[S_N_OPEN + s] = n - 1
             return
 
 
 @nb.njit()
-def rest(e: Arrays, px: np.ndarray, qty: np.ndarray, dep: np.ndarray, idx: int) -> None:
+def rest(
+    si: np.ndarray,
+    sf: np.ndarray,
+    oi: np.ndarray,
+    of: np.ndarray,
+    opn: np.ndarray,
+    px: np.ndarray,
+    qty: np.ndarray,
+    dep: np.ndarray,
+    idx: int,
+) -> None:
     """Order ``idx`` joins the back of the queue at its price; ``px``/``qty``/``dep`` are its own
     side of the exchange-side book (empty arrays when there is no book yet)."""
-    st = e.state[0]
-    tick = e.orders[idx].tick
+    tick = oi[idx, O_TICK]
     if px.shape[0] == 0:  # no book yet: the queue is learnt from the first one
         size, seen = 0.0, False
     else:
-        size, seen = level_at(px, qty, dep, tick, st.tick, e.orders[idx].side > 0)
-    e.orders[idx].seq = st.seq
-    st.seq += 1
-    e.orders[idx].known = 1 if seen else 0
-    e.orders[idx].level = size
-    e.orders[idx].traded = 0.0
-    insert_open(e, idx)
-    own, floor = own_ahead(e, idx)
+        size, seen = level_at(px, qty, dep, tick, sf[K_TICK], oi[idx, O_SIDE] > 0)
+    oi[idx, O_SEQ] = si[S_SEQ]
+    si[S_SEQ] += 1
+    oi[idx, O_KNOWN] = 1 if seen else 0
+    of[idx, F_LEVEL] = size
+    of[idx, F_TRADED] = 0.0
+    insert_open(si, oi, opn, idx)
+    own, floor = own_ahead(si, oi, of, opn, idx)
     # one FIFO: never less market volume ahead than our earlier orders at this price (the displayed
     # size can be smaller when our own taker order just took from this level)
-    e.orders[idx].ahead = max(size, floor)
-    e.orders[idx].qa0 = e.orders[idx].ahead + own if seen else np.nan
+    of[idx, F_AHEAD] = max(size, floor)
+    of[idx, F_QA0] = of[idx, F_AHEAD] + own if seen else np.nan
 
 
 @nb.njit()
-def own_ahead(e: Arrays, idx: int) -> tuple[float, float]:
+def own_ahead(si: np.ndarray, oi: np.ndarray, of: np.ndarray, opn: np.ndarray, idx: int) -> tuple[float, float]:
     """(what our earlier orders at the same price still have left, the most market volume ahead
     of any of them): they fill before ``idx``."""
-    st = e.state[0]
-    s = 0 if e.orders[idx].side > 0 else 1
-    tick = e.orders[idx].tick
+    s = 0 if oi[idx, O_SIDE] > 0 else 1
+    tick = oi[idx, O_TICK]
     total = 0.0
     most = 0.0
-    for j in range(st.n_open[s]):
-        o = e.book[s, j]
-        if o != idx and e.orders[o].tick == tick and e.orders[o].seq < e.orders[idx].seq:
-            total += _remaining(e, o)
-            most = max(most, e.orders[o].ahead)
+    for j in range(si[S_N_OPEN + s]):
+        o = opn[s, j]
+        if o != idx and oi[o, O_TICK] == tick and oi[o, O_SEQ] < oi[idx, O_SEQ]:
+            total += _remaining(of, o)
+            most = max(most, of[o, F_AHEAD])
     return total, most
 
 
@@ -152,7 +182,14 @@ def queue_after_depth(front: float, prev: float, new: float, traded: float, mode
 
 @nb.njit()
 def touch_fill(
-    e: Arrays,
+    si: np.ndarray,
+    sf: np.ndarray,
+    oi: np.ndarray,
+    of: np.ndarray,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    fi: np.ndarray,
+    ff: np.ndarray,
     opx: np.ndarray,
     oqx: np.ndarray,
     odep: np.ndarray,
@@ -163,10 +200,9 @@ def touch_fill(
     what the opposite side ``opx``/``oqx`` displays at or better than it, net of ``odep`` (what our
     orders took from this book already) and of ``taken_before`` (what they took from the best levels
     at earlier book events while the book stayed crossed). True when the order is now filled."""
-    st = e.state[0]
-    tick_size = st.tick
-    buy = e.orders[idx].side > 0
-    tick = e.orders[idx].tick
+    tick_size = sf[K_TICK]
+    buy = oi[idx, O_SIDE] > 0
+    tick = oi[idx, O_TICK]
     skip = taken_before
     avail = 0.0
     for i in range(opx.shape[0]):
@@ -180,7 +216,7 @@ def touch_fill(
         used = min(a, skip)
         skip -= used
         avail += a - used
-    q = whole_lots(avail, _remaining(e, idx), st.lot)
+    q = whole_lots(avail, _remaining(of, idx), sf[K_LOT])
     if q <= 0.0:
         return False
     skip, left = taken_before, q
@@ -193,20 +229,33 @@ def touch_fill(
         take = min(a - used, left)
         odep[i] += take
         left -= take
-    st.depleted = 1
-    return record_fill(e, idx, e.orders[idx].price, q, True)
+    si[S_DEPLETED] = 1
+    return record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], q, True)
 
 
 @nb.njit()
-def on_book(e: Arrays, row: int) -> None:
-    """The exchange's book is now row ``row`` of the market: fill orders the opposite best reaches, then
+def on_book(
+    si: np.ndarray,
+    sf: np.ndarray,
+    oi: np.ndarray,
+    of: np.ndarray,
+    opn: np.ndarray,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    fi: np.ndarray,
+    ff: np.ndarray,
+    bpx: np.ndarray,
+    bqx: np.ndarray,
+    apx: np.ndarray,
+    aqx: np.ndarray,
+    dep: np.ndarray,
+) -> None:
+    """A new exchange-side book (one row per side): fill orders the opposite best reaches, then
     move every other order's queue position by the level change."""
-    st, m = e.state[0], e.market
-    bpx, bqx, apx, aqx, dep = m.bid_px[row], m.bid_qty[row], m.ask_px[row], m.ask_qty[row], e.dep
-    tick_size = st.tick
-    model = st.queue_model
-    power = st.power
-    whole = st.fill_rule == HFTBACKTEST
+    tick_size = sf[K_TICK]
+    model = si[K_QUEUE_MODEL]
+    power = sf[K_POWER]
+    whole = si[K_FILL_RULE] == HFTBACKTEST
     for s in range(2):
         px = bpx if s == 0 else apx
         qty = bqx if s == 0 else aqx
@@ -215,29 +264,29 @@ def on_book(e: Arrays, row: int) -> None:
         opp = opx[0]
         has_opp = not np.isnan(opp)
         opp_tick = to_tick(opp, tick_size) if has_opp else 0
-        n = st.n_open[s]
+        n = si[S_N_OPEN + s]
         levels = px.shape[0]
         i = 0  # levels and orders are both best first: one merged walk
         level_tick = to_tick(px[0], tick_size) if levels > 0 and px[0] == px[0] else 0
         j = 0
         prev_tick = -1
         prev_ahead = 0.0
-        taken_before = st.touch[s]
+        taken_before = sf[T_TOUCH + s]
         crossed = False
         while j < n:
-            idx = e.book[s, j]
-            tick = e.orders[idx].tick
+            idx = opn[s, j]
+            tick = oi[idx, O_TICK]
             if has_opp and ((opp_tick <= tick) if s == 0 else (opp_tick >= tick)):
                 # the opposite best reached our price: fills at our price, as maker
                 crossed = True
                 if whole:
-                    done = record_fill(e, idx, e.orders[idx].price, _remaining(e, idx), True)
+                    done = record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], _remaining(of, idx), True)
                 else:
-                    before = e.orders[idx].filled
-                    done = touch_fill(e, opx, oqx, dep[1 - s], idx, taken_before)
-                    st.touch[s] += e.orders[idx].filled - before
+                    before = of[idx, F_FILLED]
+                    done = touch_fill(si, sf, oi, of, ri, rf, fi, ff, opx, oqx, dep[1 - s], idx, taken_before)
+                    sf[T_TOUCH + s] += of[idx, F_FILLED] - before
                 if done:
-                    remove_open(e, idx)
+                    remove_open(si, oi, opn, idx)
                     n -= 1
                     continue
             while i < levels and not np.isnan(px[i]) and ((level_tick > tick) if s == 0 else (level_tick < tick)):
@@ -247,59 +296,71 @@ def on_book(e: Arrays, row: int) -> None:
             seen = i < levels  # past the L-th level: not visible
             size = qty[i] - dep[s, i] if seen and not np.isnan(px[i]) and level_tick == tick else 0.0
             if seen:
-                if e.orders[idx].known == 0:  # first sight of a level that was beyond the visible book
-                    e.orders[idx].known = 1
-                    e.orders[idx].ahead = size
-                    e.orders[idx].qa0 = size + own_ahead(e, idx)[0]
+                if oi[idx, O_KNOWN] == 0:  # first sight of a level that was beyond the visible book
+                    oi[idx, O_KNOWN] = 1
+                    of[idx, F_AHEAD] = size
+                    of[idx, F_QA0] = size + own_ahead(si, oi, of, opn, idx)[0]
                 else:
-                    e.orders[idx].ahead = queue_after_depth(
-                        e.orders[idx].ahead, e.orders[idx].level, size, e.orders[idx].traded, model, power
+                    of[idx, F_AHEAD] = queue_after_depth(
+                        of[idx, F_AHEAD], of[idx, F_LEVEL], size, of[idx, F_TRADED], model, power
                     )
-                e.orders[idx].level = size
-                e.orders[idx].traded = 0.0
-            if tick == prev_tick and e.orders[idx].ahead < prev_ahead:
-                e.orders[idx].ahead = prev_ahead  # one FIFO: never ahead of our earlier order
+                of[idx, F_LEVEL] = size
+                of[idx, F_TRADED] = 0.0
+            if tick == prev_tick and of[idx, F_AHEAD] < prev_ahead:
+                of[idx, F_AHEAD] = prev_ahead  # one FIFO: never ahead of our earlier order
             prev_tick = tick
-            prev_ahead = e.orders[idx].ahead
+            prev_ahead = of[idx, F_AHEAD]
             j += 1
         if not crossed:
-            st.touch[s] = 0.0  # the book no longer reaches our orders: what shows next is new volume
+            sf[T_TOUCH + s] = 0.0  # the book no longer reaches our orders: what shows next is new volume
 
 
 @nb.njit()
-def on_trade(e: Arrays, price: float, volume: float, taker_side: int) -> None:
+def on_trade(
+    si: np.ndarray,
+    sf: np.ndarray,
+    oi: np.ndarray,
+    of: np.ndarray,
+    opn: np.ndarray,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    fi: np.ndarray,
+    ff: np.ndarray,
+    price: float,
+    volume: float,
+    taker_side: int,
+) -> None:
     """One print: hand its volume to our orders on the passive side in price-time priority."""
-    st = e.state[0]
     s = 1 if taker_side > 0 else 0  # a taker buy lifts asks: our sells
-    n = st.n_open[s]
+    n = si[S_N_OPEN + s]
     if n == 0:
         return
-    lot = st.lot
-    t = to_tick(price, st.tick)
+    lot = sf[K_LOT]
+    t = to_tick(price, sf[K_TICK])
     unused = volume
     j = 0
     while j < n:
-        idx = e.book[s, j]
-        tick = e.orders[idx].tick
-        rem = _remaining(e, idx)
+        idx = opn[s, j]
+        tick = oi[idx, O_TICK]
+        rem = _remaining(of, idx)
         if (tick > t) if s == 0 else (tick < t):
             # traded through our price: we would have been hit first
             q = whole_lots(unused, rem, lot)
         elif tick == t:
-            e.orders[idx].traded += volume  # explains this much of the next level decrease
-            if e.orders[idx].known == 0:
+            of[idx, F_TRADED] += volume  # explains this much of the next level decrease
+            if oi[idx, O_KNOWN] == 0:
                 j += 1
                 continue
             reach = unused  # what of the print reaches this order's part of the queue
-            ahead = e.orders[idx].ahead
+            ahead = of[idx, F_AHEAD]
             q = whole_lots(reach - ahead, rem, lot)
-            e.orders[idx].ahead = max(ahead - reach, 0.0)
+            of[idx, F_AHEAD] = max(ahead - reach, 0.0)
         else:
             break  # worse than the print: so is everything after it
         if q > 0.0:
             unused -= q
-            if record_fill(e, idx, e.orders[idx].price, q, True):
-                remove_open(e, idx)
+            if record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], q, True):
+                remove_open(si, oi, opn, idx)
                 n -= 1
                 continue
         j += 1

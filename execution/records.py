@@ -1,143 +1,156 @@
-"""The matching engine's state as named records: the layouts, the writers of fills, reports and
+"""The matching engine's state as plain arrays: column layouts, the writers of fills, reports and
 equity samples, and the delivery of reports to the local view.
 
-The kernels (``execution.queue``, ``execution.kernel``) and the ``Engine`` wrapper share one
-``Arrays`` tuple: a one-row ``STATE_DTYPE`` record (clocks, cursors, counters, the configuration
-and the account), the market buffers, and structured arrays of orders, requests and reports in
-flight, fills and equity samples. Every array is owned by ``Engine``; the kernels only write into
-it and report when it needs more room.
+The kernels (``execution.queue``, ``execution.kernel``) and the ``Engine`` wrapper share these
+layouts; numba compiles the integer constants in. Every array is owned by ``Engine``; the kernels
+only write into it and report when it needs more room.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numba as nb
 import numpy as np
 
-from execution.market import MarketData
 from execution.types import OrderStatus
 
 INF = 9_223_372_036_854_775_807  # int64 max: "never"
 
-I8, F8 = np.int64, np.float64
+# si: int64 state vector ------------------------------------------------------------------------
+S_EX_BOOK = 0  # next book event the exchange processes
+S_EX_TRADE = 1  # next trade the exchange processes
+S_LOC_BOOK = 2  # next book event delivered to us
+S_N_BOOK = 3  # book events held
+S_N_TRADE = 4  # trades held
+S_NOW = 5  # local clock
+S_EX_NOW = 6  # exchange clock
+S_LAST_DELIVERY = 7  # local time of the last book delivery (deliveries stay in order)
+S_NEXT_SAMPLE = 8
+S_NEXT_FUNDING = 9
+S_REQ_HEAD = 10  # requests in flight: qi[head:n]
+S_REQ_N = 11
+S_REP_HEAD = 12  # reports in flight: ri[head:n]
+S_REP_N = 13
+S_N_FILLS = 14
+S_N_SAMPLES = 15
+S_SEQ = 16  # queue priority counter
+S_N_OPEN = 17  # open orders per side: S_N_OPEN + 0 buys, + 1 sells
+S_RATE_HEAD = 19  # oldest slot of the rate-limit ring
+S_DEPLETED = 20  # our taker fills consumed visible liquidity since the last book event
+S_FINITE = 21  # a backtest block: the data ends (Wake.END can fire)
+S_STARTED = 22  # sample / funding boundaries initialised
+C_REQUESTS = 23  # counters
+C_POST_ONLY = 24
+C_RATE_LIMIT = 25
+C_LATE_CANCEL = 26
+C_LATE_AMEND = 27
+C_INVALID = 28
+K_ENTRY = 29  # config
+K_RESPONSE = 30
+K_RATE_LIMIT = 31
+K_RATE_WINDOW = 32
+K_SAMPLE = 33
+K_FUNDING = 34
+K_QUEUE_MODEL = 35
+K_FILL_RULE = 36  # types.FillRule
+S_N_ORDERS = 37  # orders sent (rows of oi / of in use)
+S_NEXT_TIMER = 38  # a compiled strategy's next timer wake (local clock; FAR_PAST: not started)
+S_FIRST_LIVE = 39  # orders below this row are done in the local view (compiled strategies skip them)
+N_SI = 40
 
-# The engine's scalar state: one row, fields read and written by name (``st = e.state[0]``).
-STATE_DTYPE = np.dtype(
-    [
-        ("ex_book", I8),  # next book event the exchange processes
-        ("ex_trade", I8),  # next trade the exchange processes
-        ("loc_book", I8),  # next book event delivered to us
-        ("n_book", I8),  # book events held
-        ("n_trade", I8),  # trades held
-        ("now", I8),  # local clock
-        ("ex_now", I8),  # exchange clock
-        ("last_delivery", I8),  # local time of the last book delivery (deliveries stay in order)
-        ("next_sample", I8),
-        ("next_funding", I8),
-        ("req_head", I8),  # requests in flight: requests[req_head:req_n]
-        ("req_n", I8),
-        ("rep_head", I8),  # reports in flight: reports[rep_head:rep_n]
-        ("rep_n", I8),
-        ("n_orders", I8),
-        ("n_fills", I8),
-        ("n_samples", I8),
-        ("seq", I8),  # queue priority counter
-        ("n_open", I8, (2,)),  # open orders per side: buys, sells
-        ("rate_head", I8),  # oldest slot of the rate-limit ring
-        ("depleted", I8),  # our taker fills consumed visible liquidity since the last book event
-        ("finite", I8),  # a backtest block: the data ends (Wake.END can fire)
-        ("started", I8),  # sample / funding boundaries initialised
-        # counters (engine.Counters)
-        ("requests", I8),
-        ("post_only_rejects", I8),
-        ("rate_limit_rejects", I8),
-        ("too_late_cancels", I8),
-        ("too_late_amends", I8),
-        ("invalid", I8),
-        # configuration
-        ("entry_ns", I8),
-        ("response_ns", I8),
-        ("rate_limit", I8),
-        ("rate_window_ns", I8),
-        ("sample_ns", I8),
-        ("funding_ns", I8),
-        ("queue_model", I8),
-        ("fill_rule", I8),  # types.FillRule
-        ("tick", F8),
-        ("lot", F8),
-        ("maker", F8),
-        ("taker", F8),
-        ("funding_rate", F8),
-        ("power", F8),
-        # the account: exchange side (the truth), then as the delivered reports tell it (local view)
-        ("position", F8),
-        ("cash", F8),
-        ("fees", F8),
-        ("funding", F8),
-        ("l_position", F8),
-        ("l_cash", F8),
-        ("l_fees", F8),
-        ("l_funding", F8),
-        ("touch", F8, (2,)),  # opposite volume our buys / sells took by touch fills while the book stays crossed
-    ]
-)
+# sf: float64 state vector ----------------------------------------------------------------------
+P_POS = 0  # exchange-side account (the truth)
+P_CASH = 1
+P_FEES = 2
+P_FUNDING = 3
+L_POS = 4  # the account as the delivered reports tell it (local view)
+L_CASH = 5
+L_FEES = 6
+L_FUNDING = 7
+K_TICK = 8
+K_LOT = 9
+K_MAKER = 10
+K_TAKER = 11
+K_FUNDING_RATE = 12
+K_POWER = 13
+T_TOUCH = 14  # opposite volume our buys (+ 0) / sells (+ 1) took by touch fills while the book stays crossed
+N_SF = 16
 
-# One order as the kernels track it (row = order_id - 1); ``l_*``: the local view.
-ORDER_STATE_DTYPE = np.dtype(
-    [
-        ("side", I8),
-        ("kind", I8),
-        ("post_only", I8),
-        ("tick", I8),  # limit price in ticks
-        ("status", I8),
-        ("reject", I8),  # the last reject of any request on this order
-        ("amends", I8),
-        ("tag", I8),
-        ("ts_submit", I8),
-        ("ts_arrive", I8),
-        ("ts_done", I8),
-        ("seq", I8),  # time priority at its price (lower = earlier)
-        ("known", I8),  # queue ahead known (the level has been visible since it rested)
-        ("l_status", I8),
-        ("l_reject", I8),
-        ("price", F8),
-        ("qty", F8),
-        ("filled", F8),
-        ("ahead", F8),  # market volume ahead of us at our price (our own orders excluded)
-        ("level", F8),  # displayed size at our price at the last book event that showed it
-        ("traded", F8),  # traded at our price since that book event
-        ("qa0", F8),  # BTC ahead (market + our earlier orders) when it joined the queue at its price
-        ("l_price", F8),
-        ("l_qty", F8),
-        ("l_filled", F8),
-    ]
-)
+# orders: oi int64[cap, N_OI], of float64[cap, N_OF]; row = order_id - 1 -------------------------
+O_SIDE = 0
+O_KIND = 1
+O_POST = 2
+O_TICK = 3  # limit price in ticks
+O_STATUS = 4
+O_REJECT = 5  # the last reject of any request on this order
+O_AMENDS = 6
+O_TAG = 7
+O_TS_SUBMIT = 8
+O_TS_ARRIVE = 9
+O_TS_DONE = 10
+O_SEQ = 11  # time priority at its price (lower = earlier)
+O_KNOWN = 12  # queue ahead known (the level has been visible since it rested)
+O_L_STATUS = 13  # local view
+O_L_REJECT = 14
+N_OI = 15
 
-# A request in flight to the exchange (price / qty NaN: unchanged, for an amend).
-REQUEST_DTYPE = np.dtype([("ts", I8), ("kind", I8), ("oid", I8), ("price", F8), ("qty", F8)])
+F_PRICE = 0
+F_QTY = 1
+F_FILLED = 2
+F_AHEAD = 3  # market volume ahead of us at our price (our own orders excluded)
+F_LEVEL = 4  # displayed size at our price at the last book event that showed it
+F_TRADED = 5  # traded at our price since that book event
+F_QA0 = 6  # BTC ahead (market + our earlier orders) when it joined the queue at its price
+F_L_PRICE = 7  # local view
+F_L_QTY = 8
+F_L_FILLED = 9
+N_OF = 10
+
+# requests in flight: qi int64[cap, 3], qf float64[cap, 2] ---------------------------------------
+Q_TS = 0  # arrival at the exchange
+Q_KIND = 1
+Q_OID = 2
+Q_PRICE = 0  # NaN = unchanged (amend)
+Q_QTY = 1
 REQ_NEW = 0
 REQ_AMEND = 1
 REQ_CANCEL = 2
 REQ_CANCEL_ALL = 3
 
-# A report in flight to us: ORDER (status, reject; a, b, c = price, qty, filled), FILL (status =
-# side; a, b, c = price, qty, fee), FUNDING (a = amount).
-REPORT_DTYPE = np.dtype(
-    [("ts", I8), ("kind", I8), ("oid", I8), ("status", I8), ("reject", I8), ("a", F8), ("b", F8), ("c", F8)]
-)
+# reports in flight: ri int64[cap, 5], rf float64[cap, 3] ----------------------------------------
+R_TS = 0  # local delivery time
+R_KIND = 1
+R_OID = 2
+R_STATUS = 3  # ORDER: status; FILL: side
+R_REJECT = 4
+R_A = 0  # ORDER: price, qty, filled; FILL: price, qty, fee; FUNDING: amount
+R_B = 1
+R_C = 2
 REP_ORDER = 0
 REP_FILL = 1
 REP_FUNDING = 2
 
-# The equity curve on the exchange clock: cash is net of fees and funding, equity = cash + position * mid.
-SAMPLE_DTYPE = np.dtype([("ts", I8), ("mid", F8), ("position", F8), ("cash", F8), ("equity", F8)])
+# fills: fi int64[cap, 6], ff float64[cap, 4]; samples: smi int64[cap], smf float64[cap, 4] ------
+FI_TS_EX = 0
+FI_TS_LOCAL = 1
+FI_OID = 2
+FI_TAG = 3
+FI_SIDE = 4
+FI_MAKER = 5
+FF_PRICE = 0
+FF_QTY = 1
+FF_FEE = 2
+FF_AHEAD = 3
+SM_MID = 0
+SM_POS = 1
+SM_CASH = 2
+SM_EQUITY = 3
 
 # Wake flags (execution.engine.Wake mirrors them); W_SPACE asks the wrapper for bigger arrays.
 W_FILL = 1
 W_ORDER = 2
 W_BOOK = 4
 W_END = 8
+W_TIMER = 16  # a compiled strategy's timer (execution.compiled)
 W_SPACE = 1 << 30
 
 OPEN = int(OrderStatus.OPEN)
@@ -145,22 +158,6 @@ FILLED = int(OrderStatus.FILLED)
 CANCELLED = int(OrderStatus.CANCELLED)
 REJECTED = int(OrderStatus.REJECTED)
 EXPIRED = int(OrderStatus.EXPIRED)
-PENDING = int(OrderStatus.PENDING)
-
-
-class Arrays(NamedTuple):
-    """Everything the kernels read and write (numpy arrays, owned by ``Engine``)."""
-
-    state: np.ndarray  # STATE_DTYPE[1]
-    market: MarketData  # the held book events and trades
-    dep: np.ndarray  # float64[2, L]: what our taker fills took from the current book, per side and level
-    rate: np.ndarray  # int64 ring: arrival times of the last ``rate_limit`` accepted requests
-    orders: np.ndarray  # ORDER_STATE_DTYPE[cap]
-    book: np.ndarray  # int64[2, cap]: our open orders per side, in price-time priority (row indices)
-    requests: np.ndarray  # REQUEST_DTYPE[cap]
-    reports: np.ndarray  # REPORT_DTYPE[cap]
-    fills: np.ndarray  # types.FILL_DTYPE[cap]
-    samples: np.ndarray  # SAMPLE_DTYPE[cap]
 
 
 @nb.njit(inline="always")
@@ -192,103 +189,168 @@ def whole_lots(avail: float, rem: float, lot: float) -> float:
 
 @nb.njit()
 def push_report(
-    e: Arrays, ts: int, kind: int, oid: int, status: int, reject: int, abc: tuple[float, float, float]
+    si: np.ndarray,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    ts: int,
+    kind: int,
+    oid: int,
+    status: int,
+    reject: int,
+    a: float,
+    b: float,
+    c: float,
 ) -> None:
     """Queue one report for local delivery at ``ts`` (the wrapper guarantees the room)."""
-    st = e.state[0]
-    rep = e.reports[st.rep_n]
-    rep.ts, rep.kind, rep.oid, rep.status, rep.reject = ts, kind, oid, status, reject
-    rep.a, rep.b, rep.c = abc
-    st.rep_n += 1
+    n = si[S_REP_N]
+    ri[n, R_TS] = ts
+    ri[n, R_KIND] = kind
+    ri[n, R_OID] = oid
+    ri[n, R_STATUS] = status
+    ri[n, R_REJECT] = reject
+    rf[n, R_A] = a
+    rf[n, R_B] = b
+    rf[n, R_C] = c
+    si[S_REP_N] = n + 1
 
 
 @nb.njit()
-def report_order(e: Arrays, idx: int, reject: int) -> None:
+def report_order(
+    si: np.ndarray, oi: np.ndarray, of: np.ndarray, ri: np.ndarray, rf: np.ndarray, idx: int, reject: int
+) -> None:
     """Report the order's current state (status, price, size, filled) and how the request that
     changed it went (``reject``, 0 = done) to us."""
-    st, o = e.state[0], e.orders[idx]
-    push_report(e, st.ex_now + st.response_ns, REP_ORDER, idx + 1, o.status, reject, (o.price, o.qty, o.filled))
+    ts = si[S_EX_NOW] + si[K_RESPONSE]
+    push_report(
+        si,
+        ri,
+        rf,
+        ts,
+        REP_ORDER,
+        idx + 1,
+        oi[idx, O_STATUS],
+        reject,
+        of[idx, F_PRICE],
+        of[idx, F_QTY],
+        of[idx, F_FILLED],
+    )
 
 
 @nb.njit()
-def finish(e: Arrays, idx: int, status: int, reject: int) -> None:
+def finish(
+    si: np.ndarray, oi: np.ndarray, of: np.ndarray, ri: np.ndarray, rf: np.ndarray, idx: int, status: int, reject: int
+) -> None:
     """End the order's life with ``status`` now (exchange clock) and report it."""
-    o = e.orders[idx]
-    o.status = status
-    o.ts_done = e.state[0].ex_now
+    oi[idx, O_STATUS] = status
+    oi[idx, O_TS_DONE] = si[S_EX_NOW]
     if reject:
-        o.reject = reject
-    report_order(e, idx, reject)
+        oi[idx, O_REJECT] = reject
+    report_order(si, oi, of, ri, rf, idx, reject)
 
 
 @nb.njit()
-def record_fill(e: Arrays, idx: int, price: float, qty: float, maker: bool) -> bool:
+def record_fill(
+    si: np.ndarray,
+    sf: np.ndarray,
+    oi: np.ndarray,
+    of: np.ndarray,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    fi: np.ndarray,
+    ff: np.ndarray,
+    idx: int,
+    price: float,
+    qty: float,
+    maker: bool,
+) -> bool:
     """Fill ``qty`` of order ``idx`` at ``price``: position, cash and fees move now; the fill
     reaches us after the response latency. True when the order is now completely filled."""
-    st, o = e.state[0], e.orders[idx]
-    side = o.side
-    fee = price * qty * (st.maker if maker else st.taker)
-    st.position += side * qty
-    st.cash -= side * price * qty + fee
-    st.fees += fee
-    o.filled += qty
-    ts = st.ex_now
-    f = e.fills[st.n_fills]
-    f.ts_ex, f.ts_local, f.order_id, f.tag, f.side = ts, ts + st.response_ns, idx + 1, o.tag, side
-    f.maker, f.price, f.qty, f.fee, f.queue_ahead = maker, price, qty, fee, o.qa0
-    st.n_fills += 1
-    push_report(e, ts + st.response_ns, REP_FILL, idx + 1, side, 0, (price, qty, fee))
-    done = bool(o.qty - o.filled <= 1e-6 * st.lot)
+    side = oi[idx, O_SIDE]
+    fee = price * qty * (sf[K_MAKER] if maker else sf[K_TAKER])
+    sf[P_POS] += side * qty
+    sf[P_CASH] -= side * price * qty + fee
+    sf[P_FEES] += fee
+    of[idx, F_FILLED] += qty
+    ts = si[S_EX_NOW]
+    n = si[S_N_FILLS]
+    fi[n, FI_TS_EX] = ts
+    fi[n, FI_TS_LOCAL] = ts + si[K_RESPONSE]
+    fi[n, FI_OID] = idx + 1
+    fi[n, FI_TAG] = oi[idx, O_TAG]
+    fi[n, FI_SIDE] = side
+    fi[n, FI_MAKER] = 1 if maker else 0
+    ff[n, FF_PRICE] = price
+    ff[n, FF_QTY] = qty
+    ff[n, FF_FEE] = fee
+    ff[n, FF_AHEAD] = of[idx, F_QA0]
+    si[S_N_FILLS] = n + 1
+    push_report(si, ri, rf, ts + si[K_RESPONSE], REP_FILL, idx + 1, side, 0, price, qty, fee)
+    done = bool(of[idx, F_QTY] - of[idx, F_FILLED] <= 1e-6 * sf[K_LOT])
     if done:
-        finish(e, idx, FILLED, 0)
+        finish(si, oi, of, ri, rf, idx, FILLED, 0)
     return done
 
 
 @nb.njit()
-def boundary(e: Arrays) -> None:
+def boundary(
+    si: np.ndarray,
+    sf: np.ndarray,
+    bpx: np.ndarray,
+    apx: np.ndarray,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    smi: np.ndarray,
+    smf: np.ndarray,
+) -> None:
     """Funding at a funding time, then an equity sample. Bybit charges position value x funding
     rate (longs pay shorts when the rate is positive); the mid stands in for the mark price."""
-    st = e.state[0]
-    b = min(st.next_sample, st.next_funding)
-    st.ex_now = max(st.ex_now, b)
-    row = st.ex_book - 1
-    mid = 0.5 * (e.market.bid_px[row, 0] + e.market.ask_px[row, 0]) if row >= 0 else np.nan
-    if st.next_funding == b:
-        if not np.isnan(mid) and st.position != 0.0:
-            amount = st.position * mid * st.funding_rate
-            st.cash -= amount
-            st.funding += amount
-            push_report(e, b + st.response_ns, REP_FUNDING, 0, 0, 0, (amount, 0.0, 0.0))
-        st.next_funding += st.funding_ns
-    if st.next_sample == b:
+    b = min(si[S_NEXT_SAMPLE], si[S_NEXT_FUNDING])
+    si[S_EX_NOW] = max(si[S_EX_NOW], b)
+    row = si[S_EX_BOOK] - 1
+    mid = 0.5 * (bpx[row, 0] + apx[row, 0]) if row >= 0 else np.nan
+    if si[S_NEXT_FUNDING] == b:
+        if not np.isnan(mid) and sf[P_POS] != 0.0:
+            amount = sf[P_POS] * mid * sf[K_FUNDING_RATE]
+            sf[P_CASH] -= amount
+            sf[P_FUNDING] += amount
+            push_report(si, ri, rf, b + si[K_RESPONSE], REP_FUNDING, 0, 0, 0, amount, 0.0, 0.0)
+        si[S_NEXT_FUNDING] += si[K_FUNDING]
+    if si[S_NEXT_SAMPLE] == b:
         if row >= 0:
-            sm = e.samples[st.n_samples]
-            sm.ts, sm.mid, sm.position, sm.cash = b, mid, st.position, st.cash
-            sm.equity = st.cash + st.position * mid if st.position != 0.0 else st.cash
-            st.n_samples += 1
-        st.next_sample += st.sample_ns
+            n = si[S_N_SAMPLES]
+            smi[n] = b
+            smf[n, SM_MID] = mid
+            smf[n, SM_POS] = sf[P_POS]
+            smf[n, SM_CASH] = sf[P_CASH]
+            smf[n, SM_EQUITY] = sf[P_CASH] + sf[P_POS] * mid if sf[P_POS] != 0.0 else sf[P_CASH]
+            si[S_N_SAMPLES] = n + 1
+        si[S_NEXT_SAMPLE] += si[K_SAMPLE]
 
 
 @nb.njit()
-def deliver_report(e: Arrays) -> int:
+def deliver_report(
+    si: np.ndarray, sf: np.ndarray, oi: np.ndarray, of: np.ndarray, ri: np.ndarray, rf: np.ndarray
+) -> int:
     """Apply one report to the local view; the wake flags it raises."""
-    st = e.state[0]
-    rep = e.reports[st.rep_head]
-    st.rep_head += 1
-    idx = rep.oid - 1
-    if rep.kind == REP_FILL:
-        side, price, qty, fee = rep.status, rep.a, rep.b, rep.c
-        st.l_position += side * qty
-        st.l_cash -= side * price * qty + fee
-        st.l_fees += fee
-        e.orders[idx].l_filled += qty
+    h = si[S_REP_HEAD]
+    si[S_REP_HEAD] = h + 1
+    kind = ri[h, R_KIND]
+    idx = ri[h, R_OID] - 1
+    if kind == REP_FILL:
+        side, price, qty, fee = ri[h, R_STATUS], rf[h, R_A], rf[h, R_B], rf[h, R_C]
+        sf[L_POS] += side * qty
+        sf[L_CASH] -= side * price * qty + fee
+        sf[L_FEES] += fee
+        of[idx, F_L_FILLED] += qty
         return W_FILL | W_ORDER
-    if rep.kind == REP_FUNDING:
-        st.l_cash -= rep.a
-        st.l_funding += rep.a
+    if kind == REP_FUNDING:
+        sf[L_CASH] -= rf[h, R_A]
+        sf[L_FUNDING] += rf[h, R_A]
         return 0
     if idx >= 0:
-        o = e.orders[idx]
-        o.l_status, o.l_reject = rep.status, rep.reject
-        o.l_price, o.l_qty, o.l_filled = rep.a, rep.b, rep.c
+        oi[idx, O_L_STATUS] = ri[h, R_STATUS]
+        oi[idx, O_L_REJECT] = ri[h, R_REJECT]
+        of[idx, F_L_PRICE] = rf[h, R_A]
+        of[idx, F_L_QTY] = rf[h, R_B]
+        of[idx, F_L_FILLED] = rf[h, R_C]
     return W_ORDER

@@ -1,0 +1,305 @@
+"""Compiled strategies: a numba function the engine calls at its wake points, so that a whole
+replay runs inside one compiled call with no Python per event.
+
+A ``CompiledStrategy`` is a step function, compiled with ``numba.njit``, and its own state (a
+NamedTuple of numpy arrays: whatever it remembers between steps). ``Engine.drive`` runs the event
+loop (execution.kernel.advance) and calls ``step(e, state, why)`` at every wake point: its timer
+(every ``every_ns`` of local time from ``start_ns``), and the deliveries in ``wake`` (a fill, any
+order report, a move of the local best price, the end of the data). ``why`` holds the flags that
+woke it (records.W_TIMER, W_FILL, W_ORDER, W_BOOK, W_END). The step sees what a Python strategy
+sees through a Gateway, the local view at ``now``, through the functions below, and sends requests
+with them; they behave as ``Engine``'s methods of the same name (same latencies, same records).
+
+A step may send at most ``MAX_REQUESTS`` requests; the driver keeps room for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numba as nb
+import numpy as np
+
+from execution import records as r
+from execution.kernel import advance
+from execution.types import OrderKind, OrderStatus
+
+MAX_REQUESTS = 64
+MARKET = int(OrderKind.MARKET)
+LIMIT = int(OrderKind.LIMIT)
+PENDING = int(OrderStatus.PENDING)
+
+
+class Arrays(NamedTuple):
+    """The engine's arrays, as its kernels take them (layouts in execution.records); a compiled
+    step reads and writes them through the functions below only."""
+
+    si: np.ndarray  # int64 state: clocks, cursors, counters, configuration (records.S_*, C_*, K_*)
+    sf: np.ndarray  # float64 state: the account on both sides, configuration (records.P_*, L_*, K_*)
+    book_ts_ex: np.ndarray  # the held market (execution.market.MarketData's fields)
+    book_ts_local: np.ndarray
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+    trade_ts_ex: np.ndarray
+    trade_ts_local: np.ndarray
+    trade_price: np.ndarray
+    trade_qty: np.ndarray
+    trade_side: np.ndarray
+    dep: np.ndarray  # what our taker fills took from the current book
+    oi: np.ndarray  # orders, int64 columns (records.O_*)
+    of: np.ndarray  # orders, float64 columns (records.F_*)
+    opn: np.ndarray  # open orders per side in price-time priority
+    qi: np.ndarray  # requests in flight (records.Q_*)
+    qf: np.ndarray
+    ri: np.ndarray  # reports in flight (records.R_*)
+    rf: np.ndarray
+    fi: np.ndarray  # fills (records.FI_*, FF_*)
+    ff: np.ndarray
+    smi: np.ndarray  # equity samples
+    smf: np.ndarray
+    rl: np.ndarray  # the rate-limit ring
+
+
+class CompiledStrategy(NamedTuple):
+    """A strategy the engine runs inside its compiled loop (see the module docstring)."""
+
+    step: Callable[..., None]  # numba.njit: (e: records.Arrays, state, why: int) -> None
+    state: Any  # a NamedTuple of numpy arrays, the step's own memory
+    every_ns: int  # the timer's period (0: no timer)
+    start_ns: int  # the first timer wake (local clock)
+    wake: int  # deliveries that also wake it: records.W_FILL | W_ORDER | W_BOOK | W_END
+
+
+# --- the local view ------------------------------------------------------------------------------
+
+
+@nb.njit(inline="always")
+def now(e: Arrays) -> int:
+    """The local clock (ns)."""
+    return int(e.si[r.S_NOW])
+
+
+@nb.njit()
+def best_bid(e: Arrays) -> float:
+    """Best bid of the last book received (NaN before the first)."""
+    i = e.si[r.S_LOC_BOOK] - 1
+    return float(e.bid_px[i, 0]) if i >= 0 else np.nan
+
+
+@nb.njit()
+def best_ask(e: Arrays) -> float:
+    """Best ask of the last book received (NaN before the first)."""
+    i = e.si[r.S_LOC_BOOK] - 1
+    return float(e.ask_px[i, 0]) if i >= 0 else np.nan
+
+
+@nb.njit(inline="always")
+def tick_size(e: Arrays) -> float:
+    return float(e.sf[r.K_TICK])
+
+
+@nb.njit(inline="always")
+def lot_size(e: Arrays) -> float:
+    return float(e.sf[r.K_LOT])
+
+
+@nb.njit(inline="always")
+def position(e: Arrays) -> float:
+    """BTC held, as reported by ``now``."""
+    return float(e.sf[r.L_POS])
+
+
+@nb.njit(inline="always")
+def cash(e: Arrays) -> float:
+    """Cash as reported by ``now``."""
+    return float(e.sf[r.L_CASH])
+
+
+@nb.njit()
+def live_orders(e: Arrays) -> tuple[int, int]:
+    """(first, end): the rows to scan for orders sent and not reported done (``is_live``), in the
+    order they were sent; order id = row + 1."""
+    si = e.si
+    i = si[r.S_FIRST_LIVE]
+    while i < si[r.S_N_ORDERS] and e.oi[i, r.O_L_STATUS] > r.OPEN:  # a done order never comes back
+        i += 1
+    si[r.S_FIRST_LIVE] = i
+    return i, si[r.S_N_ORDERS]
+
+
+@nb.njit(inline="always")
+def is_live(e: Arrays, row: int) -> bool:
+    """Order row ``row`` is pending or open in the local view."""
+    return bool(e.oi[row, r.O_L_STATUS] <= r.OPEN)
+
+
+@nb.njit(inline="always")
+def order_side(e: Arrays, row: int) -> int:
+    return int(e.oi[row, r.O_SIDE])
+
+
+@nb.njit(inline="always")
+def order_tag(e: Arrays, row: int) -> int:
+    return int(e.oi[row, r.O_TAG])
+
+
+@nb.njit(inline="always")
+def order_price(e: Arrays, row: int) -> float:
+    """The price as last reported (OpenOrder.price)."""
+    return float(e.of[row, r.F_L_PRICE])
+
+
+@nb.njit(inline="always")
+def order_qty(e: Arrays, row: int) -> float:
+    return float(e.of[row, r.F_L_QTY])
+
+
+@nb.njit(inline="always")
+def order_filled(e: Arrays, row: int) -> float:
+    return float(e.of[row, r.F_L_FILLED])
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+@nb.njit()
+def _request(e: Arrays, kind: int, oid: int, price: float, qty: float) -> None:
+    si, qi, qf = e.si, e.qi, e.qf
+    n = si[r.S_REQ_N]
+    if n == qi.shape[0]:  # move the requests in flight to the front
+        head = si[r.S_REQ_HEAD]
+        qi[: n - head] = qi[head:n].copy()
+        qf[: n - head] = qf[head:n].copy()
+        n -= head
+        si[r.S_REQ_HEAD] = 0
+        if n == qi.shape[0]:
+            raise ValueError("a compiled step sent more requests than execution.compiled.MAX_REQUESTS")
+    qi[n, r.Q_TS], qi[n, r.Q_KIND], qi[n, r.Q_OID] = si[r.S_NOW] + si[r.K_ENTRY], kind, oid
+    qf[n, r.Q_PRICE], qf[n, r.Q_QTY] = price, qty
+    si[r.S_REQ_N] = n + 1
+
+
+@nb.njit()
+def submit(e: Arrays, side: int, qty: float, price: float, kind: int, post_only: bool, tag: int) -> int:
+    """Send a new order now (``price`` NaN for a market order); returns its id."""
+    si, oi, of = e.si, e.oi, e.of
+    idx = si[r.S_N_ORDERS]
+    if idx == oi.shape[0]:
+        raise ValueError("a compiled step sent more orders than execution.compiled.MAX_REQUESTS")
+    si[r.S_N_ORDERS] = idx + 1
+    market = kind == MARKET
+    px = np.nan if market else price
+    oi[idx, :] = 0
+    oi[idx, r.O_SIDE], oi[idx, r.O_KIND], oi[idx, r.O_TAG] = side, kind, tag
+    oi[idx, r.O_POST] = 1 if post_only and not market else 0
+    oi[idx, r.O_TS_SUBMIT], oi[idx, r.O_TS_ARRIVE], oi[idx, r.O_TS_DONE] = si[r.S_NOW], -1, -1
+    oi[idx, r.O_STATUS] = oi[idx, r.O_L_STATUS] = PENDING
+    of[idx, :] = 0.0
+    of[idx, r.F_PRICE], of[idx, r.F_QTY], of[idx, r.F_L_PRICE], of[idx, r.F_L_QTY] = px, qty, px, qty
+    of[idx, r.F_QA0] = np.nan
+    _request(e, r.REQ_NEW, idx + 1, np.nan, np.nan)
+    return int(idx + 1)
+
+
+@nb.njit()
+def amend(e: Arrays, order_id: int, price: float, qty: float) -> None:
+    """Change price and/or size (NaN: unchanged)."""
+    _request(e, r.REQ_AMEND, order_id, price, qty)
+
+
+@nb.njit()
+def cancel(e: Arrays, order_id: int) -> None:
+    """Cancel on arrival; the order can still fill while the cancel is in flight."""
+    _request(e, r.REQ_CANCEL, order_id, np.nan, np.nan)
+
+
+@nb.njit()
+def cancel_all(e: Arrays) -> None:
+    """Cancel every order open when the request arrives (one request)."""
+    _request(e, r.REQ_CANCEL_ALL, 0, np.nan, np.nan)
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+
+@nb.njit()
+def _compact(si: np.ndarray, head_at: int, n_at: int, ai: np.ndarray, af: np.ndarray) -> None:
+    """Move the entries still in flight (``ai``/``af`` rows head..n) to the front."""
+    head, n = si[head_at], si[n_at]
+    if head > 0:
+        ai[: n - head] = ai[head:n].copy()
+        af[: n - head] = af[head:n].copy()
+        si[head_at], si[n_at] = 0, n - head
+
+
+@nb.njit()
+def _room(si: np.ndarray, oi: np.ndarray, qi: np.ndarray, qf: np.ndarray, ri: np.ndarray, rf: np.ndarray) -> bool:
+    """Room for a step's requests and orders, and for the reports of the next events, after moving
+    what is in flight to the front (else the caller grows the arrays)."""
+    if qi.shape[0] - si[r.S_REQ_N] < MAX_REQUESTS:
+        _compact(si, r.S_REQ_HEAD, r.S_REQ_N, qi, qf)
+    if ri.shape[0] - si[r.S_REP_N] < ri.shape[0] // 2:
+        _compact(si, r.S_REP_HEAD, r.S_REP_N, ri, rf)
+    return bool(
+        oi.shape[0] - si[r.S_N_ORDERS] >= MAX_REQUESTS
+        and qi.shape[0] - si[r.S_REQ_N] >= MAX_REQUESTS
+        and ri.shape[0] - si[r.S_REP_N] >= ri.shape[0] // 2
+    )
+
+
+@nb.njit()
+def drive(t_end: int, every_ns: int, wake: int, e: Arrays, step: Any, state: Any) -> int:
+    """Run to local time ``t_end``, calling ``step`` at each timer wake before ``t_end`` and at each
+    delivery in ``wake`` (once for a delivery at the timer's time). Returns the flags that ended it
+    (0: ``t_end`` reached; W_END: the data ended, after the step saw it; W_SPACE: grow the arrays
+    and call again, it resumes)."""
+    # the arrays bound once: numba counts references each time one is taken out of ``e``
+    (
+        si,
+        sf,
+        bts,
+        blt,
+        bpx,
+        bqx,
+        apx,
+        aqx,
+        tts,
+        tlt,
+        tpx,
+        tqx,
+        tsd,
+        dep,
+        oi,
+        of,
+        opn,
+        qi,
+        qf,
+        ri,
+        rf,
+        fi,
+        ff,
+        smi,
+        smf,
+        rl,
+    ) = e
+    while True:
+        if not _room(si, oi, qi, qf, ri, rf):
+            return r.W_SPACE
+        timer = every_ns > 0 and si[r.S_NEXT_TIMER] < t_end
+        flags = advance(
+            si[r.S_NEXT_TIMER] if timer else t_end, wake, si, sf, bts, blt, bpx, bqx, apx, aqx, tts, tlt, tpx, tqx,
+            tsd, dep, oi, of, opn, qi, qf, ri, rf, fi, ff, smi, smf, rl,
+        )  # fmt: skip
+        if (flags & r.W_SPACE) != 0:
+            return flags
+        if flags == 0 and not timer:
+            return 0
+        if timer and si[r.S_NOW] == si[r.S_NEXT_TIMER]:  # the timer, with what was delivered at its time
+            si[r.S_NEXT_TIMER] += every_ns
+            flags |= r.W_TIMER
+        step(e, state, flags)
+        if (flags & r.W_END) != 0:
+            return flags

@@ -1,0 +1,161 @@
+"""Compiled strategies (execution.compiled): a numba step inside the engine's loop decides as the
+same rule run from Python between ``run_until`` calls, order for order and fill for fill."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import numba as nb
+import numpy as np
+import pytest
+
+from execution import compiled
+from execution import records as r
+from execution.compiled import Arrays, CompiledStrategy
+from execution.engine import Engine, Wake
+from execution.market import MarketData
+from tests.test_engine_scenarios import CFG, L, _random_market
+
+pytestmark = pytest.mark.kernels
+
+STEP = 40  # ns between quotes: the random markets move every 1-30 ns
+QTY = 0.5
+QUICK = dataclasses.replace(CFG, rate_limit=0)
+
+
+class Quote(NamedTuple):
+    qty: np.ndarray  # float64[1]
+    woken: np.ndarray  # int64[cap]: local times the step ran
+    n: np.ndarray  # int64[1]
+
+
+@nb.njit()
+def quote_step(e: Arrays, s: Quote, why: int) -> None:
+    """One buy at the best bid and one sell at the best ask; cancel every other live order."""
+    s.woken[s.n[0]] = compiled.now(e)
+    s.n[0] += 1
+    bid, ask = compiled.best_bid(e), compiled.best_ask(e)
+    if np.isnan(bid) or np.isnan(ask):
+        return
+    tick = compiled.tick_size(e)
+    want_buy, want_sell = round(bid / tick), round(ask / tick)
+    need_buy, need_sell = True, True
+    first, end = compiled.live_orders(e)
+    for row in range(first, end):
+        if not compiled.is_live(e, row):
+            continue
+        side, k = compiled.order_side(e, row), round(compiled.order_price(e, row) / tick)
+        if side > 0 and need_buy and k == want_buy:
+            need_buy = False
+        elif side < 0 and need_sell and k == want_sell:
+            need_sell = False
+        else:
+            compiled.cancel(e, row + 1)
+    if need_buy:
+        compiled.submit(e, 1, s.qty[0], want_buy * tick, compiled.LIMIT, True, 7)
+    if need_sell:
+        compiled.submit(e, -1, s.qty[0], want_sell * tick, compiled.LIMIT, True, 7)
+
+
+def python_quote(e: Engine, woken: list[int]) -> None:
+    """``quote_step`` through the engine's Python methods."""
+    woken.append(e.now)
+    bid, ask = e.best_bid, e.best_ask
+    if math.isnan(bid) or math.isnan(ask):
+        return
+    tick = e.cfg.tick
+    want = {1: round(bid / tick), -1: round(ask / tick)}
+    for o in e.open_orders():
+        if want.get(o.side) == round(o.price / tick):
+            del want[o.side]
+        else:
+            e.cancel(o.order_id)
+    for side, k in want.items():
+        e.submit(side, QTY, k * tick, tag=7)
+
+
+def _strategy(start: int, every: int, wake: int) -> CompiledStrategy:
+    state = Quote(np.array([QTY]), np.zeros(100_000, np.int64), np.zeros(1, np.int64))
+    return CompiledStrategy(quote_step, state, every, start, wake)
+
+
+def _results(e: Engine) -> tuple[bytes, bytes, bytes]:
+    return e.fills().tobytes(), e.orders().tobytes(), e.samples().tobytes()
+
+
+def _end(m: MarketData) -> int:
+    return int(max(m.book_ts_local[-1], m.trade_ts_local[-1])) + 100
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_compiled_step_on_a_timer_is_the_python_rule_between_run_until_calls(seed: int) -> None:
+    m = _random_market(seed, 3000)
+    start, end = int(m.book_ts_local[0]), _end(m)
+    py = Engine(QUICK, L, sample_ns=500)
+    py.load(m)
+    woken: list[int] = []
+    now = start
+    while now < end:
+        py.run_until(now)
+        python_quote(py, woken)
+        now += STEP
+    py.run_until(end)
+    ours = Engine(QUICK, L, sample_ns=500)
+    ours.load(m)
+    s = _strategy(start, STEP, 0)
+    assert ours.drive(s, end) == Wake.NONE and ours.now == end
+    assert len(py.orders()) > 200  # the arrays grew inside the run: more than their first 64 rows
+    assert _results(ours) == _results(py)
+    assert list(s.state.woken[: s.state.n[0]]) == woken
+
+
+def test_a_compiled_step_wakes_on_what_run_until_stops_on() -> None:
+    m = _random_market(4, 2000)
+    start, end = int(m.book_ts_local[0]), _end(m)
+    wake = Wake.FILL | Wake.BOOK | Wake.END
+    py = Engine(QUICK, L)
+    py.load(m)
+    woken: list[int] = []
+    py.run_until(start)
+    python_quote(py, woken)
+    while (w := py.run_until(end, wake)) != Wake.NONE:
+        python_quote(py, woken)
+        if w & Wake.END:  # the end of the data wakes it a last time
+            break
+    ours = Engine(QUICK, L)
+    ours.load(m)
+    s = _strategy(start, end, int(wake))  # a timer that fires once, at the start
+    assert ours.drive(s, end) & Wake.END
+    assert list(s.state.woken[: s.state.n[0]]) == woken and len(woken) > 100
+    assert _results(ours) == _results(py)
+
+
+def test_a_run_can_be_driven_in_pieces() -> None:
+    m = _random_market(5, 1500)
+    start, end = int(m.book_ts_local[0]), _end(m)
+    whole, pieces = Engine(QUICK, L), Engine(QUICK, L)
+    whole.load(m)
+    pieces.load(m)
+    a, b = _strategy(start, STEP, 0), _strategy(start, STEP, 0)
+    whole.drive(a, end)
+    for t in range(start + 333, end, 1000):
+        pieces.drive(b, t)
+    pieces.drive(b, end)
+    assert _results(whole) == _results(pieces)
+    assert int(pieces.arrays().si[r.S_NEXT_TIMER]) >= end
+
+
+def test_a_step_that_sends_too_much_is_refused() -> None:
+    @nb.njit()
+    def flood(e: Arrays, s: Quote, why: int) -> None:
+        for _ in range(compiled.MAX_REQUESTS + 1):
+            compiled.submit(e, 1, 1.0, 99.0, compiled.LIMIT, True, 0)
+
+    m = _random_market(6, 50)
+    e = Engine(QUICK, L)
+    e.load(m)
+    s = CompiledStrategy(flood, _strategy(0, 0, 0).state, 10**9, int(m.book_ts_local[0]), 0)
+    with pytest.raises(ValueError, match="MAX_REQUESTS"):
+        e.drive(s, _end(m))

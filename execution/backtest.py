@@ -21,16 +21,17 @@ import numpy as np
 
 from core.config import AppConfig
 from execution.engine import Engine, Wake
+from execution.loader import SHORT_NAMES, load_strategy
 from execution.market import MarketData
 from execution.quality import EQUITY_DTYPE, RunRecord
 from execution.risk import RiskLimits, RiskManager
 from execution.sizing import SizingParams
-from execution.strategy import Baseline, Passive, Signal, Strategy, StrategyParams
+from execution.strategy import Passive, Signal, Strategy, StrategyParams
 from execution.types import EngineConfig, Fees, QueueModel
 from execution.venue import BookView
 from features import labels
 
-STRATEGIES: dict[str, type[Strategy]] = {"baseline": Baseline, "passive": Passive}
+STRATEGIES: dict[str, type[Strategy]] = SHORT_NAMES
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,13 @@ def make_strategy(
     own_in_book: bool = False,
     study_notional: float = 0.0,
 ) -> Strategy:
-    """The named strategy with the config's strategy, sizing and risk settings.
+    """The strategy ``name`` names (a short name or module:Name: execution.loader) with the config's
+    strategy, sizing and risk settings.
 
     ``tau``: the model's dead zone (default: the config's, as training sets it); ``own_in_book``:
     the book holds our own orders (a live exchange); ``study_notional`` > 0: an execution study,
     every entry that many USDT for either strategy."""
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r} (one of {', '.join(STRATEGIES)})")
+    cls = load_strategy(name)
     s, z, k, i = cfg.strategy, cfg.sizing, cfg.risk, cfg.instrument
     dead_zone = labels.dead_zone(i.maker_fee, extra=cfg.labels.dead_zone_extra) if tau is None else tau
     params = StrategyParams(
@@ -110,7 +111,7 @@ def make_strategy(
         tau=dead_zone,
         horizon_s=horizon_ns / 1e9,
         # passive: both legs as maker (its exits cross only after exit_timeout); baseline: both as taker
-        round_trip_cost=2.0 * (i.maker_fee if name == "passive" else i.taker_fee),
+        round_trip_cost=2.0 * (i.maker_fee if issubclass(cls, Passive) else i.taker_fee),
     )
     limits = RiskLimits(
         k.max_position_btc,
@@ -123,7 +124,7 @@ def make_strategy(
         k.min_depth_btc,
         i.lot_size,
     )
-    return STRATEGIES[name](params, sizing, RiskManager(limits), name=name)
+    return cls(params, sizing, RiskManager(limits), name=name.rpartition(":")[2].lower())
 
 
 class _Feed:

@@ -38,6 +38,7 @@ from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_time_ns
 from execution.backtest import STRATEGIES
+from execution.loader import load_strategy
 from flows.common import attempt, finish, parser, run_flow
 from models import registry
 from pipelines.backtest import compare_reports, run_backtest
@@ -85,7 +86,12 @@ def backtest_flow(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = parser("flows.backtest", __doc__)
-    p.add_argument("--strategy", choices=sorted(STRATEGIES), default="passive", help="default: passive")
+    p.add_argument(
+        "--strategy",
+        default="passive",
+        metavar="NAME",
+        help=f"{' | '.join(sorted(STRATEGIES))} | module:Name, a Strategy subclass (docs/strategies.md)",
+    )
     p.add_argument(
         "--model", metavar="URI", help="models:/NAME@ALIAS, models:/NAME/VERSION or an alias (default: champion)"
     )
@@ -127,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     q = args.threshold_quantile
     if q is not None and (not 0.0 < q < 1.0 or args.threshold is not None or not args.start):
         raise UserError("--threshold-quantile: a number in (0, 1), with --start and without --threshold")
+    load_strategy(args.strategy)  # a bad strategy name is one line before Prefect starts
     registry.resolve(cfg, args.model)  # a missing registry or model is one line before Prefect starts
     state = run_flow(
         backtest_flow,

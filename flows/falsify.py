@@ -42,7 +42,7 @@ import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
-from execution.backtest import STRATEGIES
+from execution.loader import load_strategy
 from flows.common import failed, parser, raise_if_failed
 from pipelines.falsify import (
     HOUR_NS,
@@ -154,7 +154,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--hours", type=float, metavar="H", help="simulated hours per market (default: training.window)")
     p.add_argument("--seed", type=int, default=1, metavar="S", help="run i uses seed S + i (default: 1)")
     p.add_argument(
-        "--strategy", choices=sorted(STRATEGIES), default="passive", help="held-out backtests (default: passive)"
+        "--strategy",
+        default="passive",
+        metavar="NAME",
+        help="held-out backtests: baseline, passive (default) or module:Name",
     )
     p.add_argument("--workdir", metavar="DIR", help="keep the temporary project here (the null market is reused)")
     return p.parse_args(argv)
@@ -170,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--hours: {args.hours} is not a span in (0, 720] hours")
     if args.planted and args.null is not None:
         raise UserError("--null chooses the null, --planted runs planted markets: one or the other")
+    load_strategy(args.strategy)  # a name that loads no strategy is one line before Prefect starts
     state = falsify_flow(
         config=args.config,
         runs=args.runs,

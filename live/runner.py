@@ -39,7 +39,8 @@ from core.cli import add_config_argument, config_from, run_main
 from core.config import AppConfig
 from core.errors import UserError
 from core.timefmt import format_ns, parse_duration_ns, parse_time_ns
-from execution.backtest import STRATEGIES, make_strategy
+from execution.backtest import make_strategy
+from execution.loader import load_strategy
 from live.accounts import AccountLock, check_account, claim, journal_path, old_journal_note
 from live.alerts import Alerts, Webhook, webhook_url
 from live.champion import check_model, load_model, wait_for_champion
@@ -82,7 +83,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]
     p.add_argument("--duration", metavar="D", help="stop after this long (e.g. 60s, 8h; default: run until stopped)")
     p.add_argument("--start", metavar="T", help="--source replay: from this time (ISO 8601)")
     p.add_argument("--end", metavar="T", help="--source replay: until this time")
-    p.add_argument("--strategy", choices=sorted(STRATEGIES), default="passive", help="default passive")
+    p.add_argument(
+        "--strategy",
+        default="passive",
+        metavar="NAME",
+        help="baseline, passive (default) or module:Name, your own Strategy subclass (docs/strategies.md)",
+    )
     p.add_argument("--speed", type=float, metavar="X", help="--source replay: 0 as fast as possible, 1 live pace")
     p.add_argument(
         "--journal",
@@ -125,6 +131,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]
         raise UserError("--threshold is a paper-only study and must be between 0 and 1")
     if a.wait and a.model is not None:
         raise UserError("--wait waits for a champion: it does not go with --model")
+    load_strategy(a.strategy)  # a name that loads no strategy is one line, before anything starts
     return a, Options(
         a.live, a.source, a.model, duration, start, end, a.strategy, a.speed, a.threshold, a.journal, a.wait
     )

@@ -235,6 +235,13 @@ def test_the_runner_refuses_bad_input_in_one_line(config_path: Path, tmp_path: P
     )
     assert_one_line_error(cli("-m", "live.runner", "--config", str(tmp_path / "nope.yaml")), "config file not found")
     assert_one_line_error(cli("-m", "live.runner", "--source", "sim", "--start", "2026-01-01"), "for --source replay")
+    bad = cli("-m", "live.runner", "--strategy", "desk_nosuch:Quoter", "--config", str(config_path))
+    assert_one_line_error(bad, "cannot import module 'desk_nosuch'")
+    assert bad.returncode == 2  # bad input
+    assert_one_line_error(
+        cli("-m", "live.runner", "--strategy", "execution.strategy:Signal", "--config", str(config_path)),
+        "is not a Strategy subclass",
+    )
     # no model registry yet: one line, no journal
     assert_one_line_error(cli("-m", "live.runner", "--config", str(config_path)), "no model registry")
     assert not (config_path.parent / "logs" / "journal").exists()

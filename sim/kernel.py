@@ -42,12 +42,12 @@ from sim.writer import publish, put_print, put_trade_end, put_trade_head
 
 
 @nb.njit(cache=True)
-def _trade(st: Row, par: Row, b: Book, o: Out, side: int, pos: int) -> int:
+def _trade(st: Row, par: Row, bids: np.ndarray, asks: np.ndarray, o: Out, side: int, pos: int) -> int:
     """A market order of ``side`` (+1 buy, -1 sell) walks the book; one publicTrade message."""
     lots_per_btc = par.lots_per_btc
     size = lognormal_lots(par.trade_med * lots_per_btc, par.trade_sigma, par.trade_max * lots_per_btc)
     base = st.base
-    q = b.asks if side > 0 else b.bids
+    q = asks if side > 0 else bids
     idx = (st.best_ask if side > 0 else st.best_bid) - base
     pos = put_trade_head(o, pos, st.t_ns // 1_000_000)
     depleted = False
@@ -77,7 +77,7 @@ def _trade(st: Row, par: Row, b: Book, o: Out, side: int, pos: int) -> int:
                 st.best_ask = base + idx - 1  # deplete moves from the last emptied level
         elif base + idx < st.best_bid:
             st.best_bid = base + idx + 1
-        deplete(st, par, b.bids, b.asks, side)
+        deplete(st, par, bids, asks, side)
     return pos
 
 
@@ -135,12 +135,14 @@ def _scheduled(st: Row, par: Row, b: Book, o: Out, t: int, pos: int, n: int) -> 
     return pos, n
 
 
-@nb.njit(cache=True)
-def _rates(st: Row, par: Row, b: Book, q_ref: float) -> tuple[float, float, float, float, float, float, float]:
+@nb.njit(cache=True, inline="always")  # per event: no call, no reference counting
+def _rates(
+    st: Row, par: Row, bids: np.ndarray, asks: np.ndarray, q_ref: float
+) -> tuple[float, float, float, float, float, float, float]:
     """Event rates (1/s): limit bid, limit ask, cancel bid, cancel ask, market buy, market sell, depth."""
     base = st.base
-    qb = float(b.bids[st.best_bid - base])
-    qa = float(b.asks[st.best_ask - base])
+    qb = float(bids[st.best_bid - base])
+    qa = float(asks[st.best_ask - base])
     imb = (qb - qa) / (qb + qa) if qb + qa > 0 else 0.0
     m = np.exp(st.regime)
     r_lb = m * par.limit * (1.0 + par.refill * max(0.0, 1.0 - qb / q_ref))
@@ -154,20 +156,20 @@ def _rates(st: Row, par: Row, b: Book, q_ref: float) -> tuple[float, float, floa
     return r_lb, r_la, r_cb, r_ca, r_mb, r_ms, r_d
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")  # per event: no call, no reference counting
 def _event(
     st: Row,
     par: Row,
-    b: Book,
+    bids: np.ndarray,
+    asks: np.ndarray,
     o: Out,
     r: tuple[float, float, float, float, float, float, float],
-    total: float,
     pos: int,
     n: int,
 ) -> tuple[int, int]:
     """One random event, drawn in proportion to the rates ``r``; returns (pos, messages written)."""
-    r_lb, r_la, r_cb, r_ca, r_mb, _, r_d = r
-    bids, asks = b.bids, b.asks
+    r_lb, r_la, r_cb, r_ca, r_mb, r_ms, r_d = r
+    total = r_lb + r_la + r_cb + r_ca + r_mb + r_ms + r_d
     base = st.base
     order_med = par.order_med * par.lots_per_btc
     u = np.random.random() * total
@@ -187,7 +189,7 @@ def _event(
             deplete(st, par, bids, asks, 1)
     elif u < total - r_d:
         side = 1 if u < r_lb + r_la + r_cb + r_ca + r_mb else -1
-        pos = _trade(st, par, b, o, side, pos)
+        pos = _trade(st, par, bids, asks, o, side, pos)
         o.end[n] = pos
         o.ts[n] = st.t_ns + int(par.latency_ns)
         o.kind[n] = MSG_TRADE
@@ -219,10 +221,12 @@ def run_chunk(seed: int, end_ns: int, b: Book, params: np.ndarray, o: Out) -> in
     n = 0
     pos = 0
     t = st.t_ns
+    bids, asks = b.bids, b.asks  # once: every access of a tuple's array counts a reference
+    room, msgs = o.buf.shape[0] - margin, o.end.shape[0] - 2
     while True:
-        if pos + margin > o.buf.shape[0] or n + 2 >= o.end.shape[0]:
+        if pos > room or n >= msgs:
             return -1
-        r = _rates(st, par, b, q_ref)
+        r = _rates(st, par, bids, asks, q_ref)
         r_lb, r_la, r_cb, r_ca, r_mb, r_ms, r_d = r
         total = r_lb + r_la + r_cb + r_ca + r_mb + r_ms + r_d
         dt = np.random.exponential(1e9 / total) if total > 0 else 1e18
@@ -239,4 +243,4 @@ def run_chunk(seed: int, end_ns: int, b: Book, params: np.ndarray, o: Out) -> in
             continue
         t += int(dt)
         st.t_ns = t
-        pos, n = _event(st, par, b, o, r, total, pos, n)
+        pos, n = _event(st, par, bids, asks, o, r, pos, n)

@@ -52,23 +52,7 @@ class MarketSimulator:
             raise ValueError(f"window_ticks must be at least 8 x depth_ticks ({8 * sim.model.depth_ticks})")
         if sim.cadence <= 0:
             raise ValueError("sim.cadence must be positive")
-        self.params = np.zeros(1, PARAM_DTYPE)
-        p = self.params[0]
-        p["q"], p["q_sigma"] = m.best_queue_btc, m.best_queue_sigma
-        p["limit"], p["refill"] = m.limit_rate, m.refill_boost
-        p["cancel"], p["cancel_imb"] = m.cancel_rate, m.cancel_imbalance
-        p["order_med"], p["order_sigma"] = m.order_size_btc, m.order_size_sigma
-        p["market"], p["market_imb"] = m.market_rate, m.market_imbalance
-        p["trade_med"], p["trade_sigma"], p["trade_max"] = m.trade_size_btc, m.trade_size_sigma, m.trade_size_max_btc
-        p["depth_ticks"], p["depth_occ"] = m.depth_ticks, m.depth_occupancy
-        p["depth_med"], p["depth_sigma"], p["depth_rate"] = m.depth_size_btc, m.depth_size_sigma, m.depth_rate
-        p["pullback"], p["reform_ns"], p["away_scale"] = m.pullback_ticks, m.reform_delay, m.away_queue_scale
-        p["regime_vol"], p["regime_hl_ns"] = m.regime_vol, max(m.regime_half_life, 1)
-        p["meta_rate"], p["meta_tilt"] = m.meta_rate / 60.0, m.meta_tilt
-        p["meta_dur_ns"], p["meta_tail"] = m.meta_duration, m.meta_duration_tail
-        p["meta_max_ns"] = max(m.meta_duration_max, m.meta_duration)
-        p["cadence_ns"], p["latency_ns"], p["depth"] = sim.cadence, sim.feed_latency, depth
-        p["px_mult"], p["px_dec"], p["qty_dec"], p["lots_per_btc"] = px_mult, px_dec, qty_dec, 10.0**qty_dec
+        self.params = _params(sim, depth, (px_mult, px_dec, qty_dec))
 
         tag = hashlib.sha256(f"{sim.seed}:{sim.start}".encode()).hexdigest()[:10]
         self._pieces, self._offsets = _pieces(depth, instrument.venue_symbol, f"sim-{tag}-")
@@ -196,6 +180,30 @@ class MarketSimulator:
             out.append(RawMessage(VENUE, "", ts, text[start:end]))
             start = end
         return out
+
+
+def _params(sim: SimConfig, depth: int, decimals: tuple[int, int, int]) -> np.ndarray:
+    """The kernel's PARAM_DTYPE row from the configuration; decimals: (px_mult, px_dec, qty_dec)."""
+    m = sim.model
+    px_mult, px_dec, qty_dec = decimals
+    params = np.zeros(1, PARAM_DTYPE)
+    p = params[0]
+    p["q"], p["q_sigma"] = m.best_queue_btc, m.best_queue_sigma
+    p["limit"], p["refill"] = m.limit_rate, m.refill_boost
+    p["cancel"], p["cancel_imb"] = m.cancel_rate, m.cancel_imbalance
+    p["order_med"], p["order_sigma"] = m.order_size_btc, m.order_size_sigma
+    p["market"], p["market_imb"] = m.market_rate, m.market_imbalance
+    p["trade_med"], p["trade_sigma"], p["trade_max"] = m.trade_size_btc, m.trade_size_sigma, m.trade_size_max_btc
+    p["depth_ticks"], p["depth_occ"] = m.depth_ticks, m.depth_occupancy
+    p["depth_med"], p["depth_sigma"], p["depth_rate"] = m.depth_size_btc, m.depth_size_sigma, m.depth_rate
+    p["pullback"], p["reform_ns"], p["away_scale"] = m.pullback_ticks, m.reform_delay, m.away_queue_scale
+    p["regime_vol"], p["regime_hl_ns"] = m.regime_vol, max(m.regime_half_life, 1)
+    p["meta_rate"], p["meta_tilt"] = m.meta_rate / 60.0, m.meta_tilt
+    p["meta_dur_ns"], p["meta_tail"] = m.meta_duration, m.meta_duration_tail
+    p["meta_max_ns"] = max(m.meta_duration_max, m.meta_duration)
+    p["cadence_ns"], p["latency_ns"], p["depth"] = sim.cadence, sim.feed_latency, depth
+    p["px_mult"], p["px_dec"], p["qty_dec"], p["lots_per_btc"] = px_mult, px_dec, qty_dec, 10.0**qty_dec
+    return params
 
 
 def _pieces(depth: int, symbol: str, trade_id_prefix: str) -> tuple[np.ndarray, np.ndarray]:

@@ -49,10 +49,9 @@ SEQ_OFFSET = 7_000_000_000
 
 
 @nb.njit(cache=True)
-def _put(o: Out, pos: int, k: int) -> int:
-    """Copy text piece k."""
-    buf, pieces = o.buf, o.pieces
-    for i in range(o.offsets[k], o.offsets[k + 1]):
+def _put(buf: np.ndarray, pos: int, pieces: np.ndarray, offsets: np.ndarray, k: int) -> int:
+    """Copy text piece k (``Out.pieces``, ``Out.offsets``)."""
+    for i in range(offsets[k], offsets[k + 1]):
         buf[pos] = pieces[i]
         pos += 1
     return pos
@@ -180,37 +179,38 @@ def _diff_side(
 @nb.njit(cache=True)
 def publish(b: Book, par: Row, o: Out, pos: int) -> tuple[int, bool]:
     """Write a snapshot or the delta of the top levels since the last publish; (pos, written)."""
-    st, pub, scratch, buf = b.state[0], b.pub, b.scratch, o.buf
+    st, pub, scratch = b.state[0], b.pub, b.scratch
+    buf, pieces, offsets = o.buf, o.pieces, o.offsets
     base = st.base
     nb_ = _collect_top(b.bids, st.best_bid - base, -1, par, base, scratch[0:2])
     na = _collect_top(b.asks, st.best_ask - base, 1, par, base, scratch[2:4])
     snapshot = st.snapshot_due == 1
     start = pos
     ms = st.next_publish // 1_000_000
-    pos = _put(o, pos, S_BOOK_SNAP if snapshot else S_BOOK_DELTA)
+    pos = _put(buf, pos, pieces, offsets, S_BOOK_SNAP if snapshot else S_BOOK_DELTA)
     pos = _put_uint(buf, pos, ms)
-    pos = _put(o, pos, S_DATA_S)
+    pos = _put(buf, pos, pieces, offsets, S_DATA_S)
     if snapshot:
         for k in range(nb_):
             pos = _put_level(buf, pos, scratch[0, k], scratch[1, k], par, k == 0)
-        pos = _put(o, pos, S_ASKS)
+        pos = _put(buf, pos, pieces, offsets, S_ASKS)
         for k in range(na):
             pos = _put_level(buf, pos, scratch[2, k], scratch[3, k], par, k == 0)
         changed = 1
     else:
         pos, w1 = _diff_side(buf, pos, scratch[0:2], nb_, pub[0:2], st.n_pub_bid, True, par)
-        pos = _put(o, pos, S_ASKS)
+        pos = _put(buf, pos, pieces, offsets, S_ASKS)
         pos, w2 = _diff_side(buf, pos, scratch[2:4], na, pub[2:4], st.n_pub_ask, False, par)
         changed = w1 + w2
     if changed == 0:
         return start, False
     st.update_id += 1
     st.snapshot_due = 0
-    pos = _put(o, pos, S_U)
+    pos = _put(buf, pos, pieces, offsets, S_U)
     pos = _put_uint(buf, pos, st.update_id)
-    pos = _put(o, pos, S_SEQ)
+    pos = _put(buf, pos, pieces, offsets, S_SEQ)
     pos = _put_uint(buf, pos, st.update_id + SEQ_OFFSET)
-    pos = _put(o, pos, S_CTS)
+    pos = _put(buf, pos, pieces, offsets, S_CTS)
     pos = _put_uint(buf, pos, ms)
     pos = _put_byte(buf, pos, 125)  # }
     for k in range(nb_):
@@ -227,19 +227,21 @@ def publish(b: Book, par: Row, o: Out, pos: int) -> tuple[int, bool]:
 @nb.njit(cache=True)
 def put_trade_head(o: Out, pos: int, ms: int) -> int:
     """Open a publicTrade message: ``{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":<ms>,"data":[``."""
-    pos = _put(o, pos, S_TRADE_HEAD)
-    pos = _put_uint(o.buf, pos, ms)
-    return _put(o, pos, S_TRADE_DATA)
+    buf, pieces, offsets = o.buf, o.pieces, o.offsets
+    pos = _put(buf, pos, pieces, offsets, S_TRADE_HEAD)
+    pos = _put_uint(buf, pos, ms)
+    return _put(buf, pos, pieces, offsets, S_TRADE_DATA)
 
 
 @nb.njit(cache=True)
 def put_print(o: Out, pos: int, st: Row, par: Row, side: int, tick: int, lots: int, first: bool) -> int:
     """One print of the open publicTrade message (a market order fills one level), stamped ``st.t_ns``."""
+    buf, pieces, offsets = o.buf, o.pieces, o.offsets
     if not first:
-        pos = _put_byte(o.buf, pos, 44)  # ,
-    pos = _put(o, pos, S_T)
-    pos = _put_uint(o.buf, pos, st.t_ns // 1_000_000)
-    pos = _put(o, pos, S_SYM_SIDE)
+        pos = _put_byte(buf, pos, 44)  # ,
+    pos = _put(buf, pos, pieces, offsets, S_T)
+    pos = _put_uint(buf, pos, st.t_ns // 1_000_000)
+    pos = _put(buf, pos, pieces, offsets, S_SYM_SIDE)
     return _put_trade_fields(o, pos, st, par, side, tick, lots)
 
 
@@ -253,25 +255,25 @@ def put_trade_end(buf: np.ndarray, pos: int) -> int:
 @nb.njit(cache=True)
 def _put_trade_fields(o: Out, pos: int, st: Row, par: Row, side: int, tick: int, lots: int) -> int:
     # Buy","v":"0.012","p":"65000.1","L":"PlusTick","i":"<id>","BT":false}
-    buf = o.buf
-    pos = _put(o, pos, S_BUY if side > 0 else S_SELL)
-    pos = _put(o, pos, S_V)
+    buf, pieces, offsets = o.buf, o.pieces, o.offsets
+    pos = _put(buf, pos, pieces, offsets, S_BUY if side > 0 else S_SELL)
+    pos = _put(buf, pos, pieces, offsets, S_V)
     pos = _put_decimal(buf, pos, lots, int(par.qty_dec))
-    pos = _put(o, pos, S_P)
+    pos = _put(buf, pos, pieces, offsets, S_P)
     pos = _put_decimal(buf, pos, tick * int(par.px_mult), int(par.px_dec))
-    pos = _put(o, pos, S_L)
+    pos = _put(buf, pos, pieces, offsets, S_L)
     last = st.last_trade_tick
     if tick != last and last != 0:  # noqa: PLR1714 (numba)
         st.last_trade_dir = 1 if tick > last else -1
     st.last_trade_tick = tick
     up = st.last_trade_dir >= 0
     if tick == last:
-        pos = _put(o, pos, S_ZPLUS if up else S_ZMINUS)
+        pos = _put(buf, pos, pieces, offsets, S_ZPLUS if up else S_ZMINUS)
     else:
-        pos = _put(o, pos, S_PLUS if up else S_MINUS)
-    pos = _put(o, pos, S_I)
-    pos = _put(o, pos, S_TRADE_ID)
+        pos = _put(buf, pos, pieces, offsets, S_PLUS if up else S_MINUS)
+    pos = _put(buf, pos, pieces, offsets, S_I)
+    pos = _put(buf, pos, pieces, offsets, S_TRADE_ID)
     st.trade_count += 1
     pos = _put_uint(buf, pos, st.trade_count)
-    pos = _put(o, pos, S_BT_END)
+    pos = _put(buf, pos, pieces, offsets, S_BT_END)
     return pos

@@ -31,7 +31,6 @@ from pipelines.featurebuild import build
 from pipelines.progress import StepProgress
 from pipelines.train import embargo_ns, fit
 from sim import MarketSimulator
-from sim import layout as lay
 from sim.presets import PLANTED
 from sim.simulator import CHUNK_NS
 from sim.source import SimSource
@@ -221,7 +220,7 @@ def planted_edge(cfg: AppConfig, hours: float) -> tuple[float, float, float, int
     """The mean direction-signed mid move (bp) over the label horizon after a metaorder is first
     seen, with its 95 % t interval and the number of metaorders: (mean, lo, hi, n).
 
-    The simulator's metaorders are hidden state (sim/layout.py); read after every 10 s chunk,
+    The simulator's metaorders are hidden state (``MarketSimulator.metaorders``); read after every 10 s chunk,
     a new one is seen 0-10 s after it started, the delay a model reading the trades needs anyway.
     Overlapping metaorders share moves, so the interval is a little narrow."""
     from scipy.stats import t as student
@@ -237,10 +236,7 @@ def planted_edge(cfg: AppConfig, hours: float) -> tuple[float, float, float, int
             pass
         bid, ask = sim.best()
         log_mid[i] = math.log((bid + ask) / 2)
-        ends, signs = (
-            sim.st[lay.META_END : lay.META_END + lay.MAX_META],
-            sim.st[lay.META_SIGN : lay.META_SIGN + lay.MAX_META],
-        )
+        ends, signs = sim.metaorders()
         now = {(int(e), int(g)) for e, g in zip(ends, signs, strict=True) if e}
         starts += [(i, sign) for _, sign in now - active]
         active = now

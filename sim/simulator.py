@@ -118,12 +118,6 @@ class MarketSimulator:
         st = self.book.state[0]
         return st["meta_end"].copy(), st["meta_sign"].copy()
 
-    @property
-    def st(self) -> np.ndarray:
-        """The state record as flat int64 slots (``sim.layout``'s offsets), for pipelines/falsify.py
-        until it reads ``metaorders()``; transitional."""
-        return self.book.state.view(np.int64)
-
     def batches(self, duration_ns: int, max_batch: int = 20_000) -> Iterator[list[RawMessage]]:
         """Messages for the next ``duration_ns`` of simulated time, at most ``max_batch`` per list.
 

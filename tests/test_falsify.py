@@ -149,7 +149,9 @@ def test_a_run_counts_as_planted_success_only_when_it_trades_and_earns() -> None
     assert not run(False, 5.0, 40).earned()
     thin = run(True, 5.0, 3).line(0, 1)
     assert "over 3 orders" in thin and "not enough evidence" in thin
-    idle = Outcome(seed=2, aucs={"up": (0.5, 0.45, 0.55)}, thresholds={"up": NEVER}, trades=False, min_orders=30).line(1, 2)
+    idle = Outcome(seed=2, aucs={"up": (0.5, 0.45, 0.55)}, thresholds={"up": NEVER}, trades=False, min_orders=30).line(
+        1, 2
+    )
     assert "threshold never" in idle and "over 0 orders" in idle
 
 

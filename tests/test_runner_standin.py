@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from core.config import AppConfig
+from live.bybit_gateway import BybitGateway
 from live.loop import Loaded
 from live.runner import Options, Runner
 from models import registry
@@ -35,6 +36,12 @@ def standin(trained: tuple[AppConfig, Any]) -> Iterator[BackgroundStandin]:
     cfg = trained[0]
     with BackgroundStandin(SimFeed(cfg.sim, cfg.instrument, 50, history_ns=330 * NS, catchup=60.0)) as server:
         yield server
+
+
+def _bybit(r: Runner) -> BybitGateway:
+    """A --live runner's gateway: the Bybit one (its ledger is the exchange's account as we know it)."""
+    assert isinstance(r.gateway, BybitGateway)
+    return r.gateway
 
 
 def _run(
@@ -157,7 +164,7 @@ def test_live_mode_trades_on_the_standin_exchange_and_a_restart_takes_its_word(
     with BackgroundStandin(feed, private=PrivateSpec(*keys)) as server:
 
         def trade(r: Runner) -> None:
-            until("orders on the exchange", lambda: r.loop.stats.decisions >= 3 and bool(r.gateway.ledger.orders))
+            until("orders on the exchange", lambda: r.loop.stats.decisions >= 3 and bool(_bybit(r).ledger.orders))
 
         first = _run(trained, server, tmp_path, trade, keys=keys)
         path = tmp_path / "journal" / "live-bybit.sqlite"
@@ -169,6 +176,6 @@ def test_live_mode_trades_on_the_standin_exchange_and_a_restart_takes_its_word(
         assert stats["open_orders"] == 0  # the stop cancelled everything on the exchange
         second = _run(trained, server, tmp_path, lambda r: until("ticks", lambda: r.loop.stats.ticks > 100), keys=keys)
         # the exchange is the truth: the restart's position is the exchange's, and no order id is reused
-        assert second.gateway.ledger.position == pytest.approx(stats["position"])
+        assert _bybit(second).ledger.position == pytest.approx(stats["position"])
         ids = [int(r.order_id) for r in jr.read(path, ["submit"]) if r.order_id is not None]
         assert len(ids) == len(set(ids))

@@ -102,16 +102,10 @@ def train(
         progress(2 / 3, "operating thresholds")
     operating = operating_points(model, scores, on_cal, ts, ret, cal, (horizon_ns, nominal), need, execution, progress)
     model.threshold_up, model.threshold_down = operating["up"].threshold, operating["down"].threshold
-    for name, sign in DIRECTIONS:
-        y = (direction == sign).astype(np.float64)
-        scores[name]["stack"] = score(
-            held_out[0 if name == "up" else 1],
-            y[test],
-            sign * ret[test],
-            operating[name].threshold,
-            block=block,
-            seed=params.seed,
-        )
+    for k, (name, sign) in enumerate(DIRECTIONS):  # the stack scored again at its operating threshold
+        y = (direction[test] == sign).astype(np.float64)
+        th = operating[name].threshold
+        scores[name]["stack"] = score(held_out[k], y, sign * ret[test], th, block=block, seed=params.seed)
     if progress is not None:
         progress(1.0, "fitted")
     result = TrainResult(

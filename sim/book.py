@@ -2,7 +2,7 @@
 closing again, and the window re-centring (numba; the model is described in ``sim.kernel``).
 
 ``st`` is the ``STATE_DTYPE`` row and ``par`` the ``PARAM_DTYPE`` row (``sim.state``); a side
-is a dense int64 array of lots per tick, index 0 at tick ``st.base``.
+is a dense int64 array of lots per tick, index 0 at tick ``st.base_tick``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _clear_range(q: np.ndarray, lo: int, hi: int) -> None:
 @nb.njit(cache=True)
 def _move_ask(st: Row, par: Row, asks: np.ndarray, new_ba: int, scale: float) -> None:
     """The best ask moves to new_ba (up or down); keep the thin book behind it in range."""
-    base = st.base
+    base = st.base_tick
     old = st.best_ask
     d = int(par.depth_ticks)
     if new_ba > old:
@@ -75,7 +75,7 @@ def _move_ask(st: Row, par: Row, asks: np.ndarray, new_ba: int, scale: float) ->
 
 @nb.njit(cache=True)
 def _move_bid(st: Row, par: Row, bids: np.ndarray, new_bb: int, scale: float) -> None:
-    base = st.base
+    base = st.base_tick
     old = st.best_bid
     d = int(par.depth_ticks)
     if new_bb < old:
@@ -103,7 +103,7 @@ def _next_level(q: np.ndarray, idx: int, step: int, limit: int) -> int:
 @nb.njit(cache=True)
 def deplete(st: Row, par: Row, bids: np.ndarray, asks: np.ndarray, side: int) -> None:
     """The best queue of ``side`` (+1 ask, -1 bid) emptied: move that side, schedule the other."""
-    base = st.base
+    base = st.base_tick
     limit = int(par.depth_ticks)
     extra = _geometric(par.pullback)
     if side > 0:
@@ -131,7 +131,7 @@ def reform(st: Row, par: Row, bids: np.ndarray, asks: np.ndarray) -> None:
 @nb.njit(cache=True)
 def keep_centred(st: Row, par: Row, bids: np.ndarray, asks: np.ndarray) -> None:
     """Re-centre the window when the mid comes within 3 x depth_ticks of an edge."""
-    mid_idx = (st.best_bid + st.best_ask) // 2 - st.base
+    mid_idx = (st.best_bid + st.best_ask) // 2 - st.base_tick
     room = int(par.depth_ticks) * 3
     if mid_idx < room or mid_idx > bids.shape[0] - room:
         _recenter(st, bids, asks)
@@ -141,7 +141,7 @@ def keep_centred(st: Row, par: Row, bids: np.ndarray, asks: np.ndarray) -> None:
 def _recenter(st: Row, bids: np.ndarray, asks: np.ndarray) -> None:
     """Shift the window so the mid sits in its middle (rare: the window is wide)."""
     w = bids.shape[0]
-    mid_idx = (st.best_bid + st.best_ask) // 2 - st.base
+    mid_idx = (st.best_bid + st.best_ask) // 2 - st.base_tick
     shift = mid_idx - w // 2
     if shift > 0:
         bids[: w - shift] = bids[shift:].copy()
@@ -154,4 +154,4 @@ def _recenter(st: Row, bids: np.ndarray, asks: np.ndarray) -> None:
         bids[:s] = 0
         asks[s:] = asks[: w - s].copy()
         asks[:s] = 0
-    st.base += shift
+    st.base_tick += shift

@@ -46,7 +46,7 @@ def _trade(st: Row, par: Row, bids: np.ndarray, asks: np.ndarray, o: Out, side: 
     """A market order of ``side`` (+1 buy, -1 sell) walks the book; one publicTrade message."""
     lots_per_btc = par.lots_per_btc
     size = lognormal_lots(par.trade_med * lots_per_btc, par.trade_sigma, par.trade_max * lots_per_btc)
-    base = st.base
+    base = st.base_tick
     q = asks if side > 0 else bids
     idx = (st.best_ask if side > 0 else st.best_bid) - base
     pos = put_trade_head(o, pos, st.t_ns // 1_000_000)
@@ -140,7 +140,7 @@ def _rates(
     st: Row, par: Row, bids: np.ndarray, asks: np.ndarray, q_ref: float
 ) -> tuple[float, float, float, float, float, float, float]:
     """Event rates (1/s): limit bid, limit ask, cancel bid, cancel ask, market buy, market sell, depth."""
-    base = st.base
+    base = st.base_tick
     qb = float(bids[st.best_bid - base])
     qa = float(asks[st.best_ask - base])
     imb = (qb - qa) / (qb + qa) if qb + qa > 0 else 0.0
@@ -170,7 +170,7 @@ def _event(
     """One random event, drawn in proportion to the rates ``r``; returns (pos, messages written)."""
     r_lb, r_la, r_cb, r_ca, r_mb, r_ms, r_d = r
     total = r_lb + r_la + r_cb + r_ca + r_mb + r_ms + r_d
-    base = st.base
+    base = st.base_tick
     order_med = par.order_med * par.lots_per_btc
     u = np.random.random() * total
     if u < r_lb:

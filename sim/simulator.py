@@ -70,7 +70,7 @@ class MarketSimulator:
         base = start_tick - window_ticks // 2
         first = -(-sim.start // sim.cadence) * sim.cadence  # the first publish, on the cadence grid
         st = self.book.state[0]
-        st["t_ns"], st["next_publish"], st["base"] = first, first, base
+        st["t_ns"], st["next_publish"], st["base_tick"] = first, first, base
         st["best_bid"], st["best_ask"] = start_tick, start_tick + 1
         st["update_id"] = FIRST_UPDATE_ID - 1
         st["snapshot_due"] = 1

@@ -19,72 +19,80 @@ I8, F8 = np.int64, np.float64
 
 MAX_META = 16  # metaorders active at once at most (a start beyond is dropped)
 
-# The kernel's scalar state: one row, fields read and written by name.
+# The kernel's scalar state: one row, fields read and written by name. Both dtypes are np.record
+# dtypes, so ``row.field`` reads and writes the same way compiled and interpreted (NUMBA_DISABLE_JIT,
+# how the coverage run traces the kernels): a plain structured row would only take ``row["field"]``.
 STATE_DTYPE = np.dtype(
-    [
-        ("t_ns", I8),  # simulated time
-        ("best_bid", I8),  # ticks
-        ("best_ask", I8),
-        ("base", I8),  # tick of book index 0
-        ("update_id", I8),  # of the last book message written
-        ("trade_count", I8),  # trades written (the trade ids' counter)
-        ("reform_side", I8),  # 0 none, +1 the bid must follow the ask up, -1 the ask must follow the bid down
-        ("reform_at", I8),
-        ("next_publish", I8),
-        ("n_pub_bid", I8),  # levels of the last published top (Book.pub)
-        ("n_pub_ask", I8),
-        ("last_trade_tick", I8),
-        ("last_trade_dir", I8),
-        ("snapshot_due", I8),
-        ("meta_net", I8),  # sum of the signs of the active metaorders
-        ("meta_end", I8, (MAX_META,)),  # end time (ns) of each active metaorder, 0 when free
-        ("meta_sign", I8, (MAX_META,)),  # its sign, +1 buy / -1 sell
-        ("regime", F8),  # log activity multiplier (Ornstein-Uhlenbeck)
-    ]
+    (
+        np.record,
+        [
+            ("t_ns", I8),  # simulated time
+            ("best_bid", I8),  # ticks
+            ("best_ask", I8),
+            ("base_tick", I8),  # tick of book index 0
+            ("update_id", I8),  # of the last book message written
+            ("trade_count", I8),  # trades written (the trade ids' counter)
+            ("reform_side", I8),  # 0 none, +1 the bid must follow the ask up, -1 the ask must follow the bid down
+            ("reform_at", I8),
+            ("next_publish", I8),
+            ("n_pub_bid", I8),  # levels of the last published top (Book.pub)
+            ("n_pub_ask", I8),
+            ("last_trade_tick", I8),
+            ("last_trade_dir", I8),
+            ("snapshot_due", I8),
+            ("meta_net", I8),  # sum of the signs of the active metaorders
+            ("meta_end", I8, (MAX_META,)),  # end time (ns) of each active metaorder, 0 when free
+            ("meta_sign", I8, (MAX_META,)),  # its sign, +1 buy / -1 sell
+            ("regime", F8),  # log activity multiplier (Ornstein-Uhlenbeck)
+        ],
+    )
 )
 
 # The model and output parameters (config.yaml ``sim``), times in ns.
 PARAM_DTYPE = np.dtype(
-    [
-        (name, F8)
-        for name in (
-            "q",  # best-queue size, BTC (median)
-            "q_sigma",
-            "limit",  # limit-order rate at each best queue, 1/s
-            "refill",
-            "cancel",
-            "cancel_imb",
-            "order_med",  # limit / cancel size, BTC (median)
-            "order_sigma",
-            "market",  # market-order rate, 1/s
-            "market_imb",
-            "trade_med",  # market-order size, BTC (median)
-            "trade_sigma",
-            "trade_max",
-            "depth_ticks",
-            "depth_occ",
-            "depth_med",
-            "depth_sigma",
-            "depth_rate",
-            "pullback",
-            "reform_ns",
-            "regime_vol",
-            "regime_hl_ns",
-            "cadence_ns",
-            "latency_ns",
-            "depth",  # levels published
-            "px_mult",  # tick = px_mult * 10**-px_dec
-            "px_dec",
-            "qty_dec",  # lot = 10**-qty_dec
-            "lots_per_btc",  # 10**qty_dec
-            "away_scale",
-            "meta_rate",  # metaorder starts, 1/s
-            "meta_dur_ns",
-            "meta_tail",
-            "meta_max_ns",
-            "meta_tilt",
-        )
-    ]
+    (
+        np.record,
+        [
+            (name, F8)
+            for name in (
+                "q",  # best-queue size, BTC (median)
+                "q_sigma",
+                "limit",  # limit-order rate at each best queue, 1/s
+                "refill",
+                "cancel",
+                "cancel_imb",
+                "order_med",  # limit / cancel size, BTC (median)
+                "order_sigma",
+                "market",  # market-order rate, 1/s
+                "market_imb",
+                "trade_med",  # market-order size, BTC (median)
+                "trade_sigma",
+                "trade_max",
+                "depth_ticks",
+                "depth_occ",
+                "depth_med",
+                "depth_sigma",
+                "depth_rate",
+                "pullback",
+                "reform_ns",
+                "regime_vol",
+                "regime_hl_ns",
+                "cadence_ns",
+                "latency_ns",
+                "depth",  # levels published
+                "px_mult",  # tick = px_mult * 10**-px_dec
+                "px_dec",
+                "qty_dec",  # lot = 10**-qty_dec
+                "lots_per_btc",  # 10**qty_dec
+                "away_scale",
+                "meta_rate",  # metaorder starts, 1/s
+                "meta_dur_ns",
+                "meta_tail",
+                "meta_max_ns",
+                "meta_tilt",
+            )
+        ],
+    )
 )
 
 # message kinds in the output

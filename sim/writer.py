@@ -181,7 +181,7 @@ def publish(b: Book, par: Row, o: Out, pos: int) -> tuple[int, bool]:
     """Write a snapshot or the delta of the top levels since the last publish; (pos, written)."""
     st, pub, scratch = b.state[0], b.pub, b.scratch
     buf, pieces, offsets = o.buf, o.pieces, o.offsets
-    base = st.base
+    base = st.base_tick
     nb_ = _collect_top(b.bids, st.best_bid - base, -1, par, base, scratch[0:2])
     na = _collect_top(b.asks, st.best_ask - base, 1, par, base, scratch[2:4])
     snapshot = st.snapshot_due == 1

@@ -112,9 +112,9 @@ def test_window_recentres_when_the_price_drifts() -> None:
         SimModelConfig(depth_ticks=60, pullback_ticks=150.0, meta_rate=20.0, meta_tilt=0.45),
     ):
         sim = MarketSimulator(SimConfig(model=model), InstrumentConfig(), window_ticks=8 * 60)
-        base0 = int(sim.book.state[0]["base"])
+        base0 = int(sim.book.state[0]["base_tick"])
         msgs = [m for b in sim.batches(20 * S) for m in b]
-        assert int(sim.book.state[0]["base"]) != base0
+        assert int(sim.book.state[0]["base_tick"]) != base0
         out = Normalizer(BYBIT, "BTCUSDT", 0.1, 50, store_raw=False).process(msgs)
         assert out.counts["gaps"] == 0 and out.counts["rejected"] == 0 and out.counts["not_synced"] == 0
 

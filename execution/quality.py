@@ -52,23 +52,41 @@ last mid gets NaN and is left out of that mean. The keys of ``metrics``:
 - cancel_to_fill: cancelled orders / fills; amend_to_fill: amends of all orders / fills.
 
 Every value is defined for an empty run: counts and sums are 0, ratios over nothing are NaN.
-``compare`` and ``check_targets`` live in execution/comparison.py and are re-exported here.
+The run record and its per-fill, per-order and per-parent measures live in execution/run_record.py,
+the breakdowns (markout curve, by confidence, by queue) in execution/breakdowns.py, ``compare`` and
+``check_targets`` in execution/comparison.py; all are re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 
+from execution.breakdowns import by_confidence, by_queue, markout_curve
 from execution.comparison import TargetVerdict, check_targets, compare
+from execution.run_record import (
+    BPS,
+    MARKOUT_HORIZONS_S,
+    NS,
+    RunRecord,
+    arrival_slippage_bps,
+    fill_pnl_usdt,
+    finite_mean,
+    finite_median,
+    markout_bps,
+    mid_asof,
+    minute_marks,
+    minute_returns,
+    parent_shortfall_bps,
+    ratio,
+    shortfall_terms,
+    time_to_fill_s,
+)
 from execution.stats import mean_interval, sharpe_inference
-from execution.types import EQUITY_DTYPE, FILL_DTYPE, ORDER_DTYPE, PARENT_DTYPE, OrderStatus, RejectReason
+from execution.types import EQUITY_DTYPE, OrderStatus, RejectReason
 
 __all__ = [
     "EQUITY_DTYPE",
+    "MARKOUT_HORIZONS_S",
     "Metrics",
     "RunRecord",
     "TargetVerdict",
@@ -82,129 +100,17 @@ __all__ = [
     "markout_curve",
     "metrics",
     "mid_asof",
+    "minute_marks",
     "minute_returns",
     "parent_shortfall_bps",
     "sharpe_sortino",
     "time_to_fill_s",
 ]
 
-NS = 1_000_000_000
-MINUTE_NS = 60 * NS
 MINUTES_PER_YEAR = 525_600
-BPS = 1e4
-MARKOUT_HORIZONS_S: tuple[float, ...] = (1.0, 10.0, 60.0)
 SPREAD_HORIZON_S = 10.0
-CURVE_HORIZONS_S: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0)
-QUEUE_EDGES: tuple[float, ...] = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
-
-# The equity curve on the engine's regular clock (net of fees and funding). Candidate for types.py.
 
 Metrics = dict[str, float | int]
-
-
-@dataclass(frozen=True, eq=False)
-class RunRecord:
-    """Everything one backtest or paper run leaves behind: the input of the metrics and the report."""
-
-    fills: np.ndarray = field(default_factory=lambda: np.zeros(0, FILL_DTYPE))
-    orders: np.ndarray = field(default_factory=lambda: np.zeros(0, ORDER_DTYPE))
-    parents: np.ndarray = field(default_factory=lambda: np.zeros(0, PARENT_DTYPE))
-    mid_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # exchange clock, sorted
-    mid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
-    equity: np.ndarray = field(default_factory=lambda: np.zeros(0, EQUITY_DTYPE))
-    fees: float = 0.0  # USDT paid
-    funding: float = 0.0  # USDT paid
-    closeout_cost: float = 0.0  # USDT it would cost to close the position held at the end (fee + walk from the mid)
-    horizon_ns: int = 0  # the signal's horizon: the unfilled part of a parent is priced at the mid then (0: at end_mid)
-    requests: int = 0
-    post_only_rejects: int = 0
-    rate_limit_rejects: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)  # strategy, model uri/version, data window, config
-
-    def __post_init__(self) -> None:
-        for name, dtype in (
-            ("fills", FILL_DTYPE),
-            ("orders", ORDER_DTYPE),
-            ("parents", PARENT_DTYPE),
-            ("equity", EQUITY_DTYPE),
-        ):
-            if getattr(self, name).dtype != dtype:
-                raise ValueError(f"RunRecord.{name} must have the {name} dtype")
-        if self.mid_ts.shape != self.mid.shape:
-            raise ValueError("RunRecord.mid_ts and mid differ in length")
-        if np.any(np.diff(self.mid_ts) < 0) or np.any(np.diff(self.equity["ts"]) < 0):
-            raise ValueError("RunRecord: mid or equity timestamps go backwards")
-        if len(np.unique(self.parents["tag"])) != len(self.parents):
-            raise ValueError("RunRecord.parents: duplicate tags")
-
-
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den != 0 else float("nan")
-
-
-def _mean(x: np.ndarray) -> float:
-    x = x[~np.isnan(x)]
-    return float(x.mean()) if len(x) else float("nan")
-
-
-def _median(x: np.ndarray) -> float:
-    x = x[~np.isnan(x)]
-    return float(np.median(x)) if len(x) else float("nan")
-
-
-def _index_of(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """The row of each query value in ``keys`` (unique), -1 where absent."""
-    if len(keys) == 0:
-        return np.full(len(query), -1, np.int64)
-    order = np.argsort(keys, kind="stable")
-    pos = np.clip(np.searchsorted(keys[order], query), 0, len(keys) - 1)
-    return np.where(keys[order][pos] == query, order[pos], -1)
-
-
-def mid_asof(run: RunRecord, t: np.ndarray) -> np.ndarray:
-    """The last mid at or before each time ``t`` (ns); NaN before the first or after the last mid."""
-    out = np.full(len(t), np.nan)
-    if len(run.mid_ts) == 0:
-        return out
-    idx = np.searchsorted(run.mid_ts, t, side="right") - 1
-    ok = (idx >= 0) & (t <= run.mid_ts[-1])
-    out[ok] = run.mid[idx[ok]]
-    return out
-
-
-def markout_bps(run: RunRecord, horizon_s: float) -> np.ndarray:
-    """Per fill s * (M_{t+D} - P) / P in bps, D = ``horizon_s``; NaN past the end of the mids."""
-    f = run.fills
-    later = mid_asof(run, f["ts_ex"] + round(horizon_s * NS))
-    return np.asarray(f["side"] * (later - f["price"]) / f["price"] * BPS, np.float64)
-
-
-def arrival_slippage_bps(run: RunRecord) -> np.ndarray:
-    """Per fill s * (P - M_arrival) / M_arrival in bps, M_arrival = the parent's decision_mid."""
-    f = run.fills
-    row = _index_of(run.parents["tag"], f["tag"])
-    arrival = np.full(len(f), np.nan)
-    arrival[row >= 0] = run.parents["decision_mid"][row[row >= 0]]
-    return np.asarray(f["side"] * (f["price"] - arrival) / arrival * BPS, np.float64)
-
-
-def minute_marks(run: RunRecord) -> tuple[np.ndarray, np.ndarray]:
-    """(1-minute marks from the first sample, the equity then), the close-out cost taken off the last."""
-    ts, eq = run.equity["ts"], run.equity["equity"]
-    if len(ts) == 0 or not eq[0] > 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    marks = np.arange(ts[0], ts[-1] + 1, MINUTE_NS)
-    e = eq[np.searchsorted(ts, marks, side="right") - 1].astype(np.float64)
-    e[-1] -= run.closeout_cost
-    return marks, e
-
-
-def minute_returns(run: RunRecord) -> np.ndarray:
-    """Simple 1-minute returns on the starting equity: (E_k - E_{k-1}) / E_0 at 1-minute marks."""
-    _, e = minute_marks(run)
-    if len(e) == 0:
-        return np.zeros(0)
-    return np.asarray(np.diff(e) / e[0], np.float64)
 
 
 def sharpe_sortino(returns: np.ndarray) -> tuple[float, float]:
@@ -228,39 +134,14 @@ def _drawdowns(equity: np.ndarray) -> tuple[float, float]:
     return float(np.max((peak - equity) / peak)), float(np.max(peak - equity))
 
 
-def _shortfall_terms(run: RunRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per parent the USDT cost of its filled part, of its unfilled part, its fees, and its notional."""
-    p, f = run.parents, run.fills
-    fees = np.zeros(len(p))
-    row = _index_of(p["tag"], f["tag"])
-    np.add.at(fees, row[row >= 0], f["fee"][row >= 0])
-    s = p["side"].astype(np.float64)
-    unfilled = np.maximum(p["target_qty"] - p["filled_qty"], 0.0)
-    later = p["end_mid"].astype(np.float64)
-    if run.horizon_ns > 0 and len(p):
-        at_horizon = mid_asof(run, p["ts_decision"] + run.horizon_ns)
-        later = np.where(np.isnan(at_horizon), later, at_horizon)
-    # A term with zero quantity is zero even when its price is NaN (nothing filled: no VWAP).
-    filled_cost = np.where(p["filled_qty"] > 0, s * (p["vwap"] - p["decision_mid"]) * p["filled_qty"], 0.0)
-    unfilled_cost = np.where(unfilled > 0, s * (later - p["decision_mid"]) * unfilled, 0.0)
-    return filled_cost, unfilled_cost, fees, np.asarray(p["decision_mid"] * p["target_qty"], np.float64)
-
-
-def parent_shortfall_bps(run: RunRecord) -> np.ndarray:
-    """Per parent its implementation shortfall (fees included) in bps of its own notional."""
-    filled, unfilled, fees, notional = _shortfall_terms(run)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(np.where(notional > 0, (filled + unfilled + fees) / notional * BPS, np.nan), np.float64)
-
-
 def _shortfall(run: RunRecord) -> tuple[float, float, float]:
     """Notional-weighted implementation shortfall terms (filled, unfilled, fees) in bps."""
-    filled, unfilled, fees, notional = _shortfall_terms(run)
+    filled, unfilled, fees, notional = shortfall_terms(run)
     total = float(notional.sum())
     return (
-        _ratio(float(filled.sum()) * BPS, total),
-        _ratio(float(unfilled.sum()) * BPS, total),
-        _ratio(float(fees.sum()) * BPS, total),
+        ratio(float(filled.sum()) * BPS, total),
+        ratio(float(unfilled.sum()) * BPS, total),
+        ratio(float(fees.sum()) * BPS, total),
     )
 
 
@@ -273,27 +154,17 @@ def _spreads(run: RunRecord) -> tuple[float, float, float]:
     effective = 2 * s * (f["price"] - now) / now * BPS
     realized = 2 * s * (f["price"] - later) / now * BPS
     impact = 2 * s * (later - now) / now * BPS
-    return _mean(effective), _mean(realized), _mean(impact)
-
-
-def time_to_fill_s(run: RunRecord) -> np.ndarray:
-    """Per order with a fill: seconds from its arrival at the exchange to its first fill."""
-    f, o = run.fills, run.orders
-    if len(f) == 0:
-        return np.zeros(0)
-    by_order = np.lexsort((f["ts_ex"], f["order_id"]))
-    ids, first = np.unique(f["order_id"][by_order], return_index=True)
-    first_ts = f["ts_ex"][by_order][first]
-    row = _index_of(o["order_id"], ids)
-    ok = row >= 0
-    return np.asarray((first_ts[ok] - o["ts_arrive_ex"][row[ok]]) / NS, np.float64)
+    return finite_mean(effective), finite_mean(realized), finite_mean(impact)
 
 
 def metrics(run: RunRecord) -> Metrics:
     """The execution-quality metrics of one run (keys and definitions in the module docstring)."""
-    f, o, p, eq = run.fills, run.orders, run.parents, run.equity["equity"]
-    notional = f["price"] * f["qty"]
-    total_notional = float(notional.sum())
+    return {**_pnl_and_risk(run), **_orders(run), **_costs(run), **_after_the_fill(run)}
+
+
+def _pnl_and_risk(run: RunRecord) -> Metrics:
+    """net_pnl to turnover: the equity curve's figures."""
+    eq = run.equity["equity"]
     marked = float(eq[-1] - eq[0]) if len(eq) else 0.0
     net = marked - run.closeout_cost
     returns = minute_returns(run)
@@ -301,21 +172,8 @@ def metrics(run: RunRecord) -> Metrics:
     inference = sharpe_inference(returns)
     _, sharpe_se = inference.annualized(MINUTES_PER_YEAR)
     dd_frac, dd_usdt = _drawdowns(eq)
-
-    status = o["status"]
-    accepted = ~np.isin(status, (OrderStatus.REJECTED, OrderStatus.PENDING)) | (o["filled"] > 0)
-    post_only = o["post_only"]
-    po_rejected = post_only & (status == OrderStatus.REJECTED) & (o["reject"] == RejectReason.POST_ONLY_WOULD_TAKE)
-
-    slip = arrival_slippage_bps(run)
-    has_slip = ~np.isnan(slip)
-    is_filled, is_unfilled, is_fees = _shortfall(run)
-    effective, realized, impact = _spreads(run)
-    n_fills = len(f)
-    slip_mean, slip_lo, slip_hi, slip_n = mean_interval(slip)
-    per_parent = mean_interval(parent_shortfall_bps(run))
-    exits = int(np.sum(np.isnan(p["confidence"])))
-    out: Metrics = {
+    total_notional = float(np.sum(run.fills["price"] * run.fills["qty"]))
+    return {
         "net_pnl": net,
         "net_pnl_marked": marked,
         "position_end": float(run.equity["position"][-1]) if len(eq) else 0.0,
@@ -332,22 +190,48 @@ def metrics(run: RunRecord) -> Metrics:
         "sortino": sortino,
         "max_drawdown": dd_frac,
         "max_drawdown_usdt": dd_usdt,
-        "turnover": _ratio(total_notional, float(eq.mean())) if len(eq) else float("nan"),
+        "turnover": ratio(total_notional, float(eq.mean())) if len(eq) else float("nan"),
+    }
+
+
+def _orders(run: RunRecord) -> Metrics:
+    """orders to maker_ratio: counts and rates of the order records."""
+    f, o, p = run.fills, run.orders, run.parents
+    status = o["status"]
+    accepted = ~np.isin(status, (OrderStatus.REJECTED, OrderStatus.PENDING)) | (o["filled"] > 0)
+    post_only = o["post_only"]
+    po_rejected = post_only & (status == OrderStatus.REJECTED) & (o["reject"] == RejectReason.POST_ONLY_WOULD_TAKE)
+    notional = f["price"] * f["qty"]
+    return {
         "orders": len(o),
-        "fills": n_fills,
+        "fills": len(f),
         "requests": int(run.requests),
         "post_only_rejects": int(run.post_only_rejects),
         "rate_limit_rejects": int(run.rate_limit_rejects),
-        "fill_rate_count": _ratio(float(np.sum(accepted & (o["filled"] > 0))), float(accepted.sum())),
-        "fill_rate_qty": _ratio(float(p["filled_qty"].sum()), float(p["target_qty"].sum())),
-        "post_only_reject_rate": _ratio(float(po_rejected.sum()), float(post_only.sum())),
-        "maker_ratio": _ratio(float(notional[f["maker"]].sum()), total_notional),
+        "fill_rate_count": ratio(float(np.sum(accepted & (o["filled"] > 0))), float(accepted.sum())),
+        "fill_rate_qty": ratio(float(p["filled_qty"].sum()), float(p["target_qty"].sum())),
+        "post_only_reject_rate": ratio(float(po_rejected.sum()), float(post_only.sum())),
+        "maker_ratio": ratio(float(notional[f["maker"]].sum()), float(notional.sum())),
+    }
+
+
+def _costs(run: RunRecord) -> Metrics:
+    """Arrival slippage, implementation shortfall and the spreads: what the fills cost."""
+    f, p = run.fills, run.parents
+    slip = arrival_slippage_bps(run)
+    has_slip = ~np.isnan(slip)
+    is_filled, is_unfilled, is_fees = _shortfall(run)
+    effective, realized, impact = _spreads(run)
+    slip_mean, slip_lo, slip_hi, slip_n = mean_interval(slip)
+    per_parent = mean_interval(parent_shortfall_bps(run))
+    exits = int(np.sum(np.isnan(p["confidence"])))
+    return {
         "arrival_slippage_mean_bps": slip_mean,
         "arrival_slippage_lo_bps": slip_lo,
         "arrival_slippage_hi_bps": slip_hi,
         "arrival_slippage_n": slip_n,
-        "arrival_slippage_median_bps": _median(slip),
-        "arrival_slippage_qty_mean_bps": _ratio(
+        "arrival_slippage_median_bps": finite_median(slip),
+        "arrival_slippage_qty_mean_bps": ratio(
             float(np.sum(slip[has_slip] * f["qty"][has_slip])), float(f["qty"][has_slip].sum())
         ),
         "implementation_shortfall_bps": is_filled + is_unfilled + is_fees,
@@ -364,123 +248,17 @@ def metrics(run: RunRecord) -> Metrics:
         "realized_spread_bps": realized,
         "price_impact_bps": impact,
     }
+
+
+def _after_the_fill(run: RunRecord) -> Metrics:
+    """The markouts, the time to fill and the cancel and amend counts per fill."""
+    o, n_fills = run.orders, len(run.fills)
+    out: Metrics = {}
     for h in MARKOUT_HORIZONS_S:
         mean, lo, hi, n = mean_interval(markout_bps(run, h))
         out[f"markout_{h:g}s_bps"] = mean
         out[f"markout_{h:g}s_lo_bps"], out[f"markout_{h:g}s_hi_bps"], out[f"markout_{h:g}s_n"] = lo, hi, n
-    out["time_to_fill_median_s"] = _median(time_to_fill_s(run))
-    out["cancel_to_fill"] = _ratio(float(np.sum(status == OrderStatus.CANCELLED)), n_fills)
-    out["amend_to_fill"] = _ratio(float(o["amends"].sum()), n_fills)
-    return out
-
-
-CURVE_DTYPE = np.dtype(
-    [
-        ("horizon_s", np.float64),
-        ("fills", np.int64),
-        ("mean_bps", np.float64),
-        ("lo_bps", np.float64),
-        ("hi_bps", np.float64),
-    ]
-)
-
-
-def markout_curve(run: RunRecord, horizons: Sequence[float] = CURVE_HORIZONS_S) -> np.ndarray:
-    """Mean markout per horizon (seconds) with a 95 % band: mean +- 1.96 * std / sqrt(n) (NaN for n < 2)."""
-    out = np.zeros(len(horizons), CURVE_DTYPE)
-    for i, h in enumerate(horizons):
-        m = markout_bps(run, h)
-        m = m[~np.isnan(m)]
-        half = 1.96 * m.std(ddof=1) / np.sqrt(len(m)) if len(m) >= 2 else np.nan
-        mean = m.mean() if len(m) else np.nan
-        out[i] = (h, len(m), mean, mean - half, mean + half)
-    return out
-
-
-CONFIDENCE_DTYPE = np.dtype(
-    [
-        ("lo", np.float64),
-        ("hi", np.float64),
-        ("parents", np.int64),
-        ("fills", np.int64),
-        ("filled_qty", np.float64),
-        ("markout_10s_bps", np.float64),
-        ("pnl_usdt", np.float64),
-    ]
-)
-
-
-def fill_pnl_usdt(run: RunRecord, horizon_s: float = 60.0) -> np.ndarray:
-    """Per fill s * (M_{t+D} - P) * q - fee in USDT (the markout term is 0 past the end of the mids)."""
-    f = run.fills
-    later = mid_asof(run, f["ts_ex"] + round(horizon_s * NS))
-    gain = np.where(np.isnan(later), 0.0, f["side"] * (later - f["price"]) * f["qty"])
-    return np.asarray(gain - f["fee"], np.float64)
-
-
-def by_confidence(run: RunRecord, buckets: int = 5) -> np.ndarray:
-    """Fills, filled qty, mean 10 s markout and net PnL per confidence bucket of the entry parents,
-    and one last row for the exits.
-
-    Buckets are quantiles of the entries' confidence (equal parent counts, ties kept together, so a
-    bucket can be empty); [lo, hi] are the bucket edges, NaN without entries. Exits carry no model
-    confidence (NaN): they are the last row, lo = hi = NaN. A parent's PnL contribution is the sum
-    over its fills of the 60 s markout in USDT minus the fee (``fill_pnl_usdt``); fills without a
-    parent record are left out.
-    """
-    p, f = run.parents, run.fills
-    out = np.zeros(buckets + 1, CONFIDENCE_DTYPE)
-    entry = ~np.isnan(p["confidence"])
-    parent_bucket = np.full(len(p), buckets, np.int64)  # the exits' row
-    if entry.any():
-        edges = np.quantile(p["confidence"][entry], np.linspace(0.0, 1.0, buckets + 1))
-        parent_bucket[entry] = np.searchsorted(edges[1:-1], p["confidence"][entry], side="right")
-    else:
-        edges = np.full(buckets + 1, np.nan)
-    row = _index_of(p["tag"], f["tag"])
-    fill_bucket = np.where(row >= 0, parent_bucket[row] if len(p) else -1, -1)
-    markout, pnl = markout_bps(run, 10.0), fill_pnl_usdt(run)
-    for b in range(buckets + 1):
-        mine = fill_bucket == b
-        lo, hi = (edges[b], edges[b + 1]) if b < buckets else (np.nan, np.nan)
-        out[b] = (
-            lo,
-            hi,
-            np.sum(parent_bucket == b),
-            np.sum(mine),
-            f["qty"][mine].sum(),
-            _mean(markout[mine]),
-            pnl[mine].sum(),
-        )
-    return out
-
-
-QUEUE_DTYPE = np.dtype(
-    [
-        ("lo", np.float64),
-        ("hi", np.float64),
-        ("fills", np.int64),
-        ("qty", np.float64),
-        ("markout_1s_bps", np.float64),
-        ("markout_10s_bps", np.float64),
-        ("markout_60s_bps", np.float64),
-    ]
-)
-
-
-def by_queue(run: RunRecord, edges: Sequence[float] = QUEUE_EDGES) -> np.ndarray:
-    """Mean markouts of maker fills by queue ahead at placement (BTC): buckets [edges[i], edges[i+1]).
-
-    The last bucket is open ended; taker fills have no queue and are left out.
-    """
-    f = run.fills
-    lo = np.asarray(edges, np.float64)
-    hi = np.append(lo[1:], np.inf)
-    bucket = np.searchsorted(lo, f["queue_ahead"], side="right") - 1
-    bucket = np.where(f["maker"] & ~np.isnan(f["queue_ahead"]), bucket, -1)
-    marks = [markout_bps(run, h) for h in MARKOUT_HORIZONS_S]
-    out = np.zeros(len(lo), QUEUE_DTYPE)
-    for b in range(len(lo)):
-        mine = bucket == b
-        out[b] = (lo[b], hi[b], np.sum(mine), f["qty"][mine].sum(), *(_mean(m[mine]) for m in marks))
+    out["time_to_fill_median_s"] = finite_median(time_to_fill_s(run))
+    out["cancel_to_fill"] = ratio(float(np.sum(o["status"] == OrderStatus.CANCELLED)), n_fills)
+    out["amend_to_fill"] = ratio(float(o["amends"].sum()), n_fills)
     return out

@@ -66,6 +66,11 @@ def _day_warehouse() -> AppConfig:
 
 
 def run() -> list[dict[str, Any]]:
+    return [*_ingest_figures(), *_query_figures()]
+
+
+def _ingest_figures() -> list[dict[str, Any]]:
+    """Normalize + store: a simulated Bybit hour (default and 50 snapshot levels), the real Binance episodes."""
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -106,6 +111,12 @@ def run() -> list[dict[str, Any]]:
                         f"{n:,} depth diffs among {mps:,.0f} messages/s (all streams)",
                     )
                 )
+    return out
+
+
+def _query_figures() -> list[dict[str, Any]]:
+    """Reads of a warehouse holding one simulated day: the latest book, an hour sampled, opening it."""
+    out: list[dict[str, Any]] = []
     cfg = _day_warehouse()
     path = cfg.resolve(cfg.warehouse.path)
     with reading(path) as con:

@@ -1,16 +1,17 @@
 """Compiled strategies (execution.compiled): a numba step inside the engine's loop decides as the
-same rule run from Python between ``run_until`` calls, order for order and fill for fill."""
+same rule run from Python between ``run_until`` calls, order for order and fill for fill (the rule:
+the hftbacktest benchmark's quoting, bench/quoting.py, in both forms)."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import NamedTuple
 
 import numba as nb
 import numpy as np
 import pytest
 
+from bench.quoting import QuoteState, quote, quote_state, quote_step
 from execution import compiled
 from execution import records as r
 from execution.compiled import Arrays, CompiledStrategy
@@ -22,63 +23,33 @@ pytestmark = pytest.mark.kernels
 
 STEP = 40  # ns between quotes: the random markets move every 1-30 ns
 QTY = 0.5
+TAG = 7  # on every quote: the records carry it
 QUICK = dataclasses.replace(CFG, rate_limit=0)
 
 
-class Quote(NamedTuple):
-    qty: np.ndarray  # float64[1]
+class Recorded(NamedTuple):
+    quote: QuoteState
     woken: np.ndarray  # int64[cap]: local times the step ran
     n: np.ndarray  # int64[1]
 
 
 @nb.njit()
-def quote_step(e: Arrays, s: Quote, why: int) -> None:
-    """One buy at the best bid and one sell at the best ask; cancel every other live order."""
+def recorded_step(e: Arrays, s: Recorded, why: int) -> None:
+    """The benchmark's quoting step (bench/quoting.py), noting the local time of each call."""
     s.woken[s.n[0]] = compiled.now(e)
     s.n[0] += 1
-    bid, ask = compiled.best_bid(e), compiled.best_ask(e)
-    if np.isnan(bid) or np.isnan(ask):
-        return
-    tick = compiled.tick_size(e)
-    want_buy, want_sell = round(bid / tick), round(ask / tick)
-    need_buy, need_sell = True, True
-    first, end = compiled.live_orders(e)
-    for row in range(first, end):
-        if not compiled.is_live(e, row):
-            continue
-        side, k = compiled.order_side(e, row), round(compiled.order_price(e, row) / tick)
-        if side > 0 and need_buy and k == want_buy:
-            need_buy = False
-        elif side < 0 and need_sell and k == want_sell:
-            need_sell = False
-        else:
-            compiled.cancel(e, row + 1)
-    if need_buy:
-        compiled.submit(e, 1, s.qty[0], want_buy * tick, compiled.LIMIT, True, 7)
-    if need_sell:
-        compiled.submit(e, -1, s.qty[0], want_sell * tick, compiled.LIMIT, True, 7)
+    quote_step(e, s.quote, why)
 
 
 def python_quote(e: Engine, woken: list[int]) -> None:
-    """``quote_step`` through the engine's Python methods."""
+    """The benchmark's quoting rule through the engine's Python methods, noting the time of each call."""
     woken.append(e.now)
-    bid, ask = e.best_bid, e.best_ask
-    if math.isnan(bid) or math.isnan(ask):
-        return
-    tick = e.cfg.tick
-    want = {1: round(bid / tick), -1: round(ask / tick)}
-    for o in e.open_orders():
-        if want.get(o.side) == round(o.price / tick):
-            del want[o.side]
-        else:
-            e.cancel(o.order_id)
-    for side, k in want.items():
-        e.submit(side, QTY, k * tick, tag=7)
+    quote(e, QTY, TAG)
 
 
 def _strategy(start: int, every: int, wake: int) -> CompiledStrategy:
-    state = Quote(np.array([QTY]), np.zeros(100_000, np.int64), np.zeros(1, np.int64))
-    return CompiledStrategy(quote_step, state, every, start, wake)
+    state = Recorded(quote_state(QTY, TAG), np.zeros(100_000, np.int64), np.zeros(1, np.int64))
+    return CompiledStrategy(recorded_step, state, every, start, wake)
 
 
 def _results(e: Engine) -> tuple[bytes, bytes, bytes]:
@@ -149,7 +120,7 @@ def test_a_run_can_be_driven_in_pieces() -> None:
 
 def test_a_step_that_sends_too_much_is_refused() -> None:
     @nb.njit()
-    def flood(e: Arrays, s: Quote, why: int) -> None:
+    def flood(e: Arrays, s: Recorded, why: int) -> None:
         for _ in range(compiled.MAX_REQUESTS + 1):
             compiled.submit(e, 1, 1.0, 99.0, compiled.LIMIT, True, 0)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from core.config import AppConfig
+from execution.compiled_passive_run import compilable, replay_passive
 from execution.engine import Engine, Wake
 from execution.loader import SHORT_NAMES, load_strategy
 from execution.market import MarketData
@@ -160,6 +161,10 @@ class _Feed:
         self.done = True
         return False
 
+    def arrivals(self) -> tuple[np.ndarray, np.ndarray]:
+        """The latest block's event exchange times in order, and when the last event up to each reached us."""
+        return self._ex[-1], self._arrived[-1]
+
     def arrived_by(self, ts_ex: int) -> int:
         """When the last of the events stamped at or before exchange time ``ts_ex`` reached us (local clock)."""
         for ex, arrived in zip(reversed(self._ex), reversed(self._arrived), strict=True):
@@ -177,11 +182,21 @@ def replay(
     decision_delay_ns: int,
     progress: Callable[[float, str], None] | None = None,
     meta: dict[str, Any] | None = None,
+    compiled: bool = True,
 ) -> RunRecord:
-    """Run ``strategy`` on ``signals`` over the market ``blocks``; everything it left behind."""
+    """Run ``strategy`` on ``signals`` over the market ``blocks``; everything it left behind.
+
+    The built-in ``Passive`` (exactly it, fresh) runs compiled when ``compiled`` (the same record:
+    execution/compiled_passive_run.py); any other strategy, or ``compiled=False``, runs in Python."""
     feed = _Feed(engine, blocks)
     if not feed.next():
         raise ValueError("no market data in the backtest window")
+    if compiled and compilable(strategy, engine.levels):
+        assert isinstance(strategy, Passive)
+        unarrived = replay_passive(engine, feed, signals, strategy, decision_delay_ns, progress)
+        if progress is not None:
+            progress(1.0, f"{len(engine.fills()):,} fills")
+        return record(engine, strategy, feed, {**(meta or {}), "rows_not_arrived": unarrived})
     wake = Wake.FILL | Wake.ORDER | Wake.END | (Wake.BOOK if isinstance(strategy, Passive) else Wake.NONE)
 
     def advance(t: int) -> None:

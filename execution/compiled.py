@@ -10,7 +10,9 @@ woke it (records.W_TIMER, W_FILL, W_ORDER, W_BOOK, W_END). The step sees what a 
 sees through a Gateway, the local view at ``now``, through the functions below, and sends requests
 with them; they behave as ``Engine``'s methods of the same name (same latencies, same records).
 
-A step may send at most ``MAX_REQUESTS`` requests; the driver keeps room for them.
+A step may send at most ``MAX_REQUESTS`` requests; the driver keeps room for them. A step that
+wakes at times of its own choosing (the backtest's decisions) runs with ``every_ns = OWN_TIMER``:
+each timer wake fires once, and the step sets the next with ``set_timer``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ MAX_REQUESTS = 64
 MARKET = int(OrderKind.MARKET)
 LIMIT = int(OrderKind.LIMIT)
 PENDING = int(OrderStatus.PENDING)
+OWN_TIMER = -1  # every_ns for a step that sets its own timer (set_timer)
 
 
 class Arrays(NamedTuple):
@@ -68,7 +71,7 @@ class CompiledStrategy(NamedTuple):
 
     step: Callable[..., None]  # numba.njit: (e: records.Arrays, state, why: int) -> None
     state: Any  # a NamedTuple of numpy arrays, the step's own memory
-    every_ns: int  # the timer's period (0: no timer)
+    every_ns: int  # the timer's period (0: no timer; OWN_TIMER: the step sets it)
     start_ns: int  # the first timer wake (local clock)
     wake: int  # deliveries that also wake it: records.W_FILL | W_ORDER | W_BOOK | W_END
 
@@ -94,6 +97,23 @@ def best_ask(e: Arrays) -> float:
     """Best ask of the last book received (NaN before the first)."""
     i = e.si[r.S_LOC_BOOK] - 1
     return float(e.ask_px[i, 0]) if i >= 0 else np.nan
+
+
+@nb.njit()
+def book_time(e: Arrays) -> int:
+    """Local time of the last book received (-1 before the first)."""
+    i = e.si[r.S_LOC_BOOK] - 1
+    return int(e.book_ts_local[i]) if i >= 0 else -1
+
+
+@nb.njit()
+def book_side(e: Arrays, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(prices, sizes) of one side of the last book received, best first (side > 0: the bids);
+    views, not copies: read them before the step returns. Before the first book: empty."""
+    i = e.si[r.S_LOC_BOOK] - 1
+    if i < 0:
+        return e.bid_px[0, :0], e.bid_qty[0, :0]
+    return (e.bid_px[i], e.bid_qty[i]) if side > 0 else (e.ask_px[i], e.ask_qty[i])
 
 
 @nb.njit(inline="always")
@@ -222,6 +242,12 @@ def cancel_all(e: Arrays) -> None:
     _request(e, r.REQ_CANCEL_ALL, 0, np.nan, np.nan)
 
 
+@nb.njit()
+def set_timer(e: Arrays, t: int) -> None:
+    """The next timer wake (local clock; r.INF: none) of a step run with ``every_ns = OWN_TIMER``."""
+    e.si[r.S_NEXT_TIMER] = t
+
+
 # --- the driver ----------------------------------------------------------------------------------
 
 
@@ -250,10 +276,30 @@ def _room(si: np.ndarray, oi: np.ndarray, qi: np.ndarray, qf: np.ndarray, ri: np
     )
 
 
-@nb.njit()
+_DRIVERS: dict[Any, Callable[..., int]] = {}
+
+
+def register_driver(step: Any, driver: Callable[..., int]) -> None:
+    """Let ``drive`` run ``step`` through ``driver``: ``drive_loop`` compiled for that one step, in
+    the step's module, with ``cache=True`` (numba cannot cache a function that passes another as an
+    argument, so the generic loop compiles again in every process: for a big step, minutes).
+    ``driver(t_end, every_ns, wake, e, state)`` must be ``drive_loop(t_end, every_ns, wake, e, step, state)``."""
+    _DRIVERS[step] = driver
+
+
 def drive(t_end: int, every_ns: int, wake: int, e: Arrays, step: Any, state: Any) -> int:
+    """``drive_loop``, through the step's registered driver if it has one."""
+    driver = _DRIVERS.get(step)
+    if driver is not None:
+        return int(driver(t_end, every_ns, wake, e, state))
+    return int(drive_loop(t_end, every_ns, wake, e, step, state))
+
+
+@nb.njit(inline="always")  # inlined into a registered driver: a step passed to a call is not cacheable
+def drive_loop(t_end: int, every_ns: int, wake: int, e: Arrays, step: Any, state: Any) -> int:
     """Run to local time ``t_end``, calling ``step`` at each timer wake before ``t_end`` and at each
-    delivery in ``wake`` (once for a delivery at the timer's time). Returns the flags that ended it
+    delivery in ``wake`` (once for a delivery at the timer's time); ``every_ns`` OWN_TIMER: the timer
+    fires once at each time the step sets (set_timer). Returns the flags that ended it
     (0: ``t_end`` reached; W_END: the data ended, after the step saw it; W_SPACE: grow the arrays
     and call again, it resumes)."""
     # the arrays bound once: numba counts references each time one is taken out of ``e``
@@ -288,7 +334,7 @@ def drive(t_end: int, every_ns: int, wake: int, e: Arrays, step: Any, state: Any
     while True:
         if not _room(si, oi, qi, qf, ri, rf):
             return r.W_SPACE
-        timer = every_ns > 0 and si[r.S_NEXT_TIMER] < t_end
+        timer = every_ns != 0 and si[r.S_NEXT_TIMER] < t_end
         flags = advance(
             si[r.S_NEXT_TIMER] if timer else t_end, wake, si, sf, bts, blt, bpx, bqx, apx, aqx, tts, tlt, tpx, tqx,
             tsd, dep, oi, of, opn, qi, qf, ri, rf, fi, ff, smi, smf, rl,
@@ -298,7 +344,7 @@ def drive(t_end: int, every_ns: int, wake: int, e: Arrays, step: Any, state: Any
         if flags == 0 and not timer:
             return 0
         if timer and si[r.S_NOW] == si[r.S_NEXT_TIMER]:  # the timer, with what was delivered at its time
-            si[r.S_NEXT_TIMER] += every_ns
+            si[r.S_NEXT_TIMER] = si[r.S_NEXT_TIMER] + every_ns if every_ns > 0 else r.INF
             flags |= r.W_TIMER
         step(e, state, flags)
         if (flags & r.W_END) != 0:

@@ -14,8 +14,8 @@ import numba as nb
 import numpy as np
 
 from execution import compiled
-from execution.compiled import Arrays
 from execution.engine import Engine
+from execution.records import Arrays
 from execution.types import Side
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from execution import records as r
 from execution.kernel import advance
+from execution.records import Arrays
 from execution.types import OrderKind, OrderStatus
 
 MAX_REQUESTS = 64
@@ -32,38 +33,6 @@ MARKET = int(OrderKind.MARKET)
 LIMIT = int(OrderKind.LIMIT)
 PENDING = int(OrderStatus.PENDING)
 OWN_TIMER = -1  # every_ns for a step that sets its own timer (set_timer)
-
-
-class Arrays(NamedTuple):
-    """The engine's arrays, as its kernels take them (layouts in execution.records); a compiled
-    step reads and writes them through the functions below only."""
-
-    si: np.ndarray  # int64 state: clocks, cursors, counters, configuration (records.S_*, C_*, K_*)
-    sf: np.ndarray  # float64 state: the account on both sides, configuration (records.P_*, L_*, K_*)
-    book_ts_ex: np.ndarray  # the held market (execution.market.MarketData's fields)
-    book_ts_local: np.ndarray
-    bid_px: np.ndarray
-    bid_qty: np.ndarray
-    ask_px: np.ndarray
-    ask_qty: np.ndarray
-    trade_ts_ex: np.ndarray
-    trade_ts_local: np.ndarray
-    trade_price: np.ndarray
-    trade_qty: np.ndarray
-    trade_side: np.ndarray
-    dep: np.ndarray  # what our taker fills took from the current book
-    oi: np.ndarray  # orders, int64 columns (records.O_*)
-    of: np.ndarray  # orders, float64 columns (records.F_*)
-    opn: np.ndarray  # open orders per side in price-time priority
-    qi: np.ndarray  # requests in flight (records.Q_*)
-    qf: np.ndarray
-    ri: np.ndarray  # reports in flight (records.R_*)
-    rf: np.ndarray
-    fi: np.ndarray  # fills (records.FI_*, FF_*)
-    ff: np.ndarray
-    smi: np.ndarray  # equity samples
-    smf: np.ndarray
-    rl: np.ndarray  # the rate-limit ring
 
 
 class CompiledStrategy(NamedTuple):
@@ -85,21 +54,21 @@ def now(e: Arrays) -> int:
     return int(e.si[r.S_NOW])
 
 
-@nb.njit()
+@nb.njit(inline="always")
 def best_bid(e: Arrays) -> float:
     """Best bid of the last book received (NaN before the first)."""
     i = e.si[r.S_LOC_BOOK] - 1
     return float(e.bid_px[i, 0]) if i >= 0 else np.nan
 
 
-@nb.njit()
+@nb.njit(inline="always")
 def best_ask(e: Arrays) -> float:
     """Best ask of the last book received (NaN before the first)."""
     i = e.si[r.S_LOC_BOOK] - 1
     return float(e.ask_px[i, 0]) if i >= 0 else np.nan
 
 
-@nb.njit()
+@nb.njit(inline="always")
 def book_time(e: Arrays) -> int:
     """Local time of the last book received (-1 before the first)."""
     i = e.si[r.S_LOC_BOOK] - 1
@@ -138,7 +107,7 @@ def cash(e: Arrays) -> float:
     return float(e.sf[r.L_CASH])
 
 
-@nb.njit()
+@nb.njit(inline="always")
 def live_orders(e: Arrays) -> tuple[int, int]:
     """(first, end): the rows to scan for orders sent and not reported done (``is_live``), in the
     order they were sent; order id = row + 1."""
@@ -185,7 +154,7 @@ def order_filled(e: Arrays, row: int) -> float:
 # --- requests ------------------------------------------------------------------------------------
 
 
-@nb.njit()
+@nb.njit(inline="always")
 def _request(e: Arrays, kind: int, oid: int, price: float, qty: float) -> None:
     si, qi, qf = e.si, e.qi, e.qf
     n = si[r.S_REQ_N]
@@ -202,7 +171,7 @@ def _request(e: Arrays, kind: int, oid: int, price: float, qty: float) -> None:
     si[r.S_REQ_N] = n + 1
 
 
-@nb.njit()
+@nb.njit(inline="always")
 def submit(e: Arrays, side: int, qty: float, price: float, kind: int, post_only: bool, tag: int) -> int:
     """Send a new order now (``price`` NaN for a market order); returns its id."""
     si, oi, of = e.si, e.oi, e.of
@@ -224,25 +193,25 @@ def submit(e: Arrays, side: int, qty: float, price: float, kind: int, post_only:
     return int(idx + 1)
 
 
-@nb.njit()
+@nb.njit(inline="always")
 def amend(e: Arrays, order_id: int, price: float, qty: float) -> None:
     """Change price and/or size (NaN: unchanged)."""
     _request(e, r.REQ_AMEND, order_id, price, qty)
 
 
-@nb.njit()
+@nb.njit(inline="always")
 def cancel(e: Arrays, order_id: int) -> None:
     """Cancel on arrival; the order can still fill while the cancel is in flight."""
     _request(e, r.REQ_CANCEL, order_id, np.nan, np.nan)
 
 
-@nb.njit()
+@nb.njit(inline="always")
 def cancel_all(e: Arrays) -> None:
     """Cancel every order open when the request arrives (one request)."""
     _request(e, r.REQ_CANCEL_ALL, 0, np.nan, np.nan)
 
 
-@nb.njit()
+@nb.njit(inline="always")
 def set_timer(e: Arrays, t: int) -> None:
     """The next timer wake (local clock; r.INF: none) of a step run with ``every_ns = OWN_TIMER``."""
     e.si[r.S_NEXT_TIMER] = t
@@ -302,43 +271,12 @@ def drive_loop(t_end: int, every_ns: int, wake: int, e: Arrays, step: Any, state
     fires once at each time the step sets (set_timer). Returns the flags that ended it
     (0: ``t_end`` reached; W_END: the data ended, after the step saw it; W_SPACE: grow the arrays
     and call again, it resumes)."""
-    # the arrays bound once: numba counts references each time one is taken out of ``e``
-    (
-        si,
-        sf,
-        bts,
-        blt,
-        bpx,
-        bqx,
-        apx,
-        aqx,
-        tts,
-        tlt,
-        tpx,
-        tqx,
-        tsd,
-        dep,
-        oi,
-        of,
-        opn,
-        qi,
-        qf,
-        ri,
-        rf,
-        fi,
-        ff,
-        smi,
-        smf,
-        rl,
-    ) = e
+    si, oi, qi, qf, ri, rf = e.si, e.oi, e.qi, e.qf, e.ri, e.rf  # bound once, not per wake
     while True:
         if not _room(si, oi, qi, qf, ri, rf):
             return r.W_SPACE
         timer = every_ns != 0 and si[r.S_NEXT_TIMER] < t_end
-        flags = advance(
-            si[r.S_NEXT_TIMER] if timer else t_end, wake, si, sf, bts, blt, bpx, bqx, apx, aqx, tts, tlt, tpx, tqx,
-            tsd, dep, oi, of, opn, qi, qf, ri, rf, fi, ff, smi, smf, rl,
-        )  # fmt: skip
+        flags = advance(si[r.S_NEXT_TIMER] if timer else t_end, wake, e)
         if (flags & r.W_SPACE) != 0:
             return flags
         if flags == 0 and not timer:

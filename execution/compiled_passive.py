@@ -23,7 +23,6 @@ import numpy as np
 
 from execution import compiled as c
 from execution import records as r
-from execution.compiled import Arrays
 from execution.compiled_passive_risk import HALTED, REDUCING, Row, _min, risk_update
 from execution.compiled_passive_state import (
     FAR_PAST,
@@ -39,6 +38,7 @@ from execution.compiled_passive_state import (
     _size,
     _stop,
 )
+from execution.records import Arrays
 
 WAKES = r.W_FILL | r.W_ORDER | r.W_BOOK  # Strategy.on_wake's
 

@@ -17,7 +17,6 @@ import numba as nb
 import numpy as np
 
 from execution import compiled as c
-from execution.compiled import Arrays
 from execution.compiled_passive_risk import (
     Row,
     _min,
@@ -27,6 +26,7 @@ from execution.compiled_passive_risk import (
     risk_check,
     size,
 )
+from execution.records import Arrays
 
 I8, F8 = np.int64, np.float64
 FAR_PAST = -(1 << 62)

@@ -19,7 +19,7 @@ import numpy as np
 
 from execution import compiled, kernel
 from execution import records as r
-from execution.compiled import Arrays, CompiledStrategy
+from execution.compiled import CompiledStrategy
 from execution.market import MarketData, empty_market
 from execution.types import FILL_DTYPE, ORDER_DTYPE, EngineConfig, OrderKind, OrderStatus, Side
 from execution.venue import BookView, OpenOrder
@@ -194,12 +194,7 @@ class Engine:
         if t_local_ns < self.now:
             raise ValueError(f"run_until({t_local_ns}) is before now ({self.now})")
         while True:
-            b, t = self._books, self._trades
-            flags = int(kernel.run(
-                int(t_local_ns), int(wake), self._si, self._sf, b[0], b[1], b[2], b[3], b[4], b[5],
-                t[0], t[1], t[2], t[3], t[4], self._dep, self._oi, self._of, self._opn, self._qi, self._qf,
-                self._ri, self._rf, self._fi, self._ff, self._smi, self._smf, self._rl,
-            ))  # fmt: skip
+            flags = int(kernel.run(int(t_local_ns), int(wake), self.arrays()))
             if not flags & r.W_SPACE:
                 return Wake(flags)
             self._make_room()
@@ -222,11 +217,11 @@ class Engine:
             self._room_for(2 * compiled.MAX_REQUESTS)
             self._ri, self._rf = _grow(self._ri, 2 * len(self._ri)), _grow(self._rf, 2 * len(self._rf))
 
-    def arrays(self) -> Arrays:
+    def arrays(self) -> r.Arrays:
         """The engine's arrays by name (valid until the engine grows them: call again after each run)."""
         orders = (self._oi, self._of, self._opn, self._qi, self._qf, self._ri, self._rf)
         results = (self._fi, self._ff, self._smi, self._smf, self._rl)
-        return Arrays._make((self._si, self._sf, *self._books, *self._trades, self._dep, *orders, *results))
+        return r.Arrays._make((self._si, self._sf, *self._books, *self._trades, self._dep, *orders, *results))
 
     def _make_room(self) -> None:
         si = self._si

@@ -8,6 +8,8 @@ only write into it and report when it needs more room.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 
@@ -158,6 +160,38 @@ FILLED = int(OrderStatus.FILLED)
 CANCELLED = int(OrderStatus.CANCELLED)
 REJECTED = int(OrderStatus.REJECTED)
 EXPIRED = int(OrderStatus.EXPIRED)
+
+
+class Arrays(NamedTuple):
+    """Every array of one engine, by name: what ``execution.kernel.advance`` and a compiled
+    strategy's step (execution.compiled) take. Valid until the engine grows them."""
+
+    si: np.ndarray  # int64 state: clocks, cursors, counters, configuration (S_*, C_*, K_*)
+    sf: np.ndarray  # float64 state: the account on both sides, configuration (P_*, L_*, K_*)
+    book_ts_ex: np.ndarray  # the held market (execution.market.MarketData's fields)
+    book_ts_local: np.ndarray
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+    trade_ts_ex: np.ndarray
+    trade_ts_local: np.ndarray
+    trade_price: np.ndarray
+    trade_qty: np.ndarray
+    trade_side: np.ndarray
+    dep: np.ndarray  # what our taker fills took from the current book, per side and level
+    oi: np.ndarray  # orders, int64 columns (O_*)
+    of: np.ndarray  # orders, float64 columns (F_*)
+    opn: np.ndarray  # open orders per side in price-time priority
+    qi: np.ndarray  # requests in flight (Q_*)
+    qf: np.ndarray
+    ri: np.ndarray  # reports in flight (R_*)
+    rf: np.ndarray
+    fi: np.ndarray  # fills (FI_*, FF_*)
+    ff: np.ndarray
+    smi: np.ndarray  # equity samples
+    smf: np.ndarray
+    rl: np.ndarray  # the rate-limit ring
 
 
 @nb.njit(inline="always")

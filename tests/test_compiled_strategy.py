@@ -14,9 +14,10 @@ import pytest
 from bench.quoting import QuoteState, quote, quote_state, quote_step
 from execution import compiled
 from execution import records as r
-from execution.compiled import Arrays, CompiledStrategy
+from execution.compiled import CompiledStrategy
 from execution.engine import Engine, Wake
 from execution.market import MarketData
+from execution.records import Arrays
 from tests.test_engine_scenarios import CFG, L, _random_market
 
 pytestmark = pytest.mark.kernels

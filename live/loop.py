@@ -18,6 +18,7 @@ The kill switch (drawdown and daily loss in the risk manager; the watch's checks
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -37,6 +38,7 @@ from live.rows import Due, Rows
 from live.watch import Watch, drift_monitor
 
 log = logging.getLogger("live.runner")
+RECANCEL_NS = 1_000_000_000  # HALTED with orders open: the cancel-all is sent again at most this often
 
 __all__ = ["Loaded", "Loop"]
 
@@ -53,6 +55,7 @@ class Loop:
         self.scheduled: deque[Due] = deque()  # decisions waiting until the gateway can take them
         self.sim_ns = 0  # time spent in the paper exchange during the current tick (not decision latency)
         self._tick_t0 = 0
+        self._recancel_ns = 0  # HALTED with orders still open: when the cancel-all was last sent again
 
     # -- what the runner, the status line and the benchmark read --------------------------------
 
@@ -157,6 +160,23 @@ class Loop:
             self.halt(self.strategy.risk.reason)
         self.record.journal.commit()
 
+    async def cancel_everything(self, wait_ns: int, tries: int = 5) -> list[int]:
+        """Cancel every open order and see it gone (a shutdown): a cancel-all the exchange refused
+        (its rate limit, a lost request) is sent again ``wait_ns`` later, on the data's clock for the
+        paper exchange and the wall clock live, up to ``tries`` times. Returns the ids still open."""
+        for i in range(tries):
+            if i:
+                await asyncio.sleep(wait_ns / 1e9 if self.gw.name != "paper" else 0)
+            self.gw.cancel_all()
+            await self.gw.sync()
+            if self.last_book_ts >= 0:  # paper: the exchange answers the cancels (live: a no-op)
+                self.advance(self.gw.now + wait_ns)
+            self.after_step()
+            if not (left := [o.order_id for o in self.gw.open_orders()]):
+                return []
+            log.warning("shutdown: %d orders still open after cancel-all %d of %d", len(left), i + 1, tries)
+        return left
+
     def record_account(self) -> None:
         fig = self.watch.monitor.figures()
         self.record.account(self.gw, self.strategy.risk, self.rows.last_book_ts, fig.as_dict())
@@ -168,6 +188,7 @@ class Loop:
         if self.watch.halted_reason:
             return
         self.watch.halted_reason = reason
+        self._recancel_ns = time.monotonic_ns()  # the runner's wall clock (``check``)
         now = self.gw.now
         self.strategy.risk.halt(now, reason)
         self.watch.risk_state = RiskState.HALTED
@@ -193,6 +214,10 @@ class Loop:
     def check(self, wall_ns: int, book_valid: bool, now_ns: int | None = None) -> None:
         """The watch's wall-clock checks (every batch, ticks or not); ``now_ns``: the calendar time."""
         self.watch.check(wall_ns, book_valid, now_ns, self.gw, self.m, self.halt, self._pause)
+        if self.watch.halted_reason and wall_ns - self._recancel_ns >= RECANCEL_NS and self.gw.open_orders():
+            self._recancel_ns = wall_ns  # a cancel the exchange refused (its rate limit): sent again
+            log.warning("HALTED with %d orders still open: cancel-all again", len(self.gw.open_orders()))
+            self.gw.cancel_all()
 
     def _pause(self) -> None:
         """The book turned invalid: our orders are cancelled until it is resynced."""

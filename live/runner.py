@@ -306,12 +306,11 @@ class Runner:
         try:
             try:
                 self.strategy.stop(self.gateway)
-                self.gateway.cancel_all()
-                await self.gateway.sync()
-                if loop.last_book_ts >= 0:  # no more ticks: a second for the exchange to answer the cancels
-                    loop.advance(self.gateway.now + 1_000_000_000)
-                loop.after_step()
+                wait = max(self.cfg.execution.rate_window, 1_000_000_000)  # a refused cancel-all: its window
+                left = await loop.cancel_everything(wait)
                 loop.record_account()
+                if left:
+                    raise RuntimeError(f"orders {left} are still open on the {self.gateway.name} exchange")
             except Exception as exc:  # the session still ends on the record, saying so
                 broken = exc
                 reason += f"; the shutdown failed: {_why(exc)}"

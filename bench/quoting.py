@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from execution import compiled
 from execution.engine import Engine
 from execution.records import Arrays
@@ -45,7 +45,7 @@ def quote_state(qty: float, tag: int = 0) -> QuoteState:
     return QuoteState(np.array([qty], np.float64), np.array([tag], np.int64))
 
 
-@nb.njit()
+@kernel_jit()
 def quote_step(e: Arrays, s: QuoteState, why: int) -> None:
     """``quote`` as a compiled step (execution.compiled): the same decisions in the same order."""
     bid, ask = compiled.best_bid(e), compiled.best_ask(e)

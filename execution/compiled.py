@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from execution import records as r
 from execution.kernel import advance
 from execution.records import Arrays
@@ -48,34 +48,34 @@ class CompiledStrategy(NamedTuple):
 # --- the local view ------------------------------------------------------------------------------
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def now(e: Arrays) -> int:
     """The local clock (ns)."""
     return int(e.si[r.S_NOW])
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def best_bid(e: Arrays) -> float:
     """Best bid of the last book received (NaN before the first)."""
     i = e.si[r.S_LOC_BOOK] - 1
     return float(e.bid_px[i, 0]) if i >= 0 else np.nan
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def best_ask(e: Arrays) -> float:
     """Best ask of the last book received (NaN before the first)."""
     i = e.si[r.S_LOC_BOOK] - 1
     return float(e.ask_px[i, 0]) if i >= 0 else np.nan
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def book_time(e: Arrays) -> int:
     """Local time of the last book received (-1 before the first)."""
     i = e.si[r.S_LOC_BOOK] - 1
     return int(e.book_ts_local[i]) if i >= 0 else -1
 
 
-@nb.njit()
+@kernel_jit(inline="always")  # returns views: inlined, it takes its caller's NRT mode
 def book_side(e: Arrays, side: int) -> tuple[np.ndarray, np.ndarray]:
     """(prices, sizes) of one side of the last book received, best first (side > 0: the bids);
     views, not copies: read them before the step returns. Before the first book: empty."""
@@ -85,29 +85,29 @@ def book_side(e: Arrays, side: int) -> tuple[np.ndarray, np.ndarray]:
     return (e.bid_px[i], e.bid_qty[i]) if side > 0 else (e.ask_px[i], e.ask_qty[i])
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def tick_size(e: Arrays) -> float:
     return float(e.sf[r.K_TICK])
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def lot_size(e: Arrays) -> float:
     return float(e.sf[r.K_LOT])
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def position(e: Arrays) -> float:
     """BTC held, as reported by ``now``."""
     return float(e.sf[r.L_POS])
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def cash(e: Arrays) -> float:
     """Cash as reported by ``now``."""
     return float(e.sf[r.L_CASH])
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def live_orders(e: Arrays) -> tuple[int, int]:
     """(first, end): the rows to scan for orders sent and not reported done (``is_live``), in the
     order they were sent; order id = row + 1."""
@@ -119,34 +119,34 @@ def live_orders(e: Arrays) -> tuple[int, int]:
     return i, si[r.S_N_ORDERS]
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def is_live(e: Arrays, row: int) -> bool:
     """Order row ``row`` is pending or open in the local view."""
     return bool(e.oi[row, r.O_L_STATUS] <= r.OPEN)
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def order_side(e: Arrays, row: int) -> int:
     return int(e.oi[row, r.O_SIDE])
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def order_tag(e: Arrays, row: int) -> int:
     return int(e.oi[row, r.O_TAG])
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def order_price(e: Arrays, row: int) -> float:
     """The price as last reported (OpenOrder.price)."""
     return float(e.of[row, r.F_L_PRICE])
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def order_qty(e: Arrays, row: int) -> float:
     return float(e.of[row, r.F_L_QTY])
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def order_filled(e: Arrays, row: int) -> float:
     return float(e.of[row, r.F_L_FILLED])
 
@@ -154,14 +154,24 @@ def order_filled(e: Arrays, row: int) -> float:
 # --- requests ------------------------------------------------------------------------------------
 
 
-@nb.njit(inline="always")
+@kernel_jit()
+def _to_front(ai: np.ndarray, af: np.ndarray, head: int, n: int) -> None:
+    """Move rows head..n of ``ai`` / ``af`` to the front, element by element (no temporary copy:
+    kernels run without NRT, core.jit)."""
+    for i in range(n - head):
+        for j in range(ai.shape[1]):
+            ai[i, j] = ai[head + i, j]
+        for j in range(af.shape[1]):
+            af[i, j] = af[head + i, j]
+
+
+@kernel_jit(inline="always")
 def _request(e: Arrays, kind: int, oid: int, price: float, qty: float) -> None:
     si, qi, qf = e.si, e.qi, e.qf
     n = si[r.S_REQ_N]
     if n == qi.shape[0]:  # move the requests in flight to the front
         head = si[r.S_REQ_HEAD]
-        qi[: n - head] = qi[head:n].copy()
-        qf[: n - head] = qf[head:n].copy()
+        _to_front(qi, qf, head, n)
         n -= head
         si[r.S_REQ_HEAD] = 0
         if n == qi.shape[0]:
@@ -171,7 +181,7 @@ def _request(e: Arrays, kind: int, oid: int, price: float, qty: float) -> None:
     si[r.S_REQ_N] = n + 1
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def submit(e: Arrays, side: int, qty: float, price: float, kind: int, post_only: bool, tag: int) -> int:
     """Send a new order now (``price`` NaN for a market order); returns its id."""
     si, oi, of = e.si, e.oi, e.of
@@ -193,25 +203,25 @@ def submit(e: Arrays, side: int, qty: float, price: float, kind: int, post_only:
     return int(idx + 1)
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def amend(e: Arrays, order_id: int, price: float, qty: float) -> None:
     """Change price and/or size (NaN: unchanged)."""
     _request(e, r.REQ_AMEND, order_id, price, qty)
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def cancel(e: Arrays, order_id: int) -> None:
     """Cancel on arrival; the order can still fill while the cancel is in flight."""
     _request(e, r.REQ_CANCEL, order_id, np.nan, np.nan)
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def cancel_all(e: Arrays) -> None:
     """Cancel every order open when the request arrives (one request)."""
     _request(e, r.REQ_CANCEL_ALL, 0, np.nan, np.nan)
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def set_timer(e: Arrays, t: int) -> None:
     """The next timer wake (local clock; r.INF: none) of a step run with ``every_ns = OWN_TIMER``."""
     e.si[r.S_NEXT_TIMER] = t
@@ -220,17 +230,16 @@ def set_timer(e: Arrays, t: int) -> None:
 # --- the driver ----------------------------------------------------------------------------------
 
 
-@nb.njit()
+@kernel_jit()
 def _compact(si: np.ndarray, head_at: int, n_at: int, ai: np.ndarray, af: np.ndarray) -> None:
     """Move the entries still in flight (``ai``/``af`` rows head..n) to the front."""
     head, n = si[head_at], si[n_at]
     if head > 0:
-        ai[: n - head] = ai[head:n].copy()
-        af[: n - head] = af[head:n].copy()
+        _to_front(ai, af, head, n)
         si[head_at], si[n_at] = 0, n - head
 
 
-@nb.njit()
+@kernel_jit()
 def _room(si: np.ndarray, oi: np.ndarray, qi: np.ndarray, qf: np.ndarray, ri: np.ndarray, rf: np.ndarray) -> bool:
     """Room for a step's requests and orders, and for the reports of the next events, after moving
     what is in flight to the front (else the caller grows the arrays)."""
@@ -264,7 +273,7 @@ def drive(t_end: int, every_ns: int, wake: int, e: Arrays, step: Any, state: Any
     return int(drive_loop(t_end, every_ns, wake, e, step, state))
 
 
-@nb.njit(inline="always")  # inlined into a registered driver: a step passed to a call is not cacheable
+@kernel_jit(inline="always")  # inlined into a registered driver: a step passed to a call is not cacheable
 def drive_loop(t_end: int, every_ns: int, wake: int, e: Arrays, step: Any, state: Any) -> int:
     """Run to local time ``t_end``, calling ``step`` at each timer wake before ``t_end`` and at each
     delivery in ``wake`` (once for a delivery at the timer's time); ``every_ns`` OWN_TIMER: the timer

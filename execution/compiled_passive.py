@@ -18,9 +18,9 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from execution import compiled as c
 from execution import records as r
 from execution.compiled_passive_risk import HALTED, REDUCING, Row, _min, risk_update
@@ -43,7 +43,7 @@ from execution.records import Arrays
 WAKES = r.W_FILL | r.W_ORDER | r.W_BOOK  # Strategy.on_wake's
 
 
-@nb.njit()
+@kernel_jit()
 def _amended(e: Arrays, s: PassiveState, k: int, now: int) -> bool:
     """Strategy._amended: the order shows the amend's price and size (or its report is overdue)."""
     par, a = s.par[0], s.amending[k]
@@ -55,7 +55,7 @@ def _amended(e: Arrays, s: PassiveState, k: int, now: int) -> bool:
     )
 
 
-@nb.njit()
+@kernel_jit()
 def _forget_done(e: Arrays, s: PassiveState, now: int) -> None:
     """Strategy.work's first lines: drop the cancels of orders done, and the amends shown or overdue."""
     st = s.st[0]
@@ -73,7 +73,7 @@ def _forget_done(e: Arrays, s: PassiveState, now: int) -> None:
     st.n_amending = n
 
 
-@nb.njit()
+@kernel_jit()
 def _price(e: Arrays, s: PassiveState, side: int, confidence: float) -> float:
     """Passive.price: join the best, or one tick inside when confident and the spread leaves room."""
     par = s.par[0]
@@ -85,7 +85,7 @@ def _price(e: Arrays, s: PassiveState, side: int, confidence: float) -> float:
     return round((ask - (tick if inside else 0.0)) / tick) * tick
 
 
-@nb.njit()
+@kernel_jit()
 def _amend(e: Arrays, s: PassiveState, row: int, want: float, need: float, now: int) -> float:
     """One order of the parent in Passive.execute's loop: amended to the new price or down to what
     is needed (throttled); returns ``need`` less what the order still covers."""
@@ -109,7 +109,7 @@ def _amend(e: Arrays, s: PassiveState, row: int, want: float, need: float, now: 
     return need - _min(rest, need)
 
 
-@nb.njit()
+@kernel_jit()
 def _execute(e: Arrays, s: PassiveState, first: int, end: int, need: float) -> None:
     """Passive.execute: work the active parent (``mine``: its live orders in rows first..end)."""
     par, st = s.par[0], s.st[0]
@@ -157,7 +157,7 @@ def _execute(e: Arrays, s: PassiveState, first: int, end: int, need: float) -> N
         _send(e, s, p.side, need, want, c.LIMIT)
 
 
-@nb.njit()
+@kernel_jit()
 def _work(e: Arrays, s: PassiveState) -> None:
     """Strategy.work: the parent from target and position, the other orders cancelled, then execute."""
     par, st = s.par[0], s.st[0]
@@ -194,14 +194,14 @@ def _work(e: Arrays, s: PassiveState) -> None:
     _execute(e, s, first, end, abs(need))
 
 
-@nb.njit()
+@kernel_jit()
 def _faded(s: PassiveState, sig: Row, p: Row) -> bool:
     """Strategy._faded: an opposite signal, or the parent's direction now far less likely."""
     p_dir = sig.p_up if p.side > 0 else sig.p_down
     return bool(sig.direction == -p.side or p_dir < s.par[0].fade_ratio * p.confidence)
 
 
-@nb.njit()
+@kernel_jit()
 def _fixed(e: Arrays, s: PassiveState, sig: Row, now: int, pos: float) -> None:
     """Strategy._fixed: one bet at a time, held ``horizon_ns`` from its decision."""
     par, st = s.par[0], s.st[0]
@@ -217,7 +217,7 @@ def _fixed(e: Arrays, s: PassiveState, sig: Row, now: int, pos: float) -> None:
         st.hold_until = now + par.horizon_ns
 
 
-@nb.njit()
+@kernel_jit()
 def _on_decision(e: Arrays, s: PassiveState, sig: Row) -> None:
     """Strategy.on_decision: update the target, then work the orders."""
     par, st = s.par[0], s.st[0]
@@ -245,7 +245,7 @@ def _on_decision(e: Arrays, s: PassiveState, sig: Row) -> None:
     _work(e, s)
 
 
-@nb.njit()
+@kernel_jit()
 def _arrived_by(s: PassiveState, ts: int) -> int:
     """backtest._Feed.arrived_by: when the last event stamped at or before ``ts`` reached us."""
     for b in range(s.st[0].n_blocks - 1, -1, -1):
@@ -256,7 +256,7 @@ def _arrived_by(s: PassiveState, ts: int) -> int:
     return FAR_PAST
 
 
-@nb.njit()
+@kernel_jit()
 def _decide(e: Arrays, s: PassiveState) -> None:
     """replay's loop body for the signal at the cursor, then the timer set to the next one (after
     the last, or when the data ended with no book ever received: stop, as replay does)."""
@@ -277,7 +277,7 @@ def _decide(e: Arrays, s: PassiveState) -> None:
         c.set_timer(e, r.INF)
 
 
-@nb.njit()
+@kernel_jit()
 def passive_step(e: Arrays, s: PassiveState, why: int) -> None:
     """The compiled step: ``on_wake`` for deliveries, the decision for the timer. A timer that
     coincides with the end of a block waits for the next block (replay loads it first)."""
@@ -310,7 +310,7 @@ def _compile(version: int) -> Callable[..., int]:
         _ = version  # keeps the sources' digest in the closure, hence in the cache key
         return c.drive_loop(t_end, every_ns, wake, e, passive_step, state)
 
-    return nb.njit(cache=True)(driver)
+    return kernel_jit(cache=True)(driver)
 
 
 driver = _compile(_sources_digest())

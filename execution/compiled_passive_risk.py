@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from execution.risk import DAY_NS, RiskLimits
 from execution.sizing import SECONDS_PER_YEAR
 
@@ -34,13 +34,13 @@ TRANSITION_DTYPE = np.dtype(
 )
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def _min(a: float, b: float) -> float:
     """Python's ``min(a, b)``."""
     return b if b < a else a
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def _max(a: float, b: float) -> float:
     """Python's ``max(a, b)``."""
     return b if b > a else a
@@ -49,7 +49,7 @@ def _max(a: float, b: float) -> float:
 # --- sizing (execution/sizing.py) ----------------------------------------------------------------
 
 
-@nb.njit()
+@kernel_jit()
 def _np_sum(a: np.ndarray, n: int) -> float:
     """``numpy.sum`` of ``a[:n]`` (n <= MAX_LEVELS), in numpy's pairwise order (float64, contiguous)."""
     if n < 8:
@@ -70,7 +70,7 @@ def _np_sum(a: np.ndarray, n: int) -> float:
     return float(res)
 
 
-@nb.njit()
+@kernel_jit()
 def depth_within(px: np.ndarray, qty: np.ndarray, mid: float, bps: float, own: float, scratch: np.ndarray) -> float:
     """sizing.depth_within: visible size within ``bps`` of ``mid`` on one side, minus our own there."""
     band = mid * bps * 1e-4
@@ -82,7 +82,7 @@ def depth_within(px: np.ndarray, qty: np.ndarray, mid: float, bps: float, own: f
     return _max(0.0, _np_sum(scratch, m) - own)
 
 
-@nb.njit()
+@kernel_jit()
 def floor_lot(qty: float, lot: float) -> float:
     """sizing.floor_lot."""
     if qty <= 0:
@@ -90,7 +90,7 @@ def floor_lot(qty: float, lot: float) -> float:
     return math.floor(qty / lot + 1e-9) * lot
 
 
-@nb.njit()
+@kernel_jit()
 def move_beyond(tau: float, sigma_h: float) -> float:
     """sizing.move_beyond."""
     if not sigma_h > 0.0:
@@ -102,12 +102,12 @@ def move_beyond(tau: float, sigma_h: float) -> float:
     return sigma_h * math.exp(-0.5 * k * k) / math.sqrt(2.0 * math.pi) / tail
 
 
-@nb.njit()
+@kernel_jit()
 def _slope(f: float, p_win: float, p_loss: float, p_push: float, win: float, loss: float, cost: float) -> float:
     return p_win * win / (1.0 + f * win) - p_loss * loss / (1.0 - f * loss) - p_push * cost / (1.0 - f * cost)
 
 
-@nb.njit()
+@kernel_jit()
 def kelly_leverage(p_win: float, p_loss: float, move: float, cost: float) -> float:
     """sizing.kelly_leverage."""
     p_push = _max(0.0, 1.0 - p_win - p_loss)
@@ -128,7 +128,7 @@ def kelly_leverage(p_win: float, p_loss: float, move: float, cost: float) -> flo
     return lo
 
 
-@nb.njit()
+@kernel_jit()
 def size(
     p_win: float, p_loss: float, equity: float, mid: float, sigma_1s: float, depth: float, headroom: float, par: Row
 ) -> float:
@@ -150,7 +150,7 @@ def size(
 # --- the risk manager (execution/risk.py) --------------------------------------------------------
 
 
-@nb.njit()
+@kernel_jit()
 def _enter(st: Row, trans: np.ndarray, now: int, state: int, why: int, value: float) -> None:
     if st.risk == HALTED and state != HALTED:
         return  # sticky
@@ -161,7 +161,7 @@ def _enter(st: Row, trans: np.ndarray, now: int, state: int, why: int, value: fl
         st.risk = state
 
 
-@nb.njit()
+@kernel_jit()
 def risk_update(par: Row, st: Row, trans: np.ndarray, now: int, equity: float) -> int:
     """RiskManager.update: track the peak and the day's start, move to REDUCING / HALTED."""
     day = now // DAY_NS
@@ -182,7 +182,7 @@ def risk_update(par: Row, st: Row, trans: np.ndarray, now: int, equity: float) -
     return int(st.risk)
 
 
-@nb.njit()
+@kernel_jit()
 def _check(
     par: Row,
     st: Row,
@@ -224,7 +224,7 @@ def _check(
     return allowed, -1
 
 
-@nb.njit()
+@kernel_jit()
 def risk_check(
     par: Row,
     st: Row,
@@ -250,7 +250,7 @@ def risk_check(
     return allowed
 
 
-@nb.njit()
+@kernel_jit()
 def headroom(par: Row, side: int, position: float, pending: float, price: float) -> float:
     """RiskManager.headroom: BTC that may still be added on ``side``."""
     cap = _min(par.max_position_btc, par.max_notional / price) if price > 0 else 0.0

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from execution import compiled as c
 from execution.compiled_passive_risk import (
     Row,
@@ -108,19 +108,19 @@ class PassiveState(NamedTuple):
 # --- small helpers ----------------------------------------------------------------------------------
 
 
-@nb.njit()
+@kernel_jit()
 def _mid(e: Arrays) -> float:
     return 0.5 * (c.best_bid(e) + c.best_ask(e))
 
 
-@nb.njit()
+@kernel_jit()
 def _equity(e: Arrays) -> float:
     """Engine.equity: cash + position * mid (the local view)."""
     pos = c.position(e)
     return c.cash(e) + (pos * _mid(e) if pos != 0.0 else 0.0)
 
 
-@nb.njit()
+@kernel_jit()
 def _pending(e: Arrays, side: int) -> float:
     """Strategy.pending: what our orders on ``side`` may still add."""
     total = 0.0
@@ -131,7 +131,7 @@ def _pending(e: Arrays, side: int) -> float:
     return total
 
 
-@nb.njit()
+@kernel_jit()
 def _is_cancelling(s: PassiveState, oid: int) -> bool:
     for k in range(s.st[0].n_cancelling):  # noqa: SIM110 (a loop compiles; a generator in any() does not)
         if s.cancelling[k] == oid:
@@ -139,7 +139,7 @@ def _is_cancelling(s: PassiveState, oid: int) -> bool:
     return False
 
 
-@nb.njit()
+@kernel_jit()
 def _amend_row(s: PassiveState, oid: int) -> int:
     for k in range(s.st[0].n_amending):
         if s.amending[k].oid == oid:
@@ -147,7 +147,7 @@ def _amend_row(s: PassiveState, oid: int) -> int:
     return -1
 
 
-@nb.njit()
+@kernel_jit()
 def _budget(s: PassiveState, now: int) -> bool:
     """Strategy._budget: stay two requests under the venue's limit per window."""
     st, req, par = s.st[0], s.requests, s.par[0]
@@ -162,7 +162,7 @@ def _budget(s: PassiveState, now: int) -> bool:
     return True
 
 
-@nb.njit()
+@kernel_jit()
 def _cancel(e: Arrays, s: PassiveState, row: int) -> None:
     """Strategy._cancel."""
     st = s.st[0]
@@ -174,7 +174,7 @@ def _cancel(e: Arrays, s: PassiveState, row: int) -> None:
         c.cancel(e, row + 1)
 
 
-@nb.njit()
+@kernel_jit()
 def _end(e: Arrays, s: PassiveState) -> None:
     """Strategy._end: the active parent ends now."""
     st = s.st[0]
@@ -184,7 +184,7 @@ def _end(e: Arrays, s: PassiveState) -> None:
         st.active = -1
 
 
-@nb.njit()
+@kernel_jit()
 def _stop(e: Arrays, s: PassiveState) -> None:
     """Strategy.stop: cancel everything (no throttle) and end the active parent."""
     st = s.st[0]
@@ -199,7 +199,7 @@ def _stop(e: Arrays, s: PassiveState) -> None:
     _end(e, s)
 
 
-@nb.njit()
+@kernel_jit()
 def _send(e: Arrays, s: PassiveState, side: int, qty: float, price: float, kind: int) -> None:
     """Strategy._send: one order for the active parent, after the risk check and the throttle."""
     par, st = s.par[0], s.st[0]
@@ -217,7 +217,7 @@ def _send(e: Arrays, s: PassiveState, side: int, qty: float, price: float, kind:
 # --- sizing (Passive.entry_size, Strategy.study_size) ------------------------------------------------
 
 
-@nb.njit()
+@kernel_jit()
 def _entry_size(e: Arrays, s: PassiveState, side: int, p_win: float, p_loss: float, sigma: float, pos: float) -> float:
     par = s.par[0]
     mid, band = _mid(e), par.depth_bps
@@ -238,7 +238,7 @@ def _entry_size(e: Arrays, s: PassiveState, side: int, p_win: float, p_loss: flo
     return size(p_win, p_loss, _equity(e), mid, sigma, near, room, par)
 
 
-@nb.njit()
+@kernel_jit()
 def _size(e: Arrays, s: PassiveState, sig: Row, pos: float) -> tuple[float, float]:
     """Strategy._size: (quantity, probability of the signalled direction) of a new entry."""
     par = s.par[0]

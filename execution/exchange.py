@@ -10,9 +10,9 @@ the back of its price's queue. An amend that moves the price or grows the size l
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from execution import records as r
 from execution.queue import remove_open, rest
 from execution.records import Arrays
@@ -25,7 +25,7 @@ INVALID = int(RejectReason.INVALID)
 TOO_LATE = int(RejectReason.TOO_LATE)
 
 
-@nb.njit()
+@kernel_jit()
 def arrive(e: Arrays) -> None:
     """The request at the head of the queue reaches the exchange."""
     si, qi = e.si, e.qi
@@ -53,7 +53,7 @@ def arrive(e: Arrays) -> None:
         _amend(e, idx, e.qf[h, r.Q_PRICE], e.qf[h, r.Q_QTY])
 
 
-@nb.njit()
+@kernel_jit()
 def _rate_ok(si: np.ndarray, rl: np.ndarray) -> bool:
     """Per-account sliding window at arrival (Bybit ~10 order requests/s, retCode 10006): ``rl``
     holds the arrival times of the last ``rate_limit`` accepted requests, oldest at the head."""
@@ -68,7 +68,7 @@ def _rate_ok(si: np.ndarray, rl: np.ndarray) -> bool:
     return True
 
 
-@nb.njit()
+@kernel_jit()
 def _rate_limited(e: Arrays, kind: int, idx: int) -> None:
     """Refused by the rate limit: a new order ends rejected, an amend or cancel leaves it as it is."""
     si = e.si
@@ -82,20 +82,20 @@ def _rate_limited(e: Arrays, kind: int, idx: int) -> None:
         r.push_report(si, e.ri, e.rf, si[r.S_EX_NOW] + si[r.K_RESPONSE], r.REP_ORDER, 0, 0, RATE_LIMIT, 0.0, 0.0, 0.0)
 
 
-@nb.njit()
+@kernel_jit(inline="always")  # returns views (core.jit)
 def _opposite(e: Arrays, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(prices, sizes, what our taker fills took) of the side an order of ``side`` would take from,
     as the exchange holds it now (empty before the first book event)."""
     row = e.si[r.S_EX_BOOK] - 1
     dep = e.dep[1 if side > 0 else 0]
     if row < 0:
-        return np.empty(0), np.empty(0), dep
+        return e.dep[0, :0], e.dep[0, :0], dep  # empty views: no allocation (core.jit)
     if side > 0:
         return e.ask_px[row], e.ask_qty[row], dep
     return e.bid_px[row], e.bid_qty[row], dep
 
 
-@nb.njit()
+@kernel_jit()
 def _crosses(e: Arrays, side: int, tick: int) -> bool:
     """An order of ``side`` at ``tick`` would take: the best opposite price still showing size (net
     of our taker fills) is at or through it."""
@@ -110,7 +110,7 @@ def _crosses(e: Arrays, side: int, tick: int) -> bool:
     return False
 
 
-@nb.njit()
+@kernel_jit()
 def _take(e: Arrays, idx: int, cap: int, capped: bool) -> bool:
     """Walk the visible opposite levels as taker (net of earlier taker fills and, under
     FillRule.CAPPED, of the prints since the book event), up to ``cap`` when ``capped``; what we
@@ -136,7 +136,7 @@ def _take(e: Arrays, idx: int, cap: int, capped: bool) -> bool:
     return False
 
 
-@nb.njit()
+@kernel_jit()
 def _new(e: Arrays, idx: int) -> None:
     """A new order: off the grid is invalid; a market order takes what the book shows; a limit
     order that would take is rejected when post-only, else takes, and rests the rest."""
@@ -162,7 +162,7 @@ def _new(e: Arrays, idx: int) -> None:
     _place(e, idx, crosses)
 
 
-@nb.njit()
+@kernel_jit()
 def _place(e: Arrays, idx: int, crosses: bool) -> None:
     """A limit order that passed the post-only check: take what crosses, rest the remainder."""
     if crosses and _take(e, idx, e.oi[idx, r.O_TICK], True):
@@ -171,7 +171,7 @@ def _place(e: Arrays, idx: int, crosses: bool) -> None:
     side = e.oi[idx, r.O_SIDE]
     dep = e.dep[0 if side > 0 else 1]
     if row < 0:
-        rest(e.si, e.sf, e.oi, e.of, e.opn, np.empty(0), np.empty(0), dep, idx)
+        rest(e.si, e.sf, e.oi, e.of, e.opn, e.dep[0, :0], e.dep[0, :0], dep, idx)
     elif side > 0:
         rest(e.si, e.sf, e.oi, e.of, e.opn, e.bid_px[row], e.bid_qty[row], dep, idx)
     else:
@@ -179,7 +179,7 @@ def _place(e: Arrays, idx: int, crosses: bool) -> None:
     r.report_order(e.si, e.oi, e.of, e.ri, e.rf, idx, 0)
 
 
-@nb.njit()
+@kernel_jit()
 def _cancel_all(e: Arrays) -> None:
     """Cancel every open order (one request, one report of its own)."""
     si = e.si
@@ -191,7 +191,7 @@ def _cancel_all(e: Arrays) -> None:
     r.push_report(si, e.ri, e.rf, si[r.S_EX_NOW] + si[r.K_RESPONSE], r.REP_ORDER, 0, 0, 0, 0.0, 0.0, 0.0)
 
 
-@nb.njit()
+@kernel_jit()
 def _reject(e: Arrays, idx: int, reason: int, counter: int) -> None:
     """Refuse an amend or cancel of order ``idx``: the order stays as it is; the reason is reported."""
     e.si[counter] += 1
@@ -199,7 +199,7 @@ def _reject(e: Arrays, idx: int, reason: int, counter: int) -> None:
     r.report_order(e.si, e.oi, e.of, e.ri, e.rf, idx, reason)
 
 
-@nb.njit()
+@kernel_jit()
 def _amend(e: Arrays, idx: int, new_price: float, new_qty: float) -> None:
     """Amend an open order (NaN: unchanged). Down to what already filled cancels the rest; a new
     price or a bigger size goes to the back of the queue; smaller at the same price keeps its place."""

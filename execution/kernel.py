@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from execution import exchange, queue, types
 from execution import records as r
 from execution.exchange import arrive
@@ -30,7 +30,7 @@ from execution.types import FillRule
 CAPPED = int(FillRule.CAPPED)
 
 
-@nb.njit()
+@kernel_jit()
 def _consume(
     si: np.ndarray,
     sf: np.ndarray,
@@ -60,12 +60,12 @@ def _consume(
             si[r.S_DEPLETED] = 1
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def _same(a: float, b: float) -> bool:
     return a == b or (np.isnan(a) and np.isnan(b))
 
 
-@nb.njit()
+@kernel_jit()
 def _ceil_to(x: int, step: int) -> int:
     return -(-x // step) * step if step > 0 else r.INF
 
@@ -81,7 +81,7 @@ def _sources_digest() -> int:
     return int.from_bytes(h.digest()[:7], "big")
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def advance(t: int, wake: int, e: Arrays) -> int:
     """Advance both clocks to local time ``t``; stop early at the first local delivery that raises
     a flag in ``wake`` (or at the end of finite data when W_END is asked). Returns the flags raised
@@ -179,14 +179,14 @@ def advance(t: int, wake: int, e: Arrays) -> int:
     return flags
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def _all_delivered(si: np.ndarray) -> bool:
     """Every book event and trade held was processed, and every book event delivered."""
     eb = si[r.S_EX_BOOK]
     return bool(eb >= si[r.S_N_BOOK] and si[r.S_EX_TRADE] >= si[r.S_N_TRADE] and si[r.S_LOC_BOOK] >= eb)
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def _boundary_time(si: np.ndarray, first: int) -> int:
     """The next sample or funding time (the first are set from the first event's time)."""
     if si[r.S_STARTED] == 0:
@@ -198,7 +198,7 @@ def _boundary_time(si: np.ndarray, first: int) -> int:
     return int(min(si[r.S_NEXT_SAMPLE], si[r.S_NEXT_FUNDING]))
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def _room(si: np.ndarray, levels: int, fi: np.ndarray, ri: np.ndarray, smi: np.ndarray) -> bool:
     """Room for what one exchange event can write: a fill and two reports per open order and
     level, and one equity sample."""
@@ -216,7 +216,7 @@ def _compile(version: int) -> Callable[[int, int, Arrays], int]:
         _ = version  # keeps the sources' digest in the closure, hence in the cache key
         return advance(t, wake, e)
 
-    return nb.njit(cache=True)(run)
+    return kernel_jit(cache=True)(run)
 
 
 run = _compile(_sources_digest())

@@ -30,9 +30,9 @@ volume is handed out once, in price-time priority.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from execution.records import (
     F_AHEAD,
     F_FILLED,
@@ -64,7 +64,7 @@ RISK_AVERSE = int(QueueModel.RISK_AVERSE)
 HFTBACKTEST = int(FillRule.HFTBACKTEST)
 
 
-@nb.njit()
+@kernel_jit()
 def level_at(px: np.ndarray, qty: np.ndarray, dep: np.ndarray, tick: int, tick_size: float, bid: bool) -> tuple:
     """(size, visible) at ``tick`` on one side of a top-L row (best first; size net of ``dep``).
 
@@ -82,12 +82,12 @@ def level_at(px: np.ndarray, qty: np.ndarray, dep: np.ndarray, tick: int, tick_s
     return 0.0, False
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def _remaining(of: np.ndarray, idx: int) -> float:
     return float(of[idx, F_QTY] - of[idx, F_FILLED])
 
 
-@nb.njit()
+@kernel_jit()
 def insert_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> None:
     """Put order ``idx`` in its side's list, behind every order at its price or better."""
     s = 0 if oi[idx, O_SIDE] > 0 else 1
@@ -105,7 +105,7 @@ def insert_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> No
     si[S_N_OPEN + s] = n + 1
 
 
-@nb.njit()
+@kernel_jit()
 def remove_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> None:
     """Take order ``idx`` out of its side's list (no-op when it is not there)."""
     s = 0 if oi[idx, O_SIDE] > 0 else 1
@@ -118,7 +118,7 @@ def remove_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> No
             return
 
 
-@nb.njit()
+@kernel_jit()
 def rest(
     si: np.ndarray,
     sf: np.ndarray,
@@ -150,7 +150,7 @@ def rest(
     of[idx, F_QA0] = of[idx, F_AHEAD] + own if seen else np.nan
 
 
-@nb.njit()
+@kernel_jit()
 def own_ahead(si: np.ndarray, oi: np.ndarray, of: np.ndarray, opn: np.ndarray, idx: int) -> tuple[float, float]:
     """(what our earlier orders at the same price still have left, the most market volume ahead
     of any of them): they fill before ``idx``."""
@@ -166,7 +166,7 @@ def own_ahead(si: np.ndarray, oi: np.ndarray, of: np.ndarray, opn: np.ndarray, i
     return total, most
 
 
-@nb.njit()
+@kernel_jit()
 def queue_after_depth(front: float, prev: float, new: float, traded: float, model: int, power: float) -> float:
     """Market volume ahead of us after the level went from ``prev`` to ``new`` with ``traded``
     printed at it meanwhile (hftbacktest ``ProbQueueModel::depth`` / ``RiskAdverseQueueModel::depth``)."""
@@ -180,7 +180,7 @@ def queue_after_depth(front: float, prev: float, new: float, traded: float, mode
     return max(min(est, new), 0.0)
 
 
-@nb.njit()
+@kernel_jit()
 def touch_fill(
     si: np.ndarray,
     sf: np.ndarray,
@@ -233,7 +233,7 @@ def touch_fill(
     return record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], q, True)
 
 
-@nb.njit()
+@kernel_jit()
 def on_book(
     si: np.ndarray,
     sf: np.ndarray,
@@ -315,7 +315,7 @@ def on_book(
             sf[T_TOUCH + s] = 0.0  # the book no longer reaches our orders: what shows next is new volume
 
 
-@nb.njit()
+@kernel_jit()
 def on_trade(
     si: np.ndarray,
     sf: np.ndarray,

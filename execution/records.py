@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from execution.types import OrderStatus
 
 INF = 9_223_372_036_854_775_807  # int64 max: "never"
@@ -194,20 +194,20 @@ class Arrays(NamedTuple):
     rl: np.ndarray  # the rate-limit ring
 
 
-@nb.njit(inline="always")
+@kernel_jit(inline="always")
 def to_tick(price: float, tick: float) -> int:
     """The price in whole ticks (prices in the data sit on the tick grid up to float error)."""
     return int(np.floor(price / tick + 0.5))
 
 
-@nb.njit()
+@kernel_jit()
 def on_grid(x: float, step: float) -> bool:
     """x is a positive multiple of step (up to float error)."""
     k = x / step
     return x > 0.0 and abs(k - np.floor(k + 0.5)) < 1e-6
 
 
-@nb.njit()
+@kernel_jit()
 def whole_lots(avail: float, rem: float, lot: float) -> float:
     """What a fill of up to ``avail`` gives an order with ``rem`` left: everything when it covers
     the rest, else whole lots (hftbacktest's queue models fill in lots as well)."""
@@ -221,7 +221,7 @@ def whole_lots(avail: float, rem: float, lot: float) -> float:
     return avail if abs(q - avail) < 1e-9 * lot else q
 
 
-@nb.njit()
+@kernel_jit()
 def push_report(
     si: np.ndarray,
     ri: np.ndarray,
@@ -248,7 +248,7 @@ def push_report(
     si[S_REP_N] = n + 1
 
 
-@nb.njit()
+@kernel_jit()
 def report_order(
     si: np.ndarray, oi: np.ndarray, of: np.ndarray, ri: np.ndarray, rf: np.ndarray, idx: int, reject: int
 ) -> None:
@@ -270,7 +270,7 @@ def report_order(
     )
 
 
-@nb.njit()
+@kernel_jit()
 def finish(
     si: np.ndarray, oi: np.ndarray, of: np.ndarray, ri: np.ndarray, rf: np.ndarray, idx: int, status: int, reject: int
 ) -> None:
@@ -282,7 +282,7 @@ def finish(
     report_order(si, oi, of, ri, rf, idx, reject)
 
 
-@nb.njit()
+@kernel_jit()
 def record_fill(
     si: np.ndarray,
     sf: np.ndarray,
@@ -325,7 +325,7 @@ def record_fill(
     return done
 
 
-@nb.njit()
+@kernel_jit()
 def boundary(
     si: np.ndarray,
     sf: np.ndarray,
@@ -361,7 +361,7 @@ def boundary(
         si[S_NEXT_SAMPLE] += si[K_SAMPLE]
 
 
-@nb.njit()
+@kernel_jit()
 def deliver_report(
     si: np.ndarray, sf: np.ndarray, oi: np.ndarray, of: np.ndarray, ri: np.ndarray, rf: np.ndarray
 ) -> int:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from features.records import BookArrays, TradeArrays
 from features.state import (
     BW,
@@ -65,7 +65,7 @@ from features.state import (
 from features.vector import write
 
 
-@nb.njit(cache=True)
+@kernel_jit(cache=True)
 def on_trade(st: State, ts: int, px: float, qty: float, side: int) -> int:
     """Take one trade (side +1 taker buy, -1 taker sell) into the trade windows."""
     f, iv, tring_ts, tring = st.f, st.i, st.tring_ts, st.tring
@@ -95,7 +95,7 @@ def on_trade(st: State, ts: int, px: float, qty: float, side: int) -> int:
     return OK
 
 
-@nb.njit(cache=True)
+@kernel_jit(cache=True)
 def _check_side(px: np.ndarray, qty: np.ndarray) -> int:
     if not present(px[0], qty[0]):
         return ERR_NAN if (math.isnan(qty[0]) or qty[0] < 0.0) else ERR_EMPTY_SIDE
@@ -106,7 +106,7 @@ def _check_side(px: np.ndarray, qty: np.ndarray) -> int:
     return OK
 
 
-@nb.njit(cache=True)
+@kernel_jit(cache=True)
 def _add_cancel(prev_px: np.ndarray, prev_qty: np.ndarray, px: np.ndarray, qty: np.ndarray, is_bid: bool) -> tuple:
     """(added, removed) size on the best K levels of one side between two updates."""
     added = 0.0
@@ -154,7 +154,7 @@ def _add_cancel(prev_px: np.ndarray, prev_qty: np.ndarray, px: np.ndarray, qty: 
     return added, removed
 
 
-@nb.njit(cache=True)
+@kernel_jit(cache=True)
 def _evict(
     ring_ts: np.ndarray, ring: np.ndarray, sums: np.ndarray, tails: np.ndarray, windows: np.ndarray, head: int, ts: int
 ) -> None:
@@ -172,7 +172,7 @@ def _evict(
         tails[j] = t
 
 
-@nb.njit(cache=True)
+@kernel_jit(cache=True)
 def _ofi(
     pp: np.ndarray,
     pq: np.ndarray,
@@ -200,7 +200,7 @@ def _ofi(
         row[C_OFI + lvl] = ev
 
 
-@nb.njit(cache=True)
+@kernel_jit(cache=True)
 def _check(st: State, ts: int, bid_px: np.ndarray, bid_qty: np.ndarray, ask_px: np.ndarray, ask_qty: np.ndarray) -> int:
     """Whether the update is a valid book (both sides present, not crossed) that does not go back in time."""
     e = _check_side(bid_px, bid_qty)
@@ -215,7 +215,7 @@ def _check(st: State, ts: int, bid_px: np.ndarray, bid_qty: np.ndarray, ask_px: 
     return OK
 
 
-@nb.njit(cache=True)
+@kernel_jit(cache=True)
 def on_book(
     st: State,
     ts: int,
@@ -292,7 +292,7 @@ def on_book(
     return OK
 
 
-@nb.njit(cache=True)
+@kernel_jit(cache=True)
 def run(st: State, book: BookArrays, trades: TradeArrays, out: np.ndarray) -> tuple:
     """Every book update and trade in exchange-time order (a trade at the same time as a book
     update first); ``out[n]`` is the vector after book update n. Returns (error, book index, trade index).

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 
+from core.jit import kernel_jit
 from features.catalog import MIN_LEVELS, N_FEATURES, TIME_CAP_S
 from features.state import (
     C_ADD_ASK,
@@ -46,7 +46,7 @@ from features.state import (
 )
 
 
-@nb.njit(cache=True, inline="always")
+@kernel_jit(cache=True, inline="always")
 def write(
     st: State,
     ts: int,
@@ -67,13 +67,13 @@ def write(
     st.i[I_WRITTEN] = k  # the number of features written: checked against the catalog
 
 
-@nb.njit(cache=True, inline="always")
+@kernel_jit(cache=True, inline="always")
 def _ratio(a: float, b: float) -> float:
     s = a + b
     return (a - b) / s if s > 0.0 else 0.0
 
 
-@nb.njit(cache=True, inline="always")
+@kernel_jit(cache=True, inline="always")
 def _top(
     bid_px: np.ndarray,
     bid_qty: np.ndarray,
@@ -106,7 +106,7 @@ def _top(
     return k + 1
 
 
-@nb.njit(cache=True)
+@kernel_jit(cache=True)
 def _walk(px: np.ndarray, qty: np.ndarray, size: float, mid: float) -> float:
     left = size
     cost = 0.0
@@ -125,7 +125,7 @@ def _walk(px: np.ndarray, qty: np.ndarray, size: float, mid: float) -> float:
     return abs(cost / size - mid) / mid * 1e4
 
 
-@nb.njit(cache=True, inline="always")
+@kernel_jit(cache=True, inline="always")
 def _depth(
     bid_px: np.ndarray,
     bid_qty: np.ndarray,
@@ -189,7 +189,7 @@ def _depth(
     return k + 2
 
 
-@nb.njit(cache=True, inline="always")
+@kernel_jit(cache=True, inline="always")
 def _order_flow(bs: np.ndarray, out: np.ndarray, k: int) -> int:
     """OFI per level, normalised OFI, multi-level sum, add / cancel flow (window 0 1s, 1 10s, 2 60s)."""
     out[k] = bs[0, C_OFI]
@@ -217,7 +217,7 @@ def _order_flow(bs: np.ndarray, out: np.ndarray, k: int) -> int:
     return k
 
 
-@nb.njit(cache=True)
+@kernel_jit(cache=True)
 def _asof_mid(st: State, j: int) -> float:
     """The mid as of ts - window j: the newest update the window just evicted, if still held."""
     t = st.btail[j] - 1
@@ -227,7 +227,7 @@ def _asof_mid(st: State, j: int) -> float:
     return float(st.ring[t % cap, C_MID])
 
 
-@nb.njit(cache=True, inline="always")
+@kernel_jit(cache=True, inline="always")
 def _prices(st: State, mid: float, out: np.ndarray, k: int) -> int:
     """Returns over 1 / 10 / 60 s, realized volatility, mid changes, Kyle's lambda."""
     for j in range(3):
@@ -247,7 +247,7 @@ def _prices(st: State, mid: float, out: np.ndarray, k: int) -> int:
     return k + 1
 
 
-@nb.njit(cache=True, inline="always")
+@kernel_jit(cache=True, inline="always")
 def _trades(tsum: np.ndarray, out: np.ndarray, k: int) -> int:
     """Trade-flow imbalance, counts, volume and mean size over the trade windows."""
     for j in range(3):
@@ -261,7 +261,7 @@ def _trades(tsum: np.ndarray, out: np.ndarray, k: int) -> int:
     return k + 4
 
 
-@nb.njit(cache=True, inline="always")
+@kernel_jit(cache=True, inline="always")
 def _time(st: State, ts: int, out: np.ndarray, k: int) -> int:
     """Time since the last mid change and the last trade (capped), time of day."""
     out[k] = min(ts - st.i[I_LAST_MIDCHG_TS], CAP_NS) / NS

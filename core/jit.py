@@ -7,14 +7,15 @@ and so does every read of an array field of a NamedTuple of state: atomic operat
 rule), more than the matching itself. ``kernel_jit`` compiles without them (numba's ``_nrt``
 target option), which holds for a function that:
 
-- allocates nothing: no ``np.empty`` / ``np.zeros``, ``.copy()``, array expressions or array
-  slice assignments (numba refuses them at compile time: "NRT required but not enabled");
-  element loops and views of its arguments are fine;
+- allocates nothing, and calls nothing that does: no ``np.empty`` / ``np.zeros``, ``.copy()``,
+  array expressions or array-to-array slice assignments (numba refuses them at compile time,
+  "NRT required but not enabled", in the function and in the functions it calls, which are
+  compiled in its mode); element loops and views of its arguments are fine;
 - returns no array to a caller compiled with NRT (that caller would release a reference it was
   never given), unless it is ``inline="always"``: inlined, it takes its caller's mode.
 
-Calls between the two kinds are safe in both directions otherwise. Interpreted
-(NUMBA_DISABLE_JIT=1, the coverage pass) the option is ignored.
+A function compiled with NRT may call a kernel. Interpreted (NUMBA_DISABLE_JIT=1, the coverage
+pass) the option is ignored.
 """
 
 from __future__ import annotations

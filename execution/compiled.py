@@ -1,8 +1,9 @@
 """Compiled strategies: a numba function the engine calls at its wake points, so that a whole
 replay runs inside one compiled call with no Python per event.
 
-A ``CompiledStrategy`` is a step function, compiled with ``numba.njit``, and its own state (a
-NamedTuple of numpy arrays: whatever it remembers between steps). ``Engine.drive`` runs the event
+A ``CompiledStrategy`` is a step function, compiled with ``core.jit.kernel_jit`` (the loop runs
+without numba's reference counting: the step allocates nothing), and its own state (a NamedTuple
+of numpy arrays, allocated before the run: whatever it remembers between steps). ``Engine.drive`` runs the event
 loop (execution.kernel.advance) and calls ``step(e, state, why)`` at every wake point: its timer
 (every ``every_ns`` of local time from ``start_ns``), and the deliveries in ``wake`` (a fill, any
 order report, a move of the local best price, the end of the data). ``why`` holds the flags that

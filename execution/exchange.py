@@ -47,8 +47,8 @@ def arrive(e: Arrays) -> None:
         counter = r.C_INVALID if not late else (r.C_LATE_CANCEL if kind == r.REQ_CANCEL else r.C_LATE_AMEND)
         _reject(e, idx, TOO_LATE if late else INVALID, counter)
     elif kind == r.REQ_CANCEL:
-        remove_open(si, e.oi, e.opn, idx)
-        r.finish(si, e.oi, e.of, e.ri, e.rf, idx, r.CANCELLED, 0)
+        remove_open(e, idx)
+        r.finish(e, idx, r.CANCELLED, 0)
     else:
         _amend(e, idx, e.qf[h, r.Q_PRICE], e.qf[h, r.Q_QTY])
 
@@ -74,12 +74,12 @@ def _rate_limited(e: Arrays, kind: int, idx: int) -> None:
     si = e.si
     si[r.C_RATE_LIMIT] += 1
     if kind == r.REQ_NEW:
-        r.finish(si, e.oi, e.of, e.ri, e.rf, idx, r.REJECTED, RATE_LIMIT)
+        r.finish(e, idx, r.REJECTED, RATE_LIMIT)
     elif idx >= 0:
         e.oi[idx, r.O_REJECT] = RATE_LIMIT
-        r.report_order(si, e.oi, e.of, e.ri, e.rf, idx, RATE_LIMIT)
+        r.report_order(e, idx, RATE_LIMIT)
     else:
-        r.push_report(si, e.ri, e.rf, si[r.S_EX_NOW] + si[r.K_RESPONSE], r.REP_ORDER, 0, 0, RATE_LIMIT, 0.0, 0.0, 0.0)
+        r.push_report(e, si[r.S_EX_NOW] + si[r.K_RESPONSE], r.REP_ORDER, 0, 0, RATE_LIMIT)
 
 
 @kernel_jit(inline="always")  # returns views (core.jit)
@@ -131,7 +131,7 @@ def _take(e: Arrays, idx: int, cap: int, capped: bool) -> bool:
         q = min(of[idx, r.F_QTY] - of[idx, r.F_FILLED], avail)
         dep[i] += q
         si[r.S_DEPLETED] = 1
-        if r.record_fill(si, sf, oi, of, e.ri, e.rf, e.fi, e.ff, idx, p, q, False):
+        if r.record_fill(e, idx, p, q, False):
             return True
     return False
 
@@ -144,20 +144,20 @@ def _new(e: Arrays, idx: int) -> None:
     market = oi[idx, r.O_KIND] == MARKET
     if not r.on_grid(of[idx, r.F_QTY], e.sf[r.K_LOT]) or not (market or r.on_grid(of[idx, r.F_PRICE], e.sf[r.K_TICK])):
         si[r.C_INVALID] += 1
-        r.finish(si, oi, of, e.ri, e.rf, idx, r.REJECTED, INVALID)
+        r.finish(e, idx, r.REJECTED, INVALID)
         return
     oi[idx, r.O_STATUS] = r.OPEN
     if market:
         of[idx, r.F_QA0] = 0.0
         if not _take(e, idx, 0, False):
-            r.finish(si, oi, of, e.ri, e.rf, idx, r.EXPIRED, 0)  # beyond the visible book: not modelled
+            r.finish(e, idx, r.EXPIRED, 0)  # beyond the visible book: not modelled
         return
     tick = r.to_tick(of[idx, r.F_PRICE], e.sf[r.K_TICK])
     oi[idx, r.O_TICK] = tick
     crosses = _crosses(e, oi[idx, r.O_SIDE], tick)
     if crosses and oi[idx, r.O_POST] == 1:  # Bybit EC_PostOnlyWillTakeLiquidity: reject, never take
         si[r.C_POST_ONLY] += 1
-        r.finish(si, oi, of, e.ri, e.rf, idx, r.REJECTED, POST_ONLY_WOULD_TAKE)
+        r.finish(e, idx, r.REJECTED, POST_ONLY_WOULD_TAKE)
         return
     _place(e, idx, crosses)
 
@@ -171,12 +171,12 @@ def _place(e: Arrays, idx: int, crosses: bool) -> None:
     side = e.oi[idx, r.O_SIDE]
     dep = e.dep[0 if side > 0 else 1]
     if row < 0:
-        rest(e.si, e.sf, e.oi, e.of, e.opn, e.dep[0, :0], e.dep[0, :0], dep, idx)
+        rest(e, e.dep[0, :0], e.dep[0, :0], dep, idx)
     elif side > 0:
-        rest(e.si, e.sf, e.oi, e.of, e.opn, e.bid_px[row], e.bid_qty[row], dep, idx)
+        rest(e, e.bid_px[row], e.bid_qty[row], dep, idx)
     else:
-        rest(e.si, e.sf, e.oi, e.of, e.opn, e.ask_px[row], e.ask_qty[row], dep, idx)
-    r.report_order(e.si, e.oi, e.of, e.ri, e.rf, idx, 0)
+        rest(e, e.ask_px[row], e.ask_qty[row], dep, idx)
+    r.report_order(e, idx, 0)
 
 
 @kernel_jit()
@@ -186,9 +186,9 @@ def _cancel_all(e: Arrays) -> None:
     for s in range(2):
         while si[r.S_N_OPEN + s] > 0:
             o = e.opn[s, si[r.S_N_OPEN + s] - 1]
-            remove_open(si, e.oi, e.opn, o)
-            r.finish(si, e.oi, e.of, e.ri, e.rf, o, r.CANCELLED, 0)
-    r.push_report(si, e.ri, e.rf, si[r.S_EX_NOW] + si[r.K_RESPONSE], r.REP_ORDER, 0, 0, 0, 0.0, 0.0, 0.0)
+            remove_open(e, o)
+            r.finish(e, o, r.CANCELLED, 0)
+    r.push_report(e, si[r.S_EX_NOW] + si[r.K_RESPONSE], r.REP_ORDER, 0, 0, 0)
 
 
 @kernel_jit()
@@ -196,7 +196,7 @@ def _reject(e: Arrays, idx: int, reason: int, counter: int) -> None:
     """Refuse an amend or cancel of order ``idx``: the order stays as it is; the reason is reported."""
     e.si[counter] += 1
     e.oi[idx, r.O_REJECT] = reason
-    r.report_order(e.si, e.oi, e.of, e.ri, e.rf, idx, reason)
+    r.report_order(e, idx, reason)
 
 
 @kernel_jit()
@@ -222,10 +222,10 @@ def _amend(e: Arrays, idx: int, new_price: float, new_qty: float) -> None:
     of[idx, r.F_PRICE] = price
     oi[idx, r.O_TICK] = tick
     if qty <= of[idx, r.F_FILLED] + 1e-6 * lot:  # down to what already filled: the rest is cancelled
-        remove_open(si, oi, e.opn, idx)
-        r.finish(si, oi, of, e.ri, e.rf, idx, r.CANCELLED, 0)
+        remove_open(e, idx)
+        r.finish(e, idx, r.CANCELLED, 0)
     elif moved or grew:  # a new price or a bigger size loses priority: back of the queue
-        remove_open(si, oi, e.opn, idx)
+        remove_open(e, idx)
         _place(e, idx, crosses)
     else:  # smaller at the same price: keeps its place
-        r.report_order(si, oi, of, e.ri, e.rf, idx, 0)
+        r.report_order(e, idx, 0)

@@ -31,33 +31,27 @@ CAPPED = int(FillRule.CAPPED)
 
 
 @kernel_jit()
-def _consume(
-    si: np.ndarray,
-    sf: np.ndarray,
-    px: np.ndarray,
-    qty: np.ndarray,
-    dep: np.ndarray,
-    price: float,
-    volume: float,
-    buy: bool,
-) -> None:
-    """A print of ``volume`` at ``price`` took the passive side ``px``/``qty`` from its best up to
-    ``price``: until the next book event, a market order walks, and a new order queues behind, what
-    is left (FillRule.CAPPED; the recorded book shows the prints only at its next event)."""
-    tick_size = sf[r.K_TICK]
-    t = r.to_tick(price, tick_size)
+def _consume(e: Arrays, row: int, k: int) -> None:
+    """Trade ``k`` took the passive side of book ``row`` from its best up to its price: until the
+    next book event, a market order walks, and a new order queues behind, what is left
+    (FillRule.CAPPED; the recorded book shows the prints only at its next event)."""
+    buy = e.trade_side[k] > 0  # a taker buy lifted the asks, a sell hit the bids
+    px, qty, dep = (e.ask_px[row], e.ask_qty[row], e.dep[1]) if buy else (e.bid_px[row], e.bid_qty[row], e.dep[0])
+    tick_size = e.sf[r.K_TICK]
+    t = r.to_tick(e.trade_price[k], tick_size)
+    volume = e.trade_qty[k]
     for i in range(px.shape[0]):
         if volume <= 1e-12 or np.isnan(px[i]):
             return
-        k = r.to_tick(px[i], tick_size)
-        if (k > t) if buy else (k < t):
+        level = r.to_tick(px[i], tick_size)
+        if (level > t) if buy else (level < t):
             return
         a = qty[i] - dep[i]
         if a > 1e-12:
             u = min(a, volume)
             dep[i] += u
             volume -= u
-            si[r.S_DEPLETED] = 1
+            e.si[r.S_DEPLETED] = 1
 
 
 @kernel_jit(inline="always")
@@ -86,34 +80,7 @@ def advance(t: int, wake: int, e: Arrays) -> int:
     """Advance both clocks to local time ``t``; stop early at the first local delivery that raises
     a flag in ``wake`` (or at the end of finite data when W_END is asked). Returns the flags raised
     (0 = reached ``t``); W_SPACE asks the caller for bigger output arrays and to call again."""
-    (
-        si,
-        sf,
-        bts,
-        blt,
-        bpx,
-        bqx,
-        apx,
-        aqx,
-        tts,
-        _,
-        tpx,
-        tqx,
-        tsd,
-        dep,
-        oi,
-        of,
-        opn,
-        qi,
-        _,
-        ri,
-        rf,
-        fi,
-        ff,
-        smi,
-        smf,
-        _,
-    ) = e
+    si, bts, blt, tts, qi, ri = e.si, e.book_ts_ex, e.book_ts_local, e.trade_ts_ex, e.qi, e.ri
     flags = 0
     stop = r.INF
     last = si[r.S_NOW]
@@ -134,38 +101,38 @@ def advance(t: int, wake: int, e: Arrays) -> int:
         if t_ex <= t_loc:
             if t_ex > horizon:
                 break
-            if not _room(si, bpx.shape[1], fi, ri, smi):
+            if not _room(e):
                 flags |= r.W_SPACE
                 break
             si[r.S_EX_NOW] = max(si[r.S_EX_NOW], t_ex)
             if t_trade == t_ex:  # trades before the book update at the same exchange time
                 k = si[r.S_EX_TRADE]
                 if si[r.K_FILL_RULE] == CAPPED and eb > 0:  # a taker buy lifted the asks, a sell hit the bids
-                    px, qx = (apx[eb - 1], aqx[eb - 1]) if tsd[k] > 0 else (bpx[eb - 1], bqx[eb - 1])
-                    _consume(si, sf, px, qx, dep[1 if tsd[k] > 0 else 0], tpx[k], tqx[k], tsd[k] > 0)
-                on_trade(si, sf, oi, of, opn, ri, rf, fi, ff, tpx[k], tqx[k], tsd[k])
+                    _consume(e, eb - 1, k)
+                on_trade(e, k)
                 si[r.S_EX_TRADE] = k + 1
             elif t_book == t_ex:
                 if si[r.S_DEPLETED] == 1:  # a new book replaces what our taker fills consumed
-                    dep[:] = 0.0
+                    e.dep[:] = 0.0
                     si[r.S_DEPLETED] = 0
-                on_book(si, sf, oi, of, opn, ri, rf, fi, ff, bpx[eb], bqx[eb], apx[eb], aqx[eb], dep)
+                on_book(e, eb)
                 si[r.S_EX_BOOK] = eb + 1
             elif t_req == t_ex:
                 arrive(e)
             else:
-                r.boundary(si, sf, bpx, apx, ri, rf, smi, smf)
+                r.boundary(e)
             last = max(last, t_ex)
         else:
             if t_loc > horizon:
                 break
             if t_lbook <= t_rep:
+                bpx, apx = e.bid_px, e.ask_px
                 changed = lb == 0 or not (_same(bpx[lb, 0], bpx[lb - 1, 0]) and _same(apx[lb, 0], apx[lb - 1, 0]))
                 si[r.S_LOC_BOOK] = lb + 1
                 si[r.S_LAST_DELIVERY] = t_lbook
                 raised = r.W_BOOK if changed else 0
             else:
-                raised = r.deliver_report(si, sf, oi, of, ri, rf)
+                raised = r.deliver_report(e)
             if (raised & wake) != 0:
                 flags |= raised & wake
                 stop = t_loc
@@ -199,14 +166,15 @@ def _boundary_time(si: np.ndarray, first: int) -> int:
 
 
 @kernel_jit(inline="always")
-def _room(si: np.ndarray, levels: int, fi: np.ndarray, ri: np.ndarray, smi: np.ndarray) -> bool:
+def _room(e: Arrays) -> bool:
     """Room for what one exchange event can write: a fill and two reports per open order and
     level, and one equity sample."""
-    need = si[r.S_N_OPEN] + si[r.S_N_OPEN + 1] + levels + 2
+    si = e.si
+    need = si[r.S_N_OPEN] + si[r.S_N_OPEN + 1] + e.bid_px.shape[1] + 2
     return bool(
-        si[r.S_N_FILLS] + need <= fi.shape[0]
-        and si[r.S_REP_N] + 2 * need + 2 <= ri.shape[0]
-        and si[r.S_N_SAMPLES] + 1 <= smi.shape[0]
+        si[r.S_N_FILLS] + need <= e.fi.shape[0]
+        and si[r.S_REP_N] + 2 * need + 2 <= e.ri.shape[0]
+        and si[r.S_N_SAMPLES] + 1 <= e.smi.shape[0]
     )
 
 

@@ -54,6 +54,7 @@ from execution.records import (
     S_N_OPEN,
     S_SEQ,
     T_TOUCH,
+    Arrays,
     record_fill,
     to_tick,
     whole_lots,
@@ -88,8 +89,9 @@ def _remaining(of: np.ndarray, idx: int) -> float:
 
 
 @kernel_jit()
-def insert_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> None:
+def insert_open(e: Arrays, idx: int) -> None:
     """Put order ``idx`` in its side's list, behind every order at its price or better."""
+    si, oi, opn = e.si, e.oi, e.opn
     s = 0 if oi[idx, O_SIDE] > 0 else 1
     n = si[S_N_OPEN + s]
     tick = oi[idx, O_TICK]
@@ -106,8 +108,9 @@ def insert_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> No
 
 
 @kernel_jit()
-def remove_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> None:
+def remove_open(e: Arrays, idx: int) -> None:
     """Take order ``idx`` out of its side's list (no-op when it is not there)."""
+    si, oi, opn = e.si, e.oi, e.opn
     s = 0 if oi[idx, O_SIDE] > 0 else 1
     n = si[S_N_OPEN + s]
     for j in range(n):
@@ -119,31 +122,22 @@ def remove_open(si: np.ndarray, oi: np.ndarray, opn: np.ndarray, idx: int) -> No
 
 
 @kernel_jit()
-def rest(
-    si: np.ndarray,
-    sf: np.ndarray,
-    oi: np.ndarray,
-    of: np.ndarray,
-    opn: np.ndarray,
-    px: np.ndarray,
-    qty: np.ndarray,
-    dep: np.ndarray,
-    idx: int,
-) -> None:
+def rest(e: Arrays, px: np.ndarray, qty: np.ndarray, dep: np.ndarray, idx: int) -> None:
     """Order ``idx`` joins the back of the queue at its price; ``px``/``qty``/``dep`` are its own
     side of the exchange-side book (empty arrays when there is no book yet)."""
+    si, oi, of = e.si, e.oi, e.of
     tick = oi[idx, O_TICK]
     if px.shape[0] == 0:  # no book yet: the queue is learnt from the first one
         size, seen = 0.0, False
     else:
-        size, seen = level_at(px, qty, dep, tick, sf[K_TICK], oi[idx, O_SIDE] > 0)
+        size, seen = level_at(px, qty, dep, tick, e.sf[K_TICK], oi[idx, O_SIDE] > 0)
     oi[idx, O_SEQ] = si[S_SEQ]
     si[S_SEQ] += 1
     oi[idx, O_KNOWN] = 1 if seen else 0
     of[idx, F_LEVEL] = size
     of[idx, F_TRADED] = 0.0
-    insert_open(si, oi, opn, idx)
-    own, floor = own_ahead(si, oi, of, opn, idx)
+    insert_open(e, idx)
+    own, floor = own_ahead(e, idx)
     # one FIFO: never less market volume ahead than our earlier orders at this price (the displayed
     # size can be smaller when our own taker order just took from this level)
     of[idx, F_AHEAD] = max(size, floor)
@@ -151,9 +145,10 @@ def rest(
 
 
 @kernel_jit()
-def own_ahead(si: np.ndarray, oi: np.ndarray, of: np.ndarray, opn: np.ndarray, idx: int) -> tuple[float, float]:
+def own_ahead(e: Arrays, idx: int) -> tuple[float, float]:
     """(what our earlier orders at the same price still have left, the most market volume ahead
     of any of them): they fill before ``idx``."""
+    si, oi, of, opn = e.si, e.oi, e.of, e.opn
     s = 0 if oi[idx, O_SIDE] > 0 else 1
     tick = oi[idx, O_TICK]
     total = 0.0
@@ -181,25 +176,12 @@ def queue_after_depth(front: float, prev: float, new: float, traded: float, mode
 
 
 @kernel_jit()
-def touch_fill(
-    si: np.ndarray,
-    sf: np.ndarray,
-    oi: np.ndarray,
-    of: np.ndarray,
-    ri: np.ndarray,
-    rf: np.ndarray,
-    fi: np.ndarray,
-    ff: np.ndarray,
-    opx: np.ndarray,
-    oqx: np.ndarray,
-    odep: np.ndarray,
-    idx: int,
-    taken_before: float,
-) -> bool:
+def touch_fill(e: Arrays, opx: np.ndarray, oqx: np.ndarray, odep: np.ndarray, idx: int, taken_before: float) -> bool:
     """The opposite best reached order ``idx``'s price (FillRule.CAPPED): fill, at our price as maker,
     what the opposite side ``opx``/``oqx`` displays at or better than it, net of ``odep`` (what our
     orders took from this book already) and of ``taken_before`` (what they took from the best levels
     at earlier book events while the book stayed crossed). True when the order is now filled."""
+    si, sf, oi, of = e.si, e.sf, e.oi, e.of
     tick_size = sf[K_TICK]
     buy = oi[idx, O_SIDE] > 0
     tick = oi[idx, O_TICK]
@@ -230,28 +212,15 @@ def touch_fill(
         odep[i] += take
         left -= take
     si[S_DEPLETED] = 1
-    return record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], q, True)
+    return record_fill(e, idx, of[idx, F_PRICE], q, True)
 
 
 @kernel_jit()
-def on_book(
-    si: np.ndarray,
-    sf: np.ndarray,
-    oi: np.ndarray,
-    of: np.ndarray,
-    opn: np.ndarray,
-    ri: np.ndarray,
-    rf: np.ndarray,
-    fi: np.ndarray,
-    ff: np.ndarray,
-    bpx: np.ndarray,
-    bqx: np.ndarray,
-    apx: np.ndarray,
-    aqx: np.ndarray,
-    dep: np.ndarray,
-) -> None:
-    """A new exchange-side book (one row per side): fill orders the opposite best reaches, then
-    move every other order's queue position by the level change."""
+def on_book(e: Arrays, row: int) -> None:
+    """Book event ``row`` reached the exchange: fill orders the opposite best reaches, then move
+    every other order's queue position by the level change."""
+    si, sf, oi, of, opn, dep = e.si, e.sf, e.oi, e.of, e.opn, e.dep
+    bpx, bqx, apx, aqx = e.bid_px[row], e.bid_qty[row], e.ask_px[row], e.ask_qty[row]
     tick_size = sf[K_TICK]
     model = si[K_QUEUE_MODEL]
     power = sf[K_POWER]
@@ -280,13 +249,13 @@ def on_book(
                 # the opposite best reached our price: fills at our price, as maker
                 crossed = True
                 if whole:
-                    done = record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], _remaining(of, idx), True)
+                    done = record_fill(e, idx, of[idx, F_PRICE], _remaining(of, idx), True)
                 else:
                     before = of[idx, F_FILLED]
-                    done = touch_fill(si, sf, oi, of, ri, rf, fi, ff, opx, oqx, dep[1 - s], idx, taken_before)
+                    done = touch_fill(e, opx, oqx, dep[1 - s], idx, taken_before)
                     sf[T_TOUCH + s] += of[idx, F_FILLED] - before
                 if done:
-                    remove_open(si, oi, opn, idx)
+                    remove_open(e, idx)
                     n -= 1
                     continue
             while i < levels and not np.isnan(px[i]) and ((level_tick > tick) if s == 0 else (level_tick < tick)):
@@ -299,7 +268,7 @@ def on_book(
                 if oi[idx, O_KNOWN] == 0:  # first sight of a level that was beyond the visible book
                     oi[idx, O_KNOWN] = 1
                     of[idx, F_AHEAD] = size
-                    of[idx, F_QA0] = size + own_ahead(si, oi, of, opn, idx)[0]
+                    of[idx, F_QA0] = size + own_ahead(e, idx)[0]
                 else:
                     of[idx, F_AHEAD] = queue_after_depth(
                         of[idx, F_AHEAD], of[idx, F_LEVEL], size, of[idx, F_TRADED], model, power
@@ -316,21 +285,11 @@ def on_book(
 
 
 @kernel_jit()
-def on_trade(
-    si: np.ndarray,
-    sf: np.ndarray,
-    oi: np.ndarray,
-    of: np.ndarray,
-    opn: np.ndarray,
-    ri: np.ndarray,
-    rf: np.ndarray,
-    fi: np.ndarray,
-    ff: np.ndarray,
-    price: float,
-    volume: float,
-    taker_side: int,
-) -> None:
-    """One print: hand its volume to our orders on the passive side in price-time priority."""
+def on_trade(e: Arrays, k: int) -> None:
+    """Trade ``k`` reached the exchange: hand its volume to our orders on the passive side in
+    price-time priority."""
+    si, sf, oi, of, opn = e.si, e.sf, e.oi, e.of, e.opn
+    price, volume, taker_side = e.trade_price[k], e.trade_qty[k], e.trade_side[k]
     s = 1 if taker_side > 0 else 0  # a taker buy lifts asks: our sells
     n = si[S_N_OPEN + s]
     if n == 0:
@@ -359,8 +318,8 @@ def on_trade(
             break  # worse than the print: so is everything after it
         if q > 0.0:
             unused -= q
-            if record_fill(si, sf, oi, of, ri, rf, fi, ff, idx, of[idx, F_PRICE], q, True):
-                remove_open(si, oi, opn, idx)
+            if record_fill(e, idx, of[idx, F_PRICE], q, True):
+                remove_open(e, idx)
                 n -= 1
                 continue
         j += 1

@@ -222,83 +222,50 @@ def whole_lots(avail: float, rem: float, lot: float) -> float:
 
 
 @kernel_jit()
-def push_report(
-    si: np.ndarray,
-    ri: np.ndarray,
-    rf: np.ndarray,
-    ts: int,
-    kind: int,
-    oid: int,
-    status: int,
-    reject: int,
-    a: float,
-    b: float,
-    c: float,
-) -> None:
-    """Queue one report for local delivery at ``ts`` (the wrapper guarantees the room)."""
+def push_report(e: Arrays, ts: int, kind: int, oid: int, status: int, reject: int) -> int:
+    """Queue one report for local delivery at ``ts`` (the wrapper guarantees the room); its float
+    fields (R_A, R_B, R_C) are 0 until the caller sets them. Returns its row."""
+    si, ri, rf = e.si, e.ri, e.rf
     n = si[S_REP_N]
     ri[n, R_TS] = ts
     ri[n, R_KIND] = kind
     ri[n, R_OID] = oid
     ri[n, R_STATUS] = status
     ri[n, R_REJECT] = reject
-    rf[n, R_A] = a
-    rf[n, R_B] = b
-    rf[n, R_C] = c
+    rf[n, R_A] = 0.0
+    rf[n, R_B] = 0.0
+    rf[n, R_C] = 0.0
     si[S_REP_N] = n + 1
+    return int(n)
 
 
 @kernel_jit()
-def report_order(
-    si: np.ndarray, oi: np.ndarray, of: np.ndarray, ri: np.ndarray, rf: np.ndarray, idx: int, reject: int
-) -> None:
+def report_order(e: Arrays, idx: int, reject: int) -> None:
     """Report the order's current state (status, price, size, filled) and how the request that
     changed it went (``reject``, 0 = done) to us."""
-    ts = si[S_EX_NOW] + si[K_RESPONSE]
-    push_report(
-        si,
-        ri,
-        rf,
-        ts,
-        REP_ORDER,
-        idx + 1,
-        oi[idx, O_STATUS],
-        reject,
-        of[idx, F_PRICE],
-        of[idx, F_QTY],
-        of[idx, F_FILLED],
-    )
+    si, of = e.si, e.of
+    n = push_report(e, si[S_EX_NOW] + si[K_RESPONSE], REP_ORDER, idx + 1, e.oi[idx, O_STATUS], reject)
+    e.rf[n, R_A] = of[idx, F_PRICE]
+    e.rf[n, R_B] = of[idx, F_QTY]
+    e.rf[n, R_C] = of[idx, F_FILLED]
 
 
 @kernel_jit()
-def finish(
-    si: np.ndarray, oi: np.ndarray, of: np.ndarray, ri: np.ndarray, rf: np.ndarray, idx: int, status: int, reject: int
-) -> None:
+def finish(e: Arrays, idx: int, status: int, reject: int) -> None:
     """End the order's life with ``status`` now (exchange clock) and report it."""
+    oi = e.oi
     oi[idx, O_STATUS] = status
-    oi[idx, O_TS_DONE] = si[S_EX_NOW]
+    oi[idx, O_TS_DONE] = e.si[S_EX_NOW]
     if reject:
         oi[idx, O_REJECT] = reject
-    report_order(si, oi, of, ri, rf, idx, reject)
+    report_order(e, idx, reject)
 
 
 @kernel_jit()
-def record_fill(
-    si: np.ndarray,
-    sf: np.ndarray,
-    oi: np.ndarray,
-    of: np.ndarray,
-    ri: np.ndarray,
-    rf: np.ndarray,
-    fi: np.ndarray,
-    ff: np.ndarray,
-    idx: int,
-    price: float,
-    qty: float,
-    maker: bool,
-) -> bool:
+def record_fill(e: Arrays, idx: int, price: float, qty: float, maker: bool) -> bool:
     """Fill ``qty`` of order ``idx`` at ``price``: position, cash and fees move now; the fill
     reaches us after the response latency. True when the order is now completely filled."""
+    si, sf, oi, of, fi, ff = e.si, e.sf, e.oi, e.of, e.fi, e.ff
     side = oi[idx, O_SIDE]
     fee = price * qty * (sf[K_MAKER] if maker else sf[K_TAKER])
     sf[P_POS] += side * qty
@@ -318,41 +285,36 @@ def record_fill(
     ff[n, FF_FEE] = fee
     ff[n, FF_AHEAD] = of[idx, F_QA0]
     si[S_N_FILLS] = n + 1
-    push_report(si, ri, rf, ts + si[K_RESPONSE], REP_FILL, idx + 1, side, 0, price, qty, fee)
+    k = push_report(e, ts + si[K_RESPONSE], REP_FILL, idx + 1, side, 0)
+    e.rf[k, R_A] = price
+    e.rf[k, R_B] = qty
+    e.rf[k, R_C] = fee
     done = bool(of[idx, F_QTY] - of[idx, F_FILLED] <= 1e-6 * sf[K_LOT])
     if done:
-        finish(si, oi, of, ri, rf, idx, FILLED, 0)
+        finish(e, idx, FILLED, 0)
     return done
 
 
 @kernel_jit()
-def boundary(
-    si: np.ndarray,
-    sf: np.ndarray,
-    bpx: np.ndarray,
-    apx: np.ndarray,
-    ri: np.ndarray,
-    rf: np.ndarray,
-    smi: np.ndarray,
-    smf: np.ndarray,
-) -> None:
+def boundary(e: Arrays) -> None:
     """Funding at a funding time, then an equity sample. Bybit charges position value x funding
     rate (longs pay shorts when the rate is positive); the mid stands in for the mark price."""
+    si, sf, smf = e.si, e.sf, e.smf
     b = min(si[S_NEXT_SAMPLE], si[S_NEXT_FUNDING])
     si[S_EX_NOW] = max(si[S_EX_NOW], b)
     row = si[S_EX_BOOK] - 1
-    mid = 0.5 * (bpx[row, 0] + apx[row, 0]) if row >= 0 else np.nan
+    mid = 0.5 * (e.bid_px[row, 0] + e.ask_px[row, 0]) if row >= 0 else np.nan
     if si[S_NEXT_FUNDING] == b:
         if not np.isnan(mid) and sf[P_POS] != 0.0:
             amount = sf[P_POS] * mid * sf[K_FUNDING_RATE]
             sf[P_CASH] -= amount
             sf[P_FUNDING] += amount
-            push_report(si, ri, rf, b + si[K_RESPONSE], REP_FUNDING, 0, 0, 0, amount, 0.0, 0.0)
+            e.rf[push_report(e, b + si[K_RESPONSE], REP_FUNDING, 0, 0, 0), R_A] = amount
         si[S_NEXT_FUNDING] += si[K_FUNDING]
     if si[S_NEXT_SAMPLE] == b:
         if row >= 0:
             n = si[S_N_SAMPLES]
-            smi[n] = b
+            e.smi[n] = b
             smf[n, SM_MID] = mid
             smf[n, SM_POS] = sf[P_POS]
             smf[n, SM_CASH] = sf[P_CASH]
@@ -362,10 +324,9 @@ def boundary(
 
 
 @kernel_jit()
-def deliver_report(
-    si: np.ndarray, sf: np.ndarray, oi: np.ndarray, of: np.ndarray, ri: np.ndarray, rf: np.ndarray
-) -> int:
+def deliver_report(e: Arrays) -> int:
     """Apply one report to the local view; the wake flags it raises."""
+    si, sf, oi, of, ri, rf = e.si, e.sf, e.oi, e.of, e.ri, e.rf
     h = si[S_REP_HEAD]
     si[S_REP_HEAD] = h + 1
     kind = ri[h, R_KIND]

@@ -20,7 +20,8 @@ import numpy as np
 from execution import compiled, kernel
 from execution import records as r
 from execution.compiled import CompiledStrategy
-from execution.market import MarketData, empty_market
+from execution.held_market import HeldMarket, grow
+from execution.market import MarketData
 from execution.types import FILL_DTYPE, ORDER_DTYPE, EngineConfig, OrderKind, OrderStatus, Side
 from execution.venue import BookView, OpenOrder
 
@@ -55,12 +56,6 @@ class Counters:
     invalid: int  # off the tick / lot grid, or a request on a rejected order
 
 
-def _grow(a: np.ndarray, rows: int, fill: float = 0) -> np.ndarray:
-    out = np.full((max(rows, 2 * a.shape[0]), *a.shape[1:]), fill, a.dtype)
-    out[: a.shape[0]] = a
-    return out
-
-
 class Engine:
     """Event-driven fill simulation for one instrument (REFERENCE section 2)."""
 
@@ -85,9 +80,7 @@ class Engine:
         sf[r.K_TICK], sf[r.K_LOT], sf[r.K_POWER] = cfg.tick, cfg.lot, cfg.queue_power
         sf[r.K_MAKER], sf[r.K_TAKER], sf[r.K_FUNDING_RATE] = cfg.fees.maker, cfg.fees.taker, cfg.fees.funding_rate
         self._si, self._sf = si, sf
-        none = empty_market(levels)  # the market buffers, in MarketData's field order
-        self._books: list[np.ndarray] = list(none[:6])
-        self._trades: list[np.ndarray] = list(none[6:])
+        self.market = HeldMarket(levels, si)
         self._dep = np.zeros((2, levels))
         self._oi, self._of = np.zeros((64, r.N_OI), np.int64), np.zeros((64, r.N_OF))
         self._opn = np.zeros((2, 64), np.int64)
@@ -101,10 +94,7 @@ class Engine:
 
     def load(self, market: MarketData) -> None:
         """Append a recorded block (events after everything already held); the data ends with it."""
-        m = market.validate().top(self.levels)
-        self._append_books(m.book_ts_ex, m.book_ts_local, m.bid_px, m.bid_qty, m.ask_px, m.ask_qty)
-        self._append_trades(m.trade_ts_ex, m.trade_ts_local, m.trade_price, m.trade_qty, m.trade_side)
-        self._si[r.S_FINITE] = 1
+        self.market.load(market)
 
     def push_book(
         self,
@@ -116,74 +106,11 @@ class Engine:
         ask_qty: np.ndarray,
     ) -> None:
         """One live book event (top levels, best first; fewer than ``levels`` are padded as missing)."""
-        bq, aq = np.asarray(bid_qty, np.float64), np.asarray(ask_qty, np.float64)
-        if not ((bq >= 0).all() and (aq >= 0).all()):
-            raise ValueError("book event: negative or NaN sizes")
-        if len(bid_px) and len(ask_px) and bid_px[0] >= ask_px[0]:
-            raise ValueError("book event: crossed")
-        n = self._reserve_books(int(ts_ex))
-        b, k = self._books, self.levels
-        b[0][n], b[1][n] = ts_ex, ts_local
-        for dst, src, fill in ((b[2], bid_px, math.nan), (b[3], bq, 0.0), (b[4], ask_px, math.nan), (b[5], aq, 0.0)):
-            m = min(len(src), k)
-            dst[n, :m] = src[:m]
-            dst[n, m:] = fill
-        self._si[r.S_N_BOOK] = n + 1
-        self._si[r.S_FINITE] = 0
+        self.market.push_book(ts_ex, ts_local, bid_px, bid_qty, ask_px, ask_qty)
 
     def push_trade(self, ts_ex: int, ts_local: int, price: float, qty: float, side: int) -> None:
         """One live trade (``side``: the taker's, +1 buy / -1 sell)."""
-        if not (price > 0 and qty > 0 and side in (1, -1)):
-            raise ValueError(f"trade: bad price, size or side ({price}, {qty}, {side})")
-        n = self._reserve_trades(int(ts_ex))
-        t = self._trades
-        t[0][n], t[1][n], t[2][n], t[3][n], t[4][n] = ts_ex, ts_local, price, qty, side
-        self._si[r.S_N_TRADE] = n + 1
-        self._si[r.S_FINITE] = 0
-
-    def _reserve_books(self, first_ts: int, k: int = 1) -> int:
-        """Room for ``k`` more book rows after the held ones; returns the first free row."""
-        si = self._si
-        n = int(si[r.S_N_BOOK])
-        if n and first_ts < self._books[0][n - 1]:
-            raise ValueError("book events go back in exchange time")
-        if n + k > len(self._books[0]):
-            keep = max(min(int(si[r.S_EX_BOOK]), int(si[r.S_LOC_BOOK])) - 1, 0)  # the current rows stay
-            self._books = [_grow(a[keep:n], n - keep + k) for a in self._books]
-            si[r.S_EX_BOOK] -= keep
-            si[r.S_LOC_BOOK] -= keep
-            si[r.S_N_BOOK] = n - keep
-        return int(si[r.S_N_BOOK])
-
-    def _reserve_trades(self, first_ts: int, k: int = 1) -> int:
-        si = self._si
-        n = int(si[r.S_N_TRADE])
-        if n and first_ts < self._trades[0][n - 1]:
-            raise ValueError("trades go back in exchange time")
-        if n + k > len(self._trades[0]):
-            keep = int(si[r.S_EX_TRADE])
-            self._trades = [_grow(a[keep:n], n - keep + k) for a in self._trades]
-            si[r.S_EX_TRADE] = 0
-            si[r.S_N_TRADE] = n - keep
-        return int(si[r.S_N_TRADE])
-
-    def _append_books(self, *cols: np.ndarray) -> None:
-        k = len(cols[0])
-        if k == 0:
-            return
-        n = self._reserve_books(int(cols[0][0]), k)
-        for a, c in zip(self._books, cols, strict=True):
-            a[n : n + k] = c
-        self._si[r.S_N_BOOK] = n + k
-
-    def _append_trades(self, *cols: np.ndarray) -> None:
-        k = len(cols[0])
-        if k == 0:
-            return
-        n = self._reserve_trades(int(cols[0][0]), k)
-        for a, c in zip(self._trades, cols, strict=True):
-            a[n : n + k] = c
-        self._si[r.S_N_TRADE] = n + k
+        self.market.push_trade(ts_ex, ts_local, price, qty, side)
 
     # --- the clock ---------------------------------------------------------------------------------
 
@@ -215,13 +142,14 @@ class Engine:
                 return Wake(flags)
             self._make_room()
             self._room_for(2 * compiled.MAX_REQUESTS)
-            self._ri, self._rf = _grow(self._ri, 2 * len(self._ri)), _grow(self._rf, 2 * len(self._rf))
+            self._ri, self._rf = grow(self._ri, 2 * len(self._ri)), grow(self._rf, 2 * len(self._rf))
 
     def arrays(self) -> r.Arrays:
         """The engine's arrays by name (valid until the engine grows them: call again after each run)."""
         orders = (self._oi, self._of, self._opn, self._qi, self._qf, self._ri, self._rf)
         results = (self._fi, self._ff, self._smi, self._smf, self._rl)
-        return r.Arrays._make((self._si, self._sf, *self._books, *self._trades, self._dep, *orders, *results))
+        m = self.market
+        return r.Arrays._make((self._si, self._sf, *m.books, *m.trades, self._dep, *orders, *results))
 
     def _make_room(self) -> None:
         si = self._si
@@ -230,11 +158,11 @@ class Engine:
         si[r.S_REP_HEAD], si[r.S_REP_N] = 0, n - head
         need = 2 * (int(si[r.S_N_OPEN] + si[r.S_N_OPEN + 1]) + self.levels + 2) + 2
         if n - head + need > len(self._ri):
-            self._ri, self._rf = _grow(self._ri, n - head + need), _grow(self._rf, n - head + need)
+            self._ri, self._rf = grow(self._ri, n - head + need), grow(self._rf, n - head + need)
         if si[r.S_N_FILLS] + need > len(self._fi):
-            self._fi, self._ff = _grow(self._fi, len(self._fi) + need), _grow(self._ff, len(self._ff) + need)
+            self._fi, self._ff = grow(self._fi, len(self._fi) + need), grow(self._ff, len(self._ff) + need)
         if si[r.S_N_SAMPLES] + 1 > len(self._smi):
-            self._smi, self._smf = _grow(self._smi, 1), _grow(self._smf, 1)
+            self._smi, self._smf = grow(self._smi, 1), grow(self._smf, 1)
 
     @property
     def now(self) -> int:
@@ -250,13 +178,13 @@ class Engine:
     def best_bid(self) -> float:
         """Best bid of the last book received (NaN before the first)."""
         i = self._row()
-        return float(self._books[2][i, 0]) if i >= 0 else math.nan
+        return float(self.market.books[2][i, 0]) if i >= 0 else math.nan
 
     @property
     def best_ask(self) -> float:
         """Best ask of the last book received (NaN before the first)."""
         i = self._row()
-        return float(self._books[4][i, 0]) if i >= 0 else math.nan
+        return float(self.market.books[4][i, 0]) if i >= 0 else math.nan
 
     @property
     def mid(self) -> float:
@@ -269,7 +197,7 @@ class Engine:
         if i < 0:
             nan, zero = np.full(self.levels, math.nan), np.zeros(self.levels)
             return BookView(-1, nan, zero, nan.copy(), zero.copy())
-        b = self._books
+        b = self.market.books
         return BookView(int(b[1][i]), b[2][i].copy(), b[3][i].copy(), b[4][i].copy(), b[5][i].copy())
 
     def position(self) -> float:
@@ -373,13 +301,13 @@ class Engine:
         """Room for ``k`` more orders and requests."""
         n, si = self._n_orders, self._si
         if n + k > len(self._oi):
-            self._oi, self._of = _grow(self._oi, n + k), _grow(self._of, n + k)
+            self._oi, self._of = grow(self._oi, n + k), grow(self._of, n + k)
             opn = np.zeros((2, len(self._oi)), np.int64)
             opn[:, : self._opn.shape[1]] = self._opn
             self._opn = opn
         head, m = int(si[r.S_REQ_HEAD]), int(si[r.S_REQ_N])
         if m + k > len(self._qi):
-            self._qi, self._qf = _grow(self._qi[head:m], m - head + k), _grow(self._qf[head:m], m - head + k)
+            self._qi, self._qf = grow(self._qi[head:m], m - head + k), grow(self._qf[head:m], m - head + k)
             si[r.S_REQ_HEAD], si[r.S_REQ_N] = 0, m - head
 
     def _index(self, order_id: int) -> int:

@@ -1,0 +1,119 @@
+"""The market an engine holds: recorded blocks appended (``load``) or live events pushed one at
+a time (``push_book`` / ``push_trade``), as the arrays of MarketData's fields the kernels read.
+
+The state row ``si`` (shared with the engine) counts the rows held (S_N_BOOK, S_N_TRADE) and where
+the kernels are (S_EX_BOOK, S_LOC_BOOK, S_EX_TRADE); when the buffers grow, the rows the kernels
+are done with are dropped and the cursors moved with them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from execution import records as r
+from execution.market import MarketData, empty_market
+
+
+def grow(a: np.ndarray, rows: int, fill: float = 0) -> np.ndarray:
+    """``a`` in a bigger array of at least ``rows`` rows (at least twice its size), the rest ``fill``."""
+    out = np.full((max(rows, 2 * a.shape[0]), *a.shape[1:]), fill, a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+class HeldMarket:
+    """Book events and trades held for the kernels, in exchange-time order."""
+
+    def __init__(self, levels: int, si: np.ndarray) -> None:
+        self.levels, self.si = levels, si
+        none = empty_market(levels)  # the buffers, in MarketData's field order
+        self.books: list[np.ndarray] = list(none[:6])
+        self.trades: list[np.ndarray] = list(none[6:])
+
+    def load(self, market: MarketData) -> None:
+        """Append a recorded block (events after everything already held); the data ends with it."""
+        m = market.validate().top(self.levels)
+        self._append_books(m.book_ts_ex, m.book_ts_local, m.bid_px, m.bid_qty, m.ask_px, m.ask_qty)
+        self._append_trades(m.trade_ts_ex, m.trade_ts_local, m.trade_price, m.trade_qty, m.trade_side)
+        self.si[r.S_FINITE] = 1
+
+    def push_book(
+        self,
+        ts_ex: int,
+        ts_local: int,
+        bid_px: np.ndarray,
+        bid_qty: np.ndarray,
+        ask_px: np.ndarray,
+        ask_qty: np.ndarray,
+    ) -> None:
+        """One live book event (top levels, best first; fewer than ``levels`` are padded as missing)."""
+        bq, aq = np.asarray(bid_qty, np.float64), np.asarray(ask_qty, np.float64)
+        if not ((bq >= 0).all() and (aq >= 0).all()):
+            raise ValueError("book event: negative or NaN sizes")
+        if len(bid_px) and len(ask_px) and bid_px[0] >= ask_px[0]:
+            raise ValueError("book event: crossed")
+        n = self._reserve_books(int(ts_ex))
+        b, k = self.books, self.levels
+        b[0][n], b[1][n] = ts_ex, ts_local
+        for dst, src, fill in ((b[2], bid_px, math.nan), (b[3], bq, 0.0), (b[4], ask_px, math.nan), (b[5], aq, 0.0)):
+            m = min(len(src), k)
+            dst[n, :m] = src[:m]
+            dst[n, m:] = fill
+        self.si[r.S_N_BOOK] = n + 1
+        self.si[r.S_FINITE] = 0
+
+    def push_trade(self, ts_ex: int, ts_local: int, price: float, qty: float, side: int) -> None:
+        """One live trade (``side``: the taker's, +1 buy / -1 sell)."""
+        if not (price > 0 and qty > 0 and side in (1, -1)):
+            raise ValueError(f"trade: bad price, size or side ({price}, {qty}, {side})")
+        n = self._reserve_trades(int(ts_ex))
+        t = self.trades
+        t[0][n], t[1][n], t[2][n], t[3][n], t[4][n] = ts_ex, ts_local, price, qty, side
+        self.si[r.S_N_TRADE] = n + 1
+        self.si[r.S_FINITE] = 0
+
+    def _reserve_books(self, first_ts: int, k: int = 1) -> int:
+        """Room for ``k`` more book rows after the held ones; returns the first free row."""
+        si = self.si
+        n = int(si[r.S_N_BOOK])
+        if n and first_ts < self.books[0][n - 1]:
+            raise ValueError("book events go back in exchange time")
+        if n + k > len(self.books[0]):
+            keep = max(min(int(si[r.S_EX_BOOK]), int(si[r.S_LOC_BOOK])) - 1, 0)  # the current rows stay
+            self.books = [grow(a[keep:n], n - keep + k) for a in self.books]
+            si[r.S_EX_BOOK] -= keep
+            si[r.S_LOC_BOOK] -= keep
+            si[r.S_N_BOOK] = n - keep
+        return int(si[r.S_N_BOOK])
+
+    def _reserve_trades(self, first_ts: int, k: int = 1) -> int:
+        si = self.si
+        n = int(si[r.S_N_TRADE])
+        if n and first_ts < self.trades[0][n - 1]:
+            raise ValueError("trades go back in exchange time")
+        if n + k > len(self.trades[0]):
+            keep = int(si[r.S_EX_TRADE])
+            self.trades = [grow(a[keep:n], n - keep + k) for a in self.trades]
+            si[r.S_EX_TRADE] = 0
+            si[r.S_N_TRADE] = n - keep
+        return int(si[r.S_N_TRADE])
+
+    def _append_books(self, *cols: np.ndarray) -> None:
+        k = len(cols[0])
+        if k == 0:
+            return
+        n = self._reserve_books(int(cols[0][0]), k)
+        for a, c in zip(self.books, cols, strict=True):
+            a[n : n + k] = c
+        self.si[r.S_N_BOOK] = n + k
+
+    def _append_trades(self, *cols: np.ndarray) -> None:
+        k = len(cols[0])
+        if k == 0:
+            return
+        n = self._reserve_trades(int(cols[0][0]), k)
+        for a, c in zip(self.trades, cols, strict=True):
+            a[n : n + k] = c
+        self.si[r.S_N_TRADE] = n + k

@@ -1,5 +1,6 @@
 """The market an engine holds: recorded blocks appended (``load``) or live events pushed one at
 a time (``push_book`` / ``push_trade``), as the arrays of MarketData's fields the kernels read.
+A fresh engine's first block is held as it is, not copied (a replay of hours loads hundreds of MB).
 
 The state row ``si`` (shared with the engine) counts the rows held (S_N_BOOK, S_N_TRADE) and where
 the kernels are (S_EX_BOOK, S_LOC_BOOK, S_EX_TRADE); when the buffers grow, the rows the kernels
@@ -104,6 +105,10 @@ class HeldMarket:
         k = len(cols[0])
         if k == 0:
             return
+        if self._empty(r.S_N_BOOK, r.S_EX_BOOK, r.S_LOC_BOOK):  # the first block: kept as it is, no copy
+            self.books = _adopt(self.books, cols)
+            self.si[r.S_N_BOOK] = k
+            return
         n = self._reserve_books(int(cols[0][0]), k)
         for a, c in zip(self.books, cols, strict=True):
             a[n : n + k] = c
@@ -113,7 +118,22 @@ class HeldMarket:
         k = len(cols[0])
         if k == 0:
             return
+        if self._empty(r.S_N_TRADE, r.S_EX_TRADE, r.S_EX_TRADE):
+            self.trades = _adopt(self.trades, cols)
+            self.si[r.S_N_TRADE] = k
+            return
         n = self._reserve_trades(int(cols[0][0]), k)
         for a, c in zip(self.trades, cols, strict=True):
             a[n : n + k] = c
         self.si[r.S_N_TRADE] = n + k
+
+    def _empty(self, held: int, *cursors: int) -> bool:
+        """Nothing held and nothing processed yet (a fresh engine, before its first block)."""
+        return self.si[held] == 0 and all(self.si[c] == 0 for c in cursors)
+
+
+def _adopt(buffers: list[np.ndarray], cols: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """A block's columns as the buffers, without copying when they already have the buffers' dtypes
+    and are contiguous (the kernels only read them; a later append or push copies them into a
+    bigger buffer first). The caller must not write into a block it loaded."""
+    return [np.ascontiguousarray(c, dtype=a.dtype) for a, c in zip(buffers, cols, strict=True)]

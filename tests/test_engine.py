@@ -195,6 +195,29 @@ def test_the_live_push_path_gives_the_same_results_as_the_loaded_block() -> None
 
 
 @pytest.mark.kernels
+def test_a_loaded_block_is_held_without_a_copy_and_never_written() -> None:
+    # the first block of a fresh engine is held as it is (hours of a replay are hundreds of MB):
+    # a run with taker and maker fills must leave it as it was, and a second block still appends
+    m = _random_market(8, n=400)
+    before = [a.copy() for a in m]
+    e = Engine(BUSY, 3, sample_ns=500)
+    e.load(m)
+    assert np.shares_memory(e.arrays().bid_qty, m.bid_qty)
+    _strategy(e, m, push=False)
+    assert len(e.fills()) > 10
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(m, before, strict=True))
+    later = _random_market(9, n=50)
+    shift = int(m.book_ts_ex[-1]) + 1
+    e.load(
+        later._replace(
+            **{f: getattr(later, f) + shift for f in ("book_ts_ex", "book_ts_local", "trade_ts_ex", "trade_ts_local")}
+        )
+    )
+    assert not np.shares_memory(e.arrays().bid_qty, m.bid_qty)  # copied into a bigger buffer
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(m, before, strict=True))
+
+
+@pytest.mark.kernels
 def test_a_run_is_deterministic() -> None:
     m = _random_market(5, n=400)
     runs = []

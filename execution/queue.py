@@ -226,6 +226,10 @@ def on_book(e: Arrays, row: int) -> None:
     power = sf[K_POWER]
     whole = si[K_FILL_RULE] == HFTBACKTEST
     for s in range(2):
+        n = si[S_N_OPEN + s]
+        if n == 0:  # no order on this side: nothing to fill or move
+            sf[T_TOUCH + s] = 0.0
+            continue
         px = bpx if s == 0 else apx
         qty = bqx if s == 0 else aqx
         opx = apx if s == 0 else bpx
@@ -233,7 +237,6 @@ def on_book(e: Arrays, row: int) -> None:
         opp = opx[0]
         has_opp = not np.isnan(opp)
         opp_tick = to_tick(opp, tick_size) if has_opp else 0
-        n = si[S_N_OPEN + s]
         levels = px.shape[0]
         i = 0  # levels and orders are both best first: one merged walk
         level_tick = to_tick(px[0], tick_size) if levels > 0 and px[0] == px[0] else 0

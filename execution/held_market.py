@@ -133,7 +133,12 @@ class HeldMarket:
 
 
 def _adopt(buffers: list[np.ndarray], cols: tuple[np.ndarray, ...]) -> list[np.ndarray]:
-    """A block's columns as the buffers, without copying when they already have the buffers' dtypes
-    and are contiguous (the kernels only read them; a later append or push copies them into a
-    bigger buffer first). The caller must not write into a block it loaded."""
-    return [np.ascontiguousarray(c, dtype=a.dtype) for a, c in zip(buffers, cols, strict=True)]
+    """A block's columns as the buffers, without a copy when each is already what the engine's own
+    buffers are (its dtype, C-contiguous, writeable: the kernels are compiled for exactly that type,
+    and a read-only array, as the warehouse reader returns, would compile them again), else a copy.
+    The kernels only read them; a later append or push copies into a bigger buffer first. The
+    caller must not write into a block it loaded."""
+    return [
+        c if c.dtype == a.dtype and c.flags.c_contiguous and c.flags.writeable else np.array(c, a.dtype, order="C")
+        for a, c in zip(buffers, cols, strict=True)
+    ]

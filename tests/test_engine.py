@@ -215,6 +215,11 @@ def test_a_loaded_block_is_held_without_a_copy_and_never_written() -> None:
     )
     assert not np.shares_memory(e.arrays().bid_qty, m.bid_qty)  # copied into a bigger buffer
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(m, before, strict=True))
+    frozen = m._replace(bid_qty=m.bid_qty.copy())
+    frozen.bid_qty.flags.writeable = False  # as the warehouse reader returns them: copied, so the
+    f = Engine(BUSY, 3, sample_ns=500)  # kernels keep the one type they are compiled for
+    f.load(frozen)
+    assert f.arrays().bid_qty.flags.writeable and not np.shares_memory(f.arrays().bid_qty, frozen.bid_qty)
 
 
 @pytest.mark.kernels

@@ -11,7 +11,7 @@ numbers; ``transition_reason`` writes them as the Python risk manager does.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -182,27 +182,27 @@ def risk_update(par: Row, st: Row, trans: np.ndarray, now: int, equity: float) -
     return int(st.risk)
 
 
+class Market(NamedTuple):
+    """execution.risk.MarketState as the compiled check reads it (the same fields)."""
+
+    now_ns: int
+    book_ts_ns: int  # local time of the last book update
+    bid: float
+    ask: float
+    depth: float  # BTC within the sizing band on the side the order would trade
+
+
 @kernel_jit()
-def _check(
-    par: Row,
-    st: Row,
-    side: int,
-    qty: float,
-    position: float,
-    pending: float,
-    now: int,
-    book_ts: int,
-    bid: float,
-    ask: float,
-    depth: float,
-) -> tuple[float, int]:
+def _check(par: Row, st: Row, side: int, qty: float, position: float, pending: float, mkt: Market) -> tuple[float, int]:
+    """RiskManager._check, line for line: (the quantity allowed, the refusal code or -1)."""
+    bid, ask = mkt.bid, mkt.ask
     reduces = side * position < 0
     reducible = abs(position) if reduces else 0.0
     if st.risk == HALTED:
         return 0.0, R_HALTED
     if not (math.isfinite(bid) and math.isfinite(ask) and 0 < bid < ask):
         return 0.0, R_INVALID
-    if now - book_ts > par.stale_after_ns:
+    if mkt.now_ns - mkt.book_ts_ns > par.stale_after_ns:
         return 0.0, R_STALE
     if not reduces:
         if st.risk == REDUCING:
@@ -210,7 +210,7 @@ def _check(
         mid = 0.5 * (bid + ask)
         if (ask - bid) / mid * 1e4 > par.max_spread_bps:
             return 0.0, R_SPREAD
-        if depth < par.min_depth_btc:
+        if mkt.depth < par.min_depth_btc:
             return 0.0, R_DEPTH
     worst = abs(position + side * (pending + qty))
     price = ask if side > 0 else bid
@@ -226,22 +226,11 @@ def _check(
 
 @kernel_jit()
 def risk_check(
-    par: Row,
-    st: Row,
-    refused: np.ndarray,
-    side: int,
-    qty: float,
-    position: float,
-    pending: float,
-    now: int,
-    book_ts: int,
-    bid: float,
-    ask: float,
-    depth: float,
+    par: Row, st: Row, refused: np.ndarray, side: int, qty: float, position: float, pending: float, mkt: Market
 ) -> float:
     """RiskManager.check: the quantity that may be sent (0: refused, and counted by reason).
     ``refused`` rows: [count, rank of the first refusal of that kind (its place in the Counter)]."""
-    allowed, why = _check(par, st, side, qty, position, pending, now, book_ts, bid, ask, depth)
+    allowed, why = _check(par, st, side, qty, position, pending, mkt)
     if why >= 0:
         if refused[why, 0] == 0:
             refused[why, 1] = st.n_refusal_kinds

@@ -18,6 +18,7 @@ import numpy as np
 from core.jit import kernel_jit
 from execution import compiled as c
 from execution.compiled_passive_risk import (
+    Market,
     Row,
     _min,
     depth_within,
@@ -207,9 +208,8 @@ def _send(e: Arrays, s: PassiveState, side: int, qty: float, price: float, kind:
     px, q = c.book_side(e, -side)  # the side the order would trade against or join
     depth = depth_within(px, q, mid, par.depth_bps, 0.0, s.scratch)
     bid, ask, now = c.best_bid(e), c.best_ask(e), c.now(e)
-    allowed = risk_check(
-        par, st, s.refused, side, qty, c.position(e), _pending(e, side), now, c.book_time(e), bid, ask, depth
-    )
+    mkt = Market(now, c.book_time(e), bid, ask, depth)
+    allowed = risk_check(par, st, s.refused, side, qty, c.position(e), _pending(e, side), mkt)
     if allowed > 0 and _budget(s, now):
         c.submit(e, side, allowed, price, kind, True, s.parents[st.active].tag)
 

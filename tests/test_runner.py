@@ -456,19 +456,12 @@ def test_a_refused_amend_leaves_a_live_order_open_and_a_reject_ends_it(tmp_path:
     assert list(restored.open_orders) == [1] and restored.client_ids == {"c1": 1, "c2": 2}
 
 
-@pytest.mark.parametrize("window", [NS, 3600 * NS])
-def test_a_shutdown_sends_a_refused_cancel_all_again_and_names_what_it_could_not_cancel(
-    trained: tuple[AppConfig, Any], tmp_path: Path, window: int
-) -> None:
-    # the strategy's last requests used the rate limit up: the shutdown's cancel-all is refused
-    # (retCode 10006); sent again after the window every order is gone, else the ids come back
+def _two_resting_orders(cfg: AppConfig, tmp_path: Path, window: int) -> tuple[Any, list[int]]:
+    """A paper loop whose rate limit (2 requests per ``window``) two resting orders have used up."""
     from live.feed import BookTick
 
-    cfg = _cfg(trained[0], tmp_path)
-    cfg = cfg.model_copy(
-        update={"execution": cfg.execution.model_copy(update={"rate_limit": 2, "rate_window": window})}
-    )
-    loop = _loop(cfg, tmp_path)
+    e = cfg.execution.model_copy(update={"rate_limit": 2, "rate_window": window})
+    loop = _loop(cfg.model_copy(update={"execution": e}), tmp_path)
     n, tick = cfg.features.levels, cfg.instrument.tick_size
     bids, asks = 60_000.0 - tick * np.arange(n), 60_000.0 + tick * (1 + np.arange(n))
     t0 = 1_700_000_000 * NS
@@ -476,6 +469,17 @@ def test_a_shutdown_sends_a_refused_cancel_all_again_and_names_what_it_could_not
     gw = loop.gw
     ids = [gw.submit(1, 0.01, bids[5]), gw.submit(-1, 0.01, asks[5])]
     loop.advance(gw.now + 50_000_000)
+    return loop, ids
+
+
+@pytest.mark.parametrize("window", [NS, 3600 * NS])
+def test_a_shutdown_sends_a_refused_cancel_all_again_and_names_what_it_could_not_cancel(
+    trained: tuple[AppConfig, Any], tmp_path: Path, window: int
+) -> None:
+    # the strategy's last requests used the rate limit up: the shutdown's cancel-all is refused
+    # (retCode 10006); sent again after the window every order is gone, else the ids come back
+    loop, ids = _two_resting_orders(_cfg(trained[0], tmp_path), tmp_path, window)
+    gw = loop.gw
     assert sorted(o.order_id for o in gw.open_orders()) == ids  # both rest; the window holds 2 requests
     left = asyncio.run(loop.cancel_everything(NS, tries=3))
     assert gw.rate_limited >= 1  # the first cancel-all was refused
@@ -490,19 +494,10 @@ def test_a_shutdown_sends_a_refused_cancel_all_again_and_names_what_it_could_not
 def test_a_halt_whose_cancel_all_was_refused_cancels_again_until_nothing_is_left(
     trained: tuple[AppConfig, Any], tmp_path: Path
 ) -> None:
-    from live.feed import BookTick
     from live.loop import RECANCEL_NS
 
-    cfg = _cfg(trained[0], tmp_path)
-    cfg = cfg.model_copy(update={"execution": cfg.execution.model_copy(update={"rate_limit": 2})})
-    loop = _loop(cfg, tmp_path)
-    n, tick = cfg.features.levels, cfg.instrument.tick_size
-    bids, asks = 60_000.0 - tick * np.arange(n), 60_000.0 + tick * (1 + np.arange(n))
-    t0 = 1_700_000_000 * NS
-    loop.on_tick(BookTick(t0, t0 + 1_000_000, 0, bids, np.ones(n), asks, np.ones(n)))
+    loop, ids = _two_resting_orders(_cfg(trained[0], tmp_path), tmp_path, NS)
     gw = loop.gw
-    ids = [gw.submit(1, 0.01, bids[5]), gw.submit(-1, 0.01, asks[5])]
-    loop.advance(gw.now + 50_000_000)
     loop.halt("operator command")
     loop.advance(gw.now + 2 * NS)
     assert sorted(o.order_id for o in gw.open_orders()) == ids and gw.rate_limited >= 1  # refused

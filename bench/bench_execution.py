@@ -31,7 +31,7 @@ from bench.common import entry
 from core.config import AppConfig, load_config
 from execution.backtest import Signals, engine_config, make_strategy, replay
 from execution.engine import Engine
-from execution.market import MarketData
+from execution.market import Market
 from execution.types import EngineConfig, Side
 from pipelines.replay import load_market
 from warehouse.db import reading
@@ -60,12 +60,12 @@ def _top_up(engine: Engine) -> None:
         engine.submit(side, 50.0, k * tick)
 
 
-def _replay(market: MarketData) -> tuple[float, Engine]:
+def _replay(market: Market) -> tuple[float, Engine]:
     """Seconds to replay ``market`` with resting orders near the touch, reset every minute."""
     engine = Engine(EngineConfig(), market.levels)
     engine.load(market)
-    now = int(market.book_ts_local[0])
-    end = int(max(market.book_ts_local[-1], market.trade_ts_local[-1])) + 1
+    now = int(market.books.ts_local[0])
+    end = int(max(market.books.ts_local[-1], market.trades.ts_local[-1])) + 1
     t0 = time.perf_counter()
     while now < end:
         engine.run_until(now)
@@ -75,10 +75,10 @@ def _replay(market: MarketData) -> tuple[float, Engine]:
     return time.perf_counter() - t0, engine
 
 
-def _quoting(cfg: AppConfig, market: MarketData) -> tuple[float, int]:
+def _quoting(cfg: AppConfig, market: Market) -> tuple[float, int]:
     """Seconds to replay ``market`` with the passive strategy always quoting; and its fill count."""
     s = 1_000_000_000
-    ts = np.arange(int(market.book_ts_ex[0]) + s, int(market.book_ts_ex[-1]), s, dtype=np.int64)
+    ts = np.arange(int(market.books.ts_ex[0]) + s, int(market.books.ts_ex[-1]), s, dtype=np.int64)
     direction = np.where((ts // (20 * s)) % 2 == 0, 1, -1).astype(np.int8)
     p_win = np.full(len(ts), 0.55)
     sig = Signals(ts, np.where(direction > 0, p_win, 0.05), np.where(direction < 0, p_win, 0.05), direction,
@@ -97,7 +97,7 @@ def run() -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     market = load_market(cfg, start, start + HOURS * HOUR_NS)
     load_s = time.perf_counter() - t0
-    _replay(market._replace(**{f: getattr(market, f)[:5000] for f in market._fields}))  # compile / warm up
+    _replay(Market(market.books.take(slice(5000)), market.trades.take(slice(5000))))  # compile / warm up
     runs = [_replay(market) for _ in range(REPEAT)]
     seconds, engine = statistics.median(s for s, _ in runs), runs[-1][1]
     fills = engine.fills()
@@ -105,7 +105,7 @@ def run() -> list[dict[str, Any]]:
         f"{market.n_events:,} events ({HOURS} h, {market.levels} levels), {len(TICKS_AWAY) * 2} resting orders "
         f"reset each minute ({len(engine.orders()):,} in all), {len(fills):,} fills"
     )
-    warm = market._replace(**{f: getattr(market, f)[:5000] for f in market._fields})
+    warm = Market(market.books.take(slice(5000)), market.trades.take(slice(5000)))
     _quoting(cfg, warm)
     quoting = [_quoting(cfg, market) for _ in range(REPEAT)]
     quoting_s, quoting_fills = statistics.median(s for s, _ in quoting), quoting[-1][1]

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from bench.common import entry
 from core.config import load_config
-from features import BatchFeatures, BookArrays, OnlineFeatures, TradeArrays
-from market.events import TRADES, fixed_to_numpy
+from core.records import Books, Trades
+from features import BatchFeatures, OnlineFeatures
 from market.normalize import Normalizer
 from market.venues import BYBIT
 from sim import MarketSimulator
@@ -24,38 +23,22 @@ LEVELS = 50
 HOUR_NS = 3600 * 1_000_000_000
 
 
-def recording() -> tuple[BookArrays, TradeArrays]:
+def recording() -> tuple[Books, Trades]:
     cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
     norm = Normalizer(BYBIT, cfg.instrument.venue_symbol, cfg.instrument.tick_size, LEVELS, store_raw=False)
-    books: list[pa.Table] = []
-    trades: list[pa.Table] = []
+    books: list[Books] = []
+    trades: list[Trades] = []
     for batch in MarketSimulator(cfg.sim, cfg.instrument, LEVELS).batches(HOUR_NS):
         out = norm.process(batch)
-        books.append(out.tables[norm.snapshot_spec.name])
-        trades.append(out.tables[TRADES.name])
-    b, t = pa.concat_tables(books), pa.concat_tables(trades)
-    return (
-        BookArrays(
-            b.column("ts_exchange_ns").to_numpy(),
-            b.column("epoch_ns").to_numpy(),
-            *(
-                np.ascontiguousarray(fixed_to_numpy(b.column(c), LEVELS))
-                for c in ("bid_px", "bid_qty", "ask_px", "ask_qty")
-            ),
-        ),
-        TradeArrays(
-            t.column("ts_exchange_ns").to_numpy(),
-            t.column("price").to_numpy(),
-            t.column("qty").to_numpy(),
-            t.column("side").to_numpy().astype(np.int8),
-        ),
-    )
+        books.append(out.books)
+        trades.append(out.trades)
+    return Books.concat(books), Trades.concat(trades)
 
 
 def run() -> list[dict[str, Any]]:
     book, trades = recording()
     n = len(book)
-    BatchFeatures(0.1).run(BookArrays(*(a[:1000] for a in book)), trades)  # compile / load the kernels
+    BatchFeatures(0.1).run(book.take(slice(1000)), trades)  # compile / load the kernels
     best = float("inf")
     for _ in range(3):
         engine = BatchFeatures(0.1)
@@ -67,12 +50,12 @@ def run() -> list[dict[str, Any]]:
     j = 0
     clock = time.perf_counter_ns
     for i in range(n):
-        while j < len(trades) and trades.ts_ns[j] <= book.ts_ns[i]:
-            online.update_trade(int(trades.ts_ns[j]), float(trades.price[j]), float(trades.qty[j]), int(trades.side[j]))
+        while j < len(trades) and trades.ts_ex[j] <= book.ts_ex[i]:
+            online.update_trade(int(trades.ts_ex[j]), float(trades.price[j]), float(trades.qty[j]), int(trades.side[j]))
             j += 1
         t0 = clock()
         online.update_book(
-            int(book.ts_ns[i]), int(book.epoch_ns[i]), book.bid_px[i], book.bid_qty[i], book.ask_px[i], book.ask_qty[i]
+            int(book.ts_ex[i]), int(book.epoch[i]), book.bid_px[i], book.bid_qty[i], book.ask_px[i], book.ask_qty[i]
         )
         lat[i] = clock() - t0
     warm = lat[n // 10 :] / 1000.0  # after the first windows filled

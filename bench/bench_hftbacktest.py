@@ -1,6 +1,6 @@
 """Our matching engine side by side with hftbacktest: replay speed and fills on a real recording.
 
-Both tools replay the same MarketData, the two Binance USD-M BTCUSDT episodes of ../shared/data
+Both tools replay the same Market, the two Binance USD-M BTCUSDT episodes of ../shared/data
 (imported once with the file source into warehouses cached in bench/.cache, read back with
 load_market, top 20 levels), with the same quoting rule: every 100 ms of local time, keep one
 post-only 0.001 BTC buy at the local best bid and one sell at the best ask, cancelling an order
@@ -29,7 +29,7 @@ construction excluded), after a warm-up run on a slice that compiles both sides;
 five runs. Each tool drives its strategy from compiled code: ours as a compiled step the engine's
 loop calls every 100 ms (execution.compiled, ``Engine.drive``), hftbacktest's from a numba function
 around ``elapse``; the row ``ours-python`` runs the same rule from Python between ``run_until``
-calls (what a research strategy pays). Events are the MarketData's book events + trades, for all;
+calls (what a research strategy pays). Events are the Market's book events + trades, for all;
 hftbacktest's own row count (one row per changed level) is shown.
 
 Why the fill counts could differ (on these recordings they match, order for order):
@@ -73,7 +73,7 @@ def _median(runs: list[Run]) -> Run:
 class Row(NamedTuple):
     episode: str
     tool: str
-    events: int  # book events + trades of the MarketData
+    events: int  # book events + trades of the Market
     hbt_rows: int | None  # hftbacktest's event rows
     run: Run
 
@@ -110,7 +110,7 @@ def run() -> list[dict[str, Any]]:
     for name, files in EPISODES:
         market = episode(name, files)
         events = hbt_events(hbt, market, CONFIG.tick)
-        start = int(market.book_ts_local[0])
+        start = int(market.books.ts_local[0])
         warm = first_events(market, WARMUP_EVENTS)
         runners.ours(warm)  # compile / warm up all three
         runners.ours(warm, python=True)

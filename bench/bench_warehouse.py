@@ -45,7 +45,7 @@ def _sim_recording(path: Path, seconds: int) -> None:
     cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
     with gzip.open(path, "wt", compresslevel=1) as f:
         for batch in MarketSimulator(cfg.sim, cfg.instrument).batches(seconds * 1_000_000_000):
-            f.writelines(f"{m.ts_local_ns} {m.payload}\n" for m in batch)
+            f.writelines(f"{m.ts_local} {m.payload}\n" for m in batch)
 
 
 def _day_warehouse() -> AppConfig:

@@ -1,4 +1,4 @@
-"""The hftbacktest benchmark's data: the two Binance episodes as our MarketData, and as hftbacktest's
+"""The hftbacktest benchmark's data: the two Binance episodes as our Market, and as hftbacktest's
 event array (per-level depth changes between consecutive top-20 snapshots, and trades).
 
 The recordings (../shared/data) are imported once with the file source into warehouses cached in
@@ -16,7 +16,7 @@ import numpy as np
 
 from bench.common import CACHE, ROOT, SHARED
 from core.config import AppConfig, load_config
-from execution.market import MarketData
+from execution.market import Market
 from market.sources.files import FileSource
 from pipelines.replay import load_market
 from warehouse.ingest import run_ingest
@@ -30,8 +30,8 @@ VENUE = "binance-usdm"  # the venue the file source stores the recordings under
 LEVELS = 20
 
 
-def episode(name: str, files: tuple[str, ...]) -> MarketData:
-    """The episode's MarketData, from a warehouse built once in bench/.cache."""
+def episode(name: str, files: tuple[str, ...]) -> Market:
+    """The episode's Market, from a warehouse built once in bench/.cache."""
     base = load_config(ROOT / "config.yaml")
     directory = CACHE / f"binance-{name}"
     wh = base.warehouse.model_copy(
@@ -51,17 +51,15 @@ def episode(name: str, files: tuple[str, ...]) -> MarketData:
     return load_market(pair, None, None, LEVELS)
 
 
-def delivery(market: MarketData) -> np.ndarray:
+def delivery(market: Market) -> np.ndarray:
     """Local delivery time of each book event in our engine: max(ts_local, ts_ex, the previous one)."""
-    return np.maximum.accumulate(np.maximum(market.book_ts_local, market.book_ts_ex))
+    return np.maximum.accumulate(np.maximum(market.books.ts_local, market.books.ts_ex))
 
 
-def first_events(market: MarketData, n: int) -> MarketData:
+def first_events(market: Market, n: int) -> Market:
     """The first ``n`` book events and the trades up to the last of them (the warm-up data)."""
-    cut = int(np.searchsorted(market.trade_ts_ex, market.book_ts_ex[n - 1], side="right"))
-    books = {f: getattr(market, f)[:n] for f in market._fields if not f.startswith("trade")}
-    trades = {f: getattr(market, f)[:cut] for f in market._fields if f.startswith("trade")}
-    return market._replace(**books, **trades)
+    cut = int(np.searchsorted(market.trades.ts_ex, market.books.ts_ex[n - 1], side="right"))
+    return Market(market.books.take(slice(n)), market.trades.take(slice(cut)))
 
 
 def _side_changes(
@@ -85,7 +83,7 @@ def _side_changes(
     return changed, gone
 
 
-def hbt_events(hbt: ModuleType, market: MarketData, tick: float) -> np.ndarray:
+def hbt_events(hbt: ModuleType, market: Market, tick: float) -> np.ndarray:
     """hftbacktest's event array: per-level depth changes between consecutive snapshots, and trades.
 
     Depth rows carry the exchange time and our engine's local delivery time (both flags); trades
@@ -97,10 +95,13 @@ def hbt_events(hbt: ModuleType, market: MarketData, tick: float) -> np.ndarray:
     rows: list[tuple[int, int, int, float, float]] = []  # ev, exch_ts, local_ts, px, qty
     held: tuple[dict[int, float], dict[int, float]] = ({}, {})
     delivered = delivery(market).tolist()
-    for i, (ts, loc) in enumerate(zip(market.book_ts_ex.tolist(), delivered, strict=True)):
+    for i, (ts, loc) in enumerate(zip(market.books.ts_ex.tolist(), delivered, strict=True)):
         sides = []
         for j, (px, qty, flag) in enumerate(
-            ((market.bid_px[i], market.bid_qty[i], buy), (market.ask_px[i], market.ask_qty[i], sell))
+            (
+                (market.books.bid_px[i], market.books.bid_qty[i], buy),
+                (market.books.ask_px[i], market.books.ask_qty[i], sell),
+            )
         ):
             ok = ~np.isnan(px)
             ticks = np.rint(px[ok] / tick).astype(np.int64).tolist()
@@ -116,10 +117,10 @@ def hbt_events(hbt: ModuleType, market: MarketData, tick: float) -> np.ndarray:
         cols = list(zip(*rows, strict=True))
         for name, col in zip(("ev", "exch_ts", "local_ts", "px", "qty"), cols, strict=True):
             book[name] = col
-    trades = np.zeros(len(market.trade_ts_ex), hbt.event_dtype)
-    trades["ev"] = np.where(market.trade_side > 0, buy, sell) | int(hbt.TRADE_EVENT) | exch
-    trades["exch_ts"], trades["local_ts"] = market.trade_ts_ex, market.trade_ts_local
-    trades["px"], trades["qty"] = market.trade_price, market.trade_qty
+    trades = np.zeros(len(market.trades.ts_ex), hbt.event_dtype)
+    trades["ev"] = np.where(market.trades.side > 0, buy, sell) | int(hbt.TRADE_EVENT) | exch
+    trades["exch_ts"], trades["local_ts"] = market.trades.ts_ex, market.trades.ts_local
+    trades["px"], trades["qty"] = market.trades.price, market.trades.qty
     merged = np.concatenate([trades, book])
     out = merged[np.argsort(merged["exch_ts"], kind="stable")]
     importlib.import_module("hftbacktest.data.validation").validate_event_order(out)

@@ -21,7 +21,7 @@ from bench.hbt_episodes import delivery
 from bench.quoting import quote, quote_state, quote_step
 from execution.compiled import CompiledStrategy
 from execution.engine import Engine
-from execution.market import MarketData
+from execution.market import Market
 from execution.types import EngineConfig, FillRule, QueueModel
 
 HBT_DIR = CACHE / "hbt"  # pip install --target, by `make bench`
@@ -42,13 +42,13 @@ class Run(NamedTuple):
     filled: float  # BTC
 
 
-def ours(market: MarketData, python: bool = False) -> Run:
+def ours(market: Market, python: bool = False) -> Run:
     """Our engine with the quoting rule: compiled into the engine's loop, or (``python``) run from
     Python between ``run_until`` calls."""
     engine = Engine(CONFIG, market.levels)
     engine.load(market)
-    now = int(market.book_ts_local[0])
-    end = int(max(market.book_ts_ex[-1], delivery(market)[-1], market.trade_ts_ex[-1])) + 1
+    now = int(market.books.ts_local[0])
+    end = int(max(market.books.ts_ex[-1], delivery(market)[-1], market.trades.ts_ex[-1])) + 1
     strategy = CompiledStrategy(quote_step, quote_state(QTY), STEP_NS, now, 0)
     t0 = time.perf_counter()
     if python:

@@ -1,6 +1,6 @@
 """Execution: one matching engine for backtest and paper trading, strategies, sizing, risk, quality.
 
-- ``engine``: ``Engine`` (numba kernels in ``kernel``, ``queue``, ``records``), fed ``MarketData``
+- ``engine``: ``Engine`` (numba kernels in ``kernel``, ``queue``, ``records``), fed ``Market``
   (``market``) in blocks or event by event; the local view a strategy reads is the ``Gateway`` protocol
 - ``strategy``: ``Baseline`` and ``Passive`` on a target position; ``sizing`` and ``risk`` behind them
 - ``backtest``: the driver that runs a strategy on recorded blocks and model ``Signals``
@@ -10,7 +10,7 @@
 
 from execution.backtest import Signals, engine_config, make_strategy, replay
 from execution.engine import Engine, Wake
-from execution.market import MarketData, market_data
+from execution.market import Market, market_data
 from execution.quality import RunRecord, metrics
 from execution.risk import RiskLimits, RiskManager, RiskState
 from execution.sizing import SizingParams, size
@@ -25,7 +25,7 @@ __all__ = [
     "EngineConfig",
     "Fees",
     "Gateway",
-    "MarketData",
+    "Market",
     "OpenOrder",
     "OrderKind",
     "OrderStatus",

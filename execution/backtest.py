@@ -23,7 +23,7 @@ from core.config import AppConfig
 from execution.compiled_passive_run import compilable, replay_passive
 from execution.engine import Engine, Wake
 from execution.loader import SHORT_NAMES, load_strategy
-from execution.market import MarketData
+from execution.market import Market
 from execution.quality import EQUITY_DTYPE, RunRecord
 from execution.risk import RiskLimits, RiskManager
 from execution.sizing import SizingParams
@@ -131,7 +131,7 @@ def make_strategy(
 class _Feed:
     """Loads market blocks into the engine on demand and keeps the mid series for markouts."""
 
-    def __init__(self, engine: Engine, blocks: Iterable[MarketData]) -> None:
+    def __init__(self, engine: Engine, blocks: Iterable[Market]) -> None:
         self.engine, self.blocks = engine, iter(blocks)
         self.mid_ts: list[np.ndarray] = []
         self.mid: list[np.ndarray] = []
@@ -147,10 +147,10 @@ class _Feed:
                 continue
             self.engine.load(block)
             self.events += block.n_events
-            self.mid_ts.append(block.book_ts_ex)
-            self.mid.append(0.5 * (block.bid_px[:, 0] + block.ask_px[:, 0]))
-            ex = np.concatenate([block.book_ts_ex, block.trade_ts_ex])
-            local = np.concatenate([block.book_ts_local, block.trade_ts_local])
+            self.mid_ts.append(block.books.ts_ex)
+            self.mid.append(0.5 * (block.books.bid_px[:, 0] + block.books.ask_px[:, 0]))
+            ex = np.concatenate([block.books.ts_ex, block.trades.ts_ex])
+            local = np.concatenate([block.books.ts_local, block.trades.ts_local])
             order = np.argsort(ex, kind="stable")
             arrived = np.maximum.accumulate(np.maximum(local[order], ex[order]))  # delivery: never before ex
             if self._arrived:
@@ -176,7 +176,7 @@ class _Feed:
 
 def replay(
     engine: Engine,
-    blocks: Iterable[MarketData],
+    blocks: Iterable[Market],
     signals: Signals,
     strategy: Strategy,
     decision_delay_ns: int,
@@ -296,7 +296,7 @@ def record(engine: Engine, strategy: Strategy, feed: _Feed, meta: dict[str, Any]
     )
 
 
-def blocks_of(load: Callable[[int, int], MarketData], start_ns: int, end_ns: int, step_ns: int) -> Iterator[MarketData]:
+def blocks_of(load: Callable[[int, int], Market], start_ns: int, end_ns: int, step_ns: int) -> Iterator[Market]:
     """``load(lo, hi)`` for consecutive windows [lo, hi) covering [start_ns, end_ns)."""
     lo = start_ns
     while lo < end_ns:

@@ -21,7 +21,7 @@ from execution import compiled, kernel
 from execution import records as r
 from execution.compiled import CompiledStrategy
 from execution.held_market import HeldMarket, grow
-from execution.market import MarketData
+from execution.market import Market
 from execution.types import FILL_DTYPE, ORDER_DTYPE, EngineConfig, OrderKind, OrderStatus, Side
 from execution.venue import BookView, OpenOrder
 
@@ -92,7 +92,7 @@ class Engine:
 
     # --- market input ----------------------------------------------------------------------------
 
-    def load(self, market: MarketData) -> None:
+    def load(self, market: Market) -> None:
         """Append a recorded block (events after everything already held); the data ends with it."""
         self.market.load(market)
 

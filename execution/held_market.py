@@ -1,5 +1,5 @@
 """The market an engine holds: recorded blocks appended (``load``) or live events pushed one at
-a time (``push_book`` / ``push_trade``), as the arrays of MarketData's fields the kernels read.
+a time (``push_book`` / ``push_trade``), as the arrays the kernels read (a Market's fields but the book epoch).
 A fresh engine's first block is held as it is, not copied (a replay of hours loads hundreds of MB).
 
 The state row ``si`` (shared with the engine) counts the rows held (S_N_BOOK, S_N_TRADE) and where
@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from execution import records as r
-from execution.market import MarketData, empty_market
+from execution.market import Market, empty_market
 
 
 def grow(a: np.ndarray, rows: int, fill: float = 0) -> np.ndarray:
@@ -29,15 +29,16 @@ class HeldMarket:
 
     def __init__(self, levels: int, si: np.ndarray) -> None:
         self.levels, self.si = levels, si
-        none = empty_market(levels)  # the buffers, in MarketData's field order
-        self.books: list[np.ndarray] = list(none[:6])
-        self.trades: list[np.ndarray] = list(none[6:])
+        none = empty_market(levels)  # the buffers, in the order of r.Arrays' market fields
+        b = none.books
+        self.books: list[np.ndarray] = [b.ts_ex, b.ts_local, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty]
+        self.trades: list[np.ndarray] = list(none.trades)
 
-    def load(self, market: MarketData) -> None:
+    def load(self, market: Market) -> None:
         """Append a recorded block (events after everything already held); the data ends with it."""
-        m = market.validate().top(self.levels)
-        self._append_books(m.book_ts_ex, m.book_ts_local, m.bid_px, m.bid_qty, m.ask_px, m.ask_qty)
-        self._append_trades(m.trade_ts_ex, m.trade_ts_local, m.trade_price, m.trade_qty, m.trade_side)
+        b, t = market.validate().top(self.levels)
+        self._append_books(b.ts_ex, b.ts_local, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty)
+        self._append_trades(*t)
         self.si[r.S_FINITE] = 1
 
     def push_book(

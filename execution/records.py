@@ -168,7 +168,7 @@ class Arrays(NamedTuple):
 
     si: np.ndarray  # int64 state: clocks, cursors, counters, configuration (S_*, C_*, K_*)
     sf: np.ndarray  # float64 state: the account on both sides, configuration (P_*, L_*, K_*)
-    book_ts_ex: np.ndarray  # the held market (execution.market.MarketData's fields)
+    book_ts_ex: np.ndarray  # the held market (execution.market.Market: its books but the epoch, its trades)
     book_ts_local: np.ndarray
     bid_px: np.ndarray
     bid_qty: np.ndarray

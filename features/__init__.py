@@ -3,8 +3,8 @@
 - ``catalog``: every feature's name, definition, window, unit and source (``python -m features catalog``)
 - ``kernels``: the numba step functions (one per book update, one per trade); their memory is
   ``state``, the vector they write is ``vector``
-- ``records``: what the engine takes (``BookEvent`` / ``TradeEvent``, ``BookArrays`` / ``TradeArrays``)
-- ``engine``: ``BatchFeatures`` (arrays of a recording) and ``OnlineFeatures`` (event by event)
+- ``engine``: ``BatchFeatures`` (``core.records.Books`` / ``Trades`` of a recording) and ``OnlineFeatures``
+  (one ``Book`` / ``Trade`` at a time)
 - ``labels``: forward returns, direction with a dead zone, triple barrier (training only)
 """
 
@@ -18,15 +18,7 @@ from features.catalog import (
     feature_set_for,
     feature_set_id,
 )
-from features.engine import (
-    BatchFeatures,
-    BookArrays,
-    BookEvent,
-    FeatureInputError,
-    OnlineFeatures,
-    TradeArrays,
-    TradeEvent,
-)
+from features.engine import BatchFeatures, FeatureInputError, OnlineFeatures
 
 __all__ = [
     "FEATURES",
@@ -35,13 +27,9 @@ __all__ = [
     "NAMES",
     "N_FEATURES",
     "BatchFeatures",
-    "BookArrays",
-    "BookEvent",
     "Feature",
     "FeatureInputError",
     "OnlineFeatures",
-    "TradeArrays",
-    "TradeEvent",
     "feature_set_for",
     "feature_set_id",
 ]

@@ -4,8 +4,8 @@
     x = batch.run(book, trades)           # one row per book update, chunk after chunk
 
     online = OnlineFeatures(tick=0.1)
-    online.update(TradeEvent(ts, 65000.1, 0.01, +1))
-    vector = online.update(BookEvent(ts, epoch, bid_px, bid_qty, ask_px, ask_qty))
+    online.update(Trade(ts_ex, ts_local, 65000.1, 0.01, +1))
+    vector = online.update(Book(ts_ex, ts_local, epoch, bid_px, bid_qty, ask_px, ask_qty))
 
 Both call the same numba step functions on the same state (features/kernels.py, features/state.py), so the
 online vector after an update equals the batch row of that update (tests/test_features.py).
@@ -16,21 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.records import Book, Books, Trade, Trades
 from core.timefmt import format_ns
 from features import kernels as kn
 from features import state as sk
 from features.catalog import MAX_LOOKBACK_S, MIN_LEVELS, N_FEATURES
-from features.records import BookArrays, BookEvent, TradeArrays, TradeEvent
 
-__all__ = [
-    "BatchFeatures",
-    "BookArrays",
-    "BookEvent",
-    "FeatureInputError",
-    "OnlineFeatures",
-    "TradeArrays",
-    "TradeEvent",
-]
+__all__ = ["BatchFeatures", "FeatureInputError", "OnlineFeatures"]
 
 
 class FeatureInputError(ValueError):
@@ -54,9 +46,9 @@ class _Driver:
         sk.reset_state(self.state)
         self.first_ts = None
 
-    def warm_at(self, ts_ns: int) -> bool:
-        """Whether every window is fully covered by the data seen, as of ``ts_ns``."""
-        return self.first_ts is not None and ts_ns - self.first_ts >= MAX_LOOKBACK_S * sk.NS
+    def warm_at(self, ts_ex: int) -> bool:
+        """Whether every window is fully covered by the data seen, as of ``ts_ex``."""
+        return self.first_ts is not None and ts_ex - self.first_ts >= MAX_LOOKBACK_S * sk.NS
 
 
 def _check_levels(n_levels: int) -> None:
@@ -71,33 +63,33 @@ class OnlineFeatures(_Driver):
         super().__init__(tick, capacity)
         self.vector = np.full(N_FEATURES, np.nan)
 
-    def update(self, event: BookEvent | TradeEvent) -> np.ndarray | None:
+    def update(self, event: Book | Trade) -> np.ndarray | None:
         """Take one event; after a book update return the feature vector (a view, valid until the next)."""
-        if isinstance(event, TradeEvent):
-            self.update_trade(event.ts_ns, event.price, event.qty, event.side)
+        if isinstance(event, Trade):
+            self.update_trade(event.ts_ex, event.price, event.qty, event.side)
             return None
-        return self.update_book(event.ts_ns, event.epoch_ns, event.bid_px, event.bid_qty, event.ask_px, event.ask_qty)
+        return self.update_book(event.ts_ex, event.epoch, event.bid_px, event.bid_qty, event.ask_px, event.ask_qty)
 
-    def update_trade(self, ts_ns: int, price: float, qty: float, side: int) -> None:
-        code = kn.on_trade(self.state, ts_ns, float(price), float(qty), int(side))
+    def update_trade(self, ts_ex: int, price: float, qty: float, side: int) -> None:
+        code = kn.on_trade(self.state, ts_ex, float(price), float(qty), int(side))
         if code != sk.OK:
-            raise _error(code, "trade", ts_ns)
+            raise _error(code, "trade", ts_ex)
 
     def update_book(
         self,
-        ts_ns: int,
-        epoch_ns: int,
+        ts_ex: int,
+        epoch: int,
         bid_px: np.ndarray,
         bid_qty: np.ndarray,
         ask_px: np.ndarray,
         ask_qty: np.ndarray,
     ) -> np.ndarray:
         _check_levels(min(bid_px.shape[0], ask_px.shape[0]))
-        code = kn.on_book(self.state, ts_ns, epoch_ns, bid_px, bid_qty, ask_px, ask_qty, self.vector)
+        code = kn.on_book(self.state, ts_ex, epoch, bid_px, bid_qty, ask_px, ask_qty, self.vector)
         if code != sk.OK:
-            raise _error(code, "book update", ts_ns)
+            raise _error(code, "book update", ts_ex)
         if self.first_ts is None:
-            self.first_ts = ts_ns
+            self.first_ts = ts_ex
         return self.vector
 
 
@@ -106,16 +98,16 @@ class BatchFeatures(_Driver):
 
     def __init__(self, tick: float, capacity: int = 1 << 17) -> None:
         super().__init__(tick, capacity)
-        self._pending = TradeArrays.empty()
+        self._pending = Trades.empty()
 
-    def run(self, book: BookArrays, trades: TradeArrays | None = None) -> np.ndarray:
+    def run(self, book: Books, trades: Trades | None = None) -> np.ndarray:
         """One feature row per book update. Trades later than the last update wait for the next chunk
         (all of a chunk's trades when it holds no book update)."""
         n = len(book)
         out = np.empty((n, N_FEATURES))
-        tr = trades if trades is not None else TradeArrays.empty()
+        tr = trades if trades is not None else Trades.empty()
         if len(self._pending):
-            tr = TradeArrays(*(np.concatenate([a, b]) for a, b in zip(self._pending, tr, strict=True)))
+            tr = Trades(*(np.concatenate([a, b]) for a, b in zip(self._pending, tr, strict=True)))
         if n == 0:
             self._pending = tr
             return out
@@ -123,8 +115,8 @@ class BatchFeatures(_Driver):
         code, i, j = kn.run(self.state, book.contiguous(), tr.contiguous(), out)
         if code != sk.OK:
             is_trade = code in (sk.ERR_BAD_TRADE, sk.ERR_TRADE_BACKWARDS)
-            raise _error(code, "trade" if is_trade else "book update", tr.ts_ns[j] if is_trade else book.ts_ns[i])
-        self._pending = tr.take(j)
+            raise _error(code, "trade" if is_trade else "book update", tr.ts_ex[j] if is_trade else book.ts_ex[i])
+        self._pending = tr.take(slice(j, None))
         if self.first_ts is None:
-            self.first_ts = int(book.ts_ns[0])
+            self.first_ts = int(book.ts_ex[0])
         return out

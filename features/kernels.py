@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from core.jit import kernel_jit
-from features.records import BookArrays, TradeArrays
+from core.records import Books, Trades
 from features.state import (
     BW,
     C_ADD_ASK,
@@ -293,23 +293,23 @@ def on_book(
 
 
 @kernel_jit(cache=True)
-def run(st: State, book: BookArrays, trades: TradeArrays, out: np.ndarray) -> tuple:
+def run(st: State, book: Books, trades: Trades, out: np.ndarray) -> tuple:
     """Every book update and trade in exchange-time order (a trade at the same time as a book
     update first); ``out[n]`` is the vector after book update n. Returns (error, book index, trade index).
     """
-    n = book.ts_ns.shape[0]
-    m = trades.ts_ns.shape[0]
+    n = book.ts_ex.shape[0]
+    m = trades.ts_ex.shape[0]
     j = 0
     for i in range(n):
-        while j < m and trades.ts_ns[j] <= book.ts_ns[i]:
-            e = on_trade(st, trades.ts_ns[j], trades.price[j], trades.qty[j], int(trades.side[j]))
+        while j < m and trades.ts_ex[j] <= book.ts_ex[i]:
+            e = on_trade(st, trades.ts_ex[j], trades.price[j], trades.qty[j], int(trades.side[j]))
             if e != OK:
                 return e, i, j
             j += 1
         e = on_book(
             st,
-            book.ts_ns[i],
-            book.epoch_ns[i],
+            book.ts_ex[i],
+            book.epoch[i],
             book.bid_px[i],
             book.bid_qty[i],
             book.ask_px[i],

@@ -26,11 +26,12 @@ import numpy as np
 from core.clock import Clock, SystemClock
 from core.config import AppConfig
 from core.errors import UnavailableError, UserError
+from core.records import Book
 from execution.types import OrderKind
 from execution.venue import BookView, OpenOrder
 from live.bybit_ledger import Ledger, LiveOrder, Redact
 from live.bybit_rest import BybitRest
-from live.feed import BookTick, Tick
+from live.feed import Tick
 from market.sources.bybit import point_at
 from warehouse.journal import Restored
 
@@ -77,7 +78,7 @@ class BybitGateway(BybitRest):
     # -- the runner's clock ------------------------------------------------------------------
 
     def on_tick(self, tick: Tick) -> None:
-        if isinstance(tick, BookTick):
+        if isinstance(tick, Book):
             self.set_book(BookView(tick.ts_local, tick.bid_px, tick.bid_qty, tick.ask_px, tick.ask_qty))
 
     def run_to(self, t: int) -> bool:

@@ -25,14 +25,14 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from core.config import AppConfig
 from core.errors import DataError, UserError
+from core.records import Book, Books, Trade, Trades
 from core.timefmt import format_ns
-from market.events import fixed_to_numpy
 from market.normalize import Normalizer
 from market.sources.base import Source
 
@@ -41,25 +41,7 @@ log = logging.getLogger(__name__)
 HOUR_NS = 3_600 * 1_000_000_000
 
 
-class BookTick(NamedTuple):
-    ts_ex: int
-    ts_local: int
-    epoch: int
-    bid_px: np.ndarray
-    bid_qty: np.ndarray
-    ask_px: np.ndarray
-    ask_qty: np.ndarray
-
-
-class TradeTick(NamedTuple):
-    ts_ex: int
-    ts_local: int
-    price: float
-    qty: float
-    side: int  # the taker's: +1 buy, -1 sell
-
-
-Tick = BookTick | TradeTick
+Tick = Book | Trade  # the house's records (core.records), one event each
 
 
 class Feed(Protocol):
@@ -83,31 +65,13 @@ class Feed(Protocol):
     async def aclose(self) -> None: ...
 
 
-def merge(
-    book_ts: np.ndarray,
-    book_local: np.ndarray,
-    epoch: np.ndarray,
-    sides: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    trade_ts: np.ndarray,
-    trade_local: np.ndarray,
-    price: np.ndarray,
-    qty: np.ndarray,
-    side: np.ndarray,
-) -> list[Tick]:
+def merge(books: Books, trades: Trades) -> list[Tick]:
     """Book updates and trades as one list in exchange-time order, trades first on a tie."""
-    ts = np.concatenate([trade_ts, book_ts])
-    kind = np.concatenate([np.zeros(trade_ts.size, np.int8), np.ones(book_ts.size, np.int8)])
+    ts = np.concatenate([trades.ts_ex, books.ts_ex])
+    kind = np.concatenate([np.zeros(len(trades), np.int8), np.ones(len(books), np.int8)])
     order = np.lexsort((kind, ts))  # stable: each stream keeps its own order
-    m = trade_ts.size
-    bp, bq, ap, aq = sides
-    out: list[Tick] = []
-    for k in order.tolist():
-        if k < m:
-            out.append(TradeTick(int(trade_ts[k]), int(trade_local[k]), float(price[k]), float(qty[k]), int(side[k])))
-        else:
-            i = k - m
-            out.append(BookTick(int(book_ts[i]), int(book_local[i]), int(epoch[i]), bp[i], bq[i], ap[i], aq[i]))
-    return out
+    m = len(trades)
+    return [trades.row(k) if k < m else books.row(k - m) for k in order.tolist()]
 
 
 class SourceFeed:
@@ -121,7 +85,7 @@ class SourceFeed:
         self.max_pending = cfg.ingest.max_pending_deltas
         self.snapshot_levels = cfg.warehouse.snapshot_levels
         self._last_book_ts = -1
-        self._held: list[TradeTick] = []  # trades stamped after the last book update passed on
+        self._held: list[Trade] = []  # trades stamped after the last book update passed on
 
     @property
     def book_valid(self) -> bool:
@@ -141,7 +105,7 @@ class SourceFeed:
             if raw:
                 out = self.normalizer.process(raw)
                 self.counts.update(out.counts)
-                ticks = self._ticks(out.tables)
+                ticks = self._sequence(merge(out.books.top(self.levels), out.trades))
                 if self.normalizer.needs_resync:
                     src.request_resync("book invalid after " + ("gap" if out.counts["gaps"] else "reject"))
             for note in src.take_notes():
@@ -152,44 +116,20 @@ class SourceFeed:
             held, self._held = self._held, []
             yield list(held)
 
-    def _ticks(self, tables: dict[str, object]) -> list[Tick]:
-        snaps, trades = tables["snapshots"], tables["trades"]
-        k, stored = self.levels, self.snapshot_levels
-
-        def col(t: object, name: str) -> np.ndarray:
-            return np.asarray(t.column(name).to_numpy())  # type: ignore[attr-defined]
-
-        sides = tuple(
-            np.ascontiguousarray(fixed_to_numpy(snaps.column(n), stored)[:, :k], np.float64)  # type: ignore[attr-defined]
-            for n in ("bid_px", "bid_qty", "ask_px", "ask_qty")
-        )
-        ticks = merge(
-            col(snaps, "ts_exchange_ns"),
-            col(snaps, "ts_local_ns"),
-            col(snaps, "epoch_ns"),
-            sides,  # type: ignore[arg-type]
-            col(trades, "ts_exchange_ns"),
-            col(trades, "ts_local_ns"),
-            col(trades, "price"),
-            col(trades, "qty"),
-            col(trades, "side"),
-        )
-        return self._sequence(ticks)
-
     def _sequence(self, ticks: list[Tick]) -> list[Tick]:
         """This batch's ticks (in exchange order) with the trades held from before; trades stamped after the
         batch's last book update are held for the next batch. Nothing is dropped."""
         if self._held:
-            ticks = sorted([*self._held, *ticks], key=lambda t: (t.ts_ex, isinstance(t, BookTick)))  # stable
+            ticks = sorted([*self._held, *ticks], key=lambda t: (t.ts_ex, isinstance(t, Book)))  # stable
             self._held = []
-        books = [t.ts_ex for t in ticks if isinstance(t, BookTick)]
+        books = [t.ts_ex for t in ticks if isinstance(t, Book)]
         if not books:
-            self._held = [t for t in ticks if isinstance(t, TradeTick)]  # (all of them) wait for a book update
+            self._held = [t for t in ticks if isinstance(t, Trade)]  # (all of them) wait for a book update
             return []
         last_book = books[-1]
         out: list[Tick] = []
         for t in ticks:
-            if isinstance(t, TradeTick):
+            if isinstance(t, Trade):
                 if t.ts_ex > last_book:
                     self._held.append(t)
                     continue
@@ -212,10 +152,10 @@ class ReplayFeed:
     name = "replay"
 
     def __init__(self, cfg: AppConfig, start_ns: int | None, end_ns: int | None, speed: float) -> None:
-        from pipelines.replay import load_replay  # the live sources never need the warehouse
+        from pipelines.replay import load_market  # the live sources never need the warehouse
 
         self.cfg, self.start_ns, self.end_ns, self.speed = cfg, start_ns, end_ns, speed
-        self._load = load_replay
+        self._load = load_market
         self.counts: Counter[str] = Counter()
         self._stopped = False
         self._window: tuple[int, int] | None = None
@@ -268,22 +208,12 @@ class ReplayFeed:
         for a in range(lo, hi, HOUR_NS):
             b = min(a + HOUR_NS, hi)
             try:
-                m, epoch = self._load(self.cfg, a, b, self.cfg.features.levels)
-            except ValueError as exc:  # MarketData.validate: what the warehouse holds there is not a sound book
+                m = self._load(self.cfg, a, b, self.cfg.features.levels)
+            except ValueError as exc:  # Market.validate: what the warehouse holds there is not a sound book
                 raise DataError(f"the stored market {format_ns(a)} .. {format_ns(b)} is corrupt: {exc}") from None
-            ticks = merge(
-                m.book_ts_ex,
-                m.book_ts_local,
-                epoch,
-                (m.bid_px, m.bid_qty, m.ask_px, m.ask_qty),
-                m.trade_ts_ex,
-                m.trade_ts_local,
-                m.trade_price,
-                m.trade_qty,
-                m.trade_side,
-            )
-            self.counts["book_updates"] += len(m.book_ts_ex)
-            self.counts["trades"] += len(m.trade_ts_ex)
+            ticks = merge(m.books, m.trades)
+            self.counts["book_updates"] += len(m.books)
+            self.counts["trades"] += len(m.trades)
             for i in range(0, len(ticks), 256):
                 part = ticks[i : i + 256]
                 if self.speed > 0 and part:

@@ -25,13 +25,14 @@ from collections import deque
 
 import numpy as np
 
+from core.records import Book
 from core.timefmt import format_ns
 from execution.risk import RiskState
 from execution.strategy import Strategy
 from features import MAX_LOOKBACK_S
 from live.decide import Decide, Loaded
 from live.drift import DriftMonitor
-from live.feed import BookTick, Tick
+from live.feed import Tick
 from live.gateway import RunnerGateway
 from live.record import Record, Stats
 from live.rows import Due, Rows
@@ -88,7 +89,7 @@ class Loop:
         self._run_to(self.gw.ready_until(tick.ts_ex))
         self.gw.on_tick(tick)
         self.rows.take(tick)
-        if isinstance(tick, BookTick):
+        if isinstance(tick, Book):
             self.watch.monitor.on_mid(tick.ts_ex, 0.5 * (tick.bid_px[0] + tick.ask_px[0]))
 
     def finish(self) -> None:

@@ -21,11 +21,12 @@ import math
 from typing import Any
 
 from core.config import AppConfig
+from core.records import Book
 from execution.backtest import engine_config
 from execution.engine import Engine, Wake
 from execution.types import OrderKind, OrderStatus
 from execution.venue import BookView, OpenOrder
-from live.feed import BookTick, Tick
+from live.feed import Tick
 from warehouse.journal import Restored
 
 WAKE = Wake.FILL | Wake.ORDER | Wake.BOOK
@@ -59,7 +60,7 @@ class PaperGateway:
     # -- the market ----------------------------------------------------------------------------
 
     def on_tick(self, tick: Tick) -> None:
-        if isinstance(tick, BookTick):
+        if isinstance(tick, Book):
             self.engine.push_book(tick.ts_ex, tick.ts_local, tick.bid_px, tick.bid_qty, tick.ask_px, tick.ask_qty)
         else:
             self.engine.push_trade(tick.ts_ex, tick.ts_local, tick.price, tick.qty, tick.side)

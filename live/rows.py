@@ -23,9 +23,10 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from core.records import Book
 from features import OnlineFeatures
 from features.grid import OnlineGrid
-from live.feed import BookTick, Tick
+from live.feed import Tick
 
 
 class Row(NamedTuple):
@@ -120,7 +121,7 @@ class Rows:
         return self._timed(kept)
 
     def take(self, tick: Tick) -> None:
-        if isinstance(tick, BookTick):
+        if isinstance(tick, Book):
             self.grid.on_book(tick.ts_ex)
             t0 = time.perf_counter_ns()
             self.features.update_book(tick.ts_ex, tick.epoch, tick.bid_px, tick.bid_qty, tick.ask_px, tick.ask_qty)

@@ -22,6 +22,8 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+from core.records import Books
+
 # Message status codes returned by apply_updates.
 APPLIED = 0
 STALE = 1  # older than the snapshot it follows; dropped, harmless
@@ -171,7 +173,8 @@ class Updates(NamedTuple):
     first_id: np.ndarray
     last_id: np.ndarray
     prev_id: np.ndarray
-    ts_exchange_ns: np.ndarray
+    ts_ex: np.ndarray
+    ts_local: np.ndarray
     bid_off: np.ndarray
     bid_px: np.ndarray
     bid_qty: np.ndarray
@@ -180,41 +183,14 @@ class Updates(NamedTuple):
     ask_qty: np.ndarray
 
 
-class BookTop(NamedTuple):
-    """Top-of-book views produced for a batch of messages (row i belongs to message i)."""
-
-    status: np.ndarray
-    bid_px: np.ndarray
-    bid_qty: np.ndarray
-    ask_px: np.ndarray
-    ask_qty: np.ndarray
-    epoch_ns: np.ndarray
-
-    @staticmethod
-    def empty(n: int, levels: int) -> BookTop:
-        return BookTop(
-            np.empty(n, np.int8),
-            np.empty((n, levels)),
-            np.empty((n, levels)),
-            np.empty((n, levels)),
-            np.empty((n, levels)),
-            np.zeros(n, np.int64),
-        )
-
-    @staticmethod
-    def concat(parts: list[BookTop]) -> BookTop:
-        return BookTop(*(np.concatenate(column) for column in zip(*parts, strict=True)))
-
-
 @nb.njit(cache=True, nogil=True)  # releases the GIL: the warehouse writer thread runs meanwhile
-def apply_updates(book: BookState, u: Updates, out: BookTop) -> None:
-    """Apply n parsed book messages in order; ``out.status[i]`` says what became of message i.
+def apply_updates(book: BookState, u: Updates, status: np.ndarray, out: Books) -> None:
+    """Apply n parsed book messages in order; ``status[i]`` says what became of message i.
 
-    For every APPLIED message, row i of ``out`` holds the top levels after it.
+    For every APPLIED message, row i of ``out`` is the book after it (its times, epoch and top levels).
     """
     bid_q, ask_q, meta, tick = book
-    skip, is_snap, first_id, last_id, prev_id, ts_ex, bid_off, bid_px, bid_qty, ask_off, ask_px, ask_qty = u
-    status = out.status
+    skip, is_snap, first_id, last_id, prev_id, ts_ex, ts_local, bid_off, bid_px, bid_qty, ask_off, ask_px, ask_qty = u
     n = is_snap.shape[0]
     w = bid_q.shape[0]
     for i in range(n):
@@ -284,7 +260,9 @@ def apply_updates(book: BookState, u: Updates, out: BookTop) -> None:
             _recenter(bid_q, ask_q, meta, meta[M_BASE] + ref)
         _write_top(bid_q, meta, tick, True, out.bid_px, out.bid_qty, i)
         _write_top(ask_q, meta, tick, False, out.ask_px, out.ask_qty, i)
-        out.epoch_ns[i] = meta[M_EPOCH]
+        out.ts_ex[i] = ts_ex[i]
+        out.ts_local[i] = ts_local[i]
+        out.epoch[i] = meta[M_EPOCH]
         status[i] = APPLIED
 
 
@@ -347,8 +325,10 @@ class L2Book:
     def state_arrays(self) -> BookState:
         return BookState(self.bid_q, self.ask_q, self.meta, self.tick)
 
-    def apply(self, updates: Updates) -> BookTop:
-        """Apply a batch of parsed messages in order: the status and top levels after each."""
-        out = BookTop.empty(updates.is_snap.shape[0], self.levels)
-        apply_updates(self.state_arrays, updates, out)
-        return out
+    def apply(self, updates: Updates) -> tuple[np.ndarray, Books]:
+        """Apply a batch of parsed messages in order: what became of each (``status``, int8) and, in the
+        rows of the APPLIED ones, the book after it (the other rows are not written)."""
+        n = updates.is_snap.shape[0]
+        status, out = np.empty(n, np.int8), Books.alloc(n, self.levels)
+        apply_updates(self.state_arrays, updates, status, out)
+        return status, out

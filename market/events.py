@@ -245,7 +245,7 @@ class RawMessage(NamedTuple):
 
     venue: str
     stream: str
-    ts_local_ns: int
+    ts_local: int
     payload: str
 
 
@@ -263,14 +263,14 @@ class RawBatch:
     venue: str
     data: bytes
     offsets: np.ndarray  # int64, n + 1, offsets[0] == 0
-    ts_local_ns: np.ndarray  # int64, n
+    ts_local: np.ndarray  # int64, n
 
     def __len__(self) -> int:
-        return int(self.ts_local_ns.shape[0])
+        return int(self.ts_local.shape[0])
 
     def __iter__(self) -> Iterator[RawMessage]:
         """The messages one by one (a Python object each: for consumers that are not bulk)."""
-        for ts, payload in zip(self.ts_local_ns.tolist(), self.payloads(), strict=True):
+        for ts, payload in zip(self.ts_local.tolist(), self.payloads(), strict=True):
             yield RawMessage(self.venue, "", ts, payload)
 
     @staticmethod
@@ -280,7 +280,7 @@ class RawBatch:
         return RawBatch.from_texts(
             messages[0].venue if messages else "",
             [m.payload for m in messages],
-            np.fromiter((m.ts_local_ns for m in messages), np.int64, len(messages)),
+            np.fromiter((m.ts_local for m in messages), np.int64, len(messages)),
         )
 
     @staticmethod
@@ -306,13 +306,13 @@ class RawBatch:
             parts[0].venue,
             b"".join(p.data for p in parts),
             np.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, starts, strict=True)]),
-            np.concatenate([p.ts_local_ns for p in parts]),
+            np.concatenate([p.ts_local for p in parts]),
         )
 
     def slice(self, start: int, stop: int) -> RawBatch:
         """Messages start..stop-1 (a copy)."""
         a, b = int(self.offsets[start]), int(self.offsets[stop])
-        return RawBatch(self.venue, self.data[a:b], self.offsets[start : stop + 1] - a, self.ts_local_ns[start:stop])
+        return RawBatch(self.venue, self.data[a:b], self.offsets[start : stop + 1] - a, self.ts_local[start:stop])
 
     def payload(self, i: int) -> str:
         return self.data[int(self.offsets[i]) : int(self.offsets[i + 1])].decode("utf-8", "surrogatepass")

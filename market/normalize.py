@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from core.records import Books, Trades
 from market import book as bk
 from market.events import (
     BOOK_UPDATES,
@@ -37,8 +38,11 @@ _LOG_LIMIT_PER_REASON = 20
 
 @dataclass
 class Normalized:
-    """Rows for every table from one batch of raw messages."""
+    """What one batch of raw messages became: the book after every applied update and the trades, as the
+    house's records (what the live feed passes on), and the rows of every warehouse table."""
 
+    books: Books
+    trades: Trades
     tables: dict[str, pa.Table]
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -109,20 +113,22 @@ class Normalizer:
         for r in parsed.rejections:
             dropped_raw[r.index] = True
             counts["rejected"] += 1
-            ts_local = int(batch.ts_local_ns[r.index])
+            ts_local = int(batch.ts_local[r.index])
             events.add(0, ts_local, "reject", -1, f"{r.reason}: {r.detail}")
             self._log_reject(r.reason, r.detail)
 
-        arr, top = self._apply(parsed.book)
-        status = top.status
+        arr, status, after = self._apply(parsed.book)
         applied = np.flatnonzero(status == bk.APPLIED)
         self._account(arr, status, counts, events, dropped_raw)
         if applied.size:
             self._was_synced = True
+        books = after if applied.size == len(arr) else after.take(applied)  # all applied: the usual case
+        t = parsed.trades
+        trades = Trades(t.ts_ex, t.ts_local, t.price, t.qty, t.side)
 
         tables: dict[str, pa.Table] = {
-            BOOK_UPDATES.name: self._book_table(arr, top, applied),
-            self.snapshot_spec.name: self._snapshot_table(arr, top, applied),
+            BOOK_UPDATES.name: self._book_table(arr, books, applied),
+            self.snapshot_spec.name: self._snapshot_table(arr, books, applied),
             TRADES.name: self._trades_table(parsed),
             SYNC_EVENTS.name: self._events_table(events),
         }
@@ -131,7 +137,7 @@ class Normalizer:
                 [
                     self._const(self.venue.name, len(batch)),
                     pa.array(parsed.streams, pa.string()),
-                    pa.array(batch.ts_local_ns, pa.int64()),
+                    pa.array(batch.ts_local, pa.int64()),
                     batch.payload_array(),
                 ],
                 schema=RAW_MESSAGES.arrow_schema,
@@ -140,19 +146,20 @@ class Normalizer:
         counts["book_updates"] += int(applied.size)
         counts["trades"] += len(parsed.trades)
         self.totals.update(counts)
-        return Normalized(tables=tables, counts=counts)
+        return Normalized(books, trades, tables, counts)
 
     # -- book ------------------------------------------------------------------------------
 
-    def _apply(self, arr: BookMessages) -> tuple[BookMessages, bk.BookTop]:
+    def _apply(self, arr: BookMessages) -> tuple[BookMessages, np.ndarray, Books]:
         if not self.venue.replay_pending_on_snapshot:
-            return arr, self._apply_rows(arr)
+            return arr, *self._apply_rows(arr)
         # Binance: diffs that arrive while there is no valid book wait for the next snapshot and
         # are replayed right after it (stale ones are then dropped by the bridge rule).
         snaps = np.flatnonzero(arr.is_snap).tolist()
         bounds = [0, *[s for s in snaps if s > 0], len(arr)]
         parts: list[BookMessages] = []
-        tops: list[bk.BookTop] = []
+        statuses: list[np.ndarray] = []
+        tops: list[Books] = []
         for a, b in itertools.pairwise(bounds):
             if b <= a:
                 continue
@@ -160,8 +167,8 @@ class Normalizer:
             if seg.is_snap[0] and self._pending is not None:
                 seg = BookMessages.concat([seg.take(np.array([0])), self._pending, seg.take(np.arange(1, len(seg)))])
                 self._pending = None
-            top = self._apply_rows(seg)
-            waiting = np.flatnonzero(top.status == bk.NOT_SYNCED)
+            status, top = self._apply_rows(seg)
+            waiting = np.flatnonzero(status == bk.NOT_SYNCED)
             if waiting.size:
                 new = seg.take(waiting)
                 new.index[:] = -1  # replayed with a later batch: no raw message of that batch
@@ -170,16 +177,16 @@ class Normalizer:
                     self._pending = self._pending.take(
                         np.arange(len(self._pending) - self.max_pending, len(self._pending))
                     )
-                top.status[waiting] = bk.SKIPPED  # accounted for when replayed
+                status[waiting] = bk.SKIPPED  # accounted for when replayed
                 seg.skip[waiting] = True
             parts.append(seg)
+            statuses.append(status)
             tops.append(top)
         if not parts:
-            return arr, self._apply_rows(arr)
-        merged = BookMessages.concat(parts)
-        return merged, bk.BookTop.concat(tops)
+            return arr, *self._apply_rows(arr)
+        return BookMessages.concat(parts), np.concatenate(statuses), Books.concat(tops)
 
-    def _apply_rows(self, a: BookMessages) -> bk.BookTop:
+    def _apply_rows(self, a: BookMessages) -> tuple[np.ndarray, Books]:
         return self.book.apply(a.updates())
 
     def _account(
@@ -201,7 +208,7 @@ class Normalizer:
         for i in interesting.tolist():
             s = int(status[i])
             uid = int(arr.last_id[i])
-            ts_ex, ts_local = int(arr.ts_exchange_ns[i]), int(arr.ts_local_ns[i])
+            ts_ex, ts_local = int(arr.ts_ex[i]), int(arr.ts_local[i])
             if s == bk.APPLIED:
                 kind = "restart" if uid == 1 and self.venue.name == "bybit" else "snapshot"
                 counts["snapshots"] += 1
@@ -234,7 +241,7 @@ class Normalizer:
     def _const(self, value: str, n: int) -> pa.Array:
         return pa.repeat(value, n)
 
-    def _book_table(self, arr: BookMessages, top: bk.BookTop, rows: np.ndarray) -> pa.Table:
+    def _book_table(self, arr: BookMessages, books: Books, rows: np.ndarray) -> pa.Table:
         if rows.size == 0:
             return BOOK_UPDATES.empty()
         a = arr if rows.size == len(arr) else arr.take(rows)
@@ -243,14 +250,14 @@ class Normalizer:
             [
                 self._const(self.venue.name, n),
                 self._const(self.symbol, n),
-                pa.array(a.ts_exchange_ns),
-                pa.array(a.ts_local_ns),
+                pa.array(a.ts_ex),
+                pa.array(a.ts_local),
                 pa.array(a.last_id),
                 pa.array(a.first_id),
                 pa.array(a.prev_id),
                 pa.array(a.seq),
                 pa.array(a.is_snap),
-                pa.array(top.epoch_ns[rows]),
+                pa.array(books.epoch),
                 list_array(a.bid_off, a.bid_px),
                 list_array(a.bid_off, a.bid_qty),
                 list_array(a.ask_off, a.ask_px),
@@ -259,28 +266,23 @@ class Normalizer:
             schema=BOOK_UPDATES.arrow_schema,
         )
 
-    def _snapshot_table(self, arr: BookMessages, top: bk.BookTop, rows: np.ndarray) -> pa.Table:
+    def _snapshot_table(self, arr: BookMessages, books: Books, rows: np.ndarray) -> pa.Table:
         spec = self.snapshot_spec
-        if rows.size == 0:
+        n = len(books)
+        if n == 0:
             return spec.empty()
-        n = int(rows.size)
-        every = n == len(arr)  # all applied (the usual case): the kernel's arrays as they are
-
-        def pick(values: np.ndarray) -> np.ndarray:
-            return values if every else values[rows]
-
         return pa.table(
             [
                 self._const(self.venue.name, n),
                 self._const(self.symbol, n),
-                pa.array(pick(arr.ts_exchange_ns)),
-                pa.array(pick(arr.ts_local_ns)),
-                pa.array(pick(arr.last_id)),
-                pa.array(pick(top.epoch_ns)),
-                fixed_array(pick(top.bid_px)),
-                fixed_array(pick(top.bid_qty)),
-                fixed_array(pick(top.ask_px)),
-                fixed_array(pick(top.ask_qty)),
+                pa.array(books.ts_ex),
+                pa.array(books.ts_local),
+                pa.array(arr.last_id if n == len(arr) else arr.last_id[rows]),
+                pa.array(books.epoch),
+                fixed_array(books.bid_px),
+                fixed_array(books.bid_qty),
+                fixed_array(books.ask_px),
+                fixed_array(books.ask_qty),
             ],
             schema=spec.arrow_schema,
         )
@@ -294,8 +296,8 @@ class Normalizer:
             [
                 self._const(self.venue.name, n),
                 self._const(self.symbol, n),
-                pa.array(t.ts_exchange_ns),
-                pa.array(t.ts_local_ns),
+                pa.array(t.ts_ex),
+                pa.array(t.ts_local),
                 pa.array(t.trade_id, pa.string()),
                 pa.array(t.price),
                 pa.array(t.qty),

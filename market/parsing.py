@@ -29,8 +29,8 @@ class BookRows:
     """Columns of the book messages of a batch (n messages, levels flattened with offsets)."""
 
     index: list[int] = field(default_factory=list)  # position in the raw batch
-    ts_exchange_ns: list[int] = field(default_factory=list)
-    ts_local_ns: list[int] = field(default_factory=list)
+    ts_ex: list[int] = field(default_factory=list)
+    ts_local: list[int] = field(default_factory=list)
     first_id: list[int] = field(default_factory=list)
     last_id: list[int] = field(default_factory=list)
     prev_id: list[int] = field(default_factory=list)
@@ -45,8 +45,8 @@ class BookRows:
 @dataclass
 class TradeRows:
     index: list[int] = field(default_factory=list)
-    ts_exchange_ns: list[int] = field(default_factory=list)
-    ts_local_ns: list[int] = field(default_factory=list)
+    ts_ex: list[int] = field(default_factory=list)
+    ts_local: list[int] = field(default_factory=list)
     trade_id: list[str] = field(default_factory=list)
     price: list[str] = field(default_factory=list)
     qty: list[str] = field(default_factory=list)
@@ -58,8 +58,8 @@ class BookMessages:
     """Numpy form of BookRows, ready for the book kernel."""
 
     index: np.ndarray
-    ts_exchange_ns: np.ndarray
-    ts_local_ns: np.ndarray
+    ts_ex: np.ndarray
+    ts_local: np.ndarray
     first_id: np.ndarray
     last_id: np.ndarray
     prev_id: np.ndarray
@@ -84,7 +84,8 @@ class BookMessages:
             self.first_id,
             self.last_id,
             self.prev_id,
-            self.ts_exchange_ns,
+            self.ts_ex,
+            self.ts_local,
             self.bid_off,
             self.bid_px,
             self.bid_qty,
@@ -99,8 +100,8 @@ class BookMessages:
         ask_off, ask_sel = _take_lists(self.ask_off, rows)
         return BookMessages(
             index=self.index[rows],
-            ts_exchange_ns=self.ts_exchange_ns[rows],
-            ts_local_ns=self.ts_local_ns[rows],
+            ts_ex=self.ts_ex[rows],
+            ts_local=self.ts_local[rows],
             first_id=self.first_id[rows],
             last_id=self.last_id[rows],
             prev_id=self.prev_id[rows],
@@ -127,8 +128,8 @@ class BookMessages:
 
         return BookMessages(
             index=np.concatenate([p.index for p in parts]),
-            ts_exchange_ns=np.concatenate([p.ts_exchange_ns for p in parts]),
-            ts_local_ns=np.concatenate([p.ts_local_ns for p in parts]),
+            ts_ex=np.concatenate([p.ts_ex for p in parts]),
+            ts_local=np.concatenate([p.ts_local for p in parts]),
             first_id=np.concatenate([p.first_id for p in parts]),
             last_id=np.concatenate([p.last_id for p in parts]),
             prev_id=np.concatenate([p.prev_id for p in parts]),
@@ -158,8 +159,8 @@ def _take_lists(off: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
 @dataclass
 class TradeMessages:
     index: np.ndarray
-    ts_exchange_ns: np.ndarray
-    ts_local_ns: np.ndarray
+    ts_ex: np.ndarray
+    ts_local: np.ndarray
     trade_id: list[str]
     price: np.ndarray
     qty: np.ndarray
@@ -176,8 +177,8 @@ class TradeMessages:
         ids = [t for p in parts for t in p.trade_id]
         return TradeMessages(
             index=index[order],
-            ts_exchange_ns=np.concatenate([p.ts_exchange_ns for p in parts])[order],
-            ts_local_ns=np.concatenate([p.ts_local_ns for p in parts])[order],
+            ts_ex=np.concatenate([p.ts_ex for p in parts])[order],
+            ts_local=np.concatenate([p.ts_local for p in parts])[order],
             trade_id=[ids[i] for i in order.tolist()],
             price=np.concatenate([p.price for p in parts])[order],
             qty=np.concatenate([p.qty for p in parts])[order],
@@ -279,8 +280,8 @@ def finish_book(rows: BookRows, tick: float, rejections: list[Rejection]) -> Boo
     check_levels(rows.index, skip, (bid_off, bid_px, bid_qty), (ask_off, ask_px, ask_qty), tick, rejections)
     return BookMessages(
         index=np.asarray(rows.index, np.int64),
-        ts_exchange_ns=np.asarray(rows.ts_exchange_ns, np.int64),
-        ts_local_ns=np.asarray(rows.ts_local_ns, np.int64),
+        ts_ex=np.asarray(rows.ts_ex, np.int64),
+        ts_local=np.asarray(rows.ts_local, np.int64),
         first_id=np.asarray(rows.first_id, np.int64),
         last_id=np.asarray(rows.last_id, np.int64),
         prev_id=np.asarray(rows.prev_id, np.int64),
@@ -312,8 +313,8 @@ def finish_trades(rows: TradeRows, tick: float, rejections: list[Rejection]) -> 
     keep = np.flatnonzero(ok)
     return TradeMessages(
         index=np.asarray(rows.index, np.int64)[keep],
-        ts_exchange_ns=np.asarray(rows.ts_exchange_ns, np.int64)[keep],
-        ts_local_ns=np.asarray(rows.ts_local_ns, np.int64)[keep],
+        ts_ex=np.asarray(rows.ts_ex, np.int64)[keep],
+        ts_local=np.asarray(rows.ts_local, np.int64)[keep],
         trade_id=[rows.trade_id[i] for i in keep.tolist()] if not ok.all() else rows.trade_id,
         price=price[keep],
         qty=qty[keep],

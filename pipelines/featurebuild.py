@@ -24,14 +24,8 @@ import pyarrow as pa
 
 from core.config import AppConfig
 from core.errors import UserError
-from features import (
-    MAX_LOOKBACK_S,
-    NAMES,
-    BatchFeatures,
-    BookArrays,
-    FeatureInputError,
-    TradeArrays,
-)
+from core.records import Books, Trades
+from features import MAX_LOOKBACK_S, NAMES, BatchFeatures, FeatureInputError
 from features import labels as lb
 from features.grid import live_horizon, segment_starts
 from features.grid import rows as grid_rows
@@ -79,9 +73,9 @@ class _Reader:
         assert table is not None
         return table
 
-    def book(self, lo: int, hi: int) -> BookArrays:
+    def book(self, lo: int, hi: int) -> Books:
         t = self._arrow(
-            "SELECT ts_exchange_ns, epoch_ns, bid_px, bid_qty, ask_px, ask_qty FROM snapshots "
+            "SELECT ts_exchange_ns, ts_local_ns, epoch_ns, bid_px, bid_qty, ask_px, ask_qty FROM snapshots "
             "WHERE venue = ? AND symbol = ? AND ts_exchange_ns >= ? AND ts_exchange_ns < ? "
             "ORDER BY ts_exchange_ns, update_id",
             [self.venue, self.symbol, lo, hi],
@@ -91,8 +85,9 @@ class _Reader:
         def side(name: str) -> np.ndarray:
             return np.ascontiguousarray(fixed_to_numpy(t.column(name), self.stored)[:, :k])
 
-        return BookArrays(
+        return Books(
             t.column("ts_exchange_ns").to_numpy(),
+            t.column("ts_local_ns").to_numpy(),
             t.column("epoch_ns").to_numpy(),
             side("bid_px"),
             side("bid_qty"),
@@ -100,14 +95,15 @@ class _Reader:
             side("ask_qty"),
         )
 
-    def trades(self, lo: int, hi: int) -> TradeArrays:
+    def trades(self, lo: int, hi: int) -> Trades:
         t = self._arrow(
-            "SELECT ts_exchange_ns, price, qty, side FROM trades WHERE venue = ? AND symbol = ? "
+            "SELECT ts_exchange_ns, ts_local_ns, price, qty, side FROM trades WHERE venue = ? AND symbol = ? "
             "AND ts_exchange_ns >= ? AND ts_exchange_ns < ? ORDER BY ts_exchange_ns, ts_local_ns, trade_id",
             [self.venue, self.symbol, lo, hi],
         )
-        return TradeArrays(
+        return Trades(
             t.column("ts_exchange_ns").to_numpy(),
+            t.column("ts_local_ns").to_numpy(),
             t.column("price").to_numpy(),
             t.column("qty").to_numpy(),
             t.column("side").to_numpy().astype(np.int8),
@@ -231,7 +227,7 @@ def _build_features(
             x = engine.run(book, trades)
         except FeatureInputError as exc:
             raise UserError(f"{venue}/{symbol}: {exc}") from None
-        ts = book.ts_ns
+        ts = book.ts_ex
         starts = segment_starts(ts, prev_ts, seg_start, max_gap)
         if prev_row is not None:  # the as-of row of a grid time may be the previous chunk's last update
             ts = np.concatenate([[prev_ts], ts])

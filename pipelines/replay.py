@@ -1,4 +1,4 @@
-"""Recorded market data for the matching engine: warehouse snapshots and trades as MarketData.
+"""Recorded market data for the matching engine: warehouse snapshots and trades as a Market.
 
 Book events are the ``snapshots`` rows (the top-N book after every update) in (ts_exchange_ns,
 update_id) order; trades are in (ts_exchange_ns, ts_local_ns, trade_id) order. The engine puts a
@@ -16,7 +16,8 @@ import numpy as np
 
 from core.config import AppConfig
 from core.errors import UserError
-from execution.market import MarketData
+from core.records import Books, Trades
+from execution.market import Market
 from market.events import fixed_to_numpy
 from warehouse.clocks import load_offsets
 from warehouse.db import reading
@@ -35,16 +36,9 @@ def _window(start_ns: int | None, end_ns: int | None) -> tuple[str, list[object]
     return sql, params
 
 
-def load_market(cfg: AppConfig, start_ns: int | None, end_ns: int | None, levels: int | None = None) -> MarketData:
-    """Book events and trades of the configured instrument with start <= ts_exchange_ns < end
+def load_market(cfg: AppConfig, start_ns: int | None, end_ns: int | None, levels: int | None = None) -> Market:
+    """Book events (with their epochs) and trades of the configured instrument with start <= ts_ex < end
     (None: unbounded), keeping ``levels`` levels per side (default: all the warehouse stores)."""
-    return load_replay(cfg, start_ns, end_ns, levels)[0]
-
-
-def load_replay(
-    cfg: AppConfig, start_ns: int | None, end_ns: int | None, levels: int | None = None
-) -> tuple[MarketData, np.ndarray]:
-    """``load_market`` and the book epoch of every book event (what the feature kernels need)."""
     if start_ns is not None and end_ns is not None and end_ns < start_ns:
         raise UserError("the replay window ends before it starts")
     venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol
@@ -63,7 +57,7 @@ def load_replay(
             f"WHERE venue = ? AND symbol = ?{where} ORDER BY ts_exchange_ns, update_id",
             params=[venue, symbol, *window],
         ).to_arrow_table()
-        trades = con.sql(
+        trade_rows = con.sql(
             "SELECT ts_exchange_ns, ts_local_ns, price, qty, side FROM trades "
             f"WHERE venue = ? AND symbol = ?{where} ORDER BY ts_exchange_ns, ts_local_ns, trade_id",
             params=[venue, symbol, *window],
@@ -74,18 +68,21 @@ def load_replay(
         return np.ascontiguousarray(fixed_to_numpy(book.column(name), stored)[:, :keep], np.float64)
 
     book_ex = np.asarray(book.column("ts_exchange_ns").to_numpy(), np.int64)
-    trade_ex = np.asarray(trades["ts_exchange_ns"], np.int64)
-    market = MarketData(
+    trade_ex = np.asarray(trade_rows["ts_exchange_ns"], np.int64)
+    books = Books(
         book_ex,
         clocks.correct(np.asarray(book.column("ts_local_ns").to_numpy(), np.int64), book_ex),
+        np.asarray(book.column("epoch_ns").to_numpy(), np.int64),
         side("bid_px"),
         side("bid_qty"),
         side("ask_px"),
         side("ask_qty"),
+    )
+    trades = Trades(
         trade_ex,
-        clocks.correct(np.asarray(trades["ts_local_ns"], np.int64), trade_ex),
-        np.asarray(trades["price"], np.float64),
-        np.asarray(trades["qty"], np.float64),
-        np.asarray(trades["side"], np.int8),
-    ).validate()
-    return market, np.asarray(book.column("epoch_ns").to_numpy(), np.int64)
+        clocks.correct(np.asarray(trade_rows["ts_local_ns"], np.int64), trade_ex),
+        np.asarray(trade_rows["price"], np.float64),
+        np.asarray(trade_rows["qty"], np.float64),
+        np.asarray(trade_rows["side"], np.int8),
+    )
+    return Market(books, trades).validate()

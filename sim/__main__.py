@@ -79,7 +79,7 @@ def plot(streams: dict[str, facts.Stream], out: Path) -> None:
     lags = np.unique(np.geomspace(1, 300, 25).astype(int))
     horizons = np.arange(2, 121, 2)
     for name, s in streams.items():
-        for ax, values in ((axes[0, 0], s.trade_qty), (axes[0, 1], np.concatenate([s.bid_qty, s.ask_qty]))):
+        for ax, values in ((axes[0, 0], s.trades.qty), (axes[0, 1], np.concatenate([s.bid_qty, s.ask_qty]))):
             v = np.sort(values)
             ax.plot(v, np.arange(1, v.size + 1) / v.size, label=name)
         p_up, _ = facts.imbalance_curve(s)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from market.events import RawInput, fixed_to_numpy
+from core.records import Books, Trades
+from market.events import RawInput
 from market.normalize import Normalizer
 from market.venues.base import Venue
 
@@ -57,53 +58,37 @@ class Stream:
     ask: np.ndarray
     bid_qty: np.ndarray  # best-level sizes
     ask_qty: np.ndarray
-    trade_ts_ns: np.ndarray
-    trade_qty: np.ndarray
-    trade_side: np.ndarray  # taker side, +1 buy / -1 sell
+    trades: Trades
     tick: float
 
 
 def collect(batches: Iterable[RawInput], venue: Venue, symbol: str, tick: float) -> Stream:
     """Normalize the batches and keep the best level of every update plus the trades."""
     norm = Normalizer(venue, symbol, tick, _LEVELS, store_raw=False)
-    ts: list[np.ndarray] = []
-    top: list[np.ndarray] = []
-    trade_ts: list[np.ndarray] = []
-    trade_qty: list[np.ndarray] = []
-    trade_side: list[np.ndarray] = []
+    tops: list[Books] = [Books.empty(1)]
+    prints: list[Trades] = [Trades.empty()]
     for batch in batches:
         out = norm.process(batch)
-        snaps = out.tables[norm.snapshot_spec.name]
-        if snaps.num_rows:
-            ts.append(snaps.column("ts_exchange_ns").to_numpy())
-            cols = [fixed_to_numpy(snaps.column(c), _LEVELS)[:, 0] for c in ("bid_px", "ask_px", "bid_qty", "ask_qty")]
-            top.append(np.column_stack(cols))
-        trades = out.tables["trades"]
-        if trades.num_rows:
-            trade_ts.append(trades.column("ts_exchange_ns").to_numpy())
-            trade_qty.append(trades.column("qty").to_numpy())
-            trade_side.append(trades.column("side").to_numpy())
-    if not ts:
+        tops.append(out.books.top(1))
+        prints.append(out.trades)
+    books, trades = Books.concat(tops), Trades.concat(prints)
+    if not len(books):
         raise ValueError("the stream holds no valid book updates")
-    t = np.concatenate(ts)
-    book = np.concatenate(top)
-    order = np.argsort(t, kind="stable")
-    t, book = t[order], book[order]
+    order = np.argsort(books.ts_ex, kind="stable")
+    t = books.ts_ex[order]
     grid = np.arange((t[0] // GRID_NS + 1) * GRID_NS, t[-1] + 1, GRID_NS, dtype=np.int64)
-    at = np.searchsorted(t, grid, side="right") - 1
-    tt = np.concatenate(trade_ts) if trade_ts else np.empty(0, np.int64)
-    tq = np.concatenate(trade_qty) if trade_qty else np.empty(0)
-    side = np.concatenate(trade_side).astype(np.int8) if trade_side else np.empty(0, np.int8)
-    return Stream(grid, book[at, 0], book[at, 1], book[at, 2], book[at, 3], tt, tq, side, tick)
+    at = order[np.searchsorted(t, grid, side="right") - 1]
+    best = (books.bid_px[at, 0], books.ask_px[at, 0], books.bid_qty[at, 0], books.ask_qty[at, 0])
+    return Stream(grid, *best, trades, tick)
 
 
 def order_signs(s: Stream) -> np.ndarray:
     """The sign of each market order: consecutive prints with the same time and side are one."""
-    if s.trade_side.size == 0:
+    if s.trades.side.size == 0:
         return np.empty(0)
-    new = np.ones(s.trade_side.size, bool)
-    new[1:] = (np.diff(s.trade_ts_ns) != 0) | (np.diff(s.trade_side) != 0)
-    return s.trade_side[new].astype(float)
+    new = np.ones(s.trades.side.size, bool)
+    new[1:] = (np.diff(s.trades.ts_ex) != 0) | (np.diff(s.trades.side) != 0)
+    return s.trades.side[new].astype(float)
 
 
 def sign_autocorrelation(signs: np.ndarray, lag: int) -> float:
@@ -158,10 +143,10 @@ def flow_return_ic(s: Stream, window_s: int = FLOW_WINDOW_S, horizon_s: int = FL
     log_mid = np.log((s.bid + s.ask) / 2)[::step]
     if t.size <= window_s + horizon_s + 2:
         return float("nan")
-    signed = np.concatenate([[0.0], np.cumsum(s.trade_side * s.trade_qty)])
-    volume = np.concatenate([[0.0], np.cumsum(s.trade_qty)])
-    hi = np.searchsorted(s.trade_ts_ns, t, side="right")
-    lo = np.searchsorted(s.trade_ts_ns, t - window_s * 1_000_000_000, side="right")
+    signed = np.concatenate([[0.0], np.cumsum(s.trades.side * s.trades.qty)])
+    volume = np.concatenate([[0.0], np.cumsum(s.trades.qty)])
+    hi = np.searchsorted(s.trades.ts_ex, t, side="right")
+    lo = np.searchsorted(s.trades.ts_ex, t - window_s * 1_000_000_000, side="right")
     vol = volume[hi] - volume[lo]
     tfi = np.divide(signed[hi] - signed[lo], vol, out=np.zeros(t.size), where=vol > 0)
     x = tfi[window_s:-horizon_s]
@@ -182,7 +167,7 @@ def compute(s: Stream) -> list[Fact]:
     strong = np.abs(imb) > 0.5
     hit = float((np.sign(imb[strong]) == nxt[strong]).mean()) if strong.any() else float("nan")
     p_up, _ = imbalance_curve(s)
-    q = s.trade_qty if s.trade_qty.size else np.array([np.nan])
+    q = s.trades.qty if s.trades.qty.size else np.array([np.nan])
     signs = order_signs(s)
     acf = [
         Fact(f"sign_acf_{lag}", sign_autocorrelation(signs, lag), "corr", f"autocorrelation of order signs, lag {lag}")
@@ -196,7 +181,7 @@ def compute(s: Stream) -> list[Fact]:
         Fact("trade_qty_median", float(np.median(q)), "BTC", "median trade size"),
         Fact("trade_qty_mean", float(np.mean(q)), "BTC", "mean trade size"),
         Fact("trade_qty_p99", float(np.quantile(q, 0.99)), "BTC", "99th percentile trade size"),
-        Fact("trades_per_s", s.trade_qty.size / max(seconds, 1e-9), "1/s", "trade prints per second"),
+        Fact("trades_per_s", s.trades.qty.size / max(seconds, 1e-9), "1/s", "trade prints per second"),
         Fact("vol_1s_bps", float(ret_bps.std()), "bps", "std of 1 s log mid returns"),
         Fact(
             "mid_changes_per_s",

@@ -134,7 +134,7 @@ class MarketSimulator:
                 self._chunk_end = self.now_ns
             queue = self._queue
             i = self._next
-            while i < len(queue) and queue[i].ts_local_ns - latency <= end:
+            while i < len(queue) and queue[i].ts_local - latency <= end:
                 batch.append(queue[i])
                 i += 1
                 if len(batch) >= max_batch:

@@ -56,13 +56,13 @@ class SimSource:
         due: list[RawMessage] = []
         for batch in self._sim.batches(self.duration_ns, max_batch=256):
             for msg in batch:
-                while msg.ts_local_ns > self.clock.now_ns():
+                while msg.ts_local > self.clock.now_ns():
                     if due:
                         yield due
                         due = []
                     if self._stopped:
                         return
-                    wait = min(msg.ts_local_ns - self.clock.now_ns(), _HEARTBEAT_NS)
+                    wait = min(msg.ts_local - self.clock.now_ns(), _HEARTBEAT_NS)
                     await asyncio.sleep(max(wait, 0) / 1e9)
                     if wait >= _HEARTBEAT_NS:
                         yield []  # heartbeat: lets the caller flush and notice a stop

@@ -60,7 +60,7 @@ class SimFeed:
         while True:
             for batch in sim.batches(1_000_000_000, max_batch=4096):
                 for m in batch:
-                    ts = m.ts_local_ns - latency
+                    ts = m.ts_local - latency
                     if ts < now_ns:
                         yield now_ns + int((ts - start) / self.catchup), m.payload
                     else:
@@ -95,9 +95,9 @@ class FileFeed:
         async for batch in self.source.batches():
             for m in batch:
                 if first is None:
-                    first = m.ts_local_ns
+                    first = m.ts_local
                     self.shift_ms = (now_ns - first) // 1_000_000
-                yield now_ns + int((m.ts_local_ns - first) / self.speed), m.payload
+                yield now_ns + int((m.ts_local - first) / self.speed), m.payload
 
 
 def _depth_of(path: Path, symbol: str) -> int:

@@ -34,7 +34,8 @@ def msgs(*items: tuple[bool, int, int, int, int, list[tuple[float, float]], list
         first_id=np.array([i[1] for i in items], np.int64),
         last_id=np.array([i[2] for i in items], np.int64),
         prev_id=np.array([i[3] for i in items], np.int64),
-        ts_exchange_ns=np.array([i[4] for i in items], np.int64),
+        ts_ex=np.array([i[4] for i in items], np.int64),
+        ts_local=np.array([i[4] for i in items], np.int64) + 1,
         bid_off=np.array(b_off, np.int64),
         bid_px=np.array(bp, float),
         bid_qty=np.array(bq, float),
@@ -54,14 +55,14 @@ def delta(u, ts, bids, asks, prev=None):
 
 def test_snapshot_then_deltas_golden() -> None:
     b = L2Book(TICK, 3)
-    top = b.apply(
+    status, top = b.apply(
         msgs(
             snap(10, 1, [(100.0, 1.0), (99.9, 2.0), (99.5, 3.0)], [(100.1, 1.5), (100.3, 2.5)]),
             delta(11, 2, [(100.0, 0.0)], [(100.2, 4.0)]),  # best bid deleted, ask inserted between levels
             delta(12, 3, [(100.0, 0.7)], []),  # new best bid
         )
     )
-    assert top.status.tolist() == [bk.APPLIED] * 3
+    assert status.tolist() == [bk.APPLIED] * 3
     assert top.bid_px[0].tolist() == [100.0, 99.9, 99.5]
     assert top.ask_px[0, :2].tolist() == [100.1, 100.3] and np.isnan(top.ask_px[0, 2])
     assert top.ask_qty[0, 2] == 0.0
@@ -69,14 +70,14 @@ def test_snapshot_then_deltas_golden() -> None:
     assert top.ask_px[1].tolist() == [100.1, 100.2, 100.3]
     assert top.ask_qty[1].tolist() == [1.5, 4.0, 2.5]
     assert top.bid_px[2].tolist() == [100.0, 99.9, 99.5] and top.bid_qty[2, 0] == 0.7
-    assert top.epoch_ns.tolist() == [1, 1, 1]
+    assert top.epoch.tolist() == [1, 1, 1]
     assert b.best() == (100.0, 0.7, 100.1, 1.5)
     assert b.last_update_id == 12
 
 
 def test_delta_after_gap_invalidates_book_until_next_snapshot() -> None:
     b = L2Book(TICK, 2)
-    top = b.apply(
+    status, top = b.apply(
         msgs(
             snap(10, 1, [(100.0, 1.0)], [(100.1, 1.0)]),
             delta(12, 2, [(99.9, 1.0)], []),  # 11 is missing
@@ -85,8 +86,8 @@ def test_delta_after_gap_invalidates_book_until_next_snapshot() -> None:
             delta(21, 5, [(100.9, 2.0)], []),
         )
     )
-    assert top.status.tolist() == [bk.APPLIED, bk.GAP, bk.NOT_SYNCED, bk.APPLIED, bk.APPLIED]
-    assert top.epoch_ns[3] == 4 and top.epoch_ns[4] == 4
+    assert status.tolist() == [bk.APPLIED, bk.GAP, bk.NOT_SYNCED, bk.APPLIED, bk.APPLIED]
+    assert top.epoch[3] == 4 and top.epoch[4] == 4
     assert top.bid_px[4].tolist() == [101.0, 100.9]
     assert b.is_valid
 
@@ -94,7 +95,7 @@ def test_delta_after_gap_invalidates_book_until_next_snapshot() -> None:
 def test_bridge_after_snapshot_drops_stale_and_applies_spanning_diff() -> None:
     # Binance: diffs carry [U, u] ranges and pu; the first applied one spans lastUpdateId + 1
     b = L2Book(TICK, 1)
-    top = b.apply(
+    status, top = b.apply(
         msgs(
             snap(100, 1, [(100.0, 1.0)], [(100.1, 1.0)]),
             (False, 90, 99, 89, 1, [(100.0, 5.0)], []),  # entirely before the snapshot: stale
@@ -103,48 +104,48 @@ def test_bridge_after_snapshot_drops_stale_and_applies_spanning_diff() -> None:
             (False, 115, 120, 112, 4, [(100.0, 9.0)], []),  # pu != 110: gap
         )
     )
-    assert top.status.tolist() == [bk.APPLIED, bk.STALE, bk.APPLIED, bk.APPLIED, bk.GAP]
+    assert status.tolist() == [bk.APPLIED, bk.STALE, bk.APPLIED, bk.APPLIED, bk.GAP]
     assert top.bid_qty[3, 0] == 3.0
 
 
 def test_first_diff_after_snapshot_must_not_skip_updates() -> None:
     b = L2Book(TICK, 1)
-    top = b.apply(msgs(snap(100, 1, [(100.0, 1.0)], [(100.1, 1.0)]), (False, 103, 104, 102, 2, [], [])))
-    assert top.status.tolist() == [bk.APPLIED, bk.GAP]
+    status, _ = b.apply(msgs(snap(100, 1, [(100.0, 1.0)], [(100.1, 1.0)]), (False, 103, 104, 102, 2, [], [])))
+    assert status.tolist() == [bk.APPLIED, bk.GAP]
 
 
 def test_crossed_book_is_rejected_and_invalidates() -> None:
     b = L2Book(TICK, 1)
-    top = b.apply(
+    status, _ = b.apply(
         msgs(
             snap(1, 1, [(100.0, 1.0)], [(100.1, 1.0)]),
             delta(2, 2, [(100.2, 1.0)], []),  # bid above the ask
             delta(3, 3, [(99.0, 1.0)], []),
         )
     )
-    assert top.status.tolist() == [bk.APPLIED, bk.CROSSED, bk.NOT_SYNCED]
+    assert status.tolist() == [bk.APPLIED, bk.CROSSED, bk.NOT_SYNCED]
     assert not b.is_valid
 
 
 def test_time_running_backwards_invalidates() -> None:
     b = L2Book(TICK, 1)
-    top = b.apply(msgs(snap(1, 10, [(100.0, 1.0)], [(100.1, 1.0)]), delta(2, 9, [(99.9, 1.0)], [])))
-    assert top.status.tolist() == [bk.APPLIED, bk.TIME_BACKWARDS]
+    status, _ = b.apply(msgs(snap(1, 10, [(100.0, 1.0)], [(100.1, 1.0)]), delta(2, 9, [(99.9, 1.0)], [])))
+    assert status.tolist() == [bk.APPLIED, bk.TIME_BACKWARDS]
 
 
 def test_skipped_message_leaves_book_untouched() -> None:
     b = L2Book(TICK, 1)
     m = msgs(snap(1, 1, [(100.0, 1.0)], [(100.1, 1.0)]), delta(2, 2, [(100.0, 7.0)], []))
     m.skip[1] = True
-    top = b.apply(m)
-    assert top.status.tolist() == [bk.APPLIED, bk.SKIPPED]
+    status, _ = b.apply(m)
+    assert status.tolist() == [bk.APPLIED, bk.SKIPPED]
     assert b.best()[1] == 1.0
 
 
 def test_levels_outside_the_window_are_counted_not_kept() -> None:
     b = L2Book(TICK, 2, window=1000)
-    top = b.apply(msgs(snap(1, 1, [(100.0, 1.0), (1.0, 50.0)], [(100.1, 1.0)])))
-    assert top.status[0] == bk.APPLIED
+    status, top = b.apply(msgs(snap(1, 1, [(100.0, 1.0), (1.0, 50.0)], [(100.1, 1.0)])))
+    assert status[0] == bk.APPLIED
     assert b.dropped_levels == 1
     assert np.isnan(top.bid_px[0, 1])
 
@@ -159,16 +160,16 @@ def test_window_recenters_when_price_drifts() -> None:
             delta(u, u, [(new, 1.0), (price, 0.0)], [(round(new + 0.1, 1), 1.0), (round(price + 0.1, 1), 0.0)])
         )
         price = new
-    top = b.apply(msgs(*steps))
-    assert (top.status == bk.APPLIED).all()
+    status, top = b.apply(msgs(*steps))
+    assert (status == bk.APPLIED).all()
     assert top.bid_px[-1, 0] == pytest.approx(price)
     assert b.best()[0] == pytest.approx(price)
 
 
 def test_empty_book_side_gives_nan_prices() -> None:
     b = L2Book(TICK, 2)
-    top = b.apply(msgs(snap(1, 1, [], [(100.1, 1.0)])))
-    assert top.status[0] == bk.APPLIED
+    status, top = b.apply(msgs(snap(1, 1, [], [(100.1, 1.0)])))
+    assert status[0] == bk.APPLIED
     assert np.isnan(top.bid_px[0]).all() and (top.bid_qty[0] == 0).all()
     assert np.isnan(b.best()[0])
 
@@ -239,8 +240,8 @@ def test_top_levels_match_reference_book_after_any_valid_stream(stream) -> None:
             )
         )
         expect.append((sorted(ref_b.items(), reverse=True)[:levels], sorted(ref_a.items())[:levels]))
-    top = b.apply(msgs(*items))
-    assert (top.status == bk.APPLIED).all()
+    status, top = b.apply(msgs(*items))
+    assert (status == bk.APPLIED).all()
     for row, (eb, ea) in enumerate(expect, start=1):
         got_b = [(round((p - 1000.0) / TICK), q) for p, q in zip(top.bid_px[row], top.bid_qty[row]) if q > 0]
         got_a = [(round((p - 1000.0) / TICK), q) for p, q in zip(top.ask_px[row], top.ask_qty[row]) if q > 0]
@@ -266,14 +267,15 @@ def test_snapshot_plus_remaining_deltas_equals_replaying_everything(stream, cut)
             )
         )
     full = L2Book(TICK, 10)
-    top_full = full.apply(msgs(*items))
-    assert (top_full.status == bk.APPLIED).all()  # bids below 1000.0, asks above: never crossed
+    status_full, top_full = full.apply(msgs(*items))
+    assert (status_full == bk.APPLIED).all()  # bids below 1000.0, asks above: never crossed
     k = min(cut, len(items) - 1)
     head = L2Book(TICK, 10)
     head.apply(msgs(*items[:k]))
     bp, bq, ap, aq = head.depth()
     resumed = L2Book(TICK, 10)
     rest = [snap(items[k - 1][2], items[k - 1][4], list(zip(bp, bq)), list(zip(ap, aq))), *items[k:]]
-    top_res = resumed.apply(msgs(*rest))
+    status_res, top_res = resumed.apply(msgs(*rest))
+    assert (status_res == bk.APPLIED).all()
     np.testing.assert_array_equal(top_res.bid_qty[-1], top_full.bid_qty[-1])
     np.testing.assert_array_equal(top_res.ask_px[-1], top_full.ask_px[-1])

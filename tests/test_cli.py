@@ -69,7 +69,7 @@ def test_help_works(module: str) -> None:
 def write_recording(path: Path, n: int = 400, seed: int = 1) -> None:
     with gzip.open(path, "wt") as f:
         for m in random_stream(n, seed):
-            f.write(f"{m.ts_local_ns} {m.payload}\n")
+            f.write(f"{m.ts_local} {m.payload}\n")
 
 
 def test_ingest_bad_path_is_one_line(config_path: Path) -> None:

@@ -105,8 +105,8 @@ def test_import_estimates_one_offset_per_file_and_replays_keep_the_jitter(
 
     m = load_market(cfg, None, None)
     # corrected latency = jitter - the file's smallest jitter: never negative, and the jitter is kept
-    assert ((m.book_ts_local - m.book_ts_ex) // MS).tolist() == [2, 7, 4, 9, 4, 5]
-    assert ((m.trade_ts_local - m.trade_ts_ex) // MS).tolist() == [0, 1, 3, 0, 2]
+    assert ((m.books.ts_local - m.books.ts_ex) // MS).tolist() == [2, 7, 4, 9, 4, 5]
+    assert ((m.trades.ts_local - m.trades.ts_ex) // MS).tolist() == [0, 1, 3, 0, 2]
 
 
 def test_warehouse_show_reports_the_offsets_and_old_data_as_not_estimated(
@@ -138,7 +138,7 @@ def test_warehouse_show_reports_the_offsets_and_old_data_as_not_estimated(
     out = show()
     assert "binance-usdm/BTCUSDT: 11 book updates and trades not estimated (imported before): offset 0" in out
     m = load_market(cfg, None, None)  # still opens; the old rule: delivered no earlier than exchange time
-    assert (m.book_ts_local == m.book_ts_ex).all() and (m.trade_ts_local == m.trade_ts_ex).all()
+    assert (m.books.ts_local == m.books.ts_ex).all() and (m.trades.ts_local == m.trades.ts_ex).all()
 
     # Importing file A again migrates the file and estimates it; file B's events stay at offset 0
     again = run_ingest(FileSource(recordings[:1]), cfg, detail="again")

@@ -17,7 +17,7 @@ import pytest
 from execution.backtest import Signals, replay
 from execution.compiled_passive_run import compilable
 from execution.engine import Engine
-from execution.market import MarketData, market_data
+from execution.market import Market, market_data
 from execution.risk import RiskLimits, RiskManager
 from execution.run_record import RunRecord
 from execution.sizing import SizingParams
@@ -35,7 +35,7 @@ CFG = EngineConfig(entry_latency_ns=3 * MS, response_latency_ns=4 * MS, fees=Fee
 SIGMA = 3e-5  # std of 1 s log returns: enough for Kelly to bet on these probabilities
 
 
-def _market(seed: int, seconds: int, blocks: int) -> list[MarketData]:
+def _market(seed: int, seconds: int, blocks: int) -> list[Market]:
     """A random market of ``LEVELS`` levels: the mid walks by ticks, the spread is mostly one tick
     (sometimes a few), trades hit the best; feed latency 1-20 ms. Cut into ``blocks`` time blocks."""
     rng = np.random.default_rng(seed)

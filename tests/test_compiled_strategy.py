@@ -16,7 +16,7 @@ from execution import compiled
 from execution import records as r
 from execution.compiled import CompiledStrategy
 from execution.engine import Engine, Wake
-from execution.market import MarketData
+from execution.market import Market
 from execution.records import Arrays
 from tests.test_engine_scenarios import CFG, L, _random_market
 
@@ -57,14 +57,14 @@ def _results(e: Engine) -> tuple[bytes, bytes, bytes]:
     return e.fills().tobytes(), e.orders().tobytes(), e.samples().tobytes()
 
 
-def _end(m: MarketData) -> int:
-    return int(max(m.book_ts_local[-1], m.trade_ts_local[-1])) + 100
+def _end(m: Market) -> int:
+    return int(max(m.books.ts_local[-1], m.trades.ts_local[-1])) + 100
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_compiled_step_on_a_timer_is_the_python_rule_between_run_until_calls(seed: int) -> None:
     m = _random_market(seed, 3000)
-    start, end = int(m.book_ts_local[0]), _end(m)
+    start, end = int(m.books.ts_local[0]), _end(m)
     py = Engine(QUICK, L, sample_ns=500)
     py.load(m)
     woken: list[int] = []
@@ -85,7 +85,7 @@ def test_a_compiled_step_on_a_timer_is_the_python_rule_between_run_until_calls(s
 
 def test_a_compiled_step_wakes_on_what_run_until_stops_on() -> None:
     m = _random_market(4, 2000)
-    start, end = int(m.book_ts_local[0]), _end(m)
+    start, end = int(m.books.ts_local[0]), _end(m)
     wake = Wake.FILL | Wake.BOOK | Wake.END
     py = Engine(QUICK, L)
     py.load(m)
@@ -106,7 +106,7 @@ def test_a_compiled_step_wakes_on_what_run_until_stops_on() -> None:
 
 def test_a_run_can_be_driven_in_pieces() -> None:
     m = _random_market(5, 1500)
-    start, end = int(m.book_ts_local[0]), _end(m)
+    start, end = int(m.books.ts_local[0]), _end(m)
     whole, pieces = Engine(QUICK, L), Engine(QUICK, L)
     whole.load(m)
     pieces.load(m)
@@ -128,6 +128,6 @@ def test_a_step_that_sends_too_much_is_refused() -> None:
     m = _random_market(6, 50)
     e = Engine(QUICK, L)
     e.load(m)
-    s = CompiledStrategy(flood, _strategy(0, 0, 0).state, 10**9, int(m.book_ts_local[0]), 0)
+    s = CompiledStrategy(flood, _strategy(0, 0, 0).state, 10**9, int(m.books.ts_local[0]), 0)
     with pytest.raises(ValueError, match="MAX_REQUESTS"):
         e.drive(s, _end(m))

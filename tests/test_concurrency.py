@@ -41,7 +41,7 @@ def test_reader_process_reads_while_the_ingest_process_writes(make_config: Confi
     rec = tmp_path / "rec.gz"
     with gzip.open(rec, "wt") as f:
         for m in random_stream(150_000, seed=9):
-            f.write(f"{m.ts_local_ns} {m.payload}\n")
+            f.write(f"{m.ts_local} {m.payload}\n")
     wh = cfg.resolve(cfg.warehouse.path)
     stop = tmp_path / "stop"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(REPO)}

@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import UserError
 from execution.engine import Engine, Wake
-from execution.market import MarketData, empty_market
+from execution.market import Market, empty_market
 from execution.types import EngineConfig, OrderKind, OrderStatus, RejectReason, Side
 from execution.venue import Gateway
 from pipelines.replay import load_market
@@ -26,9 +26,9 @@ FEED = 50  # feed latency in these tests: ts_local = ts_ex + 50
 BUSY = dataclasses.replace(CFG, rate_window_ns=300)  # the scripted strategy's data spans a few microseconds
 
 
-def slow_feed(*events: tuple) -> MarketData:
+def slow_feed(*events: tuple) -> Market:
     m = market(*events)
-    return m._replace(book_ts_local=m.book_ts_ex + FEED, trade_ts_local=m.trade_ts_ex + FEED)
+    return Market(m.books._replace(ts_local=m.books.ts_ex + FEED), m.trades._replace(ts_local=m.trades.ts_ex + FEED))
 
 
 @pytest.mark.kernels
@@ -115,11 +115,11 @@ def test_the_engine_is_a_venue() -> None:
 def test_market_data_refuses_corrupt_input() -> None:
     good = market(B(100, [(100.0, 5.0)], [(100.1, 5.0)]), B(200, [(100.0, 5.0)], [(100.1, 5.0)]))
     with pytest.raises(ValueError, match="backwards"):
-        good._replace(book_ts_ex=good.book_ts_ex[::-1].copy()).validate()
+        good._replace(books=good.books._replace(ts_ex=good.books.ts_ex[::-1].copy())).validate()
     with pytest.raises(ValueError, match="crossed"):
         market(B(100, [(100.2, 5.0)], [(100.1, 5.0)]))
     with pytest.raises(ValueError, match="float64"):
-        good._replace(bid_px=good.bid_px.astype(np.float32)).validate()
+        good._replace(books=good.books._replace(bid_px=good.books.bid_px.astype(np.float32))).validate()
     with pytest.raises(ValueError, match="positive size"):
         market(B(100, [(100.0, 5.0)], [(100.1, 5.0)]), T(150, 100.0, 0.0, 1))
     e = Engine(CFG, 3)
@@ -129,11 +129,11 @@ def test_market_data_refuses_corrupt_input() -> None:
     assert empty_market(3).n_events == 0
 
 
-def _strategy(e: Engine, m: MarketData, push: bool) -> None:
+def _strategy(e: Engine, m: Market, push: bool) -> None:
     """A busy scripted strategy: quotes, amends, cancels and market orders on wake-ups."""
     rng = np.random.default_rng(11)
     events = sorted(
-        [(int(t), 0, i) for i, t in enumerate(m.trade_ts_ex)] + [(int(t), 1, i) for i, t in enumerate(m.book_ts_ex)]
+        [(int(t), 0, i) for i, t in enumerate(m.trades.ts_ex)] + [(int(t), 1, i) for i, t in enumerate(m.books.ts_ex)]
     )
     fed = 0
 
@@ -142,15 +142,15 @@ def _strategy(e: Engine, m: MarketData, push: bool) -> None:
         while fed < len(events) and events[fed][0] <= t:
             _, kind, i = events[fed]
             if kind == 0:
-                e.push_trade(int(m.trade_ts_ex[i]), int(m.trade_ts_local[i]), float(m.trade_price[i]),
-                             float(m.trade_qty[i]), int(m.trade_side[i]))  # fmt: skip
+                e.push_trade(int(m.trades.ts_ex[i]), int(m.trades.ts_local[i]), float(m.trades.price[i]),
+                             float(m.trades.qty[i]), int(m.trades.side[i]))  # fmt: skip
             else:
-                e.push_book(int(m.book_ts_ex[i]), int(m.book_ts_local[i]), m.bid_px[i], m.bid_qty[i],
-                            m.ask_px[i], m.ask_qty[i])  # fmt: skip
+                e.push_book(int(m.books.ts_ex[i]), int(m.books.ts_local[i]), m.books.bid_px[i], m.books.bid_qty[i],
+                            m.books.ask_px[i], m.books.ask_qty[i])  # fmt: skip
             fed += 1
 
-    end = int(max(m.book_ts_local[-1], m.trade_ts_local[-1])) + 100
-    t = int(m.book_ts_local[0])
+    end = int(max(m.books.ts_local[-1], m.trades.ts_local[-1])) + 100
+    t = int(m.books.ts_local[0])
     while e.now < end:
         if push:
             feed(t)
@@ -199,27 +199,28 @@ def test_a_loaded_block_is_held_without_a_copy_and_never_written() -> None:
     # the first block of a fresh engine is held as it is (hours of a replay are hundreds of MB):
     # a run with taker and maker fills must leave it as it was, and a second block still appends
     m = _random_market(8, n=400)
-    before = [a.copy() for a in m]
+    before = [a.copy() for a in (*m.books, *m.trades)]
     e = Engine(BUSY, 3, sample_ns=500)
     e.load(m)
-    assert np.shares_memory(e.arrays().bid_qty, m.bid_qty)
+    assert np.shares_memory(e.arrays().bid_qty, m.books.bid_qty)
     _strategy(e, m, push=False)
     assert len(e.fills()) > 10
-    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(m, before, strict=True))
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip((*m.books, *m.trades), before, strict=True))
     later = _random_market(9, n=50)
-    shift = int(m.book_ts_ex[-1]) + 1
+    shift = int(m.books.ts_ex[-1]) + 1
     e.load(
-        later._replace(
-            **{f: getattr(later, f) + shift for f in ("book_ts_ex", "book_ts_local", "trade_ts_ex", "trade_ts_local")}
+        Market(
+            later.books._replace(ts_ex=later.books.ts_ex + shift, ts_local=later.books.ts_local + shift),
+            later.trades._replace(ts_ex=later.trades.ts_ex + shift, ts_local=later.trades.ts_local + shift),
         )
     )
-    assert not np.shares_memory(e.arrays().bid_qty, m.bid_qty)  # copied into a bigger buffer
-    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(m, before, strict=True))
-    frozen = m._replace(bid_qty=m.bid_qty.copy())
-    frozen.bid_qty.flags.writeable = False  # as the warehouse reader returns them: copied, so the
+    assert not np.shares_memory(e.arrays().bid_qty, m.books.bid_qty)  # copied into a bigger buffer
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip((*m.books, *m.trades), before, strict=True))
+    frozen = m._replace(books=m.books._replace(bid_qty=m.books.bid_qty.copy()))
+    frozen.books.bid_qty.flags.writeable = False  # as the warehouse reader returns them: copied, so the
     f = Engine(BUSY, 3, sample_ns=500)  # kernels keep the one type they are compiled for
     f.load(frozen)
-    assert f.arrays().bid_qty.flags.writeable and not np.shares_memory(f.arrays().bid_qty, frozen.bid_qty)
+    assert f.arrays().bid_qty.flags.writeable and not np.shares_memory(f.arrays().bid_qty, frozen.books.bid_qty)
 
 
 @pytest.mark.kernels
@@ -247,23 +248,23 @@ def test_load_market_reads_the_warehouse_back(make_config: ConfigFactory) -> Non
             "SELECT ts_exchange_ns, ts_local_ns, price, qty, side FROM trades "
             "ORDER BY ts_exchange_ns, ts_local_ns, trade_id"
         ).fetchall()
-    assert m.levels == 5 and len(m.book_ts_ex) == len(snaps) > 100 and len(m.trade_ts_ex) == len(trades) > 10
-    for j, name in enumerate(("book_ts_ex", "book_ts_local", "bid_px", "bid_qty", "ask_px", "ask_qty")):
+    assert m.levels == 5 and len(m.books.ts_ex) == len(snaps) > 100 and len(m.trades.ts_ex) == len(trades) > 10
+    for j, name in enumerate(("ts_ex", "ts_local", "bid_px", "bid_qty", "ask_px", "ask_qty")):
         want = np.array([row[j] for row in snaps], dtype=np.int64 if j < 2 else np.float64)
-        np.testing.assert_array_equal(getattr(m, name), want)
-    for j, name in enumerate(("trade_ts_ex", "trade_ts_local", "trade_price", "trade_qty", "trade_side")):
-        np.testing.assert_array_equal(getattr(m, name), [row[j] for row in trades])
-    lo, hi = int(m.book_ts_ex[len(snaps) // 3]), int(m.book_ts_ex[2 * len(snaps) // 3])
+        np.testing.assert_array_equal(getattr(m.books, name), want)
+    for j, name in enumerate(("ts_ex", "ts_local", "price", "qty", "side")):
+        np.testing.assert_array_equal(getattr(m.trades, name), [row[j] for row in trades])
+    lo, hi = int(m.books.ts_ex[len(snaps) // 3]), int(m.books.ts_ex[2 * len(snaps) // 3])
     w = load_market(c, lo, hi, levels=2)
-    keep = (m.book_ts_ex >= lo) & (m.book_ts_ex < hi)
-    np.testing.assert_array_equal(w.ask_qty, m.ask_qty[keep, :2])
-    np.testing.assert_array_equal(w.trade_ts_ex, m.trade_ts_ex[(m.trade_ts_ex >= lo) & (m.trade_ts_ex < hi)])
+    keep = (m.books.ts_ex >= lo) & (m.books.ts_ex < hi)
+    np.testing.assert_array_equal(w.books.ask_qty, m.books.ask_qty[keep, :2])
+    np.testing.assert_array_equal(w.trades.ts_ex, m.trades.ts_ex[(m.trades.ts_ex >= lo) & (m.trades.ts_ex < hi)])
     with pytest.raises(UserError, match="5 book levels"):
         load_market(c, None, None, levels=6)
     e = Engine(EngineConfig(), m.levels)
     e.load(m)
-    assert e.run_until(int(m.book_ts_local[-1]) + S, Wake.END) == Wake.END
-    assert e.now == int(m.book_ts_local[-1]) and e.best_bid == m.bid_px[-1, 0]
+    assert e.run_until(int(m.books.ts_local[-1]) + S, Wake.END) == Wake.END
+    assert e.now == int(m.books.ts_local[-1]) and e.best_bid == m.books.bid_px[-1, 0]
 
 
 @pytest.mark.kernels

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from execution.engine import Engine, Wake
-from execution.market import MarketData, market_data
+from execution.market import Market, market_data
 from execution.queue import queue_after_depth
 from execution.types import EngineConfig, Fees, FillRule, OrderKind, OrderStatus, QueueModel, RejectReason, Side
 
@@ -38,7 +38,7 @@ def T(ts: int, price: float, qty: float, side: int) -> Event:
     return ("T", ts, price, qty, side)
 
 
-def market(*events: Event) -> MarketData:
+def market(*events: Event) -> Market:
     books = [e for e in events if e[0] == "B"]
     trades = [e for e in events if e[0] == "T"]
 
@@ -422,7 +422,7 @@ def test_funding_is_charged_at_each_boundary_by_hand(side: Side) -> None:
     assert s["cash"][-1] == cash and s["position"][-1] == side * 2.0
 
 
-def _random_market(seed: int, n: int = 300) -> MarketData:
+def _random_market(seed: int, n: int = 300) -> Market:
     rng = np.random.default_rng(seed)
     events: list[Event] = []
     mid, ts = 1000, 0
@@ -445,7 +445,7 @@ def test_the_same_data_and_seed_give_identical_results() -> None:
         e = Engine(CFG, L)
         m = _random_market(3)
         e.load(m)
-        e.run_until(int(m.book_ts_local[0]))
+        e.run_until(int(m.books.ts_local[0]))
         for k in range(4):
             e.submit(BUY, 1.0, round(e.best_bid * 10 - k) / 10)
             e.submit(SELL, 1.0, round(e.best_ask * 10 + k) / 10)

@@ -43,7 +43,7 @@ def _everything(cfg: AppConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
         r = _Reader(con, "bybit", "BTCUSDT", cfg.features.levels, 20)
         book, trades = r.book(0, 2**62), r.trades(0, 2**62)
         ts, mid = r.mids(0, 2**62)
-    return book.ts_ns, BatchFeatures(0.1).run(book, trades), ts, mid
+    return book.ts_ex, BatchFeatures(0.1).run(book, trades), ts, mid
 
 
 def test_the_build_stores_the_batch_features_as_of_every_grid_time(cfg: AppConfig) -> None:

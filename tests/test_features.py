@@ -12,18 +12,15 @@ import pyarrow as pa
 import pytest
 
 from core.config import AppConfig
+from core.records import Book, Books, Trade, Trades
 from core.timefmt import parse_time_ns
 from features import (
     INDEX,
     N_FEATURES,
     NAMES,
     BatchFeatures,
-    BookArrays,
-    BookEvent,
     FeatureInputError,
     OnlineFeatures,
-    TradeArrays,
-    TradeEvent,
 )
 from market.events import TRADES, fixed_to_numpy
 from market.normalize import Normalizer
@@ -45,7 +42,7 @@ BID_SIZES = [2, 1, 3, 1, 1, 2, 1, 1, 1, 1]
 ASK_SIZES = [1, 3, 1, 2, 1, 1, 1, 1, 1, 2]
 
 
-def _golden_events() -> list[BookEvent | TradeEvent]:
+def _golden_events() -> list[Book | Trade]:
     """u1 at 0 s; a taker sell of 0.5 at 0.2 s; u2 at 0.5 s (bid 2 -> 1.5, ask 1 -> 1.8); u3 at
     1.2 s (a new best bid 65000.5 x 0.7 in front of the others)."""
     bp1, bq1 = _levels(65000.0, -5.0, [float(x) for x in BID_SIZES])
@@ -55,14 +52,14 @@ def _golden_events() -> list[BookEvent | TradeEvent]:
     bp3 = np.concatenate([[65000.5], bp1[:-1]])
     bq3 = np.concatenate([[0.7], bq2[:-1]])
     return [
-        BookEvent(T0, T0, bp1, bq1, ap1, aq1),
-        TradeEvent(T0 + S // 5, 65000.0, 0.5, -1),
-        BookEvent(T0 + S // 2, T0, bp1, bq2, ap1, aq2),
-        BookEvent(T0 + 6 * S // 5, T0, bp3, bq3, ap1, aq2),
+        Book(T0, T0, T0, bp1, bq1, ap1, aq1),
+        Trade(T0 + S // 5, T0 + S // 5, 65000.0, 0.5, -1),
+        Book(T0 + S // 2, T0 + S // 2, T0, bp1, bq2, ap1, aq2),
+        Book(T0 + 6 * S // 5, T0 + 6 * S // 5, T0, bp3, bq3, ap1, aq2),
     ]
 
 
-def _online(events: list[BookEvent | TradeEvent]) -> np.ndarray:
+def _online(events: list[Book | Trade]) -> np.ndarray:
     eng = OnlineFeatures(tick=0.1)
     rows = [v.copy() for e in events if (v := eng.update(e)) is not None]
     return np.array(rows)
@@ -123,32 +120,35 @@ def test_the_catalog_holds_the_named_features_once_each() -> None:
     assert all(f"`{n}`" in out.stdout for n in NAMES) and f"{N_FEATURES} features" in out.stdout
 
 
-def _recording(seconds: int, seed: int = 3) -> tuple[BookArrays, TradeArrays]:
+def _recording(seconds: int, seed: int = 3) -> tuple[Books, Trades]:
     """A simulated Bybit recording, normalized exactly as the ingest does."""
     cfg = AppConfig()
     sim = MarketSimulator(cfg.sim.model_copy(update={"seed": seed}), cfg.instrument, 50)
     norm = Normalizer(BYBIT, "BTCUSDT", 0.1, 20, store_raw=False)
-    books: list[pa.Table] = []
-    trades: list[pa.Table] = []
+    books: list[Books] = []
+    trades: list[Trades] = []
     for batch in sim.batches(seconds * S):
         out = norm.process(batch)
-        books.append(out.tables[norm.snapshot_spec.name])
-        trades.append(out.tables[TRADES.name])
-    return _arrays(pa.concat_tables(books), pa.concat_tables(trades), 20)
+        books.append(out.books)
+        trades.append(out.trades)
+    return Books.concat(books), Trades.concat(trades)
 
 
-def _arrays(book: pa.Table, trades: pa.Table, levels: int) -> tuple[BookArrays, TradeArrays]:
+def _arrays(book: pa.Table, trades: pa.Table, levels: int) -> tuple[Books, Trades]:
+    """A stored recording's tables as the records (the warehouse's column names mapped)."""
     return (
-        BookArrays(
+        Books(
             book.column("ts_exchange_ns").to_numpy(),
+            book.column("ts_local_ns").to_numpy(),
             book.column("epoch_ns").to_numpy(),
             fixed_to_numpy(book.column("bid_px"), levels),
             fixed_to_numpy(book.column("bid_qty"), levels),
             fixed_to_numpy(book.column("ask_px"), levels),
             fixed_to_numpy(book.column("ask_qty"), levels),
         ),
-        TradeArrays(
+        Trades(
             trades.column("ts_exchange_ns").to_numpy(),
+            trades.column("ts_local_ns").to_numpy(),
             trades.column("price").to_numpy(),
             trades.column("qty").to_numpy(),
             trades.column("side").to_numpy().astype(np.int8),
@@ -156,25 +156,16 @@ def _arrays(book: pa.Table, trades: pa.Table, levels: int) -> tuple[BookArrays, 
     )
 
 
-def _replay(book: BookArrays, trades: TradeArrays) -> np.ndarray:
+def _replay(book: Books, trades: Trades) -> np.ndarray:
     """Event by event through the online engine, trades first at equal times."""
     eng = OnlineFeatures(tick=0.1)
     out = np.empty((len(book), N_FEATURES))
     j = 0
     for i in range(len(book)):
-        while j < len(trades) and trades.ts_ns[j] <= book.ts_ns[i]:
-            eng.update(TradeEvent(int(trades.ts_ns[j]), trades.price[j], trades.qty[j], int(trades.side[j])))
+        while j < len(trades) and trades.ts_ex[j] <= book.ts_ex[i]:
+            eng.update(trades.row(j))
             j += 1
-        out[i] = eng.update(
-            BookEvent(
-                int(book.ts_ns[i]),
-                int(book.epoch_ns[i]),
-                book.bid_px[i],
-                book.bid_qty[i],
-                book.ask_px[i],
-                book.ask_qty[i],
-            )
-        )
+        out[i] = eng.update(book.row(i))
     return out
 
 
@@ -202,10 +193,10 @@ def test_chunked_batch_equals_one_call() -> None:
     parts = []
     cuts = [0, 7, 1000, 1001, 3333, len(book)]
     for a, b in itertools.pairwise(cuts):
-        sub = BookArrays(*(x[a:b] for x in book))
-        t_lo = 0 if a == 0 else int(np.searchsorted(trades.ts_ns, book.ts_ns[a - 1], "right"))
-        t_hi = int(np.searchsorted(trades.ts_ns, book.ts_ns[b - 1], "right"))
-        parts.append(eng.run(sub, trades.take(t_lo, t_hi)))
+        sub = book.take(slice(a, b))
+        t_lo = 0 if a == 0 else int(np.searchsorted(trades.ts_ex, book.ts_ex[a - 1], "right"))
+        t_hi = int(np.searchsorted(trades.ts_ex, book.ts_ex[b - 1], "right"))
+        parts.append(eng.run(sub, trades.take(slice(t_lo, t_hi))))
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
@@ -213,14 +204,14 @@ def test_a_chunk_without_book_updates_keeps_its_trades_for_the_next() -> None:
     book, trades = _recording(120, seed=5)
     whole = BatchFeatures(tick=0.1).run(book, trades)
     # the gap between two book updates with the most trades in it: those trades come as a chunk of their own
-    after = np.searchsorted(trades.ts_ns, book.ts_ns, "right")  # trades up to each book update
+    after = np.searchsorted(trades.ts_ex, book.ts_ex, "right")  # trades up to each book update
     b = int(np.argmax(np.diff(after))) + 1
     lo, hi = int(after[b - 1]), int(after[b])
     assert hi - lo >= 2
     eng = BatchFeatures(tick=0.1)
-    first = eng.run(BookArrays(*(x[:b] for x in book)), trades.take(0, lo))
-    alone = eng.run(BookArrays(*(x[b:b] for x in book)), trades.take(lo, hi))  # no book update: no row
-    rest = eng.run(BookArrays(*(x[b:] for x in book)), trades.take(hi))
+    first = eng.run(book.take(slice(b)), trades.take(slice(lo)))
+    alone = eng.run(book.take(slice(b, b)), trades.take(slice(lo, hi)))  # no book update: no row
+    rest = eng.run(book.take(slice(b, None)), trades.take(slice(hi, None)))
     assert alone.shape == (0, N_FEATURES)
     np.testing.assert_array_equal(np.concatenate([first, rest]), whole)
 
@@ -230,25 +221,27 @@ def test_nothing_after_t_changes_a_feature_at_t() -> None:
     rng = np.random.default_rng(0)
     full = BatchFeatures(tick=0.1).run(book, trades)
     for cut in rng.integers(100, len(book) - 100, 4):
-        t = book.ts_ns[cut]
+        t = book.ts_ex[cut]
         # perturb every book update after t and every trade after t, then recompute
-        pert = BookArrays(
-            book.ts_ns,
-            book.epoch_ns,
+        pert = Books(
+            book.ts_ex,
+            book.ts_local,
+            book.epoch,
             book.bid_px,
-            np.where(book.ts_ns[:, None] > t, book.bid_qty * rng.uniform(0.1, 3, book.bid_qty.shape), book.bid_qty),
+            np.where(book.ts_ex[:, None] > t, book.bid_qty * rng.uniform(0.1, 3, book.bid_qty.shape), book.bid_qty),
             book.ask_px,
-            np.where(book.ts_ns[:, None] > t, book.ask_qty * 2.0, book.ask_qty),
+            np.where(book.ts_ex[:, None] > t, book.ask_qty * 2.0, book.ask_qty),
         )
-        later = trades.ts_ns > t
-        ptr = TradeArrays(
-            trades.ts_ns,
+        later = trades.ts_ex > t
+        ptr = Trades(
+            trades.ts_ex,
+            trades.ts_local,
             trades.price,
             np.where(later, trades.qty * 5, trades.qty),
             np.where(later, -trades.side, trades.side).astype(np.int8),
         )
         again = BatchFeatures(tick=0.1).run(pert, ptr)
-        upto = book.ts_ns <= t
+        upto = book.ts_ex <= t
         np.testing.assert_array_equal(again[upto], full[upto])
         assert not np.array_equal(again[~upto], full[~upto])  # the perturbation was real
 
@@ -267,9 +260,9 @@ def test_nothing_after_t_changes_a_feature_at_t() -> None:
 def test_bad_book_input_is_a_clear_error(change: str, message: str) -> None:
     events = _golden_events()
     u2 = events[2]
-    assert isinstance(u2, BookEvent)
+    assert isinstance(u2, Book)
     bq, ap, bp = u2.bid_qty.copy(), u2.ask_px.copy(), u2.bid_px.copy()
-    ts = u2.ts_ns
+    ts = u2.ts_ex
     if change == "nan_qty":
         bq[3] = np.nan
     elif change == "negative_qty":
@@ -284,10 +277,11 @@ def test_bad_book_input_is_a_clear_error(change: str, message: str) -> None:
     eng = OnlineFeatures(tick=0.1)
     eng.update(events[0])
     with pytest.raises(FeatureInputError, match=message) as err:
-        eng.update(BookEvent(ts, u2.epoch_ns, bp, bq, ap, u2.ask_qty))
+        eng.update(Book(ts, ts, u2.epoch, bp, bq, ap, u2.ask_qty))
     assert "\n" not in str(err.value) and "at 2026-01-0" in str(err.value)
     # the batch driver refuses the same input the same way
-    bad = BookArrays(
+    bad = Books(
+        np.array([T0, ts]),
         np.array([T0, ts]),
         np.array([T0, T0]),
         np.stack([events[0].bid_px, bp]),
@@ -303,23 +297,23 @@ def test_bad_book_input_is_a_clear_error(change: str, message: str) -> None:
 def test_bad_trades_and_thin_books_are_clear_errors() -> None:
     eng = OnlineFeatures(tick=0.1)
     with pytest.raises(FeatureInputError, match="trade with a NaN"):
-        eng.update(TradeEvent(T0, float("nan"), 1.0, 1))
+        eng.update(Trade(T0, T0, float("nan"), 1.0, 1))
     with pytest.raises(FeatureInputError, match="side other than"):
-        eng.update(TradeEvent(T0, 65000.0, 1.0, 0))
-    eng.update(TradeEvent(T0 + 5, 65000.0, 1.0, 1))
+        eng.update(Trade(T0, T0, 65000.0, 1.0, 0))
+    eng.update(Trade(T0 + 5, T0 + 5, 65000.0, 1.0, 1))
     with pytest.raises(FeatureInputError, match="trade earlier than the previous trade"):
-        eng.update(TradeEvent(T0 + 4, 65000.0, 1.0, 1))
+        eng.update(Trade(T0 + 4, T0 + 4, 65000.0, 1.0, 1))
     five = np.arange(5.0)
     with pytest.raises(FeatureInputError, match="at least 10 are needed"):
-        eng.update(BookEvent(T0, T0, 65000 - five, five + 1, 65001 + five, five + 1))
+        eng.update(Book(T0, T0, T0, 65000 - five, five + 1, 65001 + five, five + 1))
 
 
 @pytest.mark.kernels
 def test_a_new_book_epoch_starts_the_flow_afresh_and_reset_forgets_everything() -> None:
     events = _golden_events()
     u2 = events[2]
-    assert isinstance(u2, BookEvent)
-    resynced = BookEvent(u2.ts_ns, u2.ts_ns, u2.bid_px, u2.bid_qty, u2.ask_px, u2.ask_qty)
+    assert isinstance(u2, Book)
+    resynced = Book(u2.ts_ex, u2.ts_local, u2.ts_ex, u2.bid_px, u2.bid_qty, u2.ask_px, u2.ask_qty)
     x = _online([events[0], events[1], resynced])
     assert x[1, INDEX["ofi_l1_1s"]] == 0.0 and x[1, INDEX["add_ask_1s"]] == 0.0  # no diff across a resync
     eng = OnlineFeatures(tick=0.1)

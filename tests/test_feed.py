@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from live.feed import BookTick, SourceFeed, Tick
+from core.records import Book
+from live.feed import SourceFeed, Tick
 from market.sources.files import FileSource
 from tests.conftest import ConfigFactory
 from tests.test_clocks import MS, T0, write_recording
@@ -25,7 +26,7 @@ def test_a_trade_stamped_before_a_passed_book_update_is_applied_not_dropped(
         return [b async for b in feed.batches()]
 
     batches = asyncio.run(run())
-    seen = [("book" if isinstance(t, BookTick) else "trade", (t.ts_ex // MS) - T0) for b in batches for t in b]
+    seen = [("book" if isinstance(t, Book) else "trade", (t.ts_ex // MS) - T0) for b in batches for t in b]
     # the late trade goes on with the next book update (first: it is older); the early one after the
     # diff stamped before it, at the end of the stream
     assert seen == [("book", 0), ("book", 100), ("trade", 90), ("book", 200), ("book", 250), ("trade", 260)]

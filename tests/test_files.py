@@ -84,7 +84,7 @@ def test_the_line_splitter_equals_the_line_by_line_reader(tail: str) -> None:
     text = "".join(LINES) + tail
     fast, slow = split(True, text), split(False, text)
     assert list(fast) == list(slow)
-    assert fast.ts_local_ns.tolist()[:2] == [1767571200003000000, 1767571200003001000]
+    assert fast.ts_local.tolist()[:2] == [1767571200003000000, 1767571200003001000]
     assert fast.payloads()[2].endswith("}") and fast.payloads()[3:5] == ["", "not json at all "]
 
 
@@ -139,20 +139,20 @@ def test_a_file_is_read_in_blocks_and_cut_into_batches_of_whole_messages(
 ) -> None:
     msgs = random_stream(60, seed=3)
     text = "".join(
-        f"{m.ts_local_ns} {m.payload}\n" if k % 7 else f"{m.ts_local_ns} {m.payload}\r\n\n" for k, m in enumerate(msgs)
+        f"{m.ts_local} {m.payload}\n" if k % 7 else f"{m.ts_local} {m.payload}\r\n\n" for k, m in enumerate(msgs)
     )
     path = recording(tmp_path / "rec.gz", text.rstrip("\n"))  # no newline at the very end
     monkeypatch.setattr(files, "_BLOCK", 1000)  # many blocks, lines cut across them
     src = FileSource([path], batch_lines=9)
     batches = read_all(src)
     assert [len(b) for b in batches] == [9] * (len(msgs) // 9) + ([len(msgs) % 9] if len(msgs) % 9 else [])
-    assert [(m.ts_local_ns, m.payload) for m in messages(batches)] == [(m.ts_local_ns, m.payload) for m in msgs]
+    assert [(m.ts_local, m.payload) for m in messages(batches)] == [(m.ts_local, m.payload) for m in msgs]
     assert src.lines == len(msgs) and src.progress().done == src.progress().total
 
 
 def test_an_error_names_the_line_across_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     msgs = random_stream(40, seed=4)
-    lines = [f"{m.ts_local_ns} {m.payload}\n" for m in msgs]
+    lines = [f"{m.ts_local} {m.payload}\n" for m in msgs]
     lines[30] = "garbage\n"
     monkeypatch.setattr(files, "_BLOCK", 700)
     src = FileSource([recording(tmp_path / "bad.gz", "".join(lines))])
@@ -166,7 +166,7 @@ def test_bybit_archive_lines_take_their_push_time(tmp_path: Path) -> None:
     src = FileSource([recording(tmp_path / "archive.gz", text)])
     got = messages(read_all(src))
     assert [m.payload for m in got] == [m.payload for m in msgs] + ['{"topic":"orderbook.50.BTCUSDT"}']
-    assert got[0].ts_local_ns == (ms(1_767_225_600_000) - 3_000_000 + 2_000_000) and got[-1].ts_local_ns == 0
+    assert got[0].ts_local == (ms(1_767_225_600_000) - 3_000_000 + 2_000_000) and got[-1].ts_local == 0
 
 
 def test_text_that_is_not_utf8_is_a_corrupt_file(tmp_path: Path) -> None:
@@ -179,7 +179,7 @@ def test_text_that_is_not_utf8_is_a_corrupt_file(tmp_path: Path) -> None:
 
 def test_a_stopped_source_ends_after_the_current_batch(tmp_path: Path) -> None:
     msgs = random_stream(50, seed=6)
-    src = FileSource([recording(tmp_path / "rec.gz", "".join(f"{m.ts_local_ns} {m.payload}\n" for m in msgs))], 10)
+    src = FileSource([recording(tmp_path / "rec.gz", "".join(f"{m.ts_local} {m.payload}\n" for m in msgs))], 10)
 
     async def run() -> list[int]:
         out = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.records import Book
 from features.grid import WARMUP_NS, OnlineGrid, rows, segment_starts, sigma_1s
-from live.feed import BookTick
 from live.rows import ReplayTiming, Rows
 
 MS = 1_000_000
@@ -34,10 +34,10 @@ def _batch(ts: np.ndarray, split: int) -> np.ndarray:
     return kept
 
 
-def _book(ts: int) -> BookTick:
+def _book(ts: int) -> Book:
     bids = 50_000.0 - 0.1 * np.arange(20)
     asks = 50_000.1 + 0.1 * np.arange(20)
-    return BookTick(ts, ts + 10 * MS, 0, bids, np.ones(20), asks, np.ones(20))
+    return Book(ts, ts + 10 * MS, 0, bids, np.ones(20), asks, np.ones(20))
 
 
 def test_the_runner_keeps_the_rows_the_feature_build_stores_across_a_silence() -> None:

@@ -178,3 +178,26 @@ def test_binance_pending_diffs_within_one_batch_are_replayed_after_the_snapshot(
         ]
     )
     assert out.tables["book_updates"].column("update_id").to_pylist() == [10, 12, 15]
+
+
+def test_the_records_passed_on_are_the_rows_stored() -> None:
+    """``Normalized.books`` / ``.trades`` (what the live feed hands on) hold exactly the snapshot and trade
+    rows the warehouse stores, only the applied updates, with receive time and epoch."""
+    n = nz()
+    out = run(
+        n,
+        book(100, 1, B0, A0, snapshot=True),
+        trades(2, [("Buy", 65000.1, 0.1, "x"), ("Sell", 65000.0, 0.3, "y")]),
+        book(101, 3, [(65000.0, 3.0)], []),
+        book(103, 4, [(65000.0, 4.0)], []),  # a gap: not applied, not passed on
+    )
+    snaps, prints = out.tables["snapshots"], out.tables[TRADES.name]
+    assert len(out.books) == snaps.num_rows == 2 and len(out.trades) == prints.num_rows == 2
+    for field, column in (("ts_ex", "ts_exchange_ns"), ("ts_local", "ts_local_ns"), ("epoch", "epoch_ns")):
+        assert getattr(out.books, field).tolist() == snaps.column(column).to_pylist()
+    for side in ("bid_px", "bid_qty", "ask_px", "ask_qty"):
+        assert (getattr(out.books, side) == fixed_to_numpy(snaps.column(side), 2)).all()
+    assert out.books.bid_qty[1, 0] == 3.0 and out.books.ts_local.tolist() == [ms(0), ms(2)]
+    for field, column in (("ts_ex", "ts_exchange_ns"), ("ts_local", "ts_local_ns"), ("price", "price"), ("qty", "qty")):
+        assert getattr(out.trades, field).tolist() == prints.column(column).to_pylist()
+    assert out.trades.side.tolist() == [1, -1] and out.trades.row(1).qty == 0.3

@@ -28,7 +28,7 @@ import pytest
 from core.config import AppConfig, TrainingConfig
 from execution.backtest import Signals, engine_config, make_strategy, replay
 from execution.engine import Engine
-from execution.market import MarketData, market_data
+from execution.market import Market, market_data
 from execution.quality import RunRecord
 from execution.types import FILL_DTYPE, PARENT_DTYPE
 from models.result import Evidence
@@ -50,7 +50,7 @@ HORIZON = 2 * S
 # -- scripted markets --------------------------------------------------------------------------------
 
 
-def scripted(level: dict[int, float], seconds: int) -> MarketData:
+def scripted(level: dict[int, float], seconds: int) -> Market:
     """A book every 100 ms for ``seconds`` s from T0; second ``k``'s best bid is ``BID + level.get(k, 0)``."""
     ts = T0 + np.arange(seconds * 10, dtype=np.int64) * (S // 10)
     bid = BID + np.array([level.get(int(k), 0.0) for k in (ts - T0) // S])
@@ -60,7 +60,7 @@ def scripted(level: dict[int, float], seconds: int) -> MarketData:
     return market_data(ts, ts + 1, bids, size, asks, size)
 
 
-def run_baseline(cfg: AppConfig, market: MarketData, rows: int, direction: np.ndarray) -> RunRecord:
+def run_baseline(cfg: AppConfig, market: Market, rows: int, direction: np.ndarray) -> RunRecord:
     """The baseline strategy on grid rows T0 + i s (i < rows) acting on ``direction``, as StrategyRun runs it."""
     ts = T0 + np.arange(rows, dtype=np.int64) * S
     p = np.full(rows, 0.6)
@@ -174,7 +174,7 @@ def test_a_strategy_whose_entries_never_fill_has_no_cost(cfg: AppConfig) -> None
     # a market too thin for the risk limits (min_depth_btc): every entry is refused before it is sent
     level, direction, rows = episode_plan([20.0] * (MIN_ORDERS + 1))
     m = scripted(level, rows + 3)
-    thin = m._replace(bid_qty=m.bid_qty * 0 + 0.01, ask_qty=m.ask_qty * 0 + 0.01)
+    thin = m._replace(books=m.books._replace(bid_qty=m.books.bid_qty * 0 + 0.01, ask_qty=m.books.ask_qty * 0 + 0.01))
     run = run_baseline(cfg, thin, rows, direction)
     zero = np.zeros(rows)
     c = measure_cost(run, T0 + np.arange(rows, dtype=np.int64) * S, {1: zero, -1: zero}, NEED)

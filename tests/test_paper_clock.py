@@ -11,11 +11,11 @@ from typing import Any, cast
 import numpy as np
 
 from core.config import AppConfig
+from core.records import Book
 from execution.backtest import make_strategy
 from execution.strategy import Signal, Strategy
 from execution.types import OrderKind
 from execution.venue import Gateway
-from live.feed import BookTick
 from live.loop import Loaded, Loop
 from live.paper import PaperGateway
 from live.runner import make_loop
@@ -58,7 +58,7 @@ class UpModel:
         return np.ones(proba.shape[0], np.int8)
 
 
-def book(k: int, latency_ns: int) -> BookTick:
+def book(k: int, latency_ns: int) -> Book:
     """Book update ``k``: stamped 50 ms + k * 100 ms after T0, received ``latency_ns`` later; the best bid
     is 50,000 + 0.1 k (so a fill's price names the book the exchange held), 1 BTC on each level."""
     ts_ex = T0 + 50 * MS + k * 100 * MS
@@ -66,7 +66,7 @@ def book(k: int, latency_ns: int) -> BookTick:
     bids = np.round(bid - 0.1 * np.arange(LEVELS), 1)
     asks = np.round(bid + 0.1 + 0.1 * np.arange(LEVELS), 1)
     ones = np.ones(LEVELS)
-    return BookTick(ts_ex, ts_ex + latency_ns, 0, bids, ones, asks, ones.copy())
+    return Book(ts_ex, ts_ex + latency_ns, 0, bids, ones, asks, ones.copy())
 
 
 def run(cfg: AppConfig, tmp_path: Path, live_feed: bool, latency_ns: int, n: int = 3_020) -> tuple[Loop, Recorder]:

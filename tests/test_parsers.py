@@ -23,7 +23,7 @@ def test_bybit_book_message_golden() -> None:
     assert p.rejections == []
     assert p.streams == ["orderbook.50.BTCUSDT"]
     assert b.is_snap.tolist() == [True] and b.last_id.tolist() == [7] and b.prev_id.tolist() == [-1]
-    assert b.ts_exchange_ns.tolist() == [1_700_000_000_000 * 1_000_000]
+    assert b.ts_ex.tolist() == [1_700_000_000_000 * 1_000_000]
     assert b.bid_px.tolist() == [65000.1] and b.bid_qty.tolist() == [1.5]
     assert b.ask_px.tolist() == [65000.2, 65000.5] and b.ask_qty.tolist() == [0.25, 0.0]
     assert b.bid_off.tolist() == [0, 1] and b.ask_off.tolist() == [0, 2]
@@ -42,7 +42,7 @@ def test_bybit_uses_cts_as_exchange_time_and_falls_back_to_ts() -> None:
     msg = orjson.loads(book(9, 100, [], []))
     del msg["cts"]
     p = parse_bybit(orjson.dumps(msg).decode())
-    assert p.book.ts_exchange_ns.tolist() == [102 * 1_000_000]  # ts = cts + 2 in the helper
+    assert p.book.ts_ex.tolist() == [102 * 1_000_000]  # ts = cts + 2 in the helper
 
 
 def test_bybit_trades_taker_side_and_ids() -> None:
@@ -50,7 +50,7 @@ def test_bybit_trades_taker_side_and_ids() -> None:
     t = p.trades
     assert t.side.tolist() == [1, -1] and t.trade_id == ["a-1", "a-2"]
     assert t.price.tolist() == [65000.2, 65000.1] and t.qty.tolist() == [0.01, 0.5]
-    assert t.ts_exchange_ns.tolist() == [50_000_000, 50_000_000]
+    assert t.ts_ex.tolist() == [50_000_000, 50_000_000]
 
 
 def test_bybit_control_messages_are_kept_as_streams_not_data() -> None:
@@ -197,7 +197,7 @@ def test_binance_depth_snapshot_and_trade_golden() -> None:
     b = p.book
     assert b.is_snap.tolist() == [False, True]
     assert b.first_id.tolist() == [10, 11] and b.last_id.tolist() == [12, 11] and b.prev_id.tolist() == [9, -1]
-    assert b.ts_local_ns.tolist() == [1_680_652_700_423_575_000, 1_721_347_021_281_597_601]  # us and ns stamps
+    assert b.ts_local.tolist() == [1_680_652_700_423_575_000, 1_721_347_021_281_597_601]  # us and ns stamps
     assert p.trades.side.tolist() == [-1]  # buyer is maker: the taker sold; insurance-fund print skipped
     assert p.trades.trade_id == ["3535186032"]
 
@@ -239,10 +239,10 @@ def _same_parse(msgs: list[RawMessage]) -> None:
     key = sorted((r.index, r.reason, r.detail) for r in fast.rejections)
     assert key == sorted((r.index, r.reason, r.detail) for r in slow.rejections)
     assert fast.trades.trade_id == slow.trades.trade_id
-    for name in ("index", "ts_exchange_ns", "ts_local_ns", "price", "qty", "side"):
+    for name in ("index", "ts_ex", "ts_local", "price", "qty", "side"):
         a, b = getattr(fast.trades, name), getattr(slow.trades, name)
         assert a.dtype == b.dtype and a.shape == b.shape and (a == b).all(), name
-    for name in ("index", "ts_exchange_ns", "ts_local_ns", "first_id", "last_id", "prev_id", "seq", "is_snap", "skip"):
+    for name in ("index", "ts_ex", "ts_local", "first_id", "last_id", "prev_id", "seq", "is_snap", "skip"):
         assert (getattr(fast.book, name) == getattr(slow.book, name)).all(), name
     for name in ("bid_off", "bid_px", "bid_qty", "ask_off", "ask_px", "ask_qty"):
         a, b = getattr(fast.book, name), getattr(slow.book, name)

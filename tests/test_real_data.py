@@ -73,16 +73,16 @@ def test_real_replay_delivers_the_book_with_positive_feed_latency(make_config: C
 
     pair = cfg.model_copy(update={"instrument": cfg.instrument.model_copy(update={"venue": "binance-usdm"})})
     m = load_market(pair, None, None, 5)
-    lat = m.book_ts_local - m.book_ts_ex
+    lat = m.books.ts_local - m.books.ts_ex
     assert lat.min() >= 0 and (lat > 0).mean() > 0.99
     assert np.median(lat) > 1_000_000  # over a millisecond: a latency from the data, not the zero floor
     # the engine's guard (no delivery before the exchange saw it) no longer binds: delivered at the local time
     engine = Engine(engine_config(cfg), 5)
     engine.load(m)
     n = 2_000 + int(np.argmax(lat[2_000:] > 0))
-    engine.run_until(int(m.book_ts_ex[n]))  # the exchange has book event n; we have not received it yet
+    engine.run_until(int(m.books.ts_ex[n]))  # the exchange has book event n; we have not received it yet
     seen = engine.book()
-    assert 0 < seen.ts_local <= m.book_ts_ex[n] < m.book_ts_local[n]
+    assert 0 < seen.ts_local <= m.books.ts_ex[n] < m.books.ts_local[n]
 
 
 def test_live_feed_drops_no_tick_and_online_features_equal_batch_features_in_arrival_order(
@@ -93,8 +93,9 @@ def test_live_feed_drops_no_tick_and_online_features_equal_batch_features_in_arr
     features over its ticks equal the batch features over the same messages, chunk by arrival chunk."""
     import asyncio
 
-    from features import BatchFeatures, BookArrays, OnlineFeatures, TradeArrays
-    from live.feed import BookTick, SourceFeed, Tick
+    from core.records import Book
+    from features import BatchFeatures, OnlineFeatures
+    from live.feed import SourceFeed, Tick
     from market.normalize import Normalizer
 
     cfg = make_config(warehouse={"snapshot_levels": 20})
@@ -105,7 +106,7 @@ def test_live_feed_drops_no_tick_and_online_features_equal_batch_features_in_arr
 
     feed = SourceFeed(FileSource(episode_paths("2024-07-18"), batch_lines=chunk), cfg)
     ticks = asyncio.run(feed_ticks(feed))
-    n_books = sum(isinstance(t, BookTick) for t in ticks)
+    n_books = sum(isinstance(t, Book) for t in ticks)
     assert n_books == feed.counts["book_updates"] > 8_000
     assert len(ticks) - n_books == feed.counts["trades"] > 10_000  # every trade passed on
     assert feed.counts["late"] > 10  # trades stamped before a book update already passed on: applied
@@ -113,7 +114,7 @@ def test_live_feed_drops_no_tick_and_online_features_equal_batch_features_in_arr
     online = OnlineFeatures(tick_size)
     got: list[np.ndarray] = []
     for t in ticks:
-        if isinstance(t, BookTick):
+        if isinstance(t, Book):
             got.append(online.update_book(t.ts_ex, t.epoch, t.bid_px, t.bid_qty, t.ask_px, t.ask_qty).copy())
         else:
             online.update_trade(t.ts_ex, t.price, t.qty, t.side)
@@ -126,23 +127,8 @@ def test_live_feed_drops_no_tick_and_online_features_equal_batch_features_in_arr
     norm = Normalizer(src.venue, "BTCUSDT", tick_size, 20, store_raw=False)
     batch = BatchFeatures(tick_size)
     want: list[np.ndarray] = []
-    waiting = TradeArrays.empty()
     for raw in asyncio.run(raw_chunks()):
         out = norm.process(raw)  # type: ignore[arg-type]
-        snaps, tr = out.tables["snapshots"], out.tables["trades"]
-        trades = TradeArrays(
-            *(np.concatenate([w, np.asarray(tr.column(c).to_numpy())]) for w, c in
-              zip(waiting, ("ts_exchange_ns", "price", "qty", "side"), strict=True))
-        )  # fmt: skip
-        if snaps.num_rows == 0:  # BatchFeatures.run takes trades only with a book update: carry them over
-            waiting = trades
-            continue
-        waiting = TradeArrays.empty()
-        sides = [fixed_to_numpy(snaps.column(c), 20) for c in ("bid_px", "bid_qty", "ask_px", "ask_qty")]
-        books = BookArrays(
-            np.asarray(snaps.column("ts_exchange_ns").to_numpy()), np.asarray(snaps.column("epoch_ns").to_numpy()),
-            *sides,
-        )  # fmt: skip
-        want.extend(batch.run(books, trades))
+        want.extend(batch.run(out.books, out.trades))  # trades after a chunk's last book update wait in it
     assert len(got) == len(want) == n_books
     np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-9, atol=1e-12, equal_nan=True)

@@ -458,14 +458,14 @@ def test_a_refused_amend_leaves_a_live_order_open_and_a_reject_ends_it(tmp_path:
 
 def _two_resting_orders(cfg: AppConfig, tmp_path: Path, window: int) -> tuple[Any, list[int]]:
     """A paper loop whose rate limit (2 requests per ``window``) two resting orders have used up."""
-    from live.feed import BookTick
+    from core.records import Book
 
     e = cfg.execution.model_copy(update={"rate_limit": 2, "rate_window": window})
     loop = _loop(cfg.model_copy(update={"execution": e}), tmp_path)
     n, tick = cfg.features.levels, cfg.instrument.tick_size
     bids, asks = 60_000.0 - tick * np.arange(n), 60_000.0 + tick * (1 + np.arange(n))
     t0 = 1_700_000_000 * NS
-    loop.on_tick(BookTick(t0, t0 + 1_000_000, 0, bids, np.ones(n), asks, np.ones(n)))
+    loop.on_tick(Book(t0, t0 + 1_000_000, 0, bids, np.ones(n), asks, np.ones(n)))
     gw = loop.gw
     ids = [gw.submit(1, 0.01, bids[5]), gw.submit(-1, 0.01, asks[5])]
     loop.advance(gw.now + 50_000_000)

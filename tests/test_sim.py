@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from core.config import InstrumentConfig, SimConfig, SimModelConfig
+from core.records import Trades
 from market.events import RawBatch, RawMessage, fixed_to_numpy
 from market.normalize import Normalizer
 from market.sources.files import FileSource
@@ -37,7 +38,7 @@ def test_messages_are_valid_bybit_and_rebuild_a_gap_free_uncrossed_book() -> Non
     u = [orjson.loads(m.payload)["data"]["u"] for m in msgs if "orderbook" in m.payload[:30]]
     assert u == list(range(FIRST_UPDATE_ID, FIRST_UPDATE_ID + len(u)))
     assert len(u) > 4 * 50 * 0.8  # a delta nearly every 20 ms
-    ts = [m.ts_local_ns for m in msgs]
+    ts = [m.ts_local for m in msgs]
     assert ts == sorted(ts)
 
     norm = Normalizer(BYBIT, "BTCUSDT", 0.1, 50, store_raw=False)
@@ -144,7 +145,8 @@ def test_signs_of_one_order_count_once() -> None:
     # prints with the same time and side are one market order that walked several levels
     one = np.ones(1)
     ts, side = np.array([1, 1, 2, 2, 3]), np.array([1, 1, 1, -1, -1])
-    s = facts.Stream(np.zeros(1, np.int64), one, one, one, one, ts, np.ones(5), side, 0.1)
+    trades = Trades(ts, ts, np.ones(5), np.ones(5), side.astype(np.int8))
+    s = facts.Stream(np.zeros(1, np.int64), one, one, one, one, trades, 0.1)
     assert facts.order_signs(s).tolist() == [1.0, 1.0, -1.0, -1.0]
     assert facts.sign_autocorrelation(np.array([1.0, -1.0] * 50), 1) == pytest.approx(-1.0)
     assert facts.sign_autocorrelation(np.array([1.0, -1.0] * 50), 2) == pytest.approx(1.0)

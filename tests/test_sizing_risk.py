@@ -194,7 +194,7 @@ def test_the_stale_data_check_reads_the_corrected_arrival_of_a_recording(
     corrected arrival (warehouse clock offsets, through load_market), not from the recorded stamp."""
     from execution.backtest import Signals, engine_config, make_strategy, replay
     from execution.engine import Engine
-    from execution.market import MarketData
+    from execution.market import Market
     from market.sources.files import FileSource
     from pipelines.replay import load_market
     from tests.test_clocks import BEHIND_A, FILE_A, T0, binance, write_recording
@@ -208,9 +208,9 @@ def test_the_stale_data_check_reads_the_corrected_arrival_of_a_recording(
     # the last book update: stamped T0 + 300 ms, recorded 1.5 s earlier + 11 ms of jitter; the file's
     # offset is 1,498 ms (its smallest jitter, 2 ms), so it arrived at T0 + 309 ms
     last = (T0 + 309) * ms
-    assert int(m.book_ts_local[-1]) == last
+    assert int(m.books.ts_local[-1]) == last
 
-    def decide_at(t: int, market: MarketData) -> tuple[int, int]:
+    def decide_at(t: int, market: Market) -> tuple[int, int]:
         """One buy decision at local time ``t`` (baseline, a fixed 50 USDT): orders sent, stale refusals."""
         strategy = make_strategy("baseline", cfg, 60 * 10**9, study_notional=50.0)
         g = t - 10 * ms
@@ -221,5 +221,8 @@ def test_the_stale_data_check_reads_the_corrected_arrival_of_a_recording(
     assert decide_at(last + 1_900 * ms, m) == (1, 0)  # 1.9 s of silence: under stale_after
     assert decide_at(last + 2_100 * ms, m) == (0, 1)  # 2.1 s: stale, no order
     # with the recorded (uncorrected) stamps the book would look 1.498 s older: the 1.9 s decision refused
-    raw = m._replace(book_ts_local=m.book_ts_local - 1_498 * ms, trade_ts_local=m.trade_ts_local - 1_498 * ms)
+    raw = Market(
+        m.books._replace(ts_local=m.books.ts_local - 1_498 * ms),
+        m.trades._replace(ts_local=m.trades.ts_local - 1_498 * ms),
+    )
     assert decide_at(last + 1_900 * ms, raw) == (0, 1)

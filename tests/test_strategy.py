@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from core.records import Trades
 from execution.backtest import Signals, replay
 from execution.engine import Engine
-from execution.market import MarketData, market_data
+from execution.market import Market, market_data
 from execution.quality import metrics
 from execution.risk import RiskLimits, RiskManager, RiskState
 from execution.sizing import SizingParams
@@ -29,7 +30,7 @@ SIZING = SizingParams(
 LIMITS = RiskLimits(max_position_btc=5, max_notional=1e9, stale_after_ns=10 * S, max_spread_bps=50, min_depth_btc=0)
 
 
-def books(times: list[int], bid: list[float], ask: list[float] | None = None, qty: float = 2.0) -> MarketData:
+def books(times: list[int], bid: list[float], ask: list[float] | None = None, qty: float = 2.0) -> Market:
     """A book with ``LEVELS`` levels one tick apart under ``bid`` and over ``ask`` (spread one tick)."""
     asks = ask or [b + 0.1 for b in bid]
     bp = [[b - 0.1 * k for k in range(LEVELS)] for b in bid]
@@ -55,7 +56,7 @@ def signals(times: list[int], direction: list[int], p: float = 0.55, quiet: floa
     )
 
 
-def run(st: Strategy, m: MarketData, sig: Signals, cash: float = 100_000.0) -> tuple[Engine, np.ndarray]:
+def run(st: Strategy, m: Market, sig: Signals, cash: float = 100_000.0) -> tuple[Engine, np.ndarray]:
     eng = Engine(CFG, LEVELS, cash=cash)
     rec = replay(eng, [m], sig, st, decision_delay_ns=MS)
     return eng, rec.fills
@@ -144,11 +145,13 @@ def test_a_filled_passive_entry_exits_passively_then_crosses_after_the_exit_time
     m0 = books(t, [50_000.0] * 16)
     # a seller hits our bid at 1.5 s, taking the whole level (2 BTC ahead of us plus ours)
     m = m0._replace(
-        trade_ts_ex=np.array([int(1.5 * S)], np.int64),
-        trade_ts_local=np.array([int(1.5 * S)], np.int64),
-        trade_price=np.array([50_000.0]),
-        trade_qty=np.array([3.0]),
-        trade_side=np.array([-1], np.int8),
+        trades=Trades(
+            np.array([int(1.5 * S)], np.int64),
+            np.array([int(1.5 * S)], np.int64),
+            np.array([50_000.0]),
+            np.array([3.0]),
+            np.array([-1], np.int8),
+        )
     )
     eng, fills = run(strategy(Passive), m, signals(t[1:12], [1] + [0] * 10))
     assert len(fills) == 2

@@ -248,7 +248,7 @@ def test_latest_book_follows_the_newest_update_and_ignores_older_batches(tmp_pat
             "SELECT ts_exchange_ns, bid_px, ask_qty FROM snapshots ORDER BY ts_exchange_ns DESC, update_id DESC LIMIT 1"
         ).fetchall()[0]
         n = one(con, "SELECT count(*) FROM snapshots_latest")
-    assert book.ts_exchange_ns == want[0]
+    assert book.ts_ex == want[0]
     assert book.bid_px.tolist() == list(want[1]) and book.ask_qty.tolist() == list(want[2])
     assert n == (1,)
 

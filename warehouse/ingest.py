@@ -153,7 +153,7 @@ async def _ingest(
             if normalizer.needs_resync:
                 source.request_resync("book invalid after " + ("gap" if out.counts["gaps"] else "reject"))
         for note in source.take_notes():
-            writer.add({SYNC_EVENTS.name: normalizer.note(note.kind, note.detail, note.ts_local_ns)})
+            writer.add({SYNC_EVENTS.name: normalizer.note(note.kind, note.detail, note.ts_local)})
             result.counts[note.kind] += 1
         now = clock.monotonic_ns()
         if writer.buffered_rows >= wcfg.flush_rows or now - last_flush >= wcfg.flush_interval:

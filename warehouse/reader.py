@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from core.errors import UserError
+from core.records import Book
 from warehouse.db import one
 
 NS_PER_S = 1_000_000_000
@@ -138,43 +139,33 @@ def _level_columns(levels: int, prefix: str = "") -> str:
     return ", ".join(cols)
 
 
-@dataclass(frozen=True)
-class Book:
-    """One L2 book: best first on each side; missing levels have price NaN and size 0."""
-
-    ts_exchange_ns: int
-    ts_local_ns: int
-    bid_px: np.ndarray
-    bid_qty: np.ndarray
-    ask_px: np.ndarray
-    ask_qty: np.ndarray
-
-
 def latest_book(con: duckdb.DuckDBPyConnection, venue: str, symbol: str, levels: int) -> Book:
     """The most recent book, from the one-row-per-pair snapshots_latest table (sub-millisecond)."""
+    cols = (
+        f"ts_exchange_ns, ts_local_ns, epoch_ns, bid_px[1:{levels}], bid_qty[1:{levels}], ask_px[1:{levels}], "
+        f"ask_qty[1:{levels}]"
+    )
     rows = con.execute(
-        f"SELECT ts_exchange_ns, ts_local_ns, bid_px[1:{levels}], bid_qty[1:{levels}], ask_px[1:{levels}], "
-        f"ask_qty[1:{levels}] FROM snapshots_latest WHERE venue = ? AND symbol = ?",
+        f"SELECT {cols} FROM snapshots_latest WHERE venue = ? AND symbol = ?",
         [venue, symbol],
     ).fetchall()
     if not rows:
         # a warehouse written before snapshots_latest existed: the rollup has the same answer
         rows = con.execute(
-            f"SELECT ts_exchange_ns, ts_local_ns, bid_px[1:{levels}], bid_qty[1:{levels}], ask_px[1:{levels}], "
-            f"ask_qty[1:{levels}] FROM snapshots_1s WHERE venue = ? AND symbol = ? ORDER BY bucket_ns DESC LIMIT 1",
+            f"SELECT {cols} FROM snapshots_1s WHERE venue = ? AND symbol = ? ORDER BY bucket_ns DESC LIMIT 1",
             [venue, symbol],
         ).fetchall()
     if not rows:
         raise UserError(f"no snapshots for {venue}/{symbol}")
-    ts_ex, ts_local, bp, bq, ap, aq = rows[0]
+    ts_ex, ts_local, epoch, bp, bq, ap, aq = rows[0]
     arr = [np.asarray(x, np.float64) for x in (bp, bq, ap, aq)]
-    return Book(int(ts_ex), int(ts_local), *arr)
+    return Book(int(ts_ex), int(ts_local), int(epoch), *arr)
 
 
 def latest_snapshot(con: duckdb.DuckDBPyConnection, venue: str, symbol: str, levels: int) -> pa.Table:
     """The most recent book as one row of wide columns (bid_px_1 .. ask_qty_N), as export writes them."""
     book = latest_book(con, venue, symbol, levels)
-    cols: dict[str, list[object]] = {"ts_exchange_ns": [book.ts_exchange_ns], "ts_local_ns": [book.ts_local_ns]}
+    cols: dict[str, list[object]] = {"ts_exchange_ns": [book.ts_ex], "ts_local_ns": [book.ts_local]}
     for side in ("bid", "ask"):
         for kind in ("px", "qty"):
             values = getattr(book, f"{side}_{kind}")

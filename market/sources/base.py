@@ -16,7 +16,7 @@ class Note:
 
     kind: str
     detail: str
-    ts_local_ns: int
+    ts_local: int
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def parse(messages: RawInput, symbol: str, tick: float) -> Parsed:
     trade_stream = f"{lower}@trade"
     view = memoryview(batch.data)
     offsets = batch.offsets.tolist()
-    for k, ts_local in enumerate(batch.ts_local_ns.tolist()):
+    for k, ts_local in enumerate(batch.ts_local.tolist()):
         try:
             d = loads(view[offsets[k] : offsets[k + 1]])
         except orjson.JSONDecodeError:
@@ -144,8 +144,8 @@ def _trade(
     if data.get("X", "MARKET") != "MARKET":
         return True  # insurance-fund and ADL prints are not market trades
     trades.index.append(k)
-    trades.ts_exchange_ns.append(ts_ms * NS_PER_MS)
-    trades.ts_local_ns.append(ts_local)
+    trades.ts_ex.append(ts_ms * NS_PER_MS)
+    trades.ts_local.append(ts_local)
     trades.trade_id.append(str(tid))
     trades.price.append(px)
     trades.qty.append(qty)
@@ -177,8 +177,8 @@ def _add_book(
     asks: list[list[str]],
 ) -> None:
     book.index.append(k)
-    book.ts_exchange_ns.append(ts_ms * NS_PER_MS)
-    book.ts_local_ns.append(ts_local)
+    book.ts_ex.append(ts_ms * NS_PER_MS)
+    book.ts_local.append(ts_local)
     book.first_id.append(first)
     book.last_id.append(last)
     book.prev_id.append(prev)

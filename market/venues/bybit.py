@@ -113,7 +113,7 @@ def _general(
     book_suffix = "." + symbol
     view = memoryview(batch.data)
     offsets = batch.offsets.tolist()
-    ts_local = batch.ts_local_ns
+    ts_local = batch.ts_local
     for k in todo:
         try:
             d = loads(view[offsets[k] : offsets[k + 1]])
@@ -173,8 +173,8 @@ def _book_message(
         return False
     snap = typ == "snapshot" or u == 1
     book.index.append(k)
-    book.ts_exchange_ns.append(ts_ms * NS_PER_MS)
-    book.ts_local_ns.append(ts_local)
+    book.ts_ex.append(ts_ms * NS_PER_MS)
+    book.ts_local.append(ts_local)
     book.first_id.append(u)
     book.last_id.append(u)
     book.prev_id.append(-1 if snap else u - 1)
@@ -211,8 +211,8 @@ def _trade_message(
             rejections.append(Rejection(k, "bad_value", f"{topic}: trade side/time/symbol"))
             continue
         trades.index.append(k)
-        trades.ts_exchange_ns.append(ts_ms * NS_PER_MS)
-        trades.ts_local_ns.append(ts_local)
+        trades.ts_ex.append(ts_ms * NS_PER_MS)
+        trades.ts_local.append(ts_local)
         trades.trade_id.append(str(tid))
         trades.price.append(px)
         trades.qty.append(qty)
@@ -240,8 +240,8 @@ def _fast_books(
     u = c.u
     arrays = BookMessages(
         index=np.arange(len(batch), dtype=np.int64),
-        ts_exchange_ns=c.ts_ms * NS_PER_MS,
-        ts_local_ns=batch.ts_local_ns,
+        ts_ex=c.ts_ms * NS_PER_MS,
+        ts_local=batch.ts_local,
         first_id=u,
         last_id=u,
         prev_id=np.where(c.is_snap, -1, u - 1),
@@ -277,8 +277,8 @@ def _fast_trades(batch: RawBatch, symbol: str, streams: np.ndarray) -> TradeMess
     data = batch.data
     return TradeMessages(
         index=index,
-        ts_exchange_ns=c.t_ms * NS_PER_MS,
-        ts_local_ns=batch.ts_local_ns[index],
+        ts_ex=c.t_ms * NS_PER_MS,
+        ts_local=batch.ts_local[index],
         trade_id=[data[a:b].decode("ascii") for a, b in zip(c.id_start.tolist(), c.id_end.tolist(), strict=True)],
         price=c.px,
         qty=c.qty,

@@ -20,15 +20,47 @@ pass) the option is ignored.
 
 from __future__ import annotations
 
+import logging
+import pickle
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numba as nb
 
 F = TypeVar("F", bound=Callable[..., Any])
+_log = logging.getLogger(__name__)
 
 
 def kernel_jit(**options: Any) -> Callable[[F], F]:
     """``numba.njit(**options)`` without reference counting (see the module docstring)."""
     jit: Callable[[F], F] = nb.njit(**{"_nrt": False, **options})
     return jit
+
+
+def _tolerate_stale_caches() -> None:
+    """Make an on-disk numba cache written by an older version of the code a miss, not a crash.
+
+    numba unpickles a function's whole cache index (every signature it was ever compiled for) before
+    it compares the source's stamp; a signature naming a class since moved or removed (a record type
+    of an earlier version) then raises ModuleNotFoundError at the first call, and every command
+    that runs the kernel fails until someone deletes ``__pycache__``. Here such an index reads as
+    empty: the kernel compiles again and its index is rewritten (numba 0.68's
+    ``IndexDataCacheFile._load_index``; a test holds it, tests/test_jit.py)."""
+    from numba.core import caching
+
+    load: Callable[[Any], Any] = caching.IndexDataCacheFile._load_index
+    if getattr(load, "tolerant", False):
+        return
+
+    def tolerant(self: Any) -> Any:
+        try:
+            return load(self)
+        except (ImportError, AttributeError, EOFError, pickle.UnpicklingError) as exc:
+            _log.info("numba cache %s is from another version of the code (%s): compiling again", self._index_path, exc)
+            return {}
+
+    tolerant.tolerant = True  # type: ignore[attr-defined]
+    setattr(caching.IndexDataCacheFile, "_load_index", tolerant)  # noqa: B010 (a method replaced)
+
+
+_tolerate_stale_caches()

@@ -149,7 +149,7 @@ class Engine:
         orders = (self._oi, self._of, self._opn, self._qi, self._qf, self._ri, self._rf)
         results = (self._fi, self._ff, self._smi, self._smf, self._rl)
         m = self.market
-        return r.Arrays._make((self._si, self._sf, *m.books, *m.trades, self._dep, *orders, *results))
+        return r.Arrays._make((self._si, self._sf, *m.read_only, self._dep, *orders, *results))
 
     def _make_room(self) -> None:
         si = self._si

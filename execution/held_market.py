@@ -31,8 +31,40 @@ class HeldMarket:
         self.levels, self.si = levels, si
         none = empty_market(levels)  # the buffers, in the order of r.Arrays' market fields
         b = none.books
-        self.books: list[np.ndarray] = [b.ts_ex, b.ts_local, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty]
-        self.trades: list[np.ndarray] = list(none.trades)
+        self._books: list[np.ndarray] = [b.ts_ex, b.ts_local, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty]
+        self._trades: list[np.ndarray] = list(none.trades)
+        self.read_only: tuple[np.ndarray, ...] = ()  # what the kernels get: see _freeze
+        self._freeze()
+
+    @property
+    def books(self) -> list[np.ndarray]:
+        return self._books
+
+    @books.setter
+    def books(self, buffers: list[np.ndarray]) -> None:
+        self._books = buffers
+        self._freeze()
+
+    @property
+    def trades(self) -> list[np.ndarray]:
+        return self._trades
+
+    @trades.setter
+    def trades(self, buffers: list[np.ndarray]) -> None:
+        self._trades = buffers
+        self._freeze()
+
+    def _freeze(self) -> None:
+        """Read-only views of the buffers, the books' then the trades', for the kernels: always one array
+        type, whether a buffer is the engine's own or a block adopted from the warehouse reader (whose
+        arrays are read-only), so nothing compiles twice and no loaded block is copied; and a kernel
+        that wrote into the market would not compile."""
+        views = []
+        for a in (*self._books, *self._trades):
+            v = a.view()
+            v.flags.writeable = False
+            views.append(v)
+        self.read_only = tuple(views)
 
     def load(self, market: Market) -> None:
         """Append a recorded block (events after everything already held); the data ends with it."""
@@ -134,12 +166,11 @@ class HeldMarket:
 
 
 def _adopt(buffers: list[np.ndarray], cols: tuple[np.ndarray, ...]) -> list[np.ndarray]:
-    """A block's columns as the buffers, without a copy when each is already what the engine's own
-    buffers are (its dtype, C-contiguous, writeable: the kernels are compiled for exactly that type,
-    and a read-only array, as the warehouse reader returns, would compile them again), else a copy.
-    The kernels only read them; a later append or push copies into a bigger buffer first. The
-    caller must not write into a block it loaded."""
+    """A block's columns as the buffers, without a copy when each is already of the engine's own
+    buffers' dtype and C-contiguous (read-only or not: the kernels get read-only views of every
+    buffer), else a copy. The kernels only read them; a later append or push copies into a bigger
+    buffer first. The caller must not write into a block it loaded."""
     return [
-        c if c.dtype == a.dtype and c.flags.c_contiguous and c.flags.writeable else np.array(c, a.dtype, order="C")
+        c if c.dtype == a.dtype and c.flags.c_contiguous else np.array(c, a.dtype, order="C")
         for a, c in zip(buffers, cols, strict=True)
     ]

@@ -17,6 +17,8 @@ import numba as nb
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
+
 MISSING = np.int8(-128)  # class label of a row without a label (int8 has no NaN)
 
 _I64_MAX = int(np.iinfo(np.int64).max)

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
 from features.catalog import BOOK_WINDOWS_S, MLOFI_LEVELS, TIME_CAP_S, TRADE_WINDOWS_S
 
 OK = 0

@@ -14,6 +14,7 @@ position and cash follow the executions. Keys are never logged, journaled or put
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -89,6 +90,9 @@ class BybitGateway(BybitRest):
 
     def passed(self, t: int) -> bool:
         return False
+
+    async def pause(self, ns: int) -> None:
+        await asyncio.sleep(ns / 1e9)
 
     def set_book(self, book: BookView) -> None:
         self._book = book

@@ -52,6 +52,11 @@ class RunnerGateway(Gateway, Protocol):
         """Already past local time ``t``: a decision due then is not taken."""
         ...
 
+    async def pause(self, ns: int) -> None:
+        """Let ``ns`` pass before a resend, on this gateway's clock: live, the wall clock (asleep);
+        paper, none here (its clock is the data's, which the loop runs on by ``run_to``)."""
+        ...
+
     async def begin(self, restored: Restored, now_ns: int) -> None:
         """A session starts on the account the journal restored (live: the exchange is the truth)."""
         ...

@@ -18,7 +18,6 @@ The kill switch (drawdown and daily loss in the risk manager; the watch's checks
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -167,7 +166,7 @@ class Loop:
         paper exchange and the wall clock live, up to ``tries`` times. Returns the ids still open."""
         for i in range(tries):
             if i:
-                await asyncio.sleep(wait_ns / 1e9 if self.gw.name != "paper" else 0)
+                await self.gw.pause(wait_ns)
             self.gw.cancel_all()
             await self.gw.sync()
             if self.last_book_ts >= 0:  # paper: the exchange answers the cancels (live: a no-op)

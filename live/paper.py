@@ -80,6 +80,9 @@ class PaperGateway:
     def passed(self, t: int) -> bool:
         return t <= self.engine.now
 
+    async def pause(self, ns: int) -> None:
+        return  # the data's clock: the loop runs the exchange on with run_to
+
     # -- the session ---------------------------------------------------------------------------
 
     async def begin(self, restored: Restored, now_ns: int) -> None:

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
 from core.records import Books
 
 # Message status codes returned by apply_updates.

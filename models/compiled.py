@@ -42,6 +42,8 @@ from typing import Any
 import numba as nb
 import numpy as np
 
+import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
+
 KZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold: a float literal in a double
 EPS = 1e-6  # probability clip before a logit (as models.stack._logit)
 MISSING = {"None": 0, "Zero": 1, "NaN": 2}  # LightGBM's missing_type

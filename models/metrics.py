@@ -23,6 +23,7 @@ import numba as nb
 import numpy as np
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
+import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
 from features.analysis import information_coefficient
 
 NEVER = 1.01  # a threshold no probability reaches: the model does not trade this direction

@@ -12,6 +12,8 @@ from typing import Any
 import numba as nb
 import numpy as np
 
+import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
+
 Row = Any  # a numpy record (one row of a structured array), read by field name
 
 

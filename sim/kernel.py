@@ -36,6 +36,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
 from sim.book import Row, deplete, keep_centred, lognormal_lots, reform, thin
 from sim.state import MAX_META, MSG_DELTA, MSG_SNAPSHOT, MSG_TRADE, Book, Out
 from sim.writer import publish, put_print, put_trade_end, put_trade_head

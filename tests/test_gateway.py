@@ -28,7 +28,7 @@ def test_the_paper_and_the_bybit_gateway_are_runner_gateways(make_config: Config
     live: RunnerGateway = BybitGateway(cfg, "key", "secret", "run")
     for_strategies: list[Gateway] = [paper, live]  # what a strategy talks to
     members = _members(Gateway, RunnerGateway)
-    assert {"submit", "now", "on_tick", "run_to", "ready_until", "begin", "sync", "errors"} <= members
+    assert {"submit", "now", "on_tick", "run_to", "ready_until", "begin", "pause", "sync", "errors"} <= members
     for gw in for_strategies:
         missing = sorted(n for n in members if not hasattr(gw, n))
         assert missing == [], f"{type(gw).__name__} lacks {missing}"

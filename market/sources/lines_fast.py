@@ -14,6 +14,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
+
 OK = 0
 BAD_LINE = 1  # a line that is neither "<digits> <payload>" nor whitespace
 UNSURE = 2  # leave the block to the line-by-line reader

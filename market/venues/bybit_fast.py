@@ -22,6 +22,8 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
+
 _POW10 = np.array([10.0**k for k in range(19)])
 
 KEY_TYPE = np.frombuffer(b'"type":"', np.uint8)

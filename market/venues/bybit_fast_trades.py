@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
 from market.venues.bybit_fast import _at, _decimal, _int
 
 # -- trades ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numba as nb
+import numpy as np
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger(__name__)
@@ -35,6 +36,18 @@ def kernel_jit(**options: Any) -> Callable[[F], F]:
     """``numba.njit(**options)`` without reference counting (see the module docstring)."""
     jit: Callable[[F], F] = nb.njit(**{"_nrt": False, **options})
     return jit
+
+
+def read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Read-only views of ``arrays``: what a kernel that only reads an array is handed, so that it is
+    compiled for one type whoever owns the array (numba types a read-only array apart: the warehouse
+    reader's are, the engine's own buffers are not, and each type would be a compile of its own)."""
+    views = []
+    for a in arrays:
+        v = a.view()
+        v.flags.writeable = False
+        views.append(v)
+    return tuple(views)
 
 
 def _tolerate_stale_caches() -> None:

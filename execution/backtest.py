@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from core.config import AppConfig
+from core.jit import kernel_jit, read_only
 from execution.compiled_passive_run import compilable, replay_passive
 from execution.engine import Engine, Wake
 from execution.loader import SHORT_NAMES, load_strategy
@@ -128,6 +129,34 @@ def make_strategy(
     return cls(params, sizing, RiskManager(limits), name=name.rpartition(":")[2].lower())
 
 
+@kernel_jit(cache=True)
+def _arrivals(
+    b_ex: np.ndarray,
+    b_local: np.ndarray,
+    t_ex: np.ndarray,
+    t_local: np.ndarray,
+    since: int,
+    ex: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The book events and trades merged in exchange-time order (a book event first on a tie) into
+    ``ex``, and in ``out`` the latest local arrival of any event up to each (delivery is never before
+    the exchange time, nor before ``since``, the previous block's last)."""
+    i = j = 0
+    n, m = b_ex.shape[0], t_ex.shape[0]
+    latest = since
+    for k in range(n + m):
+        if j >= m or (i < n and b_ex[i] <= t_ex[j]):
+            e, loc = b_ex[i], b_local[i]
+            i += 1
+        else:
+            e, loc = t_ex[j], t_local[j]
+            j += 1
+        latest = max(latest, loc, e)
+        ex[k] = e
+        out[k] = latest
+
+
 class _Feed:
     """Loads market blocks into the engine on demand and keeps the mid series for markouts."""
 
@@ -149,13 +178,12 @@ class _Feed:
             self.events += block.n_events
             self.mid_ts.append(block.books.ts_ex)
             self.mid.append(0.5 * (block.books.bid_px[:, 0] + block.books.ask_px[:, 0]))
-            ex = np.concatenate([block.books.ts_ex, block.trades.ts_ex])
-            local = np.concatenate([block.books.ts_local, block.trades.ts_local])
-            order = np.argsort(ex, kind="stable")
-            arrived = np.maximum.accumulate(np.maximum(local[order], ex[order]))  # delivery: never before ex
-            if self._arrived:
-                np.maximum(arrived, self._arrived[-1][-1], out=arrived)
-            self._ex.append(ex[order])
+            b, t = block.books, block.trades
+            ex, arrived = np.empty(block.n_events, np.int64), np.empty(block.n_events, np.int64)
+            since = self._arrived[-1][-1] if self._arrived else np.iinfo(np.int64).min
+            b_ex, b_local, t_ex, t_local = read_only(b.ts_ex, b.ts_local, t.ts_ex, t.ts_local)
+            _arrivals(b_ex, b_local, t_ex, t_local, int(since), ex, arrived)
+            self._ex.append(ex)
             self._arrived.append(arrived)
             return True
         self.done = True

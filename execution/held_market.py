@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from core.jit import read_only
 from execution import records as r
 from execution.market import Market, empty_market
 
@@ -59,12 +60,7 @@ class HeldMarket:
         type, whether a buffer is the engine's own or a block adopted from the warehouse reader (whose
         arrays are read-only), so nothing compiles twice and no loaded block is copied; and a kernel
         that wrote into the market would not compile."""
-        views = []
-        for a in (*self._books, *self._trades):
-            v = a.view()
-            v.flags.writeable = False
-            views.append(v)
-        self.read_only = tuple(views)
+        self.read_only = read_only(*self._books, *self._trades)
 
     def load(self, market: Market) -> None:
         """Append a recorded block (events after everything already held); the data ends with it."""

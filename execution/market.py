@@ -58,16 +58,17 @@ class Market(NamedTuple):
                 raise ValueError(
                     f"Market.{name}: expected {np.dtype(dtype)}{list(shape)}, got {arr.dtype}{list(arr.shape)}"
                 )
-        if np.any(np.diff(b.ts_ex) < 0) or np.any(np.diff(t.ts_ex) < 0):
+        # each rule reads its arrays once, with no temporary as large as them (sizes: every level
+        # of every update, a few hundred MB an hour; min() propagates NaN, which fails >= 0)
+        if any(ts.size > 1 and not (ts[1:] >= ts[:-1]).all() for ts in (b.ts_ex, t.ts_ex)):
             raise ValueError("Market: exchange time goes backwards")
-        for qty in (b.bid_qty, b.ask_qty):
-            if not (qty >= 0).all():
-                raise ValueError("Market: negative or NaN book sizes")
-        if (b.bid_px[:, :1] >= b.ask_px[:, :1]).any():  # NaN compares False: one-sided books pass
+        if b.bid_qty.size and not (b.bid_qty.min() >= 0 and b.ask_qty.min() >= 0):
+            raise ValueError("Market: negative or NaN book sizes")
+        if b.bid_px.size and (b.bid_px[:, 0] >= b.ask_px[:, 0]).any():  # NaN compares False: one-sided pass
             raise ValueError("Market: crossed book (best bid >= best ask)")
-        if not (np.isfinite(t.price).all() and (t.qty > 0).all()):
+        if t.price.size and not (np.isfinite(t.price).all() and t.qty.min() > 0):
             raise ValueError("Market: trades need a finite price and a positive size")
-        if not np.isin(t.side, (-1, 1)).all():
+        if not (np.abs(t.side) == 1).all():
             raise ValueError("Market: trade side must be +1 or -1")
         return self
 

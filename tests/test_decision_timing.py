@@ -43,3 +43,22 @@ def test_a_row_whose_event_arrives_after_its_decision_time_is_not_decided_on(mak
     # only the 2 s row: at 1.010 s the row of 1 s was not complete (its 995 ms update was still on its way)
     assert strategy.seen == [(2 * S + delay, 2 * S, 1_902 * MS)]
     assert run.meta["rows_not_arrived"] == 1
+
+
+def test_the_merged_arrivals_equal_a_sort_of_both_streams() -> None:
+    """execution.backtest._arrivals (one pass over the two sorted streams) against the plain numpy
+    reference: a stable sort of both, the running latest of max(local, exchange) and the previous block's."""
+    from execution.backtest import _arrivals
+
+    rng = np.random.default_rng(4)
+    b_ex = np.sort(rng.integers(0, 1_000, 300))  # ties within and across the streams
+    t_ex = np.sort(rng.integers(0, 1_000, 200))
+    b_local, t_local = b_ex + rng.integers(-5, 40, 300), t_ex + rng.integers(-5, 40, 200)
+    for since in (np.iinfo(np.int64).min, 900):
+        ex, out = np.empty(500, np.int64), np.empty(500, np.int64)
+        _arrivals(b_ex, b_local, t_ex, t_local, since, ex, out)
+        all_ex, all_local = np.concatenate([b_ex, t_ex]), np.concatenate([b_local, t_local])
+        order = np.argsort(all_ex, kind="stable")
+        want = np.maximum(np.maximum.accumulate(np.maximum(all_local[order], all_ex[order])), since)
+        assert (ex == all_ex[order]).all() and (out == want).all()
+        assert (out >= ex).all() and (np.diff(out) >= 0).all()

@@ -32,35 +32,20 @@ class HeldMarket:
         self.levels, self.si = levels, si
         none = empty_market(levels)  # the buffers, in the order of r.Arrays' market fields
         b = none.books
-        self._books: list[np.ndarray] = [b.ts_ex, b.ts_local, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty]
-        self._trades: list[np.ndarray] = list(none.trades)
-        self.read_only: tuple[np.ndarray, ...] = ()  # what the kernels get: see _freeze
-        self._freeze()
+        self.books: list[np.ndarray] = [b.ts_ex, b.ts_local, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty]
+        self.trades: list[np.ndarray] = list(none.trades)
+        self.read_only: tuple[np.ndarray, ...] = ()
+        self._hold()
 
-    @property
-    def books(self) -> list[np.ndarray]:
-        return self._books
-
-    @books.setter
-    def books(self, buffers: list[np.ndarray]) -> None:
-        self._books = buffers
-        self._freeze()
-
-    @property
-    def trades(self) -> list[np.ndarray]:
-        return self._trades
-
-    @trades.setter
-    def trades(self, buffers: list[np.ndarray]) -> None:
-        self._trades = buffers
-        self._freeze()
-
-    def _freeze(self) -> None:
-        """Read-only views of the buffers, the books' then the trades', for the kernels: always one array
-        type, whether a buffer is the engine's own or a block adopted from the warehouse reader (whose
-        arrays are read-only), so nothing compiles twice and no loaded block is copied; and a kernel
-        that wrote into the market would not compile."""
-        self.read_only = read_only(*self._books, *self._trades)
+    def _hold(self, books: list[np.ndarray] | None = None, trades: list[np.ndarray] | None = None) -> None:
+        """Take new buffers (the only way they change) and make ``read_only``, the views of the books'
+        then the trades' buffers that the kernels get: always one array type, whether a buffer is the
+        engine's own or a block adopted from the warehouse reader (whose arrays are read-only), so
+        nothing compiles twice and no loaded block is copied; a kernel that wrote into the market
+        would not compile."""
+        self.books = self.books if books is None else books
+        self.trades = self.trades if trades is None else trades
+        self.read_only = read_only(*self.books, *self.trades)
 
     def load(self, market: Market) -> None:
         """Append a recorded block (events after everything already held); the data ends with it."""
@@ -112,7 +97,7 @@ class HeldMarket:
             raise ValueError("book events go back in exchange time")
         if n + k > len(self.books[0]):
             keep = max(min(int(si[r.S_EX_BOOK]), int(si[r.S_LOC_BOOK])) - 1, 0)  # the current rows stay
-            self.books = [grow(a[keep:n], n - keep + k) for a in self.books]
+            self._hold(books=[grow(a[keep:n], n - keep + k) for a in self.books])
             si[r.S_EX_BOOK] -= keep
             si[r.S_LOC_BOOK] -= keep
             si[r.S_N_BOOK] = n - keep
@@ -125,7 +110,7 @@ class HeldMarket:
             raise ValueError("trades go back in exchange time")
         if n + k > len(self.trades[0]):
             keep = int(si[r.S_EX_TRADE])
-            self.trades = [grow(a[keep:n], n - keep + k) for a in self.trades]
+            self._hold(trades=[grow(a[keep:n], n - keep + k) for a in self.trades])
             si[r.S_EX_TRADE] = 0
             si[r.S_N_TRADE] = n - keep
         return int(si[r.S_N_TRADE])
@@ -135,7 +120,7 @@ class HeldMarket:
         if k == 0:
             return
         if self._empty(r.S_N_BOOK, r.S_EX_BOOK, r.S_LOC_BOOK):  # the first block: kept as it is, no copy
-            self.books = _adopt(self.books, cols)
+            self._hold(books=_adopt(self.books, cols))
             self.si[r.S_N_BOOK] = k
             return
         n = self._reserve_books(int(cols[0][0]), k)
@@ -148,7 +133,7 @@ class HeldMarket:
         if k == 0:
             return
         if self._empty(r.S_N_TRADE, r.S_EX_TRADE, r.S_EX_TRADE):
-            self.trades = _adopt(self.trades, cols)
+            self._hold(trades=_adopt(self.trades, cols))
             self.si[r.S_N_TRADE] = k
             return
         n = self._reserve_trades(int(cols[0][0]), k)

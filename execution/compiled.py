@@ -52,27 +52,27 @@ class CompiledStrategy(NamedTuple):
 @kernel_jit(inline="always")
 def now(e: Arrays) -> int:
     """The local clock (ns)."""
-    return int(e.si[r.S_NOW])
+    return int(e.state[0].now)
 
 
 @kernel_jit(inline="always")
 def best_bid(e: Arrays) -> float:
     """Best bid of the last book received (NaN before the first)."""
-    i = e.si[r.S_LOC_BOOK] - 1
+    i = e.state[0].local_book - 1
     return float(e.bid_px[i, 0]) if i >= 0 else np.nan
 
 
 @kernel_jit(inline="always")
 def best_ask(e: Arrays) -> float:
     """Best ask of the last book received (NaN before the first)."""
-    i = e.si[r.S_LOC_BOOK] - 1
+    i = e.state[0].local_book - 1
     return float(e.ask_px[i, 0]) if i >= 0 else np.nan
 
 
 @kernel_jit(inline="always")
 def book_time(e: Arrays) -> int:
     """Local time of the last book received (-1 before the first)."""
-    i = e.si[r.S_LOC_BOOK] - 1
+    i = e.state[0].local_book - 1
     return int(e.book_ts_local[i]) if i >= 0 else -1
 
 
@@ -80,7 +80,7 @@ def book_time(e: Arrays) -> int:
 def book_side(e: Arrays, side: int) -> tuple[np.ndarray, np.ndarray]:
     """(prices, sizes) of one side of the last book received, best first (side > 0: the bids);
     views, not copies: read them before the step returns. Before the first book: empty."""
-    i = e.si[r.S_LOC_BOOK] - 1
+    i = e.state[0].local_book - 1
     if i < 0:
         return e.bid_px[0, :0], e.bid_qty[0, :0]
     return (e.bid_px[i], e.bid_qty[i]) if side > 0 else (e.ask_px[i], e.ask_qty[i])
@@ -88,118 +88,120 @@ def book_side(e: Arrays, side: int) -> tuple[np.ndarray, np.ndarray]:
 
 @kernel_jit(inline="always")
 def tick_size(e: Arrays) -> float:
-    return float(e.sf[r.K_TICK])
+    return float(e.config[0].tick)
 
 
 @kernel_jit(inline="always")
 def lot_size(e: Arrays) -> float:
-    return float(e.sf[r.K_LOT])
+    return float(e.config[0].lot)
 
 
 @kernel_jit(inline="always")
 def position(e: Arrays) -> float:
     """BTC held, as reported by ``now``."""
-    return float(e.sf[r.L_POS])
+    return float(e.accounts[r.LOCAL].position)
 
 
 @kernel_jit(inline="always")
 def cash(e: Arrays) -> float:
     """Cash as reported by ``now``."""
-    return float(e.sf[r.L_CASH])
+    return float(e.accounts[r.LOCAL].cash)
 
 
 @kernel_jit(inline="always")
 def live_orders(e: Arrays) -> tuple[int, int]:
     """(first, end): the rows to scan for orders sent and not reported done (``is_live``), in the
     order they were sent; order id = row + 1."""
-    si = e.si
-    i = si[r.S_FIRST_LIVE]
-    while i < si[r.S_N_ORDERS] and e.oi[i, r.O_L_STATUS] > r.OPEN:  # a done order never comes back
+    s = e.state[0]
+    i = s.first_live
+    while i < s.n_orders and e.orders[i].local_status > r.OPEN:  # a done order never comes back
         i += 1
-    si[r.S_FIRST_LIVE] = i
-    return i, si[r.S_N_ORDERS]
+    s.first_live = i
+    return i, s.n_orders
 
 
 @kernel_jit(inline="always")
 def is_live(e: Arrays, row: int) -> bool:
     """Order row ``row`` is pending or open in the local view."""
-    return bool(e.oi[row, r.O_L_STATUS] <= r.OPEN)
+    return bool(e.orders[row].local_status <= r.OPEN)
 
 
 @kernel_jit(inline="always")
 def order_side(e: Arrays, row: int) -> int:
-    return int(e.oi[row, r.O_SIDE])
+    return int(e.orders[row].side)
 
 
 @kernel_jit(inline="always")
 def order_tag(e: Arrays, row: int) -> int:
-    return int(e.oi[row, r.O_TAG])
+    return int(e.orders[row].tag)
 
 
 @kernel_jit(inline="always")
 def order_price(e: Arrays, row: int) -> float:
     """The price as last reported (OpenOrder.price)."""
-    return float(e.of[row, r.F_L_PRICE])
+    return float(e.orders[row].local_price)
 
 
 @kernel_jit(inline="always")
 def order_qty(e: Arrays, row: int) -> float:
-    return float(e.of[row, r.F_L_QTY])
+    return float(e.orders[row].local_qty)
 
 
 @kernel_jit(inline="always")
 def order_filled(e: Arrays, row: int) -> float:
-    return float(e.of[row, r.F_L_FILLED])
+    return float(e.orders[row].local_filled)
 
 
 # --- requests ------------------------------------------------------------------------------------
 
 
 @kernel_jit()
-def _to_front(ai: np.ndarray, af: np.ndarray, head: int, n: int) -> None:
-    """Move rows head..n of ``ai`` / ``af`` to the front, element by element (no temporary copy:
-    kernels run without NRT, core.jit)."""
+def _to_front(rows: np.ndarray, head: int, n: int) -> None:
+    """Move rows head..n of ``rows`` to the front, row by row (no temporary copy: kernels run
+    without NRT, core.jit)."""
     for i in range(n - head):
-        for j in range(ai.shape[1]):
-            ai[i, j] = ai[head + i, j]
-        for j in range(af.shape[1]):
-            af[i, j] = af[head + i, j]
+        rows[i] = rows[head + i]
 
 
 @kernel_jit(inline="always")
 def _request(e: Arrays, kind: int, oid: int, price: float, qty: float) -> None:
-    si, qi, qf = e.si, e.qi, e.qf
-    n = si[r.S_REQ_N]
-    if n == qi.shape[0]:  # move the requests in flight to the front
-        head = si[r.S_REQ_HEAD]
-        _to_front(qi, qf, head, n)
-        n -= head
-        si[r.S_REQ_HEAD] = 0
-        if n == qi.shape[0]:
+    s, requests = e.state[0], e.requests
+    n = s.req_n
+    if n == requests.shape[0]:  # move the requests in flight to the front
+        _to_front(requests, s.req_head, n)
+        n -= s.req_head
+        s.req_head = 0
+        if n == requests.shape[0]:
             raise ValueError("a compiled step sent more requests than execution.compiled.MAX_REQUESTS")
-    qi[n, r.Q_TS], qi[n, r.Q_KIND], qi[n, r.Q_OID] = si[r.S_NOW] + si[r.K_ENTRY], kind, oid
-    qf[n, r.Q_PRICE], qf[n, r.Q_QTY] = price, qty
-    si[r.S_REQ_N] = n + 1
+    req = requests[n]
+    req.ts = s.now + e.config[0].entry_ns
+    req.kind = kind
+    req.order_id = oid
+    req.price = price
+    req.qty = qty
+    s.req_n = n + 1
 
 
 @kernel_jit(inline="always")
 def submit(e: Arrays, side: int, qty: float, price: float, kind: int, post_only: bool, tag: int) -> int:
     """Send a new order now (``price`` NaN for a market order); returns its id."""
-    si, oi, of = e.si, e.oi, e.of
-    idx = si[r.S_N_ORDERS]
-    if idx == oi.shape[0]:
+    s = e.state[0]
+    idx = s.n_orders
+    if idx == e.orders.shape[0]:
         raise ValueError("a compiled step sent more orders than execution.compiled.MAX_REQUESTS")
-    si[r.S_N_ORDERS] = idx + 1
+    s.n_orders = idx + 1
     market = kind == MARKET
     px = np.nan if market else price
-    oi[idx, :] = 0
-    oi[idx, r.O_SIDE], oi[idx, r.O_KIND], oi[idx, r.O_TAG] = side, kind, tag
-    oi[idx, r.O_POST] = 1 if post_only and not market else 0
-    oi[idx, r.O_TS_SUBMIT], oi[idx, r.O_TS_ARRIVE], oi[idx, r.O_TS_DONE] = si[r.S_NOW], -1, -1
-    oi[idx, r.O_STATUS] = oi[idx, r.O_L_STATUS] = PENDING
-    of[idx, :] = 0.0
-    of[idx, r.F_PRICE], of[idx, r.F_QTY], of[idx, r.F_L_PRICE], of[idx, r.F_L_QTY] = px, qty, px, qty
-    of[idx, r.F_QA0] = np.nan
+    o = e.orders[idx]
+    o.side, o.kind, o.tag = side, kind, tag
+    o.post_only = 1 if post_only and not market else 0
+    o.status = o.local_status = PENDING
+    o.reject = o.local_reject = o.amends = o.tick = o.seq = o.known = 0
+    o.ts_submit_local, o.ts_arrive_ex, o.ts_done_ex = s.now, -1, -1
+    o.price = o.local_price = px
+    o.qty = o.local_qty = qty
+    o.filled = o.local_filled = o.ahead = o.level = o.traded = 0.0
+    o.queue_ahead = np.nan
     _request(e, r.REQ_NEW, idx + 1, np.nan, np.nan)
     return int(idx + 1)
 
@@ -225,33 +227,27 @@ def cancel_all(e: Arrays) -> None:
 @kernel_jit(inline="always")
 def set_timer(e: Arrays, t: int) -> None:
     """The next timer wake (local clock; r.INF: none) of a step run with ``every_ns = OWN_TIMER``."""
-    e.si[r.S_NEXT_TIMER] = t
+    e.state[0].next_timer = t
 
 
 # --- the driver ----------------------------------------------------------------------------------
 
 
 @kernel_jit()
-def _compact(si: np.ndarray, head_at: int, n_at: int, ai: np.ndarray, af: np.ndarray) -> None:
-    """Move the entries still in flight (``ai``/``af`` rows head..n) to the front."""
-    head, n = si[head_at], si[n_at]
-    if head > 0:
-        _to_front(ai, af, head, n)
-        si[head_at], si[n_at] = 0, n - head
-
-
-@kernel_jit()
-def _room(si: np.ndarray, oi: np.ndarray, qi: np.ndarray, qf: np.ndarray, ri: np.ndarray, rf: np.ndarray) -> bool:
+def _room(e: Arrays) -> bool:
     """Room for a step's requests and orders, and for the reports of the next events, after moving
     what is in flight to the front (else the caller grows the arrays)."""
-    if qi.shape[0] - si[r.S_REQ_N] < MAX_REQUESTS:
-        _compact(si, r.S_REQ_HEAD, r.S_REQ_N, qi, qf)
-    if ri.shape[0] - si[r.S_REP_N] < ri.shape[0] // 2:
-        _compact(si, r.S_REP_HEAD, r.S_REP_N, ri, rf)
+    s, requests, reports = e.state[0], e.requests, e.reports
+    if requests.shape[0] - s.req_n < MAX_REQUESTS and s.req_head > 0:
+        _to_front(requests, s.req_head, s.req_n)
+        s.req_head, s.req_n = 0, s.req_n - s.req_head
+    if reports.shape[0] - s.rep_n < reports.shape[0] // 2 and s.rep_head > 0:
+        _to_front(reports, s.rep_head, s.rep_n)
+        s.rep_head, s.rep_n = 0, s.rep_n - s.rep_head
     return bool(
-        oi.shape[0] - si[r.S_N_ORDERS] >= MAX_REQUESTS
-        and qi.shape[0] - si[r.S_REQ_N] >= MAX_REQUESTS
-        and ri.shape[0] - si[r.S_REP_N] >= ri.shape[0] // 2
+        e.orders.shape[0] - s.n_orders >= MAX_REQUESTS
+        and requests.shape[0] - s.req_n >= MAX_REQUESTS
+        and reports.shape[0] - s.rep_n >= reports.shape[0] // 2
     )
 
 
@@ -281,18 +277,18 @@ def drive_loop(t_end: int, every_ns: int, wake: int, e: Arrays, step: Any, state
     fires once at each time the step sets (set_timer). Returns the flags that ended it
     (0: ``t_end`` reached; W_END: the data ended, after the step saw it; W_SPACE: grow the arrays
     and call again, it resumes)."""
-    si, oi, qi, qf, ri, rf = e.si, e.oi, e.qi, e.qf, e.ri, e.rf  # bound once, not per wake
+    s = e.state[0]
     while True:
-        if not _room(si, oi, qi, qf, ri, rf):
+        if not _room(e):
             return r.W_SPACE
-        timer = every_ns != 0 and si[r.S_NEXT_TIMER] < t_end
-        flags = advance(si[r.S_NEXT_TIMER] if timer else t_end, wake, e)
+        timer = every_ns != 0 and s.next_timer < t_end
+        flags = advance(s.next_timer if timer else t_end, wake, e)
         if (flags & r.W_SPACE) != 0:
             return flags
         if flags == 0 and not timer:
             return 0
-        if timer and si[r.S_NOW] == si[r.S_NEXT_TIMER]:  # the timer, with what was delivered at its time
-            si[r.S_NEXT_TIMER] = si[r.S_NEXT_TIMER] + every_ns if every_ns > 0 else r.INF
+        if timer and s.now == s.next_timer:  # the timer, with what was delivered at its time
+            s.next_timer = s.next_timer + every_ns if every_ns > 0 else r.INF
             flags |= r.W_TIMER
         step(e, state, flags)
         if (flags & r.W_END) != 0:

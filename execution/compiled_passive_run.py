@@ -156,7 +156,7 @@ def replay_passive(
             continue
         wake &= ~Wake.END
         state.st[0].feed_done = 1
-        timer = int(engine.arrays().si[r.S_NEXT_TIMER])
+        timer = int(engine.arrays().state[0]["next_timer"])
         if engine.book().ts_local < 0 and timer != r.INF:  # the next decision ends the loop (replay's break)
             t_end = max(end, timer) + NS
     _write_back(strategy, state)

@@ -22,16 +22,11 @@ from execution import records as r
 from execution.compiled import CompiledStrategy
 from execution.held_market import HeldMarket, grow
 from execution.market import Market
-from execution.types import FILL_DTYPE, ORDER_DTYPE, EngineConfig, OrderKind, OrderStatus, Side
+from execution.types import FILL_DTYPE, ORDER_DTYPE, SAMPLE_DTYPE, EngineConfig, OrderKind, OrderStatus, Side
 from execution.venue import BookView, OpenOrder
 
 NS = 1_000_000_000
 FAR_PAST = -(1 << 62)
-
-# The equity curve on the exchange clock: cash is net of fees and funding, equity = cash + position * mid.
-SAMPLE_DTYPE = np.dtype(
-    [("ts", np.int64), ("mid", np.float64), ("position", np.float64), ("cash", np.float64), ("equity", np.float64)]
-)
 
 
 class Wake(IntFlag):
@@ -66,28 +61,37 @@ class Engine:
         if levels < 1:
             raise ValueError("levels must be >= 1")
         self.cfg, self.levels, self.sample_ns, self.initial_cash = cfg, levels, sample_ns, cash
-        si = np.zeros(r.N_SI, np.int64)
-        si[r.S_NEXT_SAMPLE] = si[r.S_NEXT_FUNDING] = r.INF
-        si[r.S_NOW] = si[r.S_EX_NOW] = si[r.S_LAST_DELIVERY] = si[r.S_NEXT_TIMER] = FAR_PAST
-        si[r.K_ENTRY], si[r.K_RESPONSE] = cfg.entry_latency_ns, cfg.response_latency_ns
-        si[r.K_RATE_LIMIT], si[r.K_RATE_WINDOW] = cfg.rate_limit, cfg.rate_window_ns
-        si[r.K_SAMPLE], si[r.K_FUNDING] = sample_ns, cfg.fees.funding_interval_ns
-        si[r.K_QUEUE_MODEL] = int(cfg.queue_model)
-        si[r.K_FILL_RULE] = int(cfg.fill_rule)
-        sf = np.zeros(r.N_SF)
-        sf[r.P_CASH] = sf[r.L_CASH] = cash
-        sf[r.P_POS] = sf[r.L_POS] = position
-        sf[r.K_TICK], sf[r.K_LOT], sf[r.K_POWER] = cfg.tick, cfg.lot, cfg.queue_power
-        sf[r.K_MAKER], sf[r.K_TAKER], sf[r.K_FUNDING_RATE] = cfg.fees.maker, cfg.fees.taker, cfg.fees.funding_rate
-        self._si, self._sf = si, sf
-        self.market = HeldMarket(levels, si)
+        self._state = np.zeros(1, r.STATE_ROW)
+        s = self._state[0]  # a view of the row: its fields are written in place
+        s["next_sample"] = s["next_funding"] = r.INF
+        s["now"] = s["ex_now"] = s["last_delivery"] = s["next_timer"] = FAR_PAST
+        self._config = np.zeros(1, r.CONFIG_ROW)
+        self._config[0] = (
+            cfg.entry_latency_ns,
+            cfg.response_latency_ns,
+            cfg.rate_limit,
+            cfg.rate_window_ns,
+            sample_ns,
+            cfg.fees.funding_interval_ns,
+            int(cfg.queue_model),
+            int(cfg.fill_rule),
+            cfg.tick,
+            cfg.lot,
+            cfg.fees.maker,
+            cfg.fees.taker,
+            cfg.fees.funding_rate,
+            cfg.queue_power,
+        )
+        self._accounts = np.zeros(2, r.ACCOUNT_ROW)
+        self._accounts["cash"], self._accounts["position"] = cash, position
+        self.market = HeldMarket(levels, self._state)
         self._dep = np.zeros((2, levels))
-        self._oi, self._of = np.zeros((64, r.N_OI), np.int64), np.zeros((64, r.N_OF))
+        self._orders = np.zeros(64, r.ORDER_ROW)
         self._opn = np.zeros((2, 64), np.int64)
-        self._qi, self._qf = np.zeros((64, 3), np.int64), np.zeros((64, 2))
-        self._ri, self._rf = np.zeros((256, 5), np.int64), np.zeros((256, 3))
-        self._fi, self._ff = np.zeros((256, 6), np.int64), np.zeros((256, 4))
-        self._smi, self._smf = np.zeros(256, np.int64), np.zeros((256, 4))
+        self._requests = np.zeros(64, r.REQUEST_ROW)
+        self._reports = np.zeros(256, r.REPORT_ROW)
+        self._fills = np.zeros(256, FILL_DTYPE)
+        self._samples = np.zeros(256, SAMPLE_DTYPE)
         self._rl = np.full(max(cfg.rate_limit, 1), FAR_PAST, np.int64)
 
     # --- market input ----------------------------------------------------------------------------
@@ -131,8 +135,9 @@ class Engine:
         of the data when it wakes on Wake.END): execution.compiled. Returns what ended it."""
         if t_local_ns < self.now:
             raise ValueError(f"drive({t_local_ns}) is before now ({self.now})")
-        if self._si[r.S_NEXT_TIMER] == FAR_PAST:
-            self._si[r.S_NEXT_TIMER] = strategy.start_ns
+        s = self._state[0]
+        if s["next_timer"] == FAR_PAST:
+            s["next_timer"] = strategy.start_ns
         while True:
             e = self.arrays()
             flags = int(
@@ -142,37 +147,38 @@ class Engine:
                 return Wake(flags)
             self._make_room()
             self._room_for(2 * compiled.MAX_REQUESTS)
-            self._ri, self._rf = grow(self._ri, 2 * len(self._ri)), grow(self._rf, 2 * len(self._rf))
+            self._reports = grow(self._reports, 2 * len(self._reports))
 
     def arrays(self) -> r.Arrays:
         """The engine's arrays by name (valid until the engine grows them: call again after each run)."""
-        orders = (self._oi, self._of, self._opn, self._qi, self._qf, self._ri, self._rf)
-        results = (self._fi, self._ff, self._smi, self._smf, self._rl)
-        m = self.market
-        return r.Arrays._make((self._si, self._sf, *m.read_only, self._dep, *orders, *results))
+        state = (self._state, self._config, self._accounts)
+        orders = (self._orders, self._opn, self._requests, self._reports)
+        return r.Arrays._make(
+            (*state, *self.market.read_only, self._dep, *orders, self._fills, self._samples, self._rl)
+        )
 
     def _make_room(self) -> None:
-        si = self._si
-        head, n = int(si[r.S_REP_HEAD]), int(si[r.S_REP_N])
-        self._ri[: n - head], self._rf[: n - head] = self._ri[head:n].copy(), self._rf[head:n].copy()
-        si[r.S_REP_HEAD], si[r.S_REP_N] = 0, n - head
-        need = 2 * (int(si[r.S_N_OPEN] + si[r.S_N_OPEN + 1]) + self.levels + 2) + 2
-        if n - head + need > len(self._ri):
-            self._ri, self._rf = grow(self._ri, n - head + need), grow(self._rf, n - head + need)
-        if si[r.S_N_FILLS] + need > len(self._fi):
-            self._fi, self._ff = grow(self._fi, len(self._fi) + need), grow(self._ff, len(self._ff) + need)
-        if si[r.S_N_SAMPLES] + 1 > len(self._smi):
-            self._smi, self._smf = grow(self._smi, 1), grow(self._smf, 1)
+        s = self._state[0]
+        head, n = int(s["rep_head"]), int(s["rep_n"])
+        self._reports[: n - head] = self._reports[head:n].copy()
+        s["rep_head"], s["rep_n"] = 0, n - head
+        need = 2 * (int(s["n_open"].sum()) + self.levels + 2) + 2
+        if n - head + need > len(self._reports):
+            self._reports = grow(self._reports, n - head + need)
+        if s["n_fills"] + need > len(self._fills):
+            self._fills = grow(self._fills, len(self._fills) + need)
+        if s["n_samples"] + 1 > len(self._samples):
+            self._samples = grow(self._samples, 1)
 
     @property
     def now(self) -> int:
         """The local clock (ns)."""
-        return int(self._si[r.S_NOW])
+        return int(self._state[0]["now"])
 
     # --- the local view ----------------------------------------------------------------------------
 
     def _row(self) -> int:
-        return int(self._si[r.S_LOC_BOOK]) - 1
+        return int(self._state[0]["local_book"]) - 1
 
     @property
     def best_bid(self) -> float:
@@ -202,19 +208,19 @@ class Engine:
 
     def position(self) -> float:
         """BTC held (short negative), as reported by ``now``."""
-        return float(self._sf[r.L_POS])
+        return float(self._accounts[r.LOCAL]["position"])
 
     def cash(self) -> float:
         """Starting cash - cost of fills - fees - funding, as reported by ``now``."""
-        return float(self._sf[r.L_CASH])
+        return float(self._accounts[r.LOCAL]["cash"])
 
     def fees_paid(self) -> float:
         """USDT paid in maker and taker fees, as reported by ``now``."""
-        return float(self._sf[r.L_FEES])
+        return float(self._accounts[r.LOCAL]["fees"])
 
     def funding_paid(self) -> float:
         """USDT paid in funding (negative: received), as reported by ``now``."""
-        return float(self._sf[r.L_FUNDING])
+        return float(self._accounts[r.LOCAL]["funding"])
 
     def equity(self) -> float:
         """Cash + position * mid (the local view)."""
@@ -223,28 +229,28 @@ class Engine:
 
     def open_orders(self) -> list[OpenOrder]:
         """Orders sent and not reported done by ``now`` (pending ones included, as last reported)."""
-        oi, of = self._oi[: self._n_orders], self._of[: self._n_orders]
-        live = np.flatnonzero(oi[:, r.O_L_STATUS] <= int(OrderStatus.OPEN))
+        orders = self._orders[: self._n_orders]
+        live = np.flatnonzero(orders["local_status"] <= int(OrderStatus.OPEN))
         return [
             OpenOrder(
                 int(i + 1),
-                int(oi[i, r.O_TAG]),
-                int(oi[i, r.O_SIDE]),
-                float(of[i, r.F_L_PRICE]),
-                float(of[i, r.F_L_QTY]),
-                float(of[i, r.F_L_FILLED]),
+                int(o["tag"]),
+                int(o["side"]),
+                float(o["local_price"]),
+                float(o["local_qty"]),
+                float(o["local_filled"]),
             )
-            for i in live
+            for i, o in zip(live, orders[live], strict=True)
         ]
 
     def order_status(self, order_id: int) -> OrderStatus:
         """The order's status as last reported to us."""
-        return OrderStatus(int(self._oi[self._index(order_id), r.O_L_STATUS]))
+        return OrderStatus(int(self._orders[self._index(order_id)]["local_status"]))
 
     def order_terms(self, order_id: int) -> tuple[float, float, float]:
         """(price, qty, filled) of one order as the exchange holds it (after its amends)."""
-        i = self._index(order_id)
-        return float(self._of[i, r.F_PRICE]), float(self._of[i, r.F_QTY]), float(self._of[i, r.F_FILLED])
+        o = self._orders[self._index(order_id)]
+        return float(o["price"]), float(o["qty"]), float(o["filled"])
 
     # --- requests ----------------------------------------------------------------------------------
 
@@ -261,17 +267,16 @@ class Engine:
         side, kind = Side(side), OrderKind(kind)
         self._room_for(1)
         idx = self._n_orders
-        self._si[r.S_N_ORDERS] = idx + 1
+        self._state[0]["n_orders"] = idx + 1
         market = kind == OrderKind.MARKET
-        oi, of = self._oi[idx], self._of[idx]
-        oi[:] = 0
-        oi[r.O_SIDE], oi[r.O_KIND], oi[r.O_POST], oi[r.O_TAG] = side, kind, post_only and not market, tag
-        oi[r.O_TS_SUBMIT], oi[r.O_TS_ARRIVE], oi[r.O_TS_DONE] = self.now, -1, -1
-        oi[r.O_STATUS] = oi[r.O_L_STATUS] = OrderStatus.PENDING
         px = math.nan if market else float(price)
-        of[:] = 0.0
-        of[r.F_PRICE], of[r.F_QTY], of[r.F_L_PRICE], of[r.F_L_QTY] = px, qty, px, qty
-        of[r.F_QA0] = math.nan
+        self._orders[idx] = 0  # every field
+        o = self._orders[idx]  # a view of the row: its fields are written in place
+        o["side"], o["kind"], o["post_only"], o["tag"] = side, kind, post_only and not market, tag
+        o["ts_submit_local"], o["ts_arrive_ex"], o["ts_done_ex"] = self.now, -1, -1
+        o["status"] = o["local_status"] = OrderStatus.PENDING
+        o["price"], o["qty"], o["local_price"], o["local_qty"] = px, qty, px, qty
+        o["queue_ahead"] = math.nan
         self._request(r.REQ_NEW, idx + 1, math.nan, math.nan)
         return idx + 1
 
@@ -295,20 +300,20 @@ class Engine:
 
     @property
     def _n_orders(self) -> int:
-        return int(self._si[r.S_N_ORDERS])
+        return int(self._state[0]["n_orders"])
 
     def _room_for(self, k: int) -> None:
         """Room for ``k`` more orders and requests."""
-        n, si = self._n_orders, self._si
-        if n + k > len(self._oi):
-            self._oi, self._of = grow(self._oi, n + k), grow(self._of, n + k)
-            opn = np.zeros((2, len(self._oi)), np.int64)
+        n, s = self._n_orders, self._state[0]
+        if n + k > len(self._orders):
+            self._orders = grow(self._orders, n + k)
+            opn = np.zeros((2, len(self._orders)), np.int64)
             opn[:, : self._opn.shape[1]] = self._opn
             self._opn = opn
-        head, m = int(si[r.S_REQ_HEAD]), int(si[r.S_REQ_N])
-        if m + k > len(self._qi):
-            self._qi, self._qf = grow(self._qi[head:m], m - head + k), grow(self._qf[head:m], m - head + k)
-            si[r.S_REQ_HEAD], si[r.S_REQ_N] = 0, m - head
+        head, m = int(s["req_head"]), int(s["req_n"])
+        if m + k > len(self._requests):
+            self._requests = grow(self._requests[head:m], m - head + k)
+            s["req_head"], s["req_n"] = 0, m - head
 
     def _index(self, order_id: int) -> int:
         if not 1 <= order_id <= self._n_orders:
@@ -316,63 +321,37 @@ class Engine:
         return order_id - 1
 
     def _request(self, kind: int, oid: int, price: float, qty: float) -> None:
-        si = self._si
+        s = self._state[0]
         self._room_for(1)
-        n = int(si[r.S_REQ_N])
-        self._qi[n] = (self.now + si[r.K_ENTRY], kind, oid)
-        self._qf[n] = (price, qty)
-        si[r.S_REQ_N] = n + 1
+        n = int(s["req_n"])
+        self._requests[n] = (self.now + self._config[0]["entry_ns"], kind, oid, price, qty)
+        s["req_n"] = n + 1
 
     # --- results -----------------------------------------------------------------------------------
 
     def fills(self, start: int = 0) -> np.ndarray:
         """Every fill so far (exchange side; from the ``start``-th), as FILL_DTYPE rows in time order."""
-        n = int(self._si[r.S_N_FILLS])
-        fi, ff = self._fi[start:n], self._ff[start:n]
-        out = np.zeros(max(n - start, 0), FILL_DTYPE)
-        out["ts_ex"], out["ts_local"], out["order_id"], out["tag"] = fi[:, 0], fi[:, 1], fi[:, 2], fi[:, 3]
-        out["side"], out["maker"] = fi[:, r.FI_SIDE], fi[:, r.FI_MAKER].astype(bool)
-        out["price"], out["qty"], out["fee"], out["queue_ahead"] = ff[:, 0], ff[:, 1], ff[:, 2], ff[:, 3]
-        return out
+        return self._fills[start : int(self._state[0]["n_fills"])].copy()
 
     def orders(self) -> np.ndarray:
         """Every order sent (exchange side; open ones have ts_done_ex -1), as ORDER_DTYPE rows."""
         n = self._n_orders
-        oi, of = self._oi[:n], self._of[:n]
+        rows = self._orders[:n]
         out = np.zeros(n, ORDER_DTYPE)
         out["order_id"] = np.arange(1, n + 1)
-        for name, col in (("tag", r.O_TAG), ("side", r.O_SIDE), ("kind", r.O_KIND), ("status", r.O_STATUS)):
-            out[name] = oi[:, col]
-        out["post_only"] = oi[:, r.O_POST].astype(bool)
-        out["reject"], out["amends"] = oi[:, r.O_REJECT], oi[:, r.O_AMENDS]
-        out["ts_submit_local"], out["ts_arrive_ex"], out["ts_done_ex"] = (
-            oi[:, r.O_TS_SUBMIT],
-            oi[:, r.O_TS_ARRIVE],
-            oi[:, r.O_TS_DONE],
-        )
-        out["price"], out["qty"], out["filled"] = of[:, r.F_PRICE], of[:, r.F_QTY], of[:, r.F_FILLED]
+        for name in ORDER_DTYPE.names or ():
+            if name != "order_id":
+                out[name] = rows[name]
         return out
 
     def samples(self) -> np.ndarray:
         """The equity curve: one SAMPLE_DTYPE row every ``sample_ns`` of exchange time."""
-        n = int(self._si[r.S_N_SAMPLES])
-        out = np.zeros(n, SAMPLE_DTYPE)
-        out["ts"] = self._smi[:n]
-        for j, name in enumerate(("mid", "position", "cash", "equity")):
-            out[name] = self._smf[:n, j]
-        return out
+        return self._samples[: int(self._state[0]["n_samples"])].copy()
 
     def counters(self) -> Counters:
         """How the requests so far fared at the exchange."""
-        si = self._si
-        return Counters(
-            requests=int(si[r.C_REQUESTS]),
-            post_only_rejects=int(si[r.C_POST_ONLY]),
-            rate_limit_rejects=int(si[r.C_RATE_LIMIT]),
-            too_late_cancels=int(si[r.C_LATE_CANCEL]),
-            too_late_amends=int(si[r.C_LATE_AMEND]),
-            invalid=int(si[r.C_INVALID]),
-        )
+        s = self._state[0]
+        return Counters(**{f.name: int(s[f.name]) for f in dataclasses.fields(Counters)})
 
     def describe(self) -> dict[str, Any]:
         """The configuration that shaped the fills, for the run's metadata (REFERENCE 2, point 11)."""

@@ -2,9 +2,9 @@
 a time (``push_book`` / ``push_trade``), as the arrays the kernels read (a Market's fields but the book epoch).
 A fresh engine's first block is held as it is, not copied (a replay of hours loads hundreds of MB).
 
-The state row ``si`` (shared with the engine) counts the rows held (S_N_BOOK, S_N_TRADE) and where
-the kernels are (S_EX_BOOK, S_LOC_BOOK, S_EX_TRADE); when the buffers grow, the rows the kernels
-are done with are dropped and the cursors moved with them.
+The engine's state row (records.STATE_ROW, shared with the engine) counts the rows held
+(``n_books``, ``n_trades``) and where the kernels are (``ex_book``, ``local_book``, ``ex_trade``);
+when the buffers grow, the rows the kernels are done with are dropped and the cursors moved with them.
 """
 
 from __future__ import annotations
@@ -14,23 +14,26 @@ import math
 import numpy as np
 
 from core.jit import read_only
-from execution import records as r
 from execution.market import Market, empty_market
 
 
 def grow(a: np.ndarray, rows: int, fill: float = 0) -> np.ndarray:
     """``a`` in a bigger array of at least ``rows`` rows (at least twice its size), the rest ``fill``."""
-    out = np.full((max(rows, 2 * a.shape[0]), *a.shape[1:]), fill, a.dtype)
-    out[: a.shape[0]] = a
+    shape = (max(rows, 2 * a.shape[0]), *a.shape[1:])
+    out = np.zeros(shape, a.dtype) if fill == 0 else np.full(shape, fill, a.dtype)  # zeros: any record dtype
+    if a.dtype.names and a.flags.c_contiguous:  # records: their bytes (numpy assigns them field by field)
+        out[: a.shape[0]].view(np.uint8)[:] = a.view(np.uint8)
+    else:
+        out[: a.shape[0]] = a
     return out
 
 
 class HeldMarket:
     """Book events and trades held for the kernels, in exchange-time order."""
 
-    def __init__(self, levels: int, si: np.ndarray) -> None:
-        self.levels, self.si = levels, si
-        none = empty_market(levels)  # the buffers, in the order of r.Arrays' market fields
+    def __init__(self, levels: int, state: np.ndarray) -> None:
+        self.levels, self.s = levels, state[0]  # a view of the engine's state row
+        none = empty_market(levels)  # the buffers, in the order of records.Arrays' market fields
         b = none.books
         self.books: list[np.ndarray] = [b.ts_ex, b.ts_local, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty]
         self.trades: list[np.ndarray] = list(none.trades)
@@ -52,7 +55,7 @@ class HeldMarket:
         b, t = market.validate().top(self.levels)
         self._append_books(b.ts_ex, b.ts_local, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty)
         self._append_trades(*t)
-        self.si[r.S_FINITE] = 1
+        self.s["finite"] = 1
 
     def push_book(
         self,
@@ -76,8 +79,8 @@ class HeldMarket:
             m = min(len(src), k)
             dst[n, :m] = src[:m]
             dst[n, m:] = fill
-        self.si[r.S_N_BOOK] = n + 1
-        self.si[r.S_FINITE] = 0
+        self.s["n_books"] = n + 1
+        self.s["finite"] = 0
 
     def push_trade(self, ts_ex: int, ts_local: int, price: float, qty: float, side: int) -> None:
         """One live trade (``side``: the taker's, +1 buy / -1 sell)."""
@@ -86,64 +89,64 @@ class HeldMarket:
         n = self._reserve_trades(int(ts_ex))
         t = self.trades
         t[0][n], t[1][n], t[2][n], t[3][n], t[4][n] = ts_ex, ts_local, price, qty, side
-        self.si[r.S_N_TRADE] = n + 1
-        self.si[r.S_FINITE] = 0
+        self.s["n_trades"] = n + 1
+        self.s["finite"] = 0
 
     def _reserve_books(self, first_ts: int, k: int = 1) -> int:
         """Room for ``k`` more book rows after the held ones; returns the first free row."""
-        si = self.si
-        n = int(si[r.S_N_BOOK])
+        s = self.s
+        n = int(s["n_books"])
         if n and first_ts < self.books[0][n - 1]:
             raise ValueError("book events go back in exchange time")
         if n + k > len(self.books[0]):
-            keep = max(min(int(si[r.S_EX_BOOK]), int(si[r.S_LOC_BOOK])) - 1, 0)  # the current rows stay
+            keep = max(min(int(s["ex_book"]), int(s["local_book"])) - 1, 0)  # the current rows stay
             self._hold(books=[grow(a[keep:n], n - keep + k) for a in self.books])
-            si[r.S_EX_BOOK] -= keep
-            si[r.S_LOC_BOOK] -= keep
-            si[r.S_N_BOOK] = n - keep
-        return int(si[r.S_N_BOOK])
+            s["ex_book"] -= keep
+            s["local_book"] -= keep
+            s["n_books"] = n - keep
+        return int(s["n_books"])
 
     def _reserve_trades(self, first_ts: int, k: int = 1) -> int:
-        si = self.si
-        n = int(si[r.S_N_TRADE])
+        s = self.s
+        n = int(s["n_trades"])
         if n and first_ts < self.trades[0][n - 1]:
             raise ValueError("trades go back in exchange time")
         if n + k > len(self.trades[0]):
-            keep = int(si[r.S_EX_TRADE])
+            keep = int(s["ex_trade"])
             self._hold(trades=[grow(a[keep:n], n - keep + k) for a in self.trades])
-            si[r.S_EX_TRADE] = 0
-            si[r.S_N_TRADE] = n - keep
-        return int(si[r.S_N_TRADE])
+            s["ex_trade"] = 0
+            s["n_trades"] = n - keep
+        return int(s["n_trades"])
 
     def _append_books(self, *cols: np.ndarray) -> None:
         k = len(cols[0])
         if k == 0:
             return
-        if self._empty(r.S_N_BOOK, r.S_EX_BOOK, r.S_LOC_BOOK):  # the first block: kept as it is, no copy
+        if self._empty("n_books", "ex_book", "local_book"):  # the first block: kept as it is, no copy
             self._hold(books=_adopt(self.books, cols))
-            self.si[r.S_N_BOOK] = k
+            self.s["n_books"] = k
             return
         n = self._reserve_books(int(cols[0][0]), k)
         for a, c in zip(self.books, cols, strict=True):
             a[n : n + k] = c
-        self.si[r.S_N_BOOK] = n + k
+        self.s["n_books"] = n + k
 
     def _append_trades(self, *cols: np.ndarray) -> None:
         k = len(cols[0])
         if k == 0:
             return
-        if self._empty(r.S_N_TRADE, r.S_EX_TRADE, r.S_EX_TRADE):
+        if self._empty("n_trades", "ex_trade"):
             self._hold(trades=_adopt(self.trades, cols))
-            self.si[r.S_N_TRADE] = k
+            self.s["n_trades"] = k
             return
         n = self._reserve_trades(int(cols[0][0]), k)
         for a, c in zip(self.trades, cols, strict=True):
             a[n : n + k] = c
-        self.si[r.S_N_TRADE] = n + k
+        self.s["n_trades"] = n + k
 
-    def _empty(self, held: int, *cursors: int) -> bool:
+    def _empty(self, held: str, *cursors: str) -> bool:
         """Nothing held and nothing processed yet (a fresh engine, before its first block)."""
-        return self.si[held] == 0 and all(self.si[c] == 0 for c in cursors)
+        return bool(self.s[held] == 0 and all(self.s[c] == 0 for c in cursors))
 
 
 def _adopt(buffers: list[np.ndarray], cols: tuple[np.ndarray, ...]) -> list[np.ndarray]:

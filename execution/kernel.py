@@ -16,6 +16,7 @@ import hashlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def _consume(e: Arrays, row: int, k: int) -> None:
     (FillRule.CAPPED; the recorded book shows the prints only at its next event)."""
     buy = e.trade_side[k] > 0  # a taker buy lifted the asks, a sell hit the bids
     px, qty, dep = (e.ask_px[row], e.ask_qty[row], e.dep[1]) if buy else (e.bid_px[row], e.bid_qty[row], e.dep[0])
-    tick_size = e.sf[r.K_TICK]
+    tick_size = e.config[0].tick
     t = r.to_tick(e.trade_price[k], tick_size)
     volume = e.trade_qty[k]
     for i in range(px.shape[0]):
@@ -51,7 +52,7 @@ def _consume(e: Arrays, row: int, k: int) -> None:
             u = min(a, volume)
             dep[i] += u
             volume -= u
-            e.si[r.S_DEPLETED] = 1
+            e.state[0].depleted = 1
 
 
 @kernel_jit(inline="always")
@@ -80,22 +81,23 @@ def advance(t: int, wake: int, e: Arrays) -> int:
     """Advance both clocks to local time ``t``; stop early at the first local delivery that raises
     a flag in ``wake`` (or at the end of finite data when W_END is asked). Returns the flags raised
     (0 = reached ``t``); W_SPACE asks the caller for bigger output arrays and to call again."""
-    si, bts, blt, tts, qi, ri = e.si, e.book_ts_ex, e.book_ts_local, e.trade_ts_ex, e.qi, e.ri
+    s, bts, blt, tts = e.state[0], e.book_ts_ex, e.book_ts_local, e.trade_ts_ex
+    capped = e.config[0].fill_rule == CAPPED
     flags = 0
     stop = r.INF
-    last = si[r.S_NOW]
+    last = s.now
     while True:
-        eb, lb = si[r.S_EX_BOOK], si[r.S_LOC_BOOK]
-        if (wake & r.W_END) != 0 and si[r.S_FINITE] == 1 and _all_delivered(si):
+        eb, lb = s.ex_book, s.local_book
+        if (wake & r.W_END) != 0 and s.finite == 1 and _all_delivered(s):
             flags |= r.W_END
             stop = last
             break
-        t_book = bts[eb] if eb < si[r.S_N_BOOK] else r.INF
-        t_trade = tts[si[r.S_EX_TRADE]] if si[r.S_EX_TRADE] < si[r.S_N_TRADE] else r.INF
-        t_req = qi[si[r.S_REQ_HEAD], r.Q_TS] if si[r.S_REQ_HEAD] < si[r.S_REQ_N] else r.INF
-        t_ex = min(t_book, t_trade, t_req, _boundary_time(si, min(t_book, t_trade, t_req)))
-        t_lbook = max(blt[lb], bts[lb], si[r.S_LAST_DELIVERY]) if lb < eb else r.INF
-        t_rep = ri[si[r.S_REP_HEAD], r.R_TS] if si[r.S_REP_HEAD] < si[r.S_REP_N] else r.INF
+        t_book = bts[eb] if eb < s.n_books else r.INF
+        t_trade = tts[s.ex_trade] if s.ex_trade < s.n_trades else r.INF
+        t_req = e.requests[s.req_head].ts if s.req_head < s.req_n else r.INF
+        t_ex = min(t_book, t_trade, t_req, _boundary_time(e, min(t_book, t_trade, t_req)))
+        t_lbook = max(blt[lb], bts[lb], s.last_delivery) if lb < eb else r.INF
+        t_rep = e.reports[s.rep_head].ts if s.rep_head < s.rep_n else r.INF
         t_loc = min(t_lbook, t_rep)
         horizon = min(t, stop)
         if t_ex <= t_loc:
@@ -104,19 +106,19 @@ def advance(t: int, wake: int, e: Arrays) -> int:
             if not _room(e):
                 flags |= r.W_SPACE
                 break
-            si[r.S_EX_NOW] = max(si[r.S_EX_NOW], t_ex)
+            s.ex_now = max(s.ex_now, t_ex)
             if t_trade == t_ex:  # trades before the book update at the same exchange time
-                k = si[r.S_EX_TRADE]
-                if si[r.K_FILL_RULE] == CAPPED and eb > 0:  # a taker buy lifted the asks, a sell hit the bids
+                k = s.ex_trade
+                if capped and eb > 0:  # a taker buy lifted the asks, a sell hit the bids
                     _consume(e, eb - 1, k)
                 on_trade(e, k)
-                si[r.S_EX_TRADE] = k + 1
+                s.ex_trade = k + 1
             elif t_book == t_ex:
-                if si[r.S_DEPLETED] == 1:  # a new book replaces what our taker fills consumed
+                if s.depleted == 1:  # a new book replaces what our taker fills consumed
                     e.dep[:] = 0.0
-                    si[r.S_DEPLETED] = 0
+                    s.depleted = 0
                 on_book(e, eb)
-                si[r.S_EX_BOOK] = eb + 1
+                s.ex_book = eb + 1
             elif t_req == t_ex:
                 arrive(e)
             else:
@@ -128,8 +130,8 @@ def advance(t: int, wake: int, e: Arrays) -> int:
             if t_lbook <= t_rep:
                 bpx, apx = e.bid_px, e.ask_px
                 changed = lb == 0 or not (_same(bpx[lb, 0], bpx[lb - 1, 0]) and _same(apx[lb, 0], apx[lb - 1, 0]))
-                si[r.S_LOC_BOOK] = lb + 1
-                si[r.S_LAST_DELIVERY] = t_lbook
+                s.local_book = lb + 1
+                s.last_delivery = t_lbook
                 raised = r.W_BOOK if changed else 0
             else:
                 raised = r.deliver_report(e)
@@ -138,43 +140,44 @@ def advance(t: int, wake: int, e: Arrays) -> int:
                 stop = t_loc
             last = max(last, t_loc)
     if (flags & r.W_SPACE) != 0 or (flags & r.W_END) != 0:
-        si[r.S_NOW] = last
+        s.now = last
     elif stop < r.INF:
-        si[r.S_NOW] = stop
+        s.now = stop
     else:
-        si[r.S_NOW] = max(t, si[r.S_NOW])
+        s.now = max(t, s.now)
     return flags
 
 
 @kernel_jit(inline="always")
-def _all_delivered(si: np.ndarray) -> bool:
-    """Every book event and trade held was processed, and every book event delivered."""
-    eb = si[r.S_EX_BOOK]
-    return bool(eb >= si[r.S_N_BOOK] and si[r.S_EX_TRADE] >= si[r.S_N_TRADE] and si[r.S_LOC_BOOK] >= eb)
+def _all_delivered(s: Any) -> bool:
+    """Every book event and trade held was processed, and every book event delivered (``s``: the
+    state row)."""
+    return bool(s.ex_book >= s.n_books and s.ex_trade >= s.n_trades and s.local_book >= s.ex_book)
 
 
 @kernel_jit(inline="always")
-def _boundary_time(si: np.ndarray, first: int) -> int:
+def _boundary_time(e: Arrays, first: int) -> int:
     """The next sample or funding time (the first are set from the first event's time)."""
-    if si[r.S_STARTED] == 0:
+    s = e.state[0]
+    if s.started == 0:
         if first == r.INF:
             return r.INF
-        si[r.S_NEXT_SAMPLE] = _ceil_to(first, si[r.K_SAMPLE])
-        si[r.S_NEXT_FUNDING] = _ceil_to(first, si[r.K_FUNDING])
-        si[r.S_STARTED] = 1
-    return int(min(si[r.S_NEXT_SAMPLE], si[r.S_NEXT_FUNDING]))
+        s.next_sample = _ceil_to(first, e.config[0].sample_ns)
+        s.next_funding = _ceil_to(first, e.config[0].funding_ns)
+        s.started = 1
+    return int(min(s.next_sample, s.next_funding))
 
 
 @kernel_jit(inline="always")
 def _room(e: Arrays) -> bool:
     """Room for what one exchange event can write: a fill and two reports per open order and
     level, and one equity sample."""
-    si = e.si
-    need = si[r.S_N_OPEN] + si[r.S_N_OPEN + 1] + e.bid_px.shape[1] + 2
+    s = e.state[0]
+    need = s.n_open[0] + s.n_open[1] + e.bid_px.shape[1] + 2
     return bool(
-        si[r.S_N_FILLS] + need <= e.fi.shape[0]
-        and si[r.S_REP_N] + 2 * need + 2 <= e.ri.shape[0]
-        and si[r.S_N_SAMPLES] + 1 <= e.smi.shape[0]
+        s.n_fills + need <= e.fills.shape[0]
+        and s.rep_n + 2 * need + 2 <= e.reports.shape[0]
+        and s.n_samples + 1 <= e.samples.shape[0]
     )
 
 

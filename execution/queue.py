@@ -2,7 +2,7 @@
 
 Our open orders are kept per side in price-time priority (``opn[0]`` buys best first, ``opn[1]``
 sells best first); orders at one price form one FIFO, the later behind the earlier. Each order
-tracks the *market* volume ahead of it at its price (``F_AHEAD``): the recorded book never holds our
+tracks the *market* volume ahead of it at its price (``ahead``): the recorded book never holds our
 simulated orders, so "ahead" never exceeds the displayed size there; the BTC ahead of the n-th own
 order at a price is its market volume ahead plus what our earlier orders there still have left.
 
@@ -33,32 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.jit import kernel_jit
-from execution.records import (
-    F_AHEAD,
-    F_FILLED,
-    F_LEVEL,
-    F_PRICE,
-    F_QA0,
-    F_QTY,
-    F_TRADED,
-    K_FILL_RULE,
-    K_LOT,
-    K_POWER,
-    K_QUEUE_MODEL,
-    K_TICK,
-    O_KNOWN,
-    O_SEQ,
-    O_SIDE,
-    O_TICK,
-    S_DEPLETED,
-    S_N_OPEN,
-    S_SEQ,
-    T_TOUCH,
-    Arrays,
-    record_fill,
-    to_tick,
-    whole_lots,
-)
+from execution.records import Arrays, record_fill, to_tick, whole_lots
 from execution.types import FillRule, QueueModel
 
 RISK_AVERSE = int(QueueModel.RISK_AVERSE)
@@ -83,41 +58,36 @@ def level_at(px: np.ndarray, qty: np.ndarray, dep: np.ndarray, tick: int, tick_s
     return 0.0, False
 
 
-@kernel_jit(inline="always")
-def _remaining(of: np.ndarray, idx: int) -> float:
-    return float(of[idx, F_QTY] - of[idx, F_FILLED])
-
-
 @kernel_jit()
 def insert_open(e: Arrays, idx: int) -> None:
     """Put order ``idx`` in its side's list, behind every order at its price or better."""
-    si, oi, opn = e.si, e.oi, e.opn
-    s = 0 if oi[idx, O_SIDE] > 0 else 1
-    n = si[S_N_OPEN + s]
-    tick = oi[idx, O_TICK]
+    st, orders, opn = e.state[0], e.orders, e.opn
+    s = 0 if orders[idx].side > 0 else 1
+    n = st.n_open[s]
+    tick = orders[idx].tick
     j = 0
     while j < n:
-        k = oi[opn[s, j], O_TICK]
+        k = orders[opn[s, j]].tick
         if (k < tick) if s == 0 else (k > tick):
             break
         j += 1
     for m in range(n, j, -1):
         opn[s, m] = opn[s, m - 1]
     opn[s, j] = idx
-    si[S_N_OPEN + s] = n + 1
+    st.n_open[s] = n + 1
 
 
 @kernel_jit()
 def remove_open(e: Arrays, idx: int) -> None:
     """Take order ``idx`` out of its side's list (no-op when it is not there)."""
-    si, oi, opn = e.si, e.oi, e.opn
-    s = 0 if oi[idx, O_SIDE] > 0 else 1
-    n = si[S_N_OPEN + s]
+    st, opn = e.state[0], e.opn
+    s = 0 if e.orders[idx].side > 0 else 1
+    n = st.n_open[s]
     for j in range(n):
         if opn[s, j] == idx:
             for m in range(j, n - 1):
                 opn[s, m] = opn[s, m + 1]
-            si[S_N_OPEN + s] = n - 1
+            st.n_open[s] = n - 1
             return
 
 
@@ -125,39 +95,39 @@ def remove_open(e: Arrays, idx: int) -> None:
 def rest(e: Arrays, px: np.ndarray, qty: np.ndarray, dep: np.ndarray, idx: int) -> None:
     """Order ``idx`` joins the back of the queue at its price; ``px``/``qty``/``dep`` are its own
     side of the exchange-side book (empty arrays when there is no book yet)."""
-    si, oi, of = e.si, e.oi, e.of
-    tick = oi[idx, O_TICK]
+    st, o = e.state[0], e.orders[idx]
     if px.shape[0] == 0:  # no book yet: the queue is learnt from the first one
         size, seen = 0.0, False
     else:
-        size, seen = level_at(px, qty, dep, tick, e.sf[K_TICK], oi[idx, O_SIDE] > 0)
-    oi[idx, O_SEQ] = si[S_SEQ]
-    si[S_SEQ] += 1
-    oi[idx, O_KNOWN] = 1 if seen else 0
-    of[idx, F_LEVEL] = size
-    of[idx, F_TRADED] = 0.0
+        size, seen = level_at(px, qty, dep, o.tick, e.config[0].tick, o.side > 0)
+    o.seq = st.seq
+    st.seq += 1
+    o.known = 1 if seen else 0
+    o.level = size
+    o.traded = 0.0
     insert_open(e, idx)
     own, floor = own_ahead(e, idx)
     # one FIFO: never less market volume ahead than our earlier orders at this price (the displayed
     # size can be smaller when our own taker order just took from this level)
-    of[idx, F_AHEAD] = max(size, floor)
-    of[idx, F_QA0] = of[idx, F_AHEAD] + own if seen else np.nan
+    o.ahead = max(size, floor)
+    o.queue_ahead = o.ahead + own if seen else np.nan
 
 
 @kernel_jit()
 def own_ahead(e: Arrays, idx: int) -> tuple[float, float]:
     """(what our earlier orders at the same price still have left, the most market volume ahead
     of any of them): they fill before ``idx``."""
-    si, oi, of, opn = e.si, e.oi, e.of, e.opn
-    s = 0 if oi[idx, O_SIDE] > 0 else 1
-    tick = oi[idx, O_TICK]
+    orders, opn = e.orders, e.opn
+    me = orders[idx]
+    s = 0 if me.side > 0 else 1
     total = 0.0
     most = 0.0
-    for j in range(si[S_N_OPEN + s]):
-        o = opn[s, j]
-        if o != idx and oi[o, O_TICK] == tick and oi[o, O_SEQ] < oi[idx, O_SEQ]:
-            total += _remaining(of, o)
-            most = max(most, of[o, F_AHEAD])
+    for j in range(e.state[0].n_open[s]):
+        k = opn[s, j]
+        o = orders[k]
+        if k != idx and o.tick == me.tick and o.seq < me.seq:
+            total += o.qty - o.filled
+            most = max(most, o.ahead)
     return total, most
 
 
@@ -181,10 +151,10 @@ def touch_fill(e: Arrays, opx: np.ndarray, oqx: np.ndarray, odep: np.ndarray, id
     what the opposite side ``opx``/``oqx`` displays at or better than it, net of ``odep`` (what our
     orders took from this book already) and of ``taken_before`` (what they took from the best levels
     at earlier book events while the book stayed crossed). True when the order is now filled."""
-    si, sf, oi, of = e.si, e.sf, e.oi, e.of
-    tick_size = sf[K_TICK]
-    buy = oi[idx, O_SIDE] > 0
-    tick = oi[idx, O_TICK]
+    cfg, o = e.config[0], e.orders[idx]
+    tick_size = cfg.tick
+    buy = o.side > 0
+    tick = o.tick
     skip = taken_before
     avail = 0.0
     for i in range(opx.shape[0]):
@@ -198,7 +168,7 @@ def touch_fill(e: Arrays, opx: np.ndarray, oqx: np.ndarray, odep: np.ndarray, id
         used = min(a, skip)
         skip -= used
         avail += a - used
-    q = whole_lots(avail, _remaining(of, idx), sf[K_LOT])
+    q = whole_lots(avail, o.qty - o.filled, cfg.lot)
     if q <= 0.0:
         return False
     skip, left = taken_before, q
@@ -211,24 +181,24 @@ def touch_fill(e: Arrays, opx: np.ndarray, oqx: np.ndarray, odep: np.ndarray, id
         take = min(a - used, left)
         odep[i] += take
         left -= take
-    si[S_DEPLETED] = 1
-    return record_fill(e, idx, of[idx, F_PRICE], q, True)
+    e.state[0].depleted = 1
+    return record_fill(e, idx, o.price, q, True)
 
 
 @kernel_jit()
 def on_book(e: Arrays, row: int) -> None:
     """Book event ``row`` reached the exchange: fill orders the opposite best reaches, then move
     every other order's queue position by the level change."""
-    si, sf, oi, of, opn, dep = e.si, e.sf, e.oi, e.of, e.opn, e.dep
+    st, cfg, orders, opn, dep = e.state[0], e.config[0], e.orders, e.opn, e.dep
     bpx, bqx, apx, aqx = e.bid_px[row], e.bid_qty[row], e.ask_px[row], e.ask_qty[row]
-    tick_size = sf[K_TICK]
-    model = si[K_QUEUE_MODEL]
-    power = sf[K_POWER]
-    whole = si[K_FILL_RULE] == HFTBACKTEST
+    tick_size = cfg.tick
+    model = cfg.queue_model
+    power = cfg.queue_power
+    whole = cfg.fill_rule == HFTBACKTEST
     for s in range(2):
-        n = si[S_N_OPEN + s]
+        n = st.n_open[s]
         if n == 0:  # no order on this side: nothing to fill or move
-            sf[T_TOUCH + s] = 0.0
+            st.touched[s] = 0.0
             continue
         px = bpx if s == 0 else apx
         qty = bqx if s == 0 else aqx
@@ -243,20 +213,21 @@ def on_book(e: Arrays, row: int) -> None:
         j = 0
         prev_tick = -1
         prev_ahead = 0.0
-        taken_before = sf[T_TOUCH + s]
+        taken_before = st.touched[s]
         crossed = False
         while j < n:
             idx = opn[s, j]
-            tick = oi[idx, O_TICK]
+            o = orders[idx]
+            tick = o.tick
             if has_opp and ((opp_tick <= tick) if s == 0 else (opp_tick >= tick)):
                 # the opposite best reached our price: fills at our price, as maker
                 crossed = True
                 if whole:
-                    done = record_fill(e, idx, of[idx, F_PRICE], _remaining(of, idx), True)
+                    done = record_fill(e, idx, o.price, o.qty - o.filled, True)
                 else:
-                    before = of[idx, F_FILLED]
+                    before = o.filled
                     done = touch_fill(e, opx, oqx, dep[1 - s], idx, taken_before)
-                    sf[T_TOUCH + s] += of[idx, F_FILLED] - before
+                    st.touched[s] += o.filled - before
                 if done:
                     remove_open(e, idx)
                     n -= 1
@@ -268,60 +239,59 @@ def on_book(e: Arrays, row: int) -> None:
             seen = i < levels  # past the L-th level: not visible
             size = qty[i] - dep[s, i] if seen and not np.isnan(px[i]) and level_tick == tick else 0.0
             if seen:
-                if oi[idx, O_KNOWN] == 0:  # first sight of a level that was beyond the visible book
-                    oi[idx, O_KNOWN] = 1
-                    of[idx, F_AHEAD] = size
-                    of[idx, F_QA0] = size + own_ahead(e, idx)[0]
+                if o.known == 0:  # first sight of a level that was beyond the visible book
+                    o.known = 1
+                    o.ahead = size
+                    o.queue_ahead = size + own_ahead(e, idx)[0]
                 else:
-                    of[idx, F_AHEAD] = queue_after_depth(
-                        of[idx, F_AHEAD], of[idx, F_LEVEL], size, of[idx, F_TRADED], model, power
-                    )
-                of[idx, F_LEVEL] = size
-                of[idx, F_TRADED] = 0.0
-            if tick == prev_tick and of[idx, F_AHEAD] < prev_ahead:
-                of[idx, F_AHEAD] = prev_ahead  # one FIFO: never ahead of our earlier order
+                    o.ahead = queue_after_depth(o.ahead, o.level, size, o.traded, model, power)
+                o.level = size
+                o.traded = 0.0
+            if tick == prev_tick and o.ahead < prev_ahead:
+                o.ahead = prev_ahead  # one FIFO: never ahead of our earlier order
             prev_tick = tick
-            prev_ahead = of[idx, F_AHEAD]
+            prev_ahead = o.ahead
             j += 1
         if not crossed:
-            sf[T_TOUCH + s] = 0.0  # the book no longer reaches our orders: what shows next is new volume
+            st.touched[s] = 0.0  # the book no longer reaches our orders: what shows next is new volume
 
 
 @kernel_jit()
 def on_trade(e: Arrays, k: int) -> None:
     """Trade ``k`` reached the exchange: hand its volume to our orders on the passive side in
     price-time priority."""
-    si, sf, oi, of, opn = e.si, e.sf, e.oi, e.of, e.opn
+    cfg, orders, opn = e.config[0], e.orders, e.opn
     price, volume, taker_side = e.trade_price[k], e.trade_qty[k], e.trade_side[k]
     s = 1 if taker_side > 0 else 0  # a taker buy lifts asks: our sells
-    n = si[S_N_OPEN + s]
+    n = e.state[0].n_open[s]
     if n == 0:
         return
-    lot = sf[K_LOT]
-    t = to_tick(price, sf[K_TICK])
+    lot = cfg.lot
+    t = to_tick(price, cfg.tick)
     unused = volume
     j = 0
     while j < n:
         idx = opn[s, j]
-        tick = oi[idx, O_TICK]
-        rem = _remaining(of, idx)
+        o = orders[idx]
+        tick = o.tick
+        rem = o.qty - o.filled
         if (tick > t) if s == 0 else (tick < t):
             # traded through our price: we would have been hit first
             q = whole_lots(unused, rem, lot)
         elif tick == t:
-            of[idx, F_TRADED] += volume  # explains this much of the next level decrease
-            if oi[idx, O_KNOWN] == 0:
+            o.traded += volume  # explains this much of the next level decrease
+            if o.known == 0:
                 j += 1
                 continue
             reach = unused  # what of the print reaches this order's part of the queue
-            ahead = of[idx, F_AHEAD]
+            ahead = o.ahead
             q = whole_lots(reach - ahead, rem, lot)
-            of[idx, F_AHEAD] = max(ahead - reach, 0.0)
+            o.ahead = max(ahead - reach, 0.0)
         else:
             break  # worse than the print: so is everything after it
         if q > 0.0:
             unused -= q
-            if record_fill(e, idx, of[idx, F_PRICE], q, True):
+            if record_fill(e, idx, o.price, q, True):
                 remove_open(e, idx)
                 n -= 1
                 continue

@@ -114,6 +114,11 @@ PARENT_DTYPE = np.dtype(
     ]
 )
 
+# The engine's equity curve on the exchange clock: cash is net of fees and funding, equity = cash + position * mid.
+SAMPLE_DTYPE = np.dtype(
+    [("ts", np.int64), ("mid", np.float64), ("position", np.float64), ("cash", np.float64), ("equity", np.float64)]
+)
+
 # The equity curve a run leaves behind (net of fees and funding), on the exchange clock.
 EQUITY_DTYPE = np.dtype([("ts", np.int64), ("equity", np.float64), ("position", np.float64), ("mid", np.float64)])
 

@@ -13,7 +13,6 @@ import pytest
 
 from bench.quoting import QuoteState, quote, quote_state, quote_step
 from execution import compiled
-from execution import records as r
 from execution.compiled import CompiledStrategy
 from execution.engine import Engine, Wake
 from execution.market import Market
@@ -116,7 +115,7 @@ def test_a_run_can_be_driven_in_pieces() -> None:
         pieces.drive(b, t)
     pieces.drive(b, end)
     assert _results(whole) == _results(pieces)
-    assert int(pieces.arrays().si[r.S_NEXT_TIMER]) >= end
+    assert int(pieces.arrays().state[0]["next_timer"]) >= end
 
 
 def test_a_step_that_sends_too_much_is_refused() -> None:

@@ -282,3 +282,43 @@ def test_fills_come_in_whole_lots_and_float_residue_never_fills() -> None:
     assert whole_lots(1e-17, 1.0, 0.001) == 0.0  # residue of a float subtraction
     assert whole_lots(0.5, 1e-17, 0.001) == 0.0
     assert whole_lots(0.0009, 1.0, 0.001) == 0.0
+
+
+def test_records_grow_with_every_row_and_field_kept() -> None:
+    """The engine's state lives in structured records (execution.records); growing one copies its
+    bytes, so every field of every row survives, and the new rows are empty."""
+    from execution.held_market import grow
+    from execution.records import ORDER_ROW
+    from execution.types import FILL_DTYPE
+
+    rng = np.random.default_rng(3)
+    for dtype in (ORDER_ROW, FILL_DTYPE):  # aligned, and packed (an int8 and a bool among int64 / float64)
+        rows = np.zeros(37, dtype)
+        for name in dtype.names or ():
+            rows[name] = rng.integers(-100, 100, len(rows)) if dtype[name].kind in "iu" else rng.normal(size=len(rows))
+        rows["side"] = rng.choice([-1, 1], len(rows))
+        out = grow(rows[5:], 40)
+        assert len(out) == 64 and out.dtype == dtype
+        assert out[:32].tobytes() == rows[5:].tobytes()
+        assert not out[32:].view(np.uint8).any()
+    plain = grow(np.arange(6.0).reshape(3, 2), 4, math.nan)
+    assert plain.shape == (6, 2) and (plain[:3].ravel() == np.arange(6.0)).all() and np.isnan(plain[3:]).all()
+
+
+@pytest.mark.kernels
+def test_the_results_are_the_engine_records() -> None:
+    """fills() hands out the fill rows the kernels wrote, counters() the state row's counters by name."""
+    e = Engine(CFG, 3)
+    e.load(
+        market(B(100, [(100.0, 5.0)], [(100.1, 5.0)]), T(150, 100.1, 1.0, 1), B(200, [(100.0, 5.0)], [(100.1, 4.0)]))
+    )
+    e.run_until(110)  # the first book has arrived (the feed latency is 0 here)
+    e.submit(Side.BUY, 0.5, kind=OrderKind.MARKET, tag=9)
+    e.submit(Side.SELL, 0.5, 100.0, tag=4)  # post-only at the bid: rejected
+    e.run_until(10**6)
+    fills = e.fills()
+    assert len(fills) == 1 and fills["tag"][0] == 9 and fills["side"][0] == 1 and not fills["maker"][0]
+    assert fills["price"][0] == 100.1 and fills["qty"][0] == 0.5 and fills["ts_local"][0] > fills["ts_ex"][0]
+    counters = e.counters()
+    assert counters.requests == 2 and counters.post_only_rejects == 1 and counters.invalid == 0
+    assert e.orders()["reject"].tolist() == [0, int(RejectReason.POST_ONLY_WOULD_TAKE)]

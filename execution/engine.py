@@ -26,6 +26,8 @@ from execution.types import FILL_DTYPE, ORDER_DTYPE, SAMPLE_DTYPE, EngineConfig,
 from execution.venue import BookView, OpenOrder
 
 NS = 1_000_000_000
+_ORDER_FIELDS = r.ORDER_ROW.names or ()
+_OPEN = int(OrderStatus.OPEN)
 FAR_PAST = -(1 << 62)
 
 
@@ -62,9 +64,9 @@ class Engine:
             raise ValueError("levels must be >= 1")
         self.cfg, self.levels, self.sample_ns, self.initial_cash = cfg, levels, sample_ns, cash
         self._state = np.zeros(1, r.STATE_ROW)
-        s = self._state[0]  # a view of the row: its fields are written in place
-        s["next_sample"] = s["next_funding"] = r.INF
-        s["now"] = s["ex_now"] = s["last_delivery"] = s["next_timer"] = FAR_PAST
+        self._s = s = r.Row(self._state)  # the state's fields, written in place
+        s.next_sample[0] = s.next_funding[0] = r.INF
+        s.now[0] = s.ex_now[0] = s.last_delivery[0] = s.next_timer[0] = FAR_PAST
         self._config = np.zeros(1, r.CONFIG_ROW)
         self._config[0] = (
             cfg.entry_latency_ns,
@@ -84,6 +86,8 @@ class Engine:
         )
         self._accounts = np.zeros(2, r.ACCOUNT_ROW)
         self._accounts["cash"], self._accounts["position"] = cash, position
+        self._local = r.Row(self._accounts, r.LOCAL)
+        self._entry_ns = int(cfg.entry_latency_ns)
         self.market = HeldMarket(levels, self._state)
         self._dep = np.zeros((2, levels))
         self._orders = np.zeros(64, r.ORDER_ROW)
@@ -135,9 +139,8 @@ class Engine:
         of the data when it wakes on Wake.END): execution.compiled. Returns what ended it."""
         if t_local_ns < self.now:
             raise ValueError(f"drive({t_local_ns}) is before now ({self.now})")
-        s = self._state[0]
-        if s["next_timer"] == FAR_PAST:
-            s["next_timer"] = strategy.start_ns
+        if self._s.next_timer[0] == FAR_PAST:
+            self._s.next_timer[0] = strategy.start_ns
         while True:
             e = self.arrays()
             flags = int(
@@ -158,27 +161,27 @@ class Engine:
         )
 
     def _make_room(self) -> None:
-        s = self._state[0]
-        head, n = int(s["rep_head"]), int(s["rep_n"])
+        s = self._s
+        head, n = int(s.rep_head[0]), int(s.rep_n[0])
         self._reports[: n - head] = self._reports[head:n].copy()
-        s["rep_head"], s["rep_n"] = 0, n - head
-        need = 2 * (int(s["n_open"].sum()) + self.levels + 2) + 2
+        s.rep_head[0], s.rep_n[0] = 0, n - head
+        need = 2 * (int(s.n_open[0].sum()) + self.levels + 2) + 2
         if n - head + need > len(self._reports):
             self._reports = grow(self._reports, n - head + need)
-        if s["n_fills"] + need > len(self._fills):
+        if s.n_fills[0] + need > len(self._fills):
             self._fills = grow(self._fills, len(self._fills) + need)
-        if s["n_samples"] + 1 > len(self._samples):
+        if s.n_samples[0] + 1 > len(self._samples):
             self._samples = grow(self._samples, 1)
 
     @property
     def now(self) -> int:
         """The local clock (ns)."""
-        return int(self._state[0]["now"])
+        return int(self._s.now[0])
 
     # --- the local view ----------------------------------------------------------------------------
 
     def _row(self) -> int:
-        return int(self._state[0]["local_book"]) - 1
+        return int(self._s.local_book[0]) - 1
 
     @property
     def best_bid(self) -> float:
@@ -208,19 +211,19 @@ class Engine:
 
     def position(self) -> float:
         """BTC held (short negative), as reported by ``now``."""
-        return float(self._accounts[r.LOCAL]["position"])
+        return float(self._local.position[0])
 
     def cash(self) -> float:
         """Starting cash - cost of fills - fees - funding, as reported by ``now``."""
-        return float(self._accounts[r.LOCAL]["cash"])
+        return float(self._local.cash[0])
 
     def fees_paid(self) -> float:
         """USDT paid in maker and taker fees, as reported by ``now``."""
-        return float(self._accounts[r.LOCAL]["fees"])
+        return float(self._local.fees[0])
 
     def funding_paid(self) -> float:
         """USDT paid in funding (negative: received), as reported by ``now``."""
-        return float(self._accounts[r.LOCAL]["funding"])
+        return float(self._local.funding[0])
 
     def equity(self) -> float:
         """Cash + position * mid (the local view)."""
@@ -229,18 +232,15 @@ class Engine:
 
     def open_orders(self) -> list[OpenOrder]:
         """Orders sent and not reported done by ``now`` (pending ones included, as last reported)."""
-        orders = self._orders[: self._n_orders]
-        live = np.flatnonzero(orders["local_status"] <= int(OrderStatus.OPEN))
+        n, first, o = self._n_orders, int(self._s.first_live[0]), self._orders
+        status = o["local_status"]
+        while first < n and status[first] > _OPEN:  # a done order never comes back
+            first += 1
+        self._s.first_live[0] = first  # the compiled strategies' cursor too (compiled.live_orders)
+        live = [first + k for k, st in enumerate(status[first:n].tolist()) if st <= _OPEN]
+        tag, side, price, qty, filled = (o[f] for f in ("tag", "side", "local_price", "local_qty", "local_filled"))
         return [
-            OpenOrder(
-                int(i + 1),
-                int(o["tag"]),
-                int(o["side"]),
-                float(o["local_price"]),
-                float(o["local_qty"]),
-                float(o["local_filled"]),
-            )
-            for i, o in zip(live, orders[live], strict=True)
+            OpenOrder(i + 1, int(tag[i]), int(side[i]), float(price[i]), float(qty[i]), float(filled[i])) for i in live
         ]
 
     def order_status(self, order_id: int) -> OrderStatus:
@@ -267,16 +267,16 @@ class Engine:
         side, kind = Side(side), OrderKind(kind)
         self._room_for(1)
         idx = self._n_orders
-        self._state[0]["n_orders"] = idx + 1
+        self._s.n_orders[0] = idx + 1
         market = kind == OrderKind.MARKET
         px = math.nan if market else float(price)
-        self._orders[idx] = 0  # every field
-        o = self._orders[idx]  # a view of the row: its fields are written in place
-        o["side"], o["kind"], o["post_only"], o["tag"] = side, kind, post_only and not market, tag
-        o["ts_submit_local"], o["ts_arrive_ex"], o["ts_done_ex"] = self.now, -1, -1
-        o["status"] = o["local_status"] = OrderStatus.PENDING
-        o["price"], o["qty"], o["local_price"], o["local_qty"] = px, qty, px, qty
-        o["queue_ahead"] = math.nan
+        pending = int(OrderStatus.PENDING)
+        fields = {
+            **dict(side=int(side), kind=int(kind), post_only=int(post_only and not market), tag=tag),
+            **dict(ts_submit_local=self.now, ts_arrive_ex=-1, ts_done_ex=-1, status=pending, local_status=pending),
+            **dict(price=px, qty=qty, local_price=px, local_qty=qty, queue_ahead=math.nan),
+        }
+        self._orders[idx] = tuple(fields.get(name, 0) for name in _ORDER_FIELDS)  # one write of the row, the rest 0
         self._request(r.REQ_NEW, idx + 1, math.nan, math.nan)
         return idx + 1
 
@@ -300,20 +300,20 @@ class Engine:
 
     @property
     def _n_orders(self) -> int:
-        return int(self._state[0]["n_orders"])
+        return int(self._s.n_orders[0])
 
     def _room_for(self, k: int) -> None:
         """Room for ``k`` more orders and requests."""
-        n, s = self._n_orders, self._state[0]
+        n, s = self._n_orders, self._s
         if n + k > len(self._orders):
             self._orders = grow(self._orders, n + k)
             opn = np.zeros((2, len(self._orders)), np.int64)
             opn[:, : self._opn.shape[1]] = self._opn
             self._opn = opn
-        head, m = int(s["req_head"]), int(s["req_n"])
+        head, m = int(s.req_head[0]), int(s.req_n[0])
         if m + k > len(self._requests):
             self._requests = grow(self._requests[head:m], m - head + k)
-            s["req_head"], s["req_n"] = 0, m - head
+            s.req_head[0], s.req_n[0] = 0, m - head
 
     def _index(self, order_id: int) -> int:
         if not 1 <= order_id <= self._n_orders:
@@ -321,17 +321,16 @@ class Engine:
         return order_id - 1
 
     def _request(self, kind: int, oid: int, price: float, qty: float) -> None:
-        s = self._state[0]
         self._room_for(1)
-        n = int(s["req_n"])
-        self._requests[n] = (self.now + self._config[0]["entry_ns"], kind, oid, price, qty)
-        s["req_n"] = n + 1
+        n = int(self._s.req_n[0])
+        self._requests[n] = (self.now + self._entry_ns, kind, oid, price, qty)
+        self._s.req_n[0] = n + 1
 
     # --- results -----------------------------------------------------------------------------------
 
     def fills(self, start: int = 0) -> np.ndarray:
         """Every fill so far (exchange side; from the ``start``-th), as FILL_DTYPE rows in time order."""
-        return self._fills[start : int(self._state[0]["n_fills"])].copy()
+        return self._fills[start : int(self._s.n_fills[0])].copy()
 
     def orders(self) -> np.ndarray:
         """Every order sent (exchange side; open ones have ts_done_ex -1), as ORDER_DTYPE rows."""
@@ -346,12 +345,11 @@ class Engine:
 
     def samples(self) -> np.ndarray:
         """The equity curve: one SAMPLE_DTYPE row every ``sample_ns`` of exchange time."""
-        return self._samples[: int(self._state[0]["n_samples"])].copy()
+        return self._samples[: int(self._s.n_samples[0])].copy()
 
     def counters(self) -> Counters:
         """How the requests so far fared at the exchange."""
-        s = self._state[0]
-        return Counters(**{f.name: int(s[f.name]) for f in dataclasses.fields(Counters)})
+        return Counters(**{f.name: int(getattr(self._s, f.name)[0]) for f in dataclasses.fields(Counters)})
 
     def describe(self) -> dict[str, Any]:
         """The configuration that shaped the fills, for the run's metadata (REFERENCE 2, point 11)."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from core.jit import read_only
 from execution.market import Market, empty_market
+from execution.records import Row
 
 
 def grow(a: np.ndarray, rows: int, fill: float = 0) -> np.ndarray:
@@ -32,7 +33,7 @@ class HeldMarket:
     """Book events and trades held for the kernels, in exchange-time order."""
 
     def __init__(self, levels: int, state: np.ndarray) -> None:
-        self.levels, self.s = levels, state[0]  # a view of the engine's state row
+        self.levels, self.s = levels, Row(state)  # the engine's state row, its fields written in place
         none = empty_market(levels)  # the buffers, in the order of records.Arrays' market fields
         b = none.books
         self.books: list[np.ndarray] = [b.ts_ex, b.ts_local, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty]
@@ -55,7 +56,7 @@ class HeldMarket:
         b, t = market.validate().top(self.levels)
         self._append_books(b.ts_ex, b.ts_local, b.bid_px, b.bid_qty, b.ask_px, b.ask_qty)
         self._append_trades(*t)
-        self.s["finite"] = 1
+        self.s.finite[0] = 1
 
     def push_book(
         self,
@@ -79,8 +80,8 @@ class HeldMarket:
             m = min(len(src), k)
             dst[n, :m] = src[:m]
             dst[n, m:] = fill
-        self.s["n_books"] = n + 1
-        self.s["finite"] = 0
+        self.s.n_books[0] = n + 1
+        self.s.finite[0] = 0
 
     def push_trade(self, ts_ex: int, ts_local: int, price: float, qty: float, side: int) -> None:
         """One live trade (``side``: the taker's, +1 buy / -1 sell)."""
@@ -89,34 +90,34 @@ class HeldMarket:
         n = self._reserve_trades(int(ts_ex))
         t = self.trades
         t[0][n], t[1][n], t[2][n], t[3][n], t[4][n] = ts_ex, ts_local, price, qty, side
-        self.s["n_trades"] = n + 1
-        self.s["finite"] = 0
+        self.s.n_trades[0] = n + 1
+        self.s.finite[0] = 0
 
     def _reserve_books(self, first_ts: int, k: int = 1) -> int:
         """Room for ``k`` more book rows after the held ones; returns the first free row."""
         s = self.s
-        n = int(s["n_books"])
+        n = int(s.n_books[0])
         if n and first_ts < self.books[0][n - 1]:
             raise ValueError("book events go back in exchange time")
         if n + k > len(self.books[0]):
-            keep = max(min(int(s["ex_book"]), int(s["local_book"])) - 1, 0)  # the current rows stay
+            keep = max(min(int(s.ex_book[0]), int(s.local_book[0])) - 1, 0)  # the current rows stay
             self._hold(books=[grow(a[keep:n], n - keep + k) for a in self.books])
-            s["ex_book"] -= keep
-            s["local_book"] -= keep
-            s["n_books"] = n - keep
-        return int(s["n_books"])
+            s.ex_book[0] -= keep
+            s.local_book[0] -= keep
+            s.n_books[0] = n - keep
+        return int(s.n_books[0])
 
     def _reserve_trades(self, first_ts: int, k: int = 1) -> int:
         s = self.s
-        n = int(s["n_trades"])
+        n = int(s.n_trades[0])
         if n and first_ts < self.trades[0][n - 1]:
             raise ValueError("trades go back in exchange time")
         if n + k > len(self.trades[0]):
-            keep = int(s["ex_trade"])
+            keep = int(s.ex_trade[0])
             self._hold(trades=[grow(a[keep:n], n - keep + k) for a in self.trades])
-            s["ex_trade"] = 0
-            s["n_trades"] = n - keep
-        return int(s["n_trades"])
+            s.ex_trade[0] = 0
+            s.n_trades[0] = n - keep
+        return int(s.n_trades[0])
 
     def _append_books(self, *cols: np.ndarray) -> None:
         k = len(cols[0])
@@ -124,12 +125,12 @@ class HeldMarket:
             return
         if self._empty("n_books", "ex_book", "local_book"):  # the first block: kept as it is, no copy
             self._hold(books=_adopt(self.books, cols))
-            self.s["n_books"] = k
+            self.s.n_books[0] = k
             return
         n = self._reserve_books(int(cols[0][0]), k)
         for a, c in zip(self.books, cols, strict=True):
             a[n : n + k] = c
-        self.s["n_books"] = n + k
+        self.s.n_books[0] = n + k
 
     def _append_trades(self, *cols: np.ndarray) -> None:
         k = len(cols[0])
@@ -137,16 +138,16 @@ class HeldMarket:
             return
         if self._empty("n_trades", "ex_trade"):
             self._hold(trades=_adopt(self.trades, cols))
-            self.s["n_trades"] = k
+            self.s.n_trades[0] = k
             return
         n = self._reserve_trades(int(cols[0][0]), k)
         for a, c in zip(self.trades, cols, strict=True):
             a[n : n + k] = c
-        self.s["n_trades"] = n + k
+        self.s.n_trades[0] = n + k
 
     def _empty(self, held: str, *cursors: str) -> bool:
         """Nothing held and nothing processed yet (a fresh engine, before its first block)."""
-        return bool(self.s[held] == 0 and all(self.s[c] == 0 for c in cursors))
+        return bool(getattr(self.s, held)[0] == 0 and all(getattr(self.s, c)[0] == 0 for c in cursors))
 
 
 def _adopt(buffers: list[np.ndarray], cols: tuple[np.ndarray, ...]) -> list[np.ndarray]:

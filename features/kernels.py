@@ -42,18 +42,8 @@ from features.state import (
     ERR_NAN,
     ERR_OVERFLOW,
     ERR_TRADE_BACKWARDS,
-    I_EPOCH,
-    I_HAVE_PREV,
-    I_HEAD,
-    I_LAST_MIDCHG_TS,
-    I_LAST_TRADE_TS,
-    I_LAST_TS,
-    I_THEAD,
     NV,
     OK,
-    S_BUY_SINCE,
-    S_LAST_MID,
-    S_SELL_SINCE,
     T_BUY,
     T_ONE,
     T_SELL,
@@ -68,13 +58,13 @@ from features.vector import write
 @kernel_jit(cache=True)
 def on_trade(st: State, ts: int, px: float, qty: float, side: int) -> int:
     """Take one trade (side +1 taker buy, -1 taker sell) into the trade windows."""
-    f, iv, tring_ts, tring = st.f, st.i, st.tring_ts, st.tring
+    sc, tring_ts, tring = st.scalars[0], st.tring_ts, st.tring
     if not (px > 0.0 and qty > 0.0) or abs(side) != 1:
         return ERR_BAD_TRADE
-    if ts < iv[I_LAST_TRADE_TS]:
+    if ts < sc.last_trade_ts:
         return ERR_TRADE_BACKWARDS
     cap = tring_ts.shape[0]
-    head = iv[I_THEAD]
+    head = sc.thead
     if head - st.ttail[len(TW) - 1] >= cap:
         return ERR_OVERFLOW
     slot = head % cap
@@ -88,10 +78,10 @@ def on_trade(st: State, ts: int, px: float, qty: float, side: int) -> int:
         st.tsum[j, T_BUY] += buy
         st.tsum[j, T_SELL] += sell
         st.tsum[j, T_ONE] += 1.0
-    iv[I_THEAD] = head + 1
-    iv[I_LAST_TRADE_TS] = ts
-    f[S_BUY_SINCE] += buy
-    f[S_SELL_SINCE] += sell
+    sc.thead = head + 1
+    sc.last_trade_ts = ts
+    sc.buy_since += buy
+    sc.sell_since += sell
     return OK
 
 
@@ -210,7 +200,7 @@ def _check(st: State, ts: int, bid_px: np.ndarray, bid_qty: np.ndarray, ask_px: 
         return e
     if bid_px[0] >= ask_px[0]:
         return ERR_CROSSED
-    if ts < st.i[I_LAST_TS]:
+    if ts < st.scalars[0].last_ts:
         return ERR_BACKWARDS
     return OK
 
@@ -230,16 +220,16 @@ def on_book(
     e = _check(st, ts, bid_px, bid_qty, ask_px, ask_qty)
     if e != OK:
         return e
-    f, iv = st.f, st.i
+    sc = st.scalars[0]
     b1, a1, qb1, qa1 = bid_px[0], ask_px[0], bid_qty[0], ask_qty[0]
     cap = st.ring_ts.shape[0]
-    head = iv[I_HEAD]
+    head = sc.head
     _evict(st.ring_ts, st.ring, st.bsum, st.btail, BW, head, ts)  # before checking the ring has room
     if head - st.btail[len(BW) - 1] + 1 >= cap:
         return ERR_OVERFLOW
     mid = 0.5 * (a1 + b1)
     first = head == 0
-    same_epoch = iv[I_HAVE_PREV] == 1 and epoch == iv[I_EPOCH]
+    same_epoch = sc.have_prev == 1 and epoch == sc.epoch
     slot = head % cap
     row = st.ring[slot]
     row[:] = 0.0
@@ -249,24 +239,24 @@ def on_book(
         add_b, rem_b = _add_cancel(pp[0], pq[0], bid_px, bid_qty, True)
         add_a, rem_a = _add_cancel(pp[1], pq[1], ask_px, ask_qty, False)
         row[C_ADD_BID] = add_b
-        row[C_CANCEL_BID] = max(rem_b - f[S_SELL_SINCE], 0.0)
+        row[C_CANCEL_BID] = max(rem_b - sc.sell_since, 0.0)
         row[C_ADD_ASK] = add_a
-        row[C_CANCEL_ASK] = max(rem_a - f[S_BUY_SINCE], 0.0)
+        row[C_CANCEL_ASK] = max(rem_a - sc.buy_since, 0.0)
     if not first:
-        last_mid = f[S_LAST_MID]
+        last_mid = sc.last_mid
         r = math.log(mid / last_mid)
         row[C_SQRET] = r * r
         if mid != last_mid:
             row[C_MIDCHG] = 1.0
-            iv[I_LAST_MIDCHG_TS] = ts
-        x = f[S_BUY_SINCE] - f[S_SELL_SINCE]
+            sc.last_midchg_ts = ts
+        x = sc.buy_since - sc.sell_since
         y = r * 1e4
         row[C_X] = x
         row[C_Y] = y
         row[C_XY] = x * y
         row[C_XX] = x * x
     else:
-        iv[I_LAST_MIDCHG_TS] = ts
+        sc.last_midchg_ts = ts
     row[C_DEPTH1] = 0.5 * (qb1 + qa1)
     row[C_ONE] = 1.0
     row[C_MID] = mid
@@ -274,20 +264,20 @@ def on_book(
     for j in range(len(BW)):
         for c in range(NV):
             st.bsum[j, c] += row[c]
-    iv[I_HEAD] = head + 1
-    iv[I_LAST_TS] = ts
-    iv[I_EPOCH] = epoch
-    iv[I_HAVE_PREV] = 1
+    sc.head = head + 1
+    sc.last_ts = ts
+    sc.epoch = epoch
+    sc.have_prev = 1
     for lvl in range(K):
         st.prev_px[0, lvl] = bid_px[lvl]
         st.prev_qty[0, lvl] = bid_qty[lvl]
         st.prev_px[1, lvl] = ask_px[lvl]
         st.prev_qty[1, lvl] = ask_qty[lvl]
-    f[S_LAST_MID] = mid
-    f[S_BUY_SINCE] = 0.0
-    f[S_SELL_SINCE] = 0.0
+    sc.last_mid = mid
+    sc.buy_since = 0.0
+    sc.sell_since = 0.0
     # trade windows, as of ts
-    _evict(st.tring_ts, st.tring, st.tsum, st.ttail, TW, iv[I_THEAD], ts)
+    _evict(st.tring_ts, st.tring, st.tsum, st.ttail, TW, sc.thead, ts)
     write(st, ts, bid_px, bid_qty, ask_px, ask_qty, out)
     return OK
 

@@ -66,18 +66,28 @@ T_SELL = 1
 T_ONE = 2
 NT = 3
 
-# scalar state
-S_LAST_MID, S_BUY_SINCE, S_SELL_SINCE = range(3)
-NS_F = 3
-I_LAST_TS, I_LAST_TRADE_TS, I_LAST_MIDCHG_TS, I_EPOCH, I_HAVE_PREV, I_HEAD, I_THEAD, I_WRITTEN = range(8)
-NS_I = 8
+# the scalar state, one row (``State.scalars[0]``)
+SCALARS_ROW = np.dtype(
+    [
+        ("last_mid", np.float64),  # the mid after the previous update
+        ("buy_since", np.float64),  # taker buy volume since the previous update
+        ("sell_since", np.float64),
+        ("last_ts", np.int64),  # the previous update's time
+        ("last_trade_ts", np.int64),
+        ("last_midchg_ts", np.int64),  # when the mid last changed
+        ("epoch", np.int64),  # the previous update's book epoch
+        ("have_prev", np.int64),  # a previous update is held
+        ("head", np.int64),  # updates taken (the book ring's next slot, unwrapped)
+        ("thead", np.int64),  # trades taken (the trade ring's next slot, unwrapped)
+        ("written", np.int64),  # features the last vector wrote: checked against the catalog
+    ]
+)
 
 
 class State(NamedTuple):
     """Everything the kernels remember between events (numpy arrays, owned by the driver)."""
 
-    f: np.ndarray  # float64[NS_F]
-    i: np.ndarray  # int64[NS_I]
+    scalars: np.ndarray  # SCALARS_ROW[1]
     ring_ts: np.ndarray  # int64[cap]
     ring: np.ndarray  # float64[cap, NV]
     bsum: np.ndarray  # float64[len(BW), NV]
@@ -93,8 +103,7 @@ class State(NamedTuple):
 
 def new_state(tick: float, capacity: int = 1 << 17, trade_capacity: int = 1 << 17) -> State:
     st = State(
-        f=np.zeros(NS_F),
-        i=np.zeros(NS_I, np.int64),
+        scalars=np.zeros(1, SCALARS_ROW),
         ring_ts=np.zeros(capacity, np.int64),
         ring=np.zeros((capacity, NV)),
         bsum=np.zeros((len(BW), NV)),
@@ -113,11 +122,8 @@ def new_state(tick: float, capacity: int = 1 << 17, trade_capacity: int = 1 << 1
 
 def reset_state(st: State) -> None:
     """Forget everything (the online engine's ``reset()``)."""
-    st.f[:] = 0.0
-    st.i[:] = 0
-    st.i[I_LAST_TS] = np.iinfo(np.int64).min
-    st.i[I_LAST_TRADE_TS] = np.iinfo(np.int64).min
-    st.i[I_EPOCH] = np.iinfo(np.int64).min
+    st.scalars[0] = 0  # every field
+    st.scalars[["last_ts", "last_trade_ts", "epoch"]] = np.iinfo(np.int64).min
     st.bsum[:] = 0.0
     st.btail[:] = 0
     st.tsum[:] = 0.0

@@ -3,7 +3,7 @@
 ``write`` runs after the kernels (features/kernels.py) took the update into the state: the
 instantaneous families read the update's top levels, the windowed ones the window sums. Each
 family writes from index ``k`` on and returns the index after it; the total is kept in the state
-(``I_WRITTEN``) so a test can hold it against the catalog.
+(``scalars.written``) so a test can hold it against the catalog.
 """
 
 from __future__ import annotations
@@ -31,11 +31,6 @@ from features.state import (
     C_Y,
     CAP_NS,
     DAY_NS,
-    I_HEAD,
-    I_LAST_MIDCHG_TS,
-    I_LAST_TRADE_TS,
-    I_THEAD,
-    I_WRITTEN,
     NS,
     T_BUY,
     T_ONE,
@@ -64,7 +59,7 @@ def write(
     k = _prices(st, mid, out, k)
     k = _trades(st.tsum, out, k)
     k = _time(st, ts, out, k)
-    st.i[I_WRITTEN] = k  # the number of features written: checked against the catalog
+    st.scalars[0].written = k  # the number of features written: checked against the catalog
 
 
 @kernel_jit(cache=True, inline="always")
@@ -222,7 +217,7 @@ def _asof_mid(st: State, j: int) -> float:
     """The mid as of ts - window j: the newest update the window just evicted, if still held."""
     t = st.btail[j] - 1
     cap = st.ring_ts.shape[0]
-    if t < 0 or st.i[I_HEAD] - t > cap:
+    if t < 0 or st.scalars[0].head - t > cap:
         return np.nan
     return float(st.ring[t % cap, C_MID])
 
@@ -264,9 +259,10 @@ def _trades(tsum: np.ndarray, out: np.ndarray, k: int) -> int:
 @kernel_jit(cache=True, inline="always")
 def _time(st: State, ts: int, out: np.ndarray, k: int) -> int:
     """Time since the last mid change and the last trade (capped), time of day."""
-    out[k] = min(ts - st.i[I_LAST_MIDCHG_TS], CAP_NS) / NS
-    last_trade = st.i[I_LAST_TRADE_TS]
-    out[k + 1] = min(ts - last_trade, CAP_NS) / NS if st.i[I_THEAD] > 0 else TIME_CAP_S
+    sc = st.scalars[0]
+    out[k] = min(ts - sc.last_midchg_ts, CAP_NS) / NS
+    last_trade = sc.last_trade_ts
+    out[k + 1] = min(ts - last_trade, CAP_NS) / NS if sc.thead > 0 else TIME_CAP_S
     phase = 2.0 * math.pi * (ts % DAY_NS) / DAY_NS
     out[k + 2] = math.sin(phase)
     out[k + 3] = math.cos(phase)

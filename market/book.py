@@ -17,7 +17,7 @@ Invalid data is never patched: the caller records the event and resyncs.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numba as nb
 import numpy as np
@@ -41,21 +41,34 @@ INVALID = 0
 BRIDGING = 1
 SYNCED = 2
 
-# meta vector layout
-M_BASE, M_BEST_BID, M_BEST_ASK, M_N_BID, M_N_ASK, M_LAST_ID, M_STATE, M_EPOCH, M_LAST_TS, M_DROPPED = range(10)
-META_SIZE = 10
+# The book's own state, one row (``BookState.meta[0]``); per-side fields: [0] bids, [1] asks.
+META_ROW = np.dtype(
+    [
+        ("base", np.int64),  # the price tick of the window's index 0
+        ("best", np.int64, (2,)),  # window index of the best level (-1: the side is empty)
+        ("n", np.int64, (2,)),  # levels held in the window
+        ("last_id", np.int64),  # the last update id applied
+        ("state", np.int64),  # INVALID, BRIDGING or SYNCED
+        ("epoch", np.int64),  # exchange time of the snapshot the book descends from
+        ("last_ts", np.int64),  # exchange time of the last update applied
+        ("dropped", np.int64),  # levels ignored because they lay outside the window
+    ]
+)
+BID = 0
+ASK = 1
 
 DEFAULT_WINDOW = 1 << 18  # 262,144 ticks: +-13,107 USD around the price at a 0.1 tick
 
 
 @nb.njit(cache=True)
-def _recenter(bid_q: np.ndarray, ask_q: np.ndarray, meta: np.ndarray, center_tick: int) -> None:
+def _recenter(bid_q: np.ndarray, ask_q: np.ndarray, m: Any, center_tick: int) -> None:
+    """Move the window so that ``center_tick`` is its middle (``m``: the meta row)."""
     w = bid_q.shape[0]
     new_base = center_tick - w // 2
-    shift = new_base - meta[M_BASE]
+    shift = new_base - m.base
     if shift == 0:
         return
-    for q, m_n, m_best in ((bid_q, M_N_BID, M_BEST_BID), (ask_q, M_N_ASK, M_BEST_ASK)):
+    for s, q in ((BID, bid_q), (ASK, ask_q)):
         tmp = np.zeros(w)
         n = 0
         for i in range(w):
@@ -64,14 +77,14 @@ def _recenter(bid_q: np.ndarray, ask_q: np.ndarray, meta: np.ndarray, center_tic
                 tmp[i] = q[j]
                 n += 1
             elif q[i] > 0.0 and not (0 <= i - shift < w):
-                meta[M_DROPPED] += 1
+                m.dropped += 1
         q[:] = tmp
-        meta[m_n] = n
-        if meta[m_best] >= 0:
-            meta[m_best] -= shift
-            if not (0 <= meta[m_best] < w):
-                meta[m_best] = -1
-    meta[M_BASE] = new_base
+        m.n[s] = n
+        if m.best[s] >= 0:
+            m.best[s] -= shift
+            if not (0 <= m.best[s] < w):
+                m.best[s] = -1
+    m.base = new_base
 
 
 @nb.njit(cache=True)
@@ -100,35 +113,35 @@ def _find_best_ask(ask_q: np.ndarray, start: int, n: int) -> int:
 
 
 @nb.njit(cache=True)
-def _set_level(q: np.ndarray, meta: np.ndarray, idx: int, qty: float, is_bid: bool) -> None:
+def _set_level(q: np.ndarray, m: Any, idx: int, qty: float, is_bid: bool) -> None:
+    """Set the size at window index ``idx`` of one side, keeping its count and best (``m``: the meta row)."""
     w = q.shape[0]
     if idx < 0 or idx >= w:
         if qty > 0.0:
-            meta[M_DROPPED] += 1
+            m.dropped += 1
         return
     old = q[idx]
     q[idx] = qty
-    m_n = M_N_BID if is_bid else M_N_ASK
-    m_best = M_BEST_BID if is_bid else M_BEST_ASK
+    s = BID if is_bid else ASK
     if old > 0.0 and qty == 0.0:
-        meta[m_n] -= 1
-        if idx == meta[m_best]:
+        m.n[s] -= 1
+        if idx == m.best[s]:
             if is_bid:
-                meta[m_best] = _find_best_bid(q, idx - 1, meta[m_n])
+                m.best[s] = _find_best_bid(q, idx - 1, m.n[s])
             else:
-                meta[m_best] = _find_best_ask(q, idx + 1, meta[m_n])
+                m.best[s] = _find_best_ask(q, idx + 1, m.n[s])
     elif qty > 0.0:
         if old == 0.0:
-            meta[m_n] += 1
-        best = meta[m_best]
+            m.n[s] += 1
+        best = m.best[s]
         if best < 0 or (is_bid and idx > best) or (not is_bid and idx < best):
-            meta[m_best] = idx
+            m.best[s] = idx
 
 
 @nb.njit(cache=True)
 def _write_top(
     q: np.ndarray,
-    meta: np.ndarray,
+    m: Any,
     tick: float,
     is_bid: bool,
     out_px: np.ndarray,
@@ -137,11 +150,12 @@ def _write_top(
 ) -> None:
     levels = out_px.shape[1]
     w = q.shape[0]
-    base = meta[M_BASE]
-    best = meta[M_BEST_BID] if is_bid else meta[M_BEST_ASK]
+    s = BID if is_bid else ASK
+    base = m.base
+    best = m.best[s]
     k = 0
     if best >= 0:
-        n_side = meta[M_N_BID] if is_bid else meta[M_N_ASK]
+        n_side = m.n[s]
         i = best
         step = -1 if is_bid else 1
         while k < levels and k < n_side and 0 <= i < w:
@@ -157,11 +171,11 @@ def _write_top(
 
 
 class BookState(NamedTuple):
-    """The book kernel's state: sizes by price tick inside the window, and its meta vector (M_*)."""
+    """The book kernel's state: sizes by price tick inside the window, and its meta row (META_ROW)."""
 
     bid_q: np.ndarray  # float64[window]
     ask_q: np.ndarray
-    meta: np.ndarray  # int64[META_SIZE]
+    meta: np.ndarray  # META_ROW[1]
     tick: float
 
 
@@ -191,6 +205,7 @@ def apply_updates(book: BookState, u: Updates, status: np.ndarray, out: Books) -
     For every APPLIED message, row i of ``out`` is the book after it (its times, epoch and top levels).
     """
     bid_q, ask_q, meta, tick = book
+    m = meta[0]
     skip, is_snap, first_id, last_id, prev_id, ts_ex, ts_local, bid_off, bid_px, bid_qty, ask_off, ask_px, ask_qty = u
     n = is_snap.shape[0]
     w = bid_q.shape[0]
@@ -198,14 +213,13 @@ def apply_updates(book: BookState, u: Updates, status: np.ndarray, out: Books) -
         if skip[i]:
             status[i] = SKIPPED
             continue
-        state = meta[M_STATE]
+        state = m.state
         if is_snap[i]:
             bid_q[:] = 0.0
             ask_q[:] = 0.0
-            meta[M_N_BID] = 0
-            meta[M_N_ASK] = 0
-            meta[M_BEST_BID] = -1
-            meta[M_BEST_ASK] = -1
+            for s in range(2):
+                m.n[s] = 0
+                m.best[s] = -1
             # centre the window on the snapshot's touch
             b0 = bid_off[i]
             a0 = ask_off[i]
@@ -216,54 +230,54 @@ def apply_updates(book: BookState, u: Updates, status: np.ndarray, out: Books) -
             elif ask_off[i + 1] > a0:
                 center = np.int64(round(ask_px[a0] / tick))
             else:
-                center = meta[M_BASE] + w // 2
-            meta[M_BASE] = center - w // 2
-            meta[M_EPOCH] = ts_ex[i]
-            meta[M_STATE] = BRIDGING
+                center = m.base + w // 2
+            m.base = center - w // 2
+            m.epoch = ts_ex[i]
+            m.state = BRIDGING
         else:
             if state == INVALID:
                 status[i] = NOT_SYNCED
                 continue
             if state == BRIDGING:
-                if last_id[i] <= meta[M_LAST_ID]:
+                if last_id[i] <= m.last_id:
                     status[i] = STALE
                     continue
-                if first_id[i] > meta[M_LAST_ID] + 1:
-                    meta[M_STATE] = INVALID
+                if first_id[i] > m.last_id + 1:
+                    m.state = INVALID
                     status[i] = GAP
                     continue
-            elif prev_id[i] != meta[M_LAST_ID]:
-                meta[M_STATE] = INVALID
+            elif prev_id[i] != m.last_id:
+                m.state = INVALID
                 status[i] = GAP
                 continue
-            if ts_ex[i] < meta[M_LAST_TS]:
-                meta[M_STATE] = INVALID
+            if ts_ex[i] < m.last_ts:
+                m.state = INVALID
                 status[i] = TIME_BACKWARDS
                 continue
-            meta[M_STATE] = SYNCED
-        base = meta[M_BASE]
+            m.state = SYNCED
+        base = m.base
         for j in range(bid_off[i], bid_off[i + 1]):
-            _set_level(bid_q, meta, np.int64(round(bid_px[j] / tick)) - base, bid_qty[j], True)
+            _set_level(bid_q, m, np.int64(round(bid_px[j] / tick)) - base, bid_qty[j], True)
         for j in range(ask_off[i], ask_off[i + 1]):
-            _set_level(ask_q, meta, np.int64(round(ask_px[j] / tick)) - base, ask_qty[j], False)
-        meta[M_LAST_ID] = last_id[i]
-        meta[M_LAST_TS] = ts_ex[i]
-        bb = meta[M_BEST_BID]
-        ba = meta[M_BEST_ASK]
+            _set_level(ask_q, m, np.int64(round(ask_px[j] / tick)) - base, ask_qty[j], False)
+        m.last_id = last_id[i]
+        m.last_ts = ts_ex[i]
+        bb = m.best[BID]
+        ba = m.best[ASK]
         if bb >= 0 and ba >= 0 and bb >= ba:
-            meta[M_STATE] = INVALID
+            m.state = INVALID
             status[i] = CROSSED
             continue
         # keep the touch away from the window's edges
         edge = w // 8
         if (bb >= 0 and bb < edge) or (ba >= 0 and ba > w - edge):
             ref = bb if bb >= 0 else ba
-            _recenter(bid_q, ask_q, meta, meta[M_BASE] + ref)
-        _write_top(bid_q, meta, tick, True, out.bid_px, out.bid_qty, i)
-        _write_top(ask_q, meta, tick, False, out.ask_px, out.ask_qty, i)
+            _recenter(bid_q, ask_q, m, m.base + ref)
+        _write_top(bid_q, m, tick, True, out.bid_px, out.bid_qty, i)
+        _write_top(ask_q, m, tick, False, out.ask_px, out.ask_qty, i)
         out.ts_ex[i] = ts_ex[i]
         out.ts_local[i] = ts_local[i]
-        out.epoch[i] = meta[M_EPOCH]
+        out.epoch[i] = m.epoch
         status[i] = APPLIED
 
 
@@ -277,14 +291,18 @@ class L2Book:
         self.levels = levels
         self.bid_q = np.zeros(window)
         self.ask_q = np.zeros(window)
-        self.meta = np.zeros(META_SIZE, dtype=np.int64)
-        self.meta[M_BEST_BID] = -1
-        self.meta[M_BEST_ASK] = -1
-        self.meta[M_LAST_TS] = np.iinfo(np.int64).min
+        self.meta = np.zeros(1, META_ROW)
+        self.meta["best"] = -1
+        self.meta["last_ts"] = np.iinfo(np.int64).min
+
+    def _meta(self, field: str) -> np.ndarray:
+        """One field of the meta row (per-side fields: [BID], [ASK])."""
+        out: np.ndarray = self.meta[field][0]
+        return out
 
     @property
     def state(self) -> int:
-        return int(self.meta[M_STATE])
+        return int(self._meta("state"))
 
     @property
     def is_valid(self) -> bool:
@@ -292,27 +310,27 @@ class L2Book:
 
     @property
     def last_update_id(self) -> int:
-        return int(self.meta[M_LAST_ID])
+        return int(self._meta("last_id"))
 
     @property
     def dropped_levels(self) -> int:
         """Levels ignored because they lay outside the price window."""
-        return int(self.meta[M_DROPPED])
+        return int(self._meta("dropped"))
 
     def invalidate(self) -> None:
-        self.meta[M_STATE] = INVALID
+        self.meta["state"] = INVALID
 
     def best(self) -> tuple[float, float, float, float]:
         """(bid price, bid size, ask price, ask size); NaN prices for an empty side."""
-        base = int(self.meta[M_BASE])
-        bb, ba = int(self.meta[M_BEST_BID]), int(self.meta[M_BEST_ASK])
+        base = int(self._meta("base"))
+        bb, ba = (int(b) for b in self._meta("best"))
         bid = (round((base + bb) * self.tick, 9), float(self.bid_q[bb])) if bb >= 0 else (np.nan, 0.0)
         ask = (round((base + ba) * self.tick, 9), float(self.ask_q[ba])) if ba >= 0 else (np.nan, 0.0)
         return bid[0], bid[1], ask[0], ask[1]
 
     def depth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Every level in the window: (bid px desc, bid qty, ask px asc, ask qty)."""
-        base = int(self.meta[M_BASE])
+        base = int(self._meta("base"))
         bi = np.flatnonzero(self.bid_q)[::-1]
         ai = np.flatnonzero(self.ask_q)
         return (

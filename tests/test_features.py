@@ -374,9 +374,8 @@ def test_information_coefficient_is_spearman() -> None:
 
 @pytest.mark.kernels
 def test_the_kernels_write_exactly_the_catalogs_features() -> None:
-    from features.state import I_WRITTEN
 
     eng = OnlineFeatures(tick=0.1)
     for e in _golden_events():
         eng.update(e)
-    assert eng.state.i[I_WRITTEN] == N_FEATURES
+    assert eng.state.scalars["written"][0] == N_FEATURES

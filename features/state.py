@@ -2,8 +2,9 @@
 
 ``State`` is a NamedTuple of numpy arrays owned by the driver (features/engine.py); the kernels
 (features/kernels.py) only read and write into it, so one event at a time and a whole recording
-at a time walk through the same state. The column constants name the per-update contributions a
-ring buffer row holds; each window keeps their running sum.
+at a time walk through the same state. The scalars are one record row with named fields
+(``SCALARS_ROW``); the column constants name the per-update contributions a ring buffer row holds
+(a row is summed as a whole into each window's running sum).
 """
 
 from __future__ import annotations

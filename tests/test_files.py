@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,70 @@ def test_a_stopped_source_ends_after_the_current_batch(tmp_path: Path) -> None:
         return out
 
     assert asyncio.run(run()) == [10]
+
+
+def _read_until_damage(src: FileSource) -> tuple[list[RawMessage], str]:
+    """The messages passed on before the source raised, and its error line."""
+    got: list[RawMessage] = []
+
+    async def run() -> None:
+        async for b in src.batches():
+            got.extend(b)
+
+    with pytest.raises(DataError) as err:
+        asyncio.run(run())
+    return got, str(err.value)
+
+
+def _whole_lines_before(damaged: bytes) -> int:
+    """Independent count: the complete lines zlib recovers from a damaged gzip, fed byte by byte."""
+    d, out = zlib.decompressobj(wbits=31), bytearray()
+    for i in range(len(damaged)):
+        try:
+            out += d.decompress(damaged[i : i + 1])
+        except zlib.error:
+            break
+    return out.count(b"\n")
+
+
+@pytest.mark.parametrize("block", [files._BLOCK, 5_000])  # the default read block, and many blocks
+def test_a_truncated_gzip_keeps_every_complete_line_before_the_damage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    monkeypatch.setattr(files, "_BLOCK", block)
+    msgs = random_stream(400, seed=8)
+    lines = [f"{m.ts_local} {m.payload}\n" for m in msgs]
+    whole = recording(tmp_path / "whole.gz", "".join(lines)).read_bytes()
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(whole[: int(len(whole) * 0.7)])  # a recorder killed mid-write
+    kept = _whole_lines_before(cut.read_bytes())
+    assert 0 < kept < len(lines)
+    got, error = _read_until_damage(FileSource([cut], batch_lines=20_000))  # one batch would hold them all
+    assert [m.payload for m in got] == [m.payload for m in msgs[:kept]]
+    assert f"corrupt after line {kept} " in error and f"the {kept:,} messages before it are stored" in error
+    assert "EOFError" in error and "\n" not in error
+
+
+def test_a_corrupt_gzip_keeps_the_lines_before_the_damage(tmp_path: Path) -> None:
+    msgs = random_stream(400, seed=9)
+    whole = recording(tmp_path / "whole.gz", "".join(f"{m.ts_local} {m.payload}\n" for m in msgs)).read_bytes()
+    at = len(whole) // 2
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(whole[:at] + b"\xff" * 64 + whole[at + 64 :])  # 64 bytes overwritten mid-file
+    kept = _whole_lines_before(bad.read_bytes())
+    got, error = _read_until_damage(FileSource([bad]))
+    assert 0 < len(got) <= kept < len(msgs)
+    assert kept - len(got) <= 25  # lost at most what files._GZ_RETRY compressed bytes hold
+    assert [m.payload for m in got] == [m.payload for m in msgs[: len(got)]]
+    assert f"the {len(got):,} messages before it are stored" in error
+
+
+def test_a_gzip_of_several_members_is_read_whole(tmp_path: Path) -> None:
+    msgs = random_stream(60, seed=10)
+    parts = [
+        recording(tmp_path / f"{i}.gz", "".join(f"{m.ts_local} {m.payload}\n" for m in msgs[i::3])) for i in range(3)
+    ]
+    both = tmp_path / "members.gz"
+    both.write_bytes(b"".join(p.read_bytes() for p in parts))  # `cat a.gz b.gz c.gz`: one valid gzip file
+    got = messages(read_all(FileSource([both])))
+    assert [m.payload for m in got] == [m.payload for i in range(3) for m in msgs[i::3]]

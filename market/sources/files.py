@@ -16,10 +16,10 @@ import gzip
 import re
 import zipfile
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import numpy as np
 import orjson
@@ -31,9 +31,12 @@ from market.sources.base import Note, Progress
 from market.venues import BINANCE_USDM, BYBIT, Venue
 from market.venues.binance import local_ts_to_ns
 
+Chunk = tuple[Path, int, int, bytes]  # (file, number of its first line, number of lines, whole lines)
 _PREFIXED = re.compile(r"^(\d{13,20}) (\{.*)$")
 _BYBIT_TS = re.compile(r'"ts":(\d+)')
 _BLOCK = 1 << 22  # decompressed bytes read at once
+_GZ_IN = 1 << 16  # compressed bytes decompressed at once
+_GZ_RETRY = 256  # after damage, the compressed bytes before it are decompressed again this many at a time
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,59 @@ def _open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
             raw.close()
             raise DataError(f"{path}: not a valid zip archive") from None
     return raw, raw
+
+
+def _gunzip(raw: IO[bytes]) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip file (every member, in order), piece by piece. At damage,
+    every byte that decompresses before it has been yielded first (up to ``_GZ_RETRY`` compressed
+    bytes before a corruption); then EOFError (the file ends inside a member: truncated) or
+    zlib.error (corrupt data). ``gzip.GzipFile.read`` loses the whole read in either case."""
+    d, fed = zlib.decompressobj(wbits=31), False
+    while chunk := raw.read(_GZ_IN):
+        while chunk:
+            before = d.copy()
+            try:
+                out = d.decompress(chunk)
+            except zlib.error:
+                yield from _up_to_damage(before, chunk)
+                raise
+            fed = True
+            if out:
+                yield out
+            if not d.eof:
+                break
+            chunk, d, fed = d.unused_data, zlib.decompressobj(wbits=31), False  # the next member
+    if fed:
+        raise EOFError("the compressed file ends inside a member (truncated)")
+
+
+def _up_to_damage(d: Any, chunk: bytes) -> Iterator[bytes]:
+    """What ``chunk`` decompresses to before the point where it is corrupt (``d``: the decompressor
+    before it), ``_GZ_RETRY`` compressed bytes at a time."""
+    for i in range(0, len(chunk), _GZ_RETRY):
+        try:
+            out = d.decompress(chunk[i : i + _GZ_RETRY])
+        except zlib.error:
+            return
+        if out:
+            yield out
+        if d.eof:
+            return
+
+
+def _pieces(path: Path) -> tuple[Iterator[bytes], IO[bytes]]:
+    """(the decompressed bytes of ``path``, piece by piece; the raw file, for progress)."""
+    if path.suffix == ".gz":
+        gz = path.open("rb")
+        return _gunzip(gz), gz
+    stream, raw = _open_binary(path)
+
+    def read() -> Iterator[bytes]:
+        with stream:
+            while block := stream.read(_BLOCK):
+                yield block
+
+    return read(), raw
 
 
 def check_paths(paths: list[str]) -> list[Path]:
@@ -147,39 +203,48 @@ class FileSource:
     async def start(self) -> None:
         return None
 
-    def _chunks(self) -> Iterator[tuple[Path, int, int, bytes]]:
+    def _chunks(self) -> Iterator[Chunk]:
         """(path, number of the first line, number of lines, block of whole lines checked to be UTF-8)."""
         for path in self.paths:
-            stream, raw = _open_binary(path)
+            pieces, raw = _pieces(path)
             self._raw = raw
-            line_no = 1
+            line_no, held, size = 1, list[bytes](), 0  # held: the bytes read and not yet passed on
             try:
-                with stream:
-                    rest = b""
-                    while True:
-                        block = stream.read(_BLOCK)
-                        if not block:
-                            break
-                        block = rest + block
-                        cut = block.rfind(b"\n") + 1
-                        if cut == 0:
-                            rest = block
-                            continue
-                        rest = block[cut:]
-                        lines = block.count(b"\n", 0, cut)
-                        yield path, line_no, lines, _utf8(block[:cut])
-                        line_no += lines
-                    if rest:
-                        yield path, line_no, 1, _utf8(rest)
+                for piece in pieces:
+                    held.append(piece)
+                    size += len(piece)
+                    if size >= _BLOCK:
+                        line_no, rest = yield from self._whole_lines(path, line_no, b"".join(held))
+                        held, size = [rest], len(rest)
+                line_no, rest = yield from self._whole_lines(path, line_no, b"".join(held))
+                held = [rest]
+                if rest:  # a last line without its newline
+                    yield path, line_no, 1, _utf8(rest)
             except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+                readable = b"".join(held)
+                try:
+                    readable.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    readable = readable[: bad.start]
+                kept_to, _ = yield from self._whole_lines(path, line_no, readable)  # the whole lines before it
                 raise DataError(
-                    f"{path}: corrupt after line {self.lines} ({exc.__class__.__name__}: {exc}); "
-                    "rows from before that point are stored, nothing stored earlier was touched"
+                    f"{path}: corrupt after line {kept_to - 1} ({exc.__class__.__name__}: {exc}); "
+                    f"the {self.lines:,} messages before it are stored, nothing stored earlier was touched"
                 ) from None
             finally:
                 self._done_before += path.stat().st_size
                 self._raw = None
                 raw.close()
+
+    def _whole_lines(self, path: Path, line_no: int, data: bytes) -> Generator[Chunk, None, tuple[int, bytes]]:
+        """Yield the complete lines of ``data`` (whose first line is number ``line_no``) as one block;
+        returns (the number of the next line, the incomplete rest)."""
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            return line_no, data
+        lines = data.count(b"\n", 0, cut)
+        yield path, line_no, lines, _utf8(data[:cut])
+        return line_no + lines, data[cut:]
 
     def _batch(self, fmt: FileFormat, path: Path, first: int, lines: int, block: bytes) -> RawBatch:
         """The messages of a block of lines (the numbers of its lines start at ``first``)."""
@@ -221,21 +286,36 @@ class FileSource:
                 payloads.append(body)
         return RawBatch.from_texts(self.venue.name, payloads, np.array(stamps, np.int64))
 
+    def _parts(self) -> Iterator[tuple[Path, RawBatch]]:
+        """(file, the messages of one block of its lines), in order."""
+        fmt_by_path = dict(zip(self.paths, self.formats, strict=True))
+        for path, first, lines, block in self._chunks():
+            yield path, self._batch(fmt_by_path[path], path, first, lines, block)
+
     async def batches(self) -> AsyncIterator[RawBatch]:
         """Batches of ``batch_lines`` messages; a file's last batch may be shorter: a batch never spans two
-        files, each file being one segment (``segment``: its name) for the recording-clock estimate."""
+        files, each file being one segment (``segment``: its name) for the recording-clock estimate.
+        At damaged data, the messages read before it are passed on first, then the DataError raised."""
         pending: list[RawBatch] = []
         count = 0
-        fmt_by_path = dict(zip(self.paths, self.formats, strict=True))
         current = self.paths[0]
-        for path, first, lines, block in self._chunks():
+        parts = self._parts()
+        while True:
+            try:
+                item = next(parts, None)
+            except DataError:
+                if count:
+                    yield RawBatch.concat(pending)
+                raise
+            if item is None:
+                break
+            path, part = item
             if path != current and count:
                 yield RawBatch.concat(pending)
                 pending, count = [], 0
                 if self._stopped:
                     return
             current, self.segment = path, path.name
-            part = self._batch(fmt_by_path[path], path, first, lines, block)
             self.lines += len(part)
             pending.append(part)
             count += len(part)

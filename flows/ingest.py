@@ -103,7 +103,7 @@ def ingest_task(
         "recovered": result.recovered,
     }
     if result.error:
-        out.update(status="failed", error=result.error, exit_code=3)
+        out.update(status="failed", error=result.error, exit_code=result.exit_code or 3)
     return out
 
 

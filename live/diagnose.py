@@ -85,11 +85,7 @@ def _why(exc: BaseException) -> str:
     """One line for any exception, with its cause (ccxt hides "connection refused" there)."""
     from market.sources.bybit import short_error
 
-    if isinstance(exc, UserError):
-        return str(exc)
-    text = short_error(exc)
-    cause = exc.__cause__ or exc.__context__
-    return f"{text}: {short_error(cause)}" if cause is not None and str(cause) not in text else text
+    return str(exc) if isinstance(exc, UserError) else short_error(exc)  # short_error adds the root cause
 
 
 def _guarded(name: str) -> Callable[[Callable[P, list[Check]]], Callable[P, list[Check]]]:

@@ -28,7 +28,7 @@ import orjson
 import pytest
 
 from core.config import AppConfig
-from core.errors import UserError
+from core.errors import UnavailableError, UserError
 from market.sources.bybit import BybitSource
 from sim.source import SimSource
 from standin import BackgroundStandin
@@ -239,9 +239,10 @@ def test_an_unreachable_endpoint_is_one_line_and_touches_nothing_stored(
     out = _cli(
         ["-m", "flows.ingest", "--source", "bybit", "--duration", "2", "--config", str(cfg.source_path)], tmp_path
     )
-    assert out.returncode != 0
+    assert out.returncode == UnavailableError.exit_code  # 4: the service cannot be reached (README)
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "bybit: cannot load markets from http://127.0.0.1:" in errors[0], out.stderr
+    assert "Connect call failed" in errors[0]  # the cause, not only ccxt's "bybit GET <url>"
     assert "Traceback" not in out.stderr
     with reading(wh) as con:
         assert one(con, query) == before

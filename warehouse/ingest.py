@@ -51,6 +51,7 @@ class IngestResult:
     seconds: float = 0.0
     recovered: int = 0
     error: str | None = None
+    exit_code: int = 0  # the command's exit code (core.errors): 0, or the failure's
     clock_offsets: list[dict[str, object]] = field(default_factory=list)  # clock_offsets rows of the run
 
     def summary(self) -> str:
@@ -235,7 +236,7 @@ def run_ingest(
         result.status = "stopped" if stop.is_set() else "completed"
     except UserError as exc:
         result.status = "failed"
-        result.error = str(exc)
+        result.error, result.exit_code = str(exc), exc.exit_code
     except KeyboardInterrupt:
         result.status = "stopped"
     except Exception as exc:
@@ -249,6 +250,7 @@ def run_ingest(
         except UserError as exc:
             result.status = "failed"
             result.error = result.error or str(exc)
+            result.exit_code = result.exit_code or exc.exit_code
         result.inserted = writer.inserted
         result.seconds = (clock.monotonic_ns() - t0) / 1e9
         try:

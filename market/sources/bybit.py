@@ -52,9 +52,18 @@ def point_at(exchange: Any, rest_url: str, ws_url: str) -> None:
 
 
 def short_error(exc: BaseException) -> str:
-    """One line from an exception, whatever ccxt / aiohttp put into it."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    """One line from an exception, whatever ccxt / aiohttp put into it, with its cause when that says
+    more (ccxt's "bybit GET <url>" hides aiohttp's "Cannot connect to host ... Connect call failed")."""
+    text = _first_line(exc)
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    if cause is not None and (why := _first_line(cause)) not in text:
+        text = f"{text}: {why}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 class BybitSource:

@@ -40,7 +40,7 @@ warm: $(STAMP)  ## run the numba kernel tests compiled, filling the kernels' on-
 # both cores: many tests wait on wall-clock paced feeds; PYTEST_ARGS="-n 0" runs them one at a time
 unit: $(STAMP)  ## the test suite with line coverage (numba kernels re-run interpreted so they are traced)
 	$(VENV)/bin/coverage erase
-	$(VENV)/bin/pytest -n 2 --dist worksteal --durations=20 $(if $(WARMED),-m "not kernels") --cov --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist worksteal --durations=25 $(if $(WARMED),-m "not kernels") --cov --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
 	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m kernels --cov --cov-append --cov-report= --cov-fail-under=0
 	$(VENV)/bin/coverage report
 

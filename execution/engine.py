@@ -94,8 +94,8 @@ class Engine:
         self._opn = np.zeros((2, 64), np.int64)
         self._requests = np.zeros(64, r.REQUEST_ROW)
         self._reports = np.zeros(256, r.REPORT_ROW)
-        self._fills = np.zeros(256, FILL_DTYPE)
-        self._samples = np.zeros(256, SAMPLE_DTYPE)
+        self._fills = np.zeros(256, r.FILL_ROW)
+        self._samples = np.zeros(256, r.SAMPLE_ROW)
         self._rl = np.full(max(cfg.rate_limit, 1), FAR_PAST, np.int64)
 
     # --- market input ----------------------------------------------------------------------------
@@ -330,7 +330,7 @@ class Engine:
 
     def fills(self, start: int = 0) -> np.ndarray:
         """Every fill so far (exchange side; from the ``start``-th), as FILL_DTYPE rows in time order."""
-        return self._fills[start : int(self._s.n_fills[0])].copy()
+        return self._fills[start : int(self._s.n_fills[0])].view(FILL_DTYPE).copy()
 
     def orders(self) -> np.ndarray:
         """Every order sent (exchange side; open ones have ts_done_ex -1), as ORDER_DTYPE rows."""
@@ -345,7 +345,7 @@ class Engine:
 
     def samples(self) -> np.ndarray:
         """The equity curve: one SAMPLE_DTYPE row every ``sample_ns`` of exchange time."""
-        return self._samples[: int(self._s.n_samples[0])].copy()
+        return self._samples[: int(self._s.n_samples[0])].view(SAMPLE_DTYPE).copy()
 
     def counters(self) -> Counters:
         """How the requests so far fared at the exchange."""

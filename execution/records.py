@@ -11,18 +11,26 @@ when it needs more room.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from core.jit import kernel_jit
-from execution.types import OrderStatus
+from execution.types import FILL_DTYPE, SAMPLE_DTYPE, OrderStatus
 
 INF = 9_223_372_036_854_775_807  # int64 max: "never"
 INT, FLOAT = np.int64, np.float64
 
+
+def _record(fields: Any) -> np.dtype:
+    """A structured dtype whose rows are ``np.record``: fields read and written as attributes
+    (``row.now``) by numpy too, so the kernels also run interpreted (NUMBA_DISABLE_JIT=1, the
+    coverage pass), where a plain structured row (np.void) has no attributes."""
+    return np.dtype((np.record, np.dtype(fields)))
+
+
 # The engine's moving state, one row (``Arrays.state[0]``).
-STATE_ROW = np.dtype(
+STATE_ROW = _record(
     [
         # where the kernels are in the held market (execution.held_market moves the cursors when it
         # drops the rows they are done with)
@@ -66,7 +74,7 @@ STATE_ROW = np.dtype(
 )
 
 # The engine's configuration, one row (``Arrays.config[0]``), set once.
-CONFIG_ROW = np.dtype(
+CONFIG_ROW = _record(
     [
         ("entry_ns", INT),  # latency of a request to the exchange
         ("response_ns", INT),  # latency of a report back to us
@@ -86,12 +94,12 @@ CONFIG_ROW = np.dtype(
 )
 
 # The account, twice (``Arrays.accounts``): [EXCHANGE] the truth, [LOCAL] as the delivered reports tell it.
-ACCOUNT_ROW = np.dtype([("position", FLOAT), ("cash", FLOAT), ("fees", FLOAT), ("funding", FLOAT)])
+ACCOUNT_ROW = _record([("position", FLOAT), ("cash", FLOAT), ("fees", FLOAT), ("funding", FLOAT)])
 EXCHANGE = 0
 LOCAL = 1
 
 # One order (``Arrays.orders``; row = order id - 1), as the exchange holds it and as reported to us.
-ORDER_ROW = np.dtype(
+ORDER_ROW = _record(
     [
         ("side", INT),
         ("kind", INT),  # types.OrderKind
@@ -123,8 +131,12 @@ ORDER_ROW = np.dtype(
     ]
 )
 
+# The engine's fills and equity samples: the public records (types.FILL_DTYPE / SAMPLE_DTYPE) as rows
+FILL_ROW = _record(FILL_DTYPE)
+SAMPLE_ROW = _record(SAMPLE_DTYPE)
+
 # A request in flight to the exchange (``Arrays.requests``): an amend's NaN price or qty is unchanged.
-REQUEST_ROW = np.dtype([("ts", INT), ("kind", INT), ("order_id", INT), ("price", FLOAT), ("qty", FLOAT)])
+REQUEST_ROW = _record([("ts", INT), ("kind", INT), ("order_id", INT), ("price", FLOAT), ("qty", FLOAT)])
 REQ_NEW = 0
 REQ_AMEND = 1
 REQ_CANCEL = 2
@@ -132,7 +144,7 @@ REQ_CANCEL_ALL = 3
 
 # A report in flight to us (``Arrays.reports``). ORDER: the order's status, price, qty and filled
 # (amount); FILL: side (status), price, qty, fee (amount); FUNDING: the amount paid.
-REPORT_ROW = np.dtype(
+REPORT_ROW = _record(
     [
         ("ts", INT),  # local delivery time
         ("kind", INT),  # REP_ORDER, REP_FILL, REP_FUNDING
@@ -186,8 +198,8 @@ class Arrays(NamedTuple):
     opn: np.ndarray  # open orders (rows) per side in price-time priority
     requests: np.ndarray  # REQUEST_ROW, in flight: [state.req_head, state.req_n)
     reports: np.ndarray  # REPORT_ROW, in flight: [state.rep_head, state.rep_n)
-    fills: np.ndarray  # types.FILL_DTYPE
-    samples: np.ndarray  # types.SAMPLE_DTYPE
+    fills: np.ndarray  # FILL_ROW (types.FILL_DTYPE)
+    samples: np.ndarray  # SAMPLE_ROW (types.SAMPLE_DTYPE)
     rl: np.ndarray  # the rate-limit ring
 
 

@@ -68,20 +68,25 @@ T_ONE = 2
 NT = 3
 
 # the scalar state, one row (``State.scalars[0]``)
-SCALARS_ROW = np.dtype(
-    [
-        ("last_mid", np.float64),  # the mid after the previous update
-        ("buy_since", np.float64),  # taker buy volume since the previous update
-        ("sell_since", np.float64),
-        ("last_ts", np.int64),  # the previous update's time
-        ("last_trade_ts", np.int64),
-        ("last_midchg_ts", np.int64),  # when the mid last changed
-        ("epoch", np.int64),  # the previous update's book epoch
-        ("have_prev", np.int64),  # a previous update is held
-        ("head", np.int64),  # updates taken (the book ring's next slot, unwrapped)
-        ("thead", np.int64),  # trades taken (the trade ring's next slot, unwrapped)
-        ("written", np.int64),  # features the last vector wrote: checked against the catalog
-    ]
+SCALARS_ROW = (
+    np.dtype(  # rows are np.record: attributes for numpy too (the kernels run interpreted in the coverage pass)
+        (
+            np.record,
+            [
+                ("last_mid", np.float64),  # the mid after the previous update
+                ("buy_since", np.float64),  # taker buy volume since the previous update
+                ("sell_since", np.float64),
+                ("last_ts", np.int64),  # the previous update's time
+                ("last_trade_ts", np.int64),
+                ("last_midchg_ts", np.int64),  # when the mid last changed
+                ("epoch", np.int64),  # the previous update's book epoch
+                ("have_prev", np.int64),  # a previous update is held
+                ("head", np.int64),  # updates taken (the book ring's next slot, unwrapped)
+                ("thead", np.int64),  # trades taken (the trade ring's next slot, unwrapped)
+                ("written", np.int64),  # features the last vector wrote: checked against the catalog
+            ],
+        )
+    )
 )
 
 

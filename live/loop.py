@@ -213,7 +213,7 @@ class Loop:
 
     def check(self, wall_ns: int, book_valid: bool, now_ns: int | None = None) -> None:
         """The watch's wall-clock checks (every batch, ticks or not); ``now_ns``: the calendar time."""
-        self.watch.check(wall_ns, book_valid, now_ns, self.gw, self.m, self.halt, self._pause)
+        self.watch.check(wall_ns, book_valid, now_ns, self.gw, self.m, self.halt, self._pause, self.rows.last_book_ts)
         if self.watch.halted_reason and wall_ns - self._recancel_ns >= RECANCEL_NS and self.gw.open_orders():
             self._recancel_ns = wall_ns  # a cancel the exchange refused (its rate limit): sent again
             log.warning("HALTED with %d orders still open: cancel-all again", len(self.gw.open_orders()))

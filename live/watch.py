@@ -49,12 +49,18 @@ class FeedWatch:
 
     def check(
         self, wall_ns: int, book_valid: bool, now: int, alerts: Alerts, halt: Callable[[str], None],
-        pause: Callable[[], None],
+        pause: Callable[[], None], age_ns: int | None = None,
     ) -> None:  # fmt: skip
-        """The ``stale`` alert, a halt on silence or a long-invalid book; ``pause`` when the book turns invalid."""
+        """The ``stale`` alert: no data for ``monitor.stale_data`` (silence), or data that old against
+        the calendar (``age_ns``: now - the newest book's exchange time); a halt on silence or a
+        long-invalid book; ``pause`` when the book turns invalid."""
         lc, silent, stale = self.lc, wall_ns - self.wall_last_tick, self.stale_data
-        detail = f"no market data for {silent / NS:.1f} s (alert at {stale / NS:g} s)"
-        alerts.update("stale", silent > stale, now, silent / NS, stale / NS, detail)
+        if silent <= stale and age_ns is not None and age_ns > stale:  # data arrives, but old data
+            detail = f"the newest market data is {age_ns / NS:,.1f} s old (alert at {stale / NS:g} s)"
+            alerts.update("stale", True, now, age_ns / NS, stale / NS, detail)
+        else:
+            detail = f"no market data for {silent / NS:.1f} s (alert at {stale / NS:g} s)"
+            alerts.update("stale", silent > stale, now, silent / NS, stale / NS, detail)
         if silent > lc.feed_silence:
             halt(f"feed silent for {silent / NS:.1f} s")
         if book_valid:
@@ -126,15 +132,17 @@ class Watch:
 
     def check(
         self, wall_ns: int, book_valid: bool, now_ns: int | None, gw: RunnerGateway, m: Loaded,
-        halt: Callable[[str], None], pause: Callable[[], None],
+        halt: Callable[[str], None], pause: Callable[[], None], data_ts: int = -1,
     ) -> None:  # fmt: skip
-        """The checks that run on the wall clock; ``now_ns``: the calendar time, for the model's age."""
+        """The checks that run on the wall clock; ``now_ns``: the calendar time, for the model's age
+        and the data's (``data_ts``: the newest book's exchange time, -1 before the first)."""
         lc = self.cfg.live
         created = m.created_ns
         if created is not None and now_ns is not None and now_ns - created > lc.max_model_age:
             halt(f"model version {m.version} is older than live.max_model_age: promote a fresh one")
         if self.feed is not None:
-            self.feed.check(wall_ns, book_valid, gw.now, self.alerts, halt, pause)
+            age = now_ns - data_ts if now_ns is not None and data_ts > 0 else None
+            self.feed.check(wall_ns, book_valid, gw.now, self.alerts, halt, pause, age)
         for counter, limit, what in (
             ("errors", lc.error_burst, "exchange errors"),
             ("rate_limited", lc.rate_limit_burst, "rate-limit answers"),

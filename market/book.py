@@ -42,17 +42,20 @@ BRIDGING = 1
 SYNCED = 2
 
 # The book's own state, one row (``BookState.meta[0]``); per-side fields: [0] bids, [1] asks.
-META_ROW = np.dtype(
-    [
-        ("base", np.int64),  # the price tick of the window's index 0
-        ("best", np.int64, (2,)),  # window index of the best level (-1: the side is empty)
-        ("n", np.int64, (2,)),  # levels held in the window
-        ("last_id", np.int64),  # the last update id applied
-        ("state", np.int64),  # INVALID, BRIDGING or SYNCED
-        ("epoch", np.int64),  # exchange time of the snapshot the book descends from
-        ("last_ts", np.int64),  # exchange time of the last update applied
-        ("dropped", np.int64),  # levels ignored because they lay outside the window
-    ]
+META_ROW = np.dtype(  # rows are np.record: attributes for numpy too (the kernels run interpreted in the coverage pass)
+    (
+        np.record,
+        [
+            ("first_tick", np.int64),  # the price tick of the window's index 0
+            ("best", np.int64, (2,)),  # window index of the best level (-1: the side is empty)
+            ("n", np.int64, (2,)),  # levels held in the window
+            ("last_id", np.int64),  # the last update id applied
+            ("state", np.int64),  # INVALID, BRIDGING or SYNCED
+            ("epoch", np.int64),  # exchange time of the snapshot the book descends from
+            ("last_ts", np.int64),  # exchange time of the last update applied
+            ("dropped", np.int64),  # levels ignored because they lay outside the window
+        ],
+    )
 )
 BID = 0
 ASK = 1
@@ -65,7 +68,7 @@ def _recenter(bid_q: np.ndarray, ask_q: np.ndarray, m: Any, center_tick: int) ->
     """Move the window so that ``center_tick`` is its middle (``m``: the meta row)."""
     w = bid_q.shape[0]
     new_base = center_tick - w // 2
-    shift = new_base - m.base
+    shift = new_base - m.first_tick
     if shift == 0:
         return
     for s, q in ((BID, bid_q), (ASK, ask_q)):
@@ -84,7 +87,7 @@ def _recenter(bid_q: np.ndarray, ask_q: np.ndarray, m: Any, center_tick: int) ->
             m.best[s] -= shift
             if not (0 <= m.best[s] < w):
                 m.best[s] = -1
-    m.base = new_base
+    m.first_tick = new_base
 
 
 @nb.njit(cache=True)
@@ -151,7 +154,7 @@ def _write_top(
     levels = out_px.shape[1]
     w = q.shape[0]
     s = BID if is_bid else ASK
-    base = m.base
+    base = m.first_tick
     best = m.best[s]
     k = 0
     if best >= 0:
@@ -230,8 +233,8 @@ def apply_updates(book: BookState, u: Updates, status: np.ndarray, out: Books) -
             elif ask_off[i + 1] > a0:
                 center = np.int64(round(ask_px[a0] / tick))
             else:
-                center = m.base + w // 2
-            m.base = center - w // 2
+                center = m.first_tick + w // 2
+            m.first_tick = center - w // 2
             m.epoch = ts_ex[i]
             m.state = BRIDGING
         else:
@@ -255,7 +258,7 @@ def apply_updates(book: BookState, u: Updates, status: np.ndarray, out: Books) -
                 status[i] = TIME_BACKWARDS
                 continue
             m.state = SYNCED
-        base = m.base
+        base = m.first_tick
         for j in range(bid_off[i], bid_off[i + 1]):
             _set_level(bid_q, m, np.int64(round(bid_px[j] / tick)) - base, bid_qty[j], True)
         for j in range(ask_off[i], ask_off[i + 1]):
@@ -272,7 +275,7 @@ def apply_updates(book: BookState, u: Updates, status: np.ndarray, out: Books) -
         edge = w // 8
         if (bb >= 0 and bb < edge) or (ba >= 0 and ba > w - edge):
             ref = bb if bb >= 0 else ba
-            _recenter(bid_q, ask_q, m, m.base + ref)
+            _recenter(bid_q, ask_q, m, m.first_tick + ref)
         _write_top(bid_q, m, tick, True, out.bid_px, out.bid_qty, i)
         _write_top(ask_q, m, tick, False, out.ask_px, out.ask_qty, i)
         out.ts_ex[i] = ts_ex[i]
@@ -322,7 +325,7 @@ class L2Book:
 
     def best(self) -> tuple[float, float, float, float]:
         """(bid price, bid size, ask price, ask size); NaN prices for an empty side."""
-        base = int(self._meta("base"))
+        base = int(self._meta("first_tick"))
         bb, ba = (int(b) for b in self._meta("best"))
         bid = (round((base + bb) * self.tick, 9), float(self.bid_q[bb])) if bb >= 0 else (np.nan, 0.0)
         ask = (round((base + ba) * self.tick, 9), float(self.ask_q[ba])) if ba >= 0 else (np.nan, 0.0)
@@ -330,7 +333,7 @@ class L2Book:
 
     def depth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Every level in the window: (bid px desc, bid qty, ask px asc, ask qty)."""
-        base = int(self._meta("base"))
+        base = int(self._meta("first_tick"))
         bi = np.flatnonzero(self.bid_q)[::-1]
         ai = np.flatnonzero(self.ask_q)
         return (

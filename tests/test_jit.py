@@ -62,3 +62,23 @@ def test_every_module_with_cached_kernels_takes_the_guard() -> None:
         if "cache=True" in text and ("import numba" in text or "kernel_jit" in text) and rel != Path("core/jit.py"):
             (guarded if "core.jit" in text else missing).append(str(rel))
     assert missing == [] and len(guarded) >= 10  # the features', the book's, the parsers', the simulator's ...
+
+
+def test_no_record_field_is_shadowed_when_the_kernels_run_interpreted() -> None:
+    """Under NUMBA_DISABLE_JIT=1 (the coverage pass) a kernel's ``row.field`` is numpy's np.record
+    attribute lookup, which finds a scalar's own attributes first: a field called ``base`` or
+    ``size`` would read the wrong thing there while the compiled kernel reads the field."""
+    import numpy as np
+
+    from execution import records as r
+    from features.state import SCALARS_ROW
+    from market.book import META_ROW
+
+    rows = [META_ROW, SCALARS_ROW, r.STATE_ROW, r.CONFIG_ROW, r.ACCOUNT_ROW, r.ORDER_ROW, r.REQUEST_ROW]
+    for dtype in [*rows, r.REPORT_ROW, r.FILL_ROW, r.SAMPLE_ROW]:
+        row = np.zeros(1, dtype)[0]
+        assert isinstance(row, np.record), dtype  # attributes for numpy too
+        shadowed = [name for name in dtype.names or () if name in dir(np.generic)]
+        assert not shadowed, shadowed
+        for name in dtype.names or ():
+            assert np.array_equal(getattr(row, name), row[name])

@@ -228,3 +228,25 @@ def test_the_dashboard_folds_the_journal_incrementally_and_reads_only_the_newest
     assert not st.active_alerts and [a["active"] for a in st.alerts] == [False, True]
     assert st.orders.open() == [] and st.stopped is not None and st.stopped["reason"] == "test"
     j.close()
+
+
+def test_old_market_data_raises_the_stale_alert_though_it_keeps_arriving() -> None:
+    """A live-paced feed that delivers data far behind the calendar (a replayed recording, a stuck
+    upstream clock) is stale even while it is never silent; the silence check alone missed it."""
+    from core.config import AppConfig
+    from live.watch import FeedWatch
+
+    cfg = AppConfig()
+    stale = cfg.monitor.stale_data
+    sink = _Sink()
+    alerts, feed, halts = Alerts(sink), FeedWatch(cfg), list[str]()
+    wall = feed.wall_last_tick  # ticks just arrived: never silent below
+    feed.check(wall, True, 1, alerts, halts.append, lambda: None, age_ns=stale // 2)
+    assert not alerts.active
+    feed.check(wall, True, 2, alerts, halts.append, lambda: None, age_ns=9_800_000 * NS)
+    assert list(alerts.active) == ["stale"] and "newest market data is 9,800,000.0 s old" in alerts.active["stale"].line
+    feed.check(wall, True, 3, alerts, halts.append, lambda: None, age_ns=stale // 2)  # caught up
+    assert not alerts.active and not halts
+    assert [(r[2]["what"], r[2]["active"]) for r in sink.rows] == [("stale", True), ("stale", False)]
+    feed.check(wall + stale + NS, True, 4, alerts, halts.append, lambda: None, age_ns=stale + 2 * NS)
+    assert "no market data for" in alerts.active["stale"].line  # silence says so first

@@ -68,22 +68,23 @@ class Engine:
         s.next_sample[0] = s.next_funding[0] = r.INF
         s.now[0] = s.ex_now[0] = s.last_delivery[0] = s.next_timer[0] = FAR_PAST
         self._config = np.zeros(1, r.CONFIG_ROW)
-        self._config[0] = (
-            cfg.entry_latency_ns,
-            cfg.response_latency_ns,
-            cfg.rate_limit,
-            cfg.rate_window_ns,
-            sample_ns,
-            cfg.fees.funding_interval_ns,
-            int(cfg.queue_model),
-            int(cfg.fill_rule),
-            cfg.tick,
-            cfg.lot,
-            cfg.fees.maker,
-            cfg.fees.taker,
-            cfg.fees.funding_rate,
-            cfg.queue_power,
+        config = dict(
+            entry_ns=cfg.entry_latency_ns,
+            response_ns=cfg.response_latency_ns,
+            rate_limit=cfg.rate_limit,
+            rate_window_ns=cfg.rate_window_ns,
+            sample_ns=sample_ns,
+            funding_ns=cfg.fees.funding_interval_ns,
+            queue_model=int(cfg.queue_model),
+            fill_rule=int(cfg.fill_rule),
+            tick=cfg.tick,
+            lot=cfg.lot,
+            maker=cfg.fees.maker,
+            taker=cfg.fees.taker,
+            funding_rate=cfg.fees.funding_rate,
+            queue_power=cfg.queue_power,
         )
+        self._config[0] = tuple(config[name] for name in r.CONFIG_ROW.names or ())  # every field, by name
         self._accounts = np.zeros(2, r.ACCOUNT_ROW)
         self._accounts["cash"], self._accounts["position"] = cash, position
         self._local = r.Row(self._accounts, r.LOCAL)
@@ -271,11 +272,11 @@ class Engine:
         market = kind == OrderKind.MARKET
         px = math.nan if market else float(price)
         pending = int(OrderStatus.PENDING)
-        fields = {
-            **dict(side=int(side), kind=int(kind), post_only=int(post_only and not market), tag=tag),
-            **dict(ts_submit_local=self.now, ts_arrive_ex=-1, ts_done_ex=-1, status=pending, local_status=pending),
-            **dict(price=px, qty=qty, local_price=px, local_qty=qty, queue_ahead=math.nan),
-        }
+        fields = dict(
+            side=int(side), kind=int(kind), post_only=int(post_only and not market), tag=tag,
+            ts_submit_local=self.now, ts_arrive_ex=-1, ts_done_ex=-1, status=pending, local_status=pending,
+            price=px, qty=qty, local_price=px, local_qty=qty, queue_ahead=math.nan,
+        )  # fmt: skip
         self._orders[idx] = tuple(fields.get(name, 0) for name in _ORDER_FIELDS)  # one write of the row, the rest 0
         self._request(r.REQ_NEW, idx + 1, math.nan, math.nan)
         return idx + 1

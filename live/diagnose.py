@@ -85,7 +85,7 @@ def _why(exc: BaseException) -> str:
     """One line for any exception, with its cause (ccxt hides "connection refused" there)."""
     from market.sources.bybit import short_error
 
-    return str(exc) if isinstance(exc, UserError) else short_error(exc)  # short_error adds the root cause
+    return str(exc) if isinstance(exc, UserError) else short_error(exc)  # short_error adds the direct cause
 
 
 def _guarded(name: str) -> Callable[[Callable[P, list[Check]]], Callable[P, list[Check]]]:

@@ -117,6 +117,8 @@ class Ledger:
         self.position, self.mark = size, float(position.get("avgPrice") or 0.0)
         self.cash = wallet_balance - size * self.mark
         self.next_id = max([self.next_id, *(n + 1 for n in known.values())])
+        trades = [e for e in executions if e.get("execType", "Trade") == "Trade"]
+        newer = [e for e in trades if pos_seq is not None and int(e.get("seq") or 0) > pos_seq]
         for row in orders:
             cid = row.get("orderLinkId") or ""
             oid = known.get(cid) or self.local_id(cid)
@@ -124,6 +126,12 @@ class Ledger:
                 log.warning("bybit: open order %s is not this run's: left alone", row.get("orderId"))
                 continue
             o = self.adopt(row, oid)
+            # the row's cumExecQty may or may not hold the fills after the position (read before the
+            # rows): its fills read last (all of them if it is younger than the executions asked for)
+            # say what it has, the newer ones are added back as they are applied below
+            listed = sum(float(e["execQty"]) for e in trades if e.get("orderLinkId") == cid)
+            added = sum(float(e["execQty"]) for e in newer if e.get("orderLinkId") == cid)
+            o.filled = round(max(o.filled, listed) - added, 9)
             self.event("ack", o, detail=f"adopted orderId={o.exchange_id}")
         for e in executions:
             self.next_id = max(self.next_id, (self.local_id(e.get("orderLinkId") or "") or 0) + 1)

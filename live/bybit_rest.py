@@ -10,7 +10,9 @@ Client order ids are ``{run_id}-{n}`` (n = the local int id). A create whose ans
 (timeout, dropped connection) is never sent blind: the order is looked up by its orderLinkId,
 adopted if the exchange has it, sent again (same id) only if the exchange says it does not exist.
 Bybit refuses a second order with an orderLinkId it knows (retCode 110072): that also means "it
-exists", and it is looked up. Cancels that fail for a transient reason are retried until done.
+exists", and it is looked up. Cancels that fail for a transient reason (no answer, a rate limit,
+Bybit's 10016 system error) are retried until done; a cancel-all that fails so is retried as a
+cancel of each order it was for, never as a cancel-all that would take orders sent after it.
 
 ccxt's throttle is off: its one bucket (50 units/s, 5 per order or execution query) would be
 spent on polling alone and hold orders behind polls. The gateway paces itself: polls every
@@ -34,6 +36,7 @@ from market.sources.bybit import short_error
 log = logging.getLogger("live.bybit_gateway")  # the gateway's logger: one name to filter or raise
 
 _DAY_MS = 24 * 3_600_000  # executions are asked for at most this far back (Bybit: startTime + 7 days)
+_SYSTEM_ERROR = '"retCode":10016'  # Bybit's "System error. Please try again later." (ccxt: ExchangeError)
 _DONE = ("Filled", "Cancelled", "PartiallyFilledCanceled", "Rejected", "Deactivated")
 
 
@@ -107,8 +110,11 @@ class BybitRest:
                 await self.exchange.cancel_all_orders(self.symbol)
             except ccxt.BaseError as exc:
                 self._failed(exc, None, what)
-                if isinstance(exc, ccxt.NetworkError):  # rate limits too: tried again at the next poll
-                    self._retry.append((what, oid, price, qty))
+                if _transient(exc):  # rate limits too: each order it was for is cancelled, at the next poll
+                    for o in self.ledger.active("open"):  # not a cancel-all again: it would take later orders
+                        self._retry.append(("cancel", o.oid, None, None))
+                    for o in self.ledger.active("unknown"):
+                        o.deferred.append(("cancel", o.oid, None, None))
             return False
         o = self.ledger.orders[oid]
         if o.state == "done":
@@ -138,7 +144,7 @@ class BybitRest:
                 self.ledger.event("refused", o, detail=f"{what}: nothing to change")
                 return False
             self._failed(exc, o, what)
-            if what == "cancel" and isinstance(exc, ccxt.NetworkError):
+            if what == "cancel" and _transient(exc):
                 self._retry.append((what, oid, price, qty))  # a cancel is never given up
         return False
 
@@ -174,7 +180,8 @@ class BybitRest:
             self._failed(exc, o, "lookup")
             return False  # still unknown: looked up again at the next sync, never sent blind
         if row is None:
-            if any(req[0] == "cancel" for req in o.deferred):
+            later = [*o.deferred, *(r for r in self._queue if r[0] == "cancel_all" or r[1] == o.oid)]
+            if any(req[0] in ("cancel", "cancel_all") for req in later):  # never sent again to be cancelled
                 return self.ledger.finish(o, "cancelled", "cancelled before it reached the exchange")
             if o.resends >= 3:
                 self.errors += 1
@@ -284,3 +291,8 @@ class BybitRest:
     def _scrub(self, exc: Exception) -> str:
         """One line without the key or the secret (Bybit echoes the signed text on a 10004)."""
         return self._redact.scrub(f"{type(exc).__name__}: {short_error(exc)}")
+
+
+def _transient(exc: Exception) -> bool:
+    """A failure worth sending the same request again for: no answer, a rate limit, a system error."""
+    return isinstance(exc, ccxt.NetworkError) or _SYSTEM_ERROR in str(exc)

@@ -15,7 +15,8 @@ Private endpoints (orders, position, executions, wallet) accept the key pair giv
 
 Inject a fault: curl -X POST localhost:8765/_standin/fault -d '{"kind": "skip_update"}'
 (kinds: skip_update, snapshot, restart, bad_json, missing_field, negative_size, crossed, drop,
-stall, reject_orders, rate_limit, drop_response; docs/standin.md). Stop with Ctrl-C.
+stall, reject_orders, rate_limit, drop_response, drop_request, server_error, fill_after; the last
+four also take "on": an endpoint and "count"; docs/standin.md). Stop with Ctrl-C.
 """
 
 from __future__ import annotations

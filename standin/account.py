@@ -287,6 +287,17 @@ class Account:
                 if q > EPS:
                     self._fill(o, q, o.price, True, now_ms)
 
+    def fill_oldest(self, lots: int, now_ms: int) -> Order | None:
+        """A fault's fill: the oldest resting order fills ``lots`` lots (at most its remainder) as maker."""
+        resting = self.live()
+        if not resting:
+            return None
+        o = resting[0]  # kept in the order they were created
+        q = self._cap(o, min(o.remaining, round(lots * self.lot, 9)))
+        if q > EPS:
+            self._fill(o, q, o.price, True, now_ms)
+        return o
+
     def _cap(self, o: Order, q: float) -> float:
         """Reduce-only orders never make the position bigger (nor flip it)."""
         if not o.reduce_only:

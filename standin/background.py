@@ -57,8 +57,13 @@ class BackgroundStandin:
     def ws_url(self) -> str:
         return self.server.ws_url
 
-    def inject(self, kind: str, seconds: float = 5.0) -> None:
-        self._loop.call_soon_threadsafe(self.server.inject, kind, seconds)
+    def inject(self, kind: str, seconds: float = 5.0, on: str | None = None, count: int = 1) -> None:
+        """Apply a fault on the server's loop; returns once it is in place (a bad one raises here)."""
+
+        async def apply() -> None:
+            self.server.inject(kind, seconds, on, count)
+
+        self._call(apply())
 
     def history(self) -> list[list[Any]]:
         """What ``GET /_standin/history`` returns: [u, cts_ms, bid, bid_qty, ask, ask_qty] per update."""

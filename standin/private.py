@@ -39,9 +39,62 @@ from standin.rows import execution_row, order_row, position_row, wallet_row
 PRIVATE_FAULTS: dict[str, str] = {
     "reject_orders": "for `seconds`, every new order is rejected (retCode 110007, not enough balance)",
     "rate_limit": "for `seconds`, every private request is answered retCode 10006 (too many visits)",
-    "drop_response": "the next order/create is executed, then its connection is closed without an answer",
-    "drop_request": "the next order/create is not executed: its connection is closed without an answer",
+    "drop_response": "the next `count` requests to `on` (default create) are carried out, then their "
+    "connections are closed without an answer",
+    "drop_request": "the next `count` requests to `on` (default create) are not carried out: their "
+    "connections are closed without an answer",
+    "server_error": "the next `count` requests to `on` (default create) are not carried out and are "
+    "answered retCode 10016 (Bybit's 'System error. Please try again later.')",
+    "fill_after": "right after the answer to the next request to `on` (default position) is made, the "
+    "oldest resting order fills `count` lots at its price (maker): the client's next read sees a fill "
+    "its last one did not",
 }
+
+# The endpoints a counted fault (``on``) can target; ``lookup`` is order/realtime asked for one order
+# (by orderId or orderLinkId), ``open_orders`` the same endpoint asked for the open ones.
+ENDPOINTS: dict[str, str] = {
+    "create": "/v5/order/create",
+    "amend": "/v5/order/amend",
+    "cancel": "/v5/order/cancel",
+    "cancel_all": "/v5/order/cancel-all",
+    "lookup": "/v5/order/realtime",
+    "open_orders": "/v5/order/realtime",
+    "executions": "/v5/execution/list",
+    "position": "/v5/position/list",
+    "wallet": "/v5/account/wallet-balance",
+}
+_COUNTED = ("drop_response", "drop_request", "server_error", "fill_after")
+_BEFORE = ("drop_request", "server_error")  # faults that stand in for the handler
+
+
+def fault_target(kind: str, on: str | None) -> str:
+    """The endpoint name a counted fault applies to (``on``, or its default); ValueError if it has none."""
+    if kind not in _COUNTED:
+        if on is not None:
+            raise ValueError(f"fault {kind!r} takes no endpoint (only {', '.join(_COUNTED)} do)")
+        return ""
+    on = on or ("position" if kind == "fill_after" else "create")
+    if on not in ENDPOINTS:
+        raise ValueError(f"unknown endpoint {on!r} for fault {kind!r} (known: {', '.join(ENDPOINTS)})")
+    return on
+
+
+def endpoint_name(path: str, params: dict[str, Any]) -> str:
+    """The ENDPOINTS name of a request ("" for the ones no fault targets)."""
+    if path == "/v5/order/realtime":
+        return "lookup" if params.get("orderId") or params.get("orderLinkId") else "open_orders"
+    return next((name for name, p in ENDPOINTS.items() if p == path), "")
+
+
+@dataclass
+class _Trap:
+    """A counted fault waiting for requests to one endpoint."""
+
+    kind: str
+    on: str
+    left: int  # requests still to meet it
+    lots: int = 0  # fill_after: the size of the fill
+
 
 ORDER_WRITES = ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel", "/v5/order/cancel-all")
 Handler = Callable[[dict[str, Any], int], Awaitable[Any]]
@@ -95,8 +148,7 @@ class PrivateApi:
         self._windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._reject_until = 0.0
         self._limit_until = 0.0
-        self._drop_next = False
-        self._lose_next = False
+        self._traps: list[_Trap] = []
 
     def register(self, app: web.Application) -> None:
         routes: list[tuple[str, str, Handler]] = [
@@ -127,15 +179,30 @@ class PrivateApi:
 
     # -- faults and stats ----------------------------------------------------------------------
 
-    def inject(self, kind: str, seconds: float) -> None:
+    def inject(self, kind: str, seconds: float, on: str | None = None, count: int = 1) -> None:
+        """Apply a PRIVATE_FAULTS fault: for ``seconds``, or to the next ``count`` requests to ``on``."""
+        target = fault_target(kind, on)
         if kind == "reject_orders":
             self._reject_until = time.monotonic() + seconds
         elif kind == "rate_limit":
             self._limit_until = time.monotonic() + seconds
-        elif kind == "drop_response":
-            self._drop_next = True
-        elif kind == "drop_request":
-            self._lose_next = True
+        elif count < 1:
+            raise ValueError(f"fault {kind!r}: count must be >= 1, not {count}")
+        elif kind == "fill_after":
+            self._traps.append(_Trap(kind, target, 1, lots=count))
+        else:
+            self._traps.append(_Trap(kind, target, count))
+
+    def _sprung(self, name: str, kinds: tuple[str, ...]) -> _Trap | None:
+        """The oldest counted fault of ``kinds`` waiting for ``name``, used once; None if there is none."""
+        trap = next((t for t in self._traps if t.on == name and t.kind in kinds), None)
+        if trap is None:
+            return None
+        trap.left -= 1
+        if trap.left <= 0:
+            self._traps.remove(trap)
+        self.stats[f"fault_{trap.kind}_{name}"] += 1
+        return trap
 
     def stats_dict(self) -> dict[str, Any]:
         acc = self.account
@@ -175,10 +242,14 @@ class PrivateApi:
                     return _envelope(10001, "params error: the body must be a JSON object", {}, headers)
             else:
                 params = dict(request.query)
-            if path == "/v5/order/create" and self._lose_next:
-                self._lose_next = False
+            name = endpoint_name(path, params)
+            self.stats[f"calls_{name or path}"] += 1
+            before = self._sprung(name, _BEFORE)
+            if before is not None and before.kind == "drop_request":
                 self.stats["dropped_requests"] += 1
                 self._cut(request)
+            if before is not None:  # server_error
+                return _envelope(10016, "System error. Please try again later.", {}, headers)
             if path == "/v5/order/create" and time.monotonic() < self._reject_until:
                 self.stats["rejected_by_fault"] += 1
                 return _envelope(110007, "ab not enough for new order", {}, headers)
@@ -188,10 +259,12 @@ class PrivateApi:
             except OrderError as err:
                 self.stats[f"ret_{err.code}"] += 1
                 return _envelope(err.code, err.msg, {}, headers)
-            if path == "/v5/order/create" and self._drop_next:
-                self._drop_next = False
+            fill = self._sprung(name, ("fill_after",))
+            if fill is not None:
+                self.account.fill_oldest(fill.lots, _now_ms())
+            if self._sprung(name, ("drop_response",)):
                 self.stats["dropped_responses"] += 1
-                self._cut(request)  # executed, but the client never hears of it
+                self._cut(request)  # carried out, but the client never hears of it
             return _envelope(0, "OK", result, headers)
 
         return serve

@@ -11,7 +11,8 @@ tests run the real client against this server over TCP.
     GET  /v5/market/orderbook            category=linear&symbol=BTCUSDT&limit=1..500
     WS   /v5/public/linear               op subscribe / unsubscribe / ping;
                                          orderbook.{depth}.BTCUSDT, publicTrade.BTCUSDT
-    POST /_standin/fault                 {"kind": "...", "seconds": 3}  (faults.py: FAULTS)
+    POST /_standin/fault                 {"kind": "...", "seconds": 3}  (faults.py: FAULTS);
+                                         private API faults also "on": endpoint, "count": n
     GET  /_standin/stats                 counters, current update id, connections, the account
     GET  /_standin/history?after=N       the server's best bid/ask after every book update
     private, signed (X-BAPI-* headers; private.py, matching rules in account.py):
@@ -44,7 +45,7 @@ from aiohttp import WSMsgType, web
 from standin.faults import CORRUPT, FAULTS, corrupt_frame
 from standin.feeds import Feed
 from standin.market import Book, MarketApi, error, json_text, ok
-from standin.private import PRIVATE_FAULTS, PrivateApi, PrivateSpec
+from standin.private import PRIVATE_FAULTS, PrivateApi, PrivateSpec, fault_target
 
 log = logging.getLogger(__name__)
 
@@ -275,11 +276,17 @@ class StandinServer:
         kind = body.get("kind") if isinstance(body, dict) else None
         if kind not in FAULTS:
             return error(10001, f"unknown fault {kind!r} (known: {', '.join(FAULTS)})", status=400)
-        self.inject(kind, float(body.get("seconds", 5.0)))
+        try:
+            self.inject(kind, float(body.get("seconds", 5.0)), body.get("on"), int(body.get("count", 1)))
+        except (TypeError, ValueError) as err:
+            return error(10001, str(err), status=400)
         return ok({"kind": kind})
 
-    def inject(self, kind: str, seconds: float = 5.0) -> None:
-        """Apply a fault now (drop, stall) or with the next book update (the others)."""
+    def inject(self, kind: str, seconds: float = 5.0, on: str | None = None, count: int = 1) -> None:
+        """Apply a fault now (drop, stall), with the next book update (the feed's others), or to the
+        private API's next requests (``on`` and ``count``: private.py's PRIVATE_FAULTS)."""
+        if kind in PRIVATE_FAULTS:
+            fault_target(kind, on)  # an unknown endpoint fails before anything is counted
         self.stats[f"fault_{kind}"] += 1
         log.info("stand-in fault: %s (%s)", kind, FAULTS[kind])
         if kind == "drop":
@@ -288,7 +295,7 @@ class StandinServer:
         elif kind == "stall":
             self._stall_until = time.monotonic() + seconds
         elif kind in PRIVATE_FAULTS:
-            self.private.inject(kind, seconds)
+            self.private.inject(kind, seconds, on, count)
         else:
             self._faults.append({"kind": kind})
 

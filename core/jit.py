@@ -16,17 +16,35 @@ target option), which holds for a function that:
 
 A function compiled with NRT may call a kernel. Interpreted (NUMBA_DISABLE_JIT=1, the coverage
 pass) the option is ignored.
+
+**The on-disk cache is keyed on all the kernels' sources.** numba invalidates a cached kernel when
+its own file changes, not when a kernel it calls, a record layout or a constant it compiled in
+changes in another module: the old machine code would run on. Here every cached kernel lives in
+``.cache/numba/<key>``, the key a hash of every source file of the packages that hold kernels
+(``KERNEL_PACKAGES``) and of the ``core`` modules they import: any change there is a fresh cache,
+compiled once (``make warm``, or a process's own start-up: the runner's rehearsal,
+live/rehearse.py). ``NUMBA_CACHE_DIR`` set by the user wins. ``Kernels`` counts what every
+kernel has compiled or loaded, so that a process can tell a kernel readied after its start-up (a
+stall) from one readied before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import pickle
+import re
+import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numba as nb
 import numpy as np
+from numba.core.dispatcher import Dispatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger(__name__)
@@ -76,4 +94,99 @@ def _tolerate_stale_caches() -> None:
     setattr(caching.IndexDataCacheFile, "_load_index", tolerant)  # noqa: B010 (a method replaced)
 
 
+REPO = Path(__file__).resolve().parents[1]
+KERNEL_PACKAGES = ("execution", "features", "market", "models", "sim")  # every module with cached kernels
+KEEP_OLD_CACHES_S = 7 * 86_400  # a cache of other sources unused this long is removed
+_CORE_IMPORT = re.compile(rb"^\s*(?:from|import) core\.(\w+)", re.MULTILINE)
+
+
+def kernel_sources(root: Path = REPO, packages: tuple[str, ...] = KERNEL_PACKAGES) -> list[Path]:
+    """What a compiled kernel can depend on: every source of ``packages`` and the modules of
+    ``core`` they import, directly or through each other (the layers keep the rest out)."""
+    files = [p for pkg in packages for p in sorted((root / pkg).rglob("*.py"))]
+    core: set[str] = set()
+    todo = [p.read_bytes() for p in files]
+    while todo:
+        for name in _CORE_IMPORT.findall(todo.pop()):
+            module = name.decode()
+            if module not in core and (root / "core" / f"{module}.py").exists():
+                core.add(module)
+                todo.append((root / "core" / f"{module}.py").read_bytes())
+    return files + [root / "core" / f"{m}.py" for m in sorted(core)]
+
+
+def sources_key(root: Path = REPO, packages: tuple[str, ...] = KERNEL_PACKAGES) -> str:
+    """A hash of ``kernel_sources``: a change to any of them is a fresh cache."""
+    h = hashlib.sha256()
+    for path in kernel_sources(root, packages):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _use_keyed_cache() -> None:
+    """numba's cache in ``.cache/numba/<sources_key>`` unless NUMBA_CACHE_DIR says otherwise."""
+    from numba.core import config
+
+    if os.environ.get("NUMBA_CACHE_DIR") or getattr(config, "CACHE_DIR", ""):
+        return
+    base = REPO / ".cache" / "numba"
+    here = base / sources_key()
+    try:
+        here.mkdir(parents=True, exist_ok=True)
+        os.utime(here)  # in use: not old
+        for old in base.iterdir():
+            if old != here and old.is_dir() and time.time() - old.stat().st_mtime > KEEP_OLD_CACHES_S:
+                import shutil
+
+                shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # a read-only checkout: numba's own place (__pycache__ or the user's cache)
+        _log.info("numba cache %s not writable (%s): numba's default", here, exc)
+        return
+    setattr(config, "CACHE_DIR", str(here))  # noqa: B010 (numba's config module sets it from the environment)
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """How many signatures every loaded kernel has readied (compiled or loaded from the cache)."""
+
+    counts: dict[str, int]
+
+    @classmethod
+    def snapshot(cls) -> Kernels:
+        counts: dict[str, int] = {}
+        root = str(REPO)
+        for module in list(sys.modules.values()):
+            file = getattr(module, "__file__", None) or ""
+            if not file.startswith(root) or "/.venv/" in file:
+                continue
+            for value in list(vars(module).values()):
+                if isinstance(value, Dispatcher):
+                    f = value.py_func
+                    counts[f"{f.__module__}.{f.__qualname__}"] = len(value.overloads)
+        return cls(counts)
+
+    def readied_since(self, before: Kernels) -> int:
+        return sum(n - before.counts.get(k, 0) for k, n in self.counts.items())
+
+    def new_since(self, before: Kernels) -> list[str]:
+        """The kernels with a signature readied after ``before``."""
+        return sorted(k for k, n in self.counts.items() if n > before.counts.get(k, 0))
+
+
+class LateKernels:
+    """Logs, once each, the kernels readied after it was made (after a process's start-up: a stall)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.log = logger
+        self.start = Kernels.snapshot()
+        self.late: list[str] = []
+
+    def check(self) -> list[str]:
+        if late := [k for k in Kernels.snapshot().new_since(self.start) if k not in self.late]:
+            self.late += late
+            self.log.warning("kernel(s) readied after start-up, a stall inside the loop: %s", ", ".join(late))
+        return late
+
+
 _tolerate_stale_caches()
+_use_keyed_cache()

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("bybit", "sim", "file")
 DEFAULT_SIM_DURATION = "1h"
+REHEARSAL_NS = 10 * 1_000_000_000  # of simulated Bybit messages: a snapshot, deltas, trades
 
 
 def build_source(
@@ -89,8 +90,13 @@ def ingest_task(
                      format_ns(on.sim.start))  # fmt: skip
         src = build_source(cfg, source, paths, duration, realtime)
         durable = source == "bybit" or realtime
+        rehearsal = None
+        if source == "bybit":  # its stall watchdog must not see the kernels compile: they do before it connects
+            from sim import MarketSimulator
+
+            rehearsal = MarketSimulator(cfg.sim, cfg.instrument, cfg.ingest.depth).batches(REHEARSAL_NS)
         with IngestProgress(f"ingest {source}") as progress:
-            result = run_ingest(src, cfg, detail, on_progress=progress, durable=durable)
+            result = run_ingest(src, cfg, detail, on_progress=progress, durable=durable, rehearsal=rehearsal)
     except UserError as exc:
         return {"status": "failed", "error": str(exc), "exit_code": exc.exit_code}
     out: dict[str, Any] = {

@@ -38,6 +38,7 @@ from typing import Any
 from core.cli import add_config_argument, config_from, run_main
 from core.config import AppConfig
 from core.errors import UserError
+from core.jit import LateKernels
 from core.timefmt import format_ns, parse_duration_ns, parse_time_ns
 from execution.backtest import make_strategy
 from execution.loader import load_strategy
@@ -46,6 +47,7 @@ from live.alerts import Alerts, Webhook, webhook_url
 from live.champion import check_model, load_model, wait_for_champion
 from live.decide import Loaded
 from live.logs import setup_runner_logging
+from live.warm import WarmStart, warm_start
 from live.wiring import Options, make_feed, make_gateway, make_loop
 from warehouse.journal import Journal
 
@@ -187,7 +189,9 @@ class Runner:
         self.loop = make_loop(cfg, self.gateway, self.strategy, model, self.journal, paced, self.alerts)
         self.loop.record.data_before = self.restored.data_ns if self.restored.data_ns is not None else -1
         self.stopping = ""
+        self.warmed: WarmStart | None = None
         self._feed_seen: Counter[str] = Counter()
+        self.kernels: LateKernels | None = LateKernels(log)  # after this, a kernel readied is a stall: logged
         self._restore_risk()
 
     def _restore_risk(self) -> None:
@@ -233,8 +237,12 @@ class Runner:
         lc, loop = self.cfg.live, self.loop
         t0 = time.monotonic_ns()
         last_status = last_poll = last_cmd = t0
+        cold = self.o.source != "bybit"  # a warm start needs the warehouse the ingest fills from the same feed
         async for ticks in self.feed.batches():
             wall = time.monotonic_ns()
+            if ticks and not cold:
+                cold = True
+                self.warmed = warm_start(self.cfg, loop.rows, min(t.ts_ex for t in ticks))
             if ticks:
                 loop.watch.heard(wall)
             for tick in ticks:
@@ -251,6 +259,8 @@ class Runner:
                 loop.record_account()
                 loop.health(wall, time.time_ns(), dict(self.feed.counts), self.feed.book_valid)
                 log.info(loop.status())
+                if self.kernels is not None:
+                    self.kernels.check()
             if wall - last_cmd >= min(lc.status_interval, 1_000_000_000):
                 last_cmd = wall
                 self._commands()
@@ -303,6 +313,8 @@ class Runner:
         loop, j = self.loop, self.journal
         reason = failure or self.stopping or "end of data"
         broken: BaseException | None = None
+        if self.kernels is not None:
+            self.kernels.check()
         try:
             try:
                 self.strategy.stop(self.gateway)
@@ -370,6 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("stopped while waiting for a champion: no session was started")
             return 0
     model = load_model(cfg, o.model, time.time_ns(), o.threshold)
+    if o.source != "replay":  # a live-paced feed: nothing may compile once it is connected
+        from live.rehearse import rehearse
+
+        log.info(
+            "readying the kernels on a rehearsal before connecting (on a fresh checkout they compile: minutes, once)"
+        )
+        log.info(rehearse(cfg, o, model).line())
     runner = Runner(cfg, o, model, keys)
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -220,6 +220,10 @@ def test_the_ingest_cli_streams_from_the_standin(
     assert out.returncode == 0, out.stderr
     assert "completed:" in out.stdout and " 0 gaps" in out.stdout
     _assert_book_is_the_servers(cfg, standin, minimum=30)
+    # every kernel readied before it connected (a rehearsal on simulated Bybit messages), none after
+    log = out.stdout + out.stderr
+    assert 0 <= log.find("kernels ready in") < log.find("bybit: streaming"), log[-3000:]
+    assert "readied after start-up" not in log
 
 
 def test_an_unreachable_endpoint_is_one_line_and_touches_nothing_stored(

@@ -14,9 +14,10 @@ import gc
 import logging
 import signal
 import threading
+import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -24,8 +25,9 @@ import pyarrow as pa
 from core.clock import Clock, SystemClock
 from core.config import AppConfig
 from core.errors import UserError
+from core.jit import Kernels, LateKernels
 from core.timefmt import format_duration
-from market.events import SYNC_EVENTS
+from market.events import SYNC_EVENTS, RawInput
 from market.normalize import Normalizer
 from market.sources.base import Progress, Source
 from warehouse.clocks import CLOCK_OFFSETS, ClockTracker
@@ -126,16 +128,11 @@ async def _ingest(
     result: IngestResult,
     writer: WarehouseWriter,
     on_progress: ProgressCallback | None,
+    rehearsed: bool = False,
 ) -> None:
     wcfg = cfg.warehouse
-    normalizer = Normalizer(
-        source.venue,
-        source.symbol,
-        source.tick_size,
-        wcfg.snapshot_levels,
-        store_raw=wcfg.store_raw,
-        max_pending=cfg.ingest.max_pending_deltas,
-    )
+    normalizer = _normalizer(source, cfg)
+    late = LateKernels(log) if rehearsed else None  # after a rehearsal a kernel readied now is a stall
     clocks = ClockTracker(source.venue.name, source.symbol, result.run_id)
     last_flush = clock.monotonic_ns()
     last_status = last_flush
@@ -165,10 +162,42 @@ async def _ingest(
         if now - last_status >= cfg.ingest.status_interval:
             last_status = now
             log.info("ingest %s: %s", source.name, _status_line(result.counts))
+            if late is not None:
+                late.check()
         if stop.is_set():
             source.stop()
             break
+    if late is not None:
+        late.check()
     _add_offset(writer, clocks.finish(), result)
+
+
+def _normalizer(source: Source, cfg: AppConfig) -> Normalizer:
+    w = cfg.warehouse
+    return Normalizer(
+        source.venue,
+        source.symbol,
+        source.tick_size,
+        w.snapshot_levels,
+        store_raw=w.store_raw,
+        max_pending=cfg.ingest.max_pending_deltas,
+    )
+
+
+def rehearse(source: Source, cfg: AppConfig, rehearsal: Iterable[RawInput]) -> None:
+    """Ready every kernel the ingest of ``source`` needs before it connects: ``rehearsal``'s
+    batches (messages of the source's venue) through a normalizer of its own, then dropped. On a
+    fresh checkout the kernels compile here, not inside the event loop on the first live batch
+    (where the feed's stall watchdog would reconnect and lose updates)."""
+    t0 = time.monotonic()
+    before = Kernels.snapshot()
+    normalizer = _normalizer(source, cfg)
+    n = 0
+    for batch in rehearsal:
+        normalizer.process(batch)
+        n += len(batch)
+    readied = Kernels.snapshot().readied_since(before)
+    log.info("kernels ready in %.1f s (%d readied on a rehearsal of %d messages)", time.monotonic() - t0, readied, n)
 
 
 def _add_offset(writer: WarehouseWriter, row: pa.Table | None, result: IngestResult) -> None:
@@ -199,11 +228,14 @@ def run_ingest(
     clock: Clock | None = None,
     on_progress: ProgressCallback | None = None,
     durable: bool = False,
+    rehearsal: Iterable[RawInput] | None = None,
 ) -> IngestResult:
     """Ingest everything the source yields (or until stopped); return what happened.
 
     ``durable``: spool every flush before committing it (live streams), so at most one flush
     interval is lost if the process is killed; a later run commits what the spool holds.
+    ``rehearsal``: messages of the source's venue that ready the kernels before it connects
+    (``rehearse``; a live stream's first batch must not wait for a compiler).
     """
     clock = clock or SystemClock()
     stop = stop or StopFlag()
@@ -225,9 +257,11 @@ def run_ingest(
     restore = install_signal_handlers(stop)
 
     async def session() -> None:
+        if rehearsal is not None:
+            rehearse(source, cfg, rehearsal)
         await source.start()
         try:
-            await _ingest(source, cfg, stop, clock, result, writer, on_progress)
+            await _ingest(source, cfg, stop, clock, result, writer, on_progress, rehearsal is not None)
         finally:
             await source.aclose()
 

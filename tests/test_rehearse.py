@@ -1,0 +1,116 @@
+"""The runner readies every kernel before it connects (live/rehearse.py, core/jit.py's keyed cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numba as nb
+import pytest
+import yaml
+
+from core.config import AppConfig
+from core.jit import Kernels, kernel_sources, sources_key
+from standin.background import BackgroundStandin
+from standin.feeds import SimFeed
+from tests.test_runner import _study_model
+from warehouse import journal as jr
+
+NS = 1_000_000_000
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_cache_key_changes_with_any_source_a_kernel_can_depend_on_and_only_with_them(tmp_path: Path) -> None:
+    files = {
+        "features/a.py": "from core.x import Y\n",  # a kernel package, importing a core module
+        "core/x.py": "import core.z\nY = 1\n",  # ... which imports another
+        "core/z.py": "Z = 1\n",
+        "core/unused.py": "U = 1\n",  # no kernel module imports it
+        "live/a.py": "L = 1\n",  # no kernel lives there
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    key = sources_key(tmp_path, ("features",))
+    for rel, depends in (("core/unused.py", False), ("live/a.py", False), ("core/z.py", True), ("core/x.py", True),
+                         ("features/a.py", True)):  # fmt: skip
+        (tmp_path / rel).write_text((tmp_path / rel).read_text() + "# changed\n")
+        now = sources_key(tmp_path, ("features",))
+        assert (now != key) == depends, rel
+        key = now
+    (tmp_path / "features" / "b.py").write_text("")  # a new module
+    assert sources_key(tmp_path, ("features",)) != key
+
+
+def test_the_key_covers_every_module_with_cached_kernels() -> None:
+    covered = set(kernel_sources())
+    for path in REPO.glob("*/**/*.py"):
+        rel = path.relative_to(REPO)
+        if rel.parts[0] in {".venv", "tests", "bench"} or rel.parts[0].startswith("."):
+            continue
+        if "cache=True" in path.read_text() and rel != Path("core/jit.py"):
+            assert path in covered, rel
+
+
+@nb.njit
+def _double(x: Any) -> Any:
+    return 2 * x
+
+
+def test_kernels_counts_what_a_kernel_readies_and_names_it() -> None:
+    before = Kernels.snapshot()
+    assert "tests.test_rehearse._double" in before.counts and before.counts["tests.test_rehearse._double"] == 0
+    assert any(k.startswith("features.vector.") for k in before.counts)  # the project's kernels are seen
+    assert _double(3) == 6 and _double(1.5) == 3.0  # two signatures
+    after = Kernels.snapshot()
+    assert after.new_since(before) == ["tests.test_rehearse._double"] and after.readied_since(before) == 2
+    assert _double(4) == 8 and Kernels.snapshot().readied_since(after) == 0  # an int again: nothing new
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)  # every kernel compiled from nothing: minutes on a loaded 2-core machine
+def test_a_cold_start_readies_every_kernel_before_it_connects_and_never_stalls(
+    trained: tuple[AppConfig, Any], tmp_path: Path
+) -> None:
+    """The first start of a fresh checkout (an empty kernel cache) on the Bybit stand-in: every kernel
+    is compiled on the rehearsal before the runner connects, none after, and the feed's stall
+    watchdog (2 s here) never reconnects although compiling takes far longer."""
+    cfg, _ = trained
+    _, q = _study_model(cfg)
+    feed = SimFeed(cfg.sim, cfg.instrument, cfg.ingest.depth, history_ns=330 * NS, catchup=30.0)
+    with BackgroundStandin(feed) as standin:
+        assert cfg.source_path is not None
+        data = yaml.safe_load(cfg.source_path.read_text())
+        data["warehouse"]["path"] = str(cfg.resolve(cfg.warehouse.path))
+        data["mlflow"] = {
+            "store": str(cfg.resolve(cfg.mlflow.store)),
+            "artifacts": str(cfg.resolve(cfg.mlflow.artifacts)),
+        }
+        data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
+        data["bybit"] = {"rest_url": standin.url, "ws_public_url": standin.ws_url}
+        data["ingest"] = {"stall_timeout": "2s", "reconnect_initial": "100ms"}
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(data))
+        cold = tmp_path / "numba"  # what a fresh checkout has: no compiled kernel at all
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cold)}
+        cmd = [sys.executable, "-m", "live.runner", "--paper", "--config", str(config), "--model", "1",
+               "--threshold", repr(q), "--duration", "120s"]  # fmt: skip
+        p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, p.stderr[-3000:]
+    msgs = [json.loads(line)["msg"] for line in (tmp_path / "logs" / "runner.log").read_text().splitlines()]
+    ready = next(i for i, m in enumerate(msgs) if m.startswith("kernels ready in"))
+    connected = next(i for i, m in enumerate(msgs) if m.startswith("bybit: streaming"))
+    assert ready < connected, msgs[: connected + 1]
+    readied = int(msgs[ready].split("(")[1].split()[0])
+    assert readied > 20, msgs[ready]  # compiled on the rehearsal, into the empty cache
+    assert any(cold.rglob("*.nbi")), "nothing was compiled into the fresh cache"
+    assert not [m for m in msgs if "readied after start-up" in m]
+    assert not [m for m in msgs if "reconnecting" in m]  # the stall watchdog never fired
+    journal = tmp_path / "journal" / "paper-bybit.sqlite"
+    assert not [r for r in jr.read(journal, ["feed"]) if r.data["event"] == "reconnect"]
+    decisions = list(jr.read(journal, ["decision"]))
+    assert decisions, "the runner took no decision while connected: the check above held for nothing"

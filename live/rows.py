@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -119,6 +120,16 @@ class Rows:
         kept = self.timing.pick(due)
         self.superseded += len(due) - len(kept)
         return self._timed(kept)
+
+    def warm(self, ticks: Sequence[Tick]) -> None:
+        """History before the feed (a warm start, live/warm.py): the features and the grid take
+        ``ticks`` as they would take the feed's, and no row of theirs is kept or decided on."""
+        for tick in ticks:
+            ts = tick.ts_ex
+            self.last_tick_ts = max(self.last_tick_ts, ts)
+            self.grid.start(ts)
+            self.grid.before(ts)  # the grid times of the past: passed, not decided on
+            self.take(tick)
 
     def take(self, tick: Tick) -> None:
         if isinstance(tick, Book):

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test lint typecheck warm unit bench lock clean standin ui serve dashboard diagnose prefect-ui
+.PHONY: help venv demo test lint typecheck warm unit bench lock clean standin ui serve dashboard diagnose prefect-ui up down status
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -31,7 +31,8 @@ lint: $(STAMP)  ## ruff lint + format check, import contracts
 typecheck: $(STAMP)  ## mypy --strict
 	$(VENV)/bin/mypy .
 
-# The numba kernels compile on first use into their on-disk cache (__pycache__): compiled once here,
+# The numba kernels compile on first use into their on-disk cache (.cache/numba/<hash of their
+# sources>, core/jit.py): compiled once here,
 # by the kernel tests in one process, beside ruff and mypy, the test workers and every command they
 # start load them instead of each compiling them again (about 2.5 minutes on a fresh clone).
 warm: $(STAMP)  ## run the numba kernel tests compiled, filling the kernels' on-disk cache
@@ -73,6 +74,17 @@ ui: $(STAMP)  ## the MLflow UI on the project's store, one light process: http:/
 
 serve: $(STAMP)  ## run the prefect.yaml deployments on their schedules (finds or starts the Prefect server on :4200)
 	$(PY) -m flows.serve
+
+# The box: every long-running service under supervisord (ops/box.py). OFFLINE=1 adds the Bybit
+# stand-in and points the feeds at it; BOX_ARGS="--config my.yaml" for another config.
+up: $(STAMP)  ## start every long-running service (Prefect server + schedules, ingest, paper runner, dashboard, MLflow UI)
+	$(PY) -m ops up $(if $(OFFLINE),--offline) $(BOX_ARGS)
+
+down: $(STAMP)  ## stop every service gracefully, then the supervisor
+	$(PY) -m ops down
+
+status: $(STAMP)  ## one table: each service's state, pid, uptime, restarts and health
+	$(PY) -m ops status
 
 standin: $(STAMP)  ## the Bybit v5 stand-in server on 127.0.0.1:8765, fed by the simulator
 	$(PY) -m standin --port 8765

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from core.cli import add_config_argument
@@ -54,10 +57,35 @@ def finish(result: dict[str, Any], message: Callable[[dict[str, Any]], str]) -> 
 
 
 def run_flow(flow: Callable[..., Any], what: str, **params: Any) -> Any:
-    """Run a flow from its command line; a failed run raises its one line with its exit code."""
-    state = flow(**params, return_state=True)
+    """Run a flow from its command line, on the persistent Prefect server when one is up
+    (``persistent_server``); a failed run raises its one line with its exit code."""
+    with persistent_server():
+        state = flow(**params, return_state=True)
     raise_if_failed(state, what)
     return state
+
+
+@contextmanager
+def persistent_server() -> Iterator[str | None]:
+    """The Prefect server a flow command reports to: PREFECT_API_URL when set; else the box's
+    (``make up``, ops/box.py) or the local one at 127.0.0.1:4200 (``make prefect-ui``) when it
+    answers, so that the command starts no temporary server of its own (about 10 s, and under
+    load it can time out); else None: Prefect's temporary server."""
+    if url := os.environ.get("PREFECT_API_URL"):
+        yield url
+        return
+    from core.box import box_prefect_url
+    from flows.prefect_server import DEFAULT_API_URL, answers
+
+    found = next((u for u in (box_prefect_url(), DEFAULT_API_URL) if u and answers(u, timeout_s=1.0)), None)
+    if found is None:
+        yield None
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    print(f"using the Prefect server at {found}", file=sys.stderr)
+    with temporary_settings(updates={PREFECT_API_URL: found}):
+        yield found
 
 
 def failed(result: dict[str, Any]) -> State:

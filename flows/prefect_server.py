@@ -144,6 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if answers(url):
         print(f"a Prefect server already answers at {url}: its UI is {Server(url, False).ui_url}")
         return 0
+
+    def on_sigterm(signum: int, frame: object) -> None:  # a supervisor's stop: as Ctrl-C, the server stops too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     with server(url, Path(os.environ["PREFECT_HOME"]), cfg.resolve(cfg.live.log_dir) / "prefect-server.log") as srv:
         print(f"Prefect UI: {srv.ui_url}; Ctrl-C stops the server", flush=True)
         misses = 0

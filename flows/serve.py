@@ -35,9 +35,9 @@ import yaml
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
 from core.config import load_config
-from core.errors import UserError
+from core.errors import UnavailableError, UserError
 from flows.common import parser
-from flows.prefect_server import api_url, server
+from flows.prefect_server import answers, api_url, server
 from flows.stopping import Stopper, pause, settle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +122,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--api-url", metavar="URL", help="the Prefect server (default PREFECT_API_URL or 127.0.0.1:4200)")
     p.add_argument("--deployments", metavar="PATH", type=Path, default=PREFECT_YAML, help="default: prefect.yaml")
     p.add_argument(
+        "--require-server",
+        action="store_true",
+        help="use the server at the API URL, never start one (none answers: exit 4; a supervisor retries)",
+    )
+    p.add_argument(
         "--grace",
         type=float,
         default=300.0,
@@ -149,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         return 0
     home = Path(os.environ["PREFECT_HOME"])
+    if args.require_server and not answers(url):
+        raise UnavailableError(f"no Prefect server answers at {url} (--require-server)")
     with server(url, home, cfg.resolve(cfg.live.log_dir) / "prefect-server.log") as srv:
         from prefect import serve
 

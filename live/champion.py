@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 
 from core.config import AppConfig
-from core.errors import UserError
+from core.errors import UnavailableError, UserError
 from features import feature_set_for
 from live.decide import Loaded
 
@@ -25,15 +25,23 @@ def wait_for_champion(cfg: AppConfig, limit_ns: int | None) -> bool:
     with skill instead of exiting: it says so once, then checks every ``live.model_poll``."""
     from models import registry
 
-    if registry.version_for(cfg, registry.CHAMPION) is not None:
+    def champion() -> tuple[bool, str]:
+        try:
+            return registry.version_for(cfg, registry.CHAMPION) is not None, ""
+        except UnavailableError as exc:  # a fresh box: nothing trained yet, so no registry either
+            return False, f" ({exc})"
+
+    found, why = champion()
+    if found:
         return True
     poll_s = cfg.live.model_poll / 1e9
     name = cfg.mlflow.model_name
-    print(f"no champion with skill in {name}: waiting for one (checked every {poll_s:g} s; Ctrl-C stops)", flush=True)
+    print(f"no champion with skill in {name}{why}: waiting for one (checked every {poll_s:g} s; Ctrl-C stops)",
+          flush=True)  # fmt: skip
     start = time.monotonic_ns()
     while limit_ns is None or time.monotonic_ns() - start < limit_ns:
         time.sleep(poll_s)
-        if registry.version_for(cfg, registry.CHAMPION) is not None:
+        if champion()[0]:
             return True
     return False
 

@@ -76,6 +76,19 @@ def prefect_harness() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def no_box_of_the_developers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests never find a box a developer brought up on this checkout (make up, core/box.py):
+    the commands they run report to the tests' own Prefect servers."""
+    before = os.environ.get("L2_BOX")
+    os.environ["L2_BOX"] = str(tmp_path_factory.mktemp("no-box"))
+    yield
+    if before is None:
+        os.environ.pop("L2_BOX", None)
+    else:
+        os.environ["L2_BOX"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def prefect_server_for_commands(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One Prefect server per test worker for the flow commands the tests run in subprocesses.
 

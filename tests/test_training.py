@@ -182,6 +182,14 @@ def test_a_runner_told_to_wait_gives_up_after_its_duration_in_one_line(
     assert "no champion with skill in btc-l2: waiting for one" in gave_up.stdout
     assert gave_up.stderr.strip().splitlines()[-1].endswith("within --duration 2s")
     assert not list(cfg.resolve(cfg.live.journal_dir).glob("*.sqlite"))  # no session was opened
+    # a fresh box (make up): nothing trained yet, not even a registry: it waits all the same
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text(yaml.safe_dump({"mlflow": {"store": str(tmp_path / "none" / "mlflow.db")}}))
+    bare = [sys.executable, "-m", "live.runner", "--paper", "--config", str(fresh), "--wait", "--duration", "2s"]
+    waited = subprocess.run(bare, capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
+    assert waited.returncode == 2 and "Traceback" not in waited.stderr, waited.stderr
+    assert "no champion with skill in btc-l2 (no model registry at" in waited.stdout, waited.stdout
+    assert waited.stderr.strip().splitlines()[-1].endswith("within --duration 2s")
 
 
 def test_the_promotion_rules() -> None:

@@ -1,0 +1,1 @@
+"""Operating the desk's box: every long-running service under one supervisor (ops/box.py)."""

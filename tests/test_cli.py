@@ -59,11 +59,49 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
         "live.journal",
         "live.diagnose",
         "live.dashboard",
+        "flows.backtest",
+        "flows.falsify",
+        "models",
+        "ops",
     ],
 )
 def test_help_works(module: str) -> None:
     p = cli("-m", module, "--help")
     assert p.returncode == 0 and "usage:" in p.stdout
+
+
+# every command that reads the config, as typed, with a config file that is not there: bad input,
+# exit 2 exactly (README, "Exit codes"), one line naming the file, nothing started
+MISSING_CONFIG = [
+    ["flows.ingest", "--source", "sim"],
+    ["flows.demo"],
+    ["flows.feature_build"],
+    ["flows.feature_report"],
+    ["flows.train"],
+    ["flows.promote"],
+    ["flows.retrain"],
+    ["flows.serve", "--list"],
+    ["flows.prefect_server"],
+    ["flows.check_predictions"],
+    ["flows.backtest"],
+    ["flows.falsify"],
+    ["warehouse", "show"],
+    ["standin"],
+    ["live.runner", "--paper"],
+    ["live.diagnose"],
+    ["live.dashboard"],
+    ["models", "list"],
+    ["ops", "up"],
+]
+
+
+@pytest.mark.parametrize("args", MISSING_CONFIG, ids=" ".join)
+def test_a_config_that_is_not_there_is_bad_input_exit_2(args: list[str], tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    p = cli("-m", *args, "--config", str(missing), env={"L2_BOX": str(tmp_path / "box")})
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert_one_line_error(p, str(missing), "config file not found")
+    assert not (tmp_path / "box").exists()  # nothing was brought up
 
 
 def write_recording(path: Path, n: int = 400, seed: int = 1) -> None:

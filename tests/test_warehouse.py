@@ -145,6 +145,42 @@ def test_spooled_flush_is_durable_before_commit(wh: Path, tmp_path: Path) -> Non
     assert spool.segments() == [] and counts(wh)["snapshots"] == 101
 
 
+HOLD = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])  # a writer of another process: the file is locked for everyone else
+print("holding", flush=True)
+sys.stdin.read()  # until the test lets go
+con.close()
+"""
+
+
+def test_a_flush_is_on_disk_while_another_process_holds_the_warehouse(wh: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    spool = Spool(tmp_path / "spool", "bybit")
+    w = WarehouseWriter(wh, LEVELS, spool=spool, lock_timeout_s=120)  # it has opened the file once: schema there
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(wh)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with pytest.raises(UserError, match="locked|busy|another"), reading(wh, timeout_s=0.5):
+            pass  # the lock is real: a reader cannot get in
+        tables = normalized(100)
+        w.add(tables)
+        w.flush()  # returns at once: the commit waits for the file in the writer's thread ...
+        segments = spool.segments()
+        assert len(segments) == 1  # ... and the rows are already on disk, checksummed, readable back
+        assert {n: t.num_rows for n, t in read_segment(segments[0])} == {n: t.num_rows for n, t in tables.items()}
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()  # the other process lets go
+        holder.wait(60)
+    w.close()  # the waiting commit goes through
+    assert spool.segments() == [] and counts(wh)["snapshots"] == 101
+
+
 def test_a_different_snapshot_depth_is_refused(wh: Path) -> None:
     WarehouseWriter(wh, LEVELS).close()
     with pytest.raises(UserError, match="keeps 5 snapshot levels but warehouse.snapshot_levels is 7"):

@@ -240,6 +240,27 @@ def test_compact_gives_the_disk_back_and_keeps_every_row(template: Path, tmp_pat
     assert differing_rows(cfg, template / "l2.duckdb", "raw_messages") == 0
 
 
+def test_show_prints_the_growth_rate_and_the_archive(
+    template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = copy_of(template, tmp_path, raw="30m")
+    retention.run(cfg)
+    assert warehouse_main(["show", "--config", str(tmp_path / "config.yaml")]) == 0
+    out = capsys.readouterr().out
+    growth = out.split("  growth:")[1]
+    per_hour = float(growth.split("per hour of data: ")[1].split(" MB")[0].replace(",", ""))
+    assert per_hour > 0
+    assert "per hour of ingest wall time: " in growth and "1 finished ingest runs" in growth
+    raw_line = next(ln for ln in growth.splitlines() if ln.strip().startswith("raw_messages "))
+    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+        n_raw = int(con.execute("SELECT count(*) FROM raw_messages").fetchall()[0][0])
+    assert f"{n_raw:,}" in raw_line and "0.5" in raw_line  # half an hour of raw messages left
+    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    size = sum(p.stat().st_size for p in archive.rglob("*.parquet"))
+    assert "raw_messages      1 day (2026-01-05 .. 2026-01-05), 2 files" in out
+    assert f"total {size / 1e6:,.1f} MB" in out
+
+
 def test_retain_as_a_user_types_it(template: Path, tmp_path: Path) -> None:
     copy_of(template, tmp_path, raw="30m")
     conf = str(tmp_path / "config.yaml")

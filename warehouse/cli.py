@@ -207,13 +207,12 @@ def retain(cfg: AppConfig, dry_run: bool, compact: bool, out: TextIO | None = No
         print(*parts, file=out or sys.stdout, flush=True)
 
     rc = cfg.warehouse.retention
-    archive = cfg.resolve(rc.archive)
+    p(f"retention of {cfg.resolve(cfg.warehouse.path)} into {cfg.resolve(rc.archive)}")
     if dry_run:
         plan = retention.plan(cfg)
     else:
         plan, moved = retention.run(cfg, compact=compact or None, on_progress=lambda line: p(f"  {line}"))
     cut = plan.cutoffs
-    p(f"retention of {cfg.resolve(cfg.warehouse.path)} into {archive}")
     p(f"  raw messages: {_cut(cut.raw_ns, rc.raw)}")
     p(f"  book rows: {_cut(cut.book_ns, rc.book)}; {cut.book_note}")
     if dry_run:
@@ -232,7 +231,7 @@ def retain(cfg: AppConfig, dry_run: bool, compact: bool, out: TextIO | None = No
         p("  nothing to move")
     else:
         p(f"  moved {rows:,} rows in {len(plan.hours)} hour files ({_mb(files)} of Parquet), each checked first")
-    how = "compacted (copied to a fresh file)" if moved.compacted else "checkpointed"
+    how = "compacted: copied to a fresh file" if moved.compacted else "checkpointed"
     p(
         f"  file {_mb(moved.file_before)} -> {_mb(moved.file_after)} ({how}); "
         f"{_mb(moved.free_after)} in free blocks that new data reuses"

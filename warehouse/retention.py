@@ -101,6 +101,14 @@ class Moved:
     free_after: int = 0
     compacted: bool = False
 
+    def summary(self) -> str:
+        rows, size = sum(self.rows.values()), sum(self.parquet_bytes.values())
+        how = "compacted" if self.compacted else "checkpointed"
+        return (
+            f"moved {rows:,} rows to {size / 1e6:,.1f} MB of Parquet; the file {self.file_before / 1e6:,.1f} MB -> "
+            f"{self.file_after / 1e6:,.1f} MB ({how}), {self.free_after / 1e6:,.1f} MB in free blocks"
+        )
+
 
 def file_size(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}.wal")) if p.exists())
@@ -345,6 +353,7 @@ def run(cfg: AppConfig, compact: bool | None = None, on_progress: ProgressFn | N
             levels = stored_levels(con) or 0
         for i, hour in enumerate(p.hours):
             with writing(path, timeout) as con:
+                con.execute("SET enable_progress_bar = false")  # progress is one line per table and day
                 rows, size = move_hour(con, _spec(levels, hour.table), hour, archive)
             k = (hour.table, hour.day)
             moved.rows[k] = moved.rows.get(k, 0) + rows
@@ -353,6 +362,7 @@ def run(cfg: AppConfig, compact: bool | None = None, on_progress: ProgressFn | N
             if on_progress is not None and last_of_day:
                 on_progress(f"{hour.table} {hour.day}: {moved.rows[k]:,} rows moved, {moved.parquet_bytes[k]:,} bytes")
         with writing(path, timeout) as con:
+            con.execute("SET enable_progress_bar = false")
             con.execute("CHECKPOINT")
             moved.free_after = free_bytes(con)
             if compact if compact is not None else cfg.warehouse.retention.compact:

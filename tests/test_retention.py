@@ -333,3 +333,16 @@ def test_retention_config_defaults_keep_the_book_and_accept_null() -> None:
     assert d.book is None and d.raw == 3 * 24 * HOUR and not d.compact
     assert RetentionConfig.model_validate({"raw": None}).raw is None
     assert RetentionConfig.model_validate({"book": "14d"}).book == 14 * 24 * HOUR
+
+
+def test_the_retain_flow_moves_what_the_command_moves(template: Path, tmp_path: Path) -> None:
+    cfg = copy_of(template, tmp_path, raw="30m")
+    expected = sum(h.rows for h in retention.plan(cfg).hours)
+    p = cli("-m", "flows.retain", "--config", str(tmp_path / "config.yaml"), env={"PREFECT_HOME": str(tmp_path / "pf")})
+    assert p.returncode == 0, p.stderr
+    assert f"moved {expected:,} rows to " in p.stdout
+    assert archived_rows(cfg, "raw_messages") == expected
+    (tmp_path / "bad.yaml").write_text("warehouse: {retention: {book: often}}\n")
+    p = cli("-m", "flows.retain", "--config", str(tmp_path / "bad.yaml"))
+    assert_one_line_error(p, "warehouse.retention.book")
+    assert p.returncode == 2

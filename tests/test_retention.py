@@ -313,6 +313,15 @@ def test_retain_bad_input_is_one_line_with_its_exit_code(template: Path, tmp_pat
     assert p.returncode == 4
     assert digest(path) == before and not list(archive.rglob("*.parquet"))
 
+    data["warehouse"]["path"] = "wh/elsewhere.duckdb"
+    data["warehouse"]["retention"] = {"raw": "30m", "archive": "elsewhere"}
+    conf.write_text(yaml.safe_dump(data))
+    p = cli("-m", "warehouse", "retain", "--config", str(conf))
+    assert_one_line_error(p, "no warehouse here yet")
+    assert (
+        p.returncode == 2 and not (tmp_path / "elsewhere").exists() and not (tmp_path / "wh/elsewhere.duckdb").exists()
+    )
+
 
 def test_the_archive_directory_unwritable_stops_before_deleting(template: Path, tmp_path: Path) -> None:
     cfg = copy_of(template, tmp_path, raw="30m")

@@ -344,6 +344,8 @@ def run(cfg: AppConfig, compact: bool | None = None, on_progress: ProgressFn | N
     archive = cfg.resolve(cfg.warehouse.retention.archive)
     timeout = cfg.warehouse.lock_timeout / 1e9
     moved = Moved()
+    if not path.exists():  # before the archive is made: a mistyped path leaves nothing behind
+        raise UserError(f"{path}: no warehouse here yet (run an ingest first, e.g. make demo)")
     with _only_one(archive):
         for stale in archive.glob("*/date=*/*.partial"):  # a crash mid-export: the rows are still in DuckDB
             stale.unlink()

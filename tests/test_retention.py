@@ -85,6 +85,11 @@ def archive_of(cfg: AppConfig, table: str) -> str:
 
 def differing_rows(cfg: AppConfig, original: Path, table: str) -> int:
     """Rows of the original table not in (DuckDB + archive), and the other way round (multisets)."""
+    return sum(missing_and_extra(cfg, original, table))
+
+
+def missing_and_extra(cfg: AppConfig, original: Path, table: str) -> tuple[int, int]:
+    """(original rows held neither in DuckDB nor in the archive, rows held more often than originally)."""
     with reading(cfg.resolve(cfg.warehouse.path)) as con:
         con.execute(f"ATTACH '{original}' AS orig (READ_ONLY)")
         cols = ", ".join(r[0] for r in con.execute(f"DESCRIBE orig.{table}").fetchall())
@@ -93,7 +98,7 @@ def differing_rows(cfg: AppConfig, original: Path, table: str) -> int:
         a = one(con, f"SELECT count(*) FROM (SELECT {cols} FROM orig.{table} EXCEPT ALL ({held}))")
         b = one(con, f"SELECT count(*) FROM (({held}) EXCEPT ALL SELECT {cols} FROM orig.{table})")
     assert a is not None and b is not None
-    return int(a[0]) + int(b[0])
+    return int(a[0]), int(b[0])
 
 
 def archived_rows(cfg: AppConfig, table: str) -> int:
@@ -355,3 +360,39 @@ def test_the_retain_flow_moves_what_the_command_moves(template: Path, tmp_path: 
     p = cli("-m", "flows.retain", "--config", str(tmp_path / "bad.yaml"))
     assert_one_line_error(p, "warehouse.retention.book")
     assert p.returncode == 2
+
+
+def test_a_retain_killed_midway_and_run_again_ends_as_one_clean_run(template: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    cfg = copy_of(template, tmp_path, raw="1m")
+    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    expected = sum(h.rows for h in retention.plan(cfg).hours)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "warehouse", "retain", "--config", str(tmp_path / "config.yaml")],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(archive.rglob("*.parquet")):  # the first hour is in place: kill during the next one
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    # killed: nothing lost (an hour may be both in its file and still in DuckDB until the re-run)
+    assert missing_and_extra(cfg, template / "l2.duckdb", "raw_messages")[0] == 0
+
+    p = cli("-m", "warehouse", "retain", "--config", str(tmp_path / "config.yaml"))
+    assert p.returncode == 0, p.stderr
+    assert archived_rows(cfg, "raw_messages") == expected
+    assert differing_rows(cfg, template / "l2.duckdb", "raw_messages") == 0
+    assert not list(archive.rglob("*.partial"))

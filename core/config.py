@@ -41,6 +41,22 @@ class InstrumentConfig(Section):
     taker_fee: float = Field(0.00055, ge=0, lt=0.01)
 
 
+class RetentionConfig(Section):
+    """What ``python -m warehouse retain`` moves out of the DuckDB file into Parquet, by age.
+
+    Ages are measured on the data's own clock (back from the newest row of the table), so a
+    replayed or simulated warehouse ages as a live one does. Rows are exported to
+    ``archive/<table>/date=YYYY-MM-DD/part-HH.parquet`` and verified before they are deleted.
+    """
+
+    archive: Path = Path("warehouse/archive")
+    raw: DurationNs | None = parse_duration_ns("3d")  # raw messages kept in DuckDB; None: kept for ever
+    # book tables (book_updates, trades, snapshots, snapshots_1s) kept in DuckDB; None: kept for ever.
+    # Never moved out, whatever this says: rows the next feature / label build of this config reads.
+    book: DurationNs | None = None
+    compact: bool = False  # after deleting, copy the file to a fresh one (gives the disk back)
+
+
 class WarehouseConfig(Section):
     """The DuckDB warehouse: where it lives, what it keeps, how the single writer behaves."""
 
@@ -52,6 +68,7 @@ class WarehouseConfig(Section):
     flush_rows: int = Field(200_000, ge=1)
     lock_timeout: DurationNs = parse_duration_ns("30s")
     gap_threshold: DurationNs = parse_duration_ns("2s")
+    retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="after")
     def _flush_bound(self) -> WarehouseConfig:

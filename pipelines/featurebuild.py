@@ -32,12 +32,19 @@ from features.grid import rows as grid_rows
 from market.events import TableSpec, fixed_to_numpy
 from market.venues import tick_size
 from warehouse.db import one, reading, writing
-from warehouse.feature_tables import ensure_table, features_spec, ids, labels_spec, table_exists
+from warehouse.feature_tables import (
+    WARMUP_NS,
+    ensure_table,
+    features_spec,
+    ids,
+    label_history_ns,
+    labels_spec,
+    table_exists,
+)
 from warehouse.schema import stored_levels
 from warehouse.writer import insert_dedup
 
 NS = 1_000_000_000
-WARMUP_NS = (MAX_LOOKBACK_S + 5) * NS  # history re-read before the first new row
 
 ProgressFn = Callable[[float, str], None]  # (fraction done, one line of detail)
 
@@ -312,7 +319,7 @@ def _build_labels(
         hi_read = min(last, int(g[-1]) + longest)
         with reading(path, timeout) as con:
             ts, mid = _Reader(con, venue, symbol, cfg.features.levels, stored).mids(
-                int(g[0]) - lc.barrier_vol_window - NS, hi_read + 1
+                int(g[0]) - label_history_ns(cfg), hi_read + 1
             )
         table = _label_table(spec, cfg, venue, symbol, lset, ts, mid, g, tau, last)
         with writing(path, timeout) as con:

@@ -50,6 +50,7 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
         "flows.serve",
         "flows.prefect_server",
         "flows.check_predictions",
+        "flows.retain",
         "features",
         "warehouse",
         "sim",

@@ -1,4 +1,5 @@
-"""``python -m warehouse show | export | schema``: look into the warehouse, get data out of it."""
+"""``python -m warehouse show | export | retain | schema``: look into the warehouse, get data out of it,
+move old rows to the Parquet archive."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from core.cli import add_config_argument, run_main
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_duration, format_ns, parse_duration_ns, parse_time_ns
-from warehouse import clocks, feature_tables, reader
+from warehouse import clocks, feature_tables, growth, reader, retention
 from warehouse.db import one, reading
 from warehouse.schema import describe, stored_levels
 
@@ -44,6 +45,8 @@ def show(cfg: AppConfig, out: TextIO | None = None) -> None:
         ).fetchall()
         segs = clocks.segments(con)
         bare = clocks.uncovered(con)
+        grown = growth.measure(con)
+    archive = growth.archive_stats(cfg.resolve(cfg.warehouse.retention.archive))
 
     def p(*parts: object) -> None:
         print(*parts, file=out or sys.stdout)
@@ -83,6 +86,7 @@ def show(cfg: AppConfig, out: TextIO | None = None) -> None:
                 f"    {format_ns(start)}  {source:<6} {status:<9} {msgs:>12,} messages, {rej:,} rejected, "
                 f"{gaps:,} gaps ({took})"
             )
+    growth.show(p, grown, archive, cfg.resolve(cfg.warehouse.retention.archive))
 
 
 def _ms(ns: int) -> str:
@@ -196,6 +200,52 @@ def _export_built(cfg: AppConfig, args: argparse.Namespace, out: Path, start: in
     return f"wrote {n:,} rows ({venue}/{symbol}, {args.table} set {wanted}) to {out}"
 
 
+def retain(cfg: AppConfig, dry_run: bool, compact: bool, out: TextIO | None = None) -> None:
+    """Move old rows to the archive (or, dry, say what would move)."""
+
+    def p(*parts: object) -> None:
+        print(*parts, file=out or sys.stdout, flush=True)
+
+    rc = cfg.warehouse.retention
+    p(f"retention of {cfg.resolve(cfg.warehouse.path)} into {cfg.resolve(rc.archive)}")
+    if dry_run:
+        plan = retention.plan(cfg)
+    else:
+        plan, moved = retention.run(cfg, compact=compact or None, on_progress=lambda line: p(f"  {line}"))
+    cut = plan.cutoffs
+    p(f"  raw messages: {_cut(cut.raw_ns, rc.raw)}")
+    p(f"  book rows: {_cut(cut.book_ns, rc.book)}; {cut.book_note}")
+    if dry_run:
+        per_day: dict[tuple[str, str], list[retention.Hour]] = {}
+        for h in plan.hours:
+            per_day.setdefault((h.table, h.day), []).append(h)
+        if not per_day:
+            p("  nothing to move (dry run)")
+        for (table, day), hours in per_day.items():
+            rows, size = sum(h.rows for h in hours), sum(h.data_bytes for h in hours)
+            p(f"  would move {table:<13} {day}: {len(hours):>2} h, {rows:>12,} rows, {_mb(size)} uncompressed")
+        p("  dry run: nothing exported, nothing deleted")
+        return
+    rows, files = sum(moved.rows.values()), sum(moved.parquet_bytes.values())
+    if not rows:
+        p("  nothing to move")
+    else:
+        p(f"  moved {rows:,} rows in {len(plan.hours)} hour files ({_mb(files)} of Parquet), each checked first")
+    how = "compacted: copied to a fresh file" if moved.compacted else "checkpointed"
+    p(
+        f"  file {_mb(moved.file_before)} -> {_mb(moved.file_after)} ({how}); "
+        f"{_mb(moved.free_after)} in free blocks that new data reuses"
+    )
+
+
+def _cut(ns: int | None, keep: int | None) -> str:
+    if keep is None:
+        return "kept in DuckDB (no age set)"
+    if ns is None:
+        return f"kept {format_duration(keep)}: nothing to move"
+    return f"kept {format_duration(keep)}: rows before {format_ns(ns)} move to Parquet"
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m warehouse", description="Inspect and export the L2 warehouse.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -219,6 +269,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     e.add_argument("--format", choices=("csv", "parquet"), default="parquet")
     e.add_argument("--out", required=True, metavar="PATH")
     add_config_argument(e)
+    r = sub.add_parser(
+        "retain",
+        help="move raw (and old book) rows to Parquet files by day, then free their space",
+        description="Applies warehouse.retention: raw messages older than `raw` and book rows older than "
+        "`book` (never those the next feature or label build of this config reads) are written to "
+        "<archive>/<table>/date=YYYY-MM-DD/part-HH.parquet, read back and checked, then deleted from the "
+        "DuckDB file. Ages count back from the newest stored row. Safe to re-run after a crash.",
+    )
+    r.add_argument("--dry-run", action="store_true", help="print what would move, per table and day; change nothing")
+    r.add_argument(
+        "--compact",
+        action="store_true",
+        help="afterwards copy the database to a fresh file to give the disk back (holds the file for the copy)",
+    )
+    add_config_argument(r)
     sc = sub.add_parser("schema", help="print the schema as Markdown")
     add_config_argument(sc)
     return p.parse_args(argv)
@@ -231,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         show(cfg)
     elif args.command == "export":
         print(export(cfg, args))
+    elif args.command == "retain":
+        retain(cfg, args.dry_run, args.compact)
     else:
         print(describe(cfg.warehouse.snapshot_levels))
     return 0

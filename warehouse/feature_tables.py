@@ -8,13 +8,21 @@ from __future__ import annotations
 import duckdb
 
 from core.config import AppConfig
-from features import feature_set_for, feature_set_id
+from features import MAX_LOOKBACK_S, feature_set_for, feature_set_id
 from features.catalog import FEATURES
 from market.events import Column, TableSpec
 from market.venues import tick_size
 from warehouse.db import one
 
 NS = 1_000_000_000
+# What a build re-reads before its first new row: the feature history (the windows' warm-up)...
+WARMUP_NS = (MAX_LOOKBACK_S + 5) * NS
+
+
+def label_history_ns(cfg: AppConfig) -> int:
+    """...and the labels' history: the mids before a label's grid time its barrier width is built on."""
+    return cfg.labels.barrier_vol_window + NS
+
 
 _KEY = (
     Column("venue", "VARCHAR", "venue id"),

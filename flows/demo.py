@@ -34,7 +34,7 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns
 from flows.backtest import backtest_flow
-from flows.common import parser, raise_if_failed
+from flows.common import parser, persistent_server, raise_if_failed
 from flows.feature_build import features_flow
 from flows.ingest import build_source, ingest_flow
 from flows.promote import promote_flow
@@ -114,6 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"the warehouse already holds a simulated market up to {format_ns(resume.stored_end_ns)}: "
             "continuing from there"
         )
+    with persistent_server():  # the box's Prefect server when it is up, else a temporary one
+        _steps(args, cfg, resume)
+    return 0
+
+
+def _steps(args: argparse.Namespace, cfg: AppConfig, resume: Any) -> None:
     print(f"step 1-2: simulating {args.duration} of BTC/USDT:USDT and ingesting it (Prefect flow 'ingest')")
     state = ingest_flow(source="sim", duration=args.duration, config=args.config, return_state=True)
     raise_if_failed(state, "ingest")
@@ -170,7 +176,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "\n      python -m features catalog      (what every feature means)"
         "\n      python -m sim compare    (simulator vs real recordings)"
     )
-    return 0
 
 
 STUDY_QUANTILE = 0.5  # the execution study's signals: the upper half of the champion's confidence

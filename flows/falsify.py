@@ -43,7 +43,7 @@ from core.cli import run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from execution.loader import load_strategy
-from flows.common import failed, parser, raise_if_failed
+from flows.common import failed, parser, persistent_server, raise_if_failed
 from pipelines.falsify import (
     HOUR_NS,
     NULLS,
@@ -174,17 +174,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.planted and args.null is not None:
         raise UserError("--null chooses the null, --planted runs planted markets: one or the other")
     load_strategy(args.strategy)  # a name that loads no strategy is one line before Prefect starts
-    state = falsify_flow(
-        config=args.config,
-        runs=args.runs,
-        planted=args.planted,
-        null=args.null or "permute",
-        hours=args.hours,
-        seed=args.seed,
-        workdir=args.workdir,
-        strategy=args.strategy,
-        return_state=True,
-    )
+    with persistent_server():
+        state = falsify_flow(
+            config=args.config,
+            runs=args.runs,
+            planted=args.planted,
+            null=args.null or "permute",
+            hours=args.hours,
+            seed=args.seed,
+            workdir=args.workdir,
+            strategy=args.strategy,
+            return_state=True,
+        )
     raise_if_failed(state, "falsify")
     return 0
 

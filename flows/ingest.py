@@ -24,12 +24,12 @@ from core.cli import run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns, parse_duration_ns
-from flows.common import failed, parser, raise_if_failed
+from flows.common import failed, parser, persistent_server, raise_if_failed
 from market.sources.base import Source
 from market.sources.files import FileSource, check_paths
 from pipelines.progress import IngestProgress
 from warehouse.continuation import continue_sim
-from warehouse.ingest import run_ingest
+from warehouse.ingest import rehearse, run_ingest
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,14 @@ def ingest_task(
                      format_ns(on.sim.start))  # fmt: skip
         src = build_source(cfg, source, paths, duration, realtime)
         durable = source == "bybit" or realtime
-        rehearsal = None
-        if source == "bybit":  # its stall watchdog must not see the kernels compile: they do before it connects
+        rehearsed = source == "bybit"  # its stall watchdog must not see the kernels compile: before it connects
+        if rehearsed:
             from sim import MarketSimulator
 
-            rehearsal = MarketSimulator(cfg.sim, cfg.instrument, cfg.ingest.depth).batches(REHEARSAL_NS)
+            print("readying the kernels on simulated Bybit messages (on a fresh checkout they compile: once)")
+            print(rehearse(src, cfg, MarketSimulator(cfg.sim, cfg.instrument, cfg.ingest.depth).batches(REHEARSAL_NS)))
         with IngestProgress(f"ingest {source}") as progress:
-            result = run_ingest(src, cfg, detail, on_progress=progress, durable=durable, rehearsal=rehearsal)
+            result = run_ingest(src, cfg, detail, on_progress=progress, durable=durable, rehearsed=rehearsed)
     except UserError as exc:
         return {"status": "failed", "error": str(exc), "exit_code": exc.exit_code}
     out: dict[str, Any] = {
@@ -144,15 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # validate everything before starting Prefect: bad input costs one line, not a flow run
     cfg = load_config(args.config)
     build_source(cfg, args.source, args.path, args.duration, args.realtime)
-    state = ingest_flow(
-        source=args.source,
-        paths=args.path,
-        duration=args.duration,
-        realtime=args.realtime,
-        config=args.config,
-        return_state=True,
-    )
-    result = state.result(raise_on_failure=False) if state.is_completed() else None
+    with persistent_server():
+        state = ingest_flow(
+            source=args.source,
+            paths=args.path,
+            duration=args.duration,
+            realtime=args.realtime,
+            config=args.config,
+            return_state=True,
+        )
+        result = state.result(raise_on_failure=False) if state.is_completed() else None
     raise_if_failed(state, "ingest")
     print(result["summary"] if isinstance(result, dict) else state.message)
     return 0

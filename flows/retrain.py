@@ -23,7 +23,7 @@ from core.cli import run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import format_ns
-from flows.common import StepFailed, exit_code, parser, raise_if_failed
+from flows.common import StepFailed, exit_code, parser, persistent_server, raise_if_failed
 from flows.feature_build import features_flow
 from flows.promote import promote_flow
 from flows.train import train_flow
@@ -72,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
     load_config(args.config)  # bad input costs one line, not a flow run
-    state = retrain_flow(config=args.config, return_state=True)
+    with persistent_server():
+        state = retrain_flow(config=args.config, return_state=True)
     raise_if_failed(state, "retraining")
     print(state.message)
     return 0

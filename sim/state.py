@@ -4,9 +4,8 @@
 reads and writes them by name: ``st = book.state[0]`` (a ``STATE_DTYPE`` row), ``par =
 params[0]`` (a ``PARAM_DTYPE`` row), the book's lots per tick in ``Book``, the output in ``Out``.
 
-numba compiles these layouts into the cached kernel and does not notice a change here (numba
-caches are invalidated by edits of the cached function's own file only): after editing this
-module, delete ``sim/__pycache__`` or touch ``kernel.py``.
+numba compiles these layouts into the cached kernel; its on-disk cache is keyed on every source a
+kernel can depend on (core/jit.py), this module included: an edit here compiles it again.
 """
 
 from __future__ import annotations

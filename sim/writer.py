@@ -5,9 +5,9 @@ symbol, trade-id prefix); numbers are written digit by digit; a book delta is th
 levels published last time with the current top levels (changed or new levels with their size,
 levels that left with size ``"0"``, as Bybit sends them).
 
-numba compiles these functions and constants into the cached kernel and does not notice a change
-here (numba caches are invalidated by edits of the cached function's own file only): after
-editing this module, delete ``sim/__pycache__`` or touch ``kernel.py``.
+numba compiles these functions and constants into the cached kernel; its on-disk cache is keyed on
+every source a kernel can depend on (core/jit.py), this module included: an edit here compiles it
+again.
 """
 
 from __future__ import annotations

@@ -87,6 +87,8 @@ MISSING_CONFIG = [
     ["flows.backtest"],
     ["flows.falsify"],
     ["warehouse", "show"],
+    ["warehouse", "retain"],
+    ["flows.retain"],
     ["standin"],
     ["live.runner", "--paper"],
     ["live.diagnose"],

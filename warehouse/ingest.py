@@ -184,7 +184,7 @@ def _normalizer(source: Source, cfg: AppConfig) -> Normalizer:
     )
 
 
-def rehearse(source: Source, cfg: AppConfig, rehearsal: Iterable[RawInput]) -> None:
+def rehearse(source: Source, cfg: AppConfig, rehearsal: Iterable[RawInput]) -> str:
     """Ready every kernel the ingest of ``source`` needs before it connects: ``rehearsal``'s
     batches (messages of the source's venue) through a normalizer of its own, then dropped. On a
     fresh checkout the kernels compile here, not inside the event loop on the first live batch
@@ -197,7 +197,9 @@ def rehearse(source: Source, cfg: AppConfig, rehearsal: Iterable[RawInput]) -> N
         normalizer.process(batch)
         n += len(batch)
     readied = Kernels.snapshot().readied_since(before)
-    log.info("kernels ready in %.1f s (%d readied on a rehearsal of %d messages)", time.monotonic() - t0, readied, n)
+    line = f"kernels ready in {time.monotonic() - t0:.1f} s ({readied} readied on a rehearsal of {n:,} messages)"
+    log.info(line)
+    return line
 
 
 def _add_offset(writer: WarehouseWriter, row: pa.Table | None, result: IngestResult) -> None:
@@ -228,14 +230,14 @@ def run_ingest(
     clock: Clock | None = None,
     on_progress: ProgressCallback | None = None,
     durable: bool = False,
-    rehearsal: Iterable[RawInput] | None = None,
+    rehearsed: bool = False,
 ) -> IngestResult:
     """Ingest everything the source yields (or until stopped); return what happened.
 
     ``durable``: spool every flush before committing it (live streams), so at most one flush
     interval is lost if the process is killed; a later run commits what the spool holds.
-    ``rehearsal``: messages of the source's venue that ready the kernels before it connects
-    (``rehearse``; a live stream's first batch must not wait for a compiler).
+    ``rehearsed``: ``rehearse`` readied the kernels before (a live stream's first batch must not
+    wait for a compiler): a kernel readied while ingesting is logged as a stall.
     """
     clock = clock or SystemClock()
     stop = stop or StopFlag()
@@ -257,11 +259,9 @@ def run_ingest(
     restore = install_signal_handlers(stop)
 
     async def session() -> None:
-        if rehearsal is not None:
-            rehearse(source, cfg, rehearsal)
         await source.start()
         try:
-            await _ingest(source, cfg, stop, clock, result, writer, on_progress, rehearsal is not None)
+            await _ingest(source, cfg, stop, clock, result, writer, on_progress, rehearsed)
         finally:
             await source.aclose()
 

@@ -38,7 +38,7 @@ from core.config import load_config
 from core.errors import UnavailableError, UserError
 from flows.common import parser
 from flows.prefect_server import answers, api_url, server
-from flows.stopping import Stopper, pause, settle
+from flows.stopping import GoneRun, Stopper, pause, settle
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "prefect.yaml"
@@ -163,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = [d["name"] for d in items]
         stopper.pause = lambda: pause(names)
         print(f"serving {len(served)} deployments on {srv.api_url}; the UI: {srv.ui_url}; Ctrl-C stops", flush=True)
+        logging.getLogger("prefect.runner.state_proposer").addFilter(GoneRun())
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends
             serve(*served, print_starting_message=False)
         try:

@@ -85,6 +85,19 @@ class Stopper:
             print(f"{len(running)} run(s) still in progress after {self.grace_s:.0f} s: stopping them", flush=True)
 
 
+class GoneRun(logging.Filter):
+    """Prefect's runner logs a traceback when a scheduled run it was about to start has gone from
+    the server, which is what pausing the deployments on a stop does to the runs already scheduled
+    (a race on every stop with a short interval). Here that is one line, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__name__ == "ObjectNotFound":
+            record.msg, record.args = f"{record.getMessage()}: the run is gone (its deployment was paused)", ()
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+        return True
+
+
 def pause(names: list[str]) -> None:
     """Pause the served deployments on the server: no new run of theirs starts."""
     from prefect import get_client

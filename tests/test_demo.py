@@ -61,7 +61,8 @@ def test_demo_builds_features_once_the_market_is_long_enough(make_config: Config
         row = one(con, "SELECT count(*), count(DISTINCT ts_ns) FROM features")
     assert row is not None and 100 < row[0] == row[1] <= 121  # 2 min after the warm-up, one per second
     assert f"{row[0]:,} feature rows" in p.stdout
-    shown = [line.split() for line in p.stdout.splitlines() if line.strip().startswith(("features ", "labels "))]
+    # warehouse show's table of tables (its growth section lists them again, further indented)
+    shown = [line.split() for line in p.stdout.splitlines() if line.startswith(("  features ", "  labels "))]
     assert [s[0] for s in shown] == ["features", "labels"] and shown[0][3] == f"{row[0]:,}"  # warehouse show
 
 

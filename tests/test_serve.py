@@ -171,3 +171,34 @@ def test_a_run_that_cannot_finish_in_the_grace_is_not_left_running(tmp_path: Pat
         assert api(url, "/deployments/filter", {})[0]["paused"]
         assert ctrl_c(ui) == 0
     assert not answers(url)
+
+
+def test_a_scheduled_run_gone_on_a_stop_is_one_line_not_a_traceback() -> None:
+    """Pausing the deployments on a stop removes their scheduled runs; Prefect's runner, about to
+    start one, logs its ObjectNotFound with a traceback (the fresh-clone CI saw it in serve's log)."""
+    import io
+    import logging
+
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.stopping import GoneRun
+
+    logger = logging.getLogger("test.state_proposer")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger.addHandler(handler)
+    logger.addFilter(GoneRun())
+    try:
+        try:
+            raise ObjectNotFound(http_exc=ValueError("404"))
+        except ObjectNotFound:
+            logger.exception("Failed to update state of flow run '%s'", "01a2")
+        try:
+            raise RuntimeError("something else")
+        except RuntimeError:
+            logger.exception("a real failure")
+    finally:
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert "Failed to update state of flow run '01a2': the run is gone (its deployment was paused)" in text
+    assert text.count("Traceback") == 1 and "RuntimeError: something else" in text  # only the real one

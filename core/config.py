@@ -168,6 +168,7 @@ class StandinConfig(Section):
     port: int = Field(8765, ge=0, le=65535)
     feed: Literal["sim", "file"] = "sim"
     path: Path | None = None
+    speed: float = Field(1.0, gt=0)  # the market (or the file) this many times faster than the wall clock
 
 
 class FeaturesConfig(Section):

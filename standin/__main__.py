@@ -3,6 +3,10 @@
     python -m standin --port 8765                    # the simulator, live, forever
     python -m standin --port 0                       # any free port (printed)
     python -m standin --feed file --path day.jsonl.gz --speed 10
+    python -m standin --speed 20                     # the simulator's market 20 times faster
+
+At ``--speed`` N every timestamp a client sees is the wall-clock time of publication (the market's
+time compressed onto the wall clock), so clients' clock and staleness checks hold at any speed.
 
 Point the ingest at it with config.yaml:
 
@@ -43,7 +47,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, help="port (default: standin.port; 0 picks a free one)")
     p.add_argument("--feed", choices=("sim", "file"), help="what to publish (default: standin.feed)")
     p.add_argument("--path", help="a recorded Bybit file (--feed file)")
-    p.add_argument("--speed", type=float, default=1.0, help="replay speed for --feed file (default 1)")
+    p.add_argument(
+        "--speed", type=float, help="the market N times faster than the wall clock (default: standin.speed, 1)"
+    )
     p.add_argument("--api-key", default="standin-key", help="the API key the private endpoints accept")
     p.add_argument("--api-secret", default="standin-secret", help="its secret (HMAC-SHA256 signatures)")
     p.add_argument("--rate-limit", type=int, default=10, help="order requests per second per key (default 10)")
@@ -67,16 +73,19 @@ def build_feed(args: argparse.Namespace) -> tuple[Feed, str, int]:
     kind = args.feed or st.feed
     host = args.host or st.host
     port = st.port if args.port is None else args.port
+    speed = st.speed if args.speed is None else args.speed
     if not 0 <= port <= 65535:
         raise UserError(f"--port {port}: must be 0..65535")
+    if not speed > 0:
+        raise UserError(f"--speed {speed}: must be > 0")
     if kind == "sim":
         if args.path:
             raise UserError("--path only applies to --feed file")
-        return SimFeed(cfg.sim, cfg.instrument, cfg.ingest.depth), host, port
+        return SimFeed(cfg.sim, cfg.instrument, cfg.ingest.depth, speed=speed), host, port
     path = args.path or (str(cfg.resolve(st.path)) if st.path else None)
     if not path:
         raise UserError("--feed file needs --path (or standin.path in the config)")
-    return FileFeed(path, args.speed, cfg.instrument.venue_symbol), host, port
+    return FileFeed(path, speed, cfg.instrument.venue_symbol), host, port
 
 
 async def serve(feed: Feed, host: str, port: int, private: PrivateSpec | None = None) -> None:

@@ -178,15 +178,11 @@ class StandinServer:
     def _stalled(self) -> bool:
         return time.monotonic() < self._stall_until
 
-    def _shift(self, ms: int) -> int:
-        return ms + self.feed.shift_ms
-
     def _on_trades(self, msg: dict[str, Any]) -> None:
-        shift = self.feed.shift_ms
-        if shift:
-            msg["ts"] = msg["ts"] + shift
-            for t in msg.get("data", []):
-                t["T"] = t["T"] + shift
+        wall = self.feed.wall_ms
+        msg["ts"] = wall(msg["ts"])
+        for t in msg.get("data", []):
+            t["T"] = wall(t["T"])
         self.stats["trade_messages"] += 1
         self.private.on_trades(msg.get("data", []))
         if not self._stalled():
@@ -214,8 +210,8 @@ class StandinServer:
         book.apply(data["b"], book.bids)
         book.apply(data["a"], book.asks)
         book.seq = int(data["seq"])
-        book.ts = self._shift(int(msg["ts"]))
-        book.cts = self._shift(int(msg.get("cts", msg["ts"])))
+        book.ts = self.feed.wall_ms(int(msg["ts"]))
+        book.cts = self.feed.wall_ms(int(msg.get("cts", msg["ts"])))
         book.ready = True
         send_as = "snapshot" if snapshot else "delta"
         if kind == "restart":

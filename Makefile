@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test lint typecheck warm unit bench lock clean standin ui serve dashboard diagnose prefect-ui up down status
+.PHONY: help venv demo test lint typecheck warm unit bench lock clean standin ui serve dashboard diagnose prefect-ui up down status soak
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -85,6 +85,14 @@ down: $(STAMP)  ## stop every service gracefully, then the supervisor
 
 status: $(STAMP)  ## one table: each service's state, pid, uptime, restarts and health
 	$(PY) -m ops status
+
+# The chaos soak (ops/soak): the whole box offline for SOAK_HOURS simulated hours, the market SPEED
+# times faster, under every stand-in fault and SIGKILLs at seeded times; reports/soak/summary.json
+SOAK_HOURS ?= 24
+SPEED ?= 20
+SEED ?= 1
+soak: $(STAMP)  ## chaos soak: the box for an accelerated day under seeded faults, then its checks (SOAK_HOURS, SPEED, SEED)
+	$(PY) -m ops.soak --hours $(SOAK_HOURS) --speed $(SPEED) --seed $(SEED) $(SOAK_ARGS)
 
 standin: $(STAMP)  ## the Bybit v5 stand-in server on 127.0.0.1:8765, fed by the simulator
 	$(PY) -m standin --port 8765

@@ -8,7 +8,10 @@
 The services (``PROGRAMS``): the persistent Prefect server, ``flows.serve`` with the scheduled
 deployments on it, the Bybit ingest, the paper runner (``--wait``: it starts on the first champion
 the schedule crowns), the monitoring dashboard and the MLflow UI; ``--offline`` adds the Bybit
-stand-in and points the ingest and the runner at it. supervisord (http://supervisord.org) restarts
+stand-in and points the ingest and the runner at it; ``--standin-account`` adds a second runner,
+``--live`` on the stand-in's own trading account (its public test key pair), so the private API's
+faults (rejects, rate limits, dropped requests and responses) meet a real client; ``--without
+mlflow-ui`` leaves a service out (the chaos soak, bench/soak.py). supervisord (http://supervisord.org) restarts
 a service that exits, rotates each one's log (``logs/box/<name>.log``, 20 MB x 5) and stops each
 with SIGTERM and time to finish: the runner cancels its orders and flushes its journal, serve lets
 the runs in progress finish, the ingest flushes.
@@ -54,9 +57,21 @@ class Program:
     priority: int  # started in this order, stopped in the reverse one (make down): the runner first
     stop_s: int  # SIGTERM, then this long to finish before SIGKILL
     url: str = ""  # where it answers (HTTP), for the health column
+    env: tuple[tuple[str, str], ...] = ()  # its own environment variables, besides the box's
 
 
-def programs(cfg: AppConfig, config: Path, prefect_url: str, offline: bool) -> list[Program]:
+OPTIONAL = ("dashboard", "mlflow-ui")  # services a box may be brought up without (--without)
+STANDIN_KEYS = (("BYBIT_API_KEY", "standin-key"), ("BYBIT_API_SECRET", "standin-secret"))  # standin.private
+
+
+def programs(
+    cfg: AppConfig,
+    config: Path,
+    prefect_url: str,
+    offline: bool,
+    without: Sequence[str] = (),
+    standin_account: bool = False,
+) -> list[Program]:
     c = str(config)
     ui = prefect_url.removesuffix("/api")
     m, mc = cfg.monitor, cfg.mlflow
@@ -80,7 +95,15 @@ def programs(cfg: AppConfig, config: Path, prefect_url: str, offline: bool) -> l
     if offline:
         s = cfg.standin
         out.insert(0, Program("standin", ("standin", "--config", c), 5, 10, f"http://{s.host}:{s.port}/v5/market/time"))
-    return out
+    if standin_account:  # real orders on the stand-in's account: only where the stand-in is the exchange
+        if not offline:
+            raise UserError("--standin-account trades on the stand-in: it needs --offline")
+        args = ("live.runner", "--live", "--wait", "--config", c)
+        out.append(Program("runner-standin", args, 60, 90, env=STANDIN_KEYS))
+    unknown = set(without) - set(OPTIONAL)
+    if unknown:
+        raise UserError(f"--without {', '.join(sorted(unknown))}: only {', '.join(OPTIONAL)} can be left out")
+    return [p for p in out if p.name not in without]
 
 
 def socket_path(box: Path) -> Path:
@@ -92,7 +115,7 @@ def socket_path(box: Path) -> Path:
 def render(box: Path, logs: Path, progs: list[Program]) -> Path:
     """supervisord.conf for ``progs``: one process each, restarted when it exits, its log rotated."""
     sock = socket_path(box)
-    env = f'PYTHONUNBUFFERED="1",PREFECT_HOME="{os.environ.get("PREFECT_HOME", REPO / ".prefect")}"'
+    box_env = f'PYTHONUNBUFFERED="1",PREFECT_HOME="{os.environ.get("PREFECT_HOME", REPO / ".prefect")}"'
     lines = [
         "; rendered by python -m ops up: edit ops/box.py, not this file",
         "[unix_http_server]",
@@ -113,6 +136,7 @@ def render(box: Path, logs: Path, progs: list[Program]) -> Path:
         f"serverurl=unix://{sock}",
     ]
     for p in progs:
+        env = ",".join([box_env, *(f'{k}="{v}"' for k, v in p.env)])
         lines += [
             "",
             f"[program:{p.name}]",
@@ -205,7 +229,9 @@ class Box:
     progs: list[Program]
 
 
-def prepare(config: Path, offline: bool, prefect_url: str) -> Box:
+def prepare(
+    config: Path, offline: bool, prefect_url: str, without: Sequence[str] = (), standin_account: bool = False
+) -> Box:
     cfg = load_config(config)
     if offline:  # the user's config, with Bybit's endpoints at the stand-in the box runs
         data = yaml.safe_load(config.read_text()) or {}
@@ -223,7 +249,7 @@ def prepare(config: Path, offline: bool, prefect_url: str) -> Box:
     box.mkdir(parents=True, exist_ok=True)
     logs = cfg.resolve(cfg.live.log_dir) / "box"
     logs.mkdir(parents=True, exist_ok=True)
-    return Box(box, logs, programs(cfg, config.resolve(), prefect_url, offline))
+    return Box(box, logs, programs(cfg, config.resolve(), prefect_url, offline, without, standin_account))
 
 
 def up(b: Box, prefect_url: str, wait_s: float) -> int:
@@ -297,6 +323,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("command", choices=("up", "down", "status"))
     add_config_argument(p)
     p.add_argument("--offline", action="store_true", help="add the Bybit stand-in and point the feeds at it")
+    p.add_argument(
+        "--standin-account",
+        action="store_true",
+        help="with --offline: a second runner, --live on the stand-in's trading account (runner-standin)",
+    )
+    p.add_argument(
+        "--without", action="append", default=[], choices=OPTIONAL, metavar="NAME", help="leave out a service"
+    )
     p.add_argument("--prefect-url", metavar="URL", help=f"the box's Prefect server (default {DEFAULT_API_URL})")
     p.add_argument("--wait", type=float, default=600.0, metavar="S", help="up: how long to wait for every service")
     return p.parse_args(argv)
@@ -308,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.wait > 0:
             raise UserError(f"--wait {args.wait}: a number of seconds > 0")
         url = api_url(args.prefect_url or DEFAULT_API_URL)
-        b = prepare(Path(args.config), args.offline, url)
+        b = prepare(Path(args.config), args.offline, url, args.without, args.standin_account)
         return up(b, url, args.wait)
     b = brought_up()
     return down(b, 120.0) if args.command == "down" else status(b)

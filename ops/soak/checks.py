@@ -1,0 +1,371 @@
+"""The chaos soak's checks, each a PASS / FAIL with its figure and its sample size.
+
+Pure functions over what the soak collected (a DuckDB connection to the warehouse, journal
+records, RSS samples, the faults it injected), so each is shown to fail on planted bad data
+(tests/test_soak.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from market.events import BOOK_UPDATES, TRADES
+from ops.soak.schedule import Fault
+from standin.private import PRIVATE_FAULTS
+from warehouse.journal import Record
+
+NS = 1_000_000_000
+# sync_events kinds that say why the stored book breaks off (a new epoch or a silence)
+EXPLAINING = ("gap", "snapshot", "restart", "resync", "reconnect", "resubscribe", "reject")
+# the sync_events a stand-in fault must leave in the warehouse
+EVIDENCE: dict[str, tuple[str, ...]] = {
+    "skip_update": ("gap",),
+    "snapshot": ("snapshot",),
+    "restart": ("restart",),
+    "bad_json": ("reject",),
+    "missing_field": ("reject",),
+    "negative_size": ("reject",),
+    "crossed": ("reject",),
+    "drop": ("reconnect",),
+    "stall": ("gap", "reconnect"),
+}
+TOLERANCE = 1e-6  # BTC and USDT: what float sums of a few hundred fills may differ by
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    value: str  # the figure, for a person
+    n: int  # the sample size it was judged on
+    detail: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {"name": self.name, "pass": self.passed, "value": self.value, "n": self.n, "detail": self.detail}
+
+
+# -- the warehouse --------------------------------------------------------------------------------
+
+
+def duplicates(con: duckdb.DuckDBPyConnection) -> list[Check]:
+    """Rows of book_updates and trades that share their natural key (the writer's dedup key)."""
+    out = []
+    for spec in (BOOK_UPDATES, TRADES):
+        key = ", ".join(spec.key)
+        row = con.execute(
+            f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {key} FROM {spec.name})) FROM {spec.name}"
+        ).fetchone()
+        total, distinct = (int(row[0]), int(row[1])) if row else (0, 0)
+        dup = total - distinct
+        out.append(
+            Check(
+                f"warehouse: no duplicate {spec.name}",
+                dup == 0 and total > 0,
+                f"{dup} duplicated",
+                total,
+                f"natural key ({key})" if total else "no rows at all",
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Break:
+    """Where the stored book breaks off: a new epoch, an update-id jump or a silence."""
+
+    after_ns: int  # ts_local of the last row before it
+    at_ns: int  # ts_local of the first row after it
+    what: str
+
+
+def book_breaks(con: duckdb.DuckDBPyConnection, silence_ns: int) -> tuple[list[Break], int]:
+    """Every break of the stored book (in local receive order) and the number of rows."""
+    rows = con.execute(
+        "SELECT ts_local_ns, update_id, prev_update_id, is_snapshot FROM book_updates ORDER BY ts_local_ns, update_id"
+    ).fetchnumpy()
+    return breaks_of(rows["ts_local_ns"], rows["update_id"], rows["prev_update_id"], rows["is_snapshot"], silence_ns)
+
+
+def breaks_of(
+    ts: np.ndarray, uid: np.ndarray, prev: np.ndarray, snapshot: np.ndarray, silence_ns: int
+) -> tuple[list[Break], int]:
+    ts, uid, prev, snapshot = (np.asarray(a) for a in (ts, uid, prev, snapshot))
+    out = []
+    for i in range(1, len(ts)):
+        why = []
+        if snapshot[i]:
+            why.append(f"new epoch (snapshot u={uid[i]})")
+        elif prev[i] != uid[i - 1]:
+            why.append(f"update id jump {uid[i - 1]} -> {uid[i]}")
+        if ts[i] - ts[i - 1] > silence_ns:
+            why.append(f"silence {(ts[i] - ts[i - 1]) / NS:.1f} s")
+        if why:
+            out.append(Break(int(ts[i - 1]), int(ts[i]), ", ".join(why)))
+    return out, len(ts)
+
+
+def explanations(con: duckdb.DuckDBPyConnection) -> np.ndarray:
+    """When the ingest recorded why the book may break: its sync events and its runs' starts."""
+    kinds = ", ".join(f"'{k}'" for k in EXPLAINING)
+    ev = [int(r[0]) for r in con.execute(f"SELECT ts_local_ns FROM sync_events WHERE kind IN ({kinds})").fetchall()]
+    runs = [int(r[0]) for r in con.execute("SELECT started_ns FROM ingest_runs").fetchall()]
+    return np.sort(np.asarray(ev + runs, dtype=np.int64))
+
+
+def gaps_explained(breaks: Sequence[Break], n_rows: int, explained_at: np.ndarray, slack_ns: int) -> Check:
+    """Each break of the book must have a recorded reason between its two sides (``slack_ns`` around them)."""
+    bad = [
+        b for b in breaks if not np.any((explained_at >= b.after_ns - slack_ns) & (explained_at <= b.at_ns + slack_ns))
+    ]
+    sample = "; ".join(f"{b.what} at {b.at_ns}" for b in bad[:3])
+    return Check(
+        "warehouse: every gap explained",
+        n_rows > 0 and not bad,
+        f"{len(bad)} unexplained of {len(breaks)} breaks",
+        len(breaks),
+        sample or f"{n_rows:,} book updates; explained by sync_events / ingest_runs",
+    )
+
+
+# -- the journals ---------------------------------------------------------------------------------
+
+
+def account_matches_fills(name: str, records: Sequence[Record]) -> Check:
+    """The last account record equals the first one plus every fill journaled after it: position,
+    fees, and cash (cash moves by -side * qty * price - fee, and by the funding paid)."""
+    accounts = [r for r in records if r.kind == "account"]
+    if not accounts:
+        return Check(f"{name}: account = sum of fills", False, "no account record", 0)
+    first, last = accounts[0], accounts[-1]
+    fills = [r for r in records if r.kind == "fill" and first.seq < r.seq <= last.seq]
+    pos = sum(int(f.data["side"]) * float(f.data["qty"]) for f in fills)
+    fees = sum(float(f.data["fee"]) for f in fills)
+    cost = sum(int(f.data["side"]) * float(f.data["qty"]) * float(f.data["price"]) for f in fills)
+    a, b = first.data, last.data
+    funding = float(b.get("funding", 0.0)) - float(a.get("funding", 0.0))
+    off = {
+        "position": float(b["position"]) - float(a["position"]) - pos,
+        "fees": float(b["fees"]) - float(a["fees"]) - fees,
+        "cash": float(b["cash"]) - float(a["cash"]) + cost + fees + funding,
+    }
+    worst = max(abs(v) for v in off.values())
+    ok = all(math.isfinite(v) for v in off.values()) and worst <= TOLERANCE * max(1.0, abs(cost))
+    figure = ", ".join(f"{k} off by {v:+.6g}" for k, v in off.items())
+    return Check(
+        f"{name}: account = sum of fills",
+        ok,
+        figure,
+        len(fills),
+        f"position {float(b['position']):+.3f} BTC, fees {float(b['fees']):.4f} USDT",
+    )
+
+
+def order_ids_unique(name: str, records: Sequence[Record]) -> Check:
+    """No order id (nor a live order's client id, its orderLinkId) is submitted twice, over every session."""
+    submits = [r for r in records if r.kind == "submit"]
+    ids = Counter(int(r.order_id) for r in submits if r.order_id is not None)
+    links = Counter(str(r.data["client_id"]) for r in submits if r.data.get("client_id"))
+    reused = sorted(k for k, v in ids.items() if v > 1)
+    reused_links = sorted(k for k, v in links.items() if v > 1)
+    sessions = len({r.session for r in records})
+    bad = len(reused) + len(reused_links)
+    sample = ", ".join([*(f"#{k}" for k in reused[:3]), *reused_links[:3]])
+    return Check(
+        f"{name}: no order id reused",
+        bad == 0,
+        f"{bad} reused over {sessions} sessions",
+        len(submits),
+        sample or f"{len(links)} client ids too" if links else sample,
+    )
+
+
+def halts_resolved(name: str, records: Sequence[Record]) -> Check:
+    """Every halt is resumed, or its session ends (stopped or killed, with the reason in the halt record)."""
+    halts: list[Record] = []
+    open_: list[Record] = []
+    by_session: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        by_session[r.session].append(r)
+    sessions = list(by_session)
+    for i, s in enumerate(sessions):
+        pending: Record | None = None
+        for r in by_session[s]:
+            if r.kind == "halt":
+                halts.append(r)
+                pending = pending or r
+            elif r.kind == "resume":
+                pending = None
+        ended = i + 1 < len(sessions) or any(r.kind == "stop" for r in by_session[s])
+        if pending is not None and not ended:
+            open_.append(pending)
+    reasons = [str(h.data.get("reason", "")) for h in halts]
+    unexplained = sum(not r for r in reasons)
+    ok = not open_ and unexplained == 0
+    return Check(
+        f"{name}: every halt resumed or explained",
+        ok,
+        f"{len(halts) - len(open_)} of {len(halts)} resumed or ended; {unexplained} without a reason",
+        len(halts),
+        "; ".join(sorted(set(reasons)))[:300],
+    )
+
+
+# -- recovery from every injected fault ------------------------------------------------------------
+
+
+@dataclass
+class Recovery:
+    fault: Fault
+    at_ns: int  # when it was injected (wall clock)
+    recovered: bool = False
+    how: str = ""
+
+
+@dataclass
+class Evidence:
+    """What the run left: the warehouse's sync events by kind, its stored book's receive times, the
+    runs of the ingest, each journal's records and each service's incarnations (pid, first and
+    last seen)."""
+
+    events: dict[str, np.ndarray] = field(default_factory=dict)
+    book_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ingest_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    journals: dict[str, list[Record]] = field(default_factory=dict)  # by the service that writes it
+    incarnations: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
+
+
+def _first_after(times: np.ndarray, lo: int, hi: int) -> int | None:
+    i = int(np.searchsorted(times, lo, side="left"))
+    return int(times[i]) if i < len(times) and times[i] <= hi else None
+
+
+def recover(fault: Fault, at_ns: int, ev: Evidence, bound_ns: int) -> Recovery:
+    """Whether the box came back from one fault within ``bound_ns`` of its end, and how we know."""
+    end = at_ns + int(fault.lasts_s * NS)
+    out = Recovery(fault, at_ns)
+    who = fault.killed
+    if who is not None:
+        later = [pid for pid, first, _ in ev.incarnations.get(who, []) if at_ns < first <= end + bound_ns]
+        if not later:
+            out.how = f"no new {who} process within {bound_ns / NS:.0f} s"
+            return out
+        if who == "ingest":
+            start = _first_after(ev.ingest_starts, at_ns, end + bound_ns)
+            data = _first_after(ev.book_ts, start, start + bound_ns) if start is not None else None
+            out.recovered = data is not None
+            out.how = f"pid {later[0]}; " + (
+                f"data again {(data - at_ns) / NS:.1f} s after the kill"
+                if data
+                else "no ingest run or no data after it"
+            )
+        else:
+            starts = np.asarray(sorted(r.ts_ns for r in ev.journals.get(who, []) if r.kind == "start"), np.int64)
+            s = _first_after(starts, at_ns, end + bound_ns)
+            out.recovered = s is not None
+            out.how = f"pid {later[0]}; " + (
+                f"new session {(s - at_ns) / NS:.1f} s after the kill" if s else "no new session in its journal"
+            )
+        return out
+    if fault.kind in PRIVATE_FAULTS:  # the live runner on the stand-in's account carries on
+        times = np.asarray(sorted(r.ts_ns for r in ev.journals.get("runner-standin", [])), np.int64)
+        t = _first_after(times, end, end + bound_ns)
+        out.recovered = t is not None
+        out.how = f"runner-standin journaled {(t - end) / NS:.1f} s after" if t else "runner-standin went quiet"
+        return out
+    kinds = EVIDENCE[fault.kind]
+    seen = [t for k in kinds if (t := _first_after(ev.events.get(k, np.zeros(0, np.int64)), at_ns, end + bound_ns))]
+    if not seen:
+        out.how = f"no {' / '.join(kinds)} recorded within {bound_ns / NS:.0f} s"
+        return out
+    t = min(seen)
+    data = _first_after(ev.book_ts, max(t, end), max(t, end) + bound_ns)
+    out.recovered = data is not None
+    out.how = (
+        f"recorded {(t - at_ns) / NS:.2f} s after; data {(data - at_ns) / NS:.1f} s after"
+        if data
+        else "recorded, but no book update after it"
+    )
+    return out
+
+
+def recovery_check(recoveries: Sequence[Recovery]) -> Check:
+    bad = [r for r in recoveries if not r.recovered]
+    sample = "; ".join(f"{r.fault.kind} at {r.fault.at_s:.0f} s: {r.how}" for r in bad[:4])
+    return Check(
+        "every fault recovered",
+        bool(recoveries) and not bad,
+        f"{len(recoveries) - len(bad)} of {len(recoveries)}",
+        len(recoveries),
+        sample,
+    )
+
+
+# -- memory -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Growth:
+    service: str
+    pid: int
+    lived_s: float
+    start_kb: float | None  # mean RSS over the window ending one simulated hour into its life
+    end_kb: float | None  # mean RSS over its last window
+    n: int  # samples
+
+    @property
+    def judged(self) -> bool:
+        return self.start_kb is not None and self.end_kb is not None
+
+    @property
+    def growth(self) -> float:
+        return (self.end_kb / self.start_kb - 1.0) if self.start_kb and self.end_kb is not None else math.nan
+
+
+def rss_growth(samples: Iterable[tuple[float, str, int, float]], hour_s: float, window_s: float) -> list[Growth]:
+    """Per incarnation (service, pid) of ``(t_s, service, pid, rss_kb)`` samples: the mean RSS over the
+    ``window_s`` ending ``hour_s`` (one simulated hour, in wall seconds) after it was first seen, and
+    over its last ``window_s``. Judged only when the two windows do not overlap (it lived long enough)."""
+    by: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    for at, name, pid, rss in samples:
+        by[(name, pid)].append((at, rss))
+    out = []
+    for (name, pid), pts in by.items():
+        t = np.asarray([p[0] for p in pts], dtype=np.float64)
+        kb = np.asarray([p[1] for p in pts], dtype=np.float64)
+        t0, t1 = float(t.min()), float(t.max())
+        a = (t > t0 + hour_s - window_s) & (t <= t0 + hour_s)
+        b = t >= t1 - window_s
+        long_enough = t1 - window_s > t0 + hour_s and a.any() and b.any()
+        out.append(
+            Growth(
+                name,
+                pid,
+                t1 - t0,
+                float(kb[a].mean()) if long_enough else None,
+                float(kb[b].mean()) if long_enough else None,
+                len(pts),
+            )
+        )
+    return sorted(out, key=lambda g: (g.service, -g.lived_s))
+
+
+def rss_check(growths: Sequence[Growth], limit: float = 0.10) -> Check:
+    judged = [g for g in growths if g.judged]
+    bad = [g for g in judged if not g.growth < limit]
+    figure = ", ".join(f"{g.service} {100 * g.growth:+.1f} %" for g in judged)
+    left = sorted({g.service for g in growths} - {g.service for g in judged})
+    detail = f"not judged (no incarnation lived an hour + a window): {', '.join(left)}" if left else ""
+    return Check(
+        f"RSS growth < {100 * limit:.0f} % after the first hour",
+        bool(judged) and not bad,
+        figure or "nothing judged",
+        len(judged),
+        detail,
+    )

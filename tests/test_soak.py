@@ -1,0 +1,172 @@
+"""The chaos soak's parts (ops/soak), not the soak itself (``make soak`` is a benchmark): the fault
+schedule is seeded and covers every kind; each check fails on planted bad data and passes on clean."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+
+from ops.soak import checks
+from ops.soak.schedule import KILLED, Fault, plan
+from standin.faults import FAULTS
+from standin.private import ENDPOINTS
+from warehouse.journal import Record
+from warehouse.schema import ensure_schema
+
+NS = 1_000_000_000
+
+
+# -- the schedule ---------------------------------------------------------------------------------
+
+
+def test_the_schedule_is_the_same_for_a_seed_and_covers_every_fault_and_kill() -> None:
+    a, b, other = plan(7, 360.0, 2.0), plan(7, 360.0, 2.0), plan(8, 360.0, 2.0)
+    assert a == b and a != other
+    kinds = [f.kind for f in a]
+    assert {k for k in kinds if not k.startswith("kill:")} == set(FAULTS)
+    assert all(kinds.count(k) == 2 for k in FAULTS)  # once per simulated hour
+    assert sorted(f.killed for f in a if f.killed) == sorted(KILLED)
+    times = [f.at_s for f in a]
+    assert times == sorted(times) and times[0] >= 36.0 and times[-1] <= 0.85 * 360
+    assert min(np.diff(times)) > 0  # one at a time
+    assert all(f.at_s < 120 for f in a if f.killed)  # the restarted process lives long enough to be judged
+    for f in a:
+        if f.kind == "stall":
+            assert 2.0 <= f.seconds <= 12.0 and f.body() == {"kind": "stall", "seconds": f.seconds}
+        elif f.on is not None:
+            assert f.on in ENDPOINTS and f.body()["count"] == f.count >= 1
+
+
+def test_a_run_too_short_for_its_kills_is_refused() -> None:
+    with pytest.raises(ValueError, match="no room"):
+        plan(1, 10.0, 1.0, killed=tuple(f"s{i}" for i in range(10)))
+
+
+# -- the warehouse --------------------------------------------------------------------------------
+
+
+def _warehouse(book: list[tuple[int, int, int, bool]], trades: list[str]) -> duckdb.DuckDBPyConnection:
+    """A warehouse holding book updates (ts_local s, update id, prev id, snapshot) and trades (ids)."""
+    con = duckdb.connect()
+    ensure_schema(con, 20)
+    for t, u, prev, snap in book:
+        con.execute(
+            "INSERT INTO book_updates VALUES ('bybit', 'BTCUSDT', ?, ?, ?, ?, ?, 1, ?, 0, [1.0], [1.0], [2.0], [1.0])",
+            [t * NS, t * NS, u, u, prev, snap],
+        )
+    for i, tid in enumerate(trades):
+        con.execute("INSERT INTO trades VALUES ('bybit', 'BTCUSDT', ?, ?, ?, 1.5, 0.1, 1)", [i, i, tid])
+    return con
+
+
+CLEAN = [(1, 10, -1, True), (2, 11, 10, False), (3, 12, 11, False)]
+
+
+def test_duplicates_are_found_by_the_natural_key() -> None:
+    assert all(c.passed for c in checks.duplicates(_warehouse(CLEAN, ["a", "b"])))
+    book, trades = checks.duplicates(_warehouse([*CLEAN, CLEAN[1]], ["a", "b", "b"]))
+    assert not book.passed and book.value == "1 duplicated" and book.n == 4
+    assert not trades.passed and trades.value == "1 duplicated" and trades.n == 3
+
+
+def test_a_break_of_the_book_needs_a_recorded_reason() -> None:
+    # a new epoch at 10 s, an update-id jump at 20 s, a silence from 21 s to 30 s
+    book = [*CLEAN, (10, 50, -1, True), (11, 51, 50, False), (20, 60, 58, False), (21, 61, 60, False),
+            (30, 62, 61, False)]  # fmt: skip
+    con = _warehouse(book, ["a"])
+    breaks, n = checks.book_breaks(con, 2 * NS)
+    assert n == 8 and [b.what.split(" ")[0] for b in breaks] == ["new", "update", "silence"]
+    assert checks.gaps_explained(
+        *checks.book_breaks(_warehouse(CLEAN, ["a"]), 2 * NS), np.zeros(0, np.int64), NS
+    ).passed
+    none = checks.gaps_explained(breaks, n, checks.explanations(con), NS)
+    assert not none.passed and none.value == "3 unexplained of 3 breaks"
+    con.execute("INSERT INTO sync_events VALUES ('bybit', 'BTCUSDT', 0, ?, 'gap', 58, 'x')", [int(19.5 * NS)])
+    con.execute("INSERT INTO sync_events VALUES ('bybit', 'BTCUSDT', 0, ?, 'snapshot', 50, 'x')", [10 * NS])
+    one_left = checks.gaps_explained(breaks, n, checks.explanations(con), NS)
+    assert not one_left.passed and one_left.value == "1 unexplained of 3 breaks" and "silence" in one_left.detail
+    con.execute("INSERT INTO ingest_runs VALUES ('r2', 'bybit', '', ?, 0, 'running', 0, 0, 0, 0, 0)", [25 * NS])
+    assert checks.gaps_explained(breaks, n, checks.explanations(con), NS).passed
+
+
+# -- the journals ---------------------------------------------------------------------------------
+
+
+def _rec(seq: int, kind: str, oid: int | None = None, session: str = "s1", **data: object) -> Record:
+    return Record(seq, seq * NS, session, kind, oid, dict(data))
+
+
+def _journal(fee: float = 0.1, cash_end: float = 1000.0 - 0.3 * 100 - 0.1 + 0.1 * 110 - 0.1) -> list[Record]:
+    return [
+        _rec(1, "start"),
+        _rec(2, "account", position=0.0, cash=1000.0, fees=0.0, funding=0.0),
+        _rec(3, "submit", 1, side=1, qty=0.3),
+        _rec(4, "fill", 1, side=1, qty=0.3, price=100.0, fee=0.1),
+        _rec(5, "submit", 2, session="s2", side=-1, qty=0.1),
+        _rec(6, "fill", 2, session="s2", side=-1, qty=0.1, price=110.0, fee=fee),
+        _rec(7, "account", session="s2", position=0.2, cash=cash_end, fees=0.2, funding=0.0),
+    ]
+
+
+def test_an_account_must_equal_the_sum_of_its_fills() -> None:
+    ok = checks.account_matches_fills("runner", _journal())
+    assert ok.passed and ok.n == 2, ok
+    wrong_cash = checks.account_matches_fills("runner", _journal(cash_end=1000.0))
+    assert not wrong_cash.passed and "cash off by" in wrong_cash.value
+    lost_fee = checks.account_matches_fills("runner", _journal(fee=0.5))  # a fill the account did not count
+    assert not lost_fee.passed
+    assert not checks.account_matches_fills("runner", [_rec(1, "start")]).passed  # no account at all
+
+
+def test_an_order_id_used_twice_fails_even_across_sessions() -> None:
+    assert checks.order_ids_unique("runner", _journal()).passed
+    reused = [*_journal(), _rec(8, "submit", 1, session="s3", side=1, qty=0.1)]
+    c = checks.order_ids_unique("runner", reused)
+    assert not c.passed and c.value == "1 reused over 3 sessions" and "#1" in c.detail
+    links = [_rec(1, "submit", 1, client_id="a"), _rec(2, "submit", 2, session="s2", client_id="a")]
+    assert not checks.order_ids_unique("runner-standin", links).passed  # a live orderLinkId reused
+
+
+def test_a_halt_must_be_resumed_or_end_its_session() -> None:
+    resumed = [_rec(1, "halt", reason="feed silent for 6.0 s"), _rec(2, "resume"), _rec(3, "decision")]
+    assert checks.halts_resolved("runner", resumed).passed
+    killed = [_rec(1, "halt", reason="x"), _rec(2, "start", session="s2")]  # the next session follows
+    assert checks.halts_resolved("runner", killed).passed
+    standing = [_rec(1, "halt", reason="x"), _rec(2, "decision")]
+    assert not checks.halts_resolved("runner", standing).passed
+    assert not checks.halts_resolved("runner", [_rec(1, "halt"), _rec(2, "resume")]).passed  # no reason
+
+
+# -- recovery and memory --------------------------------------------------------------------------
+
+
+def test_a_fault_is_recovered_only_with_its_evidence_and_data_after_it() -> None:
+    ev = checks.Evidence(
+        events={"gap": np.asarray([101 * NS]), "reconnect": np.asarray([150 * NS])},
+        book_ts=np.asarray([100 * NS, 102 * NS, 170 * NS]),
+        ingest_starts=np.asarray([200 * NS]),
+        incarnations={"ingest": [(1, 0, 199 * NS), (2, 199 * NS, 300 * NS)]},
+    )
+    bound = 30 * NS
+    assert checks.recover(Fault(0, "skip_update"), 100 * NS, ev, bound).recovered
+    assert not checks.recover(Fault(0, "restart"), 100 * NS, ev, bound).recovered  # nothing recorded
+    stall = checks.recover(Fault(0, "stall", seconds=8.0), 145 * NS, ev, bound)
+    assert stall.recovered and "data" in stall.how
+    assert not checks.recover(Fault(0, "drop"), 180 * NS, ev, bound).recovered  # no reconnect after it
+    killed = checks.recover(Fault(0, "kill:ingest"), 190 * NS, ev, bound)
+    assert not killed.recovered and "no data" in killed.how  # restarted, but stored nothing since
+    assert not checks.recovery_check([checks.recover(Fault(0, "restart"), 100 * NS, ev, bound)]).passed
+
+
+def test_memory_growth_is_judged_per_incarnation_that_lived_long_enough() -> None:
+    flat = [(float(t), "ingest", 1, 100_000.0 + (t % 3)) for t in range(0, 400, 5)]
+    leak = [(float(t), "runner", 2, 100_000.0 * (1 + t / 400)) for t in range(0, 400, 5)]
+    short = [(float(t), "runner", 3, 50_000.0 * (1 + t / 10)) for t in range(300, 330, 5)]
+    growths = checks.rss_growth([*flat, *leak, *short], hour_s=180.0, window_s=20.0)
+    by = {(g.service, g.pid): g for g in growths}
+    assert abs(by[("ingest", 1)].growth) < 0.01 and by[("runner", 2)].growth > 0.3
+    assert not by[("runner", 3)].judged  # started late: not an hour old before it ended
+    assert checks.rss_check([g for g in growths if g.service == "ingest"]).passed
+    c = checks.rss_check(growths)
+    assert not c.passed and c.n == 2 and "runner +" in c.value

@@ -129,3 +129,22 @@ def test_make_up_runs_every_service_restarts_a_crash_and_make_down_stops_them_al
     supervisord = re.compile(rf"supervisord.*{re.escape(str(tmp_path))}")
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert not [line for line in ps.splitlines() if supervisord.search(line) or str(tmp_path) in line]
+
+
+def test_the_box_can_leave_a_service_out_and_trade_the_standin_account(tmp_path: Path) -> None:
+    from core.config import AppConfig
+    from core.errors import UserError
+    from ops.box import STANDIN_KEYS, programs, render
+
+    cfg, config, url = AppConfig(), tmp_path / "config.yaml", "http://127.0.0.1:4200/api"
+    names = [p.name for p in programs(cfg, config, url, offline=True, without=["mlflow-ui"], standin_account=True)]
+    assert "mlflow-ui" not in names and {"standin", "runner", "runner-standin", "dashboard"} <= set(names)
+    progs = programs(cfg, config, url, offline=True, standin_account=True)
+    live = next(p for p in progs if p.name == "runner-standin")
+    assert "--live" in live.args and live.env == STANDIN_KEYS
+    conf = render(tmp_path, tmp_path, progs).read_text()
+    assert conf.count('BYBIT_API_KEY="standin-key"') == 1  # that runner's environment only
+    with pytest.raises(UserError, match="needs --offline"):
+        programs(cfg, config, url, offline=False, standin_account=True)
+    with pytest.raises(UserError, match="can be left out"):
+        programs(cfg, config, url, offline=False, without=["ingest"])

@@ -119,6 +119,21 @@ def test_an_account_must_equal_the_sum_of_its_fills() -> None:
     assert not checks.account_matches_fills("runner", [_rec(1, "start")]).passed  # no account at all
 
 
+def test_a_live_session_counts_its_own_fees_from_zero() -> None:
+    cash = [1000.0, 1000.0 - 10.0 - 0.1, 1000.0 - 10.0 - 0.1 - 10.0 - 0.2]
+    live = [
+        _rec(1, "account", position=0.0, cash=cash[0], fees=0.0),
+        _rec(2, "fill", 1, side=1, qty=0.1, price=100.0, fee=0.1),
+        _rec(3, "account", position=0.1, cash=cash[1], fees=0.1),
+        _rec(4, "account", session="s2", position=0.1, cash=cash[1], fees=0.0),  # restored from the exchange
+        _rec(5, "fill", 2, session="s2", side=1, qty=0.1, price=100.0, fee=0.2),
+        _rec(6, "account", session="s2", position=0.2, cash=cash[2], fees=0.2),
+    ]
+    assert checks.account_matches_fills("runner-standin", live).passed
+    live[-1] = _rec(6, "account", session="s2", position=0.2, cash=cash[2], fees=0.4)
+    assert not checks.account_matches_fills("runner-standin", live).passed
+
+
 def test_an_order_id_used_twice_fails_even_across_sessions() -> None:
     assert checks.order_ids_unique("runner", _journal()).passed
     reused = [*_journal(), _rec(8, "submit", 1, session="s3", side=1, qty=0.1)]

@@ -138,8 +138,9 @@ def gaps_explained(breaks: Sequence[Break], n_rows: int, explained_at: np.ndarra
 
 
 def account_matches_fills(name: str, records: Sequence[Record]) -> Check:
-    """The last account record equals the first one plus every fill journaled after it: position,
-    fees, and cash (cash moves by -side * qty * price - fee, and by the funding paid)."""
+    """The last account record equals the first one plus every fill journaled between them:
+    position, and cash (which moves by -side * qty * price - fee, and by the funding paid); fees
+    within each session (a live session counts its own fees from 0, a paper one carries them on)."""
     accounts = [r for r in records if r.kind == "account"]
     if not accounts:
         return Check(f"{name}: account = sum of fills", False, "no account record", 0)
@@ -150,21 +151,23 @@ def account_matches_fills(name: str, records: Sequence[Record]) -> Check:
     cost = sum(int(f.data["side"]) * float(f.data["qty"]) * float(f.data["price"]) for f in fills)
     a, b = first.data, last.data
     funding = float(b.get("funding", 0.0)) - float(a.get("funding", 0.0))
+    fee_off = 0.0
+    for session in dict.fromkeys(r.session for r in accounts):
+        own = [r for r in accounts if r.session == session]
+        lo, hi = own[0], own[-1]
+        paid = sum(float(f.data["fee"]) for f in fills if f.session == session and lo.seq < f.seq <= hi.seq)
+        fee_off += float(hi.data["fees"]) - float(lo.data["fees"]) - paid
     off = {
         "position": float(b["position"]) - float(a["position"]) - pos,
-        "fees": float(b["fees"]) - float(a["fees"]) - fees,
         "cash": float(b["cash"]) - float(a["cash"]) + cost + fees + funding,
+        "fees": fee_off,
     }
     worst = max(abs(v) for v in off.values())
     ok = all(math.isfinite(v) for v in off.values()) and worst <= TOLERANCE * max(1.0, abs(cost))
     figure = ", ".join(f"{k} off by {v:+.6g}" for k, v in off.items())
-    return Check(
-        f"{name}: account = sum of fills",
-        ok,
-        figure,
-        len(fills),
-        f"position {float(b['position']):+.3f} BTC, fees {float(b['fees']):.4f} USDT",
-    )
+    sessions = len({r.session for r in records})
+    detail = f"position {float(b['position']):+.3f} BTC, {fees:.4f} USDT fees, {sessions} sessions"
+    return Check(f"{name}: account = sum of fills", ok, figure, len(fills), detail)
 
 
 def order_ids_unique(name: str, records: Sequence[Record]) -> Check:

@@ -254,6 +254,27 @@ def inject(fault: Fault, standin_url: str, watch: Watch) -> str:
     return f"fault {fault.kind} {params if params else ''}".rstrip()
 
 
+def trading(cfg_path: Path, wait_s: float) -> None:
+    """Until both runners decide (their kernels ready, their features warm): the soak's clock starts then."""
+    from core.config import load_config
+
+    cfg = load_config(cfg_path)
+    paths = {s: default_path(cfg.resolve(cfg.live.journal_dir), *mk) for s, mk in JOURNALS.items()}
+    t0 = time.monotonic()
+    last = -1e9
+    while True:
+        waiting = [s for s, p in paths.items() if not (p.exists() and next(iter(read(p, ["decision"])), None))]
+        if not waiting:
+            print(f"both runners decide ({time.monotonic() - t0:.0f} s after the box came up)", flush=True)
+            return
+        if time.monotonic() - t0 > wait_s:
+            raise UnavailableError(f"{', '.join(waiting)} made no decision in {wait_s:.0f} s: see their logs")
+        if time.monotonic() - last >= 20:
+            last = time.monotonic()
+            print(f"  waiting for {', '.join(waiting)} to decide (kernels, warm-up) ...", flush=True)
+        time.sleep(1.0)
+
+
 def soak(args: argparse.Namespace, box: Path, cfg_path: Path, faults: list[Fault]) -> dict[str, Any]:
     """The run itself: faults on schedule, RSS samples, halts resumed; progress every 20 s."""
     from core.config import load_config
@@ -422,8 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if _py(up_args, box_env).returncode != 0:
         _py(["ops", "down"], box_env)
         raise UnavailableError(f"the box did not come up: see {run / 'logs' / 'box'}")
-    up_s = time.monotonic() - t_up
     try:
+        trading(cfg_path, args.wait - (time.monotonic() - t_up))
+        up_s = time.monotonic() - t_up
         ran = soak(args, box, cfg_path, faults)
     finally:
         print("bringing the box down ...", flush=True)

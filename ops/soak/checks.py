@@ -76,6 +76,27 @@ def duplicates(con: duckdb.DuckDBPyConnection) -> list[Check]:
     return out
 
 
+def ingest_lag(con: duckdb.DuckDBPyConnection, limit_s: float) -> Check:
+    """How far the stored book trails the market: receive time - exchange time of the book updates
+    (the stand-in stamps each message with the wall-clock time it publishes it at, at any speed), so
+    an ingest that falls behind the stream shows here, not as silence."""
+    row = con.execute(
+        "SELECT count(*), quantile_cont(ts_local_ns - ts_exchange_ns, [0.5, 0.99]), max(ts_local_ns - ts_exchange_ns) "
+        "FROM book_updates"
+    ).fetchone()
+    n = int(row[0]) if row else 0
+    if not n or row is None:
+        return Check("warehouse: the ingest keeps up", False, "no book updates", 0)
+    p50, p99 = (float(q) / NS for q in row[1])
+    worst = float(row[2]) / NS
+    return Check(
+        f"warehouse: the ingest keeps up (p99 lag < {limit_s:g} s)",
+        p99 < limit_s,
+        f"lag p50 {p50:.2f} s, p99 {p99:.2f} s, max {worst:.1f} s",
+        n,
+    )
+
+
 @dataclass(frozen=True)
 class Break:
     """Where the stored book breaks off: a new epoch, an update-id jump or a silence."""

@@ -56,6 +56,7 @@ from warehouse.journal import Record, default_path, read, send_command
 NS = 1_000_000_000
 RESUME_AFTER_S = 5.0
 RSS_WINDOW_S = 20.0  # the mean RSS over this long at each end of an incarnation's judged span
+LAG_S = 5.0  # the stored book may trail the market by this much at its 99th percentile
 JOURNALS = {"runner": ("paper", "bybit"), "runner-standin": ("live", "bybit")}
 
 
@@ -333,6 +334,7 @@ def judge(args: argparse.Namespace, cfg_path: Path, ran: dict[str, Any]) -> dict
         out += checks.duplicates(con)
         breaks, n = checks.book_breaks(con, int(args.silence * NS))
         out.append(checks.gaps_explained(breaks, n, checks.explanations(con), NS))
+        out.append(checks.ingest_lag(con, LAG_S))
         ev.book_ts = np.asarray(
             con.execute("SELECT ts_local_ns FROM book_updates ORDER BY 1").fetchnumpy()["ts_local_ns"], np.int64
         )

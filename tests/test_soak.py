@@ -93,7 +93,7 @@ def test_a_break_of_the_book_needs_a_recorded_reason() -> None:
 def test_an_ingest_that_falls_behind_the_market_fails_its_lag_check() -> None:
     con = _warehouse(CLEAN, ["a"])
     assert checks.ingest_lag(con, 5.0).passed  # received as published
-    con.execute("UPDATE book_updates SET ts_local_ns = ts_local_ns + 30 * 1000000000 WHERE update_id = 12")
+    con.execute("UPDATE book_updates SET ts_local_ns = ts_local_ns + ? WHERE update_id = 12", [30 * NS])
     late = checks.ingest_lag(con, 5.0)
     assert not late.passed and late.n == 3 and "max 30.0 s" in late.value
 

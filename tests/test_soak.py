@@ -178,7 +178,9 @@ def test_a_fault_is_recovered_only_with_its_evidence_and_data_after_it() -> None
     assert stall.recovered and "data" in stall.how
     assert not checks.recover(Fault(0, "drop"), 180 * NS, ev, bound).recovered  # no reconnect after it
     killed = checks.recover(Fault(0, "kill:ingest"), 190 * NS, ev, bound)
-    assert not killed.recovered and "no data" in killed.how  # restarted, but stored nothing since
+    assert not killed.recovered and killed.how.endswith("data again: never")  # restarted, stored nothing since
+    late = checks.recover(Fault(0, "drop"), 110 * NS, ev, bound)  # the reconnect came 40 s later
+    assert not late.recovered and "reconnect recorded 40.0 s after" in late.how and "over 30 s" in late.how
     assert not checks.recovery_check([checks.recover(Fault(0, "restart"), 100 * NS, ev, bound)]).passed
 
 

@@ -74,6 +74,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rss-every", type=float, default=5.0, help="wall seconds between RSS samples (5)")
     p.add_argument("--silence", type=float, default=2.0, help="a break in the stored book: wall seconds (2)")
     p.add_argument("--wait", type=float, default=1200.0, help="wall seconds for the box to come up (1200)")
+    p.add_argument(
+        "--judge-only", action="store_true", help="run the checks again on the last soak's run folder and raw.json"
+    )
     args = p.parse_args(argv)
     for name in ("hours", "speed", "train_hours", "bound", "rss_every", "silence", "wait"):
         if not getattr(args, name) > 0:
@@ -408,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out).resolve()
     run = out / "run"
     box = run / "box"
+    if args.judge_only:
+        return conclude(args, out, *load_raw(out))
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "L2_BOX")}
     if box.exists() and running(box):
         raise UnavailableError(f"a soak's box is still up in {box}: L2_BOX={box} python -m ops down")
@@ -452,7 +457,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         print("bringing the box down ...", flush=True)
         _py(["ops", "down"], box_env)
-    judged = judge(args, cfg_path, ran)
+    save_raw(out, args, model, up_s, ran)
+    return conclude(args, out, model, up_s, ran)
+
+
+def save_raw(out: Path, args: argparse.Namespace, model: dict[str, Any], up_s: float, ran: dict[str, Any]) -> None:
+    """What the run saw, for ``--judge-only``: the faults as injected, the RSS samples, the halts."""
+    w: Watch = ran["watch"]
+    raw = {
+        "hours": args.hours,
+        "speed": args.speed,
+        "seed": args.seed,
+        "model": model,
+        "up_s": up_s,
+        "wall_s": ran["wall_s"],
+        "done": [[f.row(), at, line] for f, at, line in ran["done"]],
+        "samples": w.samples,
+        "incarnations": w.incarnations,
+        "halts": w.halts,
+        "stats": ran["stats"],
+    }
+    (out / "raw.json").write_text(json.dumps(raw) + "\n")
+
+
+def load_raw(out: Path) -> tuple[dict[str, Any], float, dict[str, Any]]:
+    from core.config import load_config
+
+    try:
+        raw = json.loads((out / "raw.json").read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{out / 'raw.json'}: no soak to judge again (run one first)") from None
+    cfg = load_config(out / "run" / "config.yaml")
+    w = Watch(out / "run" / "box", cfg.resolve(cfg.live.journal_dir))
+    w.samples = [(float(t), str(n), int(p), float(kb)) for t, n, p, kb in raw["samples"]]
+    w.incarnations = {n: {int(p): seen for p, seen in pids.items()} for n, pids in raw["incarnations"].items()}
+    w.halts = raw["halts"]
+    done = [(Fault(**row), int(at), str(line)) for row, at, line in raw["done"]]
+    ran = {"wall_s": raw["wall_s"], "done": done, "watch": w, "stats": raw["stats"],
+           "hours": raw["hours"], "speed": raw["speed"], "seed": raw["seed"]}  # fmt: skip
+    return raw["model"], float(raw["up_s"]), ran
+
+
+def conclude(args: argparse.Namespace, out: Path, model: dict[str, Any], up_s: float, ran: dict[str, Any]) -> int:
+    """The checks, summary.json and the table; exit 3 (DataError) when a check fails."""
+    if "speed" in ran:  # judged again: the run's own parameters
+        args.hours, args.speed, args.seed = ran["hours"], ran["speed"], ran["seed"]
+    run = out / "run"
+    judged = judge(args, run / "config.yaml", ran)
     summary = summarize(args, model, up_s, ran, judged)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     print(report(summary))

@@ -17,6 +17,7 @@ Either way a row one of whose ticks arrived after its decision time is not decid
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -25,8 +26,9 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from core.records import Book
-from features import OnlineFeatures
+from features import MAX_LOOKBACK_S, FeatureInputError, OnlineFeatures
 from features.grid import OnlineGrid
+from features.state import ERR_OVERFLOW, ERRORS
 from live.feed import Tick
 
 
@@ -88,11 +90,25 @@ class FeedTiming:
         return t
 
 
-class Rows:
-    """Ticks in, the rows due for a decision out (``arrive``), then the features take the tick (``take``)."""
+log = logging.getLogger(__name__)
 
-    def __init__(self, tick_size: float, grid: int, max_gap: int, delay: int, timing: Timing) -> None:
-        self.features = OnlineFeatures(tick_size)
+RING = 1 << 17  # book updates (and trades) the features start with room for in their longest window
+
+
+class Rows:
+    """Ticks in, the rows due for a decision out (``arrive``), then the features take the tick (``take``).
+
+    The features keep their longest window (5 min) of book updates and trades in rings of ``ring``
+    entries (features/state.py): 437 a second, nine times Bybit's book cadence. A market busier
+    than that for five minutes (a burst, or the stand-in's simulator at ``--speed``) overflows them:
+    the features then start again on rings twice as large, the grid's warm-up with them (no row
+    until the windows are full again), and the runner carries on instead of crashing.
+    """
+
+    def __init__(self, tick_size: float, grid: int, max_gap: int, delay: int, timing: Timing, ring: int = RING) -> None:
+        self.tick_size, self.ring = tick_size, ring
+        self.regrown = 0  # times the rings overflowed and were made larger
+        self.features = OnlineFeatures(tick_size, ring)
         self.grid = OnlineGrid(grid, max_gap)
         self.delay, self.timing = delay, timing
         self.pending: deque[Row] = deque()
@@ -132,6 +148,24 @@ class Rows:
             self.take(tick)
 
     def take(self, tick: Tick) -> None:
+        try:
+            self._take(tick)
+        except FeatureInputError as exc:
+            if ERRORS[ERR_OVERFLOW] not in str(exc):
+                raise
+            self.ring *= 2
+            self.regrown += 1
+            log.warning(
+                "%s: the features start again with room for %d (their warm-up, %d s, again)",
+                exc,
+                self.ring,
+                MAX_LOOKBACK_S,
+            )
+            self.features = OnlineFeatures(self.tick_size, self.ring)
+            self.grid.segment_start = tick.ts_ex  # no row until the new features' windows are full
+            self._take(tick)
+
+    def _take(self, tick: Tick) -> None:
         if isinstance(tick, Book):
             self.grid.on_book(tick.ts_ex)
             t0 = time.perf_counter_ns()

@@ -71,3 +71,20 @@ def test_the_runner_keeps_the_rows_the_feature_build_stores_across_a_silence() -
 def test_sigma_1s_is_the_300s_volatility_per_second_for_a_row_and_for_arrays() -> None:
     assert sigma_1s(30.0) == 30.0 * 1e-4 / np.sqrt(300.0)
     np.testing.assert_array_equal(sigma_1s(np.array([0.0, 30.0])), [0.0, sigma_1s(30.0)])
+
+
+def test_a_market_busier_than_the_feature_rings_grows_them_and_warms_up_again() -> None:
+    """Ten book updates a second against rings of 1,024 (the 5 min window holds 3,000): the runner's
+    features overflowed and the runner crashed (FeatureInputError, then a restart loop, the chaos
+    soak at --speed 10); now they start again on rings twice as large, and the grid's warm-up with
+    them, until they fit."""
+    live = Rows(0.1, GRID, MAX_GAP, 10 * MS, ReplayTiming(), ring=1 << 10)
+    due = []
+    for t in (T0 + 50 * MS + np.arange(8_000) * 100 * MS).tolist():  # 800 s
+        tick = _book(t)
+        due += live.arrive(tick)
+        live.take(tick)
+    due += live.rest()
+    assert live.regrown == 2 and live.ring == 1 << 12
+    assert due and all(d.row.g - T0 >= 300 * S + WARMUP_NS for d in due)  # only after the last warm-up
+    assert all(np.isfinite(d.row.x).all() for d in due)

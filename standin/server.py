@@ -93,6 +93,7 @@ class StandinServer:
         self._conns: set[_Conn] = set()
         self._faults: deque[dict[str, Any]] = deque()
         self._stall_until = 0.0
+        self.behind_ms = self.behind_max_ms = 0  # how late the last message was published, and the most
         self._runner: web.AppRunner | None = None
         self.publisher: asyncio.Task[None] | None = None
         self._starts_with_subscriber = getattr(feed, "history_ns", 0) > 0  # the feed waits for the first subscriber
@@ -163,6 +164,8 @@ class StandinServer:
             wait = (due_ns - time.time_ns()) / 1e9
             if wait > 0:
                 await asyncio.sleep(wait)
+            self.behind_ms = max(0, int(-wait * 1000))  # behind the feed's schedule: clients' lag starts here
+            self.behind_max_ms = max(self.behind_max_ms, self.behind_ms)
             try:
                 msg = loads(payload)
             except orjson.JSONDecodeError:
@@ -307,6 +310,8 @@ class StandinServer:
             symbol=self.symbol,
             feed=self.feed.name,
             pending_faults=len(self._faults),
+            behind_ms=self.behind_ms,
+            behind_max_ms=self.behind_max_ms,
             private=self.private.stats_dict(),
         )
         return out

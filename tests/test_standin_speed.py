@@ -73,7 +73,9 @@ def test_at_speed_n_every_timestamp_a_client_sees_is_the_time_it_arrives() -> No
             return lags, books
 
         lags, books = asyncio.run(watch(3.0))
+        behind = server.stats()["behind_max_ms"]  # how late the server fell behind the feed's schedule
     assert len(lags) > 1000
     assert min(lags) >= -5, min(lags)  # never from the future (a few ms of rounding)
     assert sorted(lags)[len(lags) // 2] < 100 and max(lags) < 1000, (sorted(lags)[len(lags) // 2], max(lags))
     assert books / 3.0 > 0.6 * speed * 50  # a book delta every 20 ms of market time, ten times over
+    assert behind >= 0  # reported (on a busy machine the first batches can be late: no bound here)

@@ -207,6 +207,7 @@ class Loop:
         self.watch.risk_state = self.strategy.risk.state
         if self.watch.feed is not None:
             self.watch.feed.invalid_since = None
+        self.watch.forget_bursts()
         log.warning("resumed by an operator command")
         self.record.journal.add("resume", self.gw.now)
         self.record.journal.commit()

@@ -88,6 +88,12 @@ class Watch:
         self._seen = {"errors": 0, "rate_limited": 0}
         self._times: dict[str, deque[int]] = {"errors": deque(), "rate_limited": deque()}
 
+    def forget_bursts(self) -> None:
+        """An operator resumed: the errors and rate-limit answers that tripped the burst rule are
+        behind us; the rule counts afresh (it re-halted at once on them, for a whole window)."""
+        for times in self._times.values():
+            times.clear()
+
     def heard(self, wall_ns: int) -> None:
         """Ticks arrived at wall time ``wall_ns``."""
         if self.feed is not None:

@@ -389,6 +389,12 @@ def test_a_burst_of_exchange_errors_or_rate_limits_halts(
     loop.check(later, True)
     assert reason in loop.halted_reason
     assert [r.data["reason"] for r in jr.read(tmp_path / "j.sqlite", ["halt"])] == [loop.halted_reason]
+    loop.resume()  # the operator: the burst is over; the answers in the window no longer count
+    loop.check(later + NS, True)
+    assert not loop.halted_reason  # it re-halted at once, for a whole window (the chaos soak's rate limits)
+    setattr(loop.gw, counter, 3 * n)
+    loop.check(later + NS, True)
+    assert reason in loop.halted_reason  # a new burst after the resume still halts
 
 
 def test_an_invalid_book_for_too_long_halts(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:

@@ -90,6 +90,14 @@ def test_a_break_of_the_book_needs_a_recorded_reason() -> None:
     assert checks.gaps_explained(breaks, n, checks.explanations(con), NS).passed
 
 
+def test_a_pause_in_receiving_with_nothing_missing_is_lag_not_a_gap() -> None:
+    con = _warehouse(CLEAN, ["a"])
+    con.execute("UPDATE book_updates SET ts_local_ns = ? WHERE update_id = 12", [9 * NS])  # received 6 s late
+    breaks, n = checks.book_breaks(con, 2 * NS)
+    assert n == 3 and breaks == []  # contiguous ids, 1 s of market time: nothing is missing
+    assert not checks.ingest_lag(con, 5.0).passed  # the lag check sees it
+
+
 def test_an_ingest_that_falls_behind_the_market_fails_its_lag_check() -> None:
     con = _warehouse(CLEAN, ["a"])
     assert checks.ingest_lag(con, 5.0).passed  # received as published

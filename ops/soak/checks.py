@@ -110,15 +110,26 @@ class Break:
 def book_breaks(con: duckdb.DuckDBPyConnection, silence_ns: int) -> tuple[list[Break], int]:
     """Every break of the stored book (in local receive order) and the number of rows."""
     rows = con.execute(
-        "SELECT ts_local_ns, update_id, prev_update_id, is_snapshot FROM book_updates ORDER BY ts_local_ns, update_id"
+        "SELECT ts_local_ns, ts_exchange_ns, update_id, prev_update_id, is_snapshot FROM book_updates "
+        "ORDER BY ts_local_ns, update_id"
     ).fetchnumpy()
-    return breaks_of(rows["ts_local_ns"], rows["update_id"], rows["prev_update_id"], rows["is_snapshot"], silence_ns)
+    return breaks_of(
+        rows["ts_local_ns"],
+        rows["ts_exchange_ns"],
+        rows["update_id"],
+        rows["prev_update_id"],
+        rows["is_snapshot"],
+        silence_ns,
+    )
 
 
 def breaks_of(
-    ts: np.ndarray, uid: np.ndarray, prev: np.ndarray, snapshot: np.ndarray, silence_ns: int
+    ts: np.ndarray, ts_ex: np.ndarray, uid: np.ndarray, prev: np.ndarray, snapshot: np.ndarray, silence_ns: int
 ) -> tuple[list[Break], int]:
-    ts, uid, prev, snapshot = (np.asarray(a) for a in (ts, uid, prev, snapshot))
+    """A new epoch, an update-id jump, or market time missing (``silence_ns`` of exchange time between
+    two stored updates). A pause in receiving with nothing missing (contiguous ids, exchange times
+    close together) is no break: it is lag, which ``ingest_lag`` judges."""
+    ts, ts_ex, uid, prev, snapshot = (np.asarray(a) for a in (ts, ts_ex, uid, prev, snapshot))
     out = []
     for i in range(1, len(ts)):
         why = []
@@ -126,8 +137,8 @@ def breaks_of(
             why.append(f"new epoch (snapshot u={uid[i]})")
         elif prev[i] != uid[i - 1]:
             why.append(f"update id jump {uid[i - 1]} -> {uid[i]}")
-        if ts[i] - ts[i - 1] > silence_ns:
-            why.append(f"silence {(ts[i] - ts[i - 1]) / NS:.1f} s")
+        if ts_ex[i] - ts_ex[i - 1] > silence_ns:
+            why.append(f"silence {(ts_ex[i] - ts_ex[i - 1]) / NS:.1f} s")
         if why:
             out.append(Break(int(ts[i - 1]), int(ts[i]), ", ".join(why)))
     return out, len(ts)

@@ -89,7 +89,7 @@ status: $(STAMP)  ## one table: each service's state, pid, uptime, restarts and 
 # The chaos soak (ops/soak): the whole box offline for SOAK_HOURS simulated hours, the market SPEED
 # times faster, under every stand-in fault and SIGKILLs at seeded times; reports/soak/summary.json
 SOAK_HOURS ?= 24
-SPEED ?= 20
+SPEED ?= 5
 SEED ?= 1
 soak: $(STAMP)  ## chaos soak: the box for an accelerated day under seeded faults, then its checks (SOAK_HOURS, SPEED, SEED)
 	$(PY) -m ops.soak --hours $(SOAK_HOURS) --speed $(SPEED) --seed $(SEED) $(SOAK_ARGS)

@@ -400,7 +400,6 @@ def test_a_drifted_local_clock_warns_then_fails(
     assert m and clock.status == status and m.group(2) == side, clock
     # measured against the stand-in's clock from the request's midpoint: off by at most half the round trip
     assert abs(float(m.group(1)) - abs(shift_ms)) <= float(m.group(3)) / 2 + 2
-    assert float(m.group(3)) < 1000
 
 
 # -- the disk ------------------------------------------------------------------------------------

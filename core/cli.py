@@ -41,6 +41,10 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     sys.exit(code)
 
 
+PROJECT_LOGGERS = ("__main__", "core", "market", "features", "warehouse", "models", "execution", "sim", "pipelines",
+                   "standin", "flows", "live", "ops", "bench")  # fmt: skip
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Plain, timestamped log lines on stderr."""
     logging.basicConfig(
@@ -51,3 +55,8 @@ def setup_logging(verbose: bool = False) -> None:
     )
     for noisy in ("asyncio", "aiohttp.access", "httpx", "ccxt", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The project's own loggers keep their level when Prefect configures logging for a flow (its root
+    # logger is at WARNING, and its console handler passes everything): a flow command's INFO lines,
+    # "recording clock of ..." and the like, reach the user too.
+    for ours in PROJECT_LOGGERS:
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as st
 
 LEVEL = 0.95
 N_BOOT = 2000
@@ -64,7 +63,7 @@ def sharpe_inference(returns: np.ndarray) -> SharpeInference:
     kurt = float(np.mean(centred**4)) / m2**2
     var = max(1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr * sr, 1e-12) / (n - 1)
     se = math.sqrt(var)
-    return SharpeInference(sr, se, float(st.norm.cdf(sr / se)), n)
+    return SharpeInference(sr, se, 0.5 * (1.0 + math.erf(sr / se / math.sqrt(2.0))), n)  # the normal cdf
 
 
 def block_length(n: int) -> int:
@@ -134,7 +133,7 @@ def mean_interval(x: np.ndarray, level: float = LEVEL) -> tuple[float, float, fl
     mean = float(v.mean())
     if n < 2:
         return mean, nan, nan, n
-    half = float(st.t.ppf(0.5 + level / 2.0, n - 1)) * float(v.std(ddof=1)) / math.sqrt(n)
+    half = _t_quantile(0.5 + level / 2.0, n - 1) * float(v.std(ddof=1)) / math.sqrt(n)
     return mean, mean - half, mean + half, n
 
 
@@ -153,5 +152,13 @@ def welch_difference(xa: np.ndarray, xb: np.ndarray, level: float = LEVEL) -> tu
     if se == 0:
         return diff, diff, diff
     df = (va + vb) ** 2 / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1))
-    half = float(st.t.ppf(0.5 + level / 2.0, df)) * se
+    half = _t_quantile(0.5 + level / 2.0, df) * se
     return diff, diff - half, diff + half
+
+
+def _t_quantile(p: float, df: float) -> float:
+    """Student's t quantile. scipy.stats is imported here, not with the module: it costs every
+    process that imports the engine (the runner, each flow command) about a second at start-up."""
+    from scipy import stats
+
+    return float(stats.t.ppf(p, df))

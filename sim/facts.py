@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from core.records import Books, Trades
 from market.events import RawInput
@@ -153,6 +152,8 @@ def flow_return_ic(s: Stream, window_s: int = FLOW_WINDOW_S, horizon_s: int = FL
     y = (log_mid[horizon_s:] - log_mid[:-horizon_s])[window_s:]
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
+    from scipy.stats import rankdata  # here: scipy.stats costs every simulating process a second to import
+
     return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
 
 

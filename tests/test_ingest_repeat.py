@@ -19,11 +19,16 @@ NS = 1_000_000_000
 
 
 def _ingest(config: Path, tmp_path: Path, *args: str) -> str:
+    return _ingest_logged(config, tmp_path, *args)[0]
+
+
+def _ingest_logged(config: Path, tmp_path: Path, *args: str) -> tuple[str, str]:
+    """The summary line of ``python -m flows.ingest``, and what it logged."""
     p = cli("-m", "flows.ingest", *args, "--config", str(config), env={"PREFECT_HOME": str(tmp_path / "prefect")})
     assert p.returncode == 0, p.stderr
     summaries = [line for line in p.stdout.splitlines() if line.startswith("completed: ")]
     assert summaries, p.stdout
-    return summaries[-1]
+    return summaries[-1], p.stderr
 
 
 def _book(path: Path) -> tuple[int, int, int, int]:
@@ -52,8 +57,10 @@ def test_a_second_simulated_ingest_continues_the_stored_market(make_config: Conf
     n1, distinct1, lo1, hi1 = _book(db)
     assert n1 == distinct1 > 0 and 175 * NS < hi1 - lo1 <= 180 * NS
 
-    second = _ingest(config, tmp_path, "--source", "sim", "--duration", "3m")
+    second, logged = _ingest_logged(config, tmp_path, "--source", "sim", "--duration", "3m")
     assert "nothing new" not in second and "the simulated market continues the stored one" in second
+    # the project's INFO lines reach the user inside a Prefect flow run too (Prefect's root is at WARNING)
+    assert "INFO" in logged and "the warehouse holds a market up to" in logged, logged[-3000:]
     n2, distinct2, lo2, hi2 = _book(db)
     assert n2 == distinct2 > 1.8 * n1  # new rows, none repeated
     assert lo2 == lo1 and abs((hi2 - lo2) - 2 * (hi1 - lo1)) <= 2 * NS  # twice the span: the market went on

@@ -26,15 +26,22 @@ __all__ = ["BatchFeatures", "FeatureInputError", "OnlineFeatures"]
 
 
 class FeatureInputError(ValueError):
-    """The market data handed to the feature engine is invalid (one line)."""
+    """The market data handed to the feature engine is invalid (one line); ``code``: the kernel's
+    error code (features.state.ERRORS), when a kernel found it."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _error(code: int, what: str, ts: int) -> FeatureInputError:
-    return FeatureInputError(f"features: {what} at {format_ns(int(ts))}: {sk.ERRORS.get(code, f'error {code}')}")
+    return FeatureInputError(
+        f"features: {what} at {format_ns(int(ts))}: {sk.ERRORS.get(code, f'error {code}')}", int(code)
+    )
 
 
 class _Driver:
-    def __init__(self, tick: float, capacity: int = 1 << 17) -> None:
+    def __init__(self, tick: float, capacity: int = sk.CAPACITY) -> None:
         if not tick > 0:
             raise ValueError("tick must be positive")
         self.tick = tick
@@ -59,7 +66,7 @@ def _check_levels(n_levels: int) -> None:
 class OnlineFeatures(_Driver):
     """The live engine: ``update(event)`` per book update and trade, ``reset()`` after a resync."""
 
-    def __init__(self, tick: float, capacity: int = 1 << 17) -> None:
+    def __init__(self, tick: float, capacity: int = sk.CAPACITY) -> None:
         super().__init__(tick, capacity)
         self.vector = np.full(N_FEATURES, np.nan)
 
@@ -96,7 +103,7 @@ class OnlineFeatures(_Driver):
 class BatchFeatures(_Driver):
     """Features of a whole recording, in one call or chunk after chunk (the state carries over)."""
 
-    def __init__(self, tick: float, capacity: int = 1 << 17) -> None:
+    def __init__(self, tick: float, capacity: int = sk.CAPACITY) -> None:
         super().__init__(tick, capacity)
         self._pending = Trades.empty()
 

@@ -107,7 +107,10 @@ class State(NamedTuple):
     tick: np.ndarray  # float64[1]
 
 
-def new_state(tick: float, capacity: int = 1 << 17, trade_capacity: int = 1 << 17) -> State:
+CAPACITY = 1 << 17  # book updates (and trades) the rings hold at the start: the 5 min window at 437 a second
+
+
+def new_state(tick: float, capacity: int = CAPACITY, trade_capacity: int = CAPACITY) -> State:
     st = State(
         scalars=np.zeros(1, SCALARS_ROW),
         ring_ts=np.zeros(capacity, np.int64),

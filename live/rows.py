@@ -28,7 +28,7 @@ import numpy as np
 from core.records import Book
 from features import MAX_LOOKBACK_S, FeatureInputError, OnlineFeatures
 from features.grid import OnlineGrid
-from features.state import ERR_OVERFLOW, ERRORS
+from features.state import CAPACITY, ERR_OVERFLOW
 from live.feed import Tick
 
 
@@ -92,8 +92,6 @@ class FeedTiming:
 
 log = logging.getLogger(__name__)
 
-RING = 1 << 17  # book updates (and trades) the features start with room for in their longest window
-
 
 class Rows:
     """Ticks in, the rows due for a decision out (``arrive``), then the features take the tick (``take``).
@@ -105,7 +103,9 @@ class Rows:
     until the windows are full again), and the runner carries on instead of crashing.
     """
 
-    def __init__(self, tick_size: float, grid: int, max_gap: int, delay: int, timing: Timing, ring: int = RING) -> None:
+    def __init__(
+        self, tick_size: float, grid: int, max_gap: int, delay: int, timing: Timing, ring: int = CAPACITY
+    ) -> None:
         self.tick_size, self.ring = tick_size, ring
         self.regrown = 0  # times the rings overflowed and were made larger
         self.features = OnlineFeatures(tick_size, ring)
@@ -151,7 +151,7 @@ class Rows:
         try:
             self._take(tick)
         except FeatureInputError as exc:
-            if ERRORS[ERR_OVERFLOW] not in str(exc):
+            if exc.code != ERR_OVERFLOW:
                 raise
             self.ring *= 2
             self.regrown += 1

@@ -11,7 +11,7 @@ the schedule crowns), the monitoring dashboard and the MLflow UI; ``--offline`` 
 stand-in and points the ingest and the runner at it; ``--standin-account`` adds a second runner,
 ``--live`` on the stand-in's own trading account (its public test key pair), so the private API's
 faults (rejects, rate limits, dropped requests and responses) meet a real client; ``--without
-mlflow-ui`` leaves a service out (the chaos soak, bench/soak.py). supervisord (http://supervisord.org) restarts
+mlflow-ui`` leaves a service out (the chaos soak, ops/soak). supervisord (http://supervisord.org) restarts
 a service that exits, rotates each one's log (``logs/box/<name>.log``, 20 MB x 5) and stops each
 with SIGTERM and time to finish: the runner cancels its orders and flushes its journal, serve lets
 the runs in progress finish, the ingest flushes.

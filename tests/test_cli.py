@@ -64,6 +64,7 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
         "flows.falsify",
         "models",
         "ops",
+        "ops.soak",
     ],
 )
 def test_help_works(module: str) -> None:
@@ -287,3 +288,18 @@ def test_the_runner_refuses_bad_input_in_one_line(config_path: Path, tmp_path: P
     assert_one_line_error(cli("-m", "live.runner", "--config", str(config_path)), "no model registry")
     assert not (config_path.parent / "logs" / "journal").exists()
     assert_one_line_error(cli("-m", "live.journal", str(tmp_path / "none.sqlite")), "no journal")
+
+
+def test_make_soak_and_the_standin_at_a_speed_refuse_bad_input_in_one_line(tmp_path: Path) -> None:
+    """The soak's and the fast stand-in's parameters as typed: one line, exit 2 (make's own 2 for
+    make soak), and no soak started: nothing written where it would run."""
+    out = tmp_path / "soak"
+    p = subprocess.run(
+        ["make", "--no-print-directory", "soak", "SOAK_HOURS=0.001", "SPEED=5", f"SOAK_ARGS=--out {out}"],
+        capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
+    )  # fmt: skip
+    assert_one_line_error(p, "--hours 0.001 at --speed 5", "under a wall minute")
+    assert p.returncode == 2 and not out.exists()
+    speed = cli("-m", "standin", "--speed", "0", "--port", "0")
+    assert_one_line_error(speed, "--speed 0")
+    assert speed.returncode == 2

@@ -47,6 +47,8 @@ from standin.feeds import Feed
 from standin.market import Book, MarketApi, error, json_text, ok
 from standin.private import PRIVATE_FAULTS, PrivateApi, PrivateSpec, fault_target
 
+_COUNTERS = ("connections_total", "book_messages", "trade_messages", "frames_sent", "bad_requests", "feed_bad_json")
+
 log = logging.getLogger(__name__)
 
 WS_PATH = "/v5/public/linear"
@@ -88,7 +90,8 @@ class StandinServer:
         self.trade_topic = f"publicTrade.{feed.symbol}"
         self.book = Book()
         self.u_offset = 0
-        self.stats: Counter[str] = Counter()
+        # every counter is in the stats from the start, at 0: a reader compares before and after
+        self.stats: Counter[str] = Counter(dict.fromkeys(_COUNTERS + tuple(f"fault_{k}" for k in FAULTS), 0))
         self.history: deque[list[Any]] = deque(maxlen=_HISTORY)
         self._conns: set[_Conn] = set()
         self._faults: deque[dict[str, Any]] = deque()

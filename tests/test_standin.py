@@ -69,19 +69,44 @@ def _config(make_config: ConfigFactory, server: BackgroundStandin, **ingest: str
     )
 
 
-def _ingest(cfg: AppConfig, server: BackgroundStandin, seconds: float, faults: list[tuple[float, str]]) -> IngestResult:
-    """Stream for ``seconds`` while the faults are posted to the server at their times."""
-    timers = [
-        threading.Timer(at, _post, args=(server.url + "/_standin/fault", {"kind": kind, "seconds": 2.5}))
-        for at, kind in faults
-    ]
-    for t in timers:
-        t.start()
+def _ingest(
+    cfg: AppConfig, server: BackgroundStandin, faults: list[str], every: int = 50, tail: int = 100
+) -> IngestResult:
+    """Stream while the faults are posted to the server one at a time, each once the stream has carried
+    ``every`` more frames (so a fault always meets a connected, subscribed client, and a drop's or a
+    stall's next fault waits for the reconnect), then ``tail`` frames more, then stop.
+
+    Paced by what the server sent, not by the wall clock: a loaded machine, a cold import or a kernel
+    compiled on the first batch only makes the test slower."""
+    source, ended = BybitSource(cfg, None), threading.Event()
+
+    def frames() -> int:
+        return int(server.stats()["frames_sent"])
+
+    def after(n: int) -> bool:
+        start, deadline = frames(), time.monotonic() + 120
+        while frames() - start < n:
+            if ended.is_set() or time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def drive() -> None:
+        for kind in faults:
+            if not after(every):
+                break
+            _post(server.url + "/_standin/fault", {"kind": kind, "seconds": 2.5})
+        after(tail)
+        source.stop()
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
     try:
-        result = run_ingest(BybitSource(cfg, int(seconds * 1e9)), cfg, detail="test")
+        result = run_ingest(source, cfg, detail="test")
     finally:
-        for t in timers:
-            t.cancel()
+        ended.set()
+        source.stop()
+        driver.join(timeout=130)
     assert result.status == "completed", result.error
     return result
 
@@ -125,7 +150,7 @@ def test_a_clean_stream_stores_exactly_the_servers_book_and_trades(
     standin: BackgroundStandin, make_config: ConfigFactory
 ) -> None:
     cfg = _config(make_config, standin)
-    result = _ingest(cfg, standin, 2.5, [])
+    result = _ingest(cfg, standin, [])
     assert result.counts["gaps"] == 0 and result.counts["rejected"] == 0
     assert result.counts["book_updates"] > 40  # orderbook.50 every 20 ms
     _assert_book_is_the_servers(cfg, standin, minimum=40)
@@ -139,7 +164,7 @@ def test_a_gap_resyncs_a_new_snapshot_resets_and_u1_overwrites(
     standin: BackgroundStandin, make_config: ConfigFactory
 ) -> None:
     cfg = _config(make_config, standin)
-    result = _ingest(cfg, standin, 4.0, [(0.8, "skip_update"), (1.8, "snapshot"), (2.8, "restart")])
+    result = _ingest(cfg, standin, ["skip_update", "snapshot", "restart"])
     kinds = [k for k, _, _ in _events(cfg)]
     assert result.counts["gaps"] >= 1 and "gap" in kinds
     assert "resubscribe" in kinds  # the gap made the source ask for a fresh snapshot
@@ -156,9 +181,8 @@ def test_malformed_frames_are_rejected_counted_logged_and_never_stored(
     standin: BackgroundStandin, make_config: ConfigFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = _config(make_config, standin)
-    faults = [(0.6, "bad_json"), (1.1, "missing_field"), (1.6, "negative_size"), (2.1, "crossed")]
     with caplog.at_level(logging.WARNING):
-        result = _ingest(cfg, standin, 3.5, faults)
+        result = _ingest(cfg, standin, ["bad_json", "missing_field", "negative_size", "crossed"], every=30)
     assert result.counts["rejected"] >= 4
     rejects = [d for k, _, d in _events(cfg) if k == "reject"]
     for reason in ("bad_json", "missing_field", "negative", "crossed"):
@@ -179,7 +203,7 @@ def test_dropped_connections_reconnect_and_nothing_is_duplicated(
 ) -> None:
     cfg = _config(make_config, standin)
     before = standin.stats()["connections_total"]
-    result = _ingest(cfg, standin, 4.0, [(0.8, "drop"), (2.0, "drop")])
+    result = _ingest(cfg, standin, ["drop", "drop"])
     assert result.counts["reconnect"] >= 2
     assert standin.stats()["connections_total"] - before >= 3
     details = [d for k, _, d in _events(cfg) if k == "reconnect"]
@@ -190,7 +214,7 @@ def test_dropped_connections_reconnect_and_nothing_is_duplicated(
 
 def test_a_silent_stream_is_detected_and_reopened(standin: BackgroundStandin, make_config: ConfigFactory) -> None:
     cfg = _config(make_config, standin)
-    result = _ingest(cfg, standin, 5.0, [(0.8, "stall")])
+    result = _ingest(cfg, standin, ["stall"])
     assert result.counts["reconnect"] >= 1
     assert any("no market data" in d for k, _, d in _events(cfg) if k == "reconnect")
     ids = _assert_book_is_the_servers(cfg, standin, minimum=60)
@@ -268,6 +292,8 @@ def test_the_standin_runs_on_its_own_and_answers_like_bybit(tmp_path: Path, conf
         line = proc.stdout.readline()
         assert line.startswith("stand-in Bybit v5 listening on http://127.0.0.1:"), proc.stderr
         url = line.split()[5]
+        fresh = _get(url + "/_standin/stats")  # every counter is there at 0 before anything happened
+        assert fresh["connections_total"] == 0 and fresh["fault_drop"] == 0 and fresh["connections"] == 0
         assert _get(url + "/v5/market/time")["retCode"] == 0
         info = _get(url + "/v5/market/instruments-info?category=linear")["result"]["list"][0]
         assert info["symbol"] == "BTCUSDT" and info["priceFilter"]["tickSize"] == "0.1"
@@ -310,7 +336,7 @@ def test_a_recorded_bybit_file_can_feed_the_standin(make_config: ConfigFactory, 
     assert feed.depth == 50
     with BackgroundStandin(feed) as server:
         cfg = _config(make_config, server)
-        result = _ingest(cfg, server, 2.0, [])
+        result = _ingest(cfg, server, [], tail=200)
         assert result.counts["gaps"] == 0 and result.counts["rejected"] == 0
         ids = _assert_book_is_the_servers(cfg, server, minimum=100)  # ten times Bybit's pace
     assert ids == sorted(ids)

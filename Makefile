@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test lint typecheck warm unit bench lock clean standin ui serve dashboard diagnose prefect-ui up down status soak
+.PHONY: help venv demo test lint typecheck warm unit interpreted suite bench lock clean standin ui serve dashboard diagnose prefect-ui up down status soak
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -41,13 +41,24 @@ warm: $(STAMP)  ## run the numba kernel tests compiled, filling the kernels' on-
 # both cores: many tests wait on wall-clock paced feeds; PYTEST_ARGS="-n 0" runs them one at a time
 unit: $(STAMP)  ## the test suite with line coverage (numba kernels re-run interpreted so they are traced)
 	$(VENV)/bin/coverage erase
-	$(VENV)/bin/pytest -n 2 --dist worksteal --durations=25 $(if $(WARMED),-m "not kernels") --cov --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
-	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m kernels --cov --cov-append --cov-report= --cov-fail-under=0
+	@$(MAKE) --no-print-directory interpreted
+	@$(MAKE) --no-print-directory suite
 	$(VENV)/bin/coverage report
 
-test: $(STAMP)  ## everything CI runs: ruff, import contracts, mypy and the compiled kernel tests side by side, then pytest + coverage
-	@$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck warm
-	@$(MAKE) --no-print-directory unit WARMED=1
+# the kernel tests again with NUMBA_DISABLE_JIT=1, so coverage sees the kernels' lines (appends)
+interpreted: $(STAMP)
+	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m kernels -n 0 -p no:cacheprovider --cov --cov-append --cov-report= --cov-fail-under=0
+
+suite: $(STAMP)
+	$(VENV)/bin/pytest -n 2 --dist worksteal --durations=25 $(if $(WARMED),-m "not kernels") --cov --cov-append --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
+
+# The first phase runs four independent jobs at once (ruff and the import contracts, mypy, the
+# kernels compiled into their cache, the kernels interpreted under coverage); then the suite.
+test: $(STAMP)  ## everything CI runs: ruff, import contracts, mypy and the kernel tests (compiled and interpreted) side by side, then pytest + coverage
+	$(VENV)/bin/coverage erase
+	@$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck warm interpreted
+	@$(MAKE) --no-print-directory suite WARMED=1
+	$(VENV)/bin/coverage report
 
 # hftbacktest for bench/bench_hftbacktest.py only: its own folder (git-ignored), never .venv
 HBT := bench/.cache/hbt

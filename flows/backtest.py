@@ -41,7 +41,6 @@ from execution.backtest import STRATEGIES
 from execution.loader import load_strategy
 from flows.common import attempt, finish, parser, run_flow
 from models import registry
-from pipelines.backtest import compare_reports, run_backtest
 
 
 @task(name="backtest")
@@ -55,6 +54,8 @@ def backtest_task(
     threshold: float | None = None,
     quantile: float | None = None,
 ) -> dict[str, Any]:
+    from pipelines.backtest import run_backtest  # loaded by the run, not for --help or bad input
+
     return attempt(
         lambda: run_backtest(
             load_config(config),
@@ -118,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
     if args.compare:
+        from pipelines.backtest import compare_reports
+
         print(compare_reports(*args.compare))
         return 0
     cfg = load_config(args.config)

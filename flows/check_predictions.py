@@ -28,13 +28,14 @@ from core.errors import UserError
 from core.timefmt import parse_time_ns
 from flows.common import attempt, finish, parser, run_flow
 from models import registry
-from pipelines.check_predictions import run_check
 
 
 @task(name="check-predictions")
 def check_task(
     config: str, model: str | None, journal: str | None, since: str | None, out: str | None
 ) -> dict[str, Any]:
+    from pipelines.check_predictions import run_check  # loaded by the run, not for --help or bad input
+
     since_ns, path = parse_time_ns(since) if since else None, Path(journal) if journal else None
     return attempt(lambda: run_check(load_config(config), model, path, since_ns, Path(out) if out else None))
 

@@ -45,7 +45,7 @@ from pipelines.dataset import load
 from sim.presets import ABOUT, MARKETS
 from warehouse.cli import show
 from warehouse.continuation import continue_sim
-from warehouse.journal import default_path
+from warehouse.journal import default_path, log_path
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _steps(args: argparse.Namespace, cfg: AppConfig, resume: Any) -> None:
     print(f"  models:    {cfg.resolve(cfg.mlflow.store)}  (make ui: http://127.0.0.1:5000)")
     if journal is not None:
         print(f"  journal:   {journal}  (python -m live.journal {journal})")
-        print(f"  logs:      {cfg.resolve(cfg.live.log_dir) / 'runner.log'}")
+        print(f"  logs:      {log_path(cfg.resolve(cfg.live.log_dir), journal)}")
     mc = cfg.monitor
     print(
         "\nthe three UIs, side by side (each in its own terminal):"

@@ -24,7 +24,6 @@ from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_time_ns
 from flows.common import attempt, finish, parser, run_flow
-from pipelines.featurebuild import build
 from pipelines.progress import StepProgress
 
 log = logging.getLogger(__name__)
@@ -45,6 +44,8 @@ def build_task(config: str, start: str | None, end: str | None, labels: bool) ->
 
     def job() -> dict[str, Any]:
         cfg = load_config(config)
+        from pipelines.featurebuild import build  # loaded by the run, not for --help or bad input
+
         with StepProgress("features") as progress:
             result = build(cfg, _time(start, "--start"), _time(end, "--end"), on_progress=progress, labels=labels)
         return {

@@ -24,11 +24,12 @@ from core.cli import run_main, setup_logging
 from core.config import load_config
 from flows.common import attempt, finish, parser, run_flow
 from models import registry
-from pipelines.promote import run_promotion
 
 
 @task(name="promote")
 def promote_task(config: str) -> dict[str, Any]:
+    from pipelines.promote import run_promotion  # loaded by the run, not for --help or bad input
+
     return attempt(lambda: run_promotion(load_config(config)))
 
 

@@ -26,11 +26,12 @@ from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_time_ns
 from flows.common import attempt, finish, parser, run_flow
-from pipelines.train import run_training
 
 
 @task(name="train")
 def train_task(config: str, end: str | None) -> dict[str, Any]:
+    from pipelines.train import run_training  # the learners load here, not for --help or bad input
+
     return attempt(lambda: run_training(load_config(config), parse_time_ns(end) if end else None))
 
 

@@ -38,9 +38,10 @@ def wait_for_champion(cfg: AppConfig, limit_ns: int | None) -> bool:
     name = cfg.mlflow.model_name
     print(f"no champion with skill in {name}{why}: waiting for one (checked every {poll_s:g} s; Ctrl-C stops)",
           flush=True)  # fmt: skip
-    start = time.monotonic_ns()
-    while limit_ns is None or time.monotonic_ns() - start < limit_ns:
-        time.sleep(poll_s)
+    end = None if limit_ns is None else time.monotonic_ns() + limit_ns
+    while end is None or time.monotonic_ns() < end:
+        # never past the limit: a --duration shorter than the poll gives up when it says
+        time.sleep(poll_s if end is None else max(0.0, min(poll_s, (end - time.monotonic_ns()) / 1e9)))
         if champion()[0]:
             return True
     return False

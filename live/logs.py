@@ -1,4 +1,5 @@
-"""The runner's logs: plain lines on stderr, JSON lines in ``live.log_dir``/runner.log (rotated).
+"""The runner's logs: plain lines on stderr, JSON lines in ``live.log_dir``/runner-<account>.log
+(rotated; the account is the journal's name, ``runner-paper-bybit.log`` by default).
 
 A JSON line per record (time, level, logger, message, and any ``extra`` fields) is what a log
 shipper or ``jq`` reads; the rotation keeps ``live.log_backups`` files of ``live.log_max_bytes``.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from core.cli import setup_logging
 from core.config import AppConfig
+from warehouse.journal import log_path
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -33,13 +35,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def setup_runner_logging(cfg: AppConfig, verbose: bool = False) -> Path:
-    """Console lines plus the rotated JSON file; returns the file's path."""
+def setup_runner_logging(cfg: AppConfig, journal: Path, verbose: bool = False) -> Path:
+    """Console lines plus the rotated JSON file of the account whose journal is ``journal``;
+    returns the file's path."""
     setup_logging(verbose)
     lc = cfg.live
-    folder = cfg.resolve(lc.log_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "runner.log"
+    path = log_path(cfg.resolve(lc.log_dir), journal)
+    path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     for h in list(root.handlers):
         if isinstance(h, logging.handlers.RotatingFileHandler) and Path(h.baseFilename) == path:

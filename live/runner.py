@@ -49,7 +49,7 @@ from live.decide import Loaded
 from live.logs import setup_runner_logging
 from live.warm import WarmStart, warm_start
 from live.wiring import Options, make_feed, make_gateway, make_loop
-from warehouse.journal import Journal
+from warehouse.journal import Journal, log_path
 
 __all__ = ["Options", "Runner", "Summary", "check_model", "load_model", "main", "make_loop"]
 
@@ -344,7 +344,7 @@ class Runner:
         return Summary(
             self.mode,
             self.journal_path,
-            self.cfg.resolve(self.cfg.live.log_dir) / "runner.log",
+            log_path(self.cfg.resolve(self.cfg.live.log_dir), self.journal_path),
             status,
             s.decisions,
             s.signals,
@@ -370,8 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, o = parse_args(argv)
     cfg = config_from(args)
     keys = keys_from_env() if o.live else None
-    log_path = setup_runner_logging(cfg, args.verbose)
-    claim(cfg, "live" if o.live else "paper", o.source, o.journal, make_feed(cfg, o))  # before the model loads
+    mode = "live" if o.live else "paper"
+    log_file = setup_runner_logging(cfg, journal_path(cfg, mode, o.source, o.journal), args.verbose)
+    claim(cfg, mode, o.source, o.journal, make_feed(cfg, o))  # before the model loads
     if o.wait:
         try:
             if not wait_for_champion(cfg, o.duration_ns):
@@ -398,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, on_signal)
     log.info("%s runner: model v%s, source %s, journal %s, log %s", runner.mode, model.version, o.source,
-             runner.journal_path, log_path)  # fmt: skip
+             runner.journal_path, log_file)  # fmt: skip
     result = asyncio.run(runner.run())
     print(f"{result.mode} run {result.status}: {result.decisions:,} decisions, {result.signals:,} signals, "
           f"{result.fills:,} fills; tick-to-decision p50 {result.latency_p50_us:.0f} us, "

@@ -7,13 +7,15 @@ latest share of its own rows after an embargo. models/stack.py stacks them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
-import xgboost as xgb
 
 from core.config import TrainingConfig
+
+if TYPE_CHECKING:  # the boosters are imported where a model is fitted or loaded, not with every command
+    import lightgbm as lgb
+    import xgboost as xgb
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ def _split_inner(ts: np.ndarray, share: float, embargo_ns: int) -> tuple[np.ndar
 
 
 def fit_lgb(x: np.ndarray, y: np.ndarray, ts: np.ndarray, p: BoostParams, embargo_ns: int) -> lgb.Booster:
+    import lightgbm as lgb
+
     fit, valid = _split_inner(ts, p.inner_valid, embargo_ns)
     train = lgb.Dataset(x[fit], y[fit], free_raw_data=True)
     val = lgb.Dataset(x[valid], y[valid], reference=train)
@@ -120,6 +124,8 @@ def fit_lgb(x: np.ndarray, y: np.ndarray, ts: np.ndarray, p: BoostParams, embarg
 
 
 def fit_xgb(x: np.ndarray, y: np.ndarray, ts: np.ndarray, p: BoostParams, embargo_ns: int) -> xgb.Booster:
+    import xgboost as xgb
+
     fit, valid = _split_inner(ts, p.inner_valid, embargo_ns)
     train = xgb.DMatrix(x[fit], label=y[fit])
     val = xgb.DMatrix(x[valid], label=y[valid])

@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 
 import numba as nb
 import numpy as np
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
 from features.analysis import information_coefficient
@@ -61,6 +60,8 @@ def score(
 ) -> Scores:
     """Scores of probabilities ``p`` for binary ``y`` at ``threshold``; with ``block`` (rows, at
     least the label horizon) also the AUC's moving-block bootstrap interval."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score  # pulls in scipy: where scored
+
     hit_p = p
     p = np.clip(p, 1e-6, 1 - 1e-6)
     both = len(np.unique(y)) == 2

@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
-import xgboost as xgb
 
 from models.compiled import Arrays, pack, predict_stacks
 from models.learners import inference_threads
@@ -173,6 +171,9 @@ class StackedModel:
             raise ModelInputError(f"{directory}: not a saved model ({exc.__class__.__name__})") from None
         if manifest.get("format") != FORMAT:
             raise ModelInputError(f"{directory}: model format {manifest.get('format')}, this code reads {FORMAT}")
+
+        import lightgbm as lgb  # here, not with the module: a command that never loads a model never pays for it
+        import xgboost as xgb
 
         def stack(name: str) -> DirectionStack:
             m = manifest[name]

@@ -31,16 +31,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
-import xgboost as xgb
 
 from models import compiled
 from models.compiled import CompiledForest
 from models.cv import walk_forward
 from models.learners import BoostParams, TooShortError, fit_lgb, fit_xgb, predict_lgb, predict_xgb
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    import xgboost as xgb
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +115,10 @@ def prefect_server_for_commands(tmp_path_factory: pytest.TempPathFactory) -> Ite
         port = int(s.getsockname()[1])
     home = tmp_path_factory.mktemp("prefect-server")
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # Prefect's own server runs none of the project's code: coverage's subprocess measurement (which
+    # passes itself on in these variables) would only slow down every flow command's API calls
+    for var in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START"):
+        env.pop(var, None)
     cmd = [
         sys.executable,
         "-m",
@@ -145,8 +152,29 @@ def prefect_server_for_commands(tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict[str, Any]]:
-    """90 simulated minutes with features, and a small model trained on them (registry version 1)."""
+def trained(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[AppConfig, dict[str, Any]]:
+    """90 simulated minutes with features, and a small model trained on them (registry version 1).
+
+    Built once per run, not once per test worker: the first worker to ask builds it in the run's
+    shared temporary folder (the others wait on a lock), and every worker works on a copy of its own
+    (a copied project rebases its registry on first use, models/store.py), so nothing one worker
+    writes is seen by the other."""
+    if worker_id == "master":  # no xdist: this process is the only one
+        return _train(tmp_path_factory.mktemp("train"))
+    shared = tmp_path_factory.getbasetemp().parent / "trained"
+    with (shared.parent / "trained.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "result.json").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # a build that died half way
+            shared.mkdir()
+            result = _train(shared)[1]
+            (shared / "result.json").write_text(json.dumps(result))
+    own = tmp_path_factory.mktemp("train")
+    shutil.copytree(shared, own, dirs_exist_ok=True, ignore=shutil.ignore_patterns("result.json"))
+    return load_config(own / "config.yaml"), json.loads((shared / "result.json").read_text())
+
+
+def _train(root: Path) -> tuple[AppConfig, dict[str, Any]]:
     from pipelines.featurebuild import build
     from pipelines.train import run_training
     from sim.source import SimSource
@@ -154,7 +182,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict[s
 
     S = 1_000_000_000
 
-    root = tmp_path_factory.mktemp("train")
     (root / "config.yaml").write_text(
         yaml.safe_dump(
             {

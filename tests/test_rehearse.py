@@ -103,7 +103,7 @@ def test_a_start_readies_every_kernel_before_it_connects_and_never_stalls(
                "--threshold", repr(q), "--duration", "60s"]  # fmt: skip
         p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1000)
     assert p.returncode == 0, p.stderr[-3000:]
-    msgs = [json.loads(line)["msg"] for line in (tmp_path / "logs" / "runner.log").read_text().splitlines()]
+    msgs = [json.loads(line)["msg"] for line in (tmp_path / "logs" / "runner-paper-bybit.log").read_text().splitlines()]
     ready = next(i for i, m in enumerate(msgs) if m.startswith("kernels ready in"))
     connected = next(i for i, m in enumerate(msgs) if m.startswith("bybit: streaming"))
     assert ready < connected, msgs[: connected + 1]

@@ -300,7 +300,7 @@ def test_sigterm_cancels_everything_flushes_and_exits_zero(trained: tuple[AppCon
     stop = list(jr.read(path, ["stop"]))
     assert len(stop) == 1 and stop[0].data["reason"] == "SIGTERM"
     assert jr.restore(jr._connect(path, readonly=True)).open_orders == {}  # nothing left resting
-    log = (tmp_path / "logs" / "runner.log").read_text().splitlines()
+    log = (tmp_path / "logs" / "runner-paper-replay.log").read_text().splitlines()  # the account's own log
     import json
 
     assert any(json.loads(line)["msg"].startswith("SIGTERM received") for line in log)
@@ -420,7 +420,7 @@ def test_the_runner_log_is_json_and_rotates(trained: tuple[AppConfig, Any], tmp_
 
     cfg = _cfg(trained[0], tmp_path, log_max_bytes=10_000, log_backups=2)
     level = logging.getLogger().level
-    path = setup_runner_logging(cfg)
+    path = setup_runner_logging(cfg, tmp_path / "paper-bybit.sqlite")
     log = logging.getLogger("live.test")
     try:
         for i in range(200):
@@ -431,7 +431,8 @@ def test_the_runner_log_is_json_and_rotates(trained: tuple[AppConfig, Any], tmp_
                 logging.getLogger().removeHandler(h)
                 h.close()
         logging.getLogger().setLevel(level)
-    assert (tmp_path / "runner.log.1").exists() and not (tmp_path / "runner.log.3").exists()
+    assert path == tmp_path / "runner-paper-bybit.log"  # the account's own file
+    assert (tmp_path / "runner-paper-bybit.log.1").exists() and not (tmp_path / "runner-paper-bybit.log.3").exists()
     last = json.loads(path.read_text().splitlines()[-1])
     assert last["msg"].startswith("line 199") and last["fills"] == 199 and last["level"] == "INFO"
 

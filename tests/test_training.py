@@ -192,6 +192,31 @@ def test_a_runner_told_to_wait_gives_up_after_its_duration_in_one_line(
     assert waited.stderr.strip().splitlines()[-1].endswith("within --duration 2s")
 
 
+def test_waiting_for_a_champion_never_sleeps_past_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--wait --duration 2s gives up after 2 s, not after the next 30 s poll (on a manual clock)."""
+    from types import SimpleNamespace
+
+    from live import champion
+
+    now = [0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += int(s * 1e9)
+
+    monkeypatch.setattr(champion, "time", SimpleNamespace(monotonic_ns=lambda: now[0], sleep=sleep))
+    cfg = AppConfig().model_copy(
+        update={"mlflow": AppConfig().mlflow.model_copy(update={"store": tmp_path / "none" / "mlflow.db"})}
+    )
+    assert cfg.live.model_poll == 30 * S  # the default poll is longer than the limit
+    assert champion.wait_for_champion(cfg, 2 * S) is False
+    assert slept and sum(slept) == pytest.approx(2.0) and max(slept) <= 2.0
+    now[0], slept[:] = 0, []
+    assert champion.wait_for_champion(cfg, 65 * S) is False  # a longer limit: the poll, then the rest
+    assert slept == pytest.approx([30.0, 30.0, 5.0])
+
+
 def test_the_promotion_rules() -> None:
     from types import SimpleNamespace
     from typing import cast

@@ -101,6 +101,13 @@ def default_path(journal_dir: Path, mode: str, source: str) -> Path:
     return journal_dir / f"{mode}-{source}.sqlite"
 
 
+def log_path(log_dir: Path, journal: Path) -> Path:
+    """The runner log of the account whose journal is ``journal``: ``<log_dir>/runner-<journal's stem>.log``.
+    One file per account, as one runner at a time holds an account: two runners (a paper one and
+    a live one, say) never rotate one file under each other."""
+    return log_dir / f"runner-{journal.stem}.log"
+
+
 def written_ns(path: Path) -> int | None:
     """When the journal at ``path`` was last written (its WAL or the file itself), wall clock; None
     without one. An empty WAL is left out: a reader creates one when it opens the journal."""

@@ -43,6 +43,39 @@ def episode_paths(name: str) -> list[Path]:
 ConfigFactory = Callable[..., AppConfig]
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what does not run
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist, each test marked ``first`` starts at once, on a worker of its own.
+
+    The worksteal scheduler hands each of the n workers a contiguous share of the collection at the
+    start (what is left, divided by the workers left), and the others steal from a share's end. A
+    test of minutes collected late would start late and end the run alone on one core; here the
+    ``first`` tests, longest first, go round the workers to the heads of their shares. Every worker
+    collects and reorders alike (the scheduler checks that the collections are the same)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    first = sorted((it for it in items if it.get_closest_marker("first")), key=_first_seconds, reverse=True)
+    if workers < 2 or not first:
+        return
+    rest = [it for it in items if not it.get_closest_marker("first")]
+    heads = [first[k::workers] for k in range(workers)]
+    left, shares = len(items), []
+    for k in range(workers):
+        shares.append(left // (workers - k))
+        left -= shares[-1]
+    if any(size < len(head) for size, head in zip(shares, heads, strict=True)):
+        return  # a handful of tests: nothing to balance
+    out, taken = [], 0
+    for size, head in zip(shares, heads, strict=True):
+        out += head + rest[taken : taken + size - len(head)]
+        taken += size - len(head)
+    items[:] = out + rest[taken:]
+
+
+def _first_seconds(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("first")
+    return float(mark.args[0]) if mark is not None and mark.args else 0.0
+
+
 @pytest.fixture
 def make_config(tmp_path: Path) -> ConfigFactory:
     """Write a config.yaml into tmp_path (warehouse and spool inside it) and load it.

@@ -11,8 +11,10 @@ Client order ids are ``{run_id}-{n}`` (n = the local int id). A create whose ans
 adopted if the exchange has it, sent again (same id) only if the exchange says it does not exist.
 Bybit refuses a second order with an orderLinkId it knows (retCode 110072): that also means "it
 exists", and it is looked up. Cancels that fail for a transient reason (no answer, a rate limit,
-Bybit's 10016 system error) are retried until done; a cancel-all that fails so is retried as a
-cancel of each order it was for, never as a cancel-all that would take orders sent after it.
+Bybit's 10016 system error) are retried until done. A cancel-all is a cancel of each of our open
+orders (and of an order whose create is unanswered, once it is found), never Bybit's
+/v5/order/cancel-all: that takes every order on the symbol, another run's on the same account and
+one a person placed by hand included, and would take orders sent after it if retried.
 
 ccxt's throttle is off: its one bucket (50 units/s, 5 per order or execution query) would be
 spent on polling alone and hold orders behind polls. The gateway paces itself: polls every
@@ -105,17 +107,13 @@ class BybitRest:
     # -- requests ----------------------------------------------------------------------------
 
     async def _send(self, what: str, oid: int, price: float | None, qty: float | None) -> bool:
-        if what == "cancel_all":
-            try:
-                await self.exchange.cancel_all_orders(self.symbol)
-            except ccxt.BaseError as exc:
-                self._failed(exc, None, what)
-                if _transient(exc):  # rate limits too: each order it was for is cancelled, at the next poll
-                    for o in self.ledger.active("open"):  # not a cancel-all again: it would take later orders
-                        self._retry.append(("cancel", o.oid, None, None))
-                    for o in self.ledger.active("unknown"):
-                        o.deferred.append(("cancel", o.oid, None, None))
-            return False
+        if what == "cancel_all":  # ours, one by one: Bybit's cancel-all would take every order on the symbol
+            for o in self.ledger.active("unknown"):
+                o.deferred.append(("cancel", o.oid, None, None))
+            changed = False
+            for o in self.ledger.active("open"):
+                changed |= await self._send("cancel", o.oid, None, None)
+            return changed
         o = self.ledger.orders[oid]
         if o.state == "done":
             if what == "amend":

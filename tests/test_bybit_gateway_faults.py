@@ -160,7 +160,7 @@ def test_a_cancel_answered_with_a_system_error_is_sent_again(standin: Background
     _run(go)
 
 
-def test_a_lost_cancel_all_is_sent_again_and_spares_orders_sent_after_it(
+def test_a_cancel_all_whose_request_is_lost_is_sent_again_and_spares_orders_sent_after_it(
     standin: BackgroundStandin, cfg: AppConfig
 ) -> None:
     async def go() -> None:
@@ -169,18 +169,19 @@ def test_a_lost_cancel_all_is_sent_again_and_spares_orders_sent_after_it(
         try:
             first = [gw.submit(1, 0.01, _far_bid(standin, 40 + i)) for i in range(2)]
             await gw.sync()
-            standin.inject("drop_request", on="cancel_all")
+            standin.inject("drop_request", on="cancel")  # the first order's cancel never reaches Bybit
             gw.cancel_all()
             await gw.sync()
-            assert len(_open_on_exchange(standin)) == 2 and len(gw.open_orders()) == 2  # nothing cancelled yet
+            assert [o.order_id for o in gw.open_orders()] == first[:1]  # the other one is cancelled
             later = gw.submit(1, 0.01, _far_bid(standin, 50))  # the strategy goes on before the retry
             await _until_done(gw, lambda: [o.order_id for o in gw.open_orders()] == [later])
             await _polls(gw, standin)
             (row,) = _open_on_exchange(standin)
             assert row["orderLinkId"] == f"t1-{later}"  # the retry cancelled what it was asked to, only
             events = gw.take_events()
-            assert [e["order_id"] for e in events if e["kind"] == "cancelled"] == first
-            assert len(_one_line_errors(events, "cancel_all")) == 1
+            assert sorted(e["order_id"] for e in events if e["kind"] == "cancelled") == first
+            assert len(_one_line_errors(events, "cancel")) == 1
+            assert _calls(standin, "cancel_all") == 0  # never Bybit's cancel-all (it takes every order)
             assert (
                 _stat(standin, "orders_created") == 3
                 and len({e["client_id"] for e in events if e["kind"] == "submit"}) == 3
@@ -198,14 +199,14 @@ def test_a_cancel_all_whose_answer_is_lost_cancels_each_order_once(standin: Back
         try:
             ids = [gw.submit(1, 0.01, _far_bid(standin, 40 + i)) for i in range(2)]
             await gw.sync()
-            standin.inject("drop_response", on="cancel_all")
+            standin.inject("drop_response", on="cancel")  # carried out, its answer lost
             gw.cancel_all()
             await _until_done(gw, lambda: not gw.open_orders())
             await _polls(gw, standin)
             assert _stat(standin, "dropped_responses") == 1 and _open_on_exchange(standin) == []
             events = gw.take_events()
-            assert sorted(e["order_id"] for e in events if e["kind"] == "cancelled") == ids
-            assert len(_one_line_errors(events, "cancel_all")) == 1
+            assert sorted(e["order_id"] for e in events if e["kind"] == "cancelled") == ids  # once each
+            assert len(_one_line_errors(events, "cancel")) == 1
         finally:
             await gw.aclose()
 
@@ -512,6 +513,11 @@ def test_open_orders_of_another_run_are_left_alone(standin: BackgroundStandin, c
             await mine.sync()
             assert {r["orderLinkId"] for r in _open_on_exchange(standin)} == {f"other-{theirs}", f"mine-{oid}"}
             assert _calls(standin, "cancel") == 0 and _calls(standin, "cancel_all") == 0
+            mine.cancel_all()  # the kill switch's: ours only, never the other run's (nor a person's)
+            await _until_done(mine, lambda: not mine.open_orders())
+            await _polls(mine, standin)
+            (row,) = _open_on_exchange(standin)
+            assert row["orderLinkId"] == f"other-{theirs}" and _calls(standin, "cancel_all") == 0
         finally:
             await mine.aclose()
 

@@ -139,6 +139,8 @@ class Ledger:
                 self.apply(e)  # filled after the position was read
             else:
                 self.remember(e["execId"])
+        if executions:  # all read: the polls ask from the newest on, not for the whole day again each time
+            self.exec_since_ms = max(self.exec_since_ms, max(int(e["execTime"]) for e in executions) - 5_000)
         log.info("bybit: position %s, %d open orders adopted", size, len(self.orders))
 
     def local_id(self, client_id: str) -> int | None:

@@ -369,7 +369,7 @@ def test_a_restart_takes_position_and_orders_from_the_exchange(standin: Backgrou
         await before.sync()
         book = _book(standin)
         before.set_book(book)
-        equity, position = before.equity(), before.position()
+        equity, position, since = before.equity(), before.position(), before.ledger.exec_since_ms
         known = {e["client_id"]: e["order_id"] for e in before.take_events() if e["kind"] == "submit"}
         await before.aclose()  # a crash: nothing cancelled
         writes = standin.stats()["private"]["order_writes"]
@@ -383,6 +383,8 @@ def test_a_restart_takes_position_and_orders_from_the_exchange(standin: Backgrou
             (o,) = after.open_orders()
             assert (o.order_id, o.side, o.price, o.qty) == (resting, 1, price, 0.02)
             assert _kinds(after.take_events()) == ["ack"]  # adopted
+            # the day's executions were read once: the polls ask from the newest on, as before the crash
+            assert since > 0 and after.ledger.exec_since_ms == since
             for _ in range(3):
                 await after.sync()
             assert standin.stats()["private"]["order_writes"] == writes  # nothing was sent

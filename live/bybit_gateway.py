@@ -168,6 +168,24 @@ class BybitGateway(BybitRest):
 
     async def begin(self, restored: Restored, now_ns: int) -> None:
         await self.start(restored.client_ids)
+        await self._closed_while_down(restored.open_orders)
+
+    async def _closed_while_down(self, journaled: dict[int, dict[str, Any]]) -> None:
+        """The journal's open orders the exchange no longer has open ended while the runner was down:
+        each gets its end (as Bybit tells it) in the journal, so no restart finds it open again."""
+        for oid, submit in journaled.items():
+            cid = str(submit.get("client_id") or "")
+            if oid in self.ledger.orders or not cid:
+                continue  # adopted (still open), or never sent
+            try:
+                row = await self._lookup(cid)
+            except ccxt.BaseError as exc:
+                self._failed(exc, None, "lookup")
+                continue  # the next restart asks again
+            status = row["orderStatus"] if row is not None else "not known to the exchange"
+            kind = "filled" if status == "Filled" else "cancelled"
+            detail = f"ended while the runner was down: {status}"
+            self.ledger.event(kind, None, order_id=oid, client_id=cid, detail=detail)
 
     async def start(self, known: dict[str, int] | None = None) -> None:
         """Load the market; take wallet, position, our open orders and new executions from Bybit."""

@@ -395,6 +395,42 @@ def test_a_restart_takes_position_and_orders_from_the_exchange(standin: Backgrou
     _run(go)
 
 
+def test_orders_that_ended_while_the_runner_was_down_get_their_end_in_the_journal(
+    standin: BackgroundStandin, cfg: AppConfig
+) -> None:
+    """A journal's open order that the exchange cancelled (or filled) while the runner was down is
+    recorded as ended at the next start, as Bybit tells it: no later restart finds it open again."""
+    from warehouse.journal import Restored
+
+    async def go() -> None:
+        before = _gateway(cfg, "run8")
+        await before.start()
+        bid = _book(standin).bid
+        ids = [before.submit(1, 0.01, round(bid - (40 + i + FAR) * TICK, 1)) for i in range(2)]
+        await before.sync()
+        gone = before.ledger.orders[ids[0]]
+        submits = {e["order_id"]: e for e in before.take_events() if e["kind"] == "submit"}
+        await before.aclose()  # a crash: both rest on the exchange
+        _private(standin, "POST", "/v5/order/cancel", {"category": "linear", "symbol": "BTCUSDT",
+                                                       "orderId": gone.exchange_id})  # fmt: skip
+        after = _gateway(cfg, "run8")
+        restored = Restored(
+            open_orders={oid: {"client_id": e["client_id"]} for oid, e in submits.items()},
+            client_ids={e["client_id"]: oid for oid, e in submits.items()},
+        )
+        await after.begin(restored, time.time_ns())
+        try:
+            assert [o.order_id for o in after.open_orders()] == ids[1:]  # the other one is adopted
+            events = after.take_events()
+            (ended,) = [e for e in events if e["kind"] == "cancelled"]
+            assert ended["order_id"] == ids[0] and ended["client_id"] == gone.client_id
+            assert ended["detail"] == "ended while the runner was down: Cancelled"
+        finally:
+            await after.aclose()
+
+    _run(go)
+
+
 def test_keys_never_reach_the_logs_or_the_events(
     standin: BackgroundStandin, cfg: AppConfig, caplog: pytest.LogCaptureFixture
 ) -> None:

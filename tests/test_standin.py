@@ -198,6 +198,21 @@ def test_malformed_frames_are_rejected_counted_logged_and_never_stored(
     _assert_book_is_the_servers(cfg, standin, minimum=60)  # the crossed update never reached a snapshot
 
 
+def test_each_crossed_update_costs_exactly_one_resubscribe(
+    standin: BackgroundStandin, make_config: ConfigFactory
+) -> None:
+    """A crossed update invalidates the book: one resubscribe, one fresh snapshot. The batches that
+    arrive before that snapshot are still invalid and ask again; the snapshot answers them too (a
+    request the source had not sent yet when it arrived was cleared, not sent as a second one)."""
+    cfg = _config(make_config, standin)
+    result = _ingest(cfg, standin, ["crossed", "crossed", "crossed"])
+    kinds = [k for k, _, _ in _events(cfg)]
+    assert result.counts["rejected"] == kinds.count("reject") == 3
+    assert kinds.count("resubscribe") == 3, kinds
+    assert kinds.count("snapshot") == 4, kinds  # the first, then one per resubscribe
+    _assert_book_is_the_servers(cfg, standin, minimum=100)
+
+
 def test_dropped_connections_reconnect_and_nothing_is_duplicated(
     standin: BackgroundStandin, make_config: ConfigFactory
 ) -> None:

@@ -156,6 +156,7 @@ class BybitSource:
             if _SNAPSHOT_HEAD in text[:80]:
                 self._snapshot_buffered = True
                 self._resync_deadline = 0  # the snapshot asked for (or any) arrived
+                self._resync = None  # a request not yet sent was made on older data: this snapshot answers it
             try:
                 original(data)
             except Exception as exc:  # ccxt choking on a bad frame: our parser rejects and counts it

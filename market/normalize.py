@@ -90,6 +90,7 @@ class Normalizer:
         self._pending: BookMessages | None = None
         self._logged: Counter[str] = Counter()
         self._was_synced = False
+        self.invalid_after = ""  # what last invalidated the book: "gap", "crossed" or "time_backwards"
         self.totals: Counter[str] = Counter()
 
     @property
@@ -217,11 +218,13 @@ class Normalizer:
                     log.warning("%s: u=1 snapshot (service restart): book overwritten", self.venue.name)
             elif s == bk.GAP:
                 counts["gaps"] += 1
+                self.invalid_after = "gap"
                 detail = f"update {int(arr.first_id[i])}..{uid} follows {int(arr.prev_id[i])}, book is invalid"
                 events.add(ts_ex, ts_local, "gap", uid, detail)
                 log.warning("%s sequence gap: %s", self.venue.name, detail)
             else:
                 reason = "crossed" if s == bk.CROSSED else "time_backwards"
+                self.invalid_after = reason
                 counts["rejected"] += 1
                 if 0 <= arr.index[i] < dropped_raw.size:
                     dropped_raw[arr.index[i]] = True

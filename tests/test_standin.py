@@ -168,6 +168,7 @@ def test_a_gap_resyncs_a_new_snapshot_resets_and_u1_overwrites(
     kinds = [k for k, _, _ in _events(cfg)]
     assert result.counts["gaps"] >= 1 and "gap" in kinds
     assert "resubscribe" in kinds  # the gap made the source ask for a fresh snapshot
+    assert any(d.endswith("(book invalid after gap)") for k, _, d in _events(cfg) if k == "resubscribe")
     assert kinds.count("snapshot") >= 3  # the first, the resubscribe's, the mid-stream one
     assert "restart" in kinds
     ids = _assert_book_is_the_servers(cfg, standin, minimum=100)
@@ -210,6 +211,8 @@ def test_each_crossed_update_costs_exactly_one_resubscribe(
     assert result.counts["rejected"] == kinds.count("reject") == 3
     assert kinds.count("resubscribe") == 3, kinds
     assert kinds.count("snapshot") == 4, kinds  # the first, then one per resubscribe
+    why = [d for k, _, d in _events(cfg) if k == "resubscribe"]
+    assert all(d.endswith("(book invalid after crossed)") for d in why), why  # the reason, not a guess
     _assert_book_is_the_servers(cfg, standin, minimum=100)
 
 

@@ -3,11 +3,15 @@ schedule is seeded and covers every kind; each check fails on planted bad data a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pytest
 
+from core.config import load_config
 from ops.soak import checks
+from ops.soak.run import configs
 from ops.soak.schedule import KILLED, Fault, plan
 from standin.faults import FAULTS
 from standin.private import ENDPOINTS
@@ -15,6 +19,24 @@ from warehouse.journal import Record
 from warehouse.schema import ensure_schema
 
 NS = 1_000_000_000
+
+
+# -- the soak's market -----------------------------------------------------------------------------
+
+
+def test_the_market_publishes_at_bybits_wall_cadence_and_a_champion_of_another_market_is_not_kept(
+    tmp_path: Path,
+) -> None:
+    run, train, other = configs(tmp_path, 24.0)
+    assert not other
+    soak, trained = load_config(run), load_config(train)
+    assert soak.sim.cadence == trained.sim.cadence == 24 * 20_000_000  # 20 ms of wall time at speed 24
+    assert soak.sim.model == trained.sim.model and soak.standin.speed == 24.0
+    (tmp_path / "model" / "mlflow.db").write_text("a champion of this market")
+    assert configs(tmp_path, 24.0)[2] is False and (tmp_path / "model" / "mlflow.db").exists()  # kept
+    assert configs(tmp_path, 5.0)[2] is True  # another cadence: trained again
+    assert not (tmp_path / "model" / "mlflow.db").exists()
+    assert load_config(tmp_path / "model" / "train.yaml").sim.cadence == 5 * 20_000_000
 
 
 # -- the schedule ---------------------------------------------------------------------------------
@@ -133,6 +155,9 @@ def test_an_account_must_equal_the_sum_of_its_fills() -> None:
     lost_fee = checks.account_matches_fills("runner", _journal(fee=0.5))  # a fill the account did not count
     assert not lost_fee.passed
     assert not checks.account_matches_fills("runner", [_rec(1, "start")]).passed  # no account at all
+    idle = [r for r in _journal() if r.kind in ("start", "account")]  # a runner that never traded
+    unjudged = checks.account_matches_fills("runner", idle)
+    assert not unjudged.passed and unjudged.value == "not judged: no fill" and unjudged.n == 0
 
 
 def test_a_live_session_counts_its_own_fees_from_zero() -> None:
@@ -157,6 +182,8 @@ def test_an_order_id_used_twice_fails_even_across_sessions() -> None:
     assert not c.passed and c.value == "1 reused over 3 sessions" and "#1" in c.detail
     links = [_rec(1, "submit", 1, client_id="a"), _rec(2, "submit", 2, session="s2", client_id="a")]
     assert not checks.order_ids_unique("runner-standin", links).passed  # a live orderLinkId reused
+    none = checks.order_ids_unique("runner", [_rec(1, "start"), _rec(2, "decision")])
+    assert not none.passed and none.value == "not judged: no order"  # nothing submitted: nothing shown
 
 
 def test_a_halt_must_be_resumed_or_end_its_session() -> None:

@@ -173,12 +173,17 @@ def gaps_explained(breaks: Sequence[Break], n_rows: int, explained_at: np.ndarra
 def account_matches_fills(name: str, records: Sequence[Record]) -> Check:
     """The last account record equals the first one plus every fill journaled between them:
     position, and cash (which moves by -side * qty * price - fee, and by the funding paid); fees
-    within each session (a live session counts its own fees from 0, a paper one carries them on)."""
+    within each session (a live session counts its own fees from 0, a paper one carries them on).
+    Without a fill there is nothing to add up: not judged, which fails (an account that never
+    moved shows nothing about the bookkeeping)."""
     accounts = [r for r in records if r.kind == "account"]
     if not accounts:
         return Check(f"{name}: account = sum of fills", False, "no account record", 0)
     first, last = accounts[0], accounts[-1]
     fills = [r for r in records if r.kind == "fill" and first.seq < r.seq <= last.seq]
+    if not fills:
+        sessions = len({r.session for r in records})
+        return Check(f"{name}: account = sum of fills", False, "not judged: no fill", 0, f"{sessions} sessions")
     pos = sum(int(f.data["side"]) * float(f.data["qty"]) for f in fills)
     fees = sum(float(f.data["fee"]) for f in fills)
     cost = sum(int(f.data["side"]) * float(f.data["qty"]) * float(f.data["price"]) for f in fills)
@@ -204,8 +209,11 @@ def account_matches_fills(name: str, records: Sequence[Record]) -> Check:
 
 
 def order_ids_unique(name: str, records: Sequence[Record]) -> Check:
-    """No order id (nor a live order's client id, its orderLinkId) is submitted twice, over every session."""
+    """No order id (nor a live order's client id, its orderLinkId) is submitted twice, over every
+    session; without an order, not judged (fails)."""
     submits = [r for r in records if r.kind == "submit"]
+    if not submits:
+        return Check(f"{name}: no order id reused", False, "not judged: no order", 0)
     ids = Counter(int(r.order_id) for r in submits if r.order_id is not None)
     links = Counter(str(r.data["client_id"]) for r in submits if r.data.get("client_id"))
     reused = sorted(k for k, v in ids.items() if v > 1)

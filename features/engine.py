@@ -48,6 +48,27 @@ class _Driver:
         self.state = sk.new_state(tick, capacity, capacity)
         self.first_ts: int | None = None
 
+    def grow(self, trades: bool) -> int:
+        """Double the trade ring (``trades``) or the book ring, keeping every entry a window still
+        holds: the features go on as if the ring had always been that large (a market busier than
+        the rings, ERR_OVERFLOW, loses nothing). Returns the new capacity."""
+        st = self.state
+        ts, ring, tails, head = (
+            (st.tring_ts, st.tring, st.ttail, int(st.scalars[0]["thead"]))
+            if trades
+            else (st.ring_ts, st.ring, st.btail, int(st.scalars[0]["head"]))
+        )
+        cap = int(ts.shape[0])
+        new_ts, new_ring = np.zeros(2 * cap, np.int64), np.zeros((2 * cap, ring.shape[1]))
+        held = np.arange(int(tails.min()), head)  # unwrapped indices, so the tails and the head stay valid
+        new_ts[held % (2 * cap)] = ts[held % cap]
+        new_ring[held % (2 * cap)] = ring[held % cap]
+        if trades:
+            self.state = st._replace(tring_ts=new_ts, tring=new_ring)
+        else:
+            self.state = st._replace(ring_ts=new_ts, ring=new_ring)
+        return 2 * cap
+
     def reset(self) -> None:
         """Forget all history (a new session); the vector is then built up again from nothing."""
         sk.reset_state(self.state)

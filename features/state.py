@@ -32,7 +32,7 @@ ERRORS = {
     ERR_CROSSED: "crossed book (best bid >= best ask)",
     ERR_BACKWARDS: "book update earlier than the previous one (time going backwards)",
     ERR_EMPTY_SIDE: "a side of the book is empty",
-    ERR_OVERFLOW: "more book updates in the longest window than the ring buffer holds",
+    ERR_OVERFLOW: "more book updates or trades in their longest window than their ring buffer holds",
     ERR_BAD_TRADE: "trade with a NaN / non-positive price or size, or a side other than +1 / -1",
     ERR_TRADE_BACKWARDS: "trade earlier than the previous trade (time going backwards)",
 }

@@ -26,7 +26,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from core.records import Book
-from features import MAX_LOOKBACK_S, FeatureInputError, OnlineFeatures
+from features import FeatureInputError, OnlineFeatures
 from features.grid import OnlineGrid
 from features.state import CAPACITY, ERR_OVERFLOW
 from live.feed import Tick
@@ -98,16 +98,17 @@ class Rows:
 
     The features keep their longest window (5 min) of book updates and trades in rings of ``ring``
     entries (features/state.py): 437 a second, nine times Bybit's book cadence. A market busier
-    than that for five minutes (a burst, or the stand-in's simulator at ``--speed``) overflows them:
-    the features then start again on rings twice as large, the grid's warm-up with them (no row
-    until the windows are full again), and the runner carries on instead of crashing.
+    than that for five minutes (a burst, or the stand-in's simulator at ``--speed``) overflows one:
+    it is made twice as large with every entry it held (``OnlineFeatures.grow``), and the features
+    and the grid go on as if it had always been that large: nothing is lost, no warm-up again.
     """
 
     def __init__(
         self, tick_size: float, grid: int, max_gap: int, delay: int, timing: Timing, ring: int = CAPACITY
     ) -> None:
-        self.tick_size, self.ring = tick_size, ring
-        self.regrown = 0  # times the rings overflowed and were made larger
+        self.tick_size = tick_size
+        self.rings = {"book": ring, "trade": ring}  # each ring's capacity
+        self.regrown = 0  # times a ring overflowed and was made larger
         self.features = OnlineFeatures(tick_size, ring)
         self.grid = OnlineGrid(grid, max_gap)
         self.delay, self.timing = delay, timing
@@ -153,17 +154,11 @@ class Rows:
         except FeatureInputError as exc:
             if exc.code != ERR_OVERFLOW:
                 raise
-            self.ring *= 2
+            which = "book" if isinstance(tick, Book) else "trade"
+            self.rings[which] = self.features.grow(trades=which == "trade")
             self.regrown += 1
-            log.warning(
-                "%s: the features start again with room for %d (their warm-up, %d s, again)",
-                exc,
-                self.ring,
-                MAX_LOOKBACK_S,
-            )
-            self.features = OnlineFeatures(self.tick_size, self.ring)
-            self.grid.segment_start = tick.ts_ex  # no row until the new features' windows are full
-            self._take(tick)
+            log.info("%s: the %s ring now holds %d, every entry kept", exc, which, self.rings[which])
+            self.take(tick)  # again: one doubling may not be enough
 
     def _take(self, tick: Tick) -> None:
         if isinstance(tick, Book):

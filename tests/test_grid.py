@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.records import Book
+from core.records import Book, Trade
 from features.grid import WARMUP_NS, OnlineGrid, rows, segment_starts, sigma_1s
-from live.rows import ReplayTiming, Rows
+from live.rows import Due, ReplayTiming, Rows
 
 MS = 1_000_000
 S = 1_000 * MS
@@ -73,18 +73,41 @@ def test_sigma_1s_is_the_300s_volatility_per_second_for_a_row_and_for_arrays() -
     np.testing.assert_array_equal(sigma_1s(np.array([0.0, 30.0])), [0.0, sigma_1s(30.0)])
 
 
-def test_a_market_busier_than_the_feature_rings_grows_them_and_warms_up_again() -> None:
-    """Ten book updates a second against rings of 1,024 (the 5 min window holds 3,000): the runner's
-    features overflowed and the runner crashed (FeatureInputError, then a restart loop, the chaos
-    soak at --speed 10); now they start again on rings twice as large, and the grid's warm-up with
-    them, until they fit."""
-    live = Rows(0.1, GRID, MAX_GAP, 10 * MS, ReplayTiming(), ring=1 << 10)
-    due = []
-    for t in (T0 + 50 * MS + np.arange(8_000) * 100 * MS).tolist():  # 800 s
-        tick = _book(t)
+def _market(seconds: int, seed: int = 5) -> list[Book | Trade]:
+    """Ten book updates a second on a random-walk mid, three trades between each two."""
+    rng = np.random.default_rng(seed)
+    ticks: list[Book | Trade] = []
+    mid = 50_000.0
+    for k in range(seconds * 10):
+        t = T0 + 50 * MS + k * 100 * MS
+        mid += 0.1 * rng.integers(-1, 2)
+        bids, asks = mid - 0.05 - 0.1 * np.arange(20), mid + 0.05 + 0.1 * np.arange(20)
+        ticks.append(Book(t, t + 10 * MS, 0, bids, rng.uniform(0.1, 2, 20), asks, rng.uniform(0.1, 2, 20)))
+        for j in range(3):
+            side = int(rng.choice([-1, 1]))
+            ticks.append(Trade(t + (j + 1) * 20 * MS, t + (j + 1) * 20 * MS, mid + 0.05 * side, 0.01, side))
+    return ticks
+
+
+def _due(live: Rows, ticks: list[Book | Trade]) -> list[Due]:
+    due: list[Due] = []
+    for tick in ticks:
         due += live.arrive(tick)
         live.take(tick)
-    due += live.rest()
-    assert live.regrown == 2 and live.ring == 1 << 12
-    assert due and all(d.row.g - T0 >= 300 * S + WARMUP_NS for d in due)  # only after the last warm-up
-    assert all(np.isfinite(d.row.x).all() for d in due)
+    return due + live.rest()
+
+
+def test_a_market_busier_than_the_feature_rings_grows_them_and_loses_nothing() -> None:
+    """Ten book updates and thirty trades a second against rings of 1,024 (the book's 5 min window
+    holds 3,000, the trades' 60 s window 1,800): the runner's features overflowed and the runner crashed (the chaos soak at
+    --speed 10), then started again on larger rings and warmed up again (the soak at --speed 24
+    never decided: each doubling cost another five minutes). Now each ring doubles with every entry
+    it held: the rows are those of rings that were large enough from the start."""
+    ticks = _market(800)
+    small = Rows(0.1, GRID, MAX_GAP, 10 * MS, ReplayTiming(), ring=1 << 10)
+    grown, large = _due(small, ticks), _due(Rows(0.1, GRID, MAX_GAP, 10 * MS, ReplayTiming()), ticks)
+    assert small.rings == {"book": 1 << 12, "trade": 1 << 11} and small.regrown == 2 + 1
+    assert len(grown) == len(large) > 400  # the rows of 500 s after the 300 s warm-up, none lost
+    assert [d.row.g for d in grown] == [d.row.g for d in large] and grown[0].row.g - T0 < 302 * S
+    np.testing.assert_array_equal(np.array([d.row.x for d in grown]), np.array([d.row.x for d in large]))
+    assert np.isfinite(grown[-1].row.x).sum() > 0.9 * grown[-1].row.x.size

@@ -31,7 +31,8 @@ from market.venues.bybit import BYBIT, VENUE
 log = logging.getLogger(__name__)
 
 _HEARTBEAT_S = 0.05  # batches are handed to the ingest at least this often
-_SNAPSHOT_HEAD = '"type":"snapshot"'
+_SNAPSHOT_HEAD = '"type":"snapshot"'  # an order-book snapshot, when the frame's topic is the book's:
+_BOOK_TOPIC = '"topic":"orderbook.'  # Bybit sends every publicTrade frame as "type":"snapshot" too
 
 
 class StallError(Exception):
@@ -153,7 +154,8 @@ class BybitSource:
             self._frames.append(RawMessage(VENUE, "", clock.now_ns(), text))
             self._last_frame_ns = clock.monotonic_ns()
             self._frames_since_connect += 1
-            if _SNAPSHOT_HEAD in text[:80]:
+            head = text[:80]
+            if _SNAPSHOT_HEAD in head and _BOOK_TOPIC in head:
                 self._snapshot_buffered = True
                 self._resync_deadline = 0  # the snapshot asked for (or any) arrived
                 self._resync = None  # a request not yet sent was made on older data: this snapshot answers it

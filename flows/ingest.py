@@ -47,7 +47,7 @@ def build_source(
     if source == "file":
         if duration is not None:
             raise UserError("--duration does not apply to --source file")
-        return FileSource(check_paths(paths or []), symbol=cfg.instrument.venue_symbol)
+        return FileSource(check_paths(paths or []), instrument=cfg.instrument)
     if paths:
         raise UserError(f"--path only applies to --source file, not {source}")
     duration_ns = _duration(duration if duration is not None else (DEFAULT_SIM_DURATION if source == "sim" else None))

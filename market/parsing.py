@@ -243,7 +243,9 @@ def check_levels(
                 if not skip[i]:
                     skip[i] = True
                     reason = _LEVEL_REASONS[int(problem[lvl])]
-                    rejections.append(Rejection(int(index[i]), reason, f"level {px[lvl]!r} x {qty[lvl]!r}"))
+                    rejections.append(
+                        Rejection(int(index[i]), reason, f"level {float(px[lvl])!r} x {float(qty[lvl])!r}")
+                    )
 
 
 def finish_book(rows: BookRows, tick: float, rejections: list[Rejection]) -> BookMessages:

@@ -24,11 +24,12 @@ from typing import IO, Any, cast
 import numpy as np
 import orjson
 
+from core.config import InstrumentConfig
 from core.errors import DataError, UserError
 from market.events import RawBatch
 from market.sources import lines_fast
 from market.sources.base import Note, Progress
-from market.venues import BINANCE_USDM, BYBIT, Venue
+from market.venues import BINANCE_USDM, BYBIT, Venue, tick_size
 from market.venues.binance import local_ts_to_ns
 
 Chunk = tuple[Path, int, int, bytes]  # (file, number of its first line, number of lines, whole lines)
@@ -182,7 +183,15 @@ class FileSource:
 
     name = "file"
 
-    def __init__(self, paths: list[Path], batch_lines: int = 20_000, symbol: str = "BTCUSDT") -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        batch_lines: int = 20_000,
+        symbol: str = "BTCUSDT",
+        instrument: InstrumentConfig | None = None,
+    ) -> None:
+        """``instrument`` (the config's): its symbol, and its tick for files of its own venue (any
+        linear perpetual imports by configuration alone); without it BTCUSDT and the venue's tick."""
         self.paths = paths
         self.batch_lines = batch_lines
         formats = [detect_format(p) for p in paths]
@@ -191,8 +200,8 @@ class FileSource:
             raise UserError(f"the files mix venues ({', '.join(sorted(venues))}); import them separately")
         self.formats = formats
         self.venue = formats[0].venue
-        self.symbol = symbol
-        self.tick_size = self.venue.tick_size
+        self.symbol = symbol if instrument is None else instrument.venue_symbol
+        self.tick_size = self.venue.tick_size if instrument is None else tick_size(instrument, self.venue.name)
         self._total = float(sum(p.stat().st_size for p in paths))
         self._done_before = 0.0
         self._raw: IO[bytes] | None = None

@@ -107,7 +107,7 @@ class SourceFeed:
                 self.counts.update(out.counts)
                 ticks = self._sequence(merge(out.books.top(self.levels), out.trades))
                 if self.normalizer.needs_resync:
-                    src.request_resync(f"book invalid after {self.normalizer.invalid_after or 'a reject'}")
+                    src.request_resync(self.normalizer.resync_reason)
             for note in src.take_notes():
                 self.counts[note.kind] += 1
                 log.info("feed %s: %s", note.kind, note.detail)

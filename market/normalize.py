@@ -94,6 +94,11 @@ class Normalizer:
         self.totals: Counter[str] = Counter()
 
     @property
+    def resync_reason(self) -> str:
+        """Why the source is asked for a fresh snapshot (the resubscribe's sync event says it)."""
+        return f"book invalid after {self.invalid_after or 'a reject'}"
+
+    @property
     def needs_resync(self) -> bool:
         """The book was valid once and is not now: the source should fetch a fresh snapshot."""
         return self._was_synced and not self.book.is_valid

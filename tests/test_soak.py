@@ -37,7 +37,7 @@ def test_the_market_publishes_at_bybits_wall_cadence_and_a_champion_of_another_m
     assert configs(tmp_path, 5.0)[2] is True  # another cadence: trained again
     assert not (tmp_path / "model" / "mlflow.db").exists()
     assert load_config(tmp_path / "model" / "train.yaml").sim.cadence == 5 * 20_000_000
-    (tmp_path / "model" / "market.yaml").unlink()  # a champion kept from before the market was written down
+    (tmp_path / "model" / "train.yaml").unlink()  # a champion kept without the config that names its market
     (tmp_path / "model" / "mlflow.db").write_text("a champion of an unknown market")
     assert configs(tmp_path, 5.0)[2] is True and not (tmp_path / "model" / "mlflow.db").exists()
 

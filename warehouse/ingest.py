@@ -149,7 +149,7 @@ async def _ingest(
             _add_offset(writer, clocks.add(source.segment, out.tables), result)
             result.counts.update(out.counts)
             if normalizer.needs_resync:
-                source.request_resync(f"book invalid after {normalizer.invalid_after or 'a reject'}")
+                source.request_resync(normalizer.resync_reason)
         for note in source.take_notes():
             writer.add({SYNC_EVENTS.name: normalizer.note(note.kind, note.detail, note.ts_local)})
             result.counts[note.kind] += 1

@@ -139,14 +139,13 @@ def configs(out: Path, speed: float) -> tuple[Path, Path, bool]:
         "monitor": {"dashboard_port": _port()},
         "standin": {"port": _port(), "speed": speed},
     }
-    kept = model / "market.yaml"
-    trained = (model / "mlflow.db").exists()  # a champion from before market.yaml was kept: another market
-    other_market = trained and (not kept.exists() or yaml.safe_load(kept.read_text()) != market)
+    kept = model / "train.yaml"  # the kept champion's own training config names its market
+    trained_on = yaml.safe_load(kept.read_text()).get("sim") if kept.exists() else None
+    other_market = (model / "mlflow.db").exists() and trained_on != market
     if other_market:
         shutil.rmtree(model)
     model.mkdir(parents=True, exist_ok=True)
     run.mkdir(parents=True, exist_ok=True)
-    kept.write_text(yaml.safe_dump(market, sort_keys=False))
     (model / "train.yaml").write_text(yaml.safe_dump(train, sort_keys=False))
     (run / "config.yaml").write_text(yaml.safe_dump(soak, sort_keys=False))
     return run / "config.yaml", model / "train.yaml", other_market

@@ -93,6 +93,7 @@ class BybitSource:
         self._started_ns = 0
         self._last_frame_ns = 0
         self._frames_since_connect = 0
+        self.frames_received = 0  # every frame taken, over every connection
         self._hooked: set[int] = set()
 
     # -- connection ------------------------------------------------------------------------
@@ -154,6 +155,7 @@ class BybitSource:
             self._frames.append(RawMessage(VENUE, "", clock.now_ns(), text))
             self._last_frame_ns = clock.monotonic_ns()
             self._frames_since_connect += 1
+            self.frames_received += 1
             head = text[:80]
             if _SNAPSHOT_HEAD in head and _BOOK_TOPIC in head:
                 self._snapshot_buffered = True

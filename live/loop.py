@@ -246,7 +246,12 @@ class Loop:
         )
 
     def _latency_text(self) -> str:
-        s = self.stats
-        if s.decisions:
-            return f"latency p50 {s.latency(0.5):.0f} us p99 {s.latency(0.99):.0f} us"
-        return f"warming up: {self.rows.grid.warmed_s():.0f} of {MAX_LOOKBACK_S} s of data"
+        """Decision latency; while the features' longest window is not yet filled with gap-free
+        data (at the start, and again after the book went silent for longer than the grid's
+        ``max_gap``: rows need it whole, as the batch build does), how far the warm-up has come."""
+        s, warmed = self.stats, self.rows.grid.warmed_s()
+        latency = f"latency p50 {s.latency(0.5):.0f} us p99 {s.latency(0.99):.0f} us" if s.decisions else ""
+        if warmed >= MAX_LOOKBACK_S:
+            return latency
+        again = " again after a gap in the book" if s.decisions else ""
+        return ", ".join(filter(None, [f"warming up{again}: {warmed:.0f} of {MAX_LOOKBACK_S} s of data", latency]))

@@ -22,6 +22,7 @@ import numpy as np
 from core.config import AppConfig
 from execution.risk import RiskManager, RiskState
 from execution.strategy import Strategy
+from features import MAX_LOOKBACK_S
 from live.alerts import Alerts
 from live.decide import Loaded
 from live.drift import DriftMonitor, worst
@@ -174,13 +175,14 @@ class Watch:
         p50, p90, p99 = (np.quantile(lat, [0.5, 0.9, 0.99]) / 1e3).tolist() if lat.size else [math.nan] * 3
         last = rows.last_book_ts
         data_age = (now_ns - last) / NS if self.feed is not None and last > 0 else math.nan
+        warmed = rows.grid.warmed_s()  # seconds of gap-free data in the features' longest window
         j.add(
             "health", gw.now, ticks=s.ticks, decisions=s.decisions, signals=s.signals, fills=s.fills,
             latency_p50_us=p50, latency_p90_us=p90, latency_p99_us=p99, data_ts=last,
             data_age_s=data_age, silent_s=self.feed.silent_s(wall_ns) if self.feed is not None else 0.0,
             book_valid=book_valid, feed=dict(feed), risk=risk,
             halted=self.halted_reason, open_orders=len(gw.open_orders()), model_version=m.version,
-            equity=acct["equity"], position=acct["position"], warming_up=s.decisions == 0,
+            equity=acct["equity"], position=acct["position"], warmed_s=warmed, warming_up=warmed < MAX_LOOKBACK_S,
             rows_not_arrived=rows.unarrived, rows_stale=rows.timing.stale, rows_superseded=rows.superseded,
         )  # fmt: skip
         if self.drift is not None and (psi := self.drift.psi()) is not None:

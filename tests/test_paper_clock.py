@@ -69,13 +69,17 @@ def book(k: int, latency_ns: int) -> Book:
     return Book(ts_ex, ts_ex + latency_ns, 0, bids, ones, asks, ones.copy())
 
 
-def run(cfg: AppConfig, tmp_path: Path, live_feed: bool, latency_ns: int, n: int = 3_020) -> tuple[Loop, Recorder]:
+def make(cfg: AppConfig, journal: jr.Journal, live_feed: bool) -> tuple[Loop, Recorder]:
     base = make_strategy("baseline", cfg, 60 * S)
     strategy = Recorder(base.params, base.sizing, base.risk, name="recorder")
     gw = PaperGateway(cfg, None, 0, S)
-    journal = jr.Journal(tmp_path / f"j-{live_feed}-{latency_ns}.sqlite", "unit")
     model = Loaded(cast(Any, UpModel()), "1", np.zeros(0, np.int64))
-    loop = make_loop(cfg, gw, strategy, model, journal, paced=live_feed)
+    return make_loop(cfg, gw, strategy, model, journal, paced=live_feed), strategy
+
+
+def run(cfg: AppConfig, tmp_path: Path, live_feed: bool, latency_ns: int, n: int = 3_020) -> tuple[Loop, Recorder]:
+    journal = jr.Journal(tmp_path / f"j-{live_feed}-{latency_ns}.sqlite", "unit")
+    loop, strategy = make(cfg, journal, live_feed)
     for k in range(n):
         loop.on_tick(book(k, latency_ns))
     journal.close()
@@ -137,3 +141,41 @@ def test_a_live_feed_running_late_by_more_than_stale_after_is_not_traded(
     loop, strategy = run(cfg, tmp_path, live_feed=True, latency_ns=1_500 * MS, n=3_100)
     assert [(s[1] - T0, s[0] - s[1]) for s in strategy.seen] == [((301 + i) * S, 1_550 * MS) for i in range(8)]
     assert loop.rows.timing.stale == 0 and len(loop.scheduled) == 1
+
+
+def test_a_silent_book_longer_than_the_max_gap_warms_up_again_and_says_so(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    """Rows need their longest window (300 s) free of a book gap, as the batch build does: after a
+    silence longer than ``max_gap`` the runner decides nothing until 300 s of new data, and its status
+    line and health record say it is warming up again (not just "ACTIVE" with a count that stands)."""
+    cfg = make_config()
+    path = tmp_path / "journal.sqlite"
+    journal = jr.Journal(path, "unit")
+    loop, strategy = make(cfg, journal, live_feed=False)
+    for k in range(3_100):
+        loop.on_tick(book(k, 40 * MS))
+    decided = len(strategy.seen)  # rows at T0 + 301 .. 309 s
+    assert decided == 9 and "warming up" not in loop.status() and "latency p50" in loop.status()
+    silence = 10 * S  # the book goes quiet for 10 s (a stall; longer than max_gap), then resumes
+
+    def late(k: int) -> Book:
+        b = book(k, 0)
+        return b._replace(ts_ex=b.ts_ex + silence, ts_local=b.ts_ex + silence)
+
+    for k in range(3_100, 3_100 + 1_000):
+        loop.on_tick(late(k))
+    # the rows of the silence's first max_gap (5 s) are as of the last book before it, as in the batch
+    # build; then none, and 100 s of new data make none either
+    quiet = [g for _, g, _ in strategy.seen[decided:]]
+    assert quiet == [T0 + (310 + i) * S for i in range(cfg.features.max_gap // S)], quiet
+    status = loop.status()
+    assert "warming up again after a gap in the book: 100 of 300 s of data" in status, status
+    assert "latency p50" in status  # the decisions before the gap keep their figures
+    loop.health(late(4_100).ts_ex, late(4_100).ts_ex, {}, True)
+    health = list(jr.read(path, ["health"]))[-1].data
+    assert health["warming_up"] is True and 99 < health["warmed_s"] < 101, health
+    for k in range(4_100, 4_100 + 2_100):  # 310 s after the silence: rows again
+        loop.on_tick(late(k))
+    assert len(strategy.seen) > decided + len(quiet) and "warming up" not in loop.status()
+    journal.close()

@@ -3,15 +3,16 @@
 A real Prefect server (``python -m flows.prefect_server``, its scheduler included); the first model,
 trained by hand on a market whose order flow carries no information, is registered, not crowned; a
 paper runner (``python -m live.runner --paper --wait``, on the Bybit stand-in) waits while no model
-has skill. Then eight hours of a market with a planted edge arrive through
-``python -m flows.ingest`` (sim/presets.py) and ``python -m flows.serve`` serves the project's
-own retraining deployment from prefect.yaml on a 20 s test schedule: its first scheduled chain
+has skill. Then four hours of a market with a planted edge arrive through ``python -m flows.ingest``
+(sim/presets.py, its metaorders twice as frequent: ``DENSE``) and ``python -m flows.serve`` serves the
+project's own retraining deployment from prefect.yaml on a 20 s test schedule: its first scheduled chain
 (features -> a challenger -> the promotion decision) trains on the new market, the promotion rule
 crowns it on its own evidence (a threshold chosen on one half of the calibration block and confirmed
 by the matching engine on the other: the test config gives that block half the window, so each
-half's two hours hold enough bets; at 6 h and 40 % the confirmation saw 21-25 orders of the 30 it
-needs), and the waiting runner starts trading it. The next scheduled run finds nothing new. Ctrl-C
-stops the runner and serve with exit 0; the server serve found stays up.
+half's hour holds enough bets; at 6 h and 40 % of the preset's market the confirmation saw 21-25
+orders of the 30 it needs, at 4 h of the preset's 16-20), and the waiting runner starts trading it.
+The next scheduled run finds nothing new. Ctrl-C stops the runner and serve with exit 0; the server
+serve found stays up.
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ from warehouse import journal as jr
 NS = 1_000_000_000
 WAIT_S = 420  # generous: each step is a real subprocess on a busy 2-core machine; nothing is timed
 
+DENSE = {**PLANTED, "meta_rate": 2 * PLANTED["meta_rate"]}  # the planted edge, twice as often: half the hours
 CONFIG: dict[str, dict[str, Any]] = {
     "warehouse": {"path": "wh/l2.duckdb", "spool_dir": "wh/spool", "snapshot_levels": 20, "store_raw": False},
     "mlflow": {"store": "mlruns/mlflow.db", "artifacts": "mlruns/artifacts"},
-    "training": {"window": "8h", "shares": [0.3, 0.5, 0.2], "min_rows": 300, "min_child_samples": 300},
+    "training": {"window": "4h", "shares": [0.3, 0.5, 0.2], "min_rows": 300, "min_child_samples": 300},
     "promotion": {"fresh": "20m"},
     "live": {"journal_dir": "journal", "log_dir": "logs", "model_poll": "1s", "status_interval": "2s"},
 }
@@ -158,8 +160,8 @@ def write_configs(project: Path) -> tuple[Path, Path]:
     strong metaorders), and the scheduled retraining's challenger is judged by the promotion rule
     itself, not by the test's say-so.
     """
-    desk = {**CONFIG, "sim": {"model": PLANTED}}
-    first = {**CONFIG, "sim": {"model": {**PLANTED, "meta_tilt": 0.0}}}
+    desk = {**CONFIG, "sim": {"model": DENSE}}
+    first = {**CONFIG, "sim": {"model": {**DENSE, "meta_tilt": 0.0}}}
     (project / "config.yaml").write_text(yaml.safe_dump(desk))
     (project / "first.yaml").write_text(yaml.safe_dump(first))
     return project / "config.yaml", project / "first.yaml"
@@ -215,8 +217,8 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> 
                 until("the runner waits", lambda: "waiting for one" in text(project / "runner.log"), proc=runner)
                 assert not records(journal, ["start"])  # no champion: no session
 
-                # 3. new data: the market changed (eight hours with a planted edge)
-                p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "8h", "--config", str(config),
+                # 3. new data: the market changed (four hours with a planted edge)
+                p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "4h", "--config", str(config),
                         env=user, timeout=900)  # fmt: skip
                 assert p.returncode == 0, p.stderr[-3000:]
                 assert "continues the stored one" in p.stdout + p.stderr

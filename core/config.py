@@ -86,6 +86,9 @@ class IngestConfig(Section):
     status_interval: DurationNs = parse_duration_ns("10s")
     stall_timeout: DurationNs = parse_duration_ns("10s")  # no market data for this long: reconnect
     max_pending_deltas: int = Field(10_000, ge=1)
+    # archives (Bybit's, a Tardis trades-only file...) have no local receive time: their events are
+    # stamped with the exchange's time, and replays read them this much later (the feed latency)
+    archive_latency: DurationNs = parse_duration_ns("10ms")
 
 
 class BybitConfig(Section):

@@ -182,7 +182,7 @@ SYNC_EVENTS = TableSpec(
         Column("update_id", "BIGINT", "update id involved, -1 if none"),
         Column("detail", "VARCHAR", "one line for a person"),
     ),
-    key=("venue", "symbol", "kind", "ts_local_ns", "update_id"),
+    key=("venue", "symbol", "kind", "ts_local_ns", "update_id", "detail"),  # two rejects of one instant are two
     time_column="ts_local_ns",
 )
 

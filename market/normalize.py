@@ -28,7 +28,7 @@ from market.events import (
     list_array,
     snapshot_spec,
 )
-from market.parsing import BookMessages, Parsed
+from market.parsing import BookMessages, Decoded, Parsed
 from market.venues.base import Venue
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,14 @@ class Normalizer:
         log.info("%s %s: %s", self.venue.name, kind, detail)
         return self._events_table(ev)
 
-    def process(self, messages: RawInput) -> Normalized:
-        batch = RawBatch.of(messages)
-        parsed = self.venue.parse(batch, self.symbol, self.tick)
+    def process(self, messages: RawInput | Decoded) -> Normalized:
+        """One batch: raw messages (parsed here by the venue's parser) or messages a column-file
+        source decoded itself (``Decoded``: its raw lines are stored as raw messages are)."""
+        if isinstance(messages, Decoded):
+            batch, parsed = messages.raw, messages.parsed
+        else:
+            batch = RawBatch.of(messages)
+            parsed = self.venue.parse(batch, self.symbol, self.tick)
         counts: Counter[str] = Counter(messages=len(batch))
         events = _Events()
         dropped_raw = np.zeros(len(batch), np.bool_)
@@ -216,7 +221,10 @@ class Normalizer:
             uid = int(arr.last_id[i])
             ts_ex, ts_local = int(arr.ts_ex[i]), int(arr.ts_local[i])
             if s == bk.APPLIED:
-                kind = "restart" if uid == 1 and self.venue.name == "bybit" else "snapshot"
+                # u=1: Bybit's service restarted (its own messages only: they carry a seq; an archive
+                # without update ids, Tardis's, numbers its updates from 1)
+                restart = uid == 1 and self.venue.name == "bybit" and int(arr.seq[i]) >= 0
+                kind = "restart" if restart else "snapshot"
                 counts["snapshots"] += 1
                 events.add(ts_ex, ts_local, kind, uid, f"book reset from snapshot u={uid}")
                 if kind == "restart":

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from market.book import Updates
+from market.events import RawBatch
 
 NS_PER_MS = 1_000_000
 
@@ -194,6 +195,36 @@ class Parsed:
     book: BookMessages
     trades: TradeMessages
     rejections: list[Rejection]
+
+
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """Messages a source decoded itself (column files: the CSV archives, market/sources/columns.py):
+    the parsed messages, their raw lines (``raw``: what raw_messages stores; every index in
+    ``parsed`` is a line of it) and each line's merge key (exchange time, never decreasing)."""
+
+    raw: RawBatch
+    parsed: Parsed
+    keys: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def slice(self, start: int, stop: int) -> Decoded:
+        """Lines ``start`` .. ``stop - 1`` and the messages that begin on them (indices re-based)."""
+        p = self.parsed
+        books = np.flatnonzero((p.book.index >= start) & (p.book.index < stop))
+        book = p.book.take(books)
+        book.index -= start
+        t = p.trades
+        keep = np.flatnonzero((t.index >= start) & (t.index < stop))
+        trades = TradeMessages(
+            t.index[keep] - start, t.ts_ex[keep], t.ts_local[keep], [t.trade_id[i] for i in keep.tolist()],
+            t.price[keep], t.qty[keep], t.side[keep],
+        )  # fmt: skip
+        rejections = [Rejection(r.index - start, r.reason, r.detail) for r in p.rejections if start <= r.index < stop]
+        parsed = Parsed(p.streams[start:stop], book, trades, rejections)
+        return Decoded(self.raw.slice(start, stop), parsed, self.keys[start:stop])
 
 
 def is_int(x: object) -> bool:

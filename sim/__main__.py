@@ -43,7 +43,7 @@ def real_streams(data_dir: Path) -> dict[str, facts.Stream]:
         src = FileSource(check_paths([str(data_dir / f) for f in files]))
 
         async def read(source: FileSource = src) -> list[RawBatch]:
-            return [b async for b in source.batches()]
+            return [b async for b in source.raw_batches()]
 
         log.info("reading %s", name)
         out[name] = facts.collect(asyncio.run(read()), src.venue, "BTCUSDT", src.tick_size)

@@ -20,6 +20,7 @@ class SimSource:
 
     name = "sim"
     segment = "session"
+    local_time = True  # every message is stamped when it arrives
 
     def __init__(
         self,

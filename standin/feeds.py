@@ -121,7 +121,7 @@ class FileFeed:
 
     async def messages(self, now_ns: int) -> AsyncIterator[tuple[int, str]]:
         first: int | None = None
-        async for batch in self.source.batches():
+        async for batch in self.source.raw_batches():
             for m in batch:
                 if first is None:
                     first = m.ts_local

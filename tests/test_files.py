@@ -23,7 +23,7 @@ BOOK = book(10, 1_000, [(100.0, 1.0)], [(100.1, 2.0)])
 
 def read_all(src: FileSource) -> list[RawBatch]:
     async def run() -> list[RawBatch]:
-        return [b async for b in src.batches()]
+        return [b async for b in src.raw_batches()]
 
     return asyncio.run(run())
 
@@ -197,7 +197,7 @@ def _read_until_damage(src: FileSource) -> tuple[list[RawMessage], str]:
     got: list[RawMessage] = []
 
     async def run() -> None:
-        async for b in src.batches():
+        async for b in src.raw_batches():
             got.extend(b)
 
     with pytest.raises(DataError) as err:

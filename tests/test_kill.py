@@ -134,7 +134,7 @@ class _Paced:
     def __init__(self, source: SimSource, clock: ManualClock, chunk: int) -> None:
         self.source, self.clock, self.chunk = source, clock, chunk
         self.name, self.venue, self.symbol = source.name, source.venue, source.symbol
-        self.tick_size, self.segment = source.tick_size, source.segment
+        self.tick_size, self.segment, self.local_time = source.tick_size, source.segment, source.local_time
         self.yielded: list[int] = []  # the clock at each chunk handed to the ingest
 
     async def start(self) -> None:

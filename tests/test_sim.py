@@ -156,7 +156,7 @@ def _real_facts(name: str) -> dict[str, float]:
     src = FileSource(episode_paths(name))
 
     async def read() -> list[RawBatch]:
-        return [b async for b in src.batches()]
+        return [b async for b in src.raw_batches()]
 
     return {f.name: f.value for f in facts.compute(facts.collect(asyncio.run(read()), src.venue, "BTCUSDT", 0.1))}
 

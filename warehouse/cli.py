@@ -99,6 +99,13 @@ def _show_clocks(p: Callable[..., None], segs: list[clocks.Segment], bare: dict[
     p("  recording clocks (replays read local time + offset, never before exchange time):")
     for s in segs:
         e = s.estimate
+        if not s.local_time:
+            p(
+                f"    {s.venue}/{s.symbol} {s.segment}: no local receive time (an archive: stamped with the "
+                f"exchange's time); replays read it {_ms(e.offset_ns)} later (ingest.archive_latency at import)"
+            )
+            p(f"      push - exchange time over {e.samples:,} events: min {_ms(e.min_ns)}, median {_ms(e.median_ns)}")
+            continue
         behind = f"ran {e.offset_ns / 1e9:.3f} s behind the exchange" if e.offset_ns else "not behind the exchange"
         p(f"    {s.venue}/{s.symbol} {s.segment}: clock {behind}, offset {_ms(e.offset_ns)}")
         p(

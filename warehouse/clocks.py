@@ -22,6 +22,7 @@ Here, per file (or per live session):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import duckdb
@@ -56,6 +57,12 @@ CLOCK_OFFSETS = TableSpec(
         Column("latency_median_ns", "BIGINT", "median recorded local - exchange"),
         Column("offset_ns", "BIGINT", "added to the recorded local time on read: max(0, -latency_q_ns)"),
         Column("clamped", "BIGINT", "events still before their exchange time after the offset: read at it"),
+        Column(
+            "local_time",
+            "BOOLEAN",
+            "false: the data has no local receive time (an archive: ts_local_ns is the exchange's time) and "
+            "offset_ns is the configured ingest.archive_latency, the feed latency replays read it with",
+        ),
     ),
     key=("venue", "symbol", "first_local_ns", "last_local_ns"),
     time_column="first_local_ns",
@@ -111,8 +118,13 @@ class ClockTracker:
     """Collects local - exchange of every stored book update and trade, segment by segment (one file, or
     a whole live session), and gives one ``clock_offsets`` row when a segment ends."""
 
-    def __init__(self, venue: str, symbol: str, run_id: str, quantile: float = QUANTILE) -> None:
+    def __init__(
+        self, venue: str, symbol: str, run_id: str, quantile: float = QUANTILE, archive_latency_ns: int | None = None
+    ) -> None:
+        """``archive_latency_ns``: the data has no local receive time (archives stamp it with the
+        exchange's time): its segments read with this feed latency instead of an estimate."""
         self.venue, self.symbol, self.run_id, self.quantile = venue, symbol, run_id, quantile
+        self.archive_latency_ns = archive_latency_ns
         self.segment: str | None = None
         self._local: list[np.ndarray] = []
         self._ex: list[np.ndarray] = []
@@ -137,11 +149,22 @@ class ClockTracker:
         if local.size == 0 or segment is None:
             return None
         est = estimate_offset(local - ex, self.quantile)
-        return offsets_row(self.venue, self.symbol, segment, self.run_id, int(local.min()), int(local.max()), est)
+        if self.archive_latency_ns is not None:
+            est = dataclasses.replace(est, offset_ns=self.archive_latency_ns, clamped=0)
+        first, last = int(local.min()), int(local.max())
+        local_time = self.archive_latency_ns is None
+        return offsets_row(self.venue, self.symbol, segment, self.run_id, first, last, est, local_time)
 
 
 def offsets_row(
-    venue: str, symbol: str, segment: str, run_id: str, first_local: int, last_local: int, est: ClockEstimate
+    venue: str,
+    symbol: str,
+    segment: str,
+    run_id: str,
+    first_local: int,
+    last_local: int,
+    est: ClockEstimate,
+    local_time: bool = True,
 ) -> pa.Table:
     """One ``clock_offsets`` row."""
     values: list[object] = [
@@ -158,6 +181,7 @@ def offsets_row(
         est.median_ns,
         est.offset_ns,
         est.clamped,
+        local_time,
     ]
     return pa.table(
         [pa.array([v], f.type) for v, f in zip(values, CLOCK_OFFSETS.arrow_schema, strict=True)],
@@ -226,6 +250,7 @@ class Segment:
     first_local_ns: int
     last_local_ns: int
     estimate: ClockEstimate
+    local_time: bool = True  # False: an archive without local receive time, read at the configured latency
 
 
 def segments(con: duckdb.DuckDBPyConnection) -> list[Segment]:
@@ -234,7 +259,8 @@ def segments(con: duckdb.DuckDBPyConnection) -> list[Segment]:
         return []
     rows = con.execute(
         "SELECT venue, symbol, segment, run_id, first_local_ns, last_local_ns, samples, quantile, latency_min_ns, "
-        "latency_q_ns, latency_median_ns, offset_ns, clamped FROM clock_offsets ORDER BY venue, symbol, first_local_ns"
+        "latency_q_ns, latency_median_ns, offset_ns, clamped, local_time IS NOT false FROM clock_offsets "
+        "ORDER BY venue, symbol, first_local_ns"
     ).fetchall()
     return [
         Segment(
@@ -245,8 +271,9 @@ def segments(con: duckdb.DuckDBPyConnection) -> list[Segment]:
             int(lo),
             int(hi),
             ClockEstimate(int(n), float(q), int(mn), int(qv), int(md), int(off), int(c)),
+            bool(local),
         )
-        for v, s, seg, run, lo, hi, n, q, mn, qv, md, off, c in rows
+        for v, s, seg, run, lo, hi, n, q, mn, qv, md, off, c, local in rows
     ]
 
 

@@ -133,7 +133,8 @@ async def _ingest(
     wcfg = cfg.warehouse
     normalizer = _normalizer(source, cfg)
     late = LateKernels(log) if rehearsed else None  # after a rehearsal a kernel readied now is a stall
-    clocks = ClockTracker(source.venue.name, source.symbol, result.run_id)
+    archive = None if source.local_time else cfg.ingest.archive_latency
+    clocks = ClockTracker(source.venue.name, source.symbol, result.run_id, archive_latency_ns=archive)
     last_flush = clock.monotonic_ns()
     last_status = last_flush
     async for batch in source.batches():

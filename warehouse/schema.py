@@ -52,6 +52,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, levels: int) -> None:
         )
     for spec in tables(levels):
         con.execute(spec.ddl())
+    # columns added since a table was first made (a warehouse keeps its data across versions)
+    con.execute("ALTER TABLE clock_offsets ADD COLUMN IF NOT EXISTS local_time BOOLEAN DEFAULT true")
     if row is None:
         con.execute(
             "INSERT INTO meta VALUES ('snapshot_levels', ?), ('schema_version', ?)",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from market.events import RawInput
+from market.parsing import Decoded
 from market.venues.base import Venue
 
 
@@ -29,7 +30,8 @@ class Progress:
 class Source(Protocol):
     """A stream of raw messages for one (venue, symbol).
 
-    ``batches()`` yields messages in arrival order (a list of RawMessage, or a RawBatch), a batch
+    ``batches()`` yields messages in arrival order (a list of RawMessage, a RawBatch, or messages
+    the source decoded itself: Decoded), a batch
     never spanning two segments; a live source yields at least every ``heartbeat`` seconds
     (possibly an empty list) so the caller can flush and stop promptly.
     """
@@ -41,12 +43,15 @@ class Source(Protocol):
     # what the last batch was recorded in: a file's name, or "session" for a live or simulated
     # stream; the ingest estimates one recording-clock offset per segment (warehouse.clocks)
     segment: str
+    # whether messages carry their local receive time (archives do not: the exchange's time stands
+    # in, and replays read them at ingest.archive_latency)
+    local_time: bool
 
     async def start(self) -> None:
         """Connect / open; afterwards tick_size holds the venue's real value."""
         ...
 
-    def batches(self) -> AsyncIterator[RawInput]: ...
+    def batches(self) -> AsyncIterator[RawInput | Decoded]: ...
 
     def request_resync(self, reason: str) -> None:
         """The book went invalid: fetch a fresh snapshot if the source can."""

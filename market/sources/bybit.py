@@ -72,6 +72,7 @@ class BybitSource:
 
     name = "bybit"
     segment = "session"
+    local_time = True  # every message is stamped when it arrives
 
     def __init__(self, cfg: AppConfig, duration_ns: int | None, clock: Clock | None = None) -> None:
         self.endpoints = cfg.bybit

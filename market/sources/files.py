@@ -1,13 +1,21 @@
-"""Recorded files as a source: Bybit archive lines, and ``<local ts> <json>`` recordings.
+"""Recorded files as a source: JSON lines (recordings, Bybit's order-book archives) and CSV archives.
 
 Formats, told apart by the first line:
 - ``<local_receive_ts> {json}``: the recorder format of ../shared/data (Binance USD-M combined
   streams, ns or us stamps) and of this project's own Bybit recordings;
 - ``{json}``: Bybit's historical order-book archive lines (same shape as the WebSocket messages,
-  no local receive time: their push time ``ts`` stands in for it).
-Files may be plain, ``.gz`` or ``.zip`` (first member). Several files are one stream, in order;
-each file is one segment of it (a batch never spans two files): the ingest estimates the recording
-clock's offset per file (warehouse.clocks).
+  no local receive time: their push time ``ts`` stands in for it);
+- a CSV header: Bybit's trade archives and Tardis.dev's incremental_book_L2 and trades
+  (market/sources/columns.py decodes them).
+Files may be plain, ``.gz`` or ``.zip`` (first member).
+
+Files of one kind are one chain, read in the order given (a day after another). JSON-line files
+alone are one stream in that order, each file one segment of it (a batch never spans two files:
+the ingest estimates the recording clock's offset per file, warehouse.clocks). Files of several
+kinds (a day's ob500 zip and its trade csv.gz) are merged into one stream by exchange time,
+window by window (``_merged``); their segment is the names of the files being read together.
+Data without a local receive time (archives) says so (``local_time``): replays read it at the
+configured ``ingest.archive_latency``.
 """
 
 from __future__ import annotations
@@ -27,8 +35,10 @@ import orjson
 from core.config import InstrumentConfig
 from core.errors import DataError, UserError
 from market.events import RawBatch
-from market.sources import lines_fast
+from market.parsing import Decoded
+from market.sources import columns, lines_fast
 from market.sources.base import Note, Progress
+from market.sources.columns import Sniffed
 from market.venues import BINANCE_USDM, BYBIT, Venue, tick_size
 from market.venues.binance import local_ts_to_ns
 
@@ -44,6 +54,17 @@ _GZ_RETRY = 256  # after damage, the compressed bytes before it are decompressed
 class FileFormat:
     venue: Venue
     prefixed: bool  # lines carry a local receive time
+    csv: Sniffed | None = None  # a CSV archive (market/sources/columns.py)
+
+    @property
+    def kind(self) -> str:
+        """Files of one kind are one chain, read in the order given; chains merge by exchange time."""
+        return self.csv.format.kind if self.csv is not None else "lines"
+
+    @property
+    def local_time(self) -> bool:
+        """Whether the file records when each message was received (archives do not)."""
+        return self.csv.format.local_time if self.csv is not None else self.prefixed
 
 
 def _utf8(block: bytes) -> bytes:
@@ -147,15 +168,19 @@ def check_paths(paths: list[str]) -> list[Path]:
 
 
 def detect_format(path: Path) -> FileFormat:
-    """Look at the first non-empty line to decide the venue and line format."""
-    first = b""
+    """Look at the first non-empty line (and a CSV file's second) to decide the venue and format."""
+    first, second = b"", b""
     stream, raw = _open_binary(path)
     try:
         with stream:
             for line in stream:
                 if line.strip():
+                    if first:
+                        second = line.strip()
+                        break
                     first = line.strip()
-                    break
+                    if first.startswith(b"{") or _PREFIXED.match(first.decode("utf-8", errors="replace")):
+                        break
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt or unreadable ({exc.__class__.__name__}: {exc})") from None
     finally:
@@ -166,7 +191,13 @@ def detect_format(path: Path) -> FileFormat:
     m = _PREFIXED.match(text)
     body = m.group(2) if m else text
     if not body.startswith("{"):
-        raise UserError(f"{path}: unknown format (expected JSON lines, optionally prefixed by a timestamp)")
+        sniffed = columns.sniff(path, text, second.decode("utf-8", errors="replace"))
+        if sniffed is not None:
+            return FileFormat(sniffed.venue, prefixed=False, csv=sniffed)
+        raise UserError(
+            f"{path}: unknown format (expected JSON lines, optionally prefixed by a timestamp, or a Bybit or "
+            "Tardis CSV archive with its header)"
+        )
     try:
         head = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -200,11 +231,16 @@ class FileSource:
             raise UserError(f"the files mix venues ({', '.join(sorted(venues))}); import them separately")
         self.formats = formats
         self.venue = formats[0].venue
+        self.chains: dict[str, list[Path]] = {}  # kind -> its files, in the order given
+        for path, fmt in zip(paths, formats, strict=True):
+            self.chains.setdefault(fmt.kind, []).append(path)
+        self.merged = list(self.chains) != ["lines"]  # CSV archives, or several kinds: merged by time
+        self.local_time = all(f.local_time for f in formats)  # archives have no local receive time
         self.symbol = symbol if instrument is None else instrument.venue_symbol
         self.tick_size = self.venue.tick_size if instrument is None else tick_size(instrument, self.venue.name)
         self._total = float(sum(p.stat().st_size for p in paths))
         self._done_before = 0.0
-        self._raw: IO[bytes] | None = None
+        self._open: dict[Path, IO[bytes]] = {}  # the files being read (progress)
         self._stopped = False
         self.lines = 0
         self.segment = paths[0].name if paths else ""
@@ -212,11 +248,11 @@ class FileSource:
     async def start(self) -> None:
         return None
 
-    def _chunks(self) -> Iterator[Chunk]:
+    def _chunks(self, paths: list[Path]) -> Iterator[Chunk]:
         """(path, number of the first line, number of lines, block of whole lines checked to be UTF-8)."""
-        for path in self.paths:
+        for path in paths:
             pieces, raw = _pieces(path)
-            self._raw = raw
+            self._open[path] = raw
             line_no, held, size = 1, list[bytes](), 0  # held: the bytes read and not yet passed on
             try:
                 for piece in pieces:
@@ -242,7 +278,7 @@ class FileSource:
                 ) from None
             finally:
                 self._done_before += path.stat().st_size
-                self._raw = None
+                self._open.pop(path, None)
                 raw.close()
 
     def _whole_lines(self, path: Path, line_no: int, data: bytes) -> Generator[Chunk, None, tuple[int, bytes]]:
@@ -298,13 +334,94 @@ class FileSource:
     def _parts(self) -> Iterator[tuple[Path, RawBatch]]:
         """(file, the messages of one block of its lines), in order."""
         fmt_by_path = dict(zip(self.paths, self.formats, strict=True))
-        for path, first, lines, block in self._chunks():
+        for path, first, lines, block in self._chunks(self.paths):
             yield path, self._batch(fmt_by_path[path], path, first, lines, block)
 
-    async def batches(self) -> AsyncIterator[RawBatch]:
+    def _chain(self, kind: str, paths: list[Path]) -> Iterator[tuple[Path, RawBatch | Decoded, np.ndarray]]:
+        """(file, a part of it, the merge key of each of its messages: exchange time, never
+        decreasing) for one chain of files of one kind."""
+        if kind == "lines":  # JSON lines: archive lines carry their push time, recordings their receive time
+            fmt_by_path = dict(zip(self.paths, self.formats, strict=True))
+            key = 0
+            for path, first, lines, block in self._chunks(paths):
+                batch = self._batch(fmt_by_path[path], path, first, lines, block)
+                keys = np.maximum.accumulate(np.concatenate([[key], batch.ts_local]))[1:]
+                key = int(keys[-1]) if keys.size else key
+                yield path, batch, keys
+            return
+        sniffed = next(f.csv for f in self.formats if f.kind == kind)
+        assert sniffed is not None
+        decoder = columns.CsvDecoder(sniffed, self.symbol, self.tick_size)
+        current: Path | None = None
+        for path, first, _, block in self._chunks(paths):
+            if current is not None and path != current and (done := decoder.flush(current)) is not None:
+                yield current, done, done.keys
+            current = path
+            if (part := decoder.block(path, first, block)) is not None:
+                yield path, part, part.keys
+        if current is not None and (done := decoder.flush(current)) is not None:
+            yield current, done, done.keys
+
+    def _merged(self) -> Iterator[RawBatch | Decoded]:
+        """Every chain's messages as one stream by exchange time: what any chain holds up to the
+        earliest last key among the chains still reading (the horizon) is passed on, chain by chain;
+        the chain that set the horizon is then empty and reads on. At damaged data, what every chain
+        has read is passed on first, then the DataError raised."""
+        chains = [self._chain(kind, paths) for kind, paths in self.chains.items()]
+        held: list[list[tuple[Path, RawBatch | Decoded, np.ndarray]]] = [[] for _ in chains]
+        done = [False] * len(chains)
+        names = [paths[0].name for paths in self.chains.values()]
+        while True:
+            for i, chain in enumerate(chains):
+                while not done[i] and not held[i]:
+                    try:
+                        item = next(chain, None)
+                    except DataError:
+                        yield from (part for parts in held for _, part, _ in parts)
+                        raise
+                    if item is None:
+                        done[i] = True
+                    elif len(item[1]):
+                        held[i].append(item)
+            if not any(held):
+                return
+            reading = [int(parts[-1][2][-1]) for parts, d in zip(held, done, strict=True) if parts and not d]
+            horizon = min(reading) if reading else None
+            for i, parts in enumerate(held):
+                while parts:
+                    path, part, keys = parts[0]
+                    cut = len(keys) if horizon is None else int(np.searchsorted(keys, horizon, "right"))
+                    if cut == 0:
+                        break
+                    if cut == len(keys):
+                        parts.pop(0)
+                    else:
+                        parts[0] = (path, part.slice(cut, len(keys)), keys[cut:])
+                        part = part.slice(0, cut)
+                    names[i] = path.name
+                    self.segment = "+".join(names)
+                    yield part
+                    if self._stopped:
+                        return
+
+    async def batches(self) -> AsyncIterator[RawBatch | Decoded]:
         """Batches of ``batch_lines`` messages; a file's last batch may be shorter: a batch never spans two
         files, each file being one segment (``segment``: its name) for the recording-clock estimate.
         At damaged data, the messages read before it are passed on first, then the DataError raised."""
+        if self.merged:
+            for part in self._merged():
+                self.lines += len(part)
+                yield part
+            return
+        async for batch in self.raw_batches():
+            yield batch
+
+    async def raw_batches(self) -> AsyncIterator[RawBatch]:
+        """The messages of JSON-line files as raw messages (what the stand-in serves and the
+        simulator calibrates on); CSV archives are decoded, not raw messages: refused."""
+        if self.merged:
+            names = ", ".join(p.name for kind, paths in self.chains.items() if kind != "lines" for p in paths)
+            raise UserError(f"{names}: CSV archives are imported (flows.ingest --source file), not served as messages")
         pending: list[RawBatch] = []
         count = 0
         current = self.paths[0]
@@ -346,7 +463,7 @@ class FileSource:
         return []
 
     def progress(self) -> Progress:
-        current = float(self._raw.tell()) if self._raw is not None and not self._raw.closed else 0.0
+        current = float(sum(raw.tell() for raw in list(self._open.values()) if not raw.closed))
         return Progress(min(self._done_before + current, self._total), self._total, "bytes")
 
     def stop(self) -> None:

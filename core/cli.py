@@ -53,7 +53,7 @@ def setup_logging(verbose: bool = False) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("asyncio", "aiohttp.access", "httpx", "ccxt", "numba"):
+    for noisy in ("asyncio", "aiohttp.access", "httpx", "ccxt", "numba", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # The project's own loggers keep their level when Prefect configures logging for a flow (its root
     # logger is at WARNING, and its console handler passes everything): a flow command's INFO lines,

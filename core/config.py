@@ -268,6 +268,19 @@ class PromotionConfig(Section):
     backtest_strategy: Literal["baseline", "passive"] = "passive"
 
 
+class ComputeConfig(Section):
+    """Where the parallel jobs run (backtest sweeps, python -m flows.sweep; docs/scaling.md)."""
+
+    cluster: str | None = None  # None: in this process; "local": a Dask cluster for the run; tcp://host:port
+    workers: int = Field(2, ge=1)  # the processes of a local cluster
+
+    @model_validator(mode="after")
+    def _cluster(self) -> ComputeConfig:
+        if self.cluster is not None and self.cluster != "local" and not self.cluster.startswith(("tcp://", "tls://")):
+            raise ValueError("cluster must be local or a Dask scheduler address tcp://host:port")
+        return self
+
+
 class AppConfig(Section):
     """The whole configuration. Each component receives only its own section."""
 
@@ -289,6 +302,7 @@ class AppConfig(Section):
     backtest: BacktestConfig = BacktestConfig()
     live: LiveConfig = LiveConfig()
     monitor: MonitorConfig = MonitorConfig()
+    compute: ComputeConfig = ComputeConfig()
     source_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -304,7 +318,8 @@ class AppConfig(Section):
         return (self.source_path.parent / path).resolve()
 
 
-def _format_error(source: str, err: ValidationError) -> str:
+def format_error(source: str, err: ValidationError) -> str:
+    """One line naming the first bad key of ``err``."""
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
@@ -340,4 +355,4 @@ def load_config(path: str | Path = "config.yaml") -> AppConfig:
     try:
         return AppConfig.model_validate({**data, "source_path": p.resolve()})
     except ValidationError as exc:
-        raise ConfigError(_format_error(str(p), exc)) from None
+        raise ConfigError(format_error(str(p), exc)) from None

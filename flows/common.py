@@ -88,6 +88,33 @@ def persistent_server() -> Iterator[str | None]:
         yield found
 
 
+@contextmanager
+def shared_server() -> Iterator[str]:
+    """A Prefect server other processes reach too (a Dask cluster's workers report their task runs
+    to it): the persistent one when it is up, else a temporary one started here whose address the
+    processes started meanwhile inherit (PREFECT_API_URL). Prefect's own temporary server lives in
+    this process's settings only: each worker would start one of its own."""
+    with persistent_server() as url:
+        if url is not None:
+            yield url
+            return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = SubprocessASGIServer()
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # the run's log lines reach the server before it stops
+        del os.environ["PREFECT_API_URL"]
+        server.stop()
+
+
 def failed(result: dict[str, Any]) -> State:
     """The Failed state of a flow whose task answered {'status': 'failed', 'error': ..., 'exit_code': ...}."""
     from prefect.states import Failed  # not at import: serve sets the API URL before prefect reads it

@@ -1,0 +1,187 @@
+"""Backtest sweeps, strategy parameters x windows, on Dask when asked: ``python -m flows.sweep``.
+
+    python -m flows.sweep --set threshold=0.55,0.6,0.7 --window 1d          # the champion, day by day
+    python -m flows.sweep --strategy passive --strategy baseline --set strategy.improve_confidence=0.6,0.8
+    python -m flows.sweep --set threshold=0.6 --cluster local --workers 2    # a Dask cluster on this box
+    python -m flows.sweep --set threshold=0.6 --cluster tcp://10.0.0.5:8786  # a running Dask scheduler
+
+Every cell (a strategy, one value of each ``--set``, one window of the stored feature rows) is one
+backtest through the matching engine (pipelines/sweep.py), a Prefect task. Without ``--cluster``
+(or ``compute.cluster`` in config.yaml) the cells run one after another in this process; with it
+they run on Dask through Prefect's task runner (prefect-dask): ``local`` starts a cluster of
+``--workers`` processes for the run, an address joins a running one whose workers run this project
+and reach the same warehouse and registry paths. A cell's figures are the same wherever it ran.
+
+The run prints every cell and, per strategy and parameter set, its windows summed (net PnL, the mean
+per window with its standard error, the orders behind it: fewer than ``training.min_orders`` is "not
+enough evidence"), and writes both tables as CSV under ``backtest.out``/sweep-<time>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import State, flow, task
+from prefect.task_runners import ThreadPoolTaskRunner
+
+import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
+from core.cli import run_main, setup_logging
+from core.config import load_config
+from core.errors import UserError
+from core.timefmt import parse_duration_ns, parse_time_ns
+from execution.backtest import STRATEGIES
+from flows.common import attempt, finish, parser, run_flow, shared_server
+from models import registry
+
+
+@task(name="backtest-cell")
+def cell_task(config: str, version: str, cell: Any) -> dict[str, Any]:
+    from pipelines.sweep import run_cell
+
+    return run_cell(load_config(config), version, cell)
+
+
+@flow(name="sweep", log_prints=True)
+def sweep_flow(
+    config: str = "config.yaml",
+    strategies: tuple[str, ...] = ("passive",),
+    grid: dict[str, list[str]] | None = None,
+    window: str = "1d",
+    model: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+) -> State:
+    """Backtest every (strategy, parameter set, window) cell on the flow's task runner."""
+    from pipelines import sweep
+
+    cfg = load_config(config)
+    result: dict[str, Any] = {}
+
+    def plan() -> dict[str, Any]:
+        version, uri = registry.resolve(cfg, model)
+        spans = sweep.windows(
+            cfg, parse_duration_ns(window), parse_time_ns(start) if start else None, parse_time_ns(end) if end else None
+        )
+        return {"version": version, "uri": uri, "cells": sweep.cells(list(strategies), grid or {}, spans)}
+
+    planned = attempt(plan)
+    if planned["status"] == "failed":
+        return finish(planned, str)
+    cells = planned["cells"]
+    print(f"sweep: {len(cells)} cells ({len(strategies)} strategies x parameter sets x windows) with {planned['uri']}")
+    t0 = time.monotonic()
+    futures = cell_task.map([config] * len(cells), [planned["version"]] * len(cells), cells)
+    rows = []
+    for i, f in enumerate(futures, 1):
+        row = f.result()
+        rows.append(row)
+        figure = row.get("error") or f"net PnL {row['net_pnl']:+,.2f}, {row['parents']} orders, {row['fills']} fills"
+        print(f"  cell {i}/{len(cells)}: {row['strategy']} {row['params']} {row['start']}: {figure}")
+    summary = sweep.summary(rows, cfg.training.min_orders)
+    folder = cfg.resolve(cfg.backtest.out) / f"sweep-{time.strftime('%Y%m%dT%H%M%S')}"
+    _write(folder / "cells.csv", rows)
+    _write(folder / "summary.csv", summary)
+    lines = [f"  {s['strategy']} {s['params']}: net PnL {s['net_pnl']:+,.2f} over {s['windows']} windows; "
+             f"{s['verdict']}" for s in summary]  # fmt: skip
+    result = {
+        "cells": rows,
+        "summary": summary,
+        "folder": str(folder),
+        "seconds": time.monotonic() - t0,
+        "text": f"{len(cells)} cells in {time.monotonic() - t0:.1f} s; tables in {folder}\n" + "\n".join(lines),
+    }
+    return finish({"status": "completed", **result}, lambda r: r["text"])
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=names)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def task_runner(cluster: str | None, workers: int) -> Any:
+    """The flow's task runner: cells one at a time here (None), or on Dask: ``local`` (a cluster of
+    ``workers`` processes started for the run) or the address of a running scheduler."""
+    if cluster is None:
+        return ThreadPoolTaskRunner(max_workers=1)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the cluster's own chatter (workers inherit it)
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    if cluster == "local":
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+    return DaskTaskRunner(address=cluster)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.sweep", __doc__)
+    p.add_argument("--strategy", action="append", metavar="NAME", help=f"{' | '.join(sorted(STRATEGIES))} (repeat)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a config value to sweep (section.field, e.g. strategy.improve_confidence) or threshold (repeat)",
+    )
+    p.add_argument("--window", default="1d", help="each cell's span of the stored feature rows (default 1d)")
+    p.add_argument("--model", metavar="URI", help="models:/NAME/VERSION, an alias or a version (default: champion)")
+    p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: the first stored feature row")
+    p.add_argument("--end", help="last grid time; default: the last stored feature row")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="local (a Dask cluster for the run) or tcp://host:port (default: compute.cluster)",
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="workers of a local cluster (default: compute.workers)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = load_config(args.config)
+    from pipelines.sweep import configured, parse_grid
+
+    strategies = tuple(args.strategy or ["passive"])
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise UserError(f"--strategy {s}: one of {', '.join(sorted(STRATEGIES))}")
+    grid = parse_grid(args.set)
+    for name, values in grid.items():
+        for value in values:
+            configured(cfg, ((name, value),))  # every value is checked before anything runs
+    try:
+        if parse_duration_ns(args.window) <= 0:
+            raise ValueError("not positive")
+        for name in ("start", "end"):
+            if getattr(args, name):
+                parse_time_ns(getattr(args, name))
+    except (ValueError, UserError) as exc:
+        raise UserError(f"--window/--start/--end: {exc}") from None
+    cluster = args.cluster or cfg.compute.cluster
+    workers = args.workers or cfg.compute.workers
+    if workers < 1:
+        raise UserError(f"--workers {workers}: at least 1")
+    if cluster is not None and cluster != "local" and not cluster.startswith(("tcp://", "tls://")):
+        raise UserError(f"--cluster {cluster}: local, or a scheduler address tcp://host:port")
+    registry.resolve(cfg, args.model)  # a missing registry or model is one line before anything starts
+    runner = task_runner(cluster, workers)
+    params: dict[str, Any] = {"config": args.config, "strategies": strategies, "grid": grid, "window": args.window,
+                              "model": args.model, "start": args.start, "end": args.end}  # fmt: skip
+    with shared_server() if cluster is not None else contextlib.nullcontext():
+        state = run_flow(sweep_flow.with_options(task_runner=runner), "sweep", **params)
+    print(state.message)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -159,3 +159,25 @@ def test_stored_estimate_can_be_redone_from_the_recorded_times(
         seg = clocks.segments(con)[0]
         redone = clocks.estimate_stored(con, seg.venue, seg.symbol, seg.first_local_ns, seg.last_local_ns)
     assert redone == seg.estimate
+
+
+def test_a_session_that_never_ends_gives_a_row_per_part_and_holds_no_more_than_a_part() -> None:
+    """A live ingest's segment ("session") never ends: its latencies are estimated part by part
+    (``max_samples`` events each), not piled up in memory until the process stops."""
+    import pyarrow as pa
+
+    tracker = clocks.ClockTracker("bybit", "BTCUSDT", "run", max_samples=1_000)
+    rows = []
+    for k in range(25):  # 25 batches of 100 trades, 3 ms late each
+        ex = np.arange(k * 100, (k + 1) * 100, dtype=np.int64) * MS
+        table = pa.table({"ts_local_ns": ex + 3 * MS, "ts_exchange_ns": ex})
+        if (row := tracker.add("session", {"trades": table})) is not None:
+            rows.append(row.to_pylist()[0])
+        assert tracker._n <= 1_000 + 100  # never more than a part (and the batch that reached it) held
+    last = tracker.finish()
+    assert last is not None
+    rows.append(last.to_pylist()[0])
+    assert [r["samples"] for r in rows] == [1_000, 1_000, 500]
+    assert all(r["segment"] == "session" and r["latency_median_ns"] == 3 * MS for r in rows)
+    firsts = [r["first_local_ns"] for r in rows]
+    assert firsts == sorted(firsts) and rows[1]["first_local_ns"] > rows[0]["last_local_ns"]  # parts follow each other

@@ -32,6 +32,7 @@ import pyarrow as pa
 from market.events import BOOK_UPDATES, TRADES, Column, TableSpec
 
 QUANTILE = 0.001  # of local - exchange, per file or session
+MAX_SAMPLES = 2_000_000  # events per estimate (32 MB of times): a longer file or session gives a row per part
 
 _VENUE = Column("venue", "VARCHAR", "venue id: bybit, binance-usdm")
 _SYMBOL = Column("symbol", "VARCHAR", "the venue's symbol, e.g. BTCUSDT")
@@ -119,19 +120,29 @@ class ClockTracker:
     a whole live session), and gives one ``clock_offsets`` row when a segment ends."""
 
     def __init__(
-        self, venue: str, symbol: str, run_id: str, quantile: float = QUANTILE, archive_latency_ns: int | None = None
+        self,
+        venue: str,
+        symbol: str,
+        run_id: str,
+        quantile: float = QUANTILE,
+        archive_latency_ns: int | None = None,
+        max_samples: int = MAX_SAMPLES,
     ) -> None:
         """``archive_latency_ns``: the data has no local receive time (archives stamp it with the
-        exchange's time): its segments read with this feed latency instead of an estimate."""
+        exchange's time): its segments read with this feed latency instead of an estimate.
+        ``max_samples``: a segment holding this many events gives its row and goes on as a new one
+        (a live session never ends: its latencies must not pile up in memory for ever)."""
         self.venue, self.symbol, self.run_id, self.quantile = venue, symbol, run_id, quantile
         self.archive_latency_ns = archive_latency_ns
+        self.max_samples = max_samples
+        self._n = 0
         self.segment: str | None = None
         self._local: list[np.ndarray] = []
         self._ex: list[np.ndarray] = []
 
     def add(self, segment: str, tables: dict[str, pa.Table]) -> pa.Table | None:
         """Take a batch's normalized tables; the row of the previous segment if this batch starts a new one."""
-        done = self.finish() if segment != self.segment else None
+        done = self.finish() if segment != self.segment or self._n >= self.max_samples else None
         self.segment = segment
         for spec in (BOOK_UPDATES, TRADES):
             t = tables.get(spec.name)
@@ -139,13 +150,14 @@ class ClockTracker:
             if local.size:
                 self._local.append(local)
                 self._ex.append(_column(t, "ts_exchange_ns"))
+                self._n += local.size
         return done
 
     def finish(self) -> pa.Table | None:
         """The current segment's row (None when it held no event); the tracker then starts afresh."""
         local = np.concatenate(self._local) if self._local else np.zeros(0, np.int64)
         ex = np.concatenate(self._ex) if self._ex else np.zeros(0, np.int64)
-        segment, self._local, self._ex = self.segment, [], []
+        segment, self._local, self._ex, self._n = self.segment, [], [], 0
         if local.size == 0 or segment is None:
             return None
         est = estimate_offset(local - ex, self.quantile)

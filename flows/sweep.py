@@ -62,7 +62,6 @@ def sweep_flow(
     from pipelines import sweep
 
     cfg = load_config(config)
-    result: dict[str, Any] = {}
 
     def plan() -> dict[str, Any]:
         version, uri = registry.resolve(cfg, model)
@@ -90,7 +89,7 @@ def sweep_flow(
     _write(folder / "summary.csv", summary)
     lines = [f"  {s['strategy']} {s['params']}: net PnL {s['net_pnl']:+,.2f} over {s['windows']} windows; "
              f"{s['verdict']}" for s in summary]  # fmt: skip
-    result = {
+    result: dict[str, Any] = {
         "cells": rows,
         "summary": summary,
         "folder": str(folder),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
@@ -145,9 +146,9 @@ def summary(results: list[dict[str, Any]], min_orders: int) -> list[dict[str, An
     """Per (strategy, parameter set): its windows' net PnL summed, the mean per window with its
     standard error, the orders (parent orders) behind it, and a verdict that needs ``min_orders``."""
     out = []
-    key = lambda r: (r["strategy"], r["params"])  # noqa: E731
+    key = operator.itemgetter("strategy", "params")
     for (strategy, params), group in itertools.groupby(sorted(results, key=key), key=key):
-        done = [r for r in group]
+        done = list(group)
         ok = [r for r in done if "error" not in r]
         pnl = np.array([r["net_pnl"] for r in ok], float)
         orders = int(sum(r["parents"] for r in ok))

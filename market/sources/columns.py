@@ -198,7 +198,7 @@ class CsvDecoder:
             parsed, at, ts_ex, ts_local = self._trades(path, first_line, rows, len(lines))
         keys = np.full(len(lines), -1, np.int64)
         keys[at] = ts_ex
-        keys = np.maximum.accumulate(np.concatenate([[self.key], keys]))[1:]  # rejected lines: the key before
+        keys = running_max(self.key, keys)  # rejected lines (-1): the key before
         self.key = int(keys[-1]) if keys.size else self.key
         local = np.full(len(lines), -1, np.int64)  # each line: the local time of its message (its update's)
         local[at] = ts_local
@@ -376,6 +376,12 @@ class CsvDecoder:
         for r in rows.rejections:
             streams[r.index] = ""
         return streams
+
+
+def running_max(start: int, ts: np.ndarray) -> np.ndarray:
+    """Merge keys that never decrease: the running maximum of ``ts`` after ``start`` (the key so far)."""
+    out: np.ndarray = np.maximum.accumulate(np.concatenate([[start], np.asarray(ts, np.int64)]))[1:]
+    return out
 
 
 def _update_key(line: bytes) -> bytes:

@@ -331,21 +331,19 @@ class FileSource:
                 payloads.append(body)
         return RawBatch.from_texts(self.venue.name, payloads, np.array(stamps, np.int64))
 
-    def _parts(self) -> Iterator[tuple[Path, RawBatch]]:
+    def _parts(self, paths: list[Path]) -> Iterator[tuple[Path, RawBatch]]:
         """(file, the messages of one block of its lines), in order."""
         fmt_by_path = dict(zip(self.paths, self.formats, strict=True))
-        for path, first, lines, block in self._chunks(self.paths):
+        for path, first, lines, block in self._chunks(paths):
             yield path, self._batch(fmt_by_path[path], path, first, lines, block)
 
     def _chain(self, kind: str, paths: list[Path]) -> Iterator[tuple[Path, RawBatch | Decoded, np.ndarray]]:
         """(file, a part of it, the merge key of each of its messages: exchange time, never
         decreasing) for one chain of files of one kind."""
         if kind == "lines":  # JSON lines: archive lines carry their push time, recordings their receive time
-            fmt_by_path = dict(zip(self.paths, self.formats, strict=True))
             key = 0
-            for path, first, lines, block in self._chunks(paths):
-                batch = self._batch(fmt_by_path[path], path, first, lines, block)
-                keys = np.maximum.accumulate(np.concatenate([[key], batch.ts_local]))[1:]
+            for path, batch in self._parts(paths):
+                keys = columns.running_max(key, batch.ts_local)
                 key = int(keys[-1]) if keys.size else key
                 yield path, batch, keys
             return
@@ -368,41 +366,38 @@ class FileSource:
         the chain that set the horizon is then empty and reads on. At damaged data, what every chain
         has read is passed on first, then the DataError raised."""
         chains = [self._chain(kind, paths) for kind, paths in self.chains.items()]
-        held: list[list[tuple[Path, RawBatch | Decoded, np.ndarray]]] = [[] for _ in chains]
+        held: list[tuple[Path, RawBatch | Decoded, np.ndarray] | None] = [None] * len(chains)  # a part per chain
         done = [False] * len(chains)
         names = [paths[0].name for paths in self.chains.values()]
         while True:
             for i, chain in enumerate(chains):
-                while not done[i] and not held[i]:
+                while not done[i] and held[i] is None:
                     try:
                         item = next(chain, None)
                     except DataError:
-                        yield from (part for parts in held for _, part, _ in parts)
+                        yield from (h[1] for h in held if h is not None)
                         raise
                     if item is None:
                         done[i] = True
                     elif len(item[1]):
-                        held[i].append(item)
-            if not any(held):
+                        held[i] = item
+            if all(h is None for h in held):
                 return
-            reading = [int(parts[-1][2][-1]) for parts, d in zip(held, done, strict=True) if parts and not d]
+            reading = [int(h[2][-1]) for h, d in zip(held, done, strict=True) if h is not None and not d]
             horizon = min(reading) if reading else None
-            for i, parts in enumerate(held):
-                while parts:
-                    path, part, keys = parts[0]
-                    cut = len(keys) if horizon is None else int(np.searchsorted(keys, horizon, "right"))
-                    if cut == 0:
-                        break
-                    if cut == len(keys):
-                        parts.pop(0)
-                    else:
-                        parts[0] = (path, part.slice(cut, len(keys)), keys[cut:])
-                        part = part.slice(0, cut)
-                    names[i] = path.name
-                    self.segment = "+".join(names)
-                    yield part
-                    if self._stopped:
-                        return
+            for i, h in enumerate(held):
+                if h is None:
+                    continue
+                path, part, keys = h
+                cut = len(keys) if horizon is None else int(np.searchsorted(keys, horizon, "right"))
+                if cut == 0:
+                    continue
+                held[i] = None if cut == len(keys) else (path, part.slice(cut, len(keys)), keys[cut:])
+                names[i] = path.name
+                self.segment = "+".join(names)
+                yield part if cut == len(keys) else part.slice(0, cut)
+                if self._stopped:
+                    return
 
     async def batches(self) -> AsyncIterator[RawBatch | Decoded]:
         """Batches of ``batch_lines`` messages; a file's last batch may be shorter: a batch never spans two
@@ -425,7 +420,7 @@ class FileSource:
         pending: list[RawBatch] = []
         count = 0
         current = self.paths[0]
-        parts = self._parts()
+        parts = self._parts(self.paths)
         while True:
             try:
                 item = next(parts, None)

@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
 from core.sections import DurationNs, InstantNs, Section, iso_to_str
@@ -216,10 +216,33 @@ class LabelsConfig(Section):
         return self
 
 
+def _database_url(url: str) -> str:
+    """Empty (the SQLite default) or ``postgresql://user@host[:port]/database``, without a password:
+    the password comes from PGPASSWORD in the environment (never from config.yaml, never logged)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme != "postgresql":
+        raise ValueError("expected postgresql://user@host:port/database (or empty: SQLite)")
+    if parts.password is not None:
+        raise ValueError("a password in config.yaml: put it in PGPASSWORD in the environment instead")
+    if not parts.hostname or not parts.username or not parts.path.strip("/"):
+        raise ValueError("expected postgresql://user@host:port/database: a user, a host and a database")
+    try:
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    return url
+
+
+DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
+
+
 class MlflowConfig(Section):
     """The MLflow store: a SQLite registry and an artifact folder, both under mlruns/ by default."""
 
     store: Path = Path("mlruns/mlflow.db")  # the tracking + registry database (SQLite)
+    database: DatabaseUrl = ""  # a shared PostgreSQL instead of ``store`` (docs/scaling.md)
     artifacts: Path = Path("mlruns/artifacts")
     experiment: str = "btc-l2"
     model_name: str = Field("btc-l2", pattern=r"^[A-Za-z0-9_.-]+$")
@@ -281,6 +304,12 @@ class ComputeConfig(Section):
         return self
 
 
+class PrefectConfig(Section):
+    """The persistent Prefect server's database (python -m flows.prefect_server, make up)."""
+
+    database: DatabaseUrl = ""  # empty: SQLite in PREFECT_HOME; or a shared PostgreSQL (docs/scaling.md)
+
+
 class AppConfig(Section):
     """The whole configuration. Each component receives only its own section."""
 
@@ -303,6 +332,7 @@ class AppConfig(Section):
     live: LiveConfig = LiveConfig()
     monitor: MonitorConfig = MonitorConfig()
     compute: ComputeConfig = ComputeConfig()
+    prefect: PrefectConfig = PrefectConfig()
     source_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

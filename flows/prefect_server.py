@@ -60,9 +60,15 @@ def answers(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
+def connection_url(database: str) -> str:
+    """``postgresql://...`` as Prefect's server reaches it (SQLAlchemy with its asyncpg driver)."""
+    return database.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
 @contextmanager
-def server(url: str, home: Path, log_path: Path, timeout_s: float = 180.0) -> Iterator[Server]:
-    """The Prefect server at ``url``: found, or started here (loopback only) and stopped on exit."""
+def server(url: str, home: Path, log_path: Path, timeout_s: float = 180.0, database: str = "") -> Iterator[Server]:
+    """The Prefect server at ``url``: found, or started here (loopback only) and stopped on exit;
+    its database SQLite in ``home``, or the PostgreSQL URL ``database``."""
     if answers(url):
         log.info("using the Prefect server at %s", url)
         yield Server(url, started=False)
@@ -75,8 +81,11 @@ def server(url: str, home: Path, log_path: Path, timeout_s: float = 180.0) -> It
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)  # the server is the API; it must not look for another
+    if database:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = connection_url(database)
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", str(parts.hostname), "--port", str(port)]
-    print(f"starting a Prefect server at {url} (state {home}, log {log_path})", flush=True)
+    state = database or str(home)  # a database URL never holds the password (core/config.py)
+    print(f"starting a Prefect server at {url} (state {state}, log {log_path})", flush=True)
     with log_path.open("ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # noqa: S603
     try:
@@ -149,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    with server(url, Path(os.environ["PREFECT_HOME"]), cfg.resolve(cfg.live.log_dir) / "prefect-server.log") as srv:
+    log_path = cfg.resolve(cfg.live.log_dir) / "prefect-server.log"
+    with server(url, Path(os.environ["PREFECT_HOME"]), log_path, database=cfg.prefect.database) as srv:
         print(f"Prefect UI: {srv.ui_url}; Ctrl-C stops the server", flush=True)
         misses = 0
         try:

@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     home = Path(os.environ["PREFECT_HOME"])
     if args.require_server and not answers(url):
         raise UnavailableError(f"no Prefect server answers at {url} (--require-server)")
-    with server(url, home, cfg.resolve(cfg.live.log_dir) / "prefect-server.log") as srv:
+    with server(url, home, cfg.resolve(cfg.live.log_dir) / "prefect-server.log", database=cfg.prefect.database) as srv:
         from prefect import serve
 
         served = to_deployments(items, str(cfg.source_path))

@@ -10,7 +10,8 @@ So opening the store (``locate``) compares the artifact root stored for the proj
 with the configured one (``mlflow.artifacts``). When they differ and the configured folder holds
 the store's artifacts (a copy or a move), every stored path under the old root is rebased onto the
 new one in one transaction, and the ``MLmodel`` files with it; a log line says so. A store whose
-artifacts are not in the configured folder (someone else's, or a remote one) is never touched.
+artifacts are not in the configured folder (someone else's, or a remote one) is never touched, nor
+is a shared PostgreSQL store (``mlflow.database``): its artifacts are where every user reaches them.
 This module does not import MLflow: ``python -m models ui`` uses it before MLflow loads.
 """
 
@@ -33,14 +34,23 @@ _warned: set[tuple[Path, str]] = set()
 class Store:
     tracking_uri: str
     artifacts_uri: str
-    db: Path
+    db: Path | None  # the SQLite file; None on a PostgreSQL store (mlflow.database)
     artifacts: Path
+
+    @property
+    def where(self) -> str:
+        """The store for a person: the file, or the database URL (it never holds the password)."""
+        return str(self.db) if self.db is not None else self.tracking_uri
 
 
 def store(cfg: AppConfig, create: bool = False) -> Store:
     """The configured store; without ``create`` a missing one is a one-line error."""
-    db = cfg.resolve(cfg.mlflow.store)
     art = cfg.resolve(cfg.mlflow.artifacts)
+    if cfg.mlflow.database:  # MLflow creates its tables in an empty database on first use
+        if create:
+            art.mkdir(parents=True, exist_ok=True)
+        return Store(cfg.mlflow.database, art.as_uri(), None, art)
+    db = cfg.resolve(cfg.mlflow.store)
     if not db.exists() and not create:
         raise UnavailableError(f"no model registry at {db}: train a model first (python -m flows.train)")
     if create:
@@ -52,7 +62,7 @@ def store(cfg: AppConfig, create: bool = False) -> Store:
 def locate(cfg: AppConfig, create: bool = False) -> Store:
     """The configured store, rebased first if the project folder was moved or copied."""
     s = store(cfg, create)
-    if s.db.exists():
+    if s.db is not None and s.db.exists():
         rebase(s.db, s.artifacts, cfg.mlflow.experiment)
     return s
 

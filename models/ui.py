@@ -21,7 +21,7 @@ import sys
 
 from core.config import AppConfig
 from core.errors import UnavailableError
-from models.store import locate
+from models.store import locate, store
 
 APP = "mlflow.server.fastapi_app:app"
 # What `mlflow server` (mlflow/server/__init__.py, _run_server) sets for its workers; names from
@@ -91,8 +91,5 @@ def serve(cfg: AppConfig, host: str | None, port: int | None) -> None:
     h, p = host or cfg.mlflow.ui_host, port or cfg.mlflow.ui_port
     check_port(h, p)
     env = environment(cfg)
-    print(
-        f"MLflow UI on {url(cfg, h, p)} (store {env[BACKEND_STORE].removeprefix('sqlite:///')}); Ctrl-C stops it",
-        flush=True,
-    )
+    print(f"MLflow UI on {url(cfg, h, p)} (store {store(cfg).where}); Ctrl-C stops it", flush=True)
     os.execve(sys.executable, command(h, p), env)  # noqa: S606  (fixed arguments)

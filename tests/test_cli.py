@@ -67,6 +67,7 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
         "models",
         "ops",
         "ops.soak",
+        "ops.postgres",
     ],
 )
 def test_help_works(module: str) -> None:

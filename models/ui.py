@@ -91,5 +91,5 @@ def serve(cfg: AppConfig, host: str | None, port: int | None) -> None:
     h, p = host or cfg.mlflow.ui_host, port or cfg.mlflow.ui_port
     check_port(h, p)
     env = environment(cfg)
-    print(f"MLflow UI on {url(cfg, h, p)} (store {store(cfg).where}); Ctrl-C stops it", flush=True)
+    print(f"MLflow UI on {url(cfg, h, p)} (store {store(cfg, create=True).where}); Ctrl-C stops it", flush=True)
     os.execve(sys.executable, command(h, p), env)  # noqa: S606  (fixed arguments)

@@ -44,7 +44,7 @@ def load_market(cfg: AppConfig, start_ns: int | None, end_ns: int | None, levels
     venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol
     path = cfg.resolve(cfg.warehouse.path)
     where, window = _window(start_ns, end_ns)
-    with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
+    with reading(path, cfg.warehouse.lock_timeout / 1e9, history=(start_ns, end_ns)) as con:  # and the lake's
         stored = stored_levels(con)
         if stored is None:
             raise UserError(f"{path}: no warehouse schema yet (run an ingest first)")

@@ -23,6 +23,7 @@ from warehouse import retention
 from warehouse.cli import main as warehouse_main
 from warehouse.db import one, reading, writing
 from warehouse.feature_tables import WARMUP_NS, label_history_ns
+from warehouse.lake import unlisted as lake_unlisted
 
 NS = 1_000_000_000
 HOUR = 3600 * NS
@@ -80,21 +81,22 @@ def counts(path: Path) -> dict[str, int]:
 
 
 def archive_of(cfg: AppConfig, table: str) -> str:
-    return f"read_parquet('{cfg.resolve(cfg.warehouse.retention.archive)}/{table}/*/*.parquet')"
+    """Every Parquet file of ``table`` on disk, listed in the lake's manifest or not."""
+    return f"read_parquet('{cfg.resolve(cfg.warehouse.retention.archive)}/{table}/**/*.parquet', hive_partitioning = false)"
 
 
 def differing_rows(cfg: AppConfig, original: Path, table: str) -> int:
-    """Rows of the original table not in (DuckDB + archive), and the other way round (multisets)."""
+    """Rows of the original table a reader of the whole history does not see, and the other way round."""
     return sum(missing_and_extra(cfg, original, table))
 
 
 def missing_and_extra(cfg: AppConfig, original: Path, table: str) -> tuple[int, int]:
-    """(original rows held neither in DuckDB nor in the archive, rows held more often than originally)."""
-    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+    """(original rows a reader of all history does not see, rows it sees more often than originally):
+    the reader's view is the DuckDB rows and the lake's listed files (warehouse/lake.py)."""
+    with reading(cfg.resolve(cfg.warehouse.path), history=(None, None)) as con:
         con.execute(f"ATTACH '{original}' AS orig (READ_ONLY)")
         cols = ", ".join(r[0] for r in con.execute(f"DESCRIBE orig.{table}").fetchall())
-        archived = archive_of(cfg, table)
-        held = f"SELECT {cols} FROM {table} UNION ALL SELECT {cols} FROM {archived}"
+        held = f"SELECT {cols} FROM {table}"
         a = one(con, f"SELECT count(*) FROM (SELECT {cols} FROM orig.{table} EXCEPT ALL ({held}))")
         b = one(con, f"SELECT count(*) FROM (({held}) EXCEPT ALL SELECT {cols} FROM orig.{table})")
     assert a is not None and b is not None
@@ -118,7 +120,10 @@ def test_export_then_delete_round_trip_equals_the_original_rows(template: Path, 
     assert {h.table for h in plan.hours} == {"raw_messages"}
     archive = cfg.resolve(cfg.warehouse.retention.archive)
     files = sorted(p.relative_to(archive).as_posix() for p in archive.rglob("*.parquet"))
-    assert files == ["raw_messages/date=2026-01-05/part-22.parquet", "raw_messages/date=2026-01-05/part-23.parquet"]
+    assert files == [
+        "raw_messages/venue=bybit/date=2026-01-05/part-22.parquet",
+        "raw_messages/venue=bybit/date=2026-01-05/part-23.parquet",
+    ]
     after = counts(cfg.resolve(cfg.warehouse.path))
     n = archived_rows(cfg, "raw_messages")
     assert n == sum(moved.rows.values()) > 0
@@ -158,10 +163,12 @@ def test_rerun_after_a_crash_between_export_and_delete_neither_duplicates_nor_lo
     cfg = copy_of(template, tmp_path / "crashed", raw="30m")
     shutil.copytree(done.resolve(done.warehouse.retention.archive), cfg.resolve(cfg.warehouse.retention.archive))
     archive = cfg.resolve(cfg.warehouse.retention.archive)
-    (archive / "raw_messages" / "date=2026-01-06").mkdir()
-    (archive / "raw_messages" / "date=2026-01-06" / "part-00.parquet.partial").write_bytes(b"PAR1 torn")
+    (archive / "raw_messages" / "venue=bybit" / "date=2026-01-06").mkdir()
+    (archive / "raw_messages" / "venue=bybit" / "date=2026-01-06" / "part-00.parquet.partial").write_bytes(b"PAR1 torn")
     exported = archived_rows(cfg, "raw_messages")
     assert counts(cfg.resolve(cfg.warehouse.path)) == counts(template / "l2.duckdb")
+    # files not committed to the manifest are not read: a reader of all history sees each row once
+    assert missing_and_extra(cfg, template / "l2.duckdb", "raw_messages") == (0, 0)
 
     _, moved = retention.run(cfg)
     assert sum(moved.rows.values()) == exported
@@ -262,8 +269,11 @@ def test_show_prints_the_growth_rate_and_the_archive(
     assert f"{n_raw:,}" in raw_line and "0.5" in raw_line  # half an hour of raw messages left
     archive = cfg.resolve(cfg.warehouse.retention.archive)
     size = sum(p.stat().st_size for p in archive.rglob("*.parquet"))
-    assert "raw_messages      1 day (2026-01-05 .. 2026-01-05), 2 files" in out
-    assert f"total {size / 1e6:,.1f} MB" in out
+    lake_line = next(ln for ln in out.split("  lake ")[1].splitlines() if ln.strip().startswith("raw_messages "))
+    moved = archived_rows(cfg, "raw_messages")
+    assert lake_line.split()[1:5] == ["bybit/*", "2", "1", f"{moved:,}"]  # pair, files, days, rows
+    assert "2026-01-05 2026-01-05" in lake_line and f"{size / moved:,.1f}" in lake_line  # bytes per row
+    assert f"total {size / 1e6:,.1f} MB in 2 files" in out and "not in the lake's manifest" not in out
 
 
 def test_retain_as_a_user_types_it(template: Path, tmp_path: Path) -> None:
@@ -331,8 +341,8 @@ def test_retain_bad_input_is_one_line_with_its_exit_code(template: Path, tmp_pat
 def test_the_archive_directory_unwritable_stops_before_deleting(template: Path, tmp_path: Path) -> None:
     cfg = copy_of(template, tmp_path, raw="30m")
     archive = cfg.resolve(cfg.warehouse.retention.archive)
-    (archive / "raw_messages").mkdir(parents=True)
-    (archive / "raw_messages" / "date=2026-01-05").write_text("in the way")  # the day's directory cannot be made
+    (archive / "raw_messages" / "venue=bybit").mkdir(parents=True)
+    (archive / "raw_messages" / "venue=bybit" / "date=2026-01-05").write_text("in the way")  # the day's folder
     before = counts(cfg.resolve(cfg.warehouse.path))
     with pytest.raises(UserError, match="cannot create the archive directory") as err:
         retention.run(cfg)
@@ -388,11 +398,58 @@ def test_a_retain_killed_midway_and_run_again_ends_as_one_clean_run(template: Pa
     finally:
         proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
-    # killed: nothing lost (an hour may be both in its file and still in DuckDB until the re-run)
-    assert missing_and_extra(cfg, template / "l2.duckdb", "raw_messages")[0] == 0
+    # killed: nothing lost, and a reader sees no row twice (an hour whose file is in place but not
+    # yet listed in the manifest is read from DuckDB until the re-run merges it)
+    assert missing_and_extra(cfg, template / "l2.duckdb", "raw_messages") == (0, 0)
 
     p = cli("-m", "warehouse", "retain", "--config", str(tmp_path / "config.yaml"))
     assert p.returncode == 0, p.stderr
     assert archived_rows(cfg, "raw_messages") == expected
     assert differing_rows(cfg, template / "l2.duckdb", "raw_messages") == 0
     assert not list(archive.rglob("*.partial"))
+
+
+def test_a_backtest_window_in_the_lake_reads_the_same_market_as_before_the_move(
+    template_built: Path, tmp_path: Path
+) -> None:
+    from pipelines.replay import load_market
+
+    ref = copy_of(template_built, tmp_path / "ref")
+    cfg = copy_of(template_built, tmp_path / "pruned", raw="1m", book="1m")
+    plan, _ = retention.run(cfg)
+    assert plan.cutoffs.book_ns is not None
+    lo = parse_time_ns(START) + 10 * 60 * NS
+    for start, end in ((lo, lo + 20 * 60 * NS), (lo, None), (None, None)):  # in the lake; across it; everything
+        a, b = load_market(ref, start, end), load_market(cfg, start, end)
+        assert len(b.books) == len(a.books) > 0 and len(b.trades) == len(a.trades) > 0
+        for x, y in ((a.books, b.books), (a.trades, b.trades)):
+            for name in x._fields:
+                assert (getattr(x, name) == getattr(y, name)).all(), name
+    # a reader that does not ask for history sees only what the DuckDB file holds
+    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+        row = one(con, "SELECT count(*) FROM snapshots WHERE ts_exchange_ns < ?", [plan.cutoffs.book_ns])
+    assert row == (0,)
+
+
+def test_files_of_the_first_layout_are_rewritten_into_the_lake_and_nothing_is_lost(
+    template: Path, tmp_path: Path
+) -> None:
+    # what a retain of the first layout left: every pair's rows of an hour in <table>/date=D/part-HH.parquet
+    cfg = copy_of(template, tmp_path, raw="30m")
+    path, archive = cfg.resolve(cfg.warehouse.path), cfg.resolve(cfg.warehouse.retention.archive)
+    old = archive / "raw_messages" / "date=2026-01-05" / "part-22.parquet"
+    old.parent.mkdir(parents=True)
+    hour = f"ts_local_ns >= {parse_time_ns('2026-01-05T22:00:00Z')} AND ts_local_ns < {parse_time_ns('2026-01-05T23:00:00Z')}"
+    with writing(path) as con:
+        con.execute(f"COPY (SELECT * FROM raw_messages WHERE {hour}) TO '{old}' (FORMAT PARQUET)")
+        n_old = int(con.execute(f"DELETE FROM raw_messages WHERE {hour}").fetchall()[0][0])
+    assert n_old > 0
+    with reading(path) as con:
+        assert lake_unlisted(con, path.parent, archive) == [old]  # warehouse show would say so
+    _, moved = retention.run(cfg)
+    assert moved.migrated == 1 and not old.exists() and not old.parent.exists()
+    assert "rewrote 1 files of the first layout" in moved.summary()
+    assert (archive / "raw_messages" / "venue=bybit" / "date=2026-01-05" / "part-22.parquet").exists()
+    assert differing_rows(cfg, template / "l2.duckdb", "raw_messages") == 0
+    with reading(path) as con:
+        assert lake_unlisted(con, path.parent, archive) == []

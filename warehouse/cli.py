@@ -16,7 +16,7 @@ from core.cli import add_config_argument, run_main
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_duration, format_ns, parse_duration_ns, parse_time_ns
-from warehouse import clocks, feature_tables, growth, reader, retention
+from warehouse import clocks, feature_tables, growth, lake, reader, retention
 from warehouse.db import one, reading
 from warehouse.schema import describe, stored_levels
 
@@ -46,7 +46,8 @@ def show(cfg: AppConfig, out: TextIO | None = None) -> None:
         segs = clocks.segments(con)
         bare = clocks.uncovered(con)
         grown = growth.measure(con)
-    archive = growth.archive_stats(cfg.resolve(cfg.warehouse.retention.archive))
+        archive = cfg.resolve(cfg.warehouse.retention.archive)
+        held, unlisted = lake.tables(con), lake.unlisted(con, path.parent, archive)
 
     def p(*parts: object) -> None:
         print(*parts, file=out or sys.stdout)
@@ -86,7 +87,7 @@ def show(cfg: AppConfig, out: TextIO | None = None) -> None:
                 f"    {format_ns(start)}  {source:<6} {status:<9} {msgs:>12,} messages, {rej:,} rejected, "
                 f"{gaps:,} gaps ({took})"
             )
-    growth.show(p, grown, archive, cfg.resolve(cfg.warehouse.retention.archive))
+    growth.show(p, grown, held, unlisted, archive)
 
 
 def _ms(ns: int) -> str:

@@ -51,12 +51,20 @@ def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConne
 
 
 @contextlib.contextmanager
-def reading(path: Path, timeout_s: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection for one query or a short group of queries."""
+def reading(
+    path: Path, timeout_s: float = 30.0, history: tuple[int | None, int | None] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection for one query or a short group of queries. With ``history`` (a span
+    of exchange time, None ends open) its tables also hold the rows retention moved to the lake
+    for that span (warehouse/lake.py); without it, only what the DuckDB file holds."""
     if not path.exists():
         raise UserError(f"{path}: no warehouse here yet (run an ingest first, e.g. make demo)")
     con = _open(path, True, timeout_s)
     try:
+        if history is not None:
+            from warehouse.lake import attach
+
+            attach(con, path.parent, *history)
         yield con
     finally:
         con.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse import lake
 from warehouse.db import one
 from warehouse.reader import TIME_COLUMNS
 
@@ -121,35 +122,11 @@ def _day(ns: int) -> str:
     return datetime.fromtimestamp(ns / NS, UTC).strftime("%Y-%m-%d")
 
 
-@dataclass(frozen=True)
-class ArchivedTable:
-    table: str
-    days: int
-    files: int
-    bytes: int
-    first_day: str
-    last_day: str
-
-
-def archive_stats(archive: Path) -> list[ArchivedTable]:
-    """Days, files and bytes per table of the Parquet archive (finished files only)."""
-    out: list[ArchivedTable] = []
-    if not archive.is_dir():
-        return out
-    for tdir in sorted(d for d in archive.iterdir() if d.is_dir()):
-        days = sorted(d.name.removeprefix("date=") for d in tdir.glob("date=*") if d.is_dir())
-        files = list(tdir.glob("date=*/*.parquet"))
-        if files:
-            size = sum(f.stat().st_size for f in files)
-            out.append(ArchivedTable(tdir.name, len(days), len(files), size, days[0], days[-1]))
-    return out
-
-
 def _mb(n: float) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-def show(p: Callable[..., None], g: Growth, archive: list[ArchivedTable], where: Path) -> None:
+def show(p: Callable[..., None], g: Growth, held: list[lake.LakeTable], unlisted: list[Path], where: Path) -> None:
     """Print the growth and archive lines of ``warehouse show``."""
     p("")
     p("  growth:")
@@ -179,11 +156,22 @@ def show(p: Callable[..., None], g: Growth, archive: list[ArchivedTable], where:
         p(f"      {'day':<10} " + " ".join(f"{t:>13}" for t in DAILY))
         for day in sorted(g.per_day):
             p(f"      {day:<10} " + " ".join(f"{g.per_day[day].get(t, 0):>13,}" for t in DAILY))
-    p(f"  archive {where}:")
-    if not archive:
+    p(f"  lake {where} (rows retention moved; readers asking for their span read them with the file's):")
+    if not held:
         p("    empty (python -m warehouse retain moves old rows here)")
-    for a in archive:
-        days = f"{a.days} day{'' if a.days == 1 else 's'}"
-        p(f"    {a.table:<13} {days:>9} ({a.first_day} .. {a.last_day}), {a.files:,} files, {_mb(a.bytes)}")
-    if archive:
-        p(f"    total {_mb(sum(a.bytes for a in archive))}")
+    else:
+        p(f"    {'table':<13} {'pair':<14} {'files':>6} {'days':>5} {'rows':>13}  {'from':<10} {'to':<10} "
+          f"{'size':>11} {'bytes/row':>10}")  # fmt: skip
+    for h in held:
+        pair = f"{h.venue}/{h.symbol}" if h.symbol else f"{h.venue}/*"
+        p(
+            f"    {h.table:<13} {pair:<14} {h.files:>6,} {h.days:>5,} {h.rows:>13,}  {_day(h.first_ns):<10} "
+            f"{_day(h.last_ns):<10} {_mb(h.bytes):>11} {h.bytes_per_row:>10,.1f}"
+        )
+    if held:
+        p(f"    total {_mb(sum(h.bytes for h in held))} in {sum(h.files for h in held):,} files")
+    if unlisted:
+        p(
+            f"    {len(unlisted):,} Parquet files under it are not in the lake's manifest (a retain stopped "
+            "between writing and committing, or another layout): readers skip them; the next retain merges them"
+        )

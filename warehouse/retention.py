@@ -2,9 +2,11 @@
 
 ``python -m warehouse retain`` (config ``warehouse.retention``) moves raw messages older than
 ``raw`` and, when ``book`` is set, book rows older than ``book`` (book_updates, trades, snapshots,
-snapshots_1s) to ``<archive>/<table>/date=YYYY-MM-DD/part-HH.parquet``: one file per table and
-hour of data (UTC), a hive layout DuckDB reads back with
-``read_parquet('<archive>/raw_messages/*/*.parquet', hive_partitioning = true)``.
+snapshots_1s) to the lake: ``<archive>/<table>/venue=V/symbol=S/date=YYYY-MM-DD/part-HH.parquet``,
+one zstd Parquet file per table, pair and hour of data (UTC), listed in the ``lake_parts`` manifest
+that readers read it through (warehouse/lake.py). Files of the first layout
+(``<table>/date=.../part-HH.parquet``, every pair in one file) are rewritten into this one and
+listed on the next run.
 
 Ages are measured back from the table's newest row (the data's clock, not the calendar) and cut at
 whole hours. Book rows a feature or label build of the current config still needs are never moved:
@@ -13,11 +15,12 @@ snapshots_latest, clock_offsets, meta).
 
 Each hour is moved under one write connection (the ingest's writer waits, its spool keeping its data
 durable): COPY to ``part-HH.parquet.partial``, read the file back and check its rows, rename it into
-place, then DELETE the hour in one transaction. A crash at any step loses nothing and a re-run
-duplicates nothing: a stale ``.partial`` is written again; an hour whose file exists but whose rows
-are still in DuckDB (a crash between the rename and the commit, or the same data ingested again) is
-merged with that file, deduplicated on the table's natural key, and deleted only once every one of
-its rows is found in the new file.
+place, then DELETE the hour and list the file in the manifest in one transaction. A crash at any
+step loses nothing, a re-run duplicates nothing, and a reader never sees a row twice: a stale
+``.partial`` is written again; an hour whose file exists but whose rows are still in DuckDB (a crash
+between the rename and the commit, or the same data ingested again) is merged with that file,
+deduplicated on the table's natural key, and deleted only once every one of its rows is found in
+the new file; until that commit the file is not in the manifest, so readers read the DuckDB rows.
 
 DuckDB does not shrink its file on DELETE: a CHECKPOINT (done on closing each connection) turns the
 deleted rows' space into free blocks that new data reuses, so with retention the file stops growing.
@@ -42,6 +45,7 @@ from core.config import AppConfig
 from core.errors import DataError, UnavailableError, UserError
 from features import MAX_LOOKBACK_S
 from market.events import TableSpec
+from warehouse import lake
 from warehouse.db import one, reading, writing
 from warehouse.feature_tables import NS, WARMUP_NS, ids, label_history_ns, table_exists
 from warehouse.schema import stored_levels, tables
@@ -55,9 +59,11 @@ ProgressFn = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Hour:
-    """One table's rows of one hour of data (UTC), to be moved to one Parquet file."""
+    """One table's rows of one pair and one hour of data (UTC), to be moved to one Parquet file."""
 
     table: str
+    venue: str
+    symbol: str  # '' for raw_messages (no symbol column)
     start_ns: int
     rows: int
     data_bytes: int  # uncompressed size of the values (strings by length, numbers 8 bytes)
@@ -68,7 +74,25 @@ class Hour:
 
     def path(self, archive: Path) -> Path:
         hour = datetime.fromtimestamp(self.start_ns / NS, UTC).strftime("%H")
-        return archive / self.table / f"date={self.day}" / f"part-{hour}.parquet"
+        pair = archive / self.table / f"venue={_part(self.venue)}"
+        if self.table not in RAW_TABLES:
+            pair = pair / f"symbol={_part(self.symbol)}"
+        return pair / f"date={self.day}" / f"part-{hour}.parquet"
+
+    def where(self, spec: TableSpec) -> tuple[str, list[object]]:
+        """SQL selecting this hour's rows of ``spec``, and its parameters."""
+        t = spec.time_column
+        sql = f"venue = ? AND {t} >= {self.start_ns} AND {t} < {self.start_ns + HOUR_NS}"
+        if self.table in RAW_TABLES:
+            return sql, [self.venue]
+        return sql + " AND symbol = ?", [self.venue, self.symbol]
+
+
+def _part(name: str) -> str:
+    """A venue or symbol as a folder name (BTCUSDT, bybit; anything else is refused)."""
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise DataError(f"{name!r}: not usable as a lake folder name")
+    return name
 
 
 @dataclass(frozen=True)
@@ -100,11 +124,13 @@ class Moved:
     free_before: int = 0
     free_after: int = 0
     compacted: bool = False
+    migrated: int = 0  # files of the first layout rewritten into the lake's
 
     def summary(self) -> str:
         rows, size = sum(self.rows.values()), sum(self.parquet_bytes.values())
         how = "compacted" if self.compacted else "checkpointed"
-        return (
+        first = f"rewrote {self.migrated:,} files of the first layout into the lake's; " if self.migrated else ""
+        return first + (
             f"moved {rows:,} rows to {size / 1e6:,.1f} MB of Parquet; the file {self.file_before / 1e6:,.1f} MB -> "
             f"{self.file_after / 1e6:,.1f} MB ({how}), {self.free_after / 1e6:,.1f} MB in free blocks"
         )
@@ -218,14 +244,18 @@ def cutoffs(con: duckdb.DuckDBPyConnection, cfg: AppConfig, levels: int) -> Cuto
     return Cutoffs(raw_ns, book_ns, note)
 
 
+def _symbol(spec: TableSpec) -> str:
+    return "''" if spec.name in RAW_TABLES else "symbol"
+
+
 def _hours(con: duckdb.DuckDBPyConnection, spec: TableSpec, before: int) -> list[Hour]:
     t = spec.time_column
     rows = con.execute(
-        f"SELECT {t} // {HOUR_NS} AS h, count(*), {_data_bytes_sql(spec)} FROM {spec.name} "
-        f"WHERE {t} < ? GROUP BY h ORDER BY h",
+        f"SELECT venue, {_symbol(spec)} AS sym, {t} // {HOUR_NS} AS h, count(*), {_data_bytes_sql(spec)} "
+        f"FROM {spec.name} WHERE {t} < ? GROUP BY ALL ORDER BY h, venue, sym",
         [before],
     ).fetchall()
-    return [Hour(spec.name, int(h) * HOUR_NS, int(n), int(b)) for h, n, b in rows]
+    return [Hour(spec.name, str(v), str(s), int(h) * HOUR_NS, int(n), int(b)) for v, s, h, n, b in rows]
 
 
 def plan(cfg: AppConfig) -> Plan:
@@ -273,27 +303,52 @@ def _q(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: str, to: Path) -> None:
+def _copy(con: duckdb.DuckDBPyConnection, query: str, to: Path, params: list[object]) -> None:
     """COPY a query to a Parquet file; a full disk or a denied write is one line (exit 4)."""
     try:
-        con.execute(f"COPY ({query}) TO '{_q(to)}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+        con.execute(f"COPY ({query}) TO '{_q(to)}' (FORMAT PARQUET, COMPRESSION ZSTD)", params)
     except duckdb.IOException as exc:
         raise UnavailableError(f"{to}: cannot write the archive: {str(exc).splitlines()[0]}") from None
 
 
-def move_hour(con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, archive: Path) -> tuple[int, int]:
-    """Export one hour to Parquet, check it, delete it from DuckDB; return (rows deleted, file bytes)."""
+def move_hour(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, archive: Path, root: Path
+) -> tuple[int, int]:
+    """Export one hour to Parquet, check it, delete it from DuckDB and list the file in the lake's
+    manifest in one transaction; return (rows deleted, file bytes). ``root``: the warehouse's folder."""
+    where, params = hour.where(spec)
+    n_db = int((one(con, f"SELECT count(*) FROM {spec.name} WHERE {where}", params) or (0,))[0])
+    if n_db == 0:
+        return 0, 0
+    rows_sql = f"SELECT {', '.join(spec.names)} FROM {spec.name} WHERE {where}"
+    final = _write_part(con, spec, hour, archive, rows_sql, params)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        deleted = int((one(con, f"DELETE FROM {spec.name} WHERE {where}", params) or (0,))[0])
+        if deleted != n_db:
+            raise DataError(f"{spec.name}: {deleted:,} rows to delete, {n_db:,} exported; nothing deleted")
+        _list(con, spec, hour, final, root)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return deleted, final.stat().st_size
+
+
+def _write_part(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, archive: Path, rows_sql: str, params: list[object]
+) -> Path:
+    """Write ``rows_sql``'s rows (one pair's hour) to the hour's file, merged with the file already
+    there (deduplicated on the table's key), read back and checked, then renamed into place.
+    Every row of ``rows_sql`` is in the file it returns, or it raises and the old file is as it was."""
     t = spec.time_column
-    where = f"{t} >= {hour.start_ns} AND {t} < {hour.start_ns + HOUR_NS}"
     final = hour.path(archive)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UnavailableError(f"{final.parent}: cannot create the archive directory: {exc.strerror}") from None
     partial = final.with_name(final.name + ".partial")
-    n_db = int((one(con, f"SELECT count(*) FROM {spec.name} WHERE {where}") or (0,))[0])
-    if n_db == 0:
-        return 0, 0
+    n_src = int((one(con, f"SELECT count(*) FROM ({rows_sql})", params) or (0,))[0])
     cols = ", ".join(spec.names)
     order = ", ".join(dict.fromkeys((t, *spec.key)))
     merge = final.exists()
@@ -301,41 +356,77 @@ def move_hour(con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, archi
         keys = ", ".join(spec.key)
         query = (
             f"SELECT DISTINCT ON ({keys}) {cols} FROM (SELECT {cols}, 0 AS src FROM read_parquet('{_q(final)}') "
-            f"UNION ALL SELECT {cols}, 1 AS src FROM {spec.name} WHERE {where}) ORDER BY {order}, src"
+            f"UNION ALL SELECT {cols}, 1 AS src FROM ({rows_sql})) ORDER BY {order}, src"
         )
     else:
-        query = f"SELECT {cols} FROM {spec.name} WHERE {where} ORDER BY {order}"
+        query = f"SELECT {cols} FROM ({rows_sql}) ORDER BY {order}"
     try:
-        _copy(con, query, partial)
+        _copy(con, query, partial, params)
         n_file = int((one(con, f"SELECT count(*) FROM read_parquet('{_q(partial)}')") or (0,))[0])
         if merge:
             match = " AND ".join(f"a.{k} IS NOT DISTINCT FROM d.{k}" for k in spec.key)
             row = one(
                 con,
-                f"SELECT count(*) FROM {spec.name} d WHERE {where} AND NOT EXISTS "
+                f"SELECT count(*) FROM ({rows_sql}) d WHERE NOT EXISTS "
                 f"(SELECT 1 FROM read_parquet('{_q(partial)}') a WHERE {match})",
+                params,
             )
-            missing = int(row[0]) if row else n_db
+            missing = int(row[0]) if row else n_src
             if missing:
-                raise DataError(f"{final}: {missing:,} of {n_db:,} rows not found in the file written; nothing deleted")
-        elif n_file != n_db:
-            raise DataError(f"{final}: read back {n_file:,} rows, expected {n_db:,}; nothing deleted")
+                raise DataError(f"{final}: {missing:,} of {n_src:,} rows not in the file written; nothing deleted")
+        elif n_file != n_src:
+            raise DataError(f"{final}: read back {n_file:,} rows, expected {n_src:,}; nothing deleted")
         _fsync(partial)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, final)
     _fsync(final.parent)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        deleted = int((one(con, f"DELETE FROM {spec.name} WHERE {where}") or (0,))[0])
-        if deleted != n_db:
-            raise DataError(f"{spec.name}: {deleted:,} rows to delete, {n_db:,} exported; nothing deleted")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return deleted, final.stat().st_size
+    return final
+
+
+def _list(con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, final: Path, root: Path) -> None:
+    """The file's line in the manifest (inside the caller's transaction)."""
+    t = spec.time_column
+    row = one(con, f"SELECT count(*), min({t}), max({t}) FROM read_parquet('{_q(final)}')")
+    assert row is not None and row[1] is not None
+    lake.ensure(con)
+    con.execute(
+        f"INSERT OR REPLACE INTO {lake.PARTS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [spec.name, hour.venue, hour.symbol, hour.start_ns, int(row[1]), int(row[2]), int(row[0]),
+         final.stat().st_size, lake.stored_path(root, final)],
+    )  # fmt: skip
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, levels: int, archive: Path, root: Path) -> int:
+    """Files of the first layout (``<table>/date=D/part-HH.parquet``, every pair in one) rewritten
+    into the lake's layout and listed, each deleted once all its rows are in the new files; the
+    number of files migrated."""
+    n = 0
+    for old in sorted(archive.glob("*/date=*/part-*.parquet")):
+        spec = _spec(levels, old.parent.parent.name)
+        src = f"read_parquet('{_q(old)}')"
+        t = spec.time_column
+        groups = con.execute(
+            f"SELECT venue, {_symbol(spec)}, {t} // {HOUR_NS}, count(*) FROM {src} GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        for venue, symbol, h, rows in groups:
+            hour = Hour(spec.name, str(venue), str(symbol), int(h) * HOUR_NS, int(rows), 0)
+            where, params = hour.where(spec)
+            final = _write_part(con, spec, hour, archive, f"SELECT * FROM {src} WHERE {where}", params)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                _list(con, spec, hour, final, root)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        old.unlink()
+        n += 1
+    for d in sorted(archive.glob("*/date=*"), reverse=True):
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+    return n
 
 
 def run(cfg: AppConfig, compact: bool | None = None, on_progress: ProgressFn | None = None) -> tuple[Plan, Moved]:
@@ -346,17 +437,20 @@ def run(cfg: AppConfig, compact: bool | None = None, on_progress: ProgressFn | N
     moved = Moved()
     if not path.exists():  # before the archive is made: a mistyped path leaves nothing behind
         raise UserError(f"{path}: no warehouse here yet (run an ingest first, e.g. make demo)")
+    root = path.parent
     with _only_one(archive):
-        for stale in archive.glob("*/date=*/*.partial"):  # a crash mid-export: the rows are still in DuckDB
+        for stale in archive.rglob("*.partial"):  # a crash mid-export: the rows are still where they were
             stale.unlink()
         p = plan(cfg)
         with writing(path, timeout) as con:
             moved.file_before, moved.free_before = file_size(path), free_bytes(con)
             levels = stored_levels(con) or 0
+            con.execute("SET enable_progress_bar = false")
+            moved.migrated = _migrate(con, levels, archive, root)
         for i, hour in enumerate(p.hours):
             with writing(path, timeout) as con:
                 con.execute("SET enable_progress_bar = false")  # progress is one line per table and day
-                rows, size = move_hour(con, _spec(levels, hour.table), hour, archive)
+                rows, size = move_hour(con, _spec(levels, hour.table), hour, archive, root)
             k = (hour.table, hour.day)
             moved.rows[k] = moved.rows.get(k, 0) + rows
             moved.parquet_bytes[k] = moved.parquet_bytes.get(k, 0) + size

@@ -1,0 +1,163 @@
+"""The lake: history that retention moved out of the DuckDB file, read back by the same queries.
+
+``python -m warehouse retain`` (warehouse/retention.py) moves old raw messages and book rows to
+Parquet files (zstd), one per table, pair and hour of data, partitioned by venue, symbol and day::
+
+    <archive>/<table>/venue=<venue>/symbol=<symbol>/date=YYYY-MM-DD/part-HH.parquet
+    <archive>/raw_messages/venue=<venue>/date=YYYY-MM-DD/part-HH.parquet   (raw messages: no symbol)
+
+Each file holds every column of its table (venue and symbol included: a file read alone says what
+it is; read them with ``hive_partitioning = false``). The file's rows leave DuckDB and its line in
+``lake_parts`` (this module's manifest, a table in the DuckDB file) is written in ONE transaction,
+after the file is complete, checked and renamed into place. Readers see the lake through the
+manifest only, so a reader never sees a half-written file, a file whose rows are still in DuckDB
+(a crash between the rename and the commit), or the same hour twice: every row is in exactly one
+of the two places it reads.
+
+A reader asks for the lake by the span of exchange time it reads (``reading(path, history=(lo,
+hi))``, warehouse/db.py): for each table with manifest lines overlapping that span, a temporary
+view of the table's name shadows it for that connection: the DuckDB rows UNION ALL the files'
+rows (cast to the table's own column types), so every query written against the DuckDB table reads
+both unchanged. Readers that never ask (the live runner, the dashboard, the ingest) pay nothing.
+
+Paths in the manifest are relative to the warehouse file's folder when the archive is below it (a
+moved or copied project keeps its lake), absolute otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+PARTS = "lake_parts"
+TABLES = ("raw_messages", "book_updates", "trades", "snapshots", "snapshots_1s")
+_LO, _HI = -(2**63), 2**63 - 1
+
+DDL = f"""CREATE TABLE IF NOT EXISTS {PARTS} (
+    table_name VARCHAR NOT NULL,  -- the DuckDB table the rows came from
+    venue VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL,      -- '' for raw_messages
+    hour_ns BIGINT NOT NULL,      -- the hour of data (UTC) the file holds, on the table's time column
+    first_ns BIGINT NOT NULL,     -- its first and last time (the table's time column)
+    last_ns BIGINT NOT NULL,
+    rows BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,        -- the file's size
+    path VARCHAR NOT NULL,        -- relative to the warehouse file's folder, or absolute
+    PRIMARY KEY (table_name, venue, symbol, hour_ns)
+)"""
+
+
+def ensure(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(DDL)
+
+
+def exists(con: duckdb.DuckDBPyConnection) -> bool:
+    rows = con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND table_name = ?",
+        [PARTS],
+    ).fetchall()
+    return bool(rows)
+
+
+def stored_path(root: Path, file: Path) -> str:
+    """How the manifest names ``file``: relative to ``root`` (the warehouse's folder) when below it."""
+    try:
+        return file.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(file.resolve())
+
+
+def resolve(root: Path, stored: str) -> str:
+    return stored if os.path.isabs(stored) else str(root / stored)
+
+
+def _q(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def attach(con: duckdb.DuckDBPyConnection, root: Path, lo: int | None, hi: int | None) -> dict[str, int]:
+    """Shadow each table with lake files overlapping [lo, hi) by a view of both; {table: files}."""
+    if not exists(con):
+        return {}
+    parts = con.execute(
+        f"SELECT table_name, list(path ORDER BY hour_ns, venue, symbol) FROM {PARTS} "
+        "WHERE last_ns >= ? AND first_ns < ? GROUP BY table_name ORDER BY table_name",
+        [_LO if lo is None else int(lo), _HI if hi is None else int(hi)],
+    ).fetchall()
+    if not parts:
+        return {}
+    row = con.execute("SELECT current_database()").fetchone()
+    db = str(row[0]) if row else ""
+    out: dict[str, int] = {}
+    for table, paths in parts:
+        cols = con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
+            "AND table_name = ? ORDER BY column_index",
+            [db, table],
+        ).fetchall()
+        if not cols:  # a table this file no longer has: nothing to shadow
+            continue
+        names = ", ".join(f'"{c}"' for c, _ in cols)
+        cast = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in cols)
+        files = ", ".join(f"'{_q(resolve(root, p))}'" for p in paths)
+        con.execute(
+            f'CREATE OR REPLACE TEMP VIEW "{table}" AS SELECT {names} FROM "{db}".main."{table}" '
+            f"UNION ALL SELECT {cast} FROM read_parquet([{files}], hive_partitioning = false)"
+        )
+        out[str(table)] = len(paths)
+    return out
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    """One table's history in the lake, for one pair."""
+
+    table: str
+    venue: str
+    symbol: str
+    files: int
+    rows: int
+    bytes: int
+    first_ns: int
+    last_ns: int
+    days: int
+
+    @property
+    def bytes_per_row(self) -> float:
+        return self.bytes / self.rows if self.rows else 0.0
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> list[LakeTable]:
+    """What the manifest holds, per table and pair (``warehouse show``)."""
+    if not exists(con):
+        return []
+    rows = con.execute(
+        f"SELECT table_name, venue, symbol, count(*), sum(rows), sum(bytes), min(first_ns), max(last_ns), "
+        f"count(DISTINCT hour_ns // {86_400 * 10**9}) FROM {PARTS} GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    return [LakeTable(str(r[0]), str(r[1]), str(r[2]), *(int(x) for x in r[3:])) for r in rows]
+
+
+def bounds(con: duckdb.DuckDBPyConnection, table: str, venue: str, symbol: str) -> tuple[int, int] | None:
+    """The lake's first and last time of one table and pair, None when it holds none."""
+    if not exists(con):
+        return None
+    row = con.execute(
+        f"SELECT min(first_ns), max(last_ns) FROM {PARTS} WHERE table_name = ? AND venue = ? AND symbol = ?",
+        [table, venue, symbol],
+    ).fetchone()
+    return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+
+
+def unlisted(con: duckdb.DuckDBPyConnection, root: Path, archive: Path) -> list[Path]:
+    """Parquet files under ``archive`` that the manifest does not list (readers skip them)."""
+    if not archive.is_dir():
+        return []
+    listed = set()
+    if exists(con):
+        listed = {Path(resolve(root, str(r[0]))).resolve() for r in con.execute(f"SELECT path FROM {PARTS}").fetchall()}
+    return sorted(f for f in archive.rglob("*.parquet") if f.resolve() not in listed)

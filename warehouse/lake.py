@@ -55,12 +55,12 @@ def ensure(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def exists(con: duckdb.DuckDBPyConnection) -> bool:
-    rows = con.execute(
-        "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
-        "AND table_name = ?",
-        [PARTS],
-    ).fetchall()
-    return bool(rows)
+    """Has this warehouse a lake? (Asked by a query on the manifest: a catalog scan took 7 ms.)"""
+    try:
+        con.execute(f"SELECT 1 FROM {PARTS} LIMIT 0").fetchall()
+    except duckdb.CatalogException:
+        return False
+    return True
 
 
 def stored_path(root: Path, file: Path) -> str:
@@ -94,13 +94,11 @@ def attach(con: duckdb.DuckDBPyConnection, root: Path, lo: int | None, hi: int |
     db = str(row[0]) if row else ""
     out: dict[str, int] = {}
     for table, paths in parts:
-        cols = con.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
-            "AND table_name = ? ORDER BY column_index",
-            [db, table],
-        ).fetchall()
-        if not cols:  # a table this file no longer has: nothing to shadow
+        try:
+            info = con.execute(f"PRAGMA table_info('\"{db}\".main.\"{table}\"')").fetchall()
+        except duckdb.CatalogException:  # a table this file no longer has: nothing to shadow
             continue
+        cols = [(str(r[1]), str(r[2])) for r in info]
         names = ", ".join(f'"{c}"' for c, _ in cols)
         cast = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in cols)
         files = ", ".join(f"'{_q(resolve(root, p))}'" for p in paths)

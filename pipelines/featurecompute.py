@@ -2,7 +2,8 @@
 
 ``feature_tables`` runs the kernels over a range of grid times and ``label_tables`` labels given grid
 times, a table per ``features.chunk`` of data; neither writes. pipelines/featurebuild.py stores what
-they yield, chunk by chunk.
+they yield, in this process chunk by chunk, or partition by partition from wherever a partition was
+computed (a Dask worker: flows/feature_build.py).
 
 The feature kernels start ``WARMUP_NS`` before the first grid time they are asked for, so the rows of
 a range depend on where it starts in their last bits only: a windowed sum runs from the kernels' start

@@ -169,7 +169,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
 def cluster_of(args: argparse.Namespace, cfg: AppConfig) -> tuple[str | None, int]:
     """(the cluster the tasks run on, None: this process; the workers of a local one), checked."""
     cluster = args.cluster or cfg.compute.cluster
-    workers = args.workers or cfg.compute.workers
+    workers = cfg.compute.workers if args.workers is None else args.workers  # --workers 0 is an error, not a default
     if workers < 1:
         raise UserError(f"--workers {workers}: at least 1")
     if cluster is not None and cluster != "local" and not cluster.startswith(("tcp://", "tls://")):

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from core.config import AppConfig, load_config
+from core.errors import UserError
 from core.timefmt import parse_time_ns
 from features import NAMES
 from pipelines.featurebuild import build
@@ -135,16 +136,26 @@ def test_partitions_change_a_one_pass_build_only_in_the_last_bits(market: Path, 
             assert l1.column(column).equals(l2.column(column)), column
 
 
+def test_a_bad_cluster_address_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, None)
+    assert cfg.source_path is not None
+    p = cli("-m", "flows.feature_build", "--config", str(cfg.source_path), "--cluster", "somewhere")
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert_one_line_error(p, "--cluster somewhere: local, or a scheduler address")
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--cluster", "somewhere"], "--cluster somewhere: local, or a scheduler address"),
         (["--partition", "0s"], "--partition 0s: a positive duration"),
+        (["--partition", "soon"], "--partition: 'soon' is not a duration"),
+        (["--cluster", "local", "--workers", "0"], "--workers 0: at least 1"),
     ],
 )
-def test_bad_cluster_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], fragment: str) -> None:
+def test_a_bad_partition_or_worker_count_is_a_user_error(tmp_path: Path, args: list[str], fragment: str) -> None:
+    from flows.feature_build import main
+
     cfg = _config(tmp_path, None)
-    assert cfg.source_path is not None
-    p = cli("-m", "flows.feature_build", "--config", str(cfg.source_path), *args)
-    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
-    assert_one_line_error(p, fragment)
+    with pytest.raises(UserError, match=re.escape(fragment)) as caught:
+        main(["--config", str(cfg.source_path), *args])
+    assert caught.value.exit_code == 2

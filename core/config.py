@@ -274,8 +274,8 @@ class ComputeConfig(Section):
     cluster: str | None = None  # None: in this process; "local": a Dask cluster for the run; tcp://host:port
     workers: int = Field(2, ge=1)  # the processes of a local cluster
     # the feature build's unit of work, grid times on the clock (1d: UTC days), built alone and stored in
-    # order; None: the build in one pass here, by day on a cluster. Not a results setting: the rows are
-    # the same within 1e-9 (a partition's windowed sums start at its warm-up, pipelines/featurebuild.py)
+    # order; None: the build in one pass here, by day on a cluster. Not a results setting: the same rows,
+    # their values within rounding (windowed sums restart at each partition, pipelines/featurebuild.py)
     partition: DurationNs | None = None
 
     @model_validator(mode="after")

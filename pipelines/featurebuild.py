@@ -16,8 +16,10 @@ its kernels start ``WARMUP_NS`` before it, its labels read their own horizons an
 the warehouse only, so partitions compute in any order and any process; ``store`` writes one
 partition's rows in one transaction, in partition order, so an interrupted run leaves a prefix
 that the next one continues. Where a partition starts, its windowed sums start again (as where an
-incremental run resumes): a partitioned build equals the unpartitioned one within 1e-9 and equals
-any other build with the same partition bit for bit, wherever its partitions were computed.
+incremental run resumes): a partitioned build has the rows of the one-pass build, their values equal
+but for rounding (a simulated day in 3 h partitions: 41 % of the values differ, at most by 1.5e-8 of
+their column's largest value; the labels are equal but for 5e-15 of the barrier width), and equals
+any other build with the same partitions bit for bit, wherever they were computed.
 """
 
 from __future__ import annotations
@@ -292,6 +294,8 @@ def plan(
                 labels_lo = int(row[0]) if row and row[0] is not None else lo  # no stored row to label: the new ones
         hi = min(last, end_ns) if end_ns is not None else last
         begin = lo if labels_lo is None else min(lo, labels_lo)
+        if begin > hi:
+            continue  # nothing new
         for a in range(begin // partition_ns * partition_ns, hi + 1, partition_ns):
             s, e = max(a, begin), min(a + partition_ns, hi + 1)
             parts.append(

@@ -7,7 +7,7 @@ computed (a Dask worker: flows/feature_build.py).
 
 The feature kernels start ``WARMUP_NS`` before the first grid time they are asked for, so the rows of
 a range depend on where it starts in their last bits only: a windowed sum runs from the kernels' start
-(tests/test_feature_build.py holds the seam of two runs to a continuous batch within 1e-9).
+(tests/test_feature_build.py holds the seam of two runs to a continuous batch within rtol 1e-9).
 """
 
 from __future__ import annotations

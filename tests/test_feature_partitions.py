@@ -18,7 +18,7 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import parse_time_ns
 from features import NAMES
-from pipelines.featurebuild import build
+from pipelines.featurebuild import build, plan
 from sim.source import SimSource
 from tests.test_cli import assert_one_line_error, cli
 from warehouse.db import reading
@@ -119,6 +119,7 @@ def test_partitions_change_a_one_pass_build_only_in_the_last_bits(market: Path, 
     progress: list[str] = []
     result = build(parts, on_progress=lambda _, line: progress.append(line))
     assert len(progress) == 5  # 23:55 to 00:15 in 5 minute partitions, and the data's last grid time, 00:15
+    assert plan(parts, None, None, False, 5 * 60 * S)[1] == []  # built: no partition left, not an empty one
     f1, f2 = _table(one_pass, "features"), _table(parts, "features")
     assert result.feature_rows == f1.num_rows == f2.num_rows
     for column in ("ts_ns", "ts_update_ns"):

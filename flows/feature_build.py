@@ -22,6 +22,7 @@ the same rows, bit for bit, as on the cluster. Without either, nothing changes: 
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import logging
 import time
@@ -150,9 +151,10 @@ def partitioned_flow(
     result, parts = p["result"], p["parts"]
     counted = f"{len(parts)} partition{'' if len(parts) == 1 else 's'} of {partition}"
     print(f"features: {counted} for {', '.join(result.pairs)}")
-    futures = partition_task.map([config] * len(parts), parts)
-    for i, (part, future) in enumerate(zip(parts, futures, strict=True), 1):
-        done = future.result()
+    # taken in order and let go once stored: a future keeps its result, and the run holds one at a time
+    pending = collections.deque(partition_task.map([config] * len(parts), parts))
+    for i, part in enumerate(parts, 1):
+        done = pending.popleft().result()
         if done["status"] == "completed":
             done = attempt(functools.partial(_store, cfg, part, done["rows"]))
         if done["status"] == "failed":

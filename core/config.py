@@ -292,15 +292,21 @@ class PromotionConfig(Section):
 
 
 class ComputeConfig(Section):
-    """Where the parallel jobs run (backtest sweeps, python -m flows.sweep; docs/scaling.md)."""
+    """Where the parallel jobs run (backtest sweeps, the feature build; docs/scaling.md)."""
 
     cluster: str | None = None  # None: in this process; "local": a Dask cluster for the run; tcp://host:port
     workers: int = Field(2, ge=1)  # the processes of a local cluster
+    # the feature build's unit of work, grid times on the clock (1d: UTC days), built alone and stored in
+    # order; None: the build in one pass here, by day on a cluster. Not a results setting: the same rows,
+    # their values within rounding (windowed sums restart at each partition, pipelines/featurebuild.py)
+    partition: DurationNs | None = None
 
     @model_validator(mode="after")
     def _cluster(self) -> ComputeConfig:
         if self.cluster is not None and self.cluster != "local" and not self.cluster.startswith(("tcp://", "tls://")):
             raise ValueError("cluster must be local or a Dask scheduler address tcp://host:port")
+        if self.partition is not None and self.partition <= 0:
+            raise ValueError("partition must be a positive duration (e.g. 1d) or null")
         return self
 
 

@@ -1,4 +1,5 @@
-"""What every flow's command line shares: the parser, and turning a failed flow run into one line."""
+"""What every flow's command line shares: the parser, the cluster flags, and turning a failed flow run
+into one line."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from core.errors import UserError
 
 if TYPE_CHECKING:
     from prefect import State
+
+    from core.config import AppConfig
 
 
 class FlowFailedError(UserError):
@@ -151,3 +154,39 @@ def parser(module: str, doc: str | None, verbose: bool = True) -> argparse.Argum
     if verbose:
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """``--cluster`` and ``--workers``: where the command's tasks run (default: config.yaml's ``compute``)."""
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="local (a Dask cluster for the run) or tcp://host:port (default: compute.cluster)",
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="workers of a local cluster (default: compute.workers)")
+
+
+def cluster_of(args: argparse.Namespace, cfg: AppConfig) -> tuple[str | None, int]:
+    """(the cluster the tasks run on, None: this process; the workers of a local one), checked."""
+    cluster = args.cluster or cfg.compute.cluster
+    workers = cfg.compute.workers if args.workers is None else args.workers  # --workers 0 is an error, not a default
+    if workers < 1:
+        raise UserError(f"--workers {workers}: at least 1")
+    if cluster is not None and cluster != "local" and not cluster.startswith(("tcp://", "tls://")):
+        raise UserError(f"--cluster {cluster}: local, or a scheduler address tcp://host:port")
+    return cluster, workers
+
+
+def task_runner(cluster: str | None, workers: int) -> Any:
+    """A flow's task runner: its tasks one at a time here (None), or on Dask: ``local`` (a cluster of
+    ``workers`` processes started for the run) or the address of a running scheduler."""
+    if cluster is None:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=1)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the cluster's own chatter (workers inherit it)
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    if cluster == "local":
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+    return DaskTaskRunner(address=cluster)

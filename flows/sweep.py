@@ -22,14 +22,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from prefect import State, flow, task
-from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
@@ -37,7 +35,16 @@ from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_duration_ns, parse_time_ns
 from execution.backtest import STRATEGIES
-from flows.common import attempt, finish, parser, run_flow, shared_server
+from flows.common import (
+    add_cluster_arguments,
+    attempt,
+    cluster_of,
+    finish,
+    parser,
+    run_flow,
+    shared_server,
+    task_runner,
+)
 from models import registry
 
 
@@ -108,19 +115,6 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
-def task_runner(cluster: str | None, workers: int) -> Any:
-    """The flow's task runner: cells one at a time here (None), or on Dask: ``local`` (a cluster of
-    ``workers`` processes started for the run) or the address of a running scheduler."""
-    if cluster is None:
-        return ThreadPoolTaskRunner(max_workers=1)
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the cluster's own chatter (workers inherit it)
-    from prefect_dask.task_runners import DaskTaskRunner
-
-    if cluster == "local":
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
-    return DaskTaskRunner(address=cluster)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = parser("flows.sweep", __doc__)
     p.add_argument("--strategy", action="append", metavar="NAME", help=f"{' | '.join(sorted(STRATEGIES))} (repeat)")
@@ -135,12 +129,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--model", metavar="URI", help="models:/NAME/VERSION, an alias or a version (default: champion)")
     p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: the first stored feature row")
     p.add_argument("--end", help="last grid time; default: the last stored feature row")
-    p.add_argument(
-        "--cluster",
-        metavar="ADDRESS",
-        help="local (a Dask cluster for the run) or tcp://host:port (default: compute.cluster)",
-    )
-    p.add_argument("--workers", type=int, metavar="N", help="workers of a local cluster (default: compute.workers)")
+    add_cluster_arguments(p)
     return p.parse_args(argv)
 
 
@@ -166,12 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parse_time_ns(getattr(args, name))
     except (ValueError, UserError) as exc:
         raise UserError(f"--window/--start/--end: {exc}") from None
-    cluster = args.cluster or cfg.compute.cluster
-    workers = args.workers or cfg.compute.workers
-    if workers < 1:
-        raise UserError(f"--workers {workers}: at least 1")
-    if cluster is not None and cluster != "local" and not cluster.startswith(("tcp://", "tls://")):
-        raise UserError(f"--cluster {cluster}: local, or a scheduler address tcp://host:port")
+    cluster, workers = cluster_of(args, cfg)
     registry.resolve(cfg, args.model)  # a missing registry or model is one line before anything starts
     runner = task_runner(cluster, workers)
     params: dict[str, Any] = {"config": args.config, "strategies": strategies, "grid": grid, "window": args.window,

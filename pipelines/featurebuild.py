@@ -9,14 +9,26 @@ A run continues where the previous one stopped: features from the last stored gr
 re-reading ``MAX_LOOKBACK_S`` of history to rebuild the kernel state), labels from the first row
 that still has a NULL. Inserts are deduplicated on the natural key, so overlapping or repeated
 runs never duplicate a row. Data is read in ``features.chunk`` pieces to bound memory.
+
+With ``compute.partition`` set (or on a cluster: flows/feature_build.py) the run's grid times are
+cut into partitions on the clock (``1d``: UTC days). Each ``Part`` is computed alone (``compute``:
+its kernels start ``WARMUP_NS`` before it, its labels read their own horizons and history), reading
+the warehouse only, so partitions compute in any order and any process; ``store`` writes one
+partition's rows in one transaction, in partition order, so an interrupted run leaves a prefix
+that the next one continues. Where a partition starts, its windowed sums start again (as where an
+incremental run resumes): a partitioned build has the rows of the one-pass build, their values equal
+but for rounding (a simulated day in 3 h partitions: 41 % of the values differ, at most by 1.5e-8 of
+their column's largest value; the labels are equal but for 5e-15 of the barrier width), and equals
+any other build with the same partitions bit for bit, wherever they were computed.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import numpy as np
@@ -24,23 +36,11 @@ import pyarrow as pa
 
 from core.config import AppConfig
 from core.errors import UserError
-from core.records import Books, Trades
-from features import MAX_LOOKBACK_S, NAMES, BatchFeatures, FeatureInputError
-from features import labels as lb
-from features.grid import live_horizon, segment_starts
-from features.grid import rows as grid_rows
-from market.events import TableSpec, fixed_to_numpy
+from features import MAX_LOOKBACK_S
 from market.venues import tick_size
+from pipelines.featurecompute import ceil_to, feature_tables, label_tables
 from warehouse.db import one, reading, writing
-from warehouse.feature_tables import (
-    WARMUP_NS,
-    ensure_table,
-    features_spec,
-    ids,
-    label_history_ns,
-    labels_spec,
-    table_exists,
-)
+from warehouse.feature_tables import ensure_table, features_spec, ids, labels_spec, table_exists
 from warehouse.schema import stored_levels
 from warehouse.writer import insert_dedup
 
@@ -65,84 +65,32 @@ class BuildResult:
         )
 
 
-def _ceil(x: int, step: int) -> int:
-    return -(-x // step) * step
+@dataclass(frozen=True)
+class Part:
+    """One partition of a pair's build: the grid times in [``start``, ``end``)."""
+
+    venue: str
+    symbol: str
+    tick: float
+    stored: int  # book levels the warehouse keeps
+    feature_set: str
+    label_set: str
+    start: int
+    end: int
+    features_from: int  # the first grid time without features (on the grid; >= end: none to build)
+    labels_from: int | None  # the first grid time whose label is (re)computed; None: no labels
+    first: int  # the pair's first book update: nothing is read before it
+    last: int  # the run's data end (the newest update, or --end): no grid time after it
 
 
-class _Reader:
-    """Book and trades of one pair for a time range, as kernel inputs."""
+class PartRows(NamedTuple):
+    """What ``compute`` returns for a partition: its new feature rows and its label rows (None: none)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, venue: str, symbol: str, levels: int, stored: int) -> None:
-        self.con, self.venue, self.symbol, self.levels, self.stored = con, venue, symbol, levels, stored
-
-    def _arrow(self, sql: str, params: list[object]) -> pa.Table:
-        table = self.con.sql(sql, params=params).to_arrow_table()
-        assert table is not None
-        return table
-
-    def book(self, lo: int, hi: int) -> Books:
-        t = self._arrow(
-            "SELECT ts_exchange_ns, ts_local_ns, epoch_ns, bid_px, bid_qty, ask_px, ask_qty FROM snapshots "
-            "WHERE venue = ? AND symbol = ? AND ts_exchange_ns >= ? AND ts_exchange_ns < ? "
-            "ORDER BY ts_exchange_ns, update_id",
-            [self.venue, self.symbol, lo, hi],
-        )
-        k = self.levels
-
-        def side(name: str) -> np.ndarray:
-            return np.ascontiguousarray(fixed_to_numpy(t.column(name), self.stored)[:, :k])
-
-        return Books(
-            t.column("ts_exchange_ns").to_numpy(),
-            t.column("ts_local_ns").to_numpy(),
-            t.column("epoch_ns").to_numpy(),
-            side("bid_px"),
-            side("bid_qty"),
-            side("ask_px"),
-            side("ask_qty"),
-        )
-
-    def trades(self, lo: int, hi: int) -> Trades:
-        t = self._arrow(
-            "SELECT ts_exchange_ns, ts_local_ns, price, qty, side FROM trades WHERE venue = ? AND symbol = ? "
-            "AND ts_exchange_ns >= ? AND ts_exchange_ns < ? ORDER BY ts_exchange_ns, ts_local_ns, trade_id",
-            [self.venue, self.symbol, lo, hi],
-        )
-        return Trades(
-            t.column("ts_exchange_ns").to_numpy(),
-            t.column("ts_local_ns").to_numpy(),
-            t.column("price").to_numpy(),
-            t.column("qty").to_numpy(),
-            t.column("side").to_numpy().astype(np.int8),
-        )
-
-    def next_book_ts(self, after: int) -> int | None:
-        row = one(
-            self.con,
-            "SELECT min(ts_exchange_ns) FROM snapshots WHERE venue = ? AND symbol = ? AND ts_exchange_ns >= ?",
-            [self.venue, self.symbol, after],
-        )
-        return int(row[0]) if row and row[0] is not None else None
-
-    def mids(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        t = self._arrow(
-            "SELECT ts_exchange_ns, (bid_px[1] + ask_px[1]) / 2 AS mid FROM snapshots "
-            "WHERE venue = ? AND symbol = ? AND ts_exchange_ns >= ? AND ts_exchange_ns < ? "
-            "ORDER BY ts_exchange_ns, update_id",
-            [self.venue, self.symbol, lo, hi],
-        )
-        return t.column("ts_exchange_ns").to_numpy(), t.column("mid").to_numpy()
+    features: pa.Table
+    labels: pa.Table | None
 
 
-def build(
-    cfg: AppConfig,
-    start_ns: int | None = None,
-    end_ns: int | None = None,
-    on_progress: ProgressFn | None = None,
-    labels: bool = True,
-) -> BuildResult:
-    """Build what is missing of features (and labels) for every pair in the warehouse."""
-    t0 = time.monotonic()
+def _pairs(cfg: AppConfig) -> tuple[Path, float, int, list[tuple[str, str]]]:
     path = cfg.resolve(cfg.warehouse.path)
     timeout = cfg.warehouse.lock_timeout / 1e9
     with reading(path, timeout) as con:
@@ -155,6 +103,30 @@ def build(
         raise UserError(f"features.levels is {cfg.features.levels} but the warehouse keeps {stored} levels")
     if not pairs:
         raise UserError(f"{path}: no book data to build features from (run an ingest first)")
+    return path, timeout, stored, pairs
+
+
+def build(
+    cfg: AppConfig,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    on_progress: ProgressFn | None = None,
+    labels: bool = True,
+) -> BuildResult:
+    """Build what is missing of features (and labels) for every pair in the warehouse: in one pass,
+    or partition after partition when ``compute.partition`` is set."""
+    t0 = time.monotonic()
+    if cfg.compute.partition is not None:
+        result, parts = plan(cfg, start_ns, end_ns, labels, cfg.compute.partition)
+        for i, part in enumerate(parts, 1):
+            nf, nl = store(cfg, part, compute(cfg, part))
+            result.feature_rows += nf
+            result.label_rows += nl
+            if on_progress is not None:
+                on_progress(i / len(parts), f"partition {i}/{len(parts)}: {result.feature_rows:,} feature rows")
+        result.seconds = time.monotonic() - t0
+        return result
+    _, _, stored, pairs = _pairs(cfg)
     fs, ls = ids(cfg, cfg.instrument.venue)
     result = BuildResult(feature_set=fs, label_set=ls)
     for venue, symbol in pairs:
@@ -182,6 +154,38 @@ def _bounds(con: duckdb.DuckDBPyConnection, venue: str, symbol: str) -> tuple[in
     return int(row[0]), int(row[1])
 
 
+def _feature_range(
+    cfg: AppConfig, con: duckdb.DuckDBPyConnection, venue: str, symbol: str, fset: str, start_ns: int | None
+) -> tuple[int, int, int]:
+    """(the pair's first book update, its newest, the first grid time the run builds features for)."""
+    first, last = _bounds(con, venue, symbol)
+    lo = first + MAX_LOOKBACK_S * NS  # every window covered
+    if start_ns is not None:
+        lo = max(lo, start_ns)
+    if table_exists(con, features_spec().name):
+        row = one(
+            con,
+            "SELECT max(ts_ns) FROM features WHERE venue = ? AND symbol = ? AND feature_set = ?",
+            [venue, symbol, fset],
+        )
+        if row and row[0] is not None:
+            lo = max(lo, int(row[0]) + 1)
+    return first, last, ceil_to(lo, cfg.features.grid)
+
+
+def _labels_redo(con: duckdb.DuckDBPyConnection, cfg: AppConfig, venue: str, symbol: str, lset: str) -> int:
+    """The first grid time whose label is (re)computed: the first open one, else after the newest."""
+    if not table_exists(con, labels_spec(cfg).name):
+        return 0
+    row = one(
+        con,
+        "SELECT coalesce(min(ts_ns) FILTER (WHERE open), max(ts_ns) + 1) FROM labels "
+        "WHERE venue = ? AND symbol = ? AND label_set = ?",
+        [venue, symbol, lset],
+    )
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def _build_features(
     cfg: AppConfig,
     venue: str,
@@ -195,80 +199,19 @@ def _build_features(
 ) -> int:
     path = cfg.resolve(cfg.warehouse.path)
     timeout = cfg.warehouse.lock_timeout / 1e9
-    grid, chunk = cfg.features.grid, cfg.features.chunk
     spec = features_spec()
     with reading(path, timeout) as con:
-        first, last = _bounds(con, venue, symbol)
-        done = None
-        if table_exists(con, spec.name):
-            row = one(
-                con,
-                "SELECT max(ts_ns) FROM features WHERE venue = ? AND symbol = ? AND feature_set = ?",
-                [venue, symbol, fset],
-            )
-            done = row[0] if row else None
-    lo = first + MAX_LOOKBACK_S * NS  # every window covered
-    if start_ns is not None:
-        lo = max(lo, start_ns)
-    if done is not None:
-        lo = max(lo, int(done) + 1)
-    lo = _ceil(lo, grid)
+        first, last, lo = _feature_range(cfg, con, venue, symbol, fset, start_ns)
     hi = min(last, end_ns) if end_ns is not None else last
-    if lo > hi:
-        return 0
-    engine = BatchFeatures(tick)
-    read_from = max(first, lo - WARMUP_NS)
-    max_gap = cfg.features.max_gap
     inserted = 0
-    prev_ts: int | None = None  # the last update so far, its features, and the start of its segment
-    prev_row: np.ndarray | None = None
-    seg_start = read_from
-    c0 = read_from
-    while c0 <= hi:
-        c1 = min(c0 + chunk, hi + 1)
-        with reading(path, timeout) as con:
-            r = _Reader(con, venue, symbol, cfg.features.levels, stored)
-            book, trades = r.book(c0, c1), r.trades(c0, c1)
-            upcoming = r.next_book_ts(c1) if len(book) == 0 else None
-        try:
-            x = engine.run(book, trades)
-        except FeatureInputError as exc:
-            raise UserError(f"{venue}/{symbol}: {exc}") from None
-        ts = book.ts_ex
-        starts = segment_starts(ts, prev_ts, seg_start, max_gap)
-        if prev_row is not None:  # the as-of row of a grid time may be the previous chunk's last update
-            ts = np.concatenate([[prev_ts], ts])
-            x = np.vstack([prev_row, x])
-            starts = np.concatenate([[seg_start], starts])
-        g, idx = grid_rows(np.arange(max(_ceil(c0, grid), lo), c1, grid, dtype=np.int64), ts, starts, max_gap)
-        if g.size:
-            table = _feature_table(spec, venue, symbol, fset, g, ts[idx], x[idx])
+    for table, done in feature_tables(cfg, venue, symbol, tick, stored, first, lo, hi, fset):
+        if table is not None:
             with writing(path, timeout) as con:
                 ensure_table(con, spec)
                 inserted += insert_dedup(con, spec, table)
-        if len(x):
-            prev_ts, prev_row, seg_start = int(ts[-1]), x[-1].copy(), int(starts[-1])
         if on_progress is not None:
-            on_progress((c1 - read_from) / max(hi + 1 - read_from, 1), f"features {venue}/{symbol}: {inserted:,} rows")
-        c0 = c1
-        if upcoming is not None and upcoming > c1 + max_gap:  # skip a silence (e.g. between recordings)
-            c0 = max(c1, upcoming - WARMUP_NS)
+            on_progress(done, f"features {venue}/{symbol}: {inserted:,} rows")
     return inserted
-
-
-def _feature_table(
-    spec: TableSpec, venue: str, symbol: str, fset: str, g: np.ndarray, upd: np.ndarray, x: np.ndarray
-) -> pa.Table:
-    n = g.size
-    cols: list[pa.Array] = [
-        pa.array([venue] * n, pa.string()),
-        pa.array([symbol] * n, pa.string()),
-        pa.array([fset] * n, pa.string()),
-        pa.array(g, pa.int64()),
-        pa.array(upd, pa.int64()),
-    ]
-    cols += [pa.array(np.ascontiguousarray(x[:, i]), pa.float64()) for i in range(len(NAMES))]
-    return pa.Table.from_arrays(cols, schema=spec.arrow_schema)
 
 
 def _build_labels(
@@ -284,22 +227,12 @@ def _build_labels(
     """Labels for the grid times of the stored features that have none yet (or only open ones)."""
     path = cfg.resolve(cfg.warehouse.path)
     timeout = cfg.warehouse.lock_timeout / 1e9
-    lc = cfg.labels
     spec = labels_spec(cfg)
-    longest = max(*lc.horizons, lc.barrier_horizon)
     with reading(path, timeout) as con:
         if not table_exists(con, "features"):
             return 0  # no feature rows yet (less than the warm-up of data): nothing to label
         _, last = _bounds(con, venue, symbol)
-        redo = 0
-        if table_exists(con, spec.name):
-            row = one(
-                con,
-                "SELECT coalesce(min(ts_ns) FILTER (WHERE open), max(ts_ns) + 1) FROM labels "
-                "WHERE venue = ? AND symbol = ? AND label_set = ?",
-                [venue, symbol, lset],
-            )
-            redo = int(row[0]) if row and row[0] is not None else 0
+        redo = _labels_redo(con, cfg, venue, symbol, lset)
         grid = con.execute(
             "SELECT ts_ns FROM features WHERE venue = ? AND symbol = ? AND feature_set = ? AND ts_ns >= ? "
             "ORDER BY ts_ns",
@@ -311,76 +244,132 @@ def _build_labels(
     grid = grid[grid <= last]
     if grid.size == 0:
         return 0
-    tau = lb.dead_zone(cfg.instrument.maker_fee, extra=lc.dead_zone_extra)
     inserted = 0
-    per_chunk = max(int(cfg.features.chunk // cfg.features.grid), 1)
-    for k, a in enumerate(range(0, grid.size, per_chunk)):
-        g = grid[a : a + per_chunk]
-        hi_read = min(last, int(g[-1]) + longest)
-        with reading(path, timeout) as con:
-            ts, mid = _Reader(con, venue, symbol, cfg.features.levels, stored).mids(
-                int(g[0]) - label_history_ns(cfg), hi_read + 1
-            )
-        table = _label_table(spec, cfg, venue, symbol, lset, ts, mid, g, tau, last)
+    for k, (table, done) in enumerate(label_tables(cfg, venue, symbol, stored, grid, last, lset)):
         with writing(path, timeout) as con:
             ensure_table(con, spec)
             if k == 0:  # rows from the first open one on are recomputed
                 con.execute(
                     "DELETE FROM labels WHERE venue = ? AND symbol = ? AND label_set = ? AND ts_ns >= ?",
-                    [venue, symbol, lset, int(g[0])],
+                    [venue, symbol, lset, int(grid[0])],
                 )
             inserted += insert_dedup(con, spec, table)
         if on_progress is not None:
-            done = min(a + per_chunk, grid.size) / grid.size
             on_progress(done, f"labels {venue}/{symbol}: {inserted:,} rows")
     return inserted
 
 
-def _masked(values: np.ndarray, typ: pa.DataType, missing: np.ndarray) -> pa.Array:
-    return pa.array(values, typ, mask=missing)
+# ------------------------------------------------------------------ partitions
 
 
-def _label_table(
-    spec: TableSpec,
-    cfg: AppConfig,
-    venue: str,
-    symbol: str,
-    lset: str,
-    ts: np.ndarray,
-    mid: np.ndarray,
-    g: np.ndarray,
-    tau: float,
-    data_end: int,
-) -> pa.Table:
-    lc = cfg.labels
-    max_gap = cfg.features.max_gap
-    longest = max(*lc.horizons, lc.barrier_horizon)
-    if ts[-1] < data_end:  # the data goes on: the mid is unchanged until data_end (as-of)
-        ts, mid = np.append(ts, data_end), np.append(mid, mid[-1])
-    n = g.size
-    cols: list[pa.Array] = [
-        pa.array([venue] * n, pa.string()),
-        pa.array([symbol] * n, pa.string()),
-        pa.array([lset] * n, pa.string()),
-        pa.array(g, pa.int64()),
-        pa.array(g + longest > data_end, pa.bool_()),
-        pa.array(mid[np.searchsorted(ts, g, side="right") - 1], pa.float64()),
-    ]
-    for h in lc.horizons:
-        ret = lb.forward_return(ts, mid, g, h)
-        ret[~live_horizon(ts, g, h, max_gap)] = np.nan
-        d = lb.direction(ret, tau)
-        cols.append(_masked(ret, pa.float64(), np.isnan(ret)))
-        cols.append(_masked(d, pa.int8(), d == lb.MISSING))
-    # barrier width: trailing realized vol over barrier_vol_window, scaled to the barrier horizon
-    scale = math.sqrt(lc.barrier_horizon / lc.barrier_vol_window)
-    vol = lb.realized_vol(ts, mid, g, lc.barrier_vol_window) * scale
-    tb = lb.triple_barrier(ts, mid, g, vol, lc.take_profit, lc.stop_loss, lc.barrier_horizon)
-    missing = (tb.label == lb.MISSING) | ~live_horizon(ts, g, lc.barrier_horizon, max_gap)
-    cols += [
-        _masked(vol, pa.float64(), np.isnan(vol)),
-        _masked(tb.label, pa.int8(), missing),
-        _masked(tb.ret, pa.float64(), missing),
-        _masked(tb.exit_ns, pa.int64(), missing),
-    ]
-    return pa.Table.from_arrays(cols, schema=spec.arrow_schema)
+def plan(
+    cfg: AppConfig, start_ns: int | None, end_ns: int | None, labels: bool, partition_ns: int
+) -> tuple[BuildResult, list[Part]]:
+    """The run's partitions, pair by pair in time order (their rows counted in the result by ``store``).
+
+    A partition is ``partition_ns`` of grid times on the clock (``1d``: a UTC day), the first and the
+    last cut to the run: features from the last stored row on, labels from the first open one on."""
+    if partition_ns <= 0:
+        raise UserError(f"compute.partition must be positive, not {partition_ns} ns")
+    path, timeout, stored, pairs = _pairs(cfg)
+    fs, ls = ids(cfg, cfg.instrument.venue)
+    result = BuildResult(feature_set=fs, label_set=ls)
+    parts: list[Part] = []
+    for venue, symbol in pairs:
+        fset, lset = result.feature_set, result.label_set = ids(cfg, venue)
+        result.pairs.append(f"{venue}/{symbol}")
+        with reading(path, timeout) as con:
+            first, last, lo = _feature_range(cfg, con, venue, symbol, fset, start_ns)
+            labels_lo = None
+            if labels:
+                redo = _labels_redo(con, cfg, venue, symbol, lset)
+                row = None
+                if table_exists(con, features_spec().name):
+                    row = one(
+                        con,
+                        "SELECT min(ts_ns) FROM features WHERE venue = ? AND symbol = ? AND feature_set = ? "
+                        "AND ts_ns >= ?",
+                        [venue, symbol, fset, redo],
+                    )
+                labels_lo = int(row[0]) if row and row[0] is not None else lo  # no stored row to label: the new ones
+        hi = min(last, end_ns) if end_ns is not None else last
+        begin = lo if labels_lo is None else min(lo, labels_lo)
+        if begin > hi:
+            continue  # nothing new
+        for a in range(begin // partition_ns * partition_ns, hi + 1, partition_ns):
+            s, e = max(a, begin), min(a + partition_ns, hi + 1)
+            parts.append(
+                Part(
+                    venue=venue,
+                    symbol=symbol,
+                    tick=tick_size(cfg.instrument, venue),
+                    stored=stored,
+                    feature_set=fset,
+                    label_set=lset,
+                    start=s,
+                    end=e,
+                    features_from=ceil_to(max(s, lo), cfg.features.grid),
+                    labels_from=None if labels_lo is None else max(s, labels_lo),
+                    first=first,
+                    last=hi,
+                )
+            )
+    return result, parts
+
+
+def compute(cfg: AppConfig, part: Part) -> PartRows:
+    """A partition's new feature rows and its label rows, reading the warehouse only (any process)."""
+    spec = features_spec()
+    tables = [
+        t
+        for t, _ in feature_tables(
+            cfg, part.venue, part.symbol, part.tick, part.stored, part.first, part.features_from, part.end - 1,
+            part.feature_set,
+        )
+        if t is not None
+    ]  # fmt: skip
+    features = pa.concat_tables(tables) if tables else spec.arrow_schema.empty_table()
+    if part.labels_from is None:
+        return PartRows(features, None)
+    grid = np.zeros(0, np.int64)
+    if part.labels_from < part.features_from:  # stored rows to label first (open ones, or never labelled)
+        path = cfg.resolve(cfg.warehouse.path)
+        with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
+            grid = con.execute(
+                "SELECT ts_ns FROM features WHERE venue = ? AND symbol = ? AND feature_set = ? AND ts_ns >= ? "
+                "AND ts_ns < ? ORDER BY ts_ns",
+                [part.venue, part.symbol, part.feature_set, part.labels_from, part.features_from],
+            ).fetchnumpy()["ts_ns"]
+    grid = np.concatenate([np.asarray(grid, np.int64), features.column("ts_ns").to_numpy()])
+    grid = grid[grid <= part.last]
+    label_spec = labels_spec(cfg)
+    if grid.size == 0:
+        return PartRows(features, label_spec.arrow_schema.empty_table())
+    rows = [t for t, _ in label_tables(cfg, part.venue, part.symbol, part.stored, grid, part.last, part.label_set)]
+    return PartRows(features, pa.concat_tables(rows))
+
+
+def store(cfg: AppConfig, part: Part, rows: PartRows) -> tuple[int, int]:
+    """Write a partition's rows in one transaction: its new features, and its labels in place of the
+    stored ones from ``labels_from`` on. Returns (feature rows, label rows) inserted."""
+    path = cfg.resolve(cfg.warehouse.path)
+    spec, label_spec = features_spec(), labels_spec(cfg)
+    nf = nl = 0
+    with writing(path, cfg.warehouse.lock_timeout / 1e9) as con:
+        con.begin()
+        try:
+            if rows.features.num_rows:
+                ensure_table(con, spec)
+                nf = insert_dedup(con, spec, rows.features)
+            if rows.labels is not None and rows.labels.num_rows:
+                ensure_table(con, label_spec)
+                con.execute(
+                    "DELETE FROM labels WHERE venue = ? AND symbol = ? AND label_set = ? AND ts_ns >= ? AND ts_ns < ?",
+                    [part.venue, part.symbol, part.label_set, part.labels_from, part.end],
+                )
+                nl = insert_dedup(con, label_spec, rows.labels)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    return nf, nl

@@ -10,7 +10,8 @@ import pytest
 from core.config import AppConfig
 from features import NAMES, BatchFeatures
 from features import labels as lb
-from pipelines.featurebuild import _Reader, build
+from pipelines.featurebuild import build
+from pipelines.featurecompute import Reader
 from sim.source import SimSource
 from tests.conftest import ConfigFactory
 from warehouse.db import one, reading
@@ -40,7 +41,7 @@ def _features(cfg: AppConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _everything(cfg: AppConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The whole recording through one batch call: the reference the chunked build must equal."""
     with reading(cfg.resolve(cfg.warehouse.path)) as con:
-        r = _Reader(con, "bybit", "BTCUSDT", cfg.features.levels, 20)
+        r = Reader(con, "bybit", "BTCUSDT", cfg.features.levels, 20)
         book, trades = r.book(0, 2**62), r.trades(0, 2**62)
         ts, mid = r.mids(0, 2**62)
     return book.ts_ex, BatchFeatures(0.1).run(book, trades), ts, mid

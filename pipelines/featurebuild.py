@@ -39,6 +39,7 @@ from core.errors import UserError
 from features import MAX_LOOKBACK_S
 from market.venues import tick_size
 from pipelines.featurecompute import ceil_to, feature_tables, label_tables
+from warehouse import lake
 from warehouse.db import one, reading, writing
 from warehouse.feature_tables import ensure_table, features_spec, ids, labels_spec, table_exists
 from warehouse.schema import stored_levels
@@ -145,13 +146,19 @@ def build(
 
 
 def _bounds(con: duckdb.DuckDBPyConnection, venue: str, symbol: str) -> tuple[int, int]:
+    """The pair's first and newest book update, in the DuckDB file or in the lake (retention moved
+    the oldest there: a feature set built later still starts at the first)."""
     row = one(
         con,
         "SELECT min(ts_exchange_ns), max(ts_exchange_ns) FROM snapshots WHERE venue = ? AND symbol = ?",
         [venue, symbol],
     )
-    assert row is not None and row[0] is not None
-    return int(row[0]), int(row[1])
+    spans = [(int(row[0]), int(row[1]))] if row is not None and row[0] is not None else []
+    held = lake.bounds(con, "snapshots", venue, symbol)
+    spans += [held] if held is not None else []
+    if not spans:
+        raise UserError(f"{venue}/{symbol}: no book update stored (the DuckDB file and the lake hold none)")
+    return min(a for a, _ in spans), max(b for _, b in spans)
 
 
 def _feature_range(

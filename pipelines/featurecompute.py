@@ -27,6 +27,7 @@ from features import labels as lb
 from features.grid import live_horizon, segment_starts
 from features.grid import rows as grid_rows
 from market.events import TableSpec, fixed_to_numpy
+from warehouse import lake
 from warehouse.db import one, reading
 from warehouse.feature_tables import WARMUP_NS, features_spec, label_history_ns, labels_spec
 
@@ -83,12 +84,16 @@ class Reader:
         )
 
     def next_book_ts(self, after: int) -> int | None:
+        """The first book update at or after ``after``: in what this connection reads (the DuckDB file
+        and the lake files it was opened with), or the first time of a later lake file."""
         row = one(
             self.con,
             "SELECT min(ts_exchange_ns) FROM snapshots WHERE venue = ? AND symbol = ? AND ts_exchange_ns >= ?",
             [self.venue, self.symbol, after],
         )
-        return int(row[0]) if row and row[0] is not None else None
+        found = [int(row[0])] if row and row[0] is not None else []
+        later = lake.first_after(self.con, "snapshots", self.venue, self.symbol, after)
+        return min([*found, *([later] if later is not None else [])], default=None)
 
     def mids(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         t = self._arrow(
@@ -128,7 +133,7 @@ def feature_tables(
     c0 = read_from
     while c0 <= hi:
         c1 = min(c0 + chunk, hi + 1)
-        with reading(path, timeout) as con:
+        with reading(path, timeout, history=(c0, c1)) as con:  # and the lake's, for what retention moved
             r = Reader(con, venue, symbol, cfg.features.levels, stored)
             book, trades = r.book(c0, c1), r.trades(c0, c1)
             upcoming = r.next_book_ts(c1) if len(book) == 0 else None
@@ -182,10 +187,9 @@ def label_tables(
     for a in range(0, grid.size, per_chunk):
         g = grid[a : a + per_chunk]
         hi_read = min(last, int(g[-1]) + longest)
-        with reading(path, timeout) as con:
-            ts, mid = Reader(con, venue, symbol, cfg.features.levels, stored).mids(
-                int(g[0]) - label_history_ns(cfg), hi_read + 1
-            )
+        lo_read = int(g[0]) - label_history_ns(cfg)
+        with reading(path, timeout, history=(lo_read, hi_read + 1)) as con:
+            ts, mid = Reader(con, venue, symbol, cfg.features.levels, stored).mids(lo_read, hi_read + 1)
         done = min(a + per_chunk, grid.size) / grid.size
         yield _label_table(spec, cfg, venue, symbol, lset, ts, mid, g, tau, last), done
 

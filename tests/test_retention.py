@@ -453,3 +453,33 @@ def test_files_of_the_first_layout_are_rewritten_into_the_lake_and_nothing_is_lo
     assert differing_rows(cfg, template / "l2.duckdb", "raw_messages") == 0
     with reading(path) as con:
         assert lake_unlisted(con, path.parent, archive) == []
+
+
+def test_a_feature_set_built_after_its_book_moved_reads_the_book_from_the_lake(
+    template_built: Path, tmp_path: Path
+) -> None:
+    from pipelines.featurebuild import build
+
+    ref = copy_of(template_built, tmp_path / "ref")
+    cfg = copy_of(template_built, tmp_path / "pruned", raw="1m", book="1m")
+    plan, _ = retention.run(cfg)
+    assert plan.cutoffs.book_ns is not None and plan.cutoffs.book_ns > parse_time_ns(START)
+    # another feature set (a 2 s grid): built from the pair's first book update on
+    for root in (tmp_path / "ref", tmp_path / "pruned"):
+        data = yaml.safe_load((root / "config.yaml").read_text())
+        data["features"]["grid"] = "2s"
+        (root / "config.yaml").write_text(yaml.safe_dump(data))
+    ref, cfg = load_config(tmp_path / "ref" / "config.yaml"), load_config(tmp_path / "pruned" / "config.yaml")
+    a, b = build(ref), build(cfg)
+    assert (b.feature_rows, b.label_rows) == (a.feature_rows, a.label_rows) and b.feature_rows > 0
+    with reading(cfg.resolve(cfg.warehouse.path)) as con:
+        first = one(con, "SELECT min(ts_ns) FROM features WHERE feature_set = ?", [b.feature_set])
+        assert first is not None and first[0] < plan.cutoffs.book_ns  # rows over the moved hours
+        for table in ("features", "labels"):
+            con.execute(f"ATTACH '{ref.resolve(ref.warehouse.path)}' AS ref{table} (READ_ONLY)")
+            diff = one(
+                con,
+                f"SELECT (SELECT count(*) FROM (FROM {table} EXCEPT ALL FROM ref{table}.{table})) + "
+                f"(SELECT count(*) FROM (FROM ref{table}.{table} EXCEPT ALL FROM {table}))",
+            )
+            assert diff == (0,), table

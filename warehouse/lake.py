@@ -95,7 +95,7 @@ def attach(con: duckdb.DuckDBPyConnection, root: Path, lo: int | None, hi: int |
     out: dict[str, int] = {}
     for table, paths in parts:
         try:
-            info = con.execute(f"PRAGMA table_info('\"{db}\".main.\"{table}\"')").fetchall()
+            info = con.execute(f'PRAGMA table_info(\'"{db}".main."{table}"\')').fetchall()
         except duckdb.CatalogException:  # a table this file no longer has: nothing to shadow
             continue
         cols = [(str(r[1]), str(r[2])) for r in info]
@@ -159,3 +159,15 @@ def unlisted(con: duckdb.DuckDBPyConnection, root: Path, archive: Path) -> list[
     if exists(con):
         listed = {Path(resolve(root, str(r[0]))).resolve() for r in con.execute(f"SELECT path FROM {PARTS}").fetchall()}
     return sorted(f for f in archive.rglob("*.parquet") if f.resolve() not in listed)
+
+
+def first_after(con: duckdb.DuckDBPyConnection, table: str, venue: str, symbol: str, after: int) -> int | None:
+    """The first time of the earliest lake file of ``table`` and the pair that starts at or after
+    ``after`` (a reader looking past its span for the next data), None when there is none."""
+    if not exists(con):
+        return None
+    row = con.execute(
+        f"SELECT min(first_ns) FROM {PARTS} WHERE table_name = ? AND venue = ? AND symbol = ? AND first_ns >= ?",
+        [table, venue, symbol, int(after)],
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])

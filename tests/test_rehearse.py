@@ -72,7 +72,6 @@ def test_kernels_counts_what_a_kernel_readies_and_names_it() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-@pytest.mark.usefixtures("subprocesses_uncovered")  # its commands are measured in shorter tests
 def test_a_start_readies_every_kernel_before_it_connects_and_never_stalls(
     trained: tuple[AppConfig, Any], tmp_path: Path
 ) -> None:

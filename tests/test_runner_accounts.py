@@ -60,7 +60,6 @@ def _sessions(path: Path) -> tuple[list[jr.Record], list[jr.Record]]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # a dozen runner processes: generous for a loaded 2-core machine
-@pytest.mark.usefixtures("subprocesses_uncovered")  # its commands are measured in shorter tests
 def test_a_replay_account_and_a_simulated_one_keep_to_themselves(trained: Trained, tmp_path: Path) -> None:
     cfg = trained[0]
     config = _config(cfg, tmp_path)

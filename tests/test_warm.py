@@ -84,7 +84,6 @@ def test_a_start_far_from_the_stored_data_is_cold_and_says_why(
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-@pytest.mark.usefixtures("subprocesses_uncovered")  # its commands are measured in shorter tests
 def test_a_runner_started_beside_the_ingest_decides_in_its_first_minute(
     trained: tuple[AppConfig, Any], tmp_path: Path
 ) -> None:

@@ -102,17 +102,6 @@ def config_path(make_config: ConfigFactory, tmp_path: Path) -> Path:
     return tmp_path / "config.yaml"
 
 
-@pytest.fixture
-def subprocesses_uncovered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The commands this test starts run without coverage's measurement (the variables its
-    subprocess patch passes on): for the tests of minutes whose commands shorter tests measure
-    already. A measured subprocess spends 1.5 to 2.5 times the CPU (the runner's tests: 117 CPU-s
-    measured, 74 with the subprocesses unmeasured, 48 without coverage), and on two cores the
-    suite's time is its CPU time."""
-    for var in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A temporary Prefect server and database for flows run in-process (Prefect's test harness)."""

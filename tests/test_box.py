@@ -53,7 +53,6 @@ def _until(what: str, cond: object, timeout_s: float = 300) -> None:
 
 @pytest.mark.slow
 @pytest.mark.first(50)
-@pytest.mark.usefixtures("subprocesses_uncovered")  # its commands are measured in shorter tests
 @pytest.mark.timeout(1500)
 def test_make_up_runs_every_service_restarts_a_crash_and_make_down_stops_them_all(tmp_path: Path) -> None:
     ports = {name: _port() for name in ("prefect", "dashboard", "mlflow", "standin")}

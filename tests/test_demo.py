@@ -103,7 +103,6 @@ def test_demo_trains_and_registers_but_crowns_no_model_without_skill(
 
 @pytest.mark.slow
 @pytest.mark.first(200)
-@pytest.mark.usefixtures("subprocesses_uncovered")  # its commands are measured in shorter tests
 @pytest.mark.timeout(900)  # a whole demo (18 simulated hours cut to 8): generous for a loaded machine
 def test_demo_on_the_planted_market_crowns_a_champion_and_runs_the_execution_study(
     make_config: ConfigFactory, tmp_path: Path

@@ -169,7 +169,6 @@ def write_configs(project: Path) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 @pytest.mark.first(240)
-@pytest.mark.usefixtures("subprocesses_uncovered")  # its commands are measured in shorter tests
 @pytest.mark.timeout(1500)
 def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> None:
     project = tmp_path / "project"

@@ -409,15 +409,22 @@ def test_a_retain_killed_midway_and_run_again_ends_as_one_clean_run(template: Pa
     assert not list(archive.rglob("*.partial"))
 
 
+def unpruned_and_pruned(built: Path, tmp_path: Path) -> tuple[AppConfig, AppConfig, retention.Plan]:
+    """Two copies of ``built``: as it is (ref/), and with its book moved to the lake as far as the
+    next build allows (pruned/); the pruned copy's retention plan."""
+    ref = copy_of(built, tmp_path / "ref")
+    cfg = copy_of(built, tmp_path / "pruned", raw="1m", book="1m")
+    plan, _ = retention.run(cfg)
+    assert plan.cutoffs.book_ns is not None and plan.cutoffs.book_ns > parse_time_ns(START)
+    return ref, cfg, plan
+
+
 def test_a_backtest_window_in_the_lake_reads_the_same_market_as_before_the_move(
     template_built: Path, tmp_path: Path
 ) -> None:
     from pipelines.replay import load_market
 
-    ref = copy_of(template_built, tmp_path / "ref")
-    cfg = copy_of(template_built, tmp_path / "pruned", raw="1m", book="1m")
-    plan, _ = retention.run(cfg)
-    assert plan.cutoffs.book_ns is not None
+    ref, cfg, plan = unpruned_and_pruned(template_built, tmp_path)
     lo = parse_time_ns(START) + 10 * 60 * NS
     for start, end in ((lo, lo + 20 * 60 * NS), (lo, None), (None, None)):  # in the lake; across it; everything
         a, b = load_market(ref, start, end), load_market(cfg, start, end)
@@ -460,10 +467,7 @@ def test_a_feature_set_built_after_its_book_moved_reads_the_book_from_the_lake(
 ) -> None:
     from pipelines.featurebuild import build
 
-    ref = copy_of(template_built, tmp_path / "ref")
-    cfg = copy_of(template_built, tmp_path / "pruned", raw="1m", book="1m")
-    plan, _ = retention.run(cfg)
-    assert plan.cutoffs.book_ns is not None and plan.cutoffs.book_ns > parse_time_ns(START)
+    _, _, plan = unpruned_and_pruned(template_built, tmp_path)
     # another feature set (a 2 s grid): built from the pair's first book update on
     for root in (tmp_path / "ref", tmp_path / "pruned"):
         data = yaml.safe_load((root / "config.yaml").read_text())

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from core.config import AppConfig, load_config
-from core.errors import UserError
+from core.errors import DataError, UserError
 from core.timefmt import parse_time_ns
 from tests.test_cli import assert_one_line_error, cli
 from warehouse import retention
@@ -487,3 +487,16 @@ def test_a_feature_set_built_after_its_book_moved_reads_the_book_from_the_lake(
         first = one(con, "SELECT min(ts_ns) FROM features WHERE feature_set = ?", [b.feature_set])
     assert first is not None and first[0] < plan.cutoffs.book_ns  # rows over the moved hours
     assert built_differently(ref, cfg) == {"features": 0, "labels": 0}
+
+
+def test_a_lake_file_gone_missing_stops_the_reader_in_one_line(template_built: Path, tmp_path: Path) -> None:
+    from pipelines.replay import load_market
+
+    _, cfg, _ = unpruned_and_pruned(template_built, tmp_path)
+    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    gone = sorted((archive / "snapshots").rglob("*.parquet"))[0]
+    gone.unlink()
+    with pytest.raises(DataError, match="listed in the lake's manifest \\(snapshots\\) but missing") as err:
+        load_market(cfg, None, None)
+    assert str(gone) in str(err.value) and err.value.exit_code == 3
+    load_market(cfg, parse_time_ns(FEATURES_END), None)  # a window the missing hour is not in still reads

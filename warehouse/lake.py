@@ -32,6 +32,8 @@ from pathlib import Path
 
 import duckdb
 
+from core.errors import DataError
+
 PARTS = "lake_parts"
 TABLES = ("raw_messages", "book_updates", "trades", "snapshots", "snapshots_1s")
 _LO, _HI = -(2**63), 2**63 - 1
@@ -99,9 +101,14 @@ def attach(con: duckdb.DuckDBPyConnection, root: Path, lo: int | None, hi: int |
         except duckdb.CatalogException:  # a table this file no longer has: nothing to shadow
             continue
         cols = [(str(r[1]), str(r[2])) for r in info]
+        found = [resolve(root, p) for p in paths]
+        missing = [f for f in found if "://" not in f and not os.path.exists(f)]
+        if missing:  # never a silent hole in the history: the reader stops, saying which file
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise DataError(f"{missing[0]}{more}: listed in the lake's manifest ({table}) but missing; restore it")
         names = ", ".join(f'"{c}"' for c, _ in cols)
         cast = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in cols)
-        files = ", ".join(f"'{_q(resolve(root, p))}'" for p in paths)
+        files = ", ".join(f"'{_q(f)}'" for f in found)
         con.execute(
             f'CREATE OR REPLACE TEMP VIEW "{table}" AS SELECT {names} FROM "{db}".main."{table}" '
             f"UNION ALL SELECT {cast} FROM read_parquet([{files}], hive_partitioning = false)"

@@ -500,3 +500,26 @@ def test_a_lake_file_gone_missing_stops_the_reader_in_one_line(template_built: P
         load_market(cfg, None, None)
     assert str(gone) in str(err.value) and err.value.exit_code == 3
     load_market(cfg, parse_time_ns(FEATURES_END), None)  # a window the missing hour is not in still reads
+
+
+def test_an_export_of_snapshots_reads_the_lake_as_the_file(template_built: Path, tmp_path: Path) -> None:
+    ref, cfg, _ = unpruned_and_pruned(template_built, tmp_path)
+    window = ["--start", "2026-01-05T22:40:00Z", "--end", "2026-01-05T23:10:00Z"]  # in the lake, and past it
+    for every in (["--every", "1s"], ["--every", "250ms"], []):
+        outs = []
+        for c in (ref, cfg):
+            out = tmp_path / f"{c.source_path.parent.name}-{len(every)}-{every[-1] if every else 'all'}.parquet"
+            args = [
+                "export",
+                "--table",
+                "snapshots",
+                *window,
+                *every,
+                "--out",
+                str(out),
+                "--config",
+                str(c.source_path),
+            ]
+            assert warehouse_main(args) == 0
+            outs.append(duckdb.sql(f"SELECT * FROM read_parquet('{out}') ORDER BY ALL").fetchall())
+        assert outs[0] == outs[1] and len(outs[0]) > 0, every

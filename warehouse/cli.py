@@ -139,7 +139,8 @@ def export(cfg: AppConfig, args: argparse.Namespace) -> str:
     end = parse_time_ns(args.end) if args.end else None
     if args.table != "snapshots":
         return _export_built(cfg, args, out, start, end)
-    with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
+    # and the lake's history up to the end: a sample's book is the last one at or before it, however old
+    with reading(path, cfg.warehouse.lock_timeout / 1e9, history=(None, None if end is None else end + 1)) as con:
         have = stored_levels(con) or 0
         levels = args.levels if args.levels is not None else have
         if not 1 <= levels <= have:

@@ -25,6 +25,7 @@ from bench.common import CACHE, entry, timed
 from core.config import AppConfig, load_config
 from warehouse import lake, reader, retention
 from warehouse.db import reading, writing
+from warehouse.lakestore import open_store
 from warehouse.schema import stored_levels
 
 NS = 1_000_000_000
@@ -42,7 +43,7 @@ def _lake_copy(day: AppConfig) -> tuple[AppConfig, float, int]:
         "  retention:\n    archive: archive\n"
     )
     cfg = load_config(folder / "config.yaml")
-    path, archive = cfg.resolve(cfg.warehouse.path), cfg.resolve(cfg.warehouse.retention.archive)
+    path, store = cfg.resolve(cfg.warehouse.path), open_store(cfg)
     moved, t0 = 0, time.perf_counter()
     with writing(path) as con:
         con.execute("SET enable_progress_bar = false")
@@ -52,7 +53,7 @@ def _lake_copy(day: AppConfig) -> tuple[AppConfig, float, int]:
             row = con.execute(f"SELECT max({spec.time_column}) FROM {name}").fetchone()
             last_hour = int(row[0]) // retention.HOUR_NS * retention.HOUR_NS if row and row[0] is not None else 0
             for hour in retention._hours(con, spec, last_hour):
-                moved += retention.move_hour(con, spec, hour, archive, path.parent)[0]
+                moved += retention.move_hour(con, spec, hour, store)[0]
         con.execute("CHECKPOINT")
     return cfg, time.perf_counter() - t0, moved
 

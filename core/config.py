@@ -7,12 +7,21 @@ whole system at another warehouse and MLflow store by writing one small file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, overload
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from core.errors import ConfigError
 from core.sections import DurationNs, InstantNs, Section, iso_to_str
@@ -41,20 +50,97 @@ class InstrumentConfig(Section):
     taker_fee: float = Field(0.00055, ge=0, lt=0.01)
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules, in short
+_CREDENTIALS_IN_URL = (
+    "credentials in the URL: put them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment instead"
+)
+
+
+class S3Url(Section):
+    """An S3 location, ``s3://bucket/prefix``: written so in YAML, dumped back as that text."""
+
+    bucket: str
+    prefix: str = ""  # no leading or trailing slash; '' is the bucket's top
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def key(self, rel: str) -> str:
+        """The object ``rel`` (a POSIX path below the prefix) as pyarrow names it: ``bucket/prefix/rel``."""
+        return "/".join(p for p in (self.bucket, self.prefix, rel) if p)
+
+    def __str__(self) -> str:
+        return self.url
+
+    @model_serializer
+    def _as_text(self) -> str:
+        return self.url
+
+    @classmethod
+    def parse(cls, text: str) -> S3Url:
+        """``s3://bucket[/prefix]``; credentials in it are refused without being repeated."""
+        parts = urlsplit(text)
+        if "@" in parts.netloc:
+            raise ValueError(_CREDENTIALS_IN_URL)
+        if parts.scheme != "s3" or parts.query or parts.fragment:
+            raise ValueError("expected a local folder or s3://bucket/prefix")
+        if not _BUCKET.match(parts.netloc):
+            raise ValueError("the bucket must be 3-63 lowercase letters, digits, dots or hyphens")
+        segments = [s for s in parts.path.split("/") if s]
+        if any(s in (".", "..") for s in segments):
+            raise ValueError("the prefix must not hold . or .. segments")
+        return cls(bucket=parts.netloc, prefix="/".join(segments))
+
+
+def _archive(value: object) -> object:
+    """A folder stays a path; ``s3://...`` (or any URL) is read as an S3 location."""
+    if isinstance(value, str) and "://" in value:
+        return S3Url.parse(value)
+    return value
+
+
+def _s3_endpoint(value: str | None) -> str | None:
+    """``http(s)://host[:port]`` of an S3-compatible store, without credentials (never repeated)."""
+    if value is None:
+        return None
+    if "@" in urlsplit(value).netloc:
+        raise ValueError(_CREDENTIALS_IN_URL)
+    parts = urlsplit(_url(value, ("http", "https")))
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ValueError("expected http(s)://host:port, without a path")
+    try:
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    return value.rstrip("/")
+
+
 class RetentionConfig(Section):
     """What ``python -m warehouse retain`` moves out of the DuckDB file into Parquet, by age.
 
     Ages are measured on the data's own clock (back from the newest row of the table), so a
     replayed or simulated warehouse ages as a live one does. Rows are exported to
-    ``archive/<table>/date=YYYY-MM-DD/part-HH.parquet`` and verified before they are deleted.
+    ``archive/<table>/venue=V/symbol=S/date=YYYY-MM-DD/part-HH.parquet`` and verified before they
+    are deleted. ``archive`` is a folder, or ``s3://bucket/prefix`` on AWS S3 or, with
+    ``s3_endpoint``, an S3-compatible store; its credentials come from AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY in the environment only (warehouse/lakestore.py).
     """
 
-    archive: Path = Path("warehouse/archive")
+    archive: Annotated[Path | S3Url, BeforeValidator(_archive)] = Path("warehouse/archive")
+    s3_endpoint: Annotated[str | None, AfterValidator(_s3_endpoint)] = None  # http://127.0.0.1:9000; None: AWS
+    s3_region: str | None = Field(None, pattern=r"^[a-z0-9-]{2,32}$")  # None: us-east-1
     raw: DurationNs | None = parse_duration_ns("3d")  # raw messages kept in DuckDB; None: kept for ever
     # book tables (book_updates, trades, snapshots, snapshots_1s) kept in DuckDB; None: kept for ever.
     # Never moved out, whatever this says: rows the next feature / label build of this config reads.
     book: DurationNs | None = None
     compact: bool = False  # after deleting, copy the file to a fresh one (gives the disk back)
+
+    @model_validator(mode="after")
+    def _s3_only(self) -> RetentionConfig:
+        if not isinstance(self.archive, S3Url) and (self.s3_endpoint is not None or self.s3_region is not None):
+            raise ValueError("s3_endpoint and s3_region apply to an s3:// archive only")
+        return self
 
 
 class WarehouseConfig(Section):
@@ -347,9 +433,15 @@ class AppConfig(Section):
             raise ValueError("training.horizon must be one of labels.horizons")
         return self
 
-    def resolve(self, path: Path) -> Path:
-        """Resolve a path from the config against the config file's directory."""
-        if path.is_absolute() or self.source_path is None:
+    @overload
+    def resolve(self, path: Path) -> Path: ...
+    @overload
+    def resolve(self, path: S3Url) -> S3Url: ...
+    @overload
+    def resolve(self, path: Path | S3Url) -> Path | S3Url: ...
+    def resolve(self, path: Path | S3Url) -> Path | S3Url:
+        """Resolve a path from the config against the config file's directory (a URL is left as it is)."""
+        if isinstance(path, S3Url) or path.is_absolute() or self.source_path is None:
             return path
         return (self.source_path.parent / path).resolve()
 

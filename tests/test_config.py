@@ -173,3 +173,39 @@ def test_a_fee_under_labels_names_where_it_moved(tmp_path: Path) -> None:
     p = write(tmp_path, "labels:\n  maker_fee: 0.0001\n")
     with pytest.raises(ConfigError, match=r"labels\.maker_fee: moved to instrument\.maker_fee"):
         load_config(p)
+
+
+def test_the_archive_is_a_folder_or_an_s3_url_without_credentials(tmp_path: Path) -> None:
+    from core.config import S3Url
+
+    local = load_config(write(tmp_path, "warehouse:\n  retention:\n    archive: lake\n"))
+    assert local.resolve(local.warehouse.retention.archive) == tmp_path / "lake"
+    cfg = load_config(
+        write(
+            tmp_path,
+            "warehouse:\n  retention:\n    archive: s3://my-bucket/l2/lake/\n"
+            "    s3_endpoint: http://127.0.0.1:9000\n    s3_region: eu-west-1\n",
+        )
+    )
+    rc = cfg.warehouse.retention
+    assert rc.archive == S3Url(bucket="my-bucket", prefix="l2/lake") and cfg.resolve(rc.archive) is rc.archive
+    assert rc.archive.key("raw_messages/part-00.parquet") == "my-bucket/l2/lake/raw_messages/part-00.parquet"
+    assert cfg.model_dump(mode="json")["warehouse"]["retention"]["archive"] == "s3://my-bucket/l2/lake"
+    dumped = {k: v for k, v in rc.model_dump(mode="json").items() if k in ("archive", "s3_endpoint", "s3_region")}
+    assert type(rc).model_validate(dumped) == rc.model_copy(update={"raw": type(rc)().raw})  # dumped, read back
+    refused = {
+        "archive: s3://AKIDSECRETKEY:wJalrXsecret@my-bucket/lake": "archive: credentials in the URL",
+        "archive: s3://My_Bucket/lake": "archive: the bucket must be",
+        "archive: https://my-bucket/lake": "archive: expected a local folder or s3://bucket/prefix",
+        "archive: s3://my-bucket/../lake": "archive: the prefix must not hold",
+        "archive: s3://my-bucket/lake\n    s3_endpoint: http://key:wJalrXsecret@127.0.0.1:9000": (
+            "s3_endpoint: credentials in the URL"
+        ),
+        "archive: s3://my-bucket/lake\n    s3_endpoint: 127.0.0.1:9000": "s3_endpoint: expected a http:// or https://",
+        "archive: lake\n    s3_endpoint: http://127.0.0.1:9000": "s3_endpoint and s3_region apply to an s3:// archive",
+    }
+    for text, message in refused.items():
+        with pytest.raises(ConfigError) as err:
+            load_config(write(tmp_path, f"warehouse:\n  retention:\n    {text}\n"))
+        assert message in str(err.value) and "\n" not in str(err.value), text
+        assert "wJalrXsecret" not in str(err.value) and "AKIDSECRETKEY" not in str(err.value)

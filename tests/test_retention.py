@@ -75,6 +75,13 @@ def copy_of(wh: Path, root: Path, **retain: object) -> AppConfig:
     return write_config(root, **retain)
 
 
+def local_archive(cfg: AppConfig) -> Path:
+    """The archive folder of a config whose lake is local (all of this module's)."""
+    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    assert isinstance(archive, Path)
+    return archive
+
+
 def counts(path: Path) -> dict[str, int]:
     with reading(path) as con:
         return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in ALL_SERIES}
@@ -82,7 +89,7 @@ def counts(path: Path) -> dict[str, int]:
 
 def archive_of(cfg: AppConfig, table: str) -> str:
     """Every Parquet file of ``table`` on disk, listed in the lake's manifest or not."""
-    return f"read_parquet('{cfg.resolve(cfg.warehouse.retention.archive)}/{table}/**/*.parquet', hive_partitioning = false)"
+    return f"read_parquet('{local_archive(cfg)}/{table}/**/*.parquet', hive_partitioning = false)"
 
 
 def differing_rows(cfg: AppConfig, original: Path, table: str) -> int:
@@ -133,7 +140,7 @@ def test_export_then_delete_round_trip_equals_the_original_rows(template: Path, 
     # the newest raw message is at about 00:30: 30 minutes back, cut to the hour, is 00:00
     assert plan.cutoffs.raw_ns == parse_time_ns("2026-01-06T00:00:00Z")
     assert {h.table for h in plan.hours} == {"raw_messages"}
-    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    archive = local_archive(cfg)
     files = sorted(p.relative_to(archive).as_posix() for p in archive.rglob("*.parquet"))
     assert files == [
         "raw_messages/venue=bybit/date=2026-01-05/part-22.parquet",
@@ -159,7 +166,7 @@ def test_dry_run_changes_nothing(template: Path, tmp_path: Path, capsys: pytest.
     assert warehouse_main(["retain", "--dry-run", "--config", str(tmp_path / "config.yaml")]) == 0
     out = capsys.readouterr().out
     assert digest(path) == before
-    assert not list(cfg.resolve(cfg.warehouse.retention.archive).rglob("*.parquet"))
+    assert not list(local_archive(cfg).rglob("*.parquet"))
     plan = retention.plan(cfg)
     rows = sum(h.rows for h in plan.hours if h.table == "raw_messages")
     assert f"would move raw_messages  2026-01-05:  2 h, {rows:>12,} rows" in out
@@ -176,8 +183,8 @@ def test_rerun_after_a_crash_between_export_and_delete_neither_duplicates_nor_lo
     done = copy_of(template, tmp_path / "done", raw="30m")
     retention.run(done)
     cfg = copy_of(template, tmp_path / "crashed", raw="30m")
-    shutil.copytree(done.resolve(done.warehouse.retention.archive), cfg.resolve(cfg.warehouse.retention.archive))
-    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    shutil.copytree(local_archive(done), local_archive(cfg))
+    archive = local_archive(cfg)
     (archive / "raw_messages" / "venue=bybit" / "date=2026-01-06").mkdir()
     (archive / "raw_messages" / "venue=bybit" / "date=2026-01-06" / "part-00.parquet.partial").write_bytes(b"PAR1 torn")
     exported = archived_rows(cfg, "raw_messages")
@@ -274,7 +281,7 @@ def test_show_prints_the_growth_rate_and_the_archive(
     with reading(cfg.resolve(cfg.warehouse.path)) as con:
         n_raw = int(con.execute("SELECT count(*) FROM raw_messages").fetchall()[0][0])
     assert f"{n_raw:,}" in raw_line and "0.5" in raw_line  # half an hour of raw messages left
-    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    archive = local_archive(cfg)
     size = sum(p.stat().st_size for p in archive.rglob("*.parquet"))
     lake_line = next(ln for ln in out.split("  lake ")[1].splitlines() if ln.strip().startswith("raw_messages "))
     moved = archived_rows(cfg, "raw_messages")
@@ -326,7 +333,7 @@ def test_retain_bad_input_is_one_line_with_its_exit_code(template: Path, tmp_pat
     assert_one_line_error(p, "stayed locked")
     assert p.returncode == 4
 
-    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    archive = local_archive(cfg)
     archive.mkdir(parents=True, exist_ok=True)
     with (archive / ".retain.lock").open("a") as f:  # another retain runs
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -347,7 +354,7 @@ def test_retain_bad_input_is_one_line_with_its_exit_code(template: Path, tmp_pat
 
 def test_the_archive_directory_unwritable_stops_before_deleting(template: Path, tmp_path: Path) -> None:
     cfg = copy_of(template, tmp_path, raw="30m")
-    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    archive = local_archive(cfg)
     (archive / "raw_messages" / "venue=bybit").mkdir(parents=True)
     (archive / "raw_messages" / "venue=bybit" / "date=2026-01-05").write_text("in the way")  # the day's folder
     before = counts(cfg.resolve(cfg.warehouse.path))
@@ -388,7 +395,7 @@ def test_a_retain_killed_midway_and_run_again_ends_as_one_clean_run(template: Pa
     from tests.conftest import REPO
 
     cfg = copy_of(template, tmp_path, raw="1m")
-    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    archive = local_archive(cfg)
     expected = sum(h.rows for h in retention.plan(cfg).hours)
     proc = subprocess.Popen(
         [sys.executable, "-m", "warehouse", "retain", "--config", str(tmp_path / "config.yaml")],
@@ -450,7 +457,7 @@ def test_files_of_the_first_layout_are_rewritten_into_the_lake_and_nothing_is_lo
 ) -> None:
     # what a retain of the first layout left: every pair's rows of an hour in <table>/date=D/part-HH.parquet
     cfg = copy_of(template, tmp_path, raw="30m")
-    path, archive = cfg.resolve(cfg.warehouse.path), cfg.resolve(cfg.warehouse.retention.archive)
+    path, archive = cfg.resolve(cfg.warehouse.path), local_archive(cfg)
     old = archive / "raw_messages" / "date=2026-01-05" / "part-22.parquet"
     old.parent.mkdir(parents=True)
     hour = f"ts_local_ns >= {parse_time_ns('2026-01-05T22:00:00Z')} AND ts_local_ns < {parse_time_ns('2026-01-05T23:00:00Z')}"

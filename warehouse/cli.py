@@ -47,7 +47,9 @@ def show(cfg: AppConfig, out: TextIO | None = None) -> None:
         bare = clocks.uncovered(con)
         grown = growth.measure(con)
         archive = cfg.resolve(cfg.warehouse.retention.archive)
-        held, unlisted = lake.tables(con), lake.unlisted(con, path.parent, archive)
+        held = lake.tables(con)
+        # on S3 a listing of every object would cost a request per 1,000 keys: not looked for
+        unlisted = lake.unlisted(con, path.parent, archive) if isinstance(archive, Path) else None
 
     def p(*parts: object) -> None:
         print(*parts, file=out or sys.stdout)
@@ -87,7 +89,7 @@ def show(cfg: AppConfig, out: TextIO | None = None) -> None:
                 f"    {format_ns(start)}  {source:<6} {status:<9} {msgs:>12,} messages, {rej:,} rejected, "
                 f"{gaps:,} gaps ({took})"
             )
-    growth.show(p, grown, held, unlisted, archive)
+    growth.show(p, grown, held, unlisted, str(archive))
 
 
 def _ms(ns: int) -> str:
@@ -283,8 +285,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="move raw (and old book) rows to Parquet files by day, then free their space",
         description="Applies warehouse.retention: raw messages older than `raw` and book rows older than "
         "`book` (never those the next feature or label build of this config reads) are written to "
-        "<archive>/<table>/date=YYYY-MM-DD/part-HH.parquet, read back and checked, then deleted from the "
-        "DuckDB file. Ages count back from the newest stored row. Safe to re-run after a crash.",
+        "<archive>/<table>/venue=V/symbol=S/date=YYYY-MM-DD/part-HH.parquet (a folder, or s3://bucket/prefix "
+        "with credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), read back and checked, then deleted "
+        "from the DuckDB file. Ages count back from the newest stored row. Safe to re-run after a crash.",
     )
     r.add_argument("--dry-run", action="store_true", help="print what would move, per table and day; change nothing")
     r.add_argument(

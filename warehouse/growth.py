@@ -126,8 +126,10 @@ def _mb(n: float) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-def show(p: Callable[..., None], g: Growth, held: list[lake.LakeTable], unlisted: list[Path], where: Path) -> None:
-    """Print the growth and archive lines of ``warehouse show``."""
+def show(
+    p: Callable[..., None], g: Growth, held: list[lake.LakeTable], unlisted: list[Path] | None, where: str
+) -> None:
+    """Print the growth and archive lines of ``warehouse show``; ``unlisted`` None: not looked for (S3)."""
     p("")
     p("  growth:")
     p(
@@ -170,7 +172,9 @@ def show(p: Callable[..., None], g: Growth, held: list[lake.LakeTable], unlisted
         )
     if held:
         p(f"    total {_mb(sum(h.bytes for h in held))} in {sum(h.files for h in held):,} files")
-    if unlisted:
+    if unlisted is None:
+        p("    objects the manifest does not list are not looked for on S3 (readers skip them; the next retain merges)")
+    elif unlisted:
         p(
             f"    {len(unlisted):,} Parquet files under it are not in the lake's manifest (a retain stopped "
             "between writing and committing, or another layout): readers skip them; the next retain merges them"

@@ -21,7 +21,12 @@ rows (cast to the table's own column types), so every query written against the 
 both unchanged. Readers that never ask (the live runner, the dashboard, the ingest) pay nothing.
 
 Paths in the manifest are relative to the warehouse file's folder when the archive is below it (a
-moved or copied project keeps its lake), absolute otherwise.
+moved or copied project keeps its lake), absolute otherwise, or ``s3://bucket/key`` URLs when the
+archive is on S3 (warehouse/lakestore.py). Local files are read by ``read_parquet``; objects are
+scanned by pyarrow's S3 filesystem as one Arrow dataset per store, registered on the connection
+(DuckDB's own S3 reader is an extension it downloads at run time). The endpoint and region of each
+bucket are kept beside the manifest (``lake_s3``), written by retention in the transaction that
+lists its first object there, so a reader needs only the credentials, from the environment.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import duckdb
 from core.errors import DataError
 
 PARTS = "lake_parts"
+S3 = "lake_s3"
 TABLES = ("raw_messages", "book_updates", "trades", "snapshots", "snapshots_1s")
 _LO, _HI = -(2**63), 2**63 - 1
 
@@ -52,8 +58,25 @@ DDL = f"""CREATE TABLE IF NOT EXISTS {PARTS} (
 )"""
 
 
+S3_DDL = f"""CREATE TABLE IF NOT EXISTS {S3} (
+    bucket VARCHAR PRIMARY KEY,   -- a bucket manifest paths name (s3://bucket/...)
+    endpoint VARCHAR NOT NULL,    -- http(s)://host:port of an S3-compatible store; '' for AWS
+    region VARCHAR NOT NULL
+)"""
+
+
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(DDL)
+
+
+def note_s3(con: duckdb.DuckDBPyConnection, bucket: str, endpoint: str, region: str) -> None:
+    """Where a bucket is (inside the caller's transaction): readers sign their reads with it."""
+    con.execute(S3_DDL)
+    con.execute(f"INSERT OR REPLACE INTO {S3} VALUES (?, ?, ?)", [bucket, endpoint, region])
+
+
+def is_url(stored: str) -> bool:
+    return stored.startswith("s3://")
 
 
 def exists(con: duckdb.DuckDBPyConnection) -> bool:
@@ -74,7 +97,7 @@ def stored_path(root: Path, file: Path) -> str:
 
 
 def resolve(root: Path, stored: str) -> str:
-    return stored if os.path.isabs(stored) else str(root / stored)
+    return stored if is_url(stored) or os.path.isabs(stored) else str(root / stored)
 
 
 def _q(text: str) -> str:
@@ -86,8 +109,8 @@ def attach(con: duckdb.DuckDBPyConnection, root: Path, lo: int | None, hi: int |
     if not exists(con):
         return {}
     parts = con.execute(
-        f"SELECT table_name, list(path ORDER BY hour_ns, venue, symbol) FROM {PARTS} "
-        "WHERE last_ns >= ? AND first_ns < ? GROUP BY table_name ORDER BY table_name",
+        f"SELECT table_name, list(path ORDER BY hour_ns, venue, symbol), list(bytes ORDER BY hour_ns, venue, symbol) "
+        f"FROM {PARTS} WHERE last_ns >= ? AND first_ns < ? GROUP BY table_name ORDER BY table_name",
         [_LO if lo is None else int(lo), _HI if hi is None else int(hi)],
     ).fetchall()
     if not parts:
@@ -95,26 +118,62 @@ def attach(con: duckdb.DuckDBPyConnection, root: Path, lo: int | None, hi: int |
     row = con.execute("SELECT current_database()").fetchone()
     db = str(row[0]) if row else ""
     out: dict[str, int] = {}
-    for table, paths in parts:
+    for table, paths, sizes in parts:
         try:
             info = con.execute(f'PRAGMA table_info(\'"{db}".main."{table}"\')').fetchall()
         except duckdb.CatalogException:  # a table this file no longer has: nothing to shadow
             continue
         cols = [(str(r[1]), str(r[2])) for r in info]
         found = [resolve(root, p) for p in paths]
-        missing = [f for f in found if "://" not in f and not os.path.exists(f)]
+        missing = [f for f in found if not is_url(f) and not os.path.exists(f)]
         if missing:  # never a silent hole in the history: the reader stops, saying which file
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             raise DataError(f"{missing[0]}{more}: listed in the lake's manifest ({table}) but missing; restore it")
         names = ", ".join(f'"{c}"' for c, _ in cols)
         cast = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in cols)
-        files = ", ".join(f"'{_q(f)}'" for f in found)
+        local = [p for p in paths if not is_url(p)]
+        sources = []
+        if local:
+            files = ", ".join(f"'{_q(resolve(root, p))}'" for p in local)  # each checked present above
+            sources.append(f"read_parquet([{files}], hive_partitioning = false)")
+        remote = [(p, int(n)) for p, n in zip(paths, sizes, strict=True) if is_url(p)]
+        if remote:
+            sources += _register_s3(con, str(table), remote)
+        lake_side = " UNION ALL ".join(f"SELECT {cast} FROM {src}" for src in sources)
         con.execute(
-            f'CREATE OR REPLACE TEMP VIEW "{table}" AS SELECT {names} FROM "{db}".main."{table}" '
-            f"UNION ALL SELECT {cast} FROM read_parquet([{files}], hive_partitioning = false)"
+            f'CREATE OR REPLACE TEMP VIEW "{table}" AS SELECT {names} FROM "{db}".main."{table}" UNION ALL {lake_side}'
         )
         out[str(table)] = len(paths)
     return out
+
+
+def _register_s3(con: duckdb.DuckDBPyConnection, table: str, objects: list[tuple[str, int]]) -> list[str]:
+    """Register the objects (s3:// URL, bytes) as Arrow datasets, one per store; their names."""
+    import pyarrow.dataset as pads
+
+    from warehouse.lakestore import s3_error, s3_filesystem
+
+    stores = {str(r[0]): (str(r[1]), str(r[2])) for r in con.execute(f"SELECT * FROM {S3}").fetchall()}
+    by_store: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for url, size in objects:
+        key = url.removeprefix("s3://")
+        bucket = key.split("/", 1)[0]
+        if bucket not in stores:
+            raise DataError(f"{url}: the lake's manifest does not say where bucket {bucket} is ({S3})")
+        by_store.setdefault(stores[bucket], []).append((key, size))
+    names = []
+    fmt = pads.ParquetFileFormat()
+    for i, ((endpoint, region), keys) in enumerate(sorted(by_store.items())):
+        fs = s3_filesystem(endpoint, region)
+        try:
+            frags = [fmt.make_fragment(k, filesystem=fs, file_size=n) for k, n in keys]
+            schema = frags[0].physical_schema
+        except OSError as exc:
+            raise s3_error(f"s3://{keys[0][0]}: cannot read the lake", exc) from None
+        name = f"lake_s3_{table}_{i}"
+        con.register(name, pads.FileSystemDataset(frags, schema, fmt, fs))
+        names.append(f'"{name}"')
+    return names
 
 
 @dataclass(frozen=True)
@@ -159,12 +218,13 @@ def bounds(con: duckdb.DuckDBPyConnection, table: str, venue: str, symbol: str) 
 
 
 def unlisted(con: duckdb.DuckDBPyConnection, root: Path, archive: Path) -> list[Path]:
-    """Parquet files under ``archive`` that the manifest does not list (readers skip them)."""
+    """Parquet files under the local ``archive`` that the manifest does not list (readers skip them)."""
     if not archive.is_dir():
         return []
     listed = set()
     if exists(con):
-        listed = {Path(resolve(root, str(r[0]))).resolve() for r in con.execute(f"SELECT path FROM {PARTS}").fetchall()}
+        stored = [str(r[0]) for r in con.execute(f"SELECT path FROM {PARTS}").fetchall()]
+        listed = {Path(resolve(root, p)).resolve() for p in stored if not is_url(p)}
     return sorted(f for f in archive.rglob("*.parquet") if f.resolve() not in listed)
 
 

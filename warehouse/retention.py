@@ -13,14 +13,19 @@ whole hours. Book rows a feature or label build of the current config still need
 see :func:`book_keep_from`. Nothing else is ever moved (features, labels, sync_events, ingest_runs,
 snapshots_latest, clock_offsets, meta).
 
-Each hour is moved under one write connection (the ingest's writer waits, its spool keeping its data
-durable): COPY to ``part-HH.parquet.partial``, read the file back and check its rows, rename it into
-place, then DELETE the hour and list the file in the manifest in one transaction. A crash at any
+The archive is a folder or ``s3://bucket/prefix`` (warehouse/lakestore.py: a :class:`Store` of
+either kind). Each hour is moved under one write connection (the ingest's writer waits, its spool
+keeping its data durable): COPY to ``part-HH.parquet.partial`` (beside its final place, or for S3 in
+``<warehouse file>.lake-staging/``), read the file back and check its rows, publish it (rename it
+into place, or upload it and check the object's size), then DELETE the hour and list the file in
+the manifest in one transaction. A crash at any
 step loses nothing, a re-run duplicates nothing, and a reader never sees a row twice: a stale
 ``.partial`` is written again; an hour whose file exists but whose rows are still in DuckDB (a crash
 between the rename and the commit, or the same data ingested again) is merged with that file,
 deduplicated on the table's natural key, and deleted only once every one of its rows is found in
-the new file; until that commit the file is not in the manifest, so readers read the DuckDB rows.
+the new file (an S3 object is downloaded to the staging folder to merge); until that commit the
+file is not in the manifest, so readers read the DuckDB rows. Files of the first layout exist only
+in local archives, and only there are they migrated.
 
 DuckDB does not shrink its file on DELETE: a CHECKPOINT (done on closing each connection) turns the
 deleted rows' space into free blocks that new data reuses, so with retention the file stops growing.
@@ -32,9 +37,8 @@ the old one while the old one is still held (no other process can write between 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +52,7 @@ from market.events import TableSpec
 from warehouse import lake
 from warehouse.db import one, reading, writing
 from warehouse.feature_tables import NS, WARMUP_NS, ids, label_history_ns, table_exists
+from warehouse.lakestore import LocalStore, Placed, S3Store, Store, open_store
 from warehouse.schema import stored_levels, tables
 
 HOUR_NS = 3600 * NS
@@ -274,23 +279,6 @@ def plan(cfg: AppConfig) -> Plan:
     return Plan(cut, hours)
 
 
-@contextlib.contextmanager
-def _only_one(archive: Path) -> Iterator[None]:
-    """One retain at a time per archive (an advisory lock file; released when the process ends)."""
-    if archive.exists() and not archive.is_dir():
-        raise UserError(f"warehouse.retention.archive {archive}: is a file, not a directory")
-    try:
-        archive.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UnavailableError(f"{archive}: cannot create the archive: {exc.strerror}") from None
-    with (archive / ".retain.lock").open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UnavailableError(f"{archive}: another retain is running") from None
-        yield
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -311,51 +299,47 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, to: Path, params: list[obj
         raise UnavailableError(f"{to}: cannot write the archive: {str(exc).splitlines()[0]}") from None
 
 
-def move_hour(
-    con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, archive: Path, root: Path
-) -> tuple[int, int]:
+def move_hour(con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, store: Store) -> tuple[int, int]:
     """Export one hour to Parquet, check it, delete it from DuckDB and list the file in the lake's
-    manifest in one transaction; return (rows deleted, file bytes). ``root``: the warehouse's folder."""
+    manifest in one transaction; return (rows deleted, file bytes)."""
     where, params = hour.where(spec)
     n_db = int((one(con, f"SELECT count(*) FROM {spec.name} WHERE {where}", params) or (0,))[0])
     if n_db == 0:
         return 0, 0
     rows_sql = f"SELECT {', '.join(spec.names)} FROM {spec.name} WHERE {where}"
-    final = _write_part(con, spec, hour, archive, rows_sql, params)
+    placed = _write_part(con, spec, hour, store, rows_sql, params)
     con.execute("BEGIN TRANSACTION")
     try:
         deleted = int((one(con, f"DELETE FROM {spec.name} WHERE {where}", params) or (0,))[0])
         if deleted != n_db:
             raise DataError(f"{spec.name}: {deleted:,} rows to delete, {n_db:,} exported; nothing deleted")
-        _list(con, spec, hour, final, root)
+        _list(con, spec, hour, placed, store)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return deleted, final.stat().st_size
+    store.done(placed)
+    return deleted, placed.bytes
 
 
 def _write_part(
-    con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, archive: Path, rows_sql: str, params: list[object]
-) -> Path:
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, store: Store, rows_sql: str, params: list[object]
+) -> Placed:
     """Write ``rows_sql``'s rows (one pair's hour) to the hour's file, merged with the file already
-    there (deduplicated on the table's key), read back and checked, then renamed into place.
-    Every row of ``rows_sql`` is in the file it returns, or it raises and the old file is as it was."""
+    there (deduplicated on the table's key), read back and checked, then published in its place
+    (warehouse/lakestore.py). Every row of ``rows_sql`` is in the file it returns, or it raises and
+    the old file is as it was."""
     t = spec.time_column
-    final = hour.path(archive)
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UnavailableError(f"{final.parent}: cannot create the archive directory: {exc.strerror}") from None
-    partial = final.with_name(final.name + ".partial")
+    rel = hour.path(Path()).as_posix()
+    partial = store.stage(rel)
     n_src = int((one(con, f"SELECT count(*) FROM ({rows_sql})", params) or (0,))[0])
     cols = ", ".join(spec.names)
     order = ", ".join(dict.fromkeys((t, *spec.key)))
-    merge = final.exists()
-    if merge:  # rows already exported once (a crash before the delete, or the data ingested again)
+    old = store.existing(rel)
+    if old is not None:  # rows already exported once (a crash before the delete, or the data ingested again)
         keys = ", ".join(spec.key)
         query = (
-            f"SELECT DISTINCT ON ({keys}) {cols} FROM (SELECT {cols}, 0 AS src FROM read_parquet('{_q(final)}') "
+            f"SELECT DISTINCT ON ({keys}) {cols} FROM (SELECT {cols}, 0 AS src FROM read_parquet('{_q(old)}') "
             f"UNION ALL SELECT {cols}, 1 AS src FROM ({rows_sql})) ORDER BY {order}, src"
         )
     else:
@@ -363,7 +347,7 @@ def _write_part(
     try:
         _copy(con, query, partial, params)
         n_file = int((one(con, f"SELECT count(*) FROM read_parquet('{_q(partial)}')") or (0,))[0])
-        if merge:
+        if old is not None:
             match = " AND ".join(f"a.{k} IS NOT DISTINCT FROM d.{k}" for k in spec.key)
             row = one(
                 con,
@@ -373,36 +357,36 @@ def _write_part(
             )
             missing = int(row[0]) if row else n_src
             if missing:
-                raise DataError(f"{final}: {missing:,} of {n_src:,} rows not in the file written; nothing deleted")
+                raise DataError(
+                    f"{store.name}/{rel}: {missing:,} of {n_src:,} rows not in the file written; nothing deleted"
+                )
         elif n_file != n_src:
-            raise DataError(f"{final}: read back {n_file:,} rows, expected {n_src:,}; nothing deleted")
-        _fsync(partial)
-    except BaseException:
+            raise DataError(f"{store.name}/{rel}: read back {n_file:,} rows, expected {n_src:,}; nothing deleted")
+        return store.publish(partial, rel)
+    finally:
         partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, final)
-    _fsync(final.parent)
-    return final
 
 
-def _list(con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, final: Path, root: Path) -> None:
-    """The file's line in the manifest (inside the caller's transaction)."""
+def _list(con: duckdb.DuckDBPyConnection, spec: TableSpec, hour: Hour, placed: Placed, store: Store) -> None:
+    """The file's line in the manifest, and an S3 bucket's endpoint (inside the caller's transaction)."""
     t = spec.time_column
-    row = one(con, f"SELECT count(*), min({t}), max({t}) FROM read_parquet('{_q(final)}')")
+    row = one(con, f"SELECT count(*), min({t}), max({t}) FROM read_parquet('{_q(placed.local)}')")
     assert row is not None and row[1] is not None
     lake.ensure(con)
+    if isinstance(store, S3Store):
+        lake.note_s3(con, store.url.bucket, store.endpoint, store.region)
     con.execute(
         f"INSERT OR REPLACE INTO {lake.PARTS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [spec.name, hour.venue, hour.symbol, hour.start_ns, int(row[1]), int(row[2]), int(row[0]),
-         final.stat().st_size, lake.stored_path(root, final)],
+         placed.bytes, placed.stored],
     )  # fmt: skip
 
 
-def _migrate(con: duckdb.DuckDBPyConnection, levels: int, archive: Path, root: Path) -> int:
+def _migrate(con: duckdb.DuckDBPyConnection, levels: int, store: LocalStore) -> int:
     """Files of the first layout (``<table>/date=D/part-HH.parquet``, every pair in one) rewritten
     into the lake's layout and listed, each deleted once all its rows are in the new files; the
-    number of files migrated."""
-    n = 0
+    number of files migrated. Local archives only: that layout never went to S3."""
+    n, archive = 0, store.archive
     for old in sorted(archive.glob("*/date=*/part-*.parquet")):
         spec = _spec(levels, old.parent.parent.name)
         src = f"read_parquet('{_q(old)}')"
@@ -413,10 +397,10 @@ def _migrate(con: duckdb.DuckDBPyConnection, levels: int, archive: Path, root: P
         for venue, symbol, h, rows in groups:
             hour = Hour(spec.name, str(venue), str(symbol), int(h) * HOUR_NS, int(rows), 0)
             where, params = hour.where(spec)
-            final = _write_part(con, spec, hour, archive, f"SELECT * FROM {src} WHERE {where}", params)
+            placed = _write_part(con, spec, hour, store, f"SELECT * FROM {src} WHERE {where}", params)
             con.execute("BEGIN TRANSACTION")
             try:
-                _list(con, spec, hour, final, root)
+                _list(con, spec, hour, placed, store)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -432,25 +416,24 @@ def _migrate(con: duckdb.DuckDBPyConnection, levels: int, archive: Path, root: P
 def run(cfg: AppConfig, compact: bool | None = None, on_progress: ProgressFn | None = None) -> tuple[Plan, Moved]:
     """Move what the plan says, hour by hour; then CHECKPOINT, and compact when asked."""
     path = cfg.resolve(cfg.warehouse.path)
-    archive = cfg.resolve(cfg.warehouse.retention.archive)
     timeout = cfg.warehouse.lock_timeout / 1e9
     moved = Moved()
     if not path.exists():  # before the archive is made: a mistyped path leaves nothing behind
         raise UserError(f"{path}: no warehouse here yet (run an ingest first, e.g. make demo)")
-    root = path.parent
-    with _only_one(archive):
-        for stale in archive.rglob("*.partial"):  # a crash mid-export: the rows are still where they were
-            stale.unlink()
+    store = open_store(cfg)
+    with store.lock():
+        store.sweep()  # a crash mid-export left .partial files: their rows are still where they were
         p = plan(cfg)
         with writing(path, timeout) as con:
             moved.file_before, moved.free_before = file_size(path), free_bytes(con)
             levels = stored_levels(con) or 0
             con.execute("SET enable_progress_bar = false")
-            moved.migrated = _migrate(con, levels, archive, root)
+            if isinstance(store, LocalStore):
+                moved.migrated = _migrate(con, levels, store)
         for i, hour in enumerate(p.hours):
             with writing(path, timeout) as con:
                 con.execute("SET enable_progress_bar = false")  # progress is one line per table and day
-                rows, size = move_hour(con, _spec(levels, hour.table), hour, archive, root)
+                rows, size = move_hour(con, _spec(levels, hour.table), hour, store)
             k = (hour.table, hour.day)
             moved.rows[k] = moved.rows.get(k, 0) + rows
             moved.parquet_bytes[k] = moved.parquet_bytes.get(k, 0) + size

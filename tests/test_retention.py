@@ -500,7 +500,7 @@ def test_a_lake_file_gone_missing_stops_the_reader_in_one_line(template_built: P
     from pipelines.replay import load_market
 
     _, cfg, _ = unpruned_and_pruned(template_built, tmp_path)
-    archive = cfg.resolve(cfg.warehouse.retention.archive)
+    archive = local_archive(cfg)
     gone = sorted((archive / "snapshots").rglob("*.parquet"))[0]
     gone.unlink()
     with pytest.raises(DataError, match="listed in the lake's manifest \\(snapshots\\) but missing") as err:

@@ -11,11 +11,7 @@ start). The day is one UTC day, so the partitions are 3 h (8 of them): two worke
 from __future__ import annotations
 
 import re
-import resource
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +19,7 @@ import duckdb
 import yaml
 
 from bench.bench_models import _day
-from bench.common import CACHE, ROOT, entry
+from bench.common import CACHE, ROOT, command, entry
 from core.config import load_config
 
 PARTITION = "3h"
@@ -66,15 +62,7 @@ def _build(raw: Path, config: Path, *args: str) -> tuple[float, float, int, floa
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir()
     shutil.copy(raw, run / "l2.duckdb")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    p = subprocess.run(
-        [sys.executable, "-m", "flows.feature_build", "--config", str(config), *args],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-    )  # fmt: skip
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / wall
+    p, wall, cpu = command("flows.feature_build", "--config", str(config), *args)
     m = re.search(r"([\d,]+) feature rows .* in ([\d.]+)s", p.stdout)
     if p.returncode != 0 or m is None:
         raise RuntimeError(f"flows.feature_build failed ({p.returncode}): {p.stderr[-2000:]}")

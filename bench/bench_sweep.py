@@ -9,10 +9,6 @@ whole command's wall time beside it (Prefect, the cluster's start)."""
 from __future__ import annotations
 
 import re
-import resource
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +16,7 @@ import numpy as np
 import yaml
 
 from bench.bench_models import _day
-from bench.common import CACHE, ROOT, entry
+from bench.common import CACHE, ROOT, command, entry
 from core.config import load_config
 
 
@@ -59,16 +55,8 @@ def _setup() -> tuple[Path, list[str]]:
 
 def _sweep(config: Path, thresholds: list[str], *cluster: str) -> tuple[float, float, int, float]:
     """(seconds the cells took, the command's wall time, cells, CPU cores the command used on average)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    p = subprocess.run(
-        [sys.executable, "-m", "flows.sweep", "--config", str(config), "--model", "1", "--window", "3h",
-         "--set", f"threshold={','.join(thresholds)}", *cluster],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-    )  # fmt: skip
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / wall
+    p, wall, cpu = command("flows.sweep", "--config", str(config), "--model", "1", "--window", "3h",
+                           "--set", f"threshold={','.join(thresholds)}", *cluster)  # fmt: skip
     m = re.search(r"(\d+) cells in ([\d.]+) s", p.stdout)
     if p.returncode != 0 or m is None:
         raise RuntimeError(f"flows.sweep failed ({p.returncode}): {p.stderr[-2000:]}")

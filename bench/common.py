@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -85,3 +88,14 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": versions,
     }
+
+
+def command(module: str, *args: str) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """``python -m module args`` as a user types it, from the project root: (the finished process,
+    its wall time in seconds, the CPU cores it and its children used on average)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return p, wall, (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / wall

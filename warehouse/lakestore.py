@@ -80,7 +80,8 @@ class Store(Protocol):
         ...
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to the disk before the next step counts on it."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -140,9 +141,9 @@ class LocalStore:
 
     def publish(self, partial: Path, rel: str) -> Placed:
         final = self.archive / rel
-        _fsync(partial)
+        fsync(partial)
         os.replace(partial, final)
-        _fsync(final.parent)
+        fsync(final.parent)
         return Placed(lake.stored_path(self.root, final), final.stat().st_size, final)
 
     def done(self, placed: Placed) -> None:

@@ -52,7 +52,7 @@ from market.events import TableSpec
 from warehouse import lake
 from warehouse.db import one, reading, writing
 from warehouse.feature_tables import NS, WARMUP_NS, ids, label_history_ns, table_exists
-from warehouse.lakestore import LocalStore, Placed, S3Store, Store, open_store
+from warehouse.lakestore import LocalStore, Placed, S3Store, Store, fsync, open_store
 from warehouse.schema import stored_levels, tables
 
 HOUR_NS = 3600 * NS
@@ -279,14 +279,6 @@ def plan(cfg: AppConfig) -> Plan:
     return Plan(cut, hours)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _q(path: Path) -> str:
     return str(path).replace("'", "''")
 
@@ -477,7 +469,7 @@ def _compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         con.execute("DETACH retain_fresh")
         if before != after:
             raise DataError(f"{fresh}: the copy's row counts differ from the warehouse's; the warehouse is unchanged")
-        _fsync(fresh)
+        fsync(fresh)
         if Path(f"{fresh}.wal").exists():
             raise DataError(f"{fresh}: the copy was not checkpointed; the warehouse is unchanged")
     except BaseException:
@@ -486,4 +478,4 @@ def _compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         fresh.unlink(missing_ok=True)
         raise
     os.replace(fresh, path)  # atomic: a reader sees the old file or the new one, never half of one
-    _fsync(path.parent)
+    fsync(path.parent)

@@ -7,25 +7,26 @@ screenshot it takes is kept in ``reports/screenshots/dashboard.png`` (git-ignore
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from core.config import AppConfig
+from core.config import AppConfig, load_config
+from core.errors import UserError
 from live.dashboard.app import create_app, main
-from live.loop import Loaded
-from live.runner import Options, Runner
 from models import registry
 from standin import BackgroundStandin
 from standin.feeds import SimFeed
@@ -67,19 +68,23 @@ class _Server:
         self.thread.join(10)
 
 
-def _monitoring_cfg(cfg: AppConfig, tmp_path: Path, standin: BackgroundStandin) -> AppConfig:
-    return cfg.model_copy(
-        update={
-            "bybit": cfg.bybit.model_copy(update={"rest_url": standin.url, "ws_public_url": standin.ws_url}),
-            "ingest": cfg.ingest.model_copy(update={"stall_timeout": NS, "reconnect_initial": NS // 10}),
-            "live": cfg.live.model_copy(
-                update={"journal_dir": tmp_path / "journal", "log_dir": tmp_path, "status_interval": NS}
-            ),
-            "backtest": cfg.backtest.model_copy(update={"out": tmp_path / "backtests"}),
-            # a drift alert as soon as there is a PSI: the banner must show it
-            "monitor": cfg.monitor.model_copy(update={"drift_min": 10, "drift_psi": 1e-6, "dashboard_refresh": NS}),
-        }
-    )
+def _monitoring_config(cfg: AppConfig, tmp_path: Path, standin: BackgroundStandin) -> Path:
+    """The trained project's config.yaml (beside it: its warehouse and registry are relative to it),
+    pointed at the stand-in, with the journal and logs in ``tmp_path``; a drift alert as soon as
+    there is a PSI (the banner must show it)."""
+    assert cfg.source_path is not None
+    data = yaml.safe_load(cfg.source_path.read_text()) or {}
+    overrides: dict[str, dict[str, Any]] = {
+        "bybit": {"rest_url": standin.url, "ws_public_url": standin.ws_url},
+        "live": {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path), "status_interval": "1s"},
+        "backtest": {"out": str(tmp_path / "backtests")},
+        "monitor": {"drift_min": 10, "drift_psi": 1e-6, "dashboard_refresh": "1s"},
+    }
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    path = cfg.source_path.with_name("dashboard.yaml")
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 @pytest.fixture
@@ -89,52 +94,49 @@ def standin(trained: tuple[AppConfig, Any]) -> Iterator[BackgroundStandin]:
         yield server
 
 
-class _Running:
-    """The paper runner on the stand-in, made and run in a thread of its own (its journal's SQLite
-    connection belongs to that thread), so that the browser, whose sync API stays in the test's
-    thread, can look at it while it runs and after it stopped."""
+class _Runner:
+    """``python -m live.runner --paper`` on the stand-in, in a process of its own as a user starts
+    it beside the dashboard: version 1, the skill-less test model, in an execution study
+    (``--threshold``: fixed sizes from a confidence under all its probabilities, so it trades)."""
 
-    def __init__(self, cfg: AppConfig) -> None:
-        self.cfg = cfg
-        self.runner: Runner | None = None
-        self.failed: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(self, config: Path, log: Path) -> None:
+        self.cfg = load_config(config)
+        self.args = ["-m", "live.runner", "--paper", "--config", str(config), "--threshold", "0.01",
+                     "--model", f"models:/{self.cfg.mlflow.model_name}/1", "--duration", "1200s"]  # fmt: skip
+        self.journal = jr.default_path(self.cfg.resolve(self.cfg.live.journal_dir), "paper", "bybit")
+        self.log = log
+        self.proc: subprocess.Popen[str] | None = None
 
-    def _run(self) -> None:
+    def __enter__(self) -> _Runner:
+        self._out = self.log.open("w")
+        self.proc = subprocess.Popen([sys.executable, *self.args], cwd=REPO, stdout=self._out,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+        return self
+
+    def records(self, kind: str) -> list[jr.Record]:
+        """The journal's records of one kind (none while the runner is still creating it); a runner
+        that ended fails the test with its log's end."""
+        assert self.proc is not None
+        assert self.proc.poll() is None, f"the runner ended with {self.proc.returncode}: {self.tail()}"
         try:
-            # an execution study (``threshold``: fixed sizes): the skill-less test model from a threshold
-            # under all its probabilities always signals, and Kelly sizing would size it at zero
-            model = replace(registry.load_version(self.cfg, "1"), threshold_up=0.01, threshold_down=0.01)  # it trades
-            # the test stops it (stop()); the duration only ends a runner the test left behind
-            o = Options(live=False, source="bybit", model=None, duration_ns=1200 * NS, start_ns=None, end_ns=None,
-                        strategy="passive", speed=None, threshold=0.01)  # fmt: skip
-            self.runner = Runner(self.cfg, o, Loaded.of(model, "1"))
-            asyncio.run(self.runner.run())
-        except BaseException as exc:  # reported in the test's thread
-            self.failed.append(exc)
+            return list(jr.read(self.journal, [kind])) if self.journal.exists() else []
+        except UserError:
+            return []
 
-    def check(self) -> bool:
-        """Raise what the runner raised; True."""
-        if self.failed:
-            raise self.failed[0]
-        return True
-
-    def __enter__(self) -> Runner:
-        self.thread.start()
-        until("the runner made", lambda: self.check() and self.runner is not None, 60)
-        assert self.runner is not None
-        return self.runner
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
     def stop(self) -> None:
-        assert self.runner is not None
-        self.runner.stop("test done")
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "the runner did not stop within 60 s"
-        self.check()
+        """Ctrl-C, as in the terminal it runs in: exit 0."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGINT)
+        assert self.proc.wait(120) == 0, self.tail()
 
     def __exit__(self, *exc: object) -> None:
-        if self.thread.is_alive():
-            self.stop()
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+        self._out.close()
 
 
 def _report(folder: Path, version: str, feature_set: str) -> None:
@@ -216,20 +218,25 @@ def test_the_page_shows_a_paper_runner_in_chromium_while_it_runs_and_after_it_st
     chromium = browser_or_skip()
     from playwright.sync_api import sync_playwright
 
-    cfg = _monitoring_cfg(trained[0], tmp_path, standin)
+    cfg = load_config(_monitoring_config(trained[0], tmp_path, standin))
     feature_set = registry.load_version(cfg, "1").feature_set
     out = cfg.resolve(cfg.backtest.out)
     _report(out / "passive-v1-2026-01-05", "1", feature_set)
     _report(out / "passive-v999-2026-01-05", "999", feature_set)
     _stopped_account(cfg.resolve(cfg.live.journal_dir) / "paper-replay.sqlite")
-    running = _Running(cfg)
-    with running as r, _Server(create_app(cfg)) as url, sync_playwright() as p:
-        journal = r.journal_path
-        until("decisions and a drift figure", lambda: running.check() and r.loop.stats.decisions >= 15
-              and r.loop.drift is not None and r.loop.drift.psi() is not None, HANG_S)  # fmt: skip
-        until("a fill and the account marked after it", lambda: any(
-            a.data["position"] != 0 for a in jr.read(journal, ["account"])), HANG_S)  # fmt: skip
-        until("a drift record", lambda: any(jr.read(journal, ["drift"])), HANG_S)
+    assert cfg.source_path is not None
+    with (
+        _Runner(cfg.source_path, tmp_path / "runner.out") as r,
+        _Server(create_app(cfg)) as url,
+        sync_playwright() as p,
+    ):
+        journal = r.journal
+        until("decisions", lambda: len(r.records("decision")) >= 15, HANG_S)
+        until("a fill and the account marked after it",
+              lambda: any(a.data["position"] != 0 for a in r.records("account")), HANG_S)  # fmt: skip
+        until("a drift record", lambda: any(r.records("drift")), HANG_S)
+        (start,) = r.records("start")
+        session = start.session
         browser = launch(p, chromium)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         asked: list[str] = []
@@ -264,7 +271,7 @@ def test_the_page_shows_a_paper_runner_in_chromium_while_it_runs_and_after_it_st
         # the journal choice: every account's journal, the one written last (the runner's) chosen
         assert s["journal"]["name"] == journal.stem and page.input_value("#pick-journal") == journal.stem
         assert {o["name"] for o in s["journals"]} == {journal.stem, "paper-replay"}
-        assert page.input_value("#pick-session") == r.session and page.input_value("#pick-range") == "all"
+        assert page.input_value("#pick-session") == session and page.input_value("#pick-range") == "all"
 
         # -- the price with our orders and fills ---------------------------------------------------
         traces = {tr["name"]: tr for tr in page.evaluate("document.getElementById('chart-price').data")}
@@ -320,9 +327,9 @@ def test_the_page_shows_a_paper_runner_in_chromium_while_it_runs_and_after_it_st
             assert _toolbar_clear_of_title(page, chart), chart
         # the range choice reaches the server (and comes back as the page's view)
         page.select_option("#pick-range", "15m")
-        _view(page, f"{journal.stem}|{r.session}|15m")
+        _view(page, f"{journal.stem}|{session}|15m")
         page.select_option("#pick-range", "all")
-        _view(page, f"{journal.stem}|{r.session}|all")
+        _view(page, f"{journal.stem}|{session}|all")
         page.mouse.move(0, 0)
         page.evaluate("window.scrollTo(0, 0)")
         shots = REPO / "reports" / "screenshots"
@@ -331,7 +338,7 @@ def test_the_page_shows_a_paper_runner_in_chromium_while_it_runs_and_after_it_st
         shutil.copy(tmp_path / "dashboard.png", shots / "dashboard.png")
 
         # -- stopped: the last figures are history, and a position left is flagged ------------------
-        running.stop()
+        r.stop()
         page.wait_for_function("window.lastState.runner.stopped_at !== null", timeout=60_000)
         t = _texts(page, "runner", "risk-state", "banner", "data-age", "data-ts", "health-asof")
         assert t["runner"].startswith("STOPPED") and "ACTIVE" not in t["runner"]

@@ -103,11 +103,13 @@ def config_path(make_config: ConfigFactory, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """A temporary Prefect server and database for flows run in-process (Prefect's test harness)."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_harness(prefect_server_for_commands: None) -> Iterator[None]:
+    """Flows run in the test process report to the test worker's Prefect server (the one its flow
+    commands use), not to a second, temporary one of Prefect's test harness (25 s to start on a
+    loaded machine, once per worker)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with temporary_settings(updates={PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
         yield
 
 

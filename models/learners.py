@@ -65,6 +65,11 @@ class BoostParams:
             "num_threads": self.threads,
             "seed": self.seed,
             "deterministic": True,
+            # with deterministic, as LightGBM's parameter documentation asks: otherwise it times both
+            # histogram layouts at the start of every fit and takes the faster (they add up the
+            # histograms in different orders), a choice another job on the machine or a busy Dask
+            # worker tips either way
+            "force_col_wise": True,
             "verbosity": -1,
         }
 

@@ -5,7 +5,8 @@ so the model gives a calibrated confidence in [0, 1] for each direction. Fitting
 REFERENCE section 5:
 
 1. the base learners' out-of-fold predictions come from purged walk-forward folds of the fit
-   block (each fold early-stops on the last part of its own training rows, after an embargo);
+   block (each fold early-stops on the last part of its own training rows, after an embargo); the
+   folds are independent (``fit_fold``): a ``FoldRunner`` fits them here or on a Dask cluster;
 2. the meta-learner (a logistic regression with non-negative weights on the base learners'
    logits, centred within each fold) is fitted only on rows that have out-of-fold predictions;
    when it puts no weight on either, the base learner with the better out-of-fold AUC serves alone
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -149,6 +150,49 @@ def fold_scores(oof: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return out
 
 
+class FoldData(NamedTuple):
+    """One walk-forward fold of a direction's fit block: all its out-of-fold fit needs, so that a
+    runner can send it to another process."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    ts_train: np.ndarray
+    x_test: np.ndarray
+    params: BoostParams
+    embargo_ns: int
+
+
+class FoldFit(NamedTuple):
+    """One fold's out-of-fold probabilities (columns LightGBM, XGBoost) and its boosters' rounds."""
+
+    oof: np.ndarray
+    lgb_rounds: int
+    xgb_rounds: int
+
+
+def fit_fold(fold: FoldData) -> FoldFit | None:
+    """Fit one fold's two boosters on its training rows and predict its test rows; None for an early
+    fold with too little history (its rows get no out-of-fold prediction)."""
+    x, y, ts, x_test, params, embargo_ns = fold
+    try:
+        m1 = fit_lgb(x, y, ts, params, embargo_ns)
+        m2 = fit_xgb(x, y, ts, params, embargo_ns)
+    except TooShortError:
+        return None
+    oof = np.column_stack([predict_lgb(m1, x_test), predict_xgb(m2, x_test)])
+    return FoldFit(oof, m1.best_iteration or m1.current_iteration(), getattr(m2, "best_iteration", 0) + 1)
+
+
+FoldRunner = Callable[[list[FoldData]], list[FoldFit | None]]
+"""Fits independent folds with ``fit_fold`` and returns their results in the folds' order: ``serial``,
+or a flow's tasks on a Dask cluster (flows/train.py)."""
+
+
+def serial(folds: list[FoldData]) -> list[FoldFit | None]:
+    """The folds fitted here, one after another."""
+    return [fit_fold(f) for f in folds]
+
+
 def fit_direction(
     x_fit: np.ndarray,
     y_fit: np.ndarray,
@@ -158,19 +202,19 @@ def fit_direction(
     params: BoostParams,
     embargo_ns: int,
     n_folds: int,
+    runner: FoldRunner = serial,
 ) -> DirectionStack:
-    """Fit one direction's stack: OOF base predictions -> meta -> final bases -> calibrator."""
+    """Fit one direction's stack: OOF base predictions -> meta -> final bases -> calibrator. The
+    folds' fits are independent: ``runner`` does them, wherever it does."""
     oof = np.full((len(y_fit), 2), np.nan)
     fold_of = np.full(len(y_fit), -1)
     fold_rows: list[dict[str, float]] = []
-    for k, f in enumerate(walk_forward(ts_fit, n_folds, embargo_ns)):
-        try:
-            m1 = fit_lgb(x_fit[f.train], y_fit[f.train], ts_fit[f.train], params, embargo_ns)
-            m2 = fit_xgb(x_fit[f.train], y_fit[f.train], ts_fit[f.train], params, embargo_ns)
-        except TooShortError:
-            continue  # an early fold with too little history: its rows get no out-of-fold prediction
-        oof[f.test, 0] = predict_lgb(m1, x_fit[f.test])
-        oof[f.test, 1] = predict_xgb(m2, x_fit[f.test])
+    folds = walk_forward(ts_fit, n_folds, embargo_ns)
+    work = [FoldData(x_fit[f.train], y_fit[f.train], ts_fit[f.train], x_fit[f.test], params, embargo_ns) for f in folds]
+    for k, (f, fitted) in enumerate(zip(folds, runner(work), strict=True)):
+        if fitted is None:
+            continue
+        oof[f.test] = fitted.oof
         fold_of[f.test] = k
         fold_rows.append(
             {
@@ -178,8 +222,8 @@ def fit_direction(
                 "train_rows": float(f.train.size),
                 "test_rows": float(f.test.size),
                 "test_start_ns": float(f.test_start_ns),
-                "lgb_rounds": float(m1.best_iteration or m1.current_iteration()),
-                "xgb_rounds": float(getattr(m2, "best_iteration", 0) + 1),
+                "lgb_rounds": float(fitted.lgb_rounds),
+                "xgb_rounds": float(fitted.xgb_rounds),
                 "positive_share": float(y_fit[f.test].mean()),
                 **fold_scores(oof[f.test], y_fit[f.test]),
             }

@@ -23,6 +23,7 @@ from features.grid import VOL_FEATURE, sigma_1s
 from models.learners import BoostParams
 from models.registry import log_training
 from models.result import Evidence, TrainResult
+from models.stack import FoldRunner, serial
 from pipelines.backtest import HOUR_NS
 from pipelines.dataset import TrainingData, load
 from pipelines.progress import StepProgress
@@ -85,13 +86,20 @@ def nominal_cost(cfg: AppConfig) -> float:
     return 2.0 * fee
 
 
-def fit(cfg: AppConfig, data: TrainingData, progress: StepProgress | None = None, engine: bool = True) -> TrainResult:
+def fit(
+    cfg: AppConfig,
+    data: TrainingData,
+    progress: StepProgress | None = None,
+    engine: bool = True,
+    runner: FoldRunner = serial,
+) -> TrainResult:
     """The stack on ``data`` with the config's settings (no MLflow: that is run_training's part).
 
     With ``engine`` the strategy's cost is measured and the thresholds confirmed by the matching
     engine on the warehouse's market over the calibration block (``StrategyRun``); without (data
     that is not in the warehouse: synthetic or permuted rows) at the nominal fees
-    (``nominal_cost``), confirmed on the labels. ``result.trades`` says whether it found an edge."""
+    (``nominal_cost``), confirmed on the labels. ``result.trades`` says whether it found an edge.
+    ``runner`` fits the walk-forward folds (models/stack.py: ``serial``, or tasks on a cluster)."""
     keep = columns(cfg, data.feature_names)
     try:
         return train(
@@ -112,6 +120,7 @@ def fit(cfg: AppConfig, data: TrainingData, progress: StepProgress | None = None
             progress=progress,
             cost=nominal_cost(cfg),
             execution=StrategyRun(cfg, data) if engine else None,
+            runner=runner,
         )
     except ValueError as exc:
         raise UserError(f"training: {exc}") from None
@@ -127,10 +136,10 @@ def data_source(cfg: AppConfig) -> str:
     return "+".join(str(r[0]) for r in rows) or "unknown"
 
 
-def run_training(cfg: AppConfig, end_ns: int | None = None) -> dict[str, Any]:
+def run_training(cfg: AppConfig, end_ns: int | None = None, runner: FoldRunner = serial) -> dict[str, Any]:
     data = load(cfg, cfg.training.window, end_ns, min_rows=cfg.training.min_rows)
     with StepProgress("train") as progress:
-        result = fit(cfg, data, progress)
+        result = fit(cfg, data, progress, runner=runner)
     test = slice(len(data.ts) - result.rows["test"], None)
     y_test = {"up": (data.direction[test] == 1).astype(float), "down": (data.direction[test] == -1).astype(float)}
     y_test["direction"] = data.direction[test]

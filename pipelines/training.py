@@ -23,7 +23,7 @@ from models.metrics import NEVER, Scores, choose_threshold, score
 from models.model import StackedModel
 from models.profile import Profile
 from models.result import Evidence, Operating, TrainResult, verdict
-from models.stack import DirectionStack, calibrate, fit_direction, serve_base
+from models.stack import DirectionStack, FoldRunner, calibrate, fit_direction, serial, serve_base
 from pipelines.operating import PERMISSIVE, Execution, confirm_labels, confirm_run, measure_cost
 
 DIRECTIONS = (("up", 1), ("down", -1))
@@ -57,13 +57,14 @@ def train(
     progress: Callable[[float, str], None] | None = None,
     cost: float | None = None,
     execution: Execution | None = None,
+    runner: FoldRunner = serial,
 ) -> TrainResult:
     """Fit both direction stacks, score lgb, xgb and the stack on the held-out block, and set the
     operating thresholds (pipelines/operating.py).
 
     ``cost`` is the round trip charged per signal when no engine measures it (default ``tau``, the
     labels' dead zone); with ``execution`` the strategy's cost is measured and the thresholds are
-    confirmed by the engine."""
+    confirmed by the engine. ``runner`` fits each stack's walk-forward folds (models/stack.py)."""
     fit, cal, test = blocks(ts, shares, embargo_ns)
     if min(fit.size, cal.size, test.size) < 100:
         raise ValueError(
@@ -77,7 +78,7 @@ def train(
         if progress is not None:
             progress(k / 3, f"fitting the {name} stack")
         fitted[name] = _fit_direction(
-            name, sign, x, ts, ret, direction, cut, params, (embargo_ns, n_folds), nominal, need
+            name, sign, x, ts, ret, direction, cut, params, (embargo_ns, n_folds, runner), nominal, need
         )
     stacks = {name: f.stack for name, f in fitted.items()}
     scores = {name: f.scores for name, f in fitted.items()}
@@ -149,17 +150,17 @@ def _fit_direction(
     direction: np.ndarray,
     cut: Blocks,
     params: BoostParams,
-    folds: tuple[int, int],
+    folds: tuple[int, int, FoldRunner],
     nominal: float,
     need: Evidence,
 ) -> Fitted:
     """Fit one direction's stack and score it and its base learners on the held-out block."""
     fit, cal, test, block, lag = cut
-    embargo_ns, n_folds = folds
+    embargo_ns, n_folds, runner = folds
     notes: list[str] = []
     y = (direction == sign).astype(np.float64)
     signed = sign * ret
-    stack = fit_direction(x[fit], y[fit], ts[fit], x[cal], y[cal], params, embargo_ns, n_folds)
+    stack = fit_direction(x[fit], y[fit], ts[fit], x[cal], y[cal], params, embargo_ns, n_folds, runner)
     if stack.note:
         notes.append(f"{name}: {stack.note}")
     cal_lgb, cal_xgb = stack.base(x[cal])

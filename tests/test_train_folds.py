@@ -1,0 +1,63 @@
+"""Training with its walk-forward folds on a real local Dask cluster (a scheduler and two worker
+processes, through Prefect's task runner) as a user runs it: the model it registers equals the one
+trained serially in a process of its own, booster dump for booster dump."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.config import AppConfig
+from core.errors import UserError
+from models import registry
+from models.stack import DirectionStack
+from tests.test_cli import assert_one_line_error, cli
+from tests.test_training import own_registry
+
+
+def _same_stack(serial: DirectionStack, cluster: DirectionStack, name: str) -> None:
+    assert cluster.lgb_model.model_to_string() == serial.lgb_model.model_to_string(), name
+    assert cluster.xgb_model.get_dump(with_stats=True) == serial.xgb_model.get_dump(with_stats=True), name
+    assert bytes(cluster.xgb_model.save_raw()) == bytes(serial.xgb_model.save_raw()), name
+    # the out-of-fold probabilities, through what is fitted and kept of them: each fold's boosters'
+    # rounds, both learners' AUC and log loss on its rows, and the meta-learner's weights
+    np.testing.assert_equal(cluster.folds, serial.folds, err_msg=name)
+    for field in ("meta_coef", "meta_intercept", "cal_coef", "cal_intercept", "serves", "note"):
+        np.testing.assert_equal(getattr(cluster, field), getattr(serial, field), err_msg=f"{name}.{field}")
+
+
+@pytest.mark.slow
+def test_folds_on_a_two_worker_dask_cluster_train_the_serial_model_bit_for_bit(
+    trained: tuple[AppConfig, dict[str, Any]], tmp_path: Path
+) -> None:
+    cfg = own_registry(trained, tmp_path)  # version 1: the session's model, trained serially
+    assert cfg.source_path is not None
+    p = cli("-m", "flows.train", "--config", str(cfg.source_path), "--cluster", "local", "--workers", "2", timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"registered {cfg.mlflow.model_name} version 2 as challenger" in p.stdout, p.stdout[-2000:]
+    # each direction's folds went to the cluster as tasks (Prefect logs the flow's prints on stderr)
+    assert re.findall(r"(\d+) walk-forward folds fitted as tasks", p.stderr) == [str(cfg.training.folds)] * 2
+    serial, cluster = registry.load_version(cfg, "1"), registry.load_version(cfg, "2")
+    for name in ("up", "down"):
+        stack = getattr(serial, name)
+        assert stack.folds and all(f["lgb_rounds"] >= 1 for f in stack.folds)  # folds that fitted something
+        _same_stack(stack, getattr(cluster, name), name)
+    assert (cluster.threshold_up, cluster.threshold_down) == (serial.threshold_up, serial.threshold_down)
+
+
+def test_a_bad_cluster_address_is_one_line_and_exit_2(config_path: Path) -> None:
+    p = cli("-m", "flows.train", "--config", str(config_path), "--cluster", "somewhere")
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert_one_line_error(p, "--cluster somewhere: local, or a scheduler address")
+
+
+def test_no_workers_is_a_user_error(config_path: Path) -> None:
+    from flows.train import main
+
+    with pytest.raises(UserError, match="--workers 0: at least 1") as caught:
+        main(["--config", str(config_path), "--cluster", "local", "--workers", "0"])
+    assert caught.value.exit_code == 2

@@ -30,7 +30,7 @@ float32, the compiled forest in float64).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -183,13 +183,15 @@ def fit_fold(fold: FoldData) -> FoldFit | None:
     return FoldFit(oof, m1.best_iteration or m1.current_iteration(), getattr(m2, "best_iteration", 0) + 1)
 
 
-FoldRunner = Callable[[list[FoldData]], list[FoldFit | None]]
+FoldRunner = Callable[[Iterable[FoldData]], list[FoldFit | None]]
 """Fits independent folds with ``fit_fold`` and returns their results in the folds' order: ``serial``,
-or a flow's tasks on a Dask cluster (flows/train.py)."""
+or a flow's tasks on a Dask cluster (flows/train.py). The folds come lazily: each one's rows are a
+copy of its share of the fit block."""
 
 
-def serial(folds: list[FoldData]) -> list[FoldFit | None]:
-    """The folds fitted here, one after another."""
+def serial(folds: Iterable[FoldData]) -> list[FoldFit | None]:
+    """The folds fitted here, one after another, each fold's rows made when it is fitted (the
+    expanding folds together hold about n / 2 copies of the fit block)."""
     return [fit_fold(f) for f in folds]
 
 
@@ -210,7 +212,7 @@ def fit_direction(
     fold_of = np.full(len(y_fit), -1)
     fold_rows: list[dict[str, float]] = []
     folds = walk_forward(ts_fit, n_folds, embargo_ns)
-    work = [FoldData(x_fit[f.train], y_fit[f.train], ts_fit[f.train], x_fit[f.test], params, embargo_ns) for f in folds]
+    work = (FoldData(x_fit[f.train], y_fit[f.train], ts_fit[f.train], x_fit[f.test], params, embargo_ns) for f in folds)
     for k, (f, fitted) in enumerate(zip(folds, runner(work), strict=True)):
         if fitted is None:
             continue

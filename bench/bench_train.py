@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def _serial_folds(config: Path) -> tuple[float, int]:
     cfg = load_config(config)
     spent: list[float] = []
 
-    def timed(folds: list[FoldData]) -> list[FoldFit | None]:
+    def timed(folds: Iterable[FoldData]) -> list[FoldFit | None]:
         t0 = time.perf_counter()
         fitted = serial(folds)
         spent.append(time.perf_counter() - t0)

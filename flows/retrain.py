@@ -8,18 +8,12 @@ becomes the ``challenger``), and the promotion decision on fresh data (the ``cha
 moves only if the challenger earns it). A running ``live.runner`` re-reads the champion alias every
 ``live.model_poll`` and swaps a newly promoted model in between decisions. A failed step stops the
 chain and fails the run with that step's one-line reason and exit code.
-
-With ``compute.cluster`` in config.yaml the feature build goes by partition and training's
-walk-forward folds go to that Dask cluster, as ``flows.feature_build --cluster`` and
-``flows.train --cluster`` send them (docs/scaling.md); the promotion decision stays here.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import Any
+from collections.abc import Sequence
 
 from prefect import State, flow, task
 from prefect.states import Completed, Failed
@@ -29,10 +23,10 @@ from core.cli import run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import format_ns
-from flows.common import StepFailed, exit_code, parser, persistent_server, raise_if_failed, shared_server, task_runner
-from flows.feature_build import cluster_partition, features_flow, partitioned_flow
+from flows.common import StepFailed, exit_code, parser, persistent_server, raise_if_failed
+from flows.feature_build import features_flow
 from flows.promote import promote_flow
-from flows.train import cluster_flow, train_flow
+from flows.train import train_flow
 from models import registry
 from pipelines.dataset import newest_label_ns
 
@@ -54,12 +48,13 @@ def nothing_new(config: str) -> str:
 @flow(name="retrain", log_prints=True)
 def retrain_flow(config: str = "config.yaml") -> State:
     """Build the new features, train a challenger on them, and decide its promotion."""
+    steps = (("feature build", features_flow), ("training", train_flow), ("promotion", promote_flow))
     messages: list[str] = []
-    for what, step, params in _steps(config):
+    for what, step in steps:
         if what == "training" and (why := nothing_new(config)):
             print(why)
             return Completed(message=why, data={"steps": [*messages, why]})
-        state = step(config=config, return_state=True, **params)
+        state = step(config=config, return_state=True)
         if not state.is_completed():  # the step's message already says what failed
             message = state.message or f"{what} failed"
             return Failed(message=message, data=StepFailed(message, exit_code(state)))
@@ -69,25 +64,6 @@ def retrain_flow(config: str = "config.yaml") -> State:
     return Completed(message=messages[-1], data={"steps": messages})
 
 
-def _steps(config: str) -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
-    """The chain's three flows: the feature build and training on ``compute.cluster`` when the config
-    names one (each step's tasks on a Dask task runner of its own), else here; a config that does
-    not load gets the plain flows, whose first step says what is wrong with it."""
-    try:
-        cfg = load_config(config)
-    except UserError:
-        cfg = None
-    if cfg is None or cfg.compute.cluster is None:
-        return [("feature build", features_flow, {}), ("training", train_flow, {}), ("promotion", promote_flow, {})]
-    cluster, workers = cfg.compute.cluster, cfg.compute.workers
-    return [
-        ("feature build", partitioned_flow.with_options(task_runner=task_runner(cluster, workers)),
-         {"partition": cluster_partition(cfg)}),
-        ("training", cluster_flow.with_options(task_runner=task_runner(cluster, workers)), {}),
-        ("promotion", promote_flow, {}),
-    ]  # fmt: skip
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser("flows.retrain", __doc__).parse_args(argv)
 
@@ -95,10 +71,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
-    cfg = load_config(args.config)  # bad input costs one line, not a flow run
-    # a cluster's workers report their task runs to a server they reach too
-    server: AbstractContextManager[str | None] = shared_server() if cfg.compute.cluster else persistent_server()
-    with server:
+    load_config(args.config)  # bad input costs one line, not a flow run
+    with persistent_server():
         state = retrain_flow(config=args.config, return_state=True)
     raise_if_failed(state, "retraining")
     print(state.message)

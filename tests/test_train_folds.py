@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
-from core.config import AppConfig, load_config
+from core.config import AppConfig
 from core.errors import UserError
 from models import registry
 from models.stack import DirectionStack
@@ -48,29 +47,6 @@ def test_folds_on_a_two_worker_dask_cluster_train_the_serial_model_bit_for_bit(
         assert stack.folds and all(f["lgb_rounds"] >= 1 for f in stack.folds)  # folds that fitted something
         _same_stack(stack, getattr(cluster, name), name)
     assert (cluster.threshold_up, cluster.threshold_down) == (serial.threshold_up, serial.threshold_down)
-
-
-@pytest.mark.slow
-def test_the_scheduled_retrain_goes_to_the_cluster_config_yaml_names(
-    trained: tuple[AppConfig, dict[str, Any]], tmp_path: Path
-) -> None:
-    """``compute.cluster`` in config.yaml, and ``python -m flows.retrain`` (what the retrain-daily
-    deployment runs): the feature build goes by partition and the folds go to the cluster, and the
-    challenger it registers in an empty registry is the session's serially trained model again."""
-    cfg = own_registry(trained, tmp_path)
-    assert cfg.source_path is not None
-    data = yaml.safe_load(cfg.source_path.read_text())
-    data["mlflow"]["store"] = str(tmp_path / "empty.db")  # no version yet: the chain trains
-    data["compute"] = {"cluster": "local", "workers": 2}
-    config = tmp_path / "cluster.yaml"
-    config.write_text(yaml.safe_dump(data))
-    p = cli("-m", "flows.retrain", "--config", str(config), timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "Beginning subflow run" in p.stderr and "for flow 'features-by-partition'" in p.stderr, p.stderr[-3000:]
-    assert re.findall(r"(\d+) walk-forward folds fitted as tasks", p.stderr) == [str(cfg.training.folds)] * 2
-    serial, cluster = registry.load_version(cfg, "1"), registry.load_version(load_config(config), "1")
-    for name in ("up", "down"):
-        _same_stack(getattr(serial, name), getattr(cluster, name), name)
 
 
 def test_a_bad_cluster_address_is_one_line_and_exit_2(config_path: Path) -> None:

@@ -378,8 +378,8 @@ class PromotionConfig(Section):
 
 
 class ComputeConfig(Section):
-    """Where the parallel jobs run (backtest sweeps, the feature build, training's walk-forward folds;
-    docs/scaling.md)."""
+    """Where the commands' parallel jobs run (backtest sweeps, the feature build, training's walk-forward
+    folds; the scheduled retrain chain runs its steps in its own process: docs/scaling.md)."""
 
     cluster: str | None = None  # None: in this process; "local": a Dask cluster for the run; tcp://host:port
     workers: int = Field(2, ge=1)  # the processes of a local cluster

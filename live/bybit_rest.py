@@ -80,17 +80,16 @@ class BybitRest:
             changed = False
             for o in self.ledger.active("unknown"):
                 changed |= await self._resolve(o)
-            retry, self._retry = self._retry, []  # what failed before this pass: what fails in it waits
+            waiting = len(self._retry)  # what failed before this pass: what fails in it waits for the next
             sent = bool(self._queue)
             while self._queue:
                 changed |= await self._send(*self._queue.popleft())
             now = self.clock.monotonic_ns()
             due = now >= self._next_poll and now >= self._quiet_until
-            if due:
+            if due and waiting:
+                retry, self._retry = self._retry[:waiting], self._retry[waiting:]
                 for req in retry:
                     changed |= await self._send(*req)
-            else:
-                self._retry[:0] = retry
             if (sent or due) and self.clock.monotonic_ns() >= self._quiet_until:
                 changed |= await self._poll()
             return changed

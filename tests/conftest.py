@@ -42,6 +42,10 @@ def episode_paths(name: str) -> list[Path]:
 
 ConfigFactory = Callable[..., AppConfig]
 
+# every command a test starts prints its Python stacks if it dies of a fatal signal (a segfault in a
+# library at exit, say): the test's failure then says where, not just "returncode -11"
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
+
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected what does not run
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from bench.common import CACHE, entry, pct
+from bench.common import CACHE, ROOT, entry, pct
 from core.config import AppConfig, load_config
 from models.learners import predict_lgb, predict_xgb
 from models.model import StackedModel
@@ -26,6 +27,27 @@ from sim.source import SimSource
 from warehouse.ingest import run_ingest
 
 DAY_NS = 86_400 * 1_000_000_000
+
+
+def day_project(folder: Path, **sections: dict[str, Any]) -> Path:
+    """A project on the simulated day's warehouse (``_day``) with a registry of its own in ``folder``:
+    its config.yaml (a 24 h training window, and ``sections`` merged in), for the benches that run
+    the project's commands on it."""
+    day = _day(load_config(ROOT / "config.yaml"))
+    folder.mkdir(parents=True, exist_ok=True)
+    data: dict[str, dict[str, Any]] = {
+        "warehouse": {
+            "path": str(day.warehouse.path),
+            "spool_dir": str(day.warehouse.spool_dir),
+            "snapshot_levels": day.warehouse.snapshot_levels,
+        },
+        "mlflow": {"store": str(folder / "mlruns" / "mlflow.db"), "artifacts": str(folder / "mlruns" / "art")},
+        "training": {"window": "24h"},
+        **sections,
+    }
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config
 
 
 def _day(cfg: AppConfig) -> AppConfig:

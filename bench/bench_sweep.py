@@ -13,32 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from bench.bench_models import _day
-from bench.common import CACHE, ROOT, command, entry
+from bench.bench_models import day_project
+from bench.common import CACHE, command, entry
 from core.config import load_config
 
 
 def _setup() -> tuple[Path, list[str]]:
-    day = _day(load_config(ROOT / "config.yaml"))
     folder = CACHE / "sweep"
-    folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "warehouse": {
-                    "path": str(day.warehouse.path),
-                    "spool_dir": str(day.warehouse.spool_dir),
-                    "snapshot_levels": day.warehouse.snapshot_levels,
-                },
-                "mlflow": {"store": str(folder / "mlruns" / "mlflow.db"), "artifacts": str(folder / "mlruns" / "art")},
-                "training": {"window": "24h"},
-                "backtest": {"out": str(folder / "reports")},
-            }
-        )
-    )
+    config = day_project(folder, backtest={"out": str(folder / "reports")})
     cfg = load_config(config)
     from models import registry
     from pipelines.dataset import load_features

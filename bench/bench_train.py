@@ -20,34 +20,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bench.bench_models import _day
-from bench.common import CACHE, ROOT, command, entry
+from bench.bench_models import day_project
+from bench.common import CACHE, command, entry
 from core.config import load_config
 from models.stack import FoldData, FoldFit, serial
 
 
 def _setup() -> Path:
-    day = _day(load_config(ROOT / "config.yaml"))
     folder = CACHE / "train"
     shutil.rmtree(folder / "mlruns", ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "warehouse": {
-                    "path": str(day.warehouse.path),
-                    "spool_dir": str(day.warehouse.spool_dir),
-                    "snapshot_levels": day.warehouse.snapshot_levels,
-                },
-                "mlflow": {"store": str(folder / "mlruns" / "mlflow.db"), "artifacts": str(folder / "mlruns" / "art")},
-                "training": {"window": "24h"},
-            }
-        )
-    )
-    return config
+    return day_project(folder)
 
 
 def _serial_folds(config: Path) -> tuple[float, int]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -11,6 +13,9 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# a collection of the youngest generation after this many new container objects (CPython: 700)
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +33,7 @@ def config_from(args: argparse.Namespace) -> AppConfig:
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
     """Run a CLI entry point: user errors print one line to stderr and exit non-zero."""
+    quiet_gc()
     try:
         code = main(argv)
     except UserError as exc:
@@ -39,6 +45,24 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except BrokenPipeError:
         code = 0
     sys.exit(code)
+
+
+def quiet_gc() -> None:
+    """Tune the cyclic garbage collector for a command that imports a lot and then works in batches.
+
+    Everything alive now (the modules of prefect, mlflow, numba, ...) is frozen out of the collector's
+    scans (``gc.freeze``), and a collection waits for ``GC_THRESHOLDS[0]`` new container objects, not
+    700: a batch's short-lived rows are freed by reference counting before they are scanned and
+    promoted. Reference cycles are still collected. Measured on the planted demo (485 simulated
+    minutes): the collector took 12.4 s of the command's 93.6 CPU-s in 59 full collections, each
+    scanning every imported object; 0.7 s of 73.4 after (docs/operations.md, "Garbage collection").
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    # the interpreter's last collection sees everything again: a binding that counts what is left at
+    # exit (DuckDB's nanobind) finds nothing to report
+    atexit.unregister(gc.unfreeze)
+    atexit.register(gc.unfreeze)
 
 
 PROJECT_LOGGERS = ("__main__", "core", "market", "features", "warehouse", "models", "execution", "sim", "pipelines",

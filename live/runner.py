@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -391,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         log.info(rehearse(cfg, o, model).line())
     runner = Runner(cfg, o, model, keys)
+    gc.freeze()  # the model, mlflow's modules and the rehearsal's objects: no full collection scans them again
 
     def on_signal(signum: int, _frame: object) -> None:
         log.warning("%s received: cancelling every order, flushing the journal", signal.Signals(signum).name)

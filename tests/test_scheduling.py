@@ -39,17 +39,15 @@ from core.config import load_config
 from core.errors import UserError
 from flows.prefect_server import answers
 from flows.serve import deployments
-from sim.presets import PLANTED
 from standin import BackgroundStandin
 from standin.feeds import SimFeed
-from tests.conftest import REPO
+from tests.conftest import DENSE, REPO
 from tests.test_cli import cli
 from warehouse import journal as jr
 
 NS = 1_000_000_000
 WAIT_S = 420  # generous: each step is a real subprocess on a busy 2-core machine; nothing is timed
 
-DENSE = {**PLANTED, "meta_rate": 2 * PLANTED["meta_rate"]}  # the planted edge, twice as often: half the hours
 CONFIG: dict[str, dict[str, Any]] = {
     "warehouse": {"path": "wh/l2.duckdb", "spool_dir": "wh/spool", "snapshot_levels": 20, "store_raw": False},
     "mlflow": {"store": "mlruns/mlflow.db", "artifacts": "mlruns/artifacts"},

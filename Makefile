@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test lint typecheck warm unit interpreted suite beside warmed-suite bench lock clean standin ui serve dashboard diagnose prefect-ui up down status soak
+.PHONY: help venv demo test lint typecheck warm unit interpreted suite bench lock clean standin ui serve dashboard diagnose prefect-ui up down status soak
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -57,30 +57,13 @@ interpreted: $(STAMP)
 suite: $(STAMP)
 	$(VENV)/bin/pytest -n 3 --dist worksteal --durations=25 $(if $(WARMED),-m "not kernels") --cov --cov-append --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
 
-# The kernels compile into their cache (warm), then the suite runs and loads them. Beside both, one
-# after another: ruff and the import contracts, mypy, and the kernels again interpreted under
-# coverage (a coverage file of their own, combined at the end). They take the CPU the suite leaves
-# idle while its tests wait on paced feeds and starting subprocesses, instead of a first phase of
-# their own (about a minute of a fresh clone's run). Their output is kept in .cache/checks/ and
-# shown when one fails; the suite's progress is shown as it runs.
-CHECKS := .cache/checks
-test: $(STAMP)  ## everything CI runs: ruff, import contracts, mypy and the kernel tests interpreted beside the kernels compiled and then the suite; pytest + coverage
+# The first phase runs four independent jobs at once (ruff and the import contracts, mypy, the
+# kernels compiled into their cache, the kernels interpreted under coverage); then the suite.
+test: $(STAMP)  ## everything CI runs: ruff, import contracts, mypy and the kernel tests (compiled and interpreted) side by side, then pytest + coverage
 	$(VENV)/bin/coverage erase
-	@rm -rf $(CHECKS) && mkdir -p $(CHECKS)
-	@$(MAKE) --no-print-directory -j2 beside warmed-suite
-	$(VENV)/bin/coverage combine --append --quiet $(CHECKS)/.coverage
-	$(VENV)/bin/coverage report
-
-warmed-suite: warm
+	@$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck warm interpreted
 	@$(MAKE) --no-print-directory suite WARMED=1
-
-beside: $(STAMP)
-	@failed=""; for job in lint typecheck interpreted; do \
-	    COVERAGE_FILE=$(CHECKS)/.coverage $(MAKE) --no-print-directory $$job > $(CHECKS)/$$job.log 2>&1 \
-	        || { cat $(CHECKS)/$$job.log; failed="$$failed $$job"; }; \
-	done; \
-	if [ -n "$$failed" ]; then echo "beside the suite, FAILED:$$failed (logs in $(CHECKS)/)"; exit 1; fi; \
-	echo "beside the suite: ruff, import contracts, mypy and the kernels interpreted under coverage passed (logs in $(CHECKS)/)"
+	$(VENV)/bin/coverage report
 
 # hftbacktest for bench/bench_hftbacktest.py only: its own folder (git-ignored), never .venv
 HBT := bench/.cache/hbt

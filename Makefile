@@ -42,8 +42,9 @@ warm: $(STAMP)  ## run the numba kernel tests compiled, filling the kernels' on-
 	$(VENV)/bin/pytest -q -m kernels -n 0 -p no:cacheprovider
 
 # three workers on the two cores: about a third of a two-worker run waits (wall-clock paced feeds,
-# subprocesses starting); tests marked `first` start at once (tests/conftest.py). PYTEST_ARGS="-n 0"
-# runs them one at a time
+# subprocesses starting); tests marked `first` start at once (tests/conftest.py). WORKERS=N changes
+# it; PYTEST_ARGS="-n 0" runs them one at a time
+WORKERS ?= 3
 unit: $(STAMP)  ## the test suite with line coverage (numba kernels re-run interpreted so they are traced)
 	$(VENV)/bin/coverage erase
 	@$(MAKE) --no-print-directory interpreted
@@ -55,7 +56,7 @@ interpreted: $(STAMP)
 	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m kernels -n 0 -p no:cacheprovider --cov --cov-append --cov-report= --cov-fail-under=0
 
 suite: $(STAMP)
-	$(VENV)/bin/pytest -n 3 --dist worksteal --durations=25 $(if $(WARMED),-m "not kernels") --cov --cov-append --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(WORKERS) --dist worksteal --durations=25 $(if $(WARMED),-m "not kernels") --cov --cov-append --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
 
 # The first phase runs four independent jobs at once (ruff and the import contracts, mypy, the
 # kernels compiled into their cache, the kernels interpreted under coverage); then the suite.

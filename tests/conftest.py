@@ -50,7 +50,6 @@ ConfigFactory = Callable[..., AppConfig]
 os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 
 
-@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what does not run
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The test process, as every command: its imports frozen out of the collector's scans."""
     from core.cli import quiet_gc
@@ -58,6 +57,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     quiet_gc()
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what does not run
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under xdist, each test marked ``first`` starts at once, on a worker of its own.
 

@@ -20,7 +20,6 @@ def test_a_command_freezes_its_imports_and_collects_in_larger_batches() -> None:
     def main(argv: Sequence[str] | None) -> int:
         seen["threshold"] = gc.get_threshold()
         seen["frozen"] = gc.get_freeze_count()
-        seen["cycle"] = gc.collect()  # cycles are still collected
         return 0
 
     try:
@@ -31,17 +30,6 @@ def test_a_command_freezes_its_imports_and_collects_in_larger_batches() -> None:
     assert done.value.code == 0
     assert seen["threshold"] == GC_THRESHOLDS and GC_THRESHOLDS[0] > 700
     assert isinstance(seen["frozen"], int) and seen["frozen"] > 10_000  # pytest's, prefect's, ... objects
-
-
-def test_a_cycle_made_after_the_freeze_is_still_collected() -> None:
-    class Node:
-        other: object = None
-
-    gc.freeze()
-    a, b = Node(), Node()
-    a.other, b.other = b, a
-    del a, b
-    assert gc.collect() >= 2
 
 
 def test_a_user_error_still_exits_with_its_code(capsys: pytest.CaptureFixture[str]) -> None:

@@ -177,6 +177,21 @@ def cluster_of(args: argparse.Namespace, cfg: AppConfig) -> tuple[str | None, in
     return cluster, workers
 
 
+@contextmanager
+def cluster_address(cluster: str | None, workers: int) -> Iterator[str | None]:
+    """The Dask scheduler a run's steps share: None (no cluster: the steps run here), the address of
+    a running one, or (``local``) a cluster of ``workers`` processes started here for the whole run
+    and closed when it ends, so that a chain of steps starts one cluster, not one per step."""
+    if cluster != "local":
+        yield cluster
+        return
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the cluster's own chatter (workers inherit it)
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as local:  # type: ignore[no-untyped-call]
+        yield str(local.scheduler_address)
+
+
 def task_runner(cluster: str | None, workers: int) -> Any:
     """A flow's task runner: its tasks one at a time here (None), or on Dask: ``local`` (a cluster of
     ``workers`` processes started for the run) or the address of a running scheduler."""

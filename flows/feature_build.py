@@ -179,6 +179,11 @@ def _store(cfg: AppConfig, part: Part, rows: PartRows) -> dict[str, Any]:
     return {"features": nf, "labels": nl}
 
 
+def cluster_partition(cfg: AppConfig) -> str:
+    """What a build on a cluster goes by: ``compute.partition``, else a day (as config.yaml writes it)."""
+    return _duration_text(cfg.compute.partition or parse_duration_ns(DEFAULT_PARTITION))
+
+
 def _duration_text(ns: int) -> str:
     """A duration as config.yaml writes it (1d, 6h, 90m, ...)."""
     for unit, size in (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)):
@@ -216,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = run_flow(features_flow, "feature build", **params)
     else:
         if args.partition is None:
-            params["partition"] = _duration_text(cfg.compute.partition or parse_duration_ns(DEFAULT_PARTITION))
+            params["partition"] = cluster_partition(cfg)
         flow_on_dask = partitioned_flow.with_options(task_runner=task_runner(cluster, workers))
         with shared_server():
             state = run_flow(flow_on_dask, "feature build", **params)

@@ -8,25 +8,42 @@ becomes the ``challenger``), and the promotion decision on fresh data (the ``cha
 moves only if the challenger earns it). A running ``live.runner`` re-reads the champion alias every
 ``live.model_poll`` and swaps a newly promoted model in between decisions. A failed step stops the
 chain and fails the run with that step's one-line reason and exit code.
+
+With ``compute.cluster`` in config.yaml the feature build goes by partition and training's
+walk-forward folds go to that Dask cluster, as ``flows.feature_build --cluster`` and
+``flows.train --cluster`` send them (docs/scaling.md); ``local`` starts one cluster for the whole
+chain (its workers serve both steps) and closes it when the chain ends. The promotion decision
+stays here.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 from prefect import State, flow, task
 from prefect.states import Completed, Failed
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
 from core.cli import run_main, setup_logging
-from core.config import load_config
+from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns
-from flows.common import StepFailed, exit_code, parser, persistent_server, raise_if_failed
-from flows.feature_build import features_flow
+from flows.common import (
+    StepFailed,
+    cluster_address,
+    exit_code,
+    parser,
+    persistent_server,
+    raise_if_failed,
+    shared_server,
+    task_runner,
+)
+from flows.feature_build import cluster_partition, features_flow, partitioned_flow
 from flows.promote import promote_flow
-from flows.train import train_flow
+from flows.train import cluster_flow, train_flow
 from models import registry
 from pipelines.dataset import newest_label_ns
 
@@ -48,20 +65,43 @@ def nothing_new(config: str) -> str:
 @flow(name="retrain", log_prints=True)
 def retrain_flow(config: str = "config.yaml") -> State:
     """Build the new features, train a challenger on them, and decide its promotion."""
-    steps = (("feature build", features_flow), ("training", train_flow), ("promotion", promote_flow))
+    try:
+        cfg: AppConfig | None = load_config(config)
+    except UserError:  # the first step says what is wrong with it
+        cfg = None
+    cluster, workers = (cfg.compute.cluster, cfg.compute.workers) if cfg is not None else (None, 1)
     messages: list[str] = []
-    for what, step in steps:
-        if what == "training" and (why := nothing_new(config)):
-            print(why)
-            return Completed(message=why, data={"steps": [*messages, why]})
-        state = step(config=config, return_state=True)
-        if not state.is_completed():  # the step's message already says what failed
-            message = state.message or f"{what} failed"
-            return Failed(message=message, data=StepFailed(message, exit_code(state)))
-        messages.append(state.message or what)
+    with cluster_address(cluster, workers) as address:
+        if address is not None:
+            print(f"retrain: feature build and training folds on the Dask cluster at {address}")
+        for what, step, params in _steps(cfg, address, workers):
+            if what == "training" and (why := nothing_new(config)):
+                print(why)
+                return Completed(message=why, data={"steps": [*messages, why]})
+            state = step(config=config, return_state=True, **params)
+            if not state.is_completed():  # the step's message already says what failed
+                message = state.message or f"{what} failed"
+                return Failed(message=message, data=StepFailed(message, exit_code(state)))
+            messages.append(state.message or what)
     summary = " | ".join(messages)
     print(summary)
     return Completed(message=messages[-1], data={"steps": messages})
+
+
+def _steps(
+    cfg: AppConfig | None, address: str | None, workers: int
+) -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
+    """The chain's three flows: the feature build (by partition) and training (its folds as tasks) on
+    the Dask scheduler at ``address``, each step a task runner of its own on that one cluster; else
+    all three here."""
+    if cfg is None or address is None:
+        return [("feature build", features_flow, {}), ("training", train_flow, {}), ("promotion", promote_flow, {})]
+    return [
+        ("feature build", partitioned_flow.with_options(task_runner=task_runner(address, workers)),
+         {"partition": cluster_partition(cfg)}),
+        ("training", cluster_flow.with_options(task_runner=task_runner(address, workers)), {}),
+        ("promotion", promote_flow, {}),
+    ]  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -71,8 +111,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
-    load_config(args.config)  # bad input costs one line, not a flow run
-    with persistent_server():
+    cfg = load_config(args.config)  # bad input costs one line, not a flow run
+    # a cluster's workers report their task runs to a server they reach too
+    server: AbstractContextManager[str | None] = shared_server() if cfg.compute.cluster else persistent_server()
+    with server:
         state = retrain_flow(config=args.config, return_state=True)
     raise_if_failed(state, "retraining")
     print(state.message)

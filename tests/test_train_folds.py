@@ -5,13 +5,15 @@ trained serially in a process of its own, booster dump for booster dump."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
-from core.config import AppConfig
+from core.config import AppConfig, load_config
 from core.errors import UserError
 from models import registry
 from models.stack import DirectionStack
@@ -46,6 +48,38 @@ def test_folds_on_a_two_worker_dask_cluster_train_the_serial_model_bit_for_bit(
         stack = getattr(serial, name)
         assert stack.folds and all(f["lgb_rounds"] >= 1 for f in stack.folds)  # folds that fitted something
         _same_stack(stack, getattr(cluster, name), name)
+    assert (cluster.threshold_up, cluster.threshold_down) == (serial.threshold_up, serial.threshold_down)
+
+
+@pytest.mark.slow
+def test_the_scheduled_retrain_runs_on_the_cluster_config_yaml_names(
+    trained: tuple[AppConfig, dict[str, Any]], tmp_path: Path
+) -> None:
+    """``compute.cluster: local`` in config.yaml and ``python -m flows.retrain`` (what the
+    retrain-daily deployment runs): one cluster for the chain, its feature build by partition and its
+    folds as tasks on it, and the challenger it registers in an empty registry is the session's
+    serially trained model again, booster for booster."""
+    cfg = own_registry(trained, tmp_path)
+    assert cfg.source_path is not None
+    data = yaml.safe_load(cfg.source_path.read_text())
+    # a warehouse of its own: the chain's feature build writes (the last horizon's open labels)
+    shutil.copy(cfg.resolve(cfg.warehouse.path), tmp_path / "l2.duckdb")
+    data["warehouse"]["path"] = str(tmp_path / "l2.duckdb")
+    data["mlflow"]["store"] = str(tmp_path / "empty.db")  # no version yet: the chain trains
+    data["compute"] = {"cluster": "local", "workers": 2}
+    config = tmp_path / "cluster.yaml"
+    config.write_text(yaml.safe_dump(data))
+    p = cli("-m", "flows.retrain", "--config", str(config), timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr  # Prefect logs the flows' prints on stderr
+    assert len(re.findall(r"on the Dask cluster at tcp://127\.0\.0\.1:\d+", out)) == 1, out[-3000:]
+    assert "for flow 'features-by-partition'" in out and "for flow 'train-folds-on-cluster'" in out, out[-3000:]
+    assert re.findall(r"(\d+) walk-forward folds fitted as tasks", out) == [str(cfg.training.folds)] * 2
+    assert "Traceback" not in out, out[-3000:]
+    cluster_cfg = load_config(config)
+    serial, cluster = registry.load_version(cfg, "1"), registry.load_version(cluster_cfg, "1")
+    for name in ("up", "down"):
+        _same_stack(getattr(serial, name), getattr(cluster, name), name)
     assert (cluster.threshold_up, cluster.threshold_down) == (serial.threshold_up, serial.threshold_down)
 
 

@@ -18,6 +18,12 @@ from execution.market import Market, empty_market
 from execution.records import Row
 
 
+# Rows a held buffer has at least when it is made again. Live events arrive one at a time while the
+# kernels keep up, so the rows kept are few: without a floor each push made six new buffers of twice
+# a handful of rows (a 90-minute replay through the runner: 2 million np.zeros for 260,000 books).
+HELD_MIN = 4096
+
+
 def grow(a: np.ndarray, rows: int, fill: float = 0) -> np.ndarray:
     """``a`` in a bigger array of at least ``rows`` rows (at least twice its size), the rest ``fill``."""
     shape = (max(rows, 2 * a.shape[0]), *a.shape[1:])
@@ -101,7 +107,7 @@ class HeldMarket:
             raise ValueError("book events go back in exchange time")
         if n + k > len(self.books[0]):
             keep = max(min(int(s.ex_book[0]), int(s.local_book[0])) - 1, 0)  # the current rows stay
-            self._hold(books=[grow(a[keep:n], n - keep + k) for a in self.books])
+            self._hold(books=[grow(a[keep:n], max(n - keep + k, HELD_MIN)) for a in self.books])
             s.ex_book[0] -= keep
             s.local_book[0] -= keep
             s.n_books[0] = n - keep
@@ -114,7 +120,7 @@ class HeldMarket:
             raise ValueError("trades go back in exchange time")
         if n + k > len(self.trades[0]):
             keep = int(s.ex_trade[0])
-            self._hold(trades=[grow(a[keep:n], n - keep + k) for a in self.trades])
+            self._hold(trades=[grow(a[keep:n], max(n - keep + k, HELD_MIN)) for a in self.trades])
             s.ex_trade[0] = 0
             s.n_trades[0] = n - keep
         return int(s.n_trades[0])

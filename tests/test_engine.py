@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -129,6 +130,30 @@ def test_market_data_refuses_corrupt_input() -> None:
     assert empty_market(3).n_events == 0
 
 
+def test_live_events_make_the_held_buffers_again_once_per_thousands_not_per_event() -> None:
+    """Books and trades pushed one at a time while the engine keeps up (a live runner): the held
+    buffers are made again once per HELD_MIN events, not for each, and the kernels see every event."""
+    from execution.held_market import HELD_MIN
+
+    e = Engine(CFG, 3)
+    held = e.market._hold
+    made = 0
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        nonlocal made
+        made += 1
+        held(*args, **kwargs)
+
+    e.market._hold = counted  # type: ignore[method-assign]
+    pushes = 2 * HELD_MIN + 10
+    for i in range(pushes):
+        t = 1_000 + 10 * i
+        px = 100.0 + (i % 7) / 10
+        e.push_book(t, t + 1, np.array([px]), np.array([1.0]), np.array([px + 0.1]), np.array([1.0]))
+        e.push_trade(t, t + 1, px + 0.1, 0.5, 1)
+        e.run_until(t + 2, Wake.NONE)
+        assert e.best_bid == px  # the kernels saw this event
+    assert 0 < made <= 2 * (pushes // HELD_MIN + 1), made  # books and trades; it was 2 per push
 def _strategy(e: Engine, m: Market, push: bool) -> None:
     """A busy scripted strategy: quotes, amends, cancels and market orders on wake-ups."""
     rng = np.random.default_rng(11)

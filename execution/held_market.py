@@ -17,7 +17,6 @@ from core.jit import read_only
 from execution.market import Market, empty_market
 from execution.records import Row
 
-
 # Rows a held buffer has at least when it is made again. Live events arrive one at a time while the
 # kernels keep up, so the rows kept are few: without a floor each push made six new buffers of twice
 # a handful of rows (a 90-minute replay through the runner: 2 million np.zeros for 260,000 books).

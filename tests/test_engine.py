@@ -154,6 +154,8 @@ def test_live_events_make_the_held_buffers_again_once_per_thousands_not_per_even
         e.run_until(t + 2, Wake.NONE)
         assert e.best_bid == px  # the kernels saw this event
     assert 0 < made <= 2 * (pushes // HELD_MIN + 1), made  # books and trades; it was 2 per push
+
+
 def _strategy(e: Engine, m: Market, push: bool) -> None:
     """A busy scripted strategy: quotes, amends, cancels and market orders on wake-ups."""
     rng = np.random.default_rng(11)

@@ -188,8 +188,28 @@ def cluster_address(cluster: str | None, workers: int) -> Iterator[str | None]:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the cluster's own chatter (workers inherit it)
     from distributed import LocalCluster
 
+    _start_resource_tracker()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as local:  # type: ignore[no-untyped-call]
         yield str(local.scheduler_address)
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker here, keeping this thread's signal mask.
+
+    Python 3.11 starts the tracker on the first spawned process (a cluster's workers) and then
+    unblocks SIGINT in the thread that started it, whatever the mask was. A flow run ``flows.serve``
+    started keeps SIGINT blocked so that a terminal's Ctrl-C lets it finish (flows/stopping.py):
+    with SIGINT unblocked in one of its threads, that Ctrl-C interrupted the chain closing its
+    cluster. Started here first, with the mask put back, the later starts find it running and
+    leave every mask alone."""
+    import signal
+    from multiprocessing import resource_tracker
+
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def task_runner(cluster: str | None, workers: int) -> Any:
@@ -203,5 +223,6 @@ def task_runner(cluster: str | None, workers: int) -> Any:
     from prefect_dask.task_runners import DaskTaskRunner
 
     if cluster == "local":
+        _start_resource_tracker()  # the runner starts its cluster in this process, as cluster_address does
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
     return DaskTaskRunner(address=cluster)

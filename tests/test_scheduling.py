@@ -6,7 +6,9 @@ paper runner (``python -m live.runner --paper --wait``, on the Bybit stand-in) w
 has skill. Then four hours of a market with a planted edge arrive through ``python -m flows.ingest``
 (sim/presets.py, its metaorders twice as frequent: ``DENSE``) and ``python -m flows.serve`` serves the
 project's own retraining deployment from prefect.yaml on a 20 s test schedule: its first scheduled chain
-(features -> a challenger -> the promotion decision) trains on the new market, the promotion rule
+(features -> a challenger -> the promotion decision) trains on the new market, on the local Dask cluster
+the desk's config.yaml names (``compute: {cluster: local}``: the feature build by partition and the
+walk-forward folds as tasks on a scheduler and two worker processes the chain starts), the promotion rule
 crowns it on its own evidence (a threshold chosen on one half of the calibration block and confirmed
 by the matching engine on the other: the test config gives that block half the window, so each
 half's hour holds enough bets; at 6 h and 40 % of the preset's market the confirmation saw 21-25
@@ -158,8 +160,8 @@ def write_configs(project: Path) -> tuple[Path, Path]:
     strong metaorders), and the scheduled retraining's challenger is judged by the promotion rule
     itself, not by the test's say-so.
     """
-    desk = {**CONFIG, "sim": {"model": DENSE}}
-    first = {**CONFIG, "sim": {"model": {**DENSE, "meta_tilt": 0.0}}}
+    desk = {**CONFIG, "sim": {"model": DENSE}, "compute": {"cluster": "local", "workers": 2}}
+    first = {**CONFIG, "sim": {"model": {**DENSE, "meta_tilt": 0.0}}}  # trained by hand, in one process
     (project / "config.yaml").write_text(yaml.safe_dump(desk))
     (project / "first.yaml").write_text(yaml.safe_dump(first))
     return project / "config.yaml", project / "first.yaml"
@@ -249,10 +251,13 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> 
                     until("a scheduled run with nothing to train",
                           lambda: "nothing to retrain" in text(project / "serve.log"), proc=serve)  # fmt: skip
 
-                    # what the Prefect server saw: the chain by hand, then the scheduled one
+                    # what the Prefect server saw: the chain by hand in one process, then the scheduled
+                    # one with its feature build and training on the cluster
                     runs = runs_by_flow(url)
-                    for step in ("features", "train", "promote"):
-                        assert sum(r["state_type"] == "COMPLETED" for r in runs[step]) >= 2, step
+                    for step in ("features", "train", "features-by-partition", "train-folds-on-cluster"):
+                        assert sum(r["state_type"] == "COMPLETED" for r in runs.get(step, [])) >= 1, step
+                    assert sum(r["state_type"] == "COMPLETED" for r in runs["promote"]) >= 2
+                    assert "on the Dask cluster at tcp://127.0.0.1:" in text(project / "serve.log")
                     before = len(text(project / "serve.log"))
 
                     # 7. Ctrl-C: serve stops with exit 0 and no traceback; the server it found stays up.

@@ -19,6 +19,14 @@ from sim.presets import PLANTED
 REPO = Path(__file__).resolve().parents[1]
 # the planted market with its metaorders twice as frequent: a model shows its edge on half the hours
 DENSE: dict[str, Any] = {**PLANTED, "meta_rate": 2 * PLANTED["meta_rate"]}
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples for a property of the numba kernels: ``n`` compiled, a tenth when they run
+    interpreted (NUMBA_DISABLE_JIT=1, the coverage pass: it needs their lines run, not the search)."""
+    return max(n // 10, 5) if os.environ.get("NUMBA_DISABLE_JIT") == "1" else n
+
+
 SHARED_DATA = Path(os.environ.get("L2_SHARED_DATA", REPO.parent / "shared" / "data"))
 BINANCE_DIR = SHARED_DATA / "binance-usdm-btcusdt"
 BINANCE_EPISODES = {
@@ -123,6 +131,9 @@ def prefect_harness(prefect_server_for_commands: None) -> Iterator[None]:
     loaded machine, once per worker)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    if "PREFECT_API_URL" not in os.environ:  # a kernels-only run started no server: Prefect's own harness
+        yield
+        return
     with temporary_settings(updates={PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
         yield
 
@@ -141,14 +152,17 @@ def no_box_of_the_developers(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_server_for_commands(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def prefect_server_for_commands(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     """One Prefect server per test worker for the flow commands the tests run in subprocesses.
 
     Without PREFECT_API_URL each such command starts a temporary server of its own (about 9 s and
     8 CPU-seconds on the 2-core machine, against 4 s and 3 with a server), and under load the
     temporary one can time out. Tests that need no server, or a server of their own, drop the
-    variable from the environment they pass on."""
-    if os.environ.get("PREFECT_API_URL"):
+    variable from the environment they pass on. A run of the numba kernel tests only (``make warm``,
+    the interpreted pass: they run no flow command) starts none: it was 8 s at the head of each."""
+    if os.environ.get("PREFECT_API_URL") or all(i.get_closest_marker("kernels") for i in request.session.items):
         yield
         return
     import signal

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from market import book as bk
 from market.book import L2Book, Updates
+from tests.conftest import examples
 
 # Also run with NUMBA_DISABLE_JIT=1 (make unit): the same tests then trace the kernels' Python source.
 pytestmark = pytest.mark.kernels
@@ -212,7 +213,7 @@ def _reference_apply(ref_b: dict[int, float], ref_a: dict[int, float], bids, ask
         ref_a.pop(t, None) if q == 0 else ref_a.__setitem__(t, q)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(streams())
 def test_top_levels_match_reference_book_after_any_valid_stream(stream) -> None:
     levels = 5
@@ -251,7 +252,7 @@ def test_top_levels_match_reference_book_after_any_valid_stream(stream) -> None:
             assert top.bid_px[row, 0] < top.ask_px[row, 0]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(streams(moving=False), st.integers(1, 39))
 def test_snapshot_plus_remaining_deltas_equals_replaying_everything(stream, cut) -> None:
     """Replaying all deltas == starting from the book at `cut` (as a snapshot) and replaying the rest."""

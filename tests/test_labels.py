@@ -18,6 +18,7 @@ from features.labels import (
     realized_vol,
     triple_barrier,
 )
+from tests.conftest import examples
 
 # Also run with NUMBA_DISABLE_JIT=1 (make unit): the same tests then trace the kernel's Python source.
 pytestmark = pytest.mark.kernels
@@ -269,7 +270,7 @@ def random_vol(rng: np.random.Generator, ts, mid, t, h) -> np.ndarray:
 
 
 @given(paths(), st.sampled_from([(1.0, 1.0), (2.0, 1.0), (1.0, 0.5), (math.inf, 1.0)]), st.integers(0, 2**32 - 1))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 def test_triple_barrier_matches_brute_force_reference(path, mults, seed) -> None:
     ts, mid, t, h = path
     tp, sl = mults
@@ -282,7 +283,7 @@ def test_triple_barrier_matches_brute_force_reference(path, mults, seed) -> None
 
 
 @given(paths())
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_forward_return_and_realized_vol_match_brute_force(path) -> None:
     ts, mid, t, h = path
     fr_want, rv_want = [], []
@@ -297,7 +298,7 @@ def test_forward_return_and_realized_vol_match_brute_force(path) -> None:
 
 
 @given(paths(), st.integers(0, 2**32 - 1))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_labels_ignore_updates_after_the_horizon(path, seed) -> None:
     ts, mid, t, h = path
     rng = np.random.default_rng(seed)
@@ -317,7 +318,7 @@ def test_labels_ignore_updates_after_the_horizon(path, seed) -> None:
 
 
 @given(paths())
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_forward_return_sees_the_horizon(path) -> None:
     ts, mid, t, h = path
     fr = forward_return(ts, mid, t, h)
@@ -331,7 +332,7 @@ def test_forward_return_sees_the_horizon(path) -> None:
 
 
 @given(paths(), st.integers(0, 2**32 - 1))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_realized_vol_looks_only_backward(path, seed) -> None:
     ts, mid, t, w = path
     rng = np.random.default_rng(seed)
@@ -352,7 +353,7 @@ def test_realized_vol_looks_only_backward(path, seed) -> None:
 
 
 @given(paths())
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_rows_past_the_data_end_are_missing_and_rows_before_are_not(path) -> None:
     ts, mid, t, h = path
     before_data, past_end = t < ts[0], t + h > ts[-1]

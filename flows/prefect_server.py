@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,22 @@ def answers(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
+# What the Prefect server process is given of this one's environment: what Python, Prefect, its
+# database driver (PostgreSQL's PG* variables, the password among them) and the network need.
+# Nothing else: the exchange keys, the lake's S3 credentials and any other secret of the shell stay
+# out of a process that serves an HTTP API (the flow runs serve starts get the whole environment).
+SERVER_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV")
+SERVER_ENV_PREFIXES = (
+    "PREFECT_", "PG", "LC_", "LD_", "SSL_", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PYTHON",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+)  # fmt: skip
+
+
+def server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` a Prefect server is started with (SERVER_ENV, SERVER_ENV_PREFIXES)."""
+    return {k: v for k, v in environ.items() if k in SERVER_ENV or k.startswith(SERVER_ENV_PREFIXES)}
+
+
 def connection_url(database: str) -> str:
     """``postgresql://...`` as Prefect's server reaches it (SQLAlchemy with its asyncpg driver)."""
     return database.replace("postgresql://", "postgresql+asyncpg://", 1)
@@ -79,7 +95,7 @@ def server(url: str, home: Path, log_path: Path, timeout_s: float = 180.0, datab
     port = parts.port or (443 if parts.scheme == "https" else 80)
     home.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**server_env(os.environ), "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)  # the server is the API; it must not look for another
     if database:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = connection_url(database)

@@ -121,11 +121,20 @@ def test_serve_starts_a_server_and_ctrl_c_lets_the_run_in_progress_finish(tmp_pa
     url = f"http://127.0.0.1:{free_port()}/api"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    env["BYBIT_API_SECRET"] = "shell-secret-the-server-never-gets"
     args = ["-m", "flows.serve", "--config", str(tmp_path / "config.yaml"), "--deployments", str(tmp_path / "d.yaml")]
     log = tmp_path / "serve.log"
     with process([*args, "--api-url", url], log, env) as serve:
         until("serving", lambda: "serving 1 deployments" in log.read_text(), proc=serve)
         assert "starting a Prefect server at " + url in log.read_text()
+        # the server serve started was given no secret of the shell (its PREFECT_* settings, yes)
+        port = url.split(":")[2].split("/", maxsplit=1)[0]
+        server_pid = next(
+            p for p in _descendants(serve.pid) if f"server start --host 127.0.0.1 --port {port}" in _cmdline(p)
+        )
+        environ = Path(f"/proc/{server_pid}/environ").read_bytes().split(b"\0")
+        assert f"PREFECT_HOME={tmp_path / 'prefect'}".encode() in environ
+        assert not [v for v in environ if b"shell-secret" in v]
         served = until("the deployment on the server", lambda: api(url, "/deployments/filter", {}), proc=serve)
         assert [x["name"] for x in served] == ["ingest-sim"]
         assert served[0]["entrypoint"] == "flows/ingest.py:ingest_flow"
@@ -202,3 +211,25 @@ def test_a_scheduled_run_gone_on_a_stop_is_one_line_not_a_traceback() -> None:
     text = out.getvalue()
     assert "Failed to update state of flow run '01a2': the run is gone (its deployment was paused)" in text
     assert text.count("Traceback") == 1 and "RuntimeError: something else" in text  # only the real one
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (read from /proc), children first."""
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out

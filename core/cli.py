@@ -17,6 +17,19 @@ log = logging.getLogger(__name__)
 # a collection of the youngest generation after this many new container objects (CPython: 700)
 GC_THRESHOLDS = (50_000, 20, 20)
 
+# A library's exception that means what a UserError means (a service that did not answer, ...),
+# turned into one by the layer that knows the library (flows/__init__.py: Prefect's temporary server).
+Translator = Callable[[Exception], UserError | None]
+TRANSLATORS: list[Translator] = []
+
+
+def translated(exc: Exception) -> UserError | None:
+    """The UserError a registered translator makes of ``exc``, or None."""
+    for translate in TRANSLATORS:
+        if (err := translate(exc)) is not None:
+            return err
+    return None
+
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -39,6 +52,12 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = exc.exit_code
+    except Exception as exc:  # a library's error a translator knows is one line too; any other is a bug
+        err = translated(exc)
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        code = err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

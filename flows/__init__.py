@@ -1,10 +1,34 @@
-"""Prefect flows: thin wrappers over importable functions. Nothing imports this package."""
+"""Prefect flows: thin wrappers over importable functions. Every flow module imports this package
+first, for the settings below (before prefect itself is imported)."""
 
 import os
 from pathlib import Path
+
+from core.cli import TRANSLATORS
+from core.errors import UnavailableError, UserError
 
 # Keep Prefect's local state (ephemeral API database, logs) inside the project unless the user
 # points it elsewhere (PREFECT_HOME or PREFECT_API_URL for a real Prefect server).
 os.environ.setdefault("PREFECT_HOME", str(Path(__file__).resolve().parent.parent / ".prefect"))
 # offline by design: no telemetry calls to the internet
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A flow command without a Prefect server to report to starts a temporary one and waits for it to
+# answer: Prefect's 20 s were too short on a loaded 2-core machine (`make demo` beside a CI run
+# failed 2 of 3 times), so wait up to two minutes unless the user says otherwise.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+_NO_TEMPORARY_SERVER = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+def _temporary_server_unavailable(exc: Exception) -> UserError | None:
+    """Prefect's own error when its temporary server did not answer in time, as one line (exit 4)."""
+    if not (isinstance(exc, RuntimeError) and str(exc).startswith(_NO_TEMPORARY_SERVER)):
+        return None
+    waited = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    return UnavailableError(
+        f"the temporary Prefect server this command starts did not answer within {waited} s (a busy machine?): "
+        "start a persistent one (make prefect-ui) or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    )
+
+
+TRANSLATORS.append(_temporary_server_unavailable)

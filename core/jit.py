@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numba as nb
 import numpy as np
@@ -54,6 +54,14 @@ def kernel_jit(**options: Any) -> Callable[[F], F]:
     """``numba.njit(**options)`` without reference counting (see the module docstring)."""
     jit: Callable[[F], F] = nb.njit(**{"_nrt": False, **options})
     return jit
+
+
+def typed_int(value: int) -> int:
+    """``value`` as a numpy int64, for a constant a kernel is passed. numba types a Python int global
+    (or a literal) handed to another kernel as a literal, and compiles that kernel once more for each
+    value it sees (``sim.writer._put`` was compiled 18 times, ``execution.records.push_report``
+    nine); a numpy int is typed int64, one compile for all. Typed ``int`` for Python's checkers."""
+    return cast(int, np.int64(value))
 
 
 def read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.jit import kernel_jit
+from core.jit import kernel_jit, typed_int
 from execution import records as r
 from execution.queue import remove_open, rest
 from execution.records import Arrays
 from execution.types import OrderKind, RejectReason
 
 MARKET = int(OrderKind.MARKET)
-POST_ONLY_WOULD_TAKE = int(RejectReason.POST_ONLY_WOULD_TAKE)
-RATE_LIMIT = int(RejectReason.RATE_LIMIT)
-INVALID = int(RejectReason.INVALID)
+POST_ONLY_WOULD_TAKE = typed_int(RejectReason.POST_ONLY_WOULD_TAKE)
+RATE_LIMIT = typed_int(RejectReason.RATE_LIMIT)
+INVALID = typed_int(RejectReason.INVALID)
 TOO_LATE = int(RejectReason.TOO_LATE)
 
 
@@ -55,7 +55,7 @@ def arrive(e: Arrays) -> None:
             _reject(e, idx, TOO_LATE)
     elif kind == r.REQ_CANCEL:
         remove_open(e, idx)
-        r.finish(e, idx, r.CANCELLED, 0)
+        r.finish(e, idx, r.CANCELLED, r.ZERO)
     else:
         _amend(e, idx, req.price, req.qty)
 
@@ -87,7 +87,7 @@ def _rate_limited(e: Arrays, kind: int, idx: int) -> None:
         e.orders[idx].reject = RATE_LIMIT
         r.report_order(e, idx, RATE_LIMIT)
     else:
-        r.push_report(e, s.ex_now + e.config[0].response_ns, r.REP_ORDER, 0, 0, RATE_LIMIT)
+        r.push_report(e, s.ex_now + e.config[0].response_ns, r.REP_ORDER, r.ZERO, r.ZERO, RATE_LIMIT)
 
 
 @kernel_jit(inline="always")  # returns views (core.jit)
@@ -158,7 +158,7 @@ def _new(e: Arrays, idx: int) -> None:
     if market:
         o.queue_ahead = 0.0
         if not _take(e, idx, 0, False):
-            r.finish(e, idx, r.EXPIRED, 0)  # beyond the visible book: not modelled
+            r.finish(e, idx, r.EXPIRED, r.ZERO)  # beyond the visible book: not modelled
         return
     tick = r.to_tick(o.price, cfg.tick)
     o.tick = tick
@@ -185,7 +185,7 @@ def _place(e: Arrays, idx: int, crosses: bool) -> None:
         rest(e, e.bid_px[row], e.bid_qty[row], dep, idx)
     else:
         rest(e, e.ask_px[row], e.ask_qty[row], dep, idx)
-    r.report_order(e, idx, 0)
+    r.report_order(e, idx, r.ZERO)
 
 
 @kernel_jit()
@@ -196,8 +196,8 @@ def _cancel_all(e: Arrays) -> None:
         while s.n_open[side] > 0:
             o = e.opn[side, s.n_open[side] - 1]
             remove_open(e, o)
-            r.finish(e, o, r.CANCELLED, 0)
-    r.push_report(e, s.ex_now + e.config[0].response_ns, r.REP_ORDER, 0, 0, 0)
+            r.finish(e, o, r.CANCELLED, r.ZERO)
+    r.push_report(e, s.ex_now + e.config[0].response_ns, r.REP_ORDER, r.ZERO, r.ZERO, r.ZERO)
 
 
 @kernel_jit()
@@ -234,9 +234,9 @@ def _amend(e: Arrays, idx: int, new_price: float, new_qty: float) -> None:
     o.tick = tick
     if qty <= o.filled + 1e-6 * lot:  # down to what already filled: the rest is cancelled
         remove_open(e, idx)
-        r.finish(e, idx, r.CANCELLED, 0)
+        r.finish(e, idx, r.CANCELLED, r.ZERO)
     elif moved or grew:  # a new price or a bigger size loses priority: back of the queue
         remove_open(e, idx)
         _place(e, idx, crosses)
     else:  # smaller at the same price: keeps its place
-        r.report_order(e, idx, 0)
+        r.report_order(e, idx, r.ZERO)

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from core.jit import kernel_jit
+from core.jit import kernel_jit, typed_int
 from execution.types import FILL_DTYPE, SAMPLE_DTYPE, OrderStatus
 
 INF = 9_223_372_036_854_775_807  # int64 max: "never"
@@ -156,9 +156,12 @@ REPORT_ROW = _record(
         ("amount", FLOAT),
     ]
 )
-REP_ORDER = 0
-REP_FILL = 1
-REP_FUNDING = 2
+# numpy ints (core.jit.typed_int): a Python int constant or literal passed to a kernel is a compile
+# of that kernel for each value
+REP_ORDER = typed_int(0)
+REP_FILL = typed_int(1)
+REP_FUNDING = typed_int(2)
+ZERO = typed_int(0)  # a reject of 0 (done), no order id, no status
 
 # Wake flags (execution.engine.Wake mirrors them); W_SPACE asks the wrapper for bigger arrays.
 W_FILL = 1
@@ -168,11 +171,11 @@ W_END = 8
 W_TIMER = 16  # a compiled strategy's timer (execution.compiled)
 W_SPACE = 1 << 30
 
-OPEN = int(OrderStatus.OPEN)
-FILLED = int(OrderStatus.FILLED)
-CANCELLED = int(OrderStatus.CANCELLED)
-REJECTED = int(OrderStatus.REJECTED)
-EXPIRED = int(OrderStatus.EXPIRED)
+OPEN = typed_int(OrderStatus.OPEN)
+FILLED = typed_int(OrderStatus.FILLED)
+CANCELLED = typed_int(OrderStatus.CANCELLED)
+REJECTED = typed_int(OrderStatus.REJECTED)
+EXPIRED = typed_int(OrderStatus.EXPIRED)
 
 
 class Arrays(NamedTuple):
@@ -310,13 +313,13 @@ def record_fill(e: Arrays, idx: int, price: float, qty: float, maker: bool) -> b
     f.fee = fee
     f.queue_ahead = o.queue_ahead
     s.n_fills = n + 1
-    rep = e.reports[push_report(e, ts + cfg.response_ns, REP_FILL, idx + 1, side, 0)]
+    rep = e.reports[push_report(e, ts + cfg.response_ns, REP_FILL, idx + 1, side, ZERO)]
     rep.price = price
     rep.qty = qty
     rep.amount = fee
     done = bool(o.qty - o.filled <= 1e-6 * cfg.lot)
     if done:
-        finish(e, idx, FILLED, 0)
+        finish(e, idx, FILLED, ZERO)
     return done
 
 
@@ -334,7 +337,7 @@ def boundary(e: Arrays) -> None:
             amount = acct.position * mid * cfg.funding_rate
             acct.cash -= amount
             acct.funding += amount
-            e.reports[push_report(e, b + cfg.response_ns, REP_FUNDING, 0, 0, 0)].amount = amount
+            e.reports[push_report(e, b + cfg.response_ns, REP_FUNDING, ZERO, ZERO, ZERO)].amount = amount
         s.next_funding += cfg.funding_ns
     if s.next_sample == b:
         if row >= 0:

@@ -36,10 +36,12 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
+from core.jit import typed_int  # (also: an on-disk cache of an older version is a miss, not a crash)
 from sim.book import Row, deplete, keep_centred, lognormal_lots, reform, thin
 from sim.state import MAX_META, MSG_DELTA, MSG_SNAPSHOT, MSG_TRADE, Book, Out
 from sim.writer import publish, put_print, put_trade_end, put_trade_head
+
+_ZERO, _BID, _ASK = typed_int(0), typed_int(-1), typed_int(1)  # numpy ints: see run_chunk
 
 
 @nb.njit(cache=True)
@@ -182,12 +184,12 @@ def _event(
         i = st.best_bid - base
         bids[i] -= min(bids[i], lognormal_lots(order_med, par.order_sigma, 1e12))
         if bids[i] == 0:
-            deplete(st, par, bids, asks, -1)
+            deplete(st, par, bids, asks, _BID)
     elif u < r_lb + r_la + r_cb + r_ca:
         i = st.best_ask - base
         asks[i] -= min(asks[i], lognormal_lots(order_med, par.order_sigma, 1e12))
         if asks[i] == 0:
-            deplete(st, par, bids, asks, 1)
+            deplete(st, par, bids, asks, _ASK)
     elif u < total - r_d:
         side = 1 if u < r_lb + r_la + r_cb + r_ca + r_mb else -1
         pos = _trade(st, par, bids, asks, o, side, pos)
@@ -219,8 +221,10 @@ def run_chunk(seed: int, end_ns: int, b: Book, params: np.ndarray, o: Out) -> in
     par = params[0]
     q_ref = par.q * par.lots_per_btc
     margin = 64 * 1024
-    n = 0
-    pos = 0
+    # int64 from the start (core.jit.typed_int): a literal 0 would compile the kernels they are
+    # passed to twice, for the literal and for the int64 they become in the loop
+    n = _ZERO
+    pos = _ZERO
     t = st.t_ns
     bids, asks = b.bids, b.asks  # once: every access of a tuple's array counts a reference
     room, msgs = o.buf.shape[0] - margin, o.end.shape[0] - 2

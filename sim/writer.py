@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-import core.jit  # noqa: F401  (an on-disk cache of an older version is a miss, not a crash)
+from core.jit import typed_int  # (also: an on-disk cache of an older version is a miss, not a crash)
 from sim.book import Row
 from sim.state import Book, Out
 
@@ -44,7 +44,7 @@ from sim.state import Book, Out
     S_ZMINUS,  # ZeroMinusTick
     S_I,  # ","i":"
     S_BT_END,  # ","BT":false}
-) = range(23)
+) = tuple(typed_int(i) for i in range(23))  # numpy ints: one compile of ``_put`` for all (core.jit)
 
 SEQ_OFFSET = 7_000_000_000
 

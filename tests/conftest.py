@@ -21,6 +21,22 @@ REPO = Path(__file__).resolve().parents[1]
 DENSE: dict[str, Any] = {**PLANTED, "meta_rate": 2 * PLANTED["meta_rate"]}
 
 
+# coverage.py measures a subprocess when it finds these in its environment (``[tool.coverage.run]
+# patch = ["subprocess"]`` sets them for the test run)
+COVERAGE_VARS = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+
+
+def untraced(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without coverage's variables: the commands started with it run unmeasured.
+
+    For the few end-to-end tests of minutes whose every command other tests run measured (the
+    scheduled retraining, the demo on the planted market): line tracing costs a fifth to a third
+    of a process's CPU (the planted demo: 70 CPU-s plain, 91 traced), and these tests are a fifth
+    of the suite's CPU. Their lines still count where the other tests run them; a line only they
+    reached shows as missed, never the reverse."""
+    return {k: v for k, v in env.items() if k not in COVERAGE_VARS}
+
+
 def examples(n: int) -> int:
     """Hypothesis examples for a property of the numba kernels: ``n`` compiled, a tenth when they run
     interpreted (NUMBA_DISABLE_JIT=1, the coverage pass: it needs their lines run, not the search)."""
@@ -180,8 +196,7 @@ def prefect_server_for_commands(
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     # Prefect's own server runs none of the project's code: coverage's subprocess measurement (which
     # passes itself on in these variables) would only slow down every flow command's API calls
-    for var in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START"):
-        env.pop(var, None)
+    env = untraced(env)
     cmd = [
         sys.executable,
         "-m",

@@ -11,20 +11,23 @@ from pathlib import Path
 import pytest
 
 from tests.bybit_msgs import random_stream
-from tests.conftest import REPO, ConfigFactory
+from tests.conftest import REPO, ConfigFactory, untraced
 from warehouse.cli import main as warehouse_main
 
 
 def cli(
-    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 120, traced: bool = True
 ) -> subprocess.CompletedProcess[str]:
+    """``python *args`` as a user types it, on the test's environment plus ``env``; ``traced=False``
+    runs it unmeasured by coverage (tests.conftest.untraced)."""
+    full = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env=full if traced else untraced(full),
     )
 
 

@@ -132,6 +132,7 @@ def test_demo_on_the_planted_market_crowns_a_champion_and_runs_the_execution_stu
         "--config",
         str(tmp_path / "config.yaml"),
         timeout=900,
+        traced=False,  # the demo's commands run measured in the tests above (tests.conftest.untraced)
     )
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout

@@ -43,7 +43,7 @@ from flows.prefect_server import answers
 from flows.serve import deployments
 from standin import BackgroundStandin
 from standin.feeds import SimFeed
-from tests.conftest import DENSE, REPO
+from tests.conftest import DENSE, REPO, untraced
 from tests.test_cli import cli
 from warehouse import journal as jr
 
@@ -182,7 +182,8 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> 
         yaml.safe_dump({"deployments": [{**retrain, "schedules": [{"interval": 20}]}]})
     )
     url = f"http://127.0.0.1:{free_port()}/api"
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    # unmeasured (tests.conftest.untraced): every command here runs measured in its own tests
+    env = untraced({k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"})
     env |= {
         "PREFECT_HOME": str(project / ".prefect"),
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",  # the scheduler looks every 2 s (default 60)
@@ -197,7 +198,7 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> 
 
         # 1. the first model, by hand, on a market without information: registered, not crowned
         for args in (["flows.ingest", "--source", "sim", "--duration", "90m"], ["flows.retrain"]):
-            p = cli("-m", *args, "--config", str(first_config), env=user, timeout=600)
+            p = cli("-m", *args, "--config", str(first_config), env=user, timeout=600, traced=False)
             assert p.returncode == 0, p.stderr[-3000:]
         assert "no champion: version 1: not promoted: no skill" in p.stdout, p.stdout[-3000:]
         assert "champion" not in aliases(store)
@@ -219,7 +220,7 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> 
 
                 # 3. new data: the market changed (four hours with a planted edge)
                 p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "4h", "--config", str(config),
-                        env=user, timeout=900)  # fmt: skip
+                        env=user, timeout=900, traced=False)  # fmt: skip
                 assert p.returncode == 0, p.stderr[-3000:]
                 assert "continues the stored one" in p.stdout + p.stderr
                 assert runner.poll() is None and not records(journal, ["start"])  # still waiting

@@ -13,7 +13,7 @@ import yaml
 
 from flows.prefect_server import answers
 from flows.serve import PREFECT_YAML, deployments, load_flow
-from tests.conftest import REPO
+from tests.conftest import REPO, untraced
 from tests.test_cli import assert_one_line_error, cli
 
 ENTRYPOINTS = sorted({d["entrypoint"] for d in deployments()})
@@ -33,9 +33,17 @@ def test_no_flow_file_is_named_like_a_top_level_package() -> None:
 
 def test_every_deployment_loads_from_its_entrypoint_as_prefect_loads_it() -> None:
     assert len(ENTRYPOINTS) >= 6
+    # each in a fresh interpreter, as Prefect's runner loads a flow; unmeasured: importing the flow
+    # modules is all they run, and every other flow test does that measured
+    env = untraced(dict(os.environ))
     procs = {
         ep: subprocess.Popen(
-            [sys.executable, "-c", LOAD, ep], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-c", LOAD, ep],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for ep in ENTRYPOINTS
     }

@@ -32,7 +32,7 @@ lint: $(STAMP)  ## ruff lint + format check, import contracts
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)  ## mypy --strict
-	$(BESIDE) $(VENV)/bin/mypy .
+	$(VENV)/bin/mypy .
 
 # The numba kernels compile on first use into their on-disk cache (.cache/numba/<hash of their
 # sources>, core/jit.py): compiled once here,
@@ -53,18 +53,16 @@ unit: $(STAMP)  ## the test suite with line coverage (numba kernels re-run inter
 
 # the kernel tests again with NUMBA_DISABLE_JIT=1, so coverage sees the kernels' lines (appends)
 interpreted: $(STAMP)
-	NUMBA_DISABLE_JIT=1 $(BESIDE) $(VENV)/bin/pytest -q -m kernels -n 0 -p no:cacheprovider --cov --cov-append --cov-report= --cov-fail-under=0
+	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m kernels -n 0 -p no:cacheprovider --cov --cov-append --cov-report= --cov-fail-under=0
 
 suite: $(STAMP)
 	$(VENV)/bin/pytest -n $(WORKERS) --dist worksteal --durations=25 $(if $(WARMED),-m "not kernels") --cov --cov-append --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
 
 # The first phase runs four independent jobs at once (ruff and the import contracts, mypy, the
-# kernels compiled into their cache, the kernels interpreted under coverage); then the suite. mypy
-# and the interpreted pass run niced: the compile is one process and the longest job, so it keeps a
-# core while the others share the second (the phase ends when the compile does).
+# kernels compiled into their cache, the kernels interpreted under coverage); then the suite.
 test: $(STAMP)  ## everything CI runs: ruff, import contracts, mypy and the kernel tests (compiled and interpreted) side by side, then pytest + coverage
 	$(VENV)/bin/coverage erase
-	@$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck warm interpreted BESIDE="nice -n 10"
+	@$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck warm interpreted
 	@$(MAKE) --no-print-directory suite WARMED=1
 	$(VENV)/bin/coverage report
 

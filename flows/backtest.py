@@ -30,17 +30,76 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from prefect import State, flow, task
-
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
+from core.cli import answer_early, run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_time_ns
-from execution.backtest import STRATEGIES
+from execution.backtest import STRATEGIES  # the heaviest import of --help (numba: about 0.4 CPU-s), for its names
 from execution.loader import load_strategy
 from flows.common import attempt, finish, parser, run_flow
-from models import registry
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.backtest", __doc__)
+    p.add_argument(
+        "--strategy",
+        default="passive",
+        metavar="NAME",
+        help=f"{' | '.join(sorted(STRATEGIES))} | module:Name, a Strategy subclass (docs/strategies.md)",
+    )
+    p.add_argument(
+        "--model", metavar="URI", help="models:/NAME@ALIAS, models:/NAME/VERSION or an alias (default: champion)"
+    )
+    p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: the first stored feature row")
+    p.add_argument("--end", help="last grid time; default: the last stored feature row")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: backtest.out/<strategy>-v<version>-<start>)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        metavar="P",
+        help="execution studies only: act on a calibrated confidence >= P instead of the model's EV-chosen thresholds",
+    )
+    p.add_argument(
+        "--threshold-quantile",
+        type=float,
+        metavar="Q",
+        help="execution studies: P = the Q-quantile of the model's confidence on the data before --start",
+    )
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="print two reports side by side and exit")
+    return p.parse_args(argv)
+
+
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    if args.compare:  # two reports side by side: no config, nothing to check
+        return args
+    cfg = load_config(args.config)
+    for name in ("start", "end"):
+        value = getattr(args, name)
+        if value:
+            try:
+                parse_time_ns(value)
+            except (ValueError, UserError) as exc:
+                raise UserError(f"--{name}: {exc}") from None
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise UserError(f"--threshold: {args.threshold} is not a probability in (0, 1)")
+    q = args.threshold_quantile
+    if q is not None and (not 0.0 < q < 1.0 or args.threshold is not None or not args.start):
+        raise UserError("--threshold-quantile: a number in (0, 1), with --start and without --threshold")
+    load_strategy(args.strategy)  # a bad strategy name is one line before Prefect starts
+    from models import registry  # pandas, and MLflow for an alias: after the checks that need neither
+
+    registry.resolve(cfg, args.model)  # a missing registry or model is one line before Prefect starts
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the pipelines load (core.cli.answer_early)
+answer_early(__name__, checked)
+
+from prefect import State, flow, task
 
 
 @task(name="backtest")
@@ -85,59 +144,13 @@ def backtest_flow(
     return finish(backtest_task(config, strategy, model, start, end, out, threshold, quantile), lambda r: r["summary"])
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.backtest", __doc__)
-    p.add_argument(
-        "--strategy",
-        default="passive",
-        metavar="NAME",
-        help=f"{' | '.join(sorted(STRATEGIES))} | module:Name, a Strategy subclass (docs/strategies.md)",
-    )
-    p.add_argument(
-        "--model", metavar="URI", help="models:/NAME@ALIAS, models:/NAME/VERSION or an alias (default: champion)"
-    )
-    p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: the first stored feature row")
-    p.add_argument("--end", help="last grid time; default: the last stored feature row")
-    p.add_argument("--out", metavar="DIR", help="report folder (default: backtest.out/<strategy>-v<version>-<start>)")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        metavar="P",
-        help="execution studies only: act on a calibrated confidence >= P instead of the model's EV-chosen thresholds",
-    )
-    p.add_argument(
-        "--threshold-quantile",
-        type=float,
-        metavar="Q",
-        help="execution studies: P = the Q-quantile of the model's confidence on the data before --start",
-    )
-    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="print two reports side by side and exit")
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
+    args = checked(argv)
     if args.compare:
         from pipelines.backtest import compare_reports
 
         print(compare_reports(*args.compare))
         return 0
-    cfg = load_config(args.config)
-    for name in ("start", "end"):
-        value = getattr(args, name)
-        if value:
-            try:
-                parse_time_ns(value)
-            except (ValueError, UserError) as exc:
-                raise UserError(f"--{name}: {exc}") from None
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        raise UserError(f"--threshold: {args.threshold} is not a probability in (0, 1)")
-    q = args.threshold_quantile
-    if q is not None and (not 0.0 < q < 1.0 or args.threshold is not None or not args.start):
-        raise UserError("--threshold-quantile: a number in (0, 1), with --start and without --threshold")
-    load_strategy(args.strategy)  # a bad strategy name is one line before Prefect starts
-    registry.resolve(cfg, args.model)  # a missing registry or model is one line before Prefect starts
     state = run_flow(
         backtest_flow,
         "backtest",

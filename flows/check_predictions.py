@@ -19,15 +19,47 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from prefect import State, flow, task
-
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
+from core.cli import answer_early, run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_time_ns
 from flows.common import attempt, finish, parser, run_flow
-from models import registry
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.check_predictions", __doc__)
+    p.add_argument(
+        "--model", metavar="URI", help="models:/NAME@ALIAS, models:/NAME/VERSION or an alias (default: champion)"
+    )
+    p.add_argument(
+        "--journal", metavar="PATH", help="the runner's journal (default: live.journal_dir/paper-bybit.sqlite)"
+    )
+    p.add_argument("--since", metavar="T", help="only predictions from this grid time on (ISO 8601 UTC or ns)")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: reports/check_predictions/<time>-v<version>)")
+    return p.parse_args(argv)
+
+
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = load_config(args.config)
+    if args.since:
+        try:
+            parse_time_ns(args.since)
+        except UserError as exc:
+            raise UserError(f"--since: {exc}") from None
+    from models import registry  # pandas, and MLflow for an alias: after the checks that need neither
+
+    registry.resolve(cfg, args.model)  # a missing registry or model is one line before Prefect starts
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the pipelines load (core.cli.answer_early)
+answer_early(__name__, checked)
+
+from prefect import State, flow, task
 
 
 @task(name="check-predictions")
@@ -57,29 +89,8 @@ def _said(result: dict[str, Any]) -> str:
     return f"{s['model']['uri']}: {s['labelled']:,} labelled predictions from the {s['source']['kind']}"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.check_predictions", __doc__)
-    p.add_argument(
-        "--model", metavar="URI", help="models:/NAME@ALIAS, models:/NAME/VERSION or an alias (default: champion)"
-    )
-    p.add_argument(
-        "--journal", metavar="PATH", help="the runner's journal (default: live.journal_dir/paper-bybit.sqlite)"
-    )
-    p.add_argument("--since", metavar="T", help="only predictions from this grid time on (ISO 8601 UTC or ns)")
-    p.add_argument("--out", metavar="DIR", help="report folder (default: reports/check_predictions/<time>-v<version>)")
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = load_config(args.config)
-    if args.since:
-        try:
-            parse_time_ns(args.since)
-        except UserError as exc:
-            raise UserError(f"--since: {exc}") from None
-    registry.resolve(cfg, args.model)  # a missing registry or model is one line before Prefect starts
+    args = checked(argv)
     state = run_flow(
         check_predictions_flow,
         "check_predictions",

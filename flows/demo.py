@@ -26,26 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prefect import State
 
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
+from core.cli import answer_early, run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns
-from flows.backtest import backtest_flow
 from flows.common import parser, persistent_server, raise_if_failed
-from flows.feature_build import features_flow
-from flows.ingest import build_source, ingest_flow
-from flows.promote import promote_flow
-from flows.train import train_flow
-from models.registry import NO_CHAMPION, version_for
-from pipelines.backtest import compare_reports
-from pipelines.dataset import load
-from sim.presets import ABOUT, MARKETS
-from warehouse.cli import show
-from warehouse.continuation import continue_sim
-from warehouse.journal import default_path, log_path
+from flows.sources import build_source
+from sim.presets import ABOUT, MARKETS  # the heaviest import of --help (the sim package: numba, about 0.4 CPU-s)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +69,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    build_source(load_config(args.config), "sim", None, args.duration)  # bad input: one line, nothing written
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the flows load (core.cli.answer_early)
+answer_early(__name__, checked)
+
+from prefect import State
+
+from flows.backtest import backtest_flow
+from flows.feature_build import features_flow
+from flows.ingest import ingest_flow
+from flows.promote import promote_flow
+from flows.train import train_flow
+from models.registry import NO_CHAMPION, version_for
+from pipelines.backtest import compare_reports
+from pipelines.dataset import load
+from warehouse.cli import show
+from warehouse.continuation import continue_sim
+from warehouse.journal import default_path, log_path
+
+
 def market_config(config: str, market: str) -> str:
     """The config the demo runs on: ``config`` itself for the calibrated market, else ``demo.yaml``
     beside it (git-ignored): the same file with the named market's ``sim.model`` overrides, so every
@@ -101,9 +116,7 @@ def market_config(config: str, market: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    build_source(load_config(args.config), "sim", None, args.duration)  # bad input: one line, nothing written
+    args = checked(argv)
     args.config = market_config(args.config, args.market)
     cfg = load_config(args.config)
     if MARKETS[args.market]:

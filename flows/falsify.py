@@ -34,19 +34,60 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
+from core.cli import answer_early, run_main, setup_logging
+from core.config import load_config
+from core.errors import UserError
+from flows.common import failed, parser, persistent_server, raise_if_failed
+
+# pipelines.falsify.NULLS, spelled out for --help: that module loads scikit-learn and the backtest
+# (about 2.5 CPU-s, more than Prefect); tests/test_falsify.py holds the two to each other
+NULLS = ("permute", "market")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.falsify", __doc__)
+    p.add_argument("--runs", type=int, default=20, metavar="N", help="models to train and gate (default: 20)")
+    p.add_argument("--planted", action="store_true", help="power: markets with a planted edge larger than the costs")
+    p.add_argument("--null", choices=NULLS, help="which null (default: permute; not with --planted)")
+    p.add_argument("--hours", type=float, metavar="H", help="simulated hours per market (default: training.window)")
+    p.add_argument("--seed", type=int, default=1, metavar="S", help="run i uses seed S + i (default: 1)")
+    p.add_argument(
+        "--strategy",
+        default="passive",
+        metavar="NAME",
+        help="held-out backtests: baseline, passive (default) or module:Name",
+    )
+    p.add_argument("--workdir", metavar="DIR", help="keep the temporary project here (the null market is reused)")
+    return p.parse_args(argv)
+
+
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    load_config(args.config)  # a bad config is one line before Prefect starts
+    if args.runs < 1:
+        raise UserError(f"--runs: {args.runs} is not a positive number of runs")
+    if args.hours is not None and not 0 < args.hours <= 24 * 30:
+        raise UserError(f"--hours: {args.hours} is not a span in (0, 720] hours")
+    if args.planted and args.null is not None:
+        raise UserError("--null chooses the null, --planted runs planted markets: one or the other")
+    from execution.loader import load_strategy  # the engine (numba): after the checks that need none of it
+
+    load_strategy(args.strategy)  # a name that loads no strategy is one line before Prefect starts
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the pipelines load (core.cli.answer_early)
+answer_early(__name__, checked)
+
 from prefect import State, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
-import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
-from core.config import load_config
-from core.errors import UserError
-from execution.loader import load_strategy
-from flows.common import failed, parser, persistent_server, raise_if_failed
 from pipelines.falsify import (
     HOUR_NS,
-    NULLS,
     Outcome,
     edge_line,
     evidence,
@@ -146,34 +187,8 @@ def _say(logger: Any, line: str) -> None:
     logger.info(line)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.falsify", __doc__)
-    p.add_argument("--runs", type=int, default=20, metavar="N", help="models to train and gate (default: 20)")
-    p.add_argument("--planted", action="store_true", help="power: markets with a planted edge larger than the costs")
-    p.add_argument("--null", choices=NULLS, help="which null (default: permute; not with --planted)")
-    p.add_argument("--hours", type=float, metavar="H", help="simulated hours per market (default: training.window)")
-    p.add_argument("--seed", type=int, default=1, metavar="S", help="run i uses seed S + i (default: 1)")
-    p.add_argument(
-        "--strategy",
-        default="passive",
-        metavar="NAME",
-        help="held-out backtests: baseline, passive (default) or module:Name",
-    )
-    p.add_argument("--workdir", metavar="DIR", help="keep the temporary project here (the null market is reused)")
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    load_config(args.config)  # a bad config is one line before Prefect starts
-    if args.runs < 1:
-        raise UserError(f"--runs: {args.runs} is not a positive number of runs")
-    if args.hours is not None and not 0 < args.hours <= 24 * 30:
-        raise UserError(f"--hours: {args.hours} is not a span in (0, 720] hours")
-    if args.planted and args.null is not None:
-        raise UserError("--null chooses the null, --planted runs planted markets: one or the other")
-    load_strategy(args.strategy)  # a name that loads no strategy is one line before Prefect starts
+    args = checked(argv)
     with persistent_server():
         state = falsify_flow(
             config=args.config,

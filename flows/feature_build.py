@@ -29,11 +29,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from prefect import State, flow, task
-from prefect.cache_policies import NO_CACHE
-
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
+from core.cli import answer_early, run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns, parse_duration_ns, parse_time_ns
@@ -48,7 +45,6 @@ from flows.common import (
     shared_server,
     task_runner,
 )
-from pipelines.progress import StepProgress
 
 if TYPE_CHECKING:
     from pipelines.featurebuild import Part, PartRows
@@ -75,6 +71,42 @@ def _partition(text: str) -> int:
     if ns <= 0:
         raise UserError(f"--partition {text}: a positive duration, e.g. 1d or 6h")
     return ns
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.feature_build", __doc__)
+    p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: where the last run stopped")
+    p.add_argument("--end", help="last data time to use (ISO 8601 UTC or ns); default: the newest data")
+    p.add_argument("--no-labels", action="store_true", help="build features only")
+    add_cluster_arguments(p)
+    p.add_argument(
+        "--partition",
+        metavar="DURATION",
+        help=f"grid time per task, on the clock (default: compute.partition; {DEFAULT_PARTITION} on a cluster)",
+    )
+    return p.parse_args(argv)
+
+
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = load_config(args.config)
+    _time(args.start, "--start")
+    _time(args.end, "--end")
+    cluster_of(args, cfg)
+    if args.partition is not None:
+        _partition(args.partition)
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the pipelines load (core.cli.answer_early)
+answer_early(__name__, checked)
+
+from prefect import State, flow, task
+from prefect.cache_policies import NO_CACHE
+
+from pipelines.progress import StepProgress
 
 
 @task(name="build-features")
@@ -192,29 +224,10 @@ def _duration_text(ns: int) -> str:
     return f"{ns}ns"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.feature_build", __doc__)
-    p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: where the last run stopped")
-    p.add_argument("--end", help="last data time to use (ISO 8601 UTC or ns); default: the newest data")
-    p.add_argument("--no-labels", action="store_true", help="build features only")
-    add_cluster_arguments(p)
-    p.add_argument(
-        "--partition",
-        metavar="DURATION",
-        help=f"grid time per task, on the clock (default: compute.partition; {DEFAULT_PARTITION} on a cluster)",
-    )
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = load_config(args.config)  # bad input costs one line, not a flow run
-    _time(args.start, "--start")
-    _time(args.end, "--end")
+    args = checked(argv)
+    cfg = load_config(args.config)
     cluster, workers = cluster_of(args, cfg)
-    if args.partition is not None:
-        _partition(args.partition)
     params: dict[str, Any] = {"config": args.config, "start": args.start, "end": args.end,
                               "labels": not args.no_labels, "partition": args.partition}  # fmt: skip
     if cluster is None:

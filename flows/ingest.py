@@ -16,61 +16,46 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from prefect import State, flow, task
-from prefect.states import Completed
-
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
-from core.config import AppConfig, load_config
+from core.cli import answer_early, run_main, setup_logging
+from core.config import load_config
 from core.errors import UserError
-from core.timefmt import format_ns, parse_duration_ns
+from core.timefmt import format_ns
 from flows.common import failed, parser, persistent_server, raise_if_failed
-from market.sources.base import Source
-from market.sources.files import FileSource, check_paths
-from pipelines.progress import IngestProgress
-from warehouse.continuation import continue_sim
-from warehouse.ingest import rehearse, run_ingest
+from flows.sources import SOURCES, build_source
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("bybit", "sim", "file")
-DEFAULT_SIM_DURATION = "1h"
 REHEARSAL_NS = 10 * 1_000_000_000  # of simulated Bybit messages: a snapshot, deltas, trades
 
 
-def build_source(
-    cfg: AppConfig, source: str, paths: list[str] | None, duration: str | None, realtime: bool = False
-) -> Source:
-    """The source named on the command line, validated (bad input: one-line UserError)."""
-    if source not in SOURCES:
-        raise UserError(f"unknown source '{source}' (choose from {', '.join(SOURCES)})")
-    if source == "file":
-        if duration is not None:
-            raise UserError("--duration does not apply to --source file")
-        return FileSource(check_paths(paths or []), instrument=cfg.instrument)
-    if paths:
-        raise UserError(f"--path only applies to --source file, not {source}")
-    duration_ns = _duration(duration if duration is not None else (DEFAULT_SIM_DURATION if source == "sim" else None))
-    if source == "sim":
-        from sim.source import SimSource
-
-        return SimSource(cfg.sim, cfg.instrument, cfg.ingest.depth, duration_ns or 0, realtime=realtime)
-    from market.sources.bybit import BybitSource
-
-    bybit: Source = BybitSource(cfg, duration_ns)
-    return bybit
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.ingest", __doc__)
+    p.add_argument("--source", required=True, choices=SOURCES, help="where the data comes from")
+    p.add_argument("--path", action="append", metavar="P", help="recorded file (repeatable; --source file)")
+    p.add_argument("--duration", metavar="S", help="how long: seconds or 30m, 2h (sim: simulated time)")
+    p.add_argument("--realtime", action="store_true", help="sim: run at wall-clock pace, starting now")
+    return p.parse_args(argv)
 
 
-def _duration(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        ns = parse_duration_ns(text)
-    except ValueError as exc:
-        raise UserError(f"--duration: {exc}") from None
-    if ns <= 0:
-        raise UserError("--duration must be positive")
-    return ns
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = load_config(args.config)
+    build_source(cfg, args.source, args.path, args.duration, args.realtime)
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the pipelines load (core.cli.answer_early)
+answer_early(__name__, checked)
+
+from prefect import State, flow, task
+from prefect.states import Completed
+
+from pipelines.progress import IngestProgress
+from warehouse.continuation import continue_sim
+from warehouse.ingest import rehearse, run_ingest
 
 
 @task(name="ingest")
@@ -130,21 +115,8 @@ def ingest_flow(
     return Completed(message=result["summary"], data=result)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.ingest", __doc__)
-    p.add_argument("--source", required=True, choices=SOURCES, help="where the data comes from")
-    p.add_argument("--path", action="append", metavar="P", help="recorded file (repeatable; --source file)")
-    p.add_argument("--duration", metavar="S", help="how long: seconds or 30m, 2h (sim: simulated time)")
-    p.add_argument("--realtime", action="store_true", help="sim: run at wall-clock pace, starting now")
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    # validate everything before starting Prefect: bad input costs one line, not a flow run
-    cfg = load_config(args.config)
-    build_source(cfg, args.source, args.path, args.duration, args.realtime)
+    args = checked(argv)
     with persistent_server():
         state = ingest_flow(
             source=args.source,

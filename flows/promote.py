@@ -17,13 +17,31 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from prefect import State, flow, task
-
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
+from core.cli import answer_early, run_main, setup_logging
 from core.config import load_config
 from flows.common import attempt, finish, parser, run_flow
-from models import registry
+from models.store import store as registry_store  # models.registry.store, without MLflow and pandas
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.promote", __doc__)
+    return p.parse_args(argv)
+
+
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = load_config(args.config)
+    registry_store(cfg)  # a missing registry is one line before Prefect starts
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the promotion load (core.cli.answer_early)
+answer_early(__name__, checked)
+
+from prefect import State, flow, task
 
 
 @task(name="promote")
@@ -49,16 +67,8 @@ def _said(result: dict[str, Any]) -> str:
     return f"{action}: version {result['version']}: {result['reason']}"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.promote", __doc__)
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = load_config(args.config)
-    registry.store(cfg)  # a missing registry is one line before Prefect starts
+    args = checked(argv)
     state = run_flow(promote_flow, "promotion", config=args.config)
     print(state.message)
     return 0

@@ -14,12 +14,31 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from prefect import State, flow, task
-
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
+from core.cli import answer_early, run_main, setup_logging
 from core.config import load_config
 from flows.common import attempt, finish, parser, run_flow
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.retain", __doc__)
+    p.add_argument("--compact", action="store_true", help="copy the database to a fresh file afterwards")
+    return p.parse_args(argv)
+
+
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    load_config(args.config)
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the warehouse load (core.cli.answer_early)
+answer_early(__name__, checked)
+
+from prefect import State, flow, task
+
 from warehouse import retention
 
 
@@ -40,16 +59,8 @@ def retain_flow(config: str = "config.yaml", compact: bool = False) -> State:
     return finish(retain_task(config, compact), lambda r: r["summary"])
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.retain", __doc__)
-    p.add_argument("--compact", action="store_true", help="copy the database to a fresh file afterwards")
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    load_config(args.config)  # bad input costs one line, not a flow run
+    args = checked(argv)
     state = run_flow(retain_flow, "retain", config=args.config, compact=args.compact)
     result = state.result(raise_on_failure=False)
     print(result["summary"] if isinstance(result, dict) else state.message)

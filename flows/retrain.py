@@ -23,11 +23,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from prefect import State, flow, task
-from prefect.states import Completed, Failed
-
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
+from core.cli import answer_early, run_main, setup_logging
 from core.config import AppConfig, load_config
 from core.errors import UserError
 from core.timefmt import format_ns
@@ -41,6 +38,26 @@ from flows.common import (
     shared_server,
     task_runner,
 )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return parser("flows.retrain", __doc__).parse_args(argv)
+
+
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    load_config(args.config)
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the flows it chains load (core.cli.answer_early)
+answer_early(__name__, checked)
+
+from prefect import State, flow, task
+from prefect.states import Completed, Failed
+
 from flows.feature_build import cluster_partition, features_flow, partitioned_flow
 from flows.promote import promote_flow
 from flows.train import cluster_flow, train_flow
@@ -104,14 +121,9 @@ def _steps(
     ]  # fmt: skip
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    return parser("flows.retrain", __doc__).parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = load_config(args.config)  # bad input costs one line, not a flow run
+    args = checked(argv)
+    cfg = load_config(args.config)
     # a cluster's workers report their task runs to a server they reach too
     server: AbstractContextManager[str | None] = shared_server() if cfg.compute.cluster else persistent_server()
     with server:

@@ -27,14 +27,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from prefect import State, flow, task
-
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
+from core.cli import answer_early, run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_duration_ns, parse_time_ns
-from execution.backtest import STRATEGIES
+from execution.backtest import STRATEGIES  # the heaviest import of --help (numba: about 0.4 CPU-s), for its names
 from flows.common import (
     add_cluster_arguments,
     attempt,
@@ -45,6 +43,61 @@ from flows.common import (
     shared_server,
     task_runner,
 )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.sweep", __doc__)
+    p.add_argument("--strategy", action="append", metavar="NAME", help=f"{' | '.join(sorted(STRATEGIES))} (repeat)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a config value to sweep (section.field, e.g. strategy.improve_confidence) or threshold (repeat)",
+    )
+    p.add_argument("--window", default="1d", help="each cell's span of the stored feature rows (default 1d)")
+    p.add_argument("--model", metavar="URI", help="models:/NAME/VERSION, an alias or a version (default: champion)")
+    p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: the first stored feature row")
+    p.add_argument("--end", help="last grid time; default: the last stored feature row")
+    add_cluster_arguments(p)
+    return p.parse_args(argv)
+
+
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = load_config(args.config)
+    strategies = tuple(args.strategy or ["passive"])
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise UserError(f"--strategy {s}: one of {', '.join(sorted(STRATEGIES))}")
+    from pipelines.sweep import configured, parse_grid  # heavy (the backtest, pandas): after the light checks
+
+    grid = parse_grid(args.set)
+    for name, values in grid.items():
+        for value in values:
+            configured(cfg, ((name, value),))  # every value is checked before anything runs
+    try:
+        if parse_duration_ns(args.window) <= 0:
+            raise ValueError("not positive")
+        for name in ("start", "end"):
+            if getattr(args, name):
+                parse_time_ns(getattr(args, name))
+    except (ValueError, UserError) as exc:
+        raise UserError(f"--window/--start/--end: {exc}") from None
+    cluster_of(args, cfg)
+    from models import registry
+
+    registry.resolve(cfg, args.model)  # a missing registry or model is one line before anything starts
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the pipelines load (core.cli.answer_early)
+answer_early(__name__, checked)
+
+from prefect import State, flow, task
+
 from models import registry
 
 
@@ -115,48 +168,12 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.sweep", __doc__)
-    p.add_argument("--strategy", action="append", metavar="NAME", help=f"{' | '.join(sorted(STRATEGIES))} (repeat)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=V1,V2",
-        help="a config value to sweep (section.field, e.g. strategy.improve_confidence) or threshold (repeat)",
-    )
-    p.add_argument("--window", default="1d", help="each cell's span of the stored feature rows (default 1d)")
-    p.add_argument("--model", metavar="URI", help="models:/NAME/VERSION, an alias or a version (default: champion)")
-    p.add_argument("--start", help="first grid time (ISO 8601 UTC or ns); default: the first stored feature row")
-    p.add_argument("--end", help="last grid time; default: the last stored feature row")
-    add_cluster_arguments(p)
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = load_config(args.config)
-    from pipelines.sweep import configured, parse_grid
+    args = checked(argv)
+    from pipelines.sweep import parse_grid
 
-    strategies = tuple(args.strategy or ["passive"])
-    for s in strategies:
-        if s not in STRATEGIES:
-            raise UserError(f"--strategy {s}: one of {', '.join(sorted(STRATEGIES))}")
-    grid = parse_grid(args.set)
-    for name, values in grid.items():
-        for value in values:
-            configured(cfg, ((name, value),))  # every value is checked before anything runs
-    try:
-        if parse_duration_ns(args.window) <= 0:
-            raise ValueError("not positive")
-        for name in ("start", "end"):
-            if getattr(args, name):
-                parse_time_ns(getattr(args, name))
-    except (ValueError, UserError) as exc:
-        raise UserError(f"--window/--start/--end: {exc}") from None
-    cluster, workers = cluster_of(args, cfg)
-    registry.resolve(cfg, args.model)  # a missing registry or model is one line before anything starts
+    cluster, workers = cluster_of(args, load_config(args.config))
+    strategies, grid = tuple(args.strategy or ["passive"]), parse_grid(args.set)
     runner = task_runner(cluster, workers)
     params: dict[str, Any] = {"config": args.config, "strategies": strategies, "grid": grid, "window": args.window,
                               "model": args.model, "start": args.start, "end": args.end}  # fmt: skip

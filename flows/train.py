@@ -29,11 +29,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from prefect import State, flow, task
-from prefect.cache_policies import NO_CACHE
-
 import flows  # noqa: F401  (sets PREFECT_HOME before prefect is imported)
-from core.cli import run_main, setup_logging
+from core.cli import answer_early, run_main, setup_logging
 from core.config import load_config
 from core.errors import UserError
 from core.timefmt import parse_time_ns
@@ -50,6 +47,34 @@ from flows.common import (
 
 if TYPE_CHECKING:
     from models.stack import FoldData, FoldFit
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = parser("flows.train", __doc__)
+    p.add_argument("--end", help="last grid time of the window (ISO 8601 UTC or ns); default: the newest label")
+    add_cluster_arguments(p)
+    return p.parse_args(argv)
+
+
+def checked(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, parsed and validated before Prefect starts: bad input costs one line, not a flow run."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = load_config(args.config)
+    if args.end:
+        try:
+            parse_time_ns(args.end)
+        except ValueError as exc:
+            raise UserError(f"--end: {exc}") from None
+    cluster_of(args, cfg)
+    return args
+
+
+# --help and bad input are answered here, before Prefect and the learners load (core.cli.answer_early)
+answer_early(__name__, checked)
+
+from prefect import State, flow, task
+from prefect.cache_policies import NO_CACHE
 
 
 @task(name="train")
@@ -104,23 +129,9 @@ def _finish(result: dict[str, Any]) -> State:
     return state
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = parser("flows.train", __doc__)
-    p.add_argument("--end", help="last grid time of the window (ISO 8601 UTC or ns); default: the newest label")
-    add_cluster_arguments(p)
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = load_config(args.config)
-    if args.end:
-        try:
-            parse_time_ns(args.end)
-        except ValueError as exc:
-            raise UserError(f"--end: {exc}") from None
-    cluster, workers = cluster_of(args, cfg)
+    args = checked(argv)
+    cluster, workers = cluster_of(args, load_config(args.config))
     if cluster is None:
         state = run_flow(train_flow, "training", config=args.config, end=args.end)
     else:

@@ -40,6 +40,31 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
         assert f in lines[0], lines[0]
 
 
+# the flow commands that answer --help and bad input before Prefect loads (core.cli.answer_early):
+# run with -X importtime, no module they imported may be Prefect's (about 1.5 CPU-s of every answer)
+ANSWERED_BEFORE_PREFECT = {
+    "flows.ingest", "flows.demo", "flows.feature_build", "flows.feature_report", "flows.train", "flows.promote",
+    "flows.retrain", "flows.check_predictions", "flows.retain", "flows.backtest", "flows.sweep", "flows.falsify",
+}  # fmt: skip
+
+
+def import_times(module: str) -> tuple[str, ...]:
+    """The interpreter flag that lists every import on stderr, for a command that answers before Prefect."""
+    return ("-X", "importtime") if module in ANSWERED_BEFORE_PREFECT else ()
+
+
+def assert_answered_before_prefect(module: str, p: subprocess.CompletedProcess[str]) -> None:
+    if module not in ANSWERED_BEFORE_PREFECT:
+        return
+    imported = [ln.rsplit("|", 1)[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")]
+    assert "flows.common" in imported  # -X importtime listed them
+    assert [m for m in imported if m.split(".")[0].startswith("prefect")] == []
+
+
+def without_import_times(stderr: str) -> str:
+    return "\n".join(ln for ln in stderr.splitlines() if not ln.startswith("import time:"))
+
+
 @pytest.mark.parametrize(
     "module",
     [
@@ -74,8 +99,9 @@ def assert_one_line_error(p: subprocess.CompletedProcess[str], *fragments: str) 
     ],
 )
 def test_help_works(module: str) -> None:
-    p = cli("-m", module, "--help")
+    p = cli(*import_times(module), "-m", module, "--help")
     assert p.returncode == 0 and "usage:" in p.stdout
+    assert_answered_before_prefect(module, p)
 
 
 # every command that reads the config, as typed, with a config file that is not there: bad input,
@@ -110,10 +136,11 @@ MISSING_CONFIG = [
 @pytest.mark.parametrize("args", MISSING_CONFIG, ids=" ".join)
 def test_a_config_that_is_not_there_is_bad_input_exit_2(args: list[str], tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
-    p = cli("-m", *args, "--config", str(missing), env={"L2_BOX": str(tmp_path / "box")})
-    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    p = cli(*import_times(args[0]), "-m", *args, "--config", str(missing), env={"L2_BOX": str(tmp_path / "box")})
+    assert p.returncode == 2, (p.returncode, without_import_times(p.stderr)[-2000:])
     assert_one_line_error(p, str(missing), "config file not found")
     assert not (tmp_path / "box").exists()  # nothing was brought up
+    assert_answered_before_prefect(args[0], p)
 
 
 def write_recording(path: Path, n: int = 400, seed: int = 1) -> None:

@@ -16,10 +16,12 @@ from scipy.stats import binom
 
 from core.config import load_config
 from core.errors import UserError
+from flows.falsify import NULLS as COMMAND_NULLS
 from flows.falsify import main
 from models.metrics import NEVER
 from pipelines.dataset import TrainingData
 from pipelines.falsify import (
+    NULLS,
     Outcome,
     _parsed,
     block_permutation,
@@ -233,3 +235,8 @@ def test_help_names_the_modes() -> None:
     assert p.returncode == 0 and "usage: python -m flows.falsify" in p.stdout
     for flag in ("--runs", "--planted", "--null", "--hours", "--workdir"):
         assert flag in p.stdout
+
+
+def test_the_command_offers_the_nulls_the_pipeline_runs() -> None:
+    # spelled out in flows/falsify.py, whose --help does not load the pipeline
+    assert COMMAND_NULLS == NULLS

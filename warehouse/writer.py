@@ -284,6 +284,7 @@ class WarehouseWriter:
         """Insert one batch of tables in one transaction (blocking); return the rows inserted."""
         total = 0
         with writing(self.path, self.lock_timeout_s) as con:
+            # the process's DuckDB instance is shared (warehouse/db.py): its other users get their threads back
             con.execute(f"SET threads = {_COMMIT_THREADS}")
             con.execute("BEGIN TRANSACTION")
             try:
@@ -304,6 +305,8 @@ class WarehouseWriter:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            finally:
+                con.execute("RESET threads")
         return total
 
     def recover(self) -> int:

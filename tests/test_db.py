@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import subprocess
 import sys
 import threading
@@ -124,19 +123,3 @@ def test_a_file_that_is_not_a_warehouse_is_one_line(tmp_path: Path) -> None:
     good = tmp_path / "w.duckdb"
     _make(good)
     assert _rows(good) == 2  # the failed attach left nothing behind
-
-
-def _child_writes(path: str) -> None:
-    with writing(Path(path), timeout_s=120) as con:
-        con.execute("INSERT INTO t VALUES (42)")
-
-
-def test_a_forked_child_writes_and_the_parent_reads_what_it_wrote(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
-    _make(path)
-    assert _rows(path) == 2  # the parent's instance exists before the fork; the child makes its own
-    child = multiprocessing.get_context("fork").Process(target=_child_writes, args=(str(path),))
-    child.start()
-    child.join(180)
-    assert child.exitcode == 0
-    assert _rows(path) == 3

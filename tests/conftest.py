@@ -37,10 +37,21 @@ def untraced(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in COVERAGE_VARS}
 
 
+def interpreted() -> bool:
+    """Whether the numba kernels run interpreted (NUMBA_DISABLE_JIT=1: make test's coverage pass)."""
+    return os.environ.get("NUMBA_DISABLE_JIT") == "1"
+
+
+def sized(n: int) -> int:
+    """A kernel test's workload (events, seconds of market): ``n`` compiled, half interpreted, where
+    the coverage pass needs the kernels' lines run, not the length (``examples`` for hypothesis)."""
+    return n // 2 if interpreted() else n
+
+
 def examples(n: int) -> int:
     """Hypothesis examples for a property of the numba kernels: ``n`` compiled, a tenth when they run
     interpreted (NUMBA_DISABLE_JIT=1, the coverage pass: it needs their lines run, not the search)."""
-    return max(n // 10, 5) if os.environ.get("NUMBA_DISABLE_JIT") == "1" else n
+    return max(n // 10, 5) if interpreted() else n
 
 
 SHARED_DATA = Path(os.environ.get("L2_SHARED_DATA", REPO.parent / "shared" / "data"))

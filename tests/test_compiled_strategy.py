@@ -17,6 +17,7 @@ from execution.compiled import CompiledStrategy
 from execution.engine import Engine, Wake
 from execution.market import Market
 from execution.records import Arrays
+from tests.conftest import sized
 from tests.test_engine_scenarios import CFG, L, _random_market
 
 pytestmark = pytest.mark.kernels
@@ -62,7 +63,7 @@ def _end(m: Market) -> int:
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_compiled_step_on_a_timer_is_the_python_rule_between_run_until_calls(seed: int) -> None:
-    m = _random_market(seed, 3000)
+    m = _random_market(seed, sized(3000))
     start, end = int(m.books.ts_local[0]), _end(m)
     py = Engine(QUICK, L, sample_ns=500)
     py.load(m)
@@ -77,13 +78,13 @@ def test_a_compiled_step_on_a_timer_is_the_python_rule_between_run_until_calls(s
     ours.load(m)
     s = _strategy(start, STEP, 0)
     assert ours.drive(s, end) == Wake.NONE and ours.now == end
-    assert len(py.orders()) > 200  # the arrays grew inside the run: more than their first 64 rows
+    assert len(py.orders()) > sized(200)  # the arrays grew inside the run: more than their first 64 rows
     assert _results(ours) == _results(py)
     assert list(s.state.woken[: s.state.n[0]]) == woken
 
 
 def test_a_compiled_step_wakes_on_what_run_until_stops_on() -> None:
-    m = _random_market(4, 2000)
+    m = _random_market(4, sized(2000))
     start, end = int(m.books.ts_local[0]), _end(m)
     wake = Wake.FILL | Wake.BOOK | Wake.END
     py = Engine(QUICK, L)
@@ -99,12 +100,12 @@ def test_a_compiled_step_wakes_on_what_run_until_stops_on() -> None:
     ours.load(m)
     s = _strategy(start, end, int(wake))  # a timer that fires once, at the start
     assert ours.drive(s, end) & Wake.END
-    assert list(s.state.woken[: s.state.n[0]]) == woken and len(woken) > 100
+    assert list(s.state.woken[: s.state.n[0]]) == woken and len(woken) > sized(100)
     assert _results(ours) == _results(py)
 
 
 def test_a_run_can_be_driven_in_pieces() -> None:
-    m = _random_market(5, 1500)
+    m = _random_market(5, sized(1500))
     start, end = int(m.books.ts_local[0]), _end(m)
     whole, pieces = Engine(QUICK, L), Engine(QUICK, L)
     whole.load(m)

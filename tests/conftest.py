@@ -178,6 +178,45 @@ def no_box_of_the_developers(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         os.environ["L2_BOX"] = before
 
 
+PrefectHome = Callable[[Path], Path]
+
+
+@pytest.fixture(scope="session")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> PrefectHome:
+    """``prefect_home(path)``: ``path`` made a PREFECT_HOME whose SQLite database is already migrated.
+
+    A Prefect server started on an empty home first runs Prefect's database migrations: 11 s and 10
+    CPU-s on the 2-core machine, against 4 s and 4 CPU-s on a migrated database. The migrations run
+    once per test run (``prefect server database upgrade``, in the run's shared temporary folder, the
+    other workers waiting on a lock), and each server a test starts gets a copy of the result."""
+    import subprocess
+    import sys
+
+    from prefect import __version__
+
+    root = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    template = root / f"prefect-{__version__}" / "prefect.db"
+    with (root / "prefect-template.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            work = template.parent.with_name(template.parent.name + ".partial")
+            shutil.rmtree(work, ignore_errors=True)  # a migration that died half way
+            env = untraced({**os.environ, "PREFECT_HOME": str(work), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+            env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+            subprocess.run(
+                [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+                env=env, check=True, capture_output=True, timeout=300,
+            )  # fmt: skip
+            work.rename(template.parent)
+
+    def seeded(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, path / "prefect.db")
+        return path
+
+    return seeded
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server_for_commands(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -203,7 +242,7 @@ def prefect_server_for_commands(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    home = tmp_path_factory.mktemp("prefect-server")
+    home = request.getfixturevalue("prefect_home")(tmp_path_factory.mktemp("prefect-server"))
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     # Prefect's own server runs none of the project's code: coverage's subprocess measurement (which
     # passes itself on in these variables) would only slow down every flow command's API calls

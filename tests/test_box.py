@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from flows.prefect_server import answers
+from tests.conftest import PrefectHome
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ["standin", "prefect", "serve", "ingest", "runner", "dashboard", "mlflow-ui"]
@@ -54,7 +55,9 @@ def _until(what: str, cond: object, timeout_s: float = 300) -> None:
 @pytest.mark.slow
 @pytest.mark.first(50)
 @pytest.mark.timeout(1500)
-def test_make_up_runs_every_service_restarts_a_crash_and_make_down_stops_them_all(tmp_path: Path) -> None:
+def test_make_up_runs_every_service_restarts_a_crash_and_make_down_stops_them_all(
+    tmp_path: Path, prefect_home: PrefectHome
+) -> None:
     ports = {name: _port() for name in ("prefect", "dashboard", "mlflow", "standin")}
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -70,7 +73,7 @@ def test_make_up_runs_every_service_restarts_a_crash_and_make_down_stops_them_al
     )
     url = f"http://127.0.0.1:{ports['prefect']}/api"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env |= {"L2_BOX": str(tmp_path / "box"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env |= {"L2_BOX": str(tmp_path / "box"), "PREFECT_HOME": str(prefect_home(tmp_path / "prefect"))}
     box_args = f"BOX_ARGS=--config {config} --prefect-url {url} --wait 900"
     try:
         up = _make(env, "up", "OFFLINE=1", box_args, timeout=1200)

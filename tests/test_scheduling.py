@@ -43,7 +43,7 @@ from flows.prefect_server import answers
 from flows.serve import deployments
 from standin import BackgroundStandin
 from standin.feeds import SimFeed
-from tests.conftest import DENSE, REPO, untraced
+from tests.conftest import DENSE, REPO, PrefectHome, untraced
 from tests.test_cli import cli
 from warehouse import journal as jr
 
@@ -170,7 +170,7 @@ def write_configs(project: Path) -> tuple[Path, Path]:
 @pytest.mark.slow
 @pytest.mark.first(240)
 @pytest.mark.timeout(1500)
-def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> None:
+def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path, prefect_home: PrefectHome) -> None:
     project = tmp_path / "project"
     project.mkdir()
     config, first_config = write_configs(project)
@@ -185,7 +185,7 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path) -> 
     # unmeasured (tests.conftest.untraced): every command here runs measured in its own tests
     env = untraced({k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"})
     env |= {
-        "PREFECT_HOME": str(project / ".prefect"),
+        "PREFECT_HOME": str(prefect_home(project / ".prefect")),
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",  # the scheduler looks every 2 s (default 60)
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
     }

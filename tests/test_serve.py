@@ -13,7 +13,7 @@ import yaml
 
 from flows.prefect_server import answers
 from flows.serve import PREFECT_YAML, deployments, load_flow
-from tests.conftest import REPO, untraced
+from tests.conftest import REPO, PrefectHome, untraced
 from tests.test_cli import assert_one_line_error, cli
 
 ENTRYPOINTS = sorted({d["entrypoint"] for d in deployments()})
@@ -103,7 +103,7 @@ def test_a_bad_or_unreachable_api_url_is_one_line() -> None:
     assert p.returncode == 4
 
 
-def test_a_server_that_cannot_start_is_one_line(tmp_path: Path) -> None:
+def test_a_server_that_cannot_start_is_one_line(tmp_path: Path, prefect_home: PrefectHome) -> None:
     # a port held by something that is not a Prefect server: the health check finds nothing, and
     # the server serve starts cannot bind it
     with socket.socket() as held:
@@ -112,13 +112,15 @@ def test_a_server_that_cannot_start_is_one_line(tmp_path: Path) -> None:
         port = held.getsockname()[1]
         p = cli(
             "-m", "flows.serve", "--api-url", f"http://127.0.0.1:{port}/api",
-            env={"PREFECT_HOME": str(tmp_path / "prefect")}, timeout=240,
+            env={"PREFECT_HOME": str(prefect_home(tmp_path / "prefect"))}, timeout=240,
         )  # fmt: skip
     assert_one_line_error(p, "the Prefect server exited with code")
     assert p.returncode == 4
 
 
-def test_serve_starts_a_server_and_ctrl_c_lets_the_run_in_progress_finish(tmp_path: Path) -> None:
+def test_serve_starts_a_server_and_ctrl_c_lets_the_run_in_progress_finish(
+    tmp_path: Path, prefect_home: PrefectHome
+) -> None:
     from tests.test_scheduling import api, ctrl_c, free_port, process, until
 
     # the project's ingest-sim deployment, hourly; the test asks for one run at once, as the UI's "Run" does
@@ -128,7 +130,7 @@ def test_serve_starts_a_server_and_ctrl_c_lets_the_run_in_progress_finish(tmp_pa
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"warehouse": {"path": "wh/l2.duckdb"}}))
     url = f"http://127.0.0.1:{free_port()}/api"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    env |= {"PREFECT_HOME": str(prefect_home(tmp_path / "prefect")), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     env["BYBIT_API_SECRET"] = "shell-secret-the-server-never-gets"
     args = ["-m", "flows.serve", "--config", str(tmp_path / "config.yaml"), "--deployments", str(tmp_path / "d.yaml")]
     log = tmp_path / "serve.log"
@@ -159,7 +161,7 @@ def test_serve_starts_a_server_and_ctrl_c_lets_the_run_in_progress_finish(tmp_pa
     assert not answers(url)
 
 
-def test_a_run_that_cannot_finish_in_the_grace_is_not_left_running(tmp_path: Path) -> None:
+def test_a_run_that_cannot_finish_in_the_grace_is_not_left_running(tmp_path: Path, prefect_home: PrefectHome) -> None:
     from tests.test_scheduling import api, ctrl_c, free_port, process, until
 
     d = {**next(d for d in deployments() if d["name"] == "ingest-sim"), "schedules": []}
@@ -169,7 +171,7 @@ def test_a_run_that_cannot_finish_in_the_grace_is_not_left_running(tmp_path: Pat
     config.write_text(yaml.safe_dump({"warehouse": {"path": "wh/l2.duckdb"}}))
     url = f"http://127.0.0.1:{free_port()}/api"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    env |= {"PREFECT_HOME": str(prefect_home(tmp_path / "prefect")), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     ui_args = ["-m", "flows.prefect_server", "--api-url", url, "--config", str(config)]
     with process(ui_args, tmp_path / "ui.log", env) as ui:  # a server that outlives serve
         until("the Prefect server", lambda: answers(url), proc=ui)

@@ -31,4 +31,18 @@ def _temporary_server_unavailable(exc: Exception) -> UserError | None:
     )
 
 
-TRANSLATORS.append(_temporary_server_unavailable)
+_UNREACHABLE_API = "Failed to reach API at "
+
+
+def _api_unreachable(exc: Exception) -> UserError | None:
+    """Prefect's error when the server PREFECT_API_URL names does not answer, as one line (exit 4)."""
+    if not (isinstance(exc, RuntimeError) and str(exc).startswith(_UNREACHABLE_API)):
+        return None
+    url = str(exc).removeprefix(_UNREACHABLE_API).strip()
+    return UnavailableError(
+        f"no Prefect server answers at {url} (PREFECT_API_URL): start it (make prefect-ui, or make up), "
+        "or unset PREFECT_API_URL and the command starts a temporary one"
+    )
+
+
+TRANSLATORS.extend([_temporary_server_unavailable, _api_unreachable])

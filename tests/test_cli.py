@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -352,5 +353,21 @@ def test_a_temporary_prefect_server_that_does_not_answer_in_time_is_one_line_and
     p = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 4, (p.returncode, p.stderr[-3000:])
     assert_one_line_error(p, "temporary Prefect server", "did not answer within 1 s", "make prefect-ui")
+    cfg = load_config(config_path)
+    assert not cfg.resolve(cfg.warehouse.path).exists()
+
+
+@pytest.mark.parametrize("command", [["flows.ingest", "--source", "sim", "--duration", "1m"], ["flows.retrain"]])
+def test_a_prefect_api_url_where_nothing_answers_is_one_line_and_exit_4(config_path: Path, command: list[str]) -> None:
+    """PREFECT_API_URL names a server that is not running (a box brought down, a typo in the port):
+    one line naming the URL and the ways out, exit 4 (unavailable), no traceback, nothing stored."""
+    from core.config import load_config
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/api"
+    p = cli("-m", *command, "--config", str(config_path), env={"PREFECT_API_URL": url}, timeout=300)
+    assert p.returncode == 4, (p.returncode, p.stderr[-3000:])
+    assert_one_line_error(p, f"no Prefect server answers at {url}", "PREFECT_API_URL", "make prefect-ui")
     cfg = load_config(config_path)
     assert not cfg.resolve(cfg.warehouse.path).exists()

@@ -92,6 +92,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     quiet_gc()
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A kernel test lives in a file that names its marker: ``make warm`` and the interpreted pass
+    collect only such files (Makefile KERNEL_TESTS), and the suite skips the marker (WARMED=1), so a
+    kernel test marked some other way would run in neither."""
+    if item.get_closest_marker("kernels") and "pytest.mark.kernels" not in item.path.read_text():
+        raise pytest.UsageError(f"{item.nodeid}: a kernels test whose file does not say pytest.mark.kernels")
+
+
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected what does not run
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under xdist, each test marked ``first`` starts at once, on a worker of its own.

@@ -7,6 +7,10 @@ from pathlib import Path
 from core.cli import TRANSLATORS
 from core.errors import UnavailableError, UserError
 
+# An empty PREFECT_API_URL (``export PREFECT_API_URL=`` to clear it) means none: Prefect would start a
+# temporary server for the run but send its events to the empty URL, and log a traceback for each.
+if "PREFECT_API_URL" in os.environ and not os.environ["PREFECT_API_URL"].strip():
+    del os.environ["PREFECT_API_URL"]
 # Keep Prefect's local state (ephemeral API database, logs) inside the project unless the user
 # points it elsewhere (PREFECT_HOME or PREFECT_API_URL for a real Prefect server).
 os.environ.setdefault("PREFECT_HOME", str(Path(__file__).resolve().parent.parent / ".prefect"))

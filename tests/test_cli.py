@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.bybit_msgs import random_stream
-from tests.conftest import REPO, ConfigFactory, untraced
+from tests.conftest import REPO, ConfigFactory, PrefectHome, untraced
 from warehouse.cli import main as warehouse_main
 
 
@@ -371,3 +371,20 @@ def test_a_prefect_api_url_where_nothing_answers_is_one_line_and_exit_4(config_p
     assert_one_line_error(p, f"no Prefect server answers at {url}", "PREFECT_API_URL", "make prefect-ui")
     cfg = load_config(config_path)
     assert not cfg.resolve(cfg.warehouse.path).exists()
+
+
+def test_a_flow_command_without_a_prefect_server_starts_a_temporary_one_and_logs_no_error(
+    config_path: Path, prefect_home: PrefectHome
+) -> None:
+    """What a newcomer's first command meets (no box up, no server named; here the variable set but
+    empty, as ``export PREFECT_API_URL=`` leaves it): a temporary Prefect server for the run, the
+    run stored, no error and no traceback in its output."""
+    from core.config import load_config
+
+    env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(prefect_home(config_path.parent / "pf"))}
+    p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "1m", "--config", str(config_path), env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Starting temporary server on http://127.0.0.1:" in p.stderr, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "| ERROR" not in p.stderr, p.stderr[-3000:]
+    cfg = load_config(config_path)
+    assert warehouse_counts(cfg.resolve(cfg.warehouse.path))["snapshots"] > 0

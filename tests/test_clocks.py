@@ -181,3 +181,25 @@ def test_a_session_that_never_ends_gives_a_row_per_part_and_holds_no_more_than_a
     assert all(r["segment"] == "session" and r["latency_median_ns"] == 3 * MS for r in rows)
     firsts = [r["first_local_ns"] for r in rows]
     assert firsts == sorted(firsts) and rows[1]["first_local_ns"] > rows[0]["last_local_ns"]  # parts follow each other
+
+
+def test_the_tracker_keeps_no_batch_alive() -> None:
+    """A live session's segment lasts hours: the tracker keeps its own latencies, never a view of a
+    batch's columns (which would keep every batch's Arrow buffers for the whole segment)."""
+    import gc
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tracker = clocks.ClockTracker("bybit", "BTCUSDT", "run")
+    base = pa.total_allocated_bytes()
+    for k in range(20):
+        ex = pa.array(range(k * 10_000, (k + 1) * 10_000), pa.int64())  # Arrow's own memory, 80 kB a column
+        table = pa.table({"ts_local_ns": pc.add(ex, 3 * MS), "ts_exchange_ns": ex})
+        assert tracker.add("session", {"book_updates": table}) is None
+        del ex, table
+    gc.collect()
+    assert pa.total_allocated_bytes() - base < 100_000  # not the 3.2 MB of the 20 batches
+    row = tracker.finish()
+    assert row is not None and row.to_pylist()[0]["samples"] == 200_000
+    assert row.to_pylist()[0]["latency_median_ns"] == 3 * MS

@@ -135,10 +135,17 @@ class ClockTracker:
         self.venue, self.symbol, self.run_id, self.quantile = venue, symbol, run_id, quantile
         self.archive_latency_ns = archive_latency_ns
         self.max_samples = max_samples
-        self._n = 0
         self.segment: str | None = None
-        self._local: list[np.ndarray] = []
-        self._ex: list[np.ndarray] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        # what an estimate needs and nothing more: the latencies (local - exchange, owned arrays: a view
+        # of a batch's column would keep that batch's Arrow buffers alive for the whole segment, hours of
+        # a live session) and the segment's first and last local time
+        self._n = 0
+        self._latency: list[np.ndarray] = []
+        self._first: int | None = None
+        self._last: int | None = None
 
     def add(self, segment: str, tables: dict[str, pa.Table]) -> pa.Table | None:
         """Take a batch's normalized tables; the row of the previous segment if this batch starts a new one."""
@@ -148,22 +155,22 @@ class ClockTracker:
             t = tables.get(spec.name)
             local = _column(t, "ts_local_ns")
             if local.size:
-                self._local.append(local)
-                self._ex.append(_column(t, "ts_exchange_ns"))
+                self._latency.append(local - _column(t, "ts_exchange_ns"))  # a new array
+                first, last = int(local.min()), int(local.max())
+                self._first = first if self._first is None else min(self._first, first)
+                self._last = last if self._last is None else max(self._last, last)
                 self._n += local.size
         return done
 
     def finish(self) -> pa.Table | None:
         """The current segment's row (None when it held no event); the tracker then starts afresh."""
-        local = np.concatenate(self._local) if self._local else np.zeros(0, np.int64)
-        ex = np.concatenate(self._ex) if self._ex else np.zeros(0, np.int64)
-        segment, self._local, self._ex, self._n = self.segment, [], [], 0
-        if local.size == 0 or segment is None:
+        latency, first, last, segment = self._latency, self._first, self._last, self.segment
+        self._reset()
+        if not latency or first is None or last is None or segment is None:
             return None
-        est = estimate_offset(local - ex, self.quantile)
+        est = estimate_offset(np.concatenate(latency), self.quantile)
         if self.archive_latency_ns is not None:
             est = dataclasses.replace(est, offset_ns=self.archive_latency_ns, clamped=0)
-        first, last = int(local.min()), int(local.max())
         local_time = self.archive_latency_ns is None
         return offsets_row(self.venue, self.symbol, segment, self.run_id, first, last, est, local_time)
 

@@ -1,11 +1,19 @@
-"""Training with its walk-forward folds on a real local Dask cluster (a scheduler and two worker
-processes, through Prefect's task runner) as a user runs it: the model it registers equals the one
-trained serially in a process of its own, booster dump for booster dump."""
+"""Training with its walk-forward folds on a real Dask cluster (a scheduler and two worker processes,
+through Prefect's task runner) as a user runs it, a local one the command starts or a running one
+named by its address: the model it registers equals the one trained serially in a process of its
+own, booster dump for booster dump."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +25,7 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 from models import registry
 from models.stack import DirectionStack
+from tests.conftest import REPO
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_training import own_registry
 
@@ -51,14 +60,70 @@ def test_folds_on_a_two_worker_dask_cluster_train_the_serial_model_bit_for_bit(
     assert (cluster.threshold_up, cluster.threshold_down) == (serial.threshold_up, serial.threshold_down)
 
 
+@contextmanager
+def running_cluster(folder: Path, workers: int = 2) -> Iterator[str]:
+    """A Dask cluster as a desk runs one, started the way docs/scaling.md says: ``dask scheduler``
+    and ``dask worker <address>`` (its processes, its nanny), each in a process group of its own, the
+    project importable on the workers (a desk installs it there); its address once every worker is in."""
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).parent / "dask")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DASK_LOGGING__DISTRIBUTED": "warning"}
+    folder.mkdir(parents=True, exist_ok=True)
+    commands = [
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        [dask, "worker", address, "--nworkers", str(workers), "--nthreads", "1", "--no-dashboard",
+         "--local-directory", str(folder / "work")],
+    ]  # fmt: skip
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, cmd in enumerate(commands):
+            with (folder / f"{cmd[1]}.log").open("wb") as log:
+                procs.append(subprocess.Popen(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                              start_new_session=True))  # fmt: skip
+            if i == 0:
+                with Client(address, timeout="120s") as client:  # the scheduler answers
+                    pass
+        with Client(address, timeout="120s") as client:
+            client.wait_for_workers(workers, timeout=240)
+        yield address
+    finally:
+        for p in reversed(procs):  # the workers first, then the scheduler: as Ctrl-C would
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(30)
+
+
+def tasks_run(address: str) -> dict[str, int]:
+    """Tasks the scheduler at ``address`` has seen finish (memory, released or forgotten), by key prefix."""
+    from distributed import Client
+
+    def count(dask_scheduler: Any) -> dict[str, int]:
+        done = ("memory", "released", "forgotten")
+        return {k: sum(v.state_counts[s] for s in done) for k, v in dask_scheduler.task_prefixes.items()}
+
+    with Client(address, timeout="120s") as client:
+        return dict(client.run_on_scheduler(count))
+
+
 @pytest.mark.slow
-def test_the_scheduled_retrain_runs_on_the_cluster_config_yaml_names(
+def test_the_scheduled_retrain_runs_on_the_cluster_address_config_yaml_names(
     trained: tuple[AppConfig, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """``compute.cluster: local`` in config.yaml and ``python -m flows.retrain`` (what the
-    retrain-daily deployment runs): one cluster for the chain, its feature build by partition and its
-    folds as tasks on it, and the challenger it registers in an empty registry is the session's
-    serially trained model again, booster for booster."""
+    """``compute.cluster: tcp://host:port`` in config.yaml (a cluster the desk keeps running: its
+    scheduler and worker processes started with Dask's own commands) and ``python -m flows.retrain``
+    (what the retrain-daily deployment runs): the chain's feature build by partition and its folds
+    go to that cluster as tasks, and the challenger it registers in an empty registry is the
+    session's serially trained model again, booster for booster. (``compute.cluster: local``, a
+    cluster the chain starts itself, is tests/test_scheduling.py's scheduled chain.)"""
     cfg = own_registry(trained, tmp_path)
     assert cfg.source_path is not None
     data = yaml.safe_load(cfg.source_path.read_text())
@@ -66,16 +131,21 @@ def test_the_scheduled_retrain_runs_on_the_cluster_config_yaml_names(
     shutil.copy(cfg.resolve(cfg.warehouse.path), tmp_path / "l2.duckdb")
     data["warehouse"]["path"] = str(tmp_path / "l2.duckdb")
     data["mlflow"]["store"] = str(tmp_path / "empty.db")  # no version yet: the chain trains
-    data["compute"] = {"cluster": "local", "workers": 2}
-    config = tmp_path / "cluster.yaml"
-    config.write_text(yaml.safe_dump(data))
-    p = cli("-m", "flows.retrain", "--config", str(config), timeout=600)
+    with running_cluster(tmp_path / "dask") as address:
+        data["compute"] = {"cluster": address}
+        config = tmp_path / "cluster.yaml"
+        config.write_text(yaml.safe_dump(data))
+        p = cli("-m", "flows.retrain", "--config", str(config), timeout=600)
+        ran = tasks_run(address)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout + p.stderr  # Prefect logs the flows' prints on stderr
-    assert len(re.findall(r"on the Dask cluster at tcp://127\.0\.0\.1:\d+", out)) == 1, out[-3000:]
+    assert f"retrain: feature build and training folds on the Dask cluster at {address}" in out, out[-3000:]
     assert "for flow 'features-by-partition'" in out and "for flow 'train-folds-on-cluster'" in out, out[-3000:]
     assert re.findall(r"(\d+) walk-forward folds fitted as tasks", out) == [str(cfg.training.folds)] * 2
     assert "Traceback" not in out, out[-3000:]
+    # the running cluster's scheduler saw the work: the feature build's partitions, and every fold of
+    # both directions as a task of its own (flows/feature_build.py, flows/train.py)
+    assert ran.get("partition_task", 0) >= 1 and ran.get("fold_task", 0) == 2 * cfg.training.folds, ran
     cluster_cfg = load_config(config)
     serial, cluster = registry.load_version(cfg, "1"), registry.load_version(cluster_cfg, "1")
     for name in ("up", "down"):

@@ -83,7 +83,7 @@ def running_cluster(folder: Path, workers: int = 2) -> Iterator[str]:
     try:
         for i, cmd in enumerate(commands):
             with (folder / f"{cmd[1]}.log").open("wb") as log:
-                procs.append(subprocess.Popen(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                               start_new_session=True))  # fmt: skip
             if i == 0:
                 with Client(address, timeout="120s") as client:  # the scheduler answers

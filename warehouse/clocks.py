@@ -32,7 +32,7 @@ import pyarrow as pa
 from market.events import BOOK_UPDATES, TRADES, Column, TableSpec
 
 QUANTILE = 0.001  # of local - exchange, per file or session
-MAX_SAMPLES = 2_000_000  # events per estimate (32 MB of times): a longer file or session gives a row per part
+MAX_SAMPLES = 2_000_000  # events per estimate (16 MB of latencies): a longer file or session gives a row per part
 
 _VENUE = Column("venue", "VARCHAR", "venue id: bybit, binance-usdm")
 _SYMBOL = Column("symbol", "VARCHAR", "the venue's symbol, e.g. BTCUSDT")

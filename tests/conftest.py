@@ -26,6 +26,15 @@ DENSE: dict[str, Any] = {**PLANTED, "meta_rate": 2 * PLANTED["meta_rate"]}
 COVERAGE_VARS = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listened on a moment ago (the system's choice)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def untraced(env: dict[str, str]) -> dict[str, str]:
     """``env`` without coverage's variables: the commands started with it run unmeasured.
 

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from core.config import AppConfig, load_config
 from core.errors import UserError
 from models import registry
 from models.stack import DirectionStack
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_training import own_registry
 
@@ -67,9 +66,7 @@ def running_cluster(folder: Path, workers: int = 2) -> Iterator[str]:
     project importable on the workers (a desk installs it there); its address once every worker is in."""
     from distributed import Client
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = str(Path(sys.executable).parent / "dask")
     env = {**os.environ, "PYTHONPATH": str(REPO), "DASK_LOGGING__DISTRIBUTED": "warning"}

@@ -249,16 +249,13 @@ def prefect_server_for_commands(
         yield
         return
     import signal
-    import socket
     import subprocess
     import sys
     import time
 
     from flows.prefect_server import answers
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     home = request.getfixturevalue("prefect_home")(tmp_path_factory.mktemp("prefect-server"))
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     # Prefect's own server runs none of the project's code: coverage's subprocess measurement (which

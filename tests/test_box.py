@@ -17,16 +17,10 @@ import pytest
 import yaml
 
 from flows.prefect_server import answers
-from tests.conftest import PrefectHome
+from tests.conftest import PrefectHome, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ["standin", "prefect", "serve", "ingest", "runner", "dashboard", "mlflow-ui"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _make(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -58,7 +52,7 @@ def _until(what: str, cond: object, timeout_s: float = 300) -> None:
 def test_make_up_runs_every_service_restarts_a_crash_and_make_down_stops_them_all(
     tmp_path: Path, prefect_home: PrefectHome
 ) -> None:
-    ports = {name: _port() for name in ("prefect", "dashboard", "mlflow", "standin")}
+    ports = {name: free_port() for name in ("prefect", "dashboard", "mlflow", "standin")}
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.bybit_msgs import random_stream
-from tests.conftest import REPO, ConfigFactory, PrefectHome, untraced
+from tests.conftest import REPO, ConfigFactory, PrefectHome, free_port, untraced
 from warehouse.cli import main as warehouse_main
 
 
@@ -363,9 +362,7 @@ def test_a_prefect_api_url_where_nothing_answers_is_one_line_and_exit_4(config_p
     one line naming the URL and the ways out, exit 4 (unavailable), no traceback, nothing stored."""
     from core.config import load_config
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{s.getsockname()[1]}/api"
+    url = f"http://127.0.0.1:{free_port()}/api"  # a port nothing listens on
     p = cli("-m", *command, "--config", str(config_path), env={"PREFECT_API_URL": url}, timeout=300)
     assert p.returncode == 4, (p.returncode, p.stderr[-3000:])
     assert_one_line_error(p, f"no Prefect server answers at {url}", "PREFECT_API_URL", "make prefect-ui")

@@ -31,6 +31,7 @@ from models import registry
 from standin import BackgroundStandin
 from standin.feeds import SimFeed
 from tests.browser import browser_or_skip, launch
+from tests.conftest import free_port
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_runner_standin import until
 from warehouse import journal as jr
@@ -42,19 +43,13 @@ HANG_S = 420
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Server:
     """uvicorn in a thread, as ``python -m live.dashboard`` runs it."""
 
     def __init__(self, app: Any) -> None:
         import uvicorn
 
-        self.port = _free_port()
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

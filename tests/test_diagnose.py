@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from models import registry
 from sim.source import SimSource
 from standin import BackgroundStandin
 from standin.feeds import SimFeed
-from tests.conftest import ConfigFactory
+from tests.conftest import ConfigFactory, free_port
 from tests.test_cli import assert_one_line_error, cli
 from warehouse.ingest import run_ingest
 from warehouse.journal import Journal, default_path
@@ -81,12 +80,6 @@ def standin() -> Iterator[BackgroundStandin]:
     cfg = AppConfig()
     with BackgroundStandin(SimFeed(cfg.sim, cfg.instrument, 50)) as server:
         yield server
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def configure(make_config: ConfigFactory, **sections: dict[str, Any]) -> AppConfig:
@@ -204,7 +197,7 @@ def test_an_unreachable_exchange_fails_alone_and_exits_1(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    port = closed_port()
+    port = free_port()
     cfg = ready(make_config, warehouses.fresh, champion, standin, bybit={"rest_url": f"http://127.0.0.1:{port}"})
     write_journal(journal_path(cfg))
     assert diagnose.main(["--config", str(tmp_path / "config.yaml")]) == 1
@@ -235,7 +228,7 @@ def test_strict_makes_a_warning_exit_1(
 
 
 def test_every_check_reports_even_when_everything_is_broken(make_config: ConfigFactory, tmp_path: Path) -> None:
-    port = closed_port()
+    port = free_port()
     cfg = configure(make_config, bybit={"rest_url": f"http://127.0.0.1:{port}"}, monitor={"min_free_disk_gb": 0})
     wh = cfg.resolve(cfg.warehouse.path)
     wh.parent.mkdir(parents=True)
@@ -499,7 +492,7 @@ def test_a_file_that_is_not_a_journal_fails(make_config: ConfigFactory) -> None:
 def test_every_journal_is_checked_and_one_mixing_accounts_warns(
     make_config: ConfigFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = configure(make_config, bybit={"rest_url": f"http://127.0.0.1:{closed_port()}"})
+    cfg = configure(make_config, bybit={"rest_url": f"http://127.0.0.1:{free_port()}"})
     sim, replay = journal_path(cfg), journal_path(cfg, source="replay")
     write_journal(sim)
     write_journal(replay, {"position": -0.149, "cash": 1.0, "equity": 99_996.31})

@@ -25,6 +25,7 @@ from core.config import AppConfig
 from core.errors import UserError
 from core.timefmt import parse_time_ns
 from tests import test_retention as tr
+from tests.conftest import free_port
 from tests.test_cli import assert_one_line_error, cli
 from warehouse import retention
 from warehouse.db import one, reading
@@ -37,9 +38,7 @@ KEY_ID, SECRET = "lake-test-key", "lake-test-secret"  # moto accepts any; set in
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's S3 server on a free port of 127.0.0.1, up until the module's tests are done."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
@@ -227,9 +226,7 @@ def test_s3_settings_and_failures_are_one_line_and_never_show_a_credential(
     assert_one_line_error(p, "s3://lake-fail/lake/raw_messages/venue=bybit/date=2026-01-05/part-22.parquet")
     assert p.returncode == 4 and SECRET not in p.stderr
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"  # a port nobody listens on
     conf.write_text(text.replace(s3_endpoint, closed))
     p = cli("-m", "warehouse", "retain", "--config", str(conf))
     assert_one_line_error(p, "cannot")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -28,18 +27,12 @@ from models import compare, registry, ui
 from models.__main__ import main as models_main
 from pipelines.train import run_training
 from tests.browser import browser_or_skip, launch
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_runner_standin import until
 
 NS = 1_000_000_000
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +131,7 @@ class _UI:
     """``python -m models ui`` as a user starts it, in its own process."""
 
     def __init__(self, cfg: AppConfig) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = ["-m", "models", "ui", "--port", str(self.port), "--config", str(cfg.source_path)]
         self.proc = subprocess.Popen(

@@ -21,6 +21,7 @@ from live.dashboard.journal_view import JournalView
 from live.drift import DriftMonitor, worst
 from live.monitor import SlippageMonitor
 from models.profile import BINS, Profile, psi
+from tests.conftest import free_port
 from warehouse.journal import Journal
 
 NS = 1_000_000_000
@@ -161,11 +162,7 @@ def test_an_alert_is_raised_and_cleared_once_each_and_posted_to_the_webhook(
 
 
 def test_a_dead_webhook_costs_a_warning_without_its_url(caplog: pytest.LogCaptureFixture) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nobody listens there
+    port = free_port()  # closed again: nobody listens there
     url = f"http://127.0.0.1:{port}/hook?token=s3cret"
     hook = Webhook(url, 1.0)
     with caplog.at_level(logging.WARNING, "live.alerts"):

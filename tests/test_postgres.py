@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,17 +28,11 @@ import yaml
 from core.config import AppConfig, load_config
 from core.errors import ConfigError, UnavailableError
 from flows.prefect_server import answers
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_runner_standin import until
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _installed() -> bool:
@@ -64,7 +57,7 @@ def postgres() -> Iterator[tuple[int, str]]:
     # must reach its folder (pytest's is closed to other users)
     base = Path(tempfile.mkdtemp(prefix="l2-pg-test-"))
     base.chmod(0o755)
-    data, port, password = base / "data", _free_port(), secrets.token_hex(12)
+    data, port, password = base / "data", free_port(), secrets.token_hex(12)
     env = {"PGPASSWORD": password}
     started = cli("-m", "ops.postgres", "start", "--dir", str(data), "--port", str(port), env=env)
     assert started.returncode == 0, started.stderr
@@ -151,7 +144,7 @@ def test_training_reports_to_a_prefect_server_and_registers_in_mlflow_both_on_po
     load_config(config)  # a valid config, before anything starts
 
     env = {"PGPASSWORD": password, "PREFECT_HOME": str(tmp_path / "prefect-home")}
-    api = f"http://127.0.0.1:{_free_port()}/api"
+    api = f"http://127.0.0.1:{free_port()}/api"
     args = ["-m", "flows.prefect_server", "--config", str(config), "--api-url", api]
     server = _Service(args, env, tmp_path / "prefect-server.out")
     try:
@@ -176,11 +169,11 @@ def test_training_reports_to_a_prefect_server_and_registers_in_mlflow_both_on_po
     assert not list((tmp_path / "prefect-home").glob("*.db"))  # no SQLite Prefect database either
 
     # the state outlives the server: a new one on the same database answers with the same run
-    api2 = f"http://127.0.0.1:{_free_port()}/api"
+    api2 = f"http://127.0.0.1:{free_port()}/api"
     again = _Service(
         ["-m", "flows.prefect_server", "--config", str(config), "--api-url", api2], env, tmp_path / "again.out"
     )
-    ui_port = _free_port()
+    ui_port = free_port()
     ui = _Service(
         ["-m", "models", "ui", "--config", str(config), "--port", str(ui_port)], env, tmp_path / "mlflow-ui.out"
     )
@@ -224,7 +217,7 @@ def test_ops_postgres_refuses_a_folder_that_is_not_its_own_and_answers_status(tm
         pytest.skip("PostgreSQL is not installed")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "notes.txt").write_text("someone's files")
-    p = cli("-m", "ops.postgres", "start", "--dir", str(tmp_path / "data"), "--port", str(_free_port()))
+    p = cli("-m", "ops.postgres", "start", "--dir", str(tmp_path / "data"), "--port", str(free_port()))
     assert_one_line_error(p, "is not empty and holds no PostgreSQL cluster")
     assert p.returncode == 2 and (tmp_path / "data" / "notes.txt").read_text() == "someone's files"
     status = cli("-m", "ops.postgres", "status", "--dir", str(tmp_path / "nothing"))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from flows.prefect_server import answers
 from flows.serve import deployments
 from standin import BackgroundStandin
 from standin.feeds import SimFeed
-from tests.conftest import DENSE, REPO, PrefectHome, untraced
+from tests.conftest import DENSE, REPO, PrefectHome, free_port, untraced
 from tests.test_cli import cli
 from warehouse import journal as jr
 
@@ -57,12 +56,6 @@ CONFIG: dict[str, dict[str, Any]] = {
     "promotion": {"fresh": "20m"},
     "live": {"journal_dir": "journal", "log_dir": "logs", "model_poll": "1s", "status_interval": "2s"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def until(

@@ -13,7 +13,7 @@ import yaml
 
 from flows.prefect_server import answers
 from flows.serve import PREFECT_YAML, deployments, load_flow
-from tests.conftest import REPO, PrefectHome, untraced
+from tests.conftest import REPO, PrefectHome, free_port, untraced
 from tests.test_cli import assert_one_line_error, cli
 
 ENTRYPOINTS = sorted({d["entrypoint"] for d in deployments()})
@@ -121,7 +121,7 @@ def test_a_server_that_cannot_start_is_one_line(tmp_path: Path, prefect_home: Pr
 def test_serve_starts_a_server_and_ctrl_c_lets_the_run_in_progress_finish(
     tmp_path: Path, prefect_home: PrefectHome
 ) -> None:
-    from tests.test_scheduling import api, ctrl_c, free_port, process, until
+    from tests.test_scheduling import api, ctrl_c, process, until
 
     # the project's ingest-sim deployment, hourly; the test asks for one run at once, as the UI's "Run" does
     d = {**next(d for d in deployments() if d["name"] == "ingest-sim"), "schedules": [{"interval": 3600}]}
@@ -162,7 +162,7 @@ def test_serve_starts_a_server_and_ctrl_c_lets_the_run_in_progress_finish(
 
 
 def test_a_run_that_cannot_finish_in_the_grace_is_not_left_running(tmp_path: Path, prefect_home: PrefectHome) -> None:
-    from tests.test_scheduling import api, ctrl_c, free_port, process, until
+    from tests.test_scheduling import api, ctrl_c, process, until
 
     d = {**next(d for d in deployments() if d["name"] == "ingest-sim"), "schedules": []}
     d["parameters"] = {**d["parameters"], "duration": "6h"}

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ from market.sources.bybit import BybitSource
 from sim.source import SimSource
 from standin import BackgroundStandin
 from standin.feeds import SimFeed
-from tests.conftest import REPO, ConfigFactory
+from tests.conftest import REPO, ConfigFactory, free_port
 from warehouse.db import one, reading
 from warehouse.ingest import IngestResult, run_ingest
 
@@ -244,12 +243,6 @@ def test_a_silent_stream_is_detected_and_reopened(standin: BackgroundStandin, ma
     assert len(ids) > 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cli(args: list[str], tmp_path: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(REPO)}
     return subprocess.run(
@@ -277,7 +270,7 @@ def test_the_ingest_cli_streams_from_the_standin(
 def test_an_unreachable_endpoint_is_one_line_and_touches_nothing_stored(
     make_config: ConfigFactory, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     cfg = make_config(
         bybit={"rest_url": f"http://127.0.0.1:{port}", "ws_public_url": f"ws://127.0.0.1:{port}/v5/public/linear"},
     )

@@ -11,7 +11,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 # CPU-s against 6.5). Python checks each file against its source before using it.
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: help venv demo test lint typecheck warm unit interpreted suite bench lock clean standin ui serve dashboard diagnose prefect-ui up down status soak
+.PHONY: help venv demo test lint typecheck warm unit interpreted suite overlap bench lock clean standin ui serve dashboard diagnose prefect-ui up down status soak
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -72,6 +72,13 @@ test: $(STAMP)  ## everything CI runs: ruff, import contracts, mypy and the kern
 	@$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck warm interpreted
 	@$(MAKE) --no-print-directory suite WARMED=1
 	$(VENV)/bin/coverage report
+
+# which tests' commands reach lines no other test reaches: whether each test marked `untraced` may
+# keep its mark, and which others could take it (tests/coverage_overlap.py; a whole suite run)
+overlap: $(STAMP)  ## which tests may run their commands unmeasured by coverage (the untraced mark)
+	rm -rf .overlap && mkdir .overlap
+	COVERAGE_FILE=.overlap/.coverage $(VENV)/bin/pytest -q -p tests.coverage_overlap -n $(WORKERS) -m "not kernels" --cov --cov-report= --cov-fail-under=0
+	$(PY) -m tests.coverage_overlap .overlap
 
 # hftbacktest for bench/bench_hftbacktest.py only: its own folder (git-ignored), never .venv
 HBT := bench/.cache/hbt

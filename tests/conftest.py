@@ -38,12 +38,25 @@ def free_port() -> int:
 def untraced(env: dict[str, str]) -> dict[str, str]:
     """``env`` without coverage's variables: the commands started with it run unmeasured.
 
-    For the few end-to-end tests of minutes whose every command other tests run measured (the
-    scheduled retraining, the demo on the planted market): line tracing costs a fifth to a third
+    For the end-to-end tests of minutes whose every command other tests run measured (the scheduled
+    retraining, the demo on the planted market; the ``untraced`` mark does it for a whole test): line tracing costs a fifth to a third
     of a process's CPU (the planted demo: 70 CPU-s plain, 91 traced), and these tests are a fifth
     of the suite's CPU. Their lines still count where the other tests run them; a line only they
     reached shows as missed, never the reverse."""
     return {k: v for k, v in env.items() if k not in COVERAGE_VARS}
+
+
+@pytest.fixture(autouse=True)
+def _untraced_mark(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test marked ``untraced`` starts its commands unmeasured (``untraced`` above, for all of them).
+
+    The mark is for a test whose commands reach no line that the measured tests do not reach too,
+    as measured (tests/coverage_overlap.py, ``make overlap``, which also lists the tests that could
+    take the mark). Line tracing costs the commands a quarter to two fifths of their CPU (a
+    ``--help``: 0.22 CPU-s plain, 0.38 traced), and the suite is CPU-bound on two cores."""
+    if request.node.get_closest_marker("untraced"):
+        for name in COVERAGE_VARS:
+            monkeypatch.delenv(name, raising=False)
 
 
 def interpreted() -> bool:

@@ -57,6 +57,7 @@ def rebuild(path: Path) -> list[tuple[int, list[list[float]]]]:
     return out
 
 
+@pytest.mark.untraced
 def test_a_bybit_ob500_archive_of_another_perpetual_imports_by_config_alone_and_rebuilds_exactly(
     make_config: ConfigFactory, tmp_path: Path
 ) -> None:

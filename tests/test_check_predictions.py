@@ -302,6 +302,7 @@ def test_bad_journals_and_an_empty_window_are_one_line(trained: Trained, tmp_pat
         check(with_journal_dir(cfg, tmp_path), model, "1", None, int(later))
 
 
+@pytest.mark.untraced
 def test_no_registry_is_one_line_and_a_non_zero_exit(make_config: ConfigFactory, tmp_path: Path) -> None:
     make_config(mlflow={"store": "nowhere/mlflow.db"})
     with pytest.raises(UnavailableError, match="no model registry at .*nowhere"):

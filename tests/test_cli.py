@@ -65,6 +65,7 @@ def without_import_times(stderr: str) -> str:
     return "\n".join(ln for ln in stderr.splitlines() if not ln.startswith("import time:"))
 
 
+@pytest.mark.untraced
 @pytest.mark.parametrize(
     "module",
     [
@@ -156,6 +157,7 @@ def test_ingest_bad_path_is_one_line(config_path: Path) -> None:
     )
 
 
+@pytest.mark.untraced
 def test_ingest_bad_config_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "c.yaml"
     bad.write_text("warehouse:\n  pth: x\n")
@@ -174,6 +176,7 @@ def test_ingest_bad_arguments_are_one_line(config_path: Path, args: list[str], f
     assert_one_line_error(cli("-m", "flows.ingest", *args, "--config", str(config_path)), fragment)
 
 
+@pytest.mark.untraced
 def test_corrupt_file_fails_cleanly_and_keeps_stored_data(make_config: ConfigFactory, tmp_path: Path) -> None:
     cfg = make_config(warehouse={"snapshot_levels": 3})
     cfg_path = tmp_path / "config.yaml"
@@ -192,6 +195,7 @@ def test_corrupt_file_fails_cleanly_and_keeps_stored_data(make_config: ConfigFac
     assert warehouse_counts(cfg.resolve(cfg.warehouse.path)) == before
 
 
+@pytest.mark.untraced
 def test_unknown_file_format_is_one_line(config_path: Path, tmp_path: Path) -> None:
     f = tmp_path / "notes.txt"
     f.write_text("hello\n")
@@ -301,6 +305,7 @@ def test_export_bad_input_is_one_line(
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.csv.partial").exists()
 
 
+@pytest.mark.untraced
 def test_show_without_a_warehouse_is_one_line(config_path: Path) -> None:
     assert_one_line_error(cli("-m", "warehouse", "show", "--config", str(config_path)), "no warehouse here yet")
 
@@ -325,6 +330,7 @@ def test_the_runner_refuses_bad_input_in_one_line(config_path: Path, tmp_path: P
     assert_one_line_error(cli("-m", "live.journal", str(tmp_path / "none.sqlite")), "no journal")
 
 
+@pytest.mark.untraced
 def test_make_soak_and_the_standin_at_a_speed_refuse_bad_input_in_one_line(tmp_path: Path) -> None:
     """The soak's and the fast stand-in's parameters as typed: one line, exit 2 (make's own 2 for
     make soak), and no soak started: nothing written where it would run."""

@@ -35,6 +35,7 @@ print(json.dumps(seen))
 """
 
 
+@pytest.mark.untraced
 @pytest.mark.slow
 def test_reader_process_reads_while_the_ingest_process_writes(make_config: ConfigFactory, tmp_path: Path) -> None:
     cfg = make_config(warehouse={"snapshot_levels": 10, "flush_rows": 15_000})

@@ -205,6 +205,7 @@ def _toolbar_clear_of_title(page: Any, chart: str) -> bool:
     )
 
 
+@pytest.mark.untraced
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_the_page_shows_a_paper_runner_in_chromium_while_it_runs_and_after_it_stopped(

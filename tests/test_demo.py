@@ -53,6 +53,7 @@ def test_demo_runs_end_to_end_and_a_second_run_continues_the_market(make_config:
     assert runs2 == 2
 
 
+@pytest.mark.untraced
 def test_demo_builds_features_once_the_market_is_long_enough(make_config: ConfigFactory, tmp_path: Path) -> None:
     cfg = make_config(warehouse={"snapshot_levels": 10}, features={"levels": 10})
     p = cli("-m", "flows.demo", "--duration", "7m", "--config", str(tmp_path / "config.yaml"))

@@ -521,6 +521,7 @@ def test_every_journal_is_checked_and_one_mixing_accounts_warns(
 # -- the command line ----------------------------------------------------------------------------
 
 
+@pytest.mark.untraced
 def test_a_bad_config_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(cli("-m", "live.diagnose", "--config", str(tmp_path / "nope.yaml")), "config file not found")
     bad = tmp_path / "bad.yaml"

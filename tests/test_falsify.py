@@ -228,6 +228,7 @@ def test_the_planted_metaorders_move_the_mid_beyond_the_round_trip_and_the_defau
     assert n0 >= 30 and hi0 < round_trip_bp / 2  # the project's market: a fraction of a basis point
 
 
+@pytest.mark.untraced
 def test_help_names_the_modes() -> None:
     p = subprocess.run(
         [sys.executable, "-m", "flows.falsify", "--help"], capture_output=True, text=True, cwd=REPO, check=False

@@ -107,6 +107,7 @@ def test_golden_values_of_a_hand_made_book_sequence() -> None:
     assert u3["tod_sin"] == pytest.approx(math.sin(2 * math.pi * 1.2 / 86400), rel=1e-9)
 
 
+@pytest.mark.untraced
 def test_the_catalog_holds_the_named_features_once_each() -> None:
     assert N_FEATURES >= 40 and len(set(NAMES)) == N_FEATURES
     for name in ("spread_bps", "imbalance_l1", "imbalance_l5", "microprice_offset_bps", "depth_bid_10bps"):

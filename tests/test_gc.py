@@ -42,6 +42,7 @@ def test_a_user_error_still_exits_with_its_code(capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().err == "error: bad --thing\n"
 
 
+@pytest.mark.untraced
 def test_a_command_that_used_duckdb_exits_without_a_leak_report() -> None:
     """A frozen object outlives the interpreter's last collection; DuckDB's binding then reports every
     one of its objects as leaked on stderr. The command unfreezes at exit."""

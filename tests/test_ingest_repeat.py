@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from core.timefmt import parse_duration_ns
 from sim.source import SimSource
 from tests.conftest import ConfigFactory
@@ -49,6 +51,7 @@ def _mid(path: Path, ts_ns: int) -> float:
     return float(row[0])
 
 
+@pytest.mark.untraced
 def test_a_second_simulated_ingest_continues_the_stored_market(make_config: ConfigFactory, tmp_path: Path) -> None:
     cfg = make_config(warehouse={"snapshot_levels": 5})
     config, db = tmp_path / "config.yaml", cfg.resolve(cfg.warehouse.path)

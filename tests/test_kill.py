@@ -95,6 +95,7 @@ def _stored_keys(cfg: AppConfig) -> set[tuple[int, int]]:
         return set(con.execute("SELECT ts_exchange_ns, update_id FROM book_updates").fetchall())
 
 
+@pytest.mark.untraced
 @pytest.mark.slow
 def test_sigkill_loses_nothing_it_had_spooled_and_a_restart_duplicates_nothing(
     make_config: ConfigFactory, tmp_path: Path

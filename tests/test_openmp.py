@@ -24,6 +24,7 @@ def _spin_counts(env: dict[str, str]) -> list[str]:
     return re.findall(r"GOMP_SPINCOUNT = '(\d+)'", p.stderr)
 
 
+@pytest.mark.untraced
 @pytest.mark.parametrize(
     ("given", "spinning"),
     [(None, False), ("ACTIVE", True), ("PASSIVE", False)],

@@ -195,6 +195,7 @@ def test_training_reports_to_a_prefect_server_and_registers_in_mlflow_both_on_po
     assert f"postgresql://l2@127.0.0.1:{port}/mlflow" in (tmp_path / "mlflow-ui.out").read_text()
 
 
+@pytest.mark.untraced
 def test_a_database_url_with_a_password_or_a_bad_shape_is_refused_without_echoing_it(tmp_path: Path) -> None:
     for url, fragment in (
         ("postgresql://l2:hunter2@127.0.0.1:5432/mlflow", "put it in PGPASSWORD"),
@@ -212,6 +213,7 @@ def test_a_database_url_with_a_password_or_a_bad_shape_is_refused_without_echoin
     assert p.returncode == 2 and ":pw@" not in p.stderr
 
 
+@pytest.mark.untraced
 def test_ops_postgres_refuses_a_folder_that_is_not_its_own_and_answers_status(tmp_path: Path) -> None:
     if not _installed():
         pytest.skip("PostgreSQL is not installed")

@@ -70,6 +70,7 @@ def test_kernels_counts_what_a_kernel_readies_and_names_it() -> None:
     assert _double(4) == 8 and Kernels.snapshot().readied_since(after) == 0  # an int again: nothing new
 
 
+@pytest.mark.untraced
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_a_start_readies_every_kernel_before_it_connects_and_never_stalls(

@@ -386,6 +386,7 @@ def test_the_retain_flow_moves_what_the_command_moves(template: Path, tmp_path: 
     assert p.returncode == 2
 
 
+@pytest.mark.untraced
 def test_a_retain_killed_midway_and_run_again_ends_as_one_clean_run(template: Path, tmp_path: Path) -> None:
     import signal
     import subprocess
@@ -509,6 +510,7 @@ def test_a_lake_file_gone_missing_stops_the_reader_in_one_line(template_built: P
     load_market(cfg, parse_time_ns(FEATURES_END), None)  # a window the missing hour is not in still reads
 
 
+@pytest.mark.untraced
 def test_an_export_of_snapshots_reads_the_lake_as_the_file(template_built: Path, tmp_path: Path) -> None:
     ref, cfg, _ = unpruned_and_pruned(template_built, tmp_path)
     window = ["--start", "2026-01-05T22:40:00Z", "--end", "2026-01-05T23:10:00Z"]  # in the lake, and past it

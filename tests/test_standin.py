@@ -327,6 +327,7 @@ def test_the_standin_runs_on_its_own_and_answers_like_bybit(tmp_path: Path, conf
     assert proc.returncode == 0
 
 
+@pytest.mark.untraced
 def test_the_standin_cli_rejects_bad_input_in_one_line(tmp_path: Path, config_path: Path) -> None:
     cases = [
         ["--feed", "file"],
@@ -377,6 +378,7 @@ def test_the_file_feed_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
         FileFeed(trades_only, speed=0)
 
 
+@pytest.mark.untraced
 def test_sigint_stops_the_live_ingest_cleanly_and_flushes(
     standin: BackgroundStandin, make_config: ConfigFactory, tmp_path: Path
 ) -> None:

@@ -147,6 +147,7 @@ def test_the_scheduled_retrain_runs_on_the_cluster_address_config_yaml_names(
     assert (cluster.threshold_up, cluster.threshold_down) == (serial.threshold_up, serial.threshold_down)
 
 
+@pytest.mark.untraced
 def test_a_bad_cluster_address_is_one_line_and_exit_2(config_path: Path) -> None:
     p = cli("-m", "flows.train", "--config", str(config_path), "--cluster", "somewhere")
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])

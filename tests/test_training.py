@@ -102,6 +102,7 @@ def test_a_training_run_and_its_version_say_what_they_are(trained: tuple[AppConf
     assert version["data_source"] == "sim" and version["window_end"] == params["window_end"]
 
 
+@pytest.mark.untraced
 def test_the_registered_model_predicts_the_same_in_a_fresh_process(
     trained: tuple[AppConfig, dict[str, Any]],
     tmp_path: Path,

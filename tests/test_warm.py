@@ -82,6 +82,7 @@ def test_a_start_far_from_the_stored_data_is_cold_and_says_why(
     assert rows.grid.next is None  # nothing was fed
 
 
+@pytest.mark.untraced
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_a_runner_started_beside_the_ingest_decides_in_its_first_minute(

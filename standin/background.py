@@ -69,7 +69,7 @@ class BackgroundStandin:
         """What ``GET /_standin/history`` returns: [u, cts_ms, bid, bid_qty, ask, ask_qty] per update."""
 
         async def snap() -> list[list[Any]]:
-            return list(self.server.history)
+            return self.server.history.rows()
 
         return self._call(snap())
 

@@ -321,10 +321,45 @@ def test_the_standin_runs_on_its_own_and_answers_like_bybit(tmp_path: Path, conf
         assert code == 400 and "unknown fault" in body["retMsg"]
         code, body = _post(url + "/_standin/fault", {"kind": "snapshot"})
         assert code == 200 and _get(url + "/_standin/stats")["fault_snapshot"] == 1
+        rows = _get(url + "/_standin/history")  # the best bid/ask after each update, in order
+        assert rows and all(len(r) == 6 and float(r[2]) < float(r[4]) for r in rows)
+        assert [r[0] for r in rows] == sorted({r[0] for r in rows})
+        assert _get(url + f"/_standin/history?after={rows[0][0]}")[: len(rows) - 1] == rows[1:]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+def test_the_history_keeps_the_last_updates_in_memory_it_took_at_start() -> None:
+    import inspect
+    import tracemalloc
+
+    from standin import server
+    from standin.server import History
+
+    source, first = inspect.getsourcelines(History)
+
+    def held_by_history() -> int:  # bytes allocated in History's own lines and still alive
+        ours = [tracemalloc.Filter(True, server.__file__, lineno=n) for n in range(first, first + len(source))]
+        return sum(s.size for s in tracemalloc.take_snapshot().filter_traces(ours).statistics("filename"))
+
+    tracemalloc.start()
+    try:
+        h = History(1000)
+        made = held_by_history()
+        for u in range(1, 5001):
+            h.append(u, 1000 + u, f"{60000 + u / 10:.1f}", "0.25", f"{60001 + u / 10:.1f}", "1.5")
+        grown = held_by_history() - made
+    finally:
+        tracemalloc.stop()
+    assert made >= h._rows.nbytes and grown < 1000, (made, grown)  # a list per update held about 2 MB
+    rows = h.rows()
+    assert len(h) == len(rows) == 1000 and [r[0] for r in rows] == list(range(4001, 5001))
+    assert rows[-1] == [5000, 6000, "60500.0", "0.25", "60501.0", "1.5"]
+    assert [r[0] for r in h.rows(after=4990)] == list(range(4991, 5001)) and h.rows(after=5000) == []
+    with pytest.raises(ValueError, match="longer than 24"):
+        h.append(5001, 0, "1" * 25, "1", "2", "1")
 
 
 @pytest.mark.untraced

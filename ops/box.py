@@ -85,7 +85,16 @@ def programs(
             20,
             120,
         ),
-        Program("ingest", ("flows.ingest", "--source", "bybit", "--config", c), 30, 60),
+        # the box's Prefect server, named: until it answers, the ingest exits 4 and supervisord starts
+        # it again (as serve's --require-server), instead of reporting to a temporary server of its own
+        # that a SIGKILL of the ingest would leave running
+        Program(
+            "ingest",
+            ("flows.ingest", "--source", "bybit", "--config", c),
+            30,
+            60,
+            env=(("PREFECT_API_URL", prefect_url),),
+        ),
         Program("runner", ("live.runner", "--paper", "--wait", "--config", c), 60, 90),
         Program(
             "dashboard", ("live.dashboard", "--config", c), 50, 10, f"http://{m.dashboard_host}:{m.dashboard_port}/"

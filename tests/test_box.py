@@ -111,9 +111,15 @@ def test_make_up_runs_every_service_restarts_a_crash_and_make_down_stops_them_al
             runs = json.loads(r.read())
         assert any(r["state_type"] == "COMPLETED" and "30s" in json.dumps(r["parameters"]) for r in runs), runs
 
+        # the box's own ingest reports to the box's server too, from its first start: a temporary
+        # server of its own would outlive a SIGKILL of the ingest (supervisord restarts the ingest,
+        # not its orphan)
+        assert any(r["parameters"].get("source") == "bybit" for r in runs), runs
+
         # the services log where the table says, rotated by supervisord
         logs = tmp_path / "logs" / "box"
         assert (logs / "ingest.log").stat().st_size > 0 and (logs / "supervisord.log").exists()
+        assert "Starting temporary server" not in (logs / "ingest.log").read_text()
     finally:
         down = _make(env, "down", timeout=600)
     assert down.returncode == 0, down.stdout + down.stderr
@@ -142,6 +148,9 @@ def test_the_box_can_leave_a_service_out_and_trade_the_standin_account(tmp_path:
     assert "--live" in live.args and live.env == STANDIN_KEYS
     conf = render(tmp_path, tmp_path, progs).read_text()
     assert conf.count('BYBIT_API_KEY="standin-key"') == 1  # that runner's environment only
+    # the ingest is told the box's Prefect server: it never starts on a temporary one of its own
+    assert dict(next(p for p in progs if p.name == "ingest").env) == {"PREFECT_API_URL": url}
+    assert conf.count(f'PREFECT_API_URL="{url}"') == 1
     with pytest.raises(UserError, match="needs --offline"):
         programs(cfg, config, url, offline=False, standin_account=True)
     with pytest.raises(UserError, match="can be left out"):

@@ -21,7 +21,6 @@ process loaded from its entrypoint in the deployments file, exactly as a Prefect
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import logging
 import os
@@ -38,7 +37,7 @@ from core.config import load_config
 from core.errors import UnavailableError, UserError
 from flows.common import parser
 from flows.prefect_server import answers, api_url, server
-from flows.stopping import GoneRun, Stopper, pause, settle
+from flows.stopping import GoneRun, Stopper, pause, serve, settle
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "prefect.yaml"
@@ -157,15 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.require_server and not answers(url):
         raise UnavailableError(f"no Prefect server answers at {url} (--require-server)")
     with server(url, home, cfg.resolve(cfg.live.log_dir) / "prefect-server.log", database=cfg.prefect.database) as srv:
-        from prefect import serve
-
         served = to_deployments(items, str(cfg.source_path))
         names = [d["name"] for d in items]
         stopper.pause = lambda: pause(names)
         print(f"serving {len(served)} deployments on {srv.api_url}; the UI: {srv.ui_url}; Ctrl-C stops", flush=True)
         logging.getLogger("prefect.runner.state_proposer").addFilter(GoneRun())
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends
-            serve(*served, print_starting_message=False)
+        serve(served, stopper)  # until Ctrl-C or SIGTERM (flows/stopping.py)
         try:
             settled = settle(names)
         except Exception as exc:  # best effort: the server may be gone; runs then show as Prefect left them

@@ -8,6 +8,13 @@ takes the signal instead. The first Ctrl-C (or a SIGTERM from a supervisor) paus
 deployments, so no new run starts, and lets the runs in progress finish for up to ``grace_s``;
 then serving stops. A second Ctrl-C stops at once. A run still going then is terminated by
 Prefect's runner, and ``settle`` marks whatever is still Running on the server as Crashed.
+
+Serving stops through the runner's own ``astop`` on its event loop (an anyio cancel scope). It once
+stopped by interrupting the main thread, which asyncio turns into a cancel of the runner's task; a
+suite run saw that cancel lost inside Prefect's runner, and serve went on serving after Ctrl-C, for
+good. The main thread is still interrupted if serving has not ended ``patience_s`` after the stop,
+and again until it has. Prefect's runner also puts its own SIGTERM handler in place (it exits at
+once, no grace, no settling): here a SIGTERM stays a Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +51,20 @@ def flow_run_processes(pid: int) -> list[int]:
 class Stopper:
     """Blocks SIGINT for this process from now on (call before any thread starts) and watches for it."""
 
-    def __init__(self, grace_s: float) -> None:
+    def __init__(self, grace_s: float, patience_s: float = 10.0) -> None:
         self.grace_s = grace_s
+        self.patience_s = patience_s  # after the stop, how long serving may take to end before an interrupt
         self.pause: Callable[[], None] | None = None  # set once serving: pauses the served deployments
+        self.stop: Callable[[], bool] | None = None  # set once serving: asks the runner to stop (False: it cannot)
+        self.wake: Callable[[], object] | None = None  # set once serving: wakes the main thread's event loop
         self.stopping = threading.Event()
+        self.ended = threading.Event()  # set by the main thread once serving has returned
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGTERM, self.on_sigterm)
         threading.Thread(target=self._watch, name="serve-stop", daemon=True).start()
 
     @staticmethod
-    def _on_sigterm(signum: int, frame: object) -> None:
+    def on_sigterm(*args: object) -> None:
         os.kill(os.getpid(), signal.SIGINT)  # blocked everywhere: the watcher takes it like a Ctrl-C
 
     def _watch(self) -> None:
@@ -60,7 +72,38 @@ class Stopper:
         self.stopping.set()
         if self.pause is not None:
             self._drain()
-        _thread.interrupt_main()  # KeyboardInterrupt in the main thread: serving ends there
+        self._end_serving()
+
+    def _end_serving(self) -> None:
+        """Ask the runner to stop; interrupt the main thread when it cannot, or has not stopped within
+        ``patience_s`` (and again after each ``patience_s``, or at once on another Ctrl-C)."""
+        asked = False
+        if self.stop is not None:
+            try:
+                asked = self.stop()
+            except Exception as exc:  # its loop already closing: the interrupt below ends it
+                log.warning("could not ask the runner to stop: %s", exc)
+        if not asked:
+            self._interrupt()
+        deadline = time.monotonic() + self.patience_s
+        while not self.ended.is_set():
+            again = signal.sigtimedwait({signal.SIGINT}, 0.2) is not None
+            if self.ended.is_set():
+                return
+            if again or time.monotonic() >= deadline:
+                if not again:
+                    print(f"serving did not stop within {self.patience_s:.0f} s: interrupting it", flush=True)
+                self._interrupt()
+                deadline = time.monotonic() + self.patience_s
+
+    def _interrupt(self) -> None:
+        """KeyboardInterrupt in the main thread, as a Ctrl-C would raise it there (under asyncio.run:
+        a cancel of its task the first time, the exception itself after). No signal arrives, so an event
+        loop asleep in its selector would not run the handler before its next timer: it is woken."""
+        _thread.interrupt_main()
+        if self.wake is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has closed: nothing asleep there
+                self.wake()
 
     def _drain(self) -> None:
         assert self.pause is not None
@@ -83,6 +126,41 @@ class Stopper:
             running = flow_run_processes(os.getpid())
         if running:
             print(f"{len(running)} run(s) still in progress after {self.grace_s:.0f} s: stopping them", flush=True)
+
+
+def serve(deployments: list[Any], stopper: Stopper) -> None:
+    """Prefect's ``serve`` (flows.py) with a runner that ``stopper`` stops, returning when serving ends.
+
+    The runner is Prefect's, as ``prefect.serve`` makes it; only its SIGTERM handler is the stopper's."""
+    import asyncio
+
+    from prefect.runner import Runner
+
+    class StoppableRunner(Runner):
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            stopper.on_sigterm()
+
+    runner = StoppableRunner(pause_on_shutdown=True, limit=None)
+    for d in deployments:
+        runner.add_deployment(d)
+
+    async def serving() -> None:
+        loop = asyncio.get_running_loop()
+
+        def stop() -> bool:
+            if not runner.started:  # not serving yet (or no longer): the interrupt ends it
+                return False
+            asyncio.run_coroutine_threadsafe(runner.astop(), loop)
+            return True
+
+        stopper.stop, stopper.wake = stop, lambda: loop.call_soon_threadsafe(lambda: None)
+        await runner.start()
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # the stopper's interrupt, when it had to
+            asyncio.run(serving())
+    finally:
+        stopper.ended.set()
 
 
 class GoneRun(logging.Filter):

@@ -124,6 +124,10 @@ def test_make_up_runs_every_service_restarts_a_crash_and_make_down_stops_them_al
         down = _make(env, "down", timeout=600)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "supervisord stopped" in down.stdout
+    # supervisord stops serve with SIGTERM: serve's own graceful stop (flows/stopping.py), not the
+    # immediate exit Prefect's runner gives a SIGTERM
+    serve_log = (tmp_path / "logs" / "box" / "serve.log").read_text()
+    assert "stopped serving" in serve_log and "Traceback" not in serve_log, serve_log[-3000:]
     after = _make(env, "status")  # make says which exit code its command ended with
     assert after.returncode != 0 and "the box is down" in after.stderr and "Error 4" in after.stderr, after.stderr
     assert not answers(url)  # the Prefect server stopped with the box, none left behind

@@ -7,7 +7,9 @@ build for what arrived since the last build, training on the latest window (the 
 becomes the ``challenger``), and the promotion decision on fresh data (the ``champion`` alias
 moves only if the challenger earns it). A running ``live.runner`` re-reads the champion alias every
 ``live.model_poll`` and swaps a newly promoted model in between decisions. A failed step stops the
-chain and fails the run with that step's one-line reason and exit code.
+chain and fails the run with that step's one-line reason and exit code. A run that finds no book
+update stored since the newest version's training window ended (plus the label horizon) has nothing
+to learn: it says so and ends before it builds anything or starts a cluster.
 
 With ``compute.cluster`` in config.yaml the feature build goes by partition and training's
 walk-forward folds go to that Dask cluster, as ``flows.feature_build --cluster`` and
@@ -62,7 +64,7 @@ from flows.feature_build import cluster_partition, features_flow, partitioned_fl
 from flows.promote import promote_flow
 from flows.train import cluster_flow, train_flow
 from models import registry
-from pipelines.dataset import newest_label_ns
+from pipelines.dataset import newest_data_ns, newest_label_ns
 
 
 @task(name="new-labels")
@@ -79,6 +81,28 @@ def nothing_new(config: str) -> str:
     return f"no labelled data since version {last[0]} was trained (up to {format_ns(last[1])}): nothing to retrain"
 
 
+@task(name="new-data")
+def nothing_possible(config: str) -> str:
+    """Why no new label can exist ("" when one may): no book update stored since the newest version's
+    training window ended plus the label horizon. Asked before the chain starts its cluster or builds
+    anything, so a scheduled run with nothing new costs a few queries."""
+    try:
+        cfg = load_config(config)
+        newest = newest_data_ns(cfg)
+        last = registry.latest_training(cfg)
+    except UserError:  # the steps themselves say what is wrong
+        return ""
+    if newest is None or last is None:
+        return ""
+    latest = newest - cfg.training.horizon  # the newest grid time that could be labelled
+    if latest - latest % cfg.features.grid > last[1]:
+        return ""
+    return (
+        f"no data since version {last[0]} was trained (up to {format_ns(last[1])}) that a label could be made "
+        f"from (the newest book update is at {format_ns(newest)}): nothing to retrain"
+    )
+
+
 @flow(name="retrain", log_prints=True)
 def retrain_flow(config: str = "config.yaml") -> State:
     """Build the new features, train a challenger on them, and decide its promotion."""
@@ -86,6 +110,9 @@ def retrain_flow(config: str = "config.yaml") -> State:
         cfg: AppConfig | None = load_config(config)
     except UserError:  # the first step says what is wrong with it
         cfg = None
+    if cfg is not None and (why := nothing_possible(config)):
+        print(why)
+        return Completed(message=why, data={"steps": [why]})
     cluster, workers = (cfg.compute.cluster, cfg.compute.workers) if cfg is not None else (None, 1)
     messages: list[str] = []
     with cluster_address(cluster, workers) as address:

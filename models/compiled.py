@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numba as nb
@@ -127,6 +128,61 @@ def pack(*forests: CompiledForest) -> CompiledForest:
         np.concatenate([f.params for f in forests]),
         max(f.n_features for f in forests),
     )
+
+
+FIELDS = ("nodes", "values", "roots", "bounds", "params")
+
+
+def save_forests(path: Path, forests: dict[str, CompiledForest]) -> None:
+    """Forests by name in one ``.npz`` file (plain arrays, no pickle)."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, f in forests.items():
+        arrays |= {f"{name}.{k}": getattr(f, k) for k in FIELDS}
+        arrays[f"{name}.n_features"] = np.array(f.n_features, np.int64)
+    with path.open("wb") as out:
+        np.savez(out, allow_pickle=False, **arrays)
+
+
+def load_forests(path: Path) -> dict[str, CompiledForest]:
+    """What ``save_forests`` wrote; ValueError (or OSError) when the file is not that."""
+    with np.load(path, allow_pickle=False) as z:
+        names = {k.rsplit(".", 1)[0] for k in z.files}
+        out = {}
+        for name in sorted(names):
+            nodes, values, roots, bounds, params = (z[f"{name}.{k}"] for k in FIELDS)
+            if nodes.ndim != 2 or nodes.shape[1] != 4 or len(values) != len(nodes) or params.shape[1:] != (3,):
+                raise ValueError(f"compiled forest {name}: arrays of the wrong shape")
+            n_features = int(z[f"{name}.n_features"])
+            _check_walk(name, nodes, roots, bounds, len(params), n_features)
+            out[name] = CompiledForest(
+                nodes.astype(np.int32),
+                values.astype(np.float64),
+                roots.astype(np.int32),
+                bounds.astype(np.int64),
+                params.astype(np.float64),
+                n_features,
+            )
+    return out
+
+
+def _check_walk(name: str, nodes: np.ndarray, roots: np.ndarray, bounds: np.ndarray, forests: int, width: int) -> None:
+    """The kernels check no index: a forest read from a file must lead every walk to a leaf inside
+    its arrays (children after their parent, so no walk can loop) and read features inside the row."""
+    n = len(nodes)
+    split = nodes[:, 0] >= 0
+    at = np.flatnonzero(split)
+    children = nodes[split, 1:3]
+    ok = (
+        (nodes[:, 0] < width).all()
+        and ((children > at[:, None]) & (children < n)).all()
+        and ((roots >= 0) & (roots < n)).all()
+        and len(bounds) == forests + 1
+        and bounds[0] == 0
+        and bounds[-1] == len(roots)
+        and (np.diff(bounds) >= 0).all()
+    )
+    if not ok:
+        raise ValueError(f"compiled forest {name}: an index outside its arrays")
 
 
 def _lgb_node(node: dict[str, Any], nodes: list[tuple[int, int, int, int]], values: list[float]) -> int:

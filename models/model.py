@@ -13,6 +13,7 @@ booster predicts with its library.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -22,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from models.compiled import Arrays, pack, predict_stacks
-from models.learners import inference_threads
+from models.compiled import Arrays, CompiledForest, load_forests, pack, predict_stacks, save_forests
 from models.metrics import NEVER
 from models.profile import Profile
-from models.stack import DirectionStack
+from models.stack import Boosters, DirectionStack
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,9 @@ class StackedModel:
     # -- files ------------------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:
+        """The model's files: each direction's boosters as their libraries write them, the arrays and
+        thresholds in ``model.json``, and the compiled forests (checked against the libraries when
+        they were compiled) in ``forests.npz``, tied to the booster files by their SHA-256."""
         directory.mkdir(parents=True, exist_ok=True)
         manifest: dict[str, Any] = {
             "format": FORMAT,
@@ -147,20 +150,27 @@ class StackedModel:
             "threshold_down": self.threshold_down,
             "profile": self.profile.to_json() if self.profile is not None else None,
         }
+        forests: dict[str, CompiledForest] = {}
         for name, stack in (("up", self.up), ("down", self.down)):
-            (directory / f"{name}.lgb.txt").write_text(stack.lgb_model.model_to_string())
-            stack.xgb_model.save_model(str(directory / f"{name}.xgb.json"))
+            (directory / f"{name}.lgb.txt").write_text(stack.boosters.lgb_text())
+            (directory / f"{name}.xgb.json").write_bytes(stack.boosters.xgb_json())
+            for kind, forest in zip(("lgb", "xgb"), stack.forests(), strict=True):
+                if forest is not None:  # None: that booster predicts with its library
+                    forests[f"{name}.{kind}"] = forest
             manifest[name] = {
                 "meta_coef": stack.meta_coef.tolist(),
                 "meta_intercept": stack.meta_intercept,
                 "cal_coef": stack.cal_coef,
                 "cal_intercept": stack.cal_intercept,
-                "lgb_best_iteration": stack.lgb_model.best_iteration,
-                "xgb_best_iteration": getattr(stack.xgb_model, "best_iteration", None),
+                "lgb_best_iteration": stack.boosters.lgb_best_iteration,
+                "xgb_best_iteration": stack.boosters.xgb_best_iteration,
                 "folds": stack.folds,
                 "serves": stack.serves,
                 "note": stack.note,
             }
+        save_forests(directory / FORESTS, forests)
+        files = [f"{n}.{k}" for n in ("up", "down") for k in ("lgb.txt", "xgb.json")] + [FORESTS]
+        manifest["compiled"] = {"forests": sorted(forests), "sha256": {f: _sha256(directory / f) for f in files}}
         (directory / "model.json").write_text(json.dumps(manifest, indent=1))
 
     @classmethod
@@ -172,19 +182,18 @@ class StackedModel:
         if manifest.get("format") != FORMAT:
             raise ModelInputError(f"{directory}: model format {manifest.get('format')}, this code reads {FORMAT}")
 
-        import lightgbm as lgb  # here, not with the module: a command that never loads a model never pays for it
-        import xgboost as xgb
+        forests = _saved_forests(directory, manifest)
 
         def stack(name: str) -> DirectionStack:
             m = manifest[name]
-            booster = lgb.Booster(model_str=(directory / f"{name}.lgb.txt").read_text())
-            booster.best_iteration = int(m["lgb_best_iteration"] or 0)
-            xgbm = xgb.Booster()
-            xgbm.load_model(str(directory / f"{name}.xgb.json"))
-            inference_threads(xgbm)
-            return DirectionStack(
-                booster,
-                xgbm,
+            boosters = Boosters.saved(
+                (directory / f"{name}.lgb.txt").read_text(),
+                int(m["lgb_best_iteration"] or 0),
+                (directory / f"{name}.xgb.json").read_bytes(),
+                m.get("xgb_best_iteration"),
+            )
+            out = DirectionStack(
+                boosters,
                 np.asarray(m["meta_coef"], np.float64),
                 float(m["meta_intercept"]),
                 float(m["cal_coef"]),
@@ -193,6 +202,9 @@ class StackedModel:
                 serves=str(m.get("serves", "stack")),  # files before the fallback existed: the stack
                 note=str(m.get("note", "")),
             )
+            if forests is not None:  # else each booster is compiled (and checked) from its library on first use
+                out.use_forests(forests.get(f"{name}.lgb"), forests.get(f"{name}.xgb"))
+            return out
 
         model = cls(
             feature_names=list(manifest["feature_names"]),
@@ -208,3 +220,29 @@ class StackedModel:
         )
         model.compile()
         return model
+
+
+FORESTS = "forests.npz"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _saved_forests(directory: Path, manifest: dict[str, Any]) -> dict[str, CompiledForest] | None:
+    """The compiled forests saved with the model, when they are there and the files they were
+    compiled from are unchanged; else None (a model saved before they were, or a warning): the
+    boosters are then compiled from their libraries and checked against them, as at training."""
+    saved = manifest.get("compiled")
+    if saved is None:
+        return None
+    try:
+        if any(_sha256(directory / f) != digest for f, digest in saved["sha256"].items()):
+            raise ValueError("a model file differs from the one its forests were saved with")
+        forests = load_forests(directory / FORESTS)
+        if sorted(forests) != sorted(saved["forests"]):
+            raise ValueError(f"the forests saved are {sorted(forests)}, the manifest lists {sorted(saved['forests'])}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: compiled forests not used (%s): compiling them from the boosters", directory, exc)
+        return None
+    return forests

@@ -39,7 +39,7 @@ import numpy as np
 from models import compiled
 from models.compiled import CompiledForest
 from models.cv import walk_forward
-from models.learners import BoostParams, TooShortError, fit_lgb, fit_xgb, predict_lgb, predict_xgb
+from models.learners import BoostParams, TooShortError, fit_lgb, fit_xgb, inference_threads, predict_lgb, predict_xgb
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -80,15 +80,81 @@ def _compile(
     return forest
 
 
+class Boosters:
+    """A direction's LightGBM and XGBoost boosters: as trained, or as saved, in which case each is
+    built from its model text only when something first asks for it (its library's import
+    included). A model loaded with its compiled forests (models/model.py) predicts without either
+    library, so a runner's start does not import them."""
+
+    def __init__(self, lgb_model: lgb.Booster | None = None, xgb_model: xgb.Booster | None = None) -> None:
+        self._lgb, self._xgb = lgb_model, xgb_model
+        self._lgb_text: str | None = None
+        self._lgb_best = 0
+        self._xgb_json: bytes | None = None
+        self._xgb_best: int | None = None
+
+    @classmethod
+    def saved(cls, lgb_text: str, lgb_best_iteration: int, xgb_json: bytes, xgb_best_iteration: int | None) -> Boosters:
+        """Boosters from their saved files' contents (LightGBM model text, XGBoost JSON) and the
+        best iterations the manifest records."""
+        out = cls()
+        out._lgb_text, out._lgb_best, out._xgb_json = lgb_text, lgb_best_iteration, xgb_json
+        out._xgb_best = xgb_best_iteration
+        return out
+
+    @property
+    def lgb_best_iteration(self) -> int:
+        return int(self._lgb.best_iteration or 0) if self._lgb is not None else self._lgb_best
+
+    @property
+    def xgb_best_iteration(self) -> int | None:
+        if self._xgb is None:
+            return self._xgb_best
+        best = getattr(self._xgb, "best_iteration", None)
+        return None if best is None else int(best)
+
+    @property
+    def built(self) -> tuple[bool, bool]:
+        """Whether each booster exists as a library object yet (LightGBM, XGBoost)."""
+        return self._lgb is not None, self._xgb is not None
+
+    @property
+    def lgb(self) -> lgb.Booster:
+        if self._lgb is None:
+            import lightgbm
+
+            booster = lightgbm.Booster(model_str=self._lgb_text)
+            booster.best_iteration = self._lgb_best
+            self._lgb = booster
+        return self._lgb
+
+    @property
+    def xgb(self) -> xgb.Booster:
+        if self._xgb is None:
+            import xgboost
+
+            booster = xgboost.Booster()
+            booster.load_model(bytearray(self._xgb_json or b""))
+            self._xgb = inference_threads(booster)
+        return self._xgb
+
+    def lgb_text(self) -> str:
+        """LightGBM's model text: as saved, or from the booster."""
+        return self._lgb_text if self._lgb_text is not None else str(self.lgb.model_to_string())
+
+    def xgb_json(self) -> bytes:
+        """XGBoost's JSON model: as saved, or from the booster."""
+        return self._xgb_json if self._xgb_json is not None else bytes(self.xgb.save_raw("json"))
+
+
 @dataclass
 class DirectionStack:
     """One direction's fitted stack; ``predict`` gives the calibrated probability.
 
     The boosters must not change once it has predicted: their compiled forests are built on first
-    use (``forests``)."""
+    use (``forests``), or given with a saved model (``use_forests``)."""
 
-    lgb_model: lgb.Booster
-    xgb_model: xgb.Booster
+    boosters: Boosters
     meta_coef: np.ndarray  # [w_lgb, w_xgb]
     meta_intercept: float
     cal_coef: float  # Platt calibrator: p = sigmoid(cal_coef * logit(p_meta) + cal_intercept)
@@ -99,6 +165,19 @@ class DirectionStack:
     _forests: tuple[CompiledForest | None, CompiledForest | None] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    @property
+    def lgb_model(self) -> lgb.Booster:
+        return self.boosters.lgb
+
+    @property
+    def xgb_model(self) -> xgb.Booster:
+        return self.boosters.xgb
+
+    def use_forests(self, lgb_forest: CompiledForest | None, xgb_forest: CompiledForest | None) -> None:
+        """Take the compiled forests saved with the model (checked against the libraries when they
+        were compiled, at training): the boosters are then not needed to predict."""
+        self._forests = (lgb_forest, xgb_forest)
 
     def forests(self) -> tuple[CompiledForest | None, CompiledForest | None]:
         """(LightGBM, XGBoost) compiled forests, built once; None for a booster left to its library."""
@@ -236,7 +315,7 @@ def fit_direction(
     meta_w, meta_b = fit_logistic(fold_centred(_logit(oof[have]), fold_of[have]), y_fit[have])
     final_lgb = fit_lgb(x_fit, y_fit, ts_fit, params, embargo_ns)
     final_xgb = fit_xgb(x_fit, y_fit, ts_fit, params, embargo_ns)
-    stack = DirectionStack(final_lgb, final_xgb, meta_w, meta_b, 1.0, 0.0, fold_rows)
+    stack = DirectionStack(Boosters(final_lgb, final_xgb), meta_w, meta_b, 1.0, 0.0, fold_rows)
     if len(np.unique(y_cal)) < 2:
         raise ValueError("the calibration block has a single class: a longer window is needed")
     if not np.any(meta_w > 0):  # every weight at 0: one probability for every row

@@ -55,6 +55,25 @@ def newest_label_ns(cfg: AppConfig) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
+def newest_data_ns(cfg: AppConfig) -> int | None:
+    """The exchange time of the instrument's newest stored book update (None: none stored yet).
+
+    No row can be labelled at the training horizon after this time minus that horizon, whatever a
+    feature build would add: a retraining with nothing past that point has nothing to learn."""
+    path = cfg.resolve(cfg.warehouse.path)
+    if not path.exists():
+        return None
+    with reading(path, cfg.warehouse.lock_timeout / 1e9) as con:
+        if not table_exists(con, "snapshots"):
+            return None
+        row = one(
+            con,
+            "SELECT max(ts_exchange_ns) FROM snapshots WHERE venue = ? AND symbol = ?",
+            [cfg.instrument.venue, cfg.instrument.venue_symbol],
+        )
+    return int(row[0]) if row and row[0] is not None else None
+
+
 def load(cfg: AppConfig, window_ns: int, end_ns: int | None = None, min_rows: int = 1) -> TrainingData:
     """The labelled rows of the last ``window_ns`` up to ``end_ns`` (default: the newest label)."""
     venue, symbol = cfg.instrument.venue, cfg.instrument.venue_symbol

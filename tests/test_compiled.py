@@ -8,6 +8,7 @@ adds its trees in float32, the compiled forest in float64).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from models import compiled
 from models.compiled import KZERO, from_lightgbm, from_xgboost, pack, predict_stacks, probe_rows
 from models.learners import predict_lgb, predict_xgb
 from models.model import ModelInputError, StackedModel
-from models.stack import DirectionStack, _compile
+from models.stack import Boosters, DirectionStack, _compile
 
 N_FEATURES = 6
 
@@ -174,7 +175,7 @@ def test_a_booster_that_does_not_compile_or_match_falls_back_to_its_library(capl
     cat_x = x.copy()
     cat_x[:, 0] = np.floor(np.abs(x[:, 0]) * 3)
     cat = lgb.train({"verbosity": -1, "objective": "binary"}, lgb.Dataset(cat_x, y, categorical_feature=[0]), 5)
-    stack = DirectionStack(cat, _xgb(cat_x, y, rounds=5), np.array([1.0, 1.0]), 0.0, 1.0, 0.0)
+    stack = DirectionStack(Boosters(cat, _xgb(cat_x, y, rounds=5)), np.array([1.0, 1.0]), 0.0, 1.0, 0.0)
     with caplog.at_level(logging.WARNING):
         f_lgb, f_xgb = stack.forests()
         p_lgb, p_xgb = stack.base(cat_x[:50])
@@ -189,8 +190,8 @@ def test_a_booster_that_does_not_compile_or_match_falls_back_to_its_library(capl
 def test_packed_stacks_give_the_per_direction_path_bit_for_bit() -> None:
     x, y = _data(n=1500, seed=6)
     stacks = [
-        DirectionStack(_lgb(x, y, 15), _xgb(x, y, 12), np.array([0.6, 0.5]), -0.1, 1.2, 0.05),
-        DirectionStack(_lgb(x, 1 - y, 10), _xgb(x, 1 - y, 8), np.array([0.0, 0.9]), 0.2, 0.8, -0.3),
+        DirectionStack(Boosters(_lgb(x, y, 15), _xgb(x, y, 12)), np.array([0.6, 0.5]), -0.1, 1.2, 0.05),
+        DirectionStack(Boosters(_lgb(x, 1 - y, 10), _xgb(x, 1 - y, 8)), np.array([0.0, 0.9]), 0.2, 0.8, -0.3),
     ]
     forests = [f for s in stacks for f in s.forests() if f is not None]
     packed = pack(*forests)
@@ -238,3 +239,104 @@ def test_a_trained_model_predicts_through_the_compiled_path_after_a_round_trip(t
         again.columns_for(names[1:])
     with pytest.raises(ModelInputError, match="takes 8 features"):
         again.predict_proba(x[0, :5])
+
+
+LOAD_IN_A_FRESH_PROCESS = """
+import sys
+import numpy as np
+from pathlib import Path
+from models.model import StackedModel
+
+model = StackedModel.load(Path(sys.argv[1]))
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], np.vstack([model.predict_proba(np.ascontiguousarray(r)) for r in x]))
+print(" ".join(m for m in ("lightgbm", "xgboost", "sklearn") if m in sys.modules) or "none")
+"""
+
+
+def test_a_saved_model_predicts_from_its_saved_forests_without_importing_the_libraries(tmp_path: Path) -> None:
+    """The runner's start: a model loaded with the forests compiled (and checked) at training
+    imports neither LightGBM, XGBoost nor scikit-learn, and predicts what the trained model did."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.test_models import _data as model_data
+    from tests.test_models import _fit
+
+    x, ts, ret, direction, tau = model_data(n=6000)
+    x[::7, 3] = np.nan
+    model = _fit(x, ts, ret, direction, tau).model
+    model.save(tmp_path / "m")
+    np.save(tmp_path / "x.npy", x[:300])
+    p = subprocess.run(
+        [sys.executable, "-c", LOAD_IN_A_FRESH_PROCESS, str(tmp_path / "m"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.split() == ["none"], p.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), model.predict_proba(x[:300]))
+    again = StackedModel.load(tmp_path / "m")
+    assert again.up.boosters.built == again.down.boosters.built == (False, False)
+    # the libraries are there when asked for: the same boosters, the same library predictions
+    assert again.up.lgb_model.model_to_string() == model.up.lgb_model.model_to_string()
+    assert bytes(again.down.xgb_model.save_raw("json")) == bytes(model.down.xgb_model.save_raw("json"))
+    np.testing.assert_array_equal(predict_xgb(again.down.xgb_model, x[:50]), predict_xgb(model.down.xgb_model, x[:50]))
+
+
+def test_saved_forests_that_do_not_match_their_files_are_compiled_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A booster file changed after the save, a forest file with an index outside its arrays, or a
+    model saved before forests were: the boosters are compiled from their libraries (and checked),
+    never walked from arrays that may not be theirs."""
+    import json
+    import shutil
+
+    from tests.test_models import _data as model_data
+    from tests.test_models import _fit
+
+    x, ts, ret, direction, tau = model_data(n=6000)
+    model = _fit(x, ts, ret, direction, tau).model
+    model.save(tmp_path / "m")
+    expected = model.predict_proba(x[:200])
+
+    def reload(folder: Path) -> StackedModel:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            again = StackedModel.load(folder)
+        np.testing.assert_array_equal(again.predict_proba(x[:200]), expected)
+        return again
+
+    assert reload(tmp_path / "m").up.boosters.built == (False, False) and not caplog.text
+    # a booster file re-written (the same trees, other bytes): its digest no longer matches
+    changed = shutil.copytree(tmp_path / "m", tmp_path / "changed")
+    (changed / "up.lgb.txt").write_text((changed / "up.lgb.txt").read_text() + "\n")
+    assert reload(changed).up.boosters.built == (True, True)
+    assert "compiled forests not used (a model file differs" in caplog.text
+    # a forest whose child points outside its nodes, with the manifest's digest made to match
+    broken = shutil.copytree(tmp_path / "m", tmp_path / "broken")
+    forests = compiled.load_forests(broken / "forests.npz")
+    bad = forests["up.lgb"]
+    nodes = bad.nodes.copy()
+    nodes[np.flatnonzero(nodes[:, 0] >= 0)[0], 2] = len(nodes)
+    forests["up.lgb"] = compiled.CompiledForest(nodes, bad.values, bad.roots, bad.bounds, bad.params, bad.n_features)
+    compiled.save_forests(broken / "forests.npz", forests)
+    manifest = json.loads((broken / "model.json").read_text())
+    manifest["compiled"]["sha256"]["forests.npz"] = hashlib.sha256((broken / "forests.npz").read_bytes()).hexdigest()
+    (broken / "model.json").write_text(json.dumps(manifest))
+    reload(broken)
+    assert "compiled forest up.lgb: an index outside its arrays" in caplog.text
+    # a model saved before its forests were: no "compiled" entry, no forests file
+    old = shutil.copytree(tmp_path / "m", tmp_path / "old")
+    manifest = json.loads((old / "model.json").read_text())
+    del manifest["compiled"]
+    (old / "model.json").write_text(json.dumps(manifest))
+    (old / "forests.npz").unlink()
+    assert reload(old).up.boosters.built == (True, True) and not caplog.text
+    # a re-save of a model loaded from its forests writes the same files without building a booster
+    again = StackedModel.load(tmp_path / "m")
+    again.save(tmp_path / "resaved")
+    assert again.up.boosters.built == again.down.boosters.built == (False, False)
+    for f in ("model.json", "up.lgb.txt", "down.xgb.json", "forests.npz"):
+        assert (tmp_path / "resaved" / f).read_bytes() == (tmp_path / "m" / f).read_bytes(), f

@@ -276,3 +276,26 @@ def test_the_train_and_promote_flows_run_under_prefect(
     promoted = promote_flow(config=str(cfg.source_path), return_state=True)
     assert promoted.is_completed(), promoted.message
     assert f"version {before + 1}" in (promoted.message or "")
+
+
+def test_a_retrain_with_no_new_book_update_ends_before_it_builds_or_starts_a_cluster(
+    trained: tuple[AppConfig, dict[str, Any]], tmp_path: Path
+) -> None:
+    """``python -m flows.retrain`` (the retrain-daily deployment's chain) on the warehouse the session's
+    model was trained on, nothing stored since: no label can be newer than its window, so the run
+    says so and ends, without the feature build or the Dask cluster config.yaml asks for."""
+    from tests.test_cli import cli
+
+    cfg = own_registry(trained, tmp_path)
+    assert cfg.source_path is not None
+    data = yaml.safe_load(cfg.source_path.read_text())
+    shutil.copy(cfg.resolve(cfg.warehouse.path), tmp_path / "l2.duckdb")  # were it to build, it would write
+    data["warehouse"]["path"] = str(tmp_path / "l2.duckdb")
+    data["compute"] = {"cluster": "local", "workers": 2}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    p = cli("-m", "flows.retrain", "--config", str(tmp_path / "config.yaml"), timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr
+    assert "no data since version 1 was trained" in p.stdout and "nothing to retrain" in p.stdout, out[-3000:]
+    assert "Dask cluster" not in out and "features-by-partition" not in out and "Traceback" not in out, out[-3000:]
+    assert registry.latest_training(load_config(tmp_path / "config.yaml")) == registry.latest_training(cfg)

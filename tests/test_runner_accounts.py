@@ -73,7 +73,7 @@ def test_a_replay_account_and_a_simulated_one_keep_to_themselves(trained: Traine
     old_records = list(jr.read(old))
 
     first, _ = _stored(cfg)
-    mid = first + 20 * 60 * NS
+    mid = first + 12 * 60 * NS
     # the first account: a replay that trades (the test model always signals from a threshold this low)
     p = _runner(config, "--source", "replay", "--threshold", "0.01", "--end", format_ns(mid))
     assert p.returncode == 0, p.stderr

@@ -126,7 +126,7 @@ def test_serve_starts_a_server_and_ctrl_c_lets_the_run_in_progress_finish(
 
     # the project's ingest-sim deployment, hourly; the test asks for one run at once, as the UI's "Run" does
     d = {**next(d for d in deployments() if d["name"] == "ingest-sim"), "schedules": [{"interval": 3600}]}
-    d["parameters"] = {**d["parameters"], "duration": "3h"}
+    d["parameters"] = {**d["parameters"], "duration": "90m"}
     (tmp_path / "d.yaml").write_text(yaml.safe_dump({"deployments": [d]}))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"warehouse": {"path": "wh/l2.duckdb"}}))
     url = f"http://127.0.0.1:{free_port()}/api"

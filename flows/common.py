@@ -78,10 +78,11 @@ def persistent_server() -> Iterator[str | None]:
         yield url
         return
     from core.box import box_prefect_url
-    from flows.prefect_server import DEFAULT_API_URL, answers
+    from flows.prefect_server import DEFAULT_API_URL, answers, guard_temporary_servers
 
     found = next((u for u in (box_prefect_url(), DEFAULT_API_URL) if u and answers(u, timeout_s=1.0)), None)
     if found is None:
+        guard_temporary_servers()  # Prefect's temporary server: stopped even when this process is killed
         yield None
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -104,6 +105,9 @@ def shared_server() -> Iterator[str]:
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.prefect_server import guard_temporary_servers
+
+    guard_temporary_servers()
     server = SubprocessASGIServer()
     server.start()
     os.environ["PREFECT_API_URL"] = server.api_url

@@ -104,12 +104,80 @@ def server(url: str, home: Path, log_path: Path, timeout_s: float = 180.0, datab
     print(f"starting a Prefect server at {url} (state {state}, log {log_path})", flush=True)
     with log_path.open("ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # noqa: S603
+    guard(proc.pid)
     try:
         _wait_until_up(proc, url, log_path, timeout_s)
         print(f"Prefect server up: UI {Server(url, True).ui_url}", flush=True)
         yield Server(url, started=True)
     finally:
         _stop(proc)
+
+
+# The guard of a server this process started: it waits for its stdin (a pipe whose other end only
+# this process holds) to reach its end, which happens when this process ends, however it ends (a
+# SIGKILL included), and then stops the server if it is still the same process (its command line
+# as the guard first read it: a recycled pid is left alone), SIGTERM and then SIGKILL, its process
+# group when it leads one. Run with -S: no site, so nothing (coverage's .pth either) loads with it.
+_GUARD = r"""
+import os, signal, sys, time
+pid = int(sys.argv[1])
+def cmdline():
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+started = cmdline()
+try:
+    sys.stdin.buffer.read()
+except BaseException:
+    pass
+if started and cmdline() == started:
+    kill = os.killpg if os.getpgid(pid) == pid else os.kill
+    for sig, wait_s in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+        try:
+            kill(pid, sig)
+        except OSError:
+            break
+        end = time.monotonic() + wait_s
+        while cmdline() == started and time.monotonic() < end:
+            time.sleep(0.1)
+        if cmdline() != started:
+            break
+"""
+_GUARDS: list[subprocess.Popen[bytes]] = []  # held for the process's life: their pipes close when it ends
+
+
+def guard(pid: int) -> None:
+    """Stop the server process ``pid`` (started by this process) when this process ends without
+    stopping it: a SIGKILLed flow command or serve left its server running for hours."""
+    _GUARDS.append(
+        subprocess.Popen(  # noqa: S603
+            [sys.executable, "-S", "-c", _GUARD, str(pid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C to the command's group does not reach it
+        )
+    )
+
+
+def guard_temporary_servers() -> None:
+    """Give every temporary server Prefect starts in this process (``SubprocessASGIServer``: for a
+    flow command without a server to report to) a guard."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    start = SubprocessASGIServer._run_uvicorn_command
+    if getattr(start, "guarded", False):
+        return
+
+    def guarded(self: SubprocessASGIServer) -> subprocess.Popen[bytes]:
+        proc: subprocess.Popen[bytes] = start(self)
+        guard(proc.pid)
+        return proc
+
+    guarded.guarded = True  # type: ignore[attr-defined]
+    SubprocessASGIServer._run_uvicorn_command = guarded  # type: ignore[method-assign]
 
 
 def _wait_until_up(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout_s: float) -> None:

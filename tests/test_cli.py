@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import subprocess
@@ -374,6 +375,61 @@ def test_a_prefect_api_url_where_nothing_answers_is_one_line_and_exit_4(config_p
     assert_one_line_error(p, f"no Prefect server answers at {url}", "PREFECT_API_URL", "make prefect-ui")
     cfg = load_config(config_path)
     assert not cfg.resolve(cfg.warehouse.path).exists()
+
+
+def _servers(port: str) -> list[int]:
+    """The pids of Prefect temporary servers on ``port`` (uvicorn on Prefect's app)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"prefect.server.api.server:create_app" in cmd and f"\0{port}\0".encode() in cmd:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.untraced
+def test_a_killed_flow_command_leaves_no_temporary_prefect_server_behind(
+    config_path: Path, prefect_home: PrefectHome, tmp_path: Path
+) -> None:
+    """``kill -9`` of a flow command that started a temporary Prefect server (no server to report
+    to): the server goes too, not left running for hours (a soak found one 84 minutes later)."""
+    import re
+    import signal
+    import time
+
+    env = {**os.environ, "PREFECT_API_URL": "", "PREFECT_HOME": str(prefect_home(tmp_path / "pf"))}
+    log = tmp_path / "ingest.log"
+    with log.open("w") as out:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "flows.ingest", "--source", "sim", "--duration", "24h", "--config", str(config_path)],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=untraced(env), start_new_session=True,
+        )  # fmt: skip
+    servers: list[int] = []
+    try:
+        t0 = time.monotonic()
+        while not (m := re.search(r"Starting temporary server on http://127\.0\.0\.1:(\d+)", log.read_text())) or (
+            "ingest sim:" not in log.read_text()
+        ):
+            assert p.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() - t0 < 300, log.read_text()[-3000:]
+            time.sleep(0.2)
+        servers = _servers(m[1])
+        assert len(servers) == 1, (m[1], servers)
+        os.kill(p.pid, signal.SIGKILL)  # the command alone, as the soak killed the ingest: not its process group
+        p.wait(30)
+        t0 = time.monotonic()
+        while _servers(m[1]):
+            assert time.monotonic() - t0 < 120, f"the temporary server on port {m[1]} outlived its command"
+            time.sleep(0.2)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        for pid in servers:  # were it left running, not for the rest of the suite
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_flow_command_without_a_prefect_server_starts_a_temporary_one_and_logs_no_error(

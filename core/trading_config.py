@@ -105,6 +105,13 @@ class LiveConfig(Section):
     slippage_alert_bps: float = Field(3.0, gt=0)  # rolling arrival slippage above this: an alert line
     markouts: tuple[DurationNs, ...] = tuple(parse_duration_ns(x) for x in ("1s", "10s", "60s"))  # of the monitor
     replay_speed: float = Field(0.0, ge=0)  # --source replay: 0 as fast as possible, 1 live pace
+    replay_chunk: DurationNs = parse_duration_ns("1h")  # --source replay reads the stored market this much at a time
+
+    @model_validator(mode="after")
+    def _chunk(self) -> LiveConfig:
+        if self.replay_chunk <= 0:
+            raise ValueError("replay_chunk must be a positive duration")
+        return self
 
 
 class MonitorConfig(Section):

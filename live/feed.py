@@ -38,8 +38,6 @@ from market.sources.base import Source
 
 log = logging.getLogger(__name__)
 
-HOUR_NS = 3_600 * 1_000_000_000
-
 
 Tick = Book | Trade  # the house's records (core.records), one event each
 
@@ -147,7 +145,8 @@ class SourceFeed:
 
 
 class ReplayFeed:
-    """The warehouse's stored book and trades, an hour at a time; ``speed`` 0 is as fast as possible."""
+    """The warehouse's stored book and trades, ``live.replay_chunk`` (an hour) at a time, each chunk
+    checked as it is read; ``speed`` 0 is as fast as possible."""
 
     name = "replay"
 
@@ -205,8 +204,9 @@ class ReplayFeed:
     async def batches(self) -> AsyncIterator[list[Tick]]:
         lo, hi = self._bounds()
         t0_wall, t0_data = time.monotonic_ns(), None
-        for a in range(lo, hi, HOUR_NS):
-            b = min(a + HOUR_NS, hi)
+        step = self.cfg.live.replay_chunk
+        for a in range(lo, hi, step):
+            b = min(a + step, hi)
             try:
                 m = self._load(self.cfg, a, b, self.cfg.features.levels)
             except ValueError as exc:  # Market.validate: what the warehouse holds there is not a sound book

@@ -209,3 +209,10 @@ def test_the_archive_is_a_folder_or_an_s3_url_without_credentials(tmp_path: Path
             load_config(write(tmp_path, f"warehouse:\n  retention:\n    {text}\n"))
         assert message in str(err.value) and "\n" not in str(err.value), text
         assert "wJalrXsecret" not in str(err.value) and "AKIDSECRETKEY" not in str(err.value)
+
+
+def test_a_replay_chunk_is_a_positive_duration(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "live:\n  replay_chunk: 10m\n")).live.replay_chunk == 600 * 10**9
+    for bad, message in (("0s", "replay_chunk must be a positive duration"), ("-5m", "is not a duration")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path, f"live:\n  replay_chunk: {bad}\n"))

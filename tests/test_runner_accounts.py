@@ -149,7 +149,7 @@ def test_corrupt_data_in_the_middle_of_a_replay_ends_the_session_on_the_record(
         if src.with_name(src.name + suffix).exists():
             shutil.copy(src.with_name(src.name + suffix), copy.with_name(copy.name + suffix))
     first, _ = _stored(cfg)
-    bad = (first + 62 * 60 * NS, first + 63 * 60 * NS)  # in the replay's second hour: after the session started
+    bad = (first + 12 * 60 * NS, first + 13 * 60 * NS)  # in the replay's second chunk: after the session started
     con = duckdb.connect(str(copy))
     try:
         con.execute("UPDATE trades SET qty = -qty WHERE ts_exchange_ns >= ? AND ts_exchange_ns < ?", list(bad))
@@ -158,7 +158,10 @@ def test_corrupt_data_in_the_middle_of_a_replay_ends_the_session_on_the_record(
     finally:
         con.close()
     config = _config(cfg, tmp_path, path=str(copy), spool_dir=str(tmp_path / "wh" / "spool"))
-    p = _runner(config, "--source", "replay", "--end", format_ns(first + 65 * 60 * NS))
+    data = yaml.safe_load(Path(config).read_text())
+    data["live"]["replay_chunk"] = "10m"  # read 10 minutes at a time (the default is an hour)
+    Path(config).write_text(yaml.safe_dump(data))
+    p = _runner(config, "--source", "replay", "--end", format_ns(first + 15 * 60 * NS))
     assert_one_line_error(p, "is corrupt", "trades need a finite price and a positive size")
     assert p.returncode == 3
     path = tmp_path / "journal" / "paper-replay.sqlite"

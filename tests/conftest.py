@@ -107,6 +107,17 @@ ConfigFactory = Callable[..., AppConfig]
 os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal has it. A suite started in the background (``nohup make test &``, a
+    script's ``&``) inherits SIGINT ignored, and so would every command it starts: the tests that
+    stop a command with Ctrl-C then hung (three of them in a fresh clone's run started that way).
+    With Python's own handler here, the commands start with SIGINT at its default, as typed."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The test process, as every command: its imports frozen out of the collector's scans."""
     from core.cli import quiet_gc

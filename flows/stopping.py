@@ -60,6 +60,8 @@ class Stopper:
         self.stopping = threading.Event()
         self.ended = threading.Event()  # set by the main thread once serving has returned
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # inherited (nohup ... &): the interrupt needs a handler
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, self.on_sigterm)
         threading.Thread(target=self._watch, name="serve-stop", daemon=True).start()
 

@@ -279,8 +279,18 @@ print("stopped serving", flush=True)
 """
 
 
-def test_serving_that_does_not_stop_when_asked_is_interrupted_until_it_does() -> None:
-    p = subprocess.Popen([sys.executable, "-c", _DEAF], cwd=REPO, stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("ignored", [False, True], ids=["sigint-default", "sigint-ignored-at-start"])
+def test_serving_that_does_not_stop_when_asked_is_interrupted_until_it_does(ignored: bool) -> None:
+    """Also when serve starts with SIGINT ignored (``nohup make serve &``; a supervisor may leave it so):
+    its SIGTERM still stops it, and the interrupt, which needs a handler for SIGINT, still lands."""
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None
+    p = subprocess.Popen(
+        [sys.executable, "-c", _DEAF],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore,  # noqa: PLW1509
+    )
     assert p.stdout is not None and p.stdout.readline() == "serving\n"
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=120)

@@ -105,10 +105,7 @@ def shared_server() -> Iterator[str]:
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.prefect_server import guard_temporary_servers
-
-    guard_temporary_servers()
-    server = SubprocessASGIServer()
+    server = SubprocessASGIServer()  # guarded: persistent_server found none and gave Prefect's temporary servers one
     server.start()
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
@@ -192,10 +189,16 @@ def cluster_address(cluster: str | None, workers: int) -> Iterator[str | None]:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the cluster's own chatter (workers inherit it)
     from distributed import LocalCluster
 
-    _start_resource_tracker()
-    _fork_workers()
+    _local_cluster_here()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as local:  # type: ignore[no-untyped-call]
         yield str(local.scheduler_address)
+
+
+def _local_cluster_here() -> None:
+    """What this process does before it starts a local cluster: the resource tracker first, with the
+    thread's signal mask kept (the forkserver would start it otherwise), then the forkserver's setup."""
+    _start_resource_tracker()
+    _fork_workers()
 
 
 # What the workers' tasks import (Prefect's task engine, the flows' task functions and what they run):
@@ -248,7 +251,6 @@ def task_runner(cluster: str | None, workers: int) -> Any:
     from prefect_dask.task_runners import DaskTaskRunner
 
     if cluster == "local":
-        _start_resource_tracker()  # the runner starts its cluster in this process, as cluster_address does
-        _fork_workers()
+        _local_cluster_here()  # the runner starts its cluster in this process, as cluster_address does
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
     return DaskTaskRunner(address=cluster)

@@ -183,6 +183,10 @@ class BybitConfig(Section):
     rest_url: str = "https://api.bybit.com"
     ws_public_url: str = "wss://stream.bybit.com/v5/public/linear"
     timeout: DurationNs = parse_duration_ns("10s")
+    # a runner's start meeting a transient failure (no answer, a rate limit, Bybit's 10016 system
+    # error) tries again this many times in all, waiting start_backoff, then twice that, ...
+    start_tries: int = Field(3, ge=1)
+    start_backoff: DurationNs = parse_duration_ns("1s")
 
     @field_validator("rest_url")
     @classmethod

@@ -31,7 +31,7 @@ from core.records import Book
 from execution.types import OrderKind
 from execution.venue import BookView, OpenOrder
 from live.bybit_ledger import Ledger, LiveOrder, Redact
-from live.bybit_rest import BybitRest
+from live.bybit_rest import BybitRest, log, transient
 from live.feed import Tick
 from market.sources.bybit import point_at
 from warehouse.journal import Restored
@@ -188,8 +188,26 @@ class BybitGateway(BybitRest):
             self.ledger.event(kind, None, order_id=oid, client_id=cid, detail=detail)
 
     async def start(self, known: dict[str, int] | None = None) -> None:
-        """Load the market; take wallet, position, our open orders and new executions from Bybit."""
-        url = self.cfg.bybit.rest_url
+        """Load the market; take wallet, position, our open orders and new executions from Bybit.
+
+        A transient failure (no answer, a rate limit, Bybit's 10016) is tried again up to
+        ``bybit.start_tries`` times in all, ``start_backoff`` apart and doubling: nothing is kept of a
+        failed try (the ledger takes the exchange's word only once every read has answered)."""
+        url, b = self.cfg.bybit.rest_url, self.cfg.bybit
+        for attempt in range(1, b.start_tries + 1):
+            try:
+                await self._start_once(url, known or {})
+                return
+            except Exception as exc:
+                await self.aclose()
+                if attempt == b.start_tries or isinstance(exc, UserError) or not transient(exc):
+                    raise self._start_error(exc, url, attempt) from None
+                wait = b.start_backoff * 2 ** (attempt - 1)
+                log.warning("bybit: start try %d of %d at %s failed (%s); trying again in %g s",
+                            attempt, b.start_tries, url, self._scrub(exc), wait / 1e9)  # fmt: skip
+                await asyncio.sleep(wait / 1e9)
+
+    async def _start_once(self, url: str, known: dict[str, int]) -> None:
         # ccxt.pro's bybit is ccxt.async_support's REST client, with the ws URLs point_at sets
         self.exchange = ccxt.pro.bybit(
             {
@@ -203,23 +221,20 @@ class BybitGateway(BybitRest):
         self.exchange.logger = _CCXT_LOG
         _CCXT_LOG.addFilter(self._redact)
         point_at(self.exchange, url, self.cfg.bybit.ws_public_url)
-        try:
-            await self.exchange.load_markets()  # with keys, ccxt also asks /v5/asset/coin/query-info
-            if self.symbol not in self.exchange.markets:
-                raise UserError(f"bybit: {self.symbol} is not listed at {url}")
-            await self._restore(known or {})
-        except Exception as exc:
-            await self.aclose()
-            raise self._start_error(exc, url) from None
+        await self.exchange.load_markets()  # with keys, ccxt also asks /v5/asset/coin/query-info
+        if self.symbol not in self.exchange.markets:
+            raise UserError(f"bybit: {self.symbol} is not listed at {url}")
+        await self._restore(known)
 
-    def _start_error(self, exc: Exception, url: str) -> Exception:
+    def _start_error(self, exc: Exception, url: str, tries: int) -> Exception:
         if isinstance(exc, UserError):
             return exc
         if isinstance(exc, ccxt.AuthenticationError):
             code = re.search(r'"retCode":\s*(\d+)', str(exc))
             why = _AUTH.get(code.group(1) if code else "", "authentication failed")
             return UserError(f"bybit: {url} refused the API key: {why} (check BYBIT_API_KEY / BYBIT_API_SECRET)")
-        return UnavailableError(f"bybit: cannot start at {url}: {self._scrub(exc)}")
+        after = f" (after {tries} tries)" if tries > 1 else ""
+        return UnavailableError(f"bybit: cannot start at {url}{after}: {self._scrub(exc)}")
 
     async def aclose(self) -> None:
         if self.exchange is not None:

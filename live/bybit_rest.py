@@ -143,7 +143,7 @@ class BybitRest:
                 self.ledger.event("refused", o, detail=f"{what}: nothing to change")
                 return False
             self._failed(exc, o, what)
-            if what == "cancel" and _transient(exc):
+            if what == "cancel" and transient(exc):
                 self._retry.append((what, oid, price, qty))  # a cancel is never given up
         return False
 
@@ -292,6 +292,6 @@ class BybitRest:
         return self._redact.scrub(f"{type(exc).__name__}: {short_error(exc)}")
 
 
-def _transient(exc: Exception) -> bool:
+def transient(exc: Exception) -> bool:
     """A failure worth sending the same request again for: no answer, a rate limit, a system error."""
     return isinstance(exc, ccxt.NetworkError) or _SYSTEM_ERROR in str(exc)

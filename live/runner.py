@@ -193,6 +193,7 @@ class Runner:
         self.warmed: WarmStart | None = None
         self._feed_seen: Counter[str] = Counter()
         self.kernels: LateKernels | None = LateKernels(log)  # after this, a kernel readied is a stall: logged
+        self.begun = False  # the gateway has started: from then on a shutdown cancels what is open
         self._restore_risk()
 
     def _restore_risk(self) -> None:
@@ -221,6 +222,7 @@ class Runner:
         status, failure = "completed", ""
         try:
             await self.gateway.begin(self.restored, now)
+            self.begun = True
             loop.after_step()
             if self.restored.account:
                 log.info("restored from %s: %s", self.journal_path, _account_line(self.restored.account))
@@ -318,12 +320,13 @@ class Runner:
             self.kernels.check()
         try:
             try:
-                self.strategy.stop(self.gateway)
-                wait = max(self.cfg.execution.rate_window, 1_000_000_000)  # a refused cancel-all: its window
-                left = await loop.cancel_everything(wait)
-                loop.record_account()
-                if left:
-                    raise RuntimeError(f"orders {left} are still open on the {self.gateway.name} exchange")
+                if self.begun:  # else the exchange never answered the start: nothing was sent, nothing to cancel
+                    self.strategy.stop(self.gateway)
+                    wait = max(self.cfg.execution.rate_window, 1_000_000_000)  # a refused cancel-all: its window
+                    left = await loop.cancel_everything(wait)
+                    loop.record_account()
+                    if left:
+                        raise RuntimeError(f"orders {left} are still open on the {self.gateway.name} exchange")
             except Exception as exc:  # the session still ends on the record, saying so
                 broken = exc
                 reason += f"; the shutdown failed: {_why(exc)}"

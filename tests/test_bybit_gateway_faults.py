@@ -10,12 +10,14 @@ client order id is used for two orders.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from core.config import AppConfig
+from core.errors import UnavailableError
 from execution.types import OrderKind
 from live.bybit_gateway import BybitGateway
 from standin import BackgroundStandin
@@ -460,6 +462,39 @@ def test_executions_beyond_one_page_are_all_applied_once(standin: BackgroundStan
 
 
 # -- restarts --------------------------------------------------------------------------------
+
+
+def test_a_start_that_meets_system_errors_tries_again_then_gives_up_in_one_line(
+    standin: BackgroundStandin, cfg: AppConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bybit's 10016 ("try again later") on the position read at start: the start tries again,
+    ``start_backoff`` apart and doubling, and starts on its third try; a fault that outlasts its
+    ``start_tries`` ends in one line naming the tries and the cause, and keeps no exchange open."""
+    cfg = cfg.model_copy(update={"bybit": cfg.bybit.model_copy(update={"start_backoff": 50_000_000})})
+    assert cfg.bybit.start_tries == 3
+
+    async def go() -> None:
+        standin.inject("server_error", on="position", count=2)
+        gw = _gateway(cfg)
+        await gw.start()
+        try:
+            assert _calls(standin, "position") == 3 and gw.exchange is not None
+            assert gw.ledger.position == 0.0 and not gw.ledger.orders
+        finally:
+            await gw.aclose()
+        standin.inject("server_error", on="position", count=3)
+        with pytest.raises(UnavailableError) as err:
+            await gw.start()
+        text = str(err.value)
+        assert "cannot start" in text and "(after 3 tries)" in text and '"retCode":10016' in text
+        assert "\n" not in text and KEY not in text and SECRET not in text
+        assert _calls(standin, "position") == 6 and gw.exchange is None
+
+    with caplog.at_level(logging.WARNING, logger="live.bybit_gateway"):
+        _run(go)
+    tries = [r.getMessage() for r in caplog.records if "start try" in r.getMessage()]
+    assert [t.split(" at ")[0] for t in tries] == [f"bybit: start try {i} of 3" for i in (1, 2, 1, 2)]
+    assert [t.rsplit("again in ", 1)[1] for t in tries] == ["0.05 s", "0.1 s"] * 2
 
 
 @pytest.mark.parametrize("after", ["position", "open_orders"])

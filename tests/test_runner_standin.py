@@ -179,3 +179,49 @@ def test_live_mode_trades_on_the_standin_exchange_and_a_restart_takes_its_word(
         assert _bybit(second).ledger.position == pytest.approx(stats["position"])
         ids = [int(r.order_id) for r in jr.read(path, ["submit"]) if r.order_id is not None]
         assert len(ids) == len(set(ids))
+
+
+def test_a_live_start_the_exchange_keeps_refusing_exits_4_in_one_line_and_journals_why(
+    trained: tuple[AppConfig, Any], tmp_path: Path
+) -> None:
+    """``python -m live.runner --live`` as typed, against a stand-in whose position read answers
+    Bybit's 10016 to every try: the runner tries ``bybit.start_tries`` times, then exits 4 with one
+    line naming the tries and the cause. Its shutdown cancels nothing (nothing was sent) and logs no
+    error of its own; the journal ends on a ``stop`` that says why."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from standin.private import PrivateSpec
+    from tests.conftest import REPO
+    from tests.test_cli import assert_one_line_error
+
+    cfg = trained[0]
+    keys = ("runner-key", "runner-secret")
+    with BackgroundStandin(SimFeed(cfg.sim, cfg.instrument, 50), private=PrivateSpec(*keys)) as server:
+        assert cfg.source_path is not None
+        data = yaml.safe_load(cfg.source_path.read_text())
+        data["warehouse"] = {**data["warehouse"], "path": str(cfg.resolve(cfg.warehouse.path))}
+        data["mlflow"] = {
+            "store": str(cfg.resolve(cfg.mlflow.store)),
+            "artifacts": str(cfg.resolve(cfg.mlflow.artifacts)),
+        }
+        data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
+        data["bybit"] = {"rest_url": server.url, "ws_public_url": server.ws_url, "start_backoff": "100ms"}
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(data))
+        server.inject("server_error", on="position", count=100)
+        env = {**os.environ, "BYBIT_API_KEY": keys[0], "BYBIT_API_SECRET": keys[1]}
+        cmd = [sys.executable, "-m", "live.runner", "--live", "--config", str(config), "--model", "1"]
+        p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        calls = int(server.stats()["private"].get("calls_position", 0))
+    assert p.returncode == 4, p.stderr[-3000:]
+    assert_one_line_error(p, f"cannot start at {server.url} (after 3 tries)", '"retCode":10016', "try again later")
+    assert calls == 3 and keys[1] not in p.stderr
+    log = (tmp_path / "logs" / "runner-live-bybit.log").read_text()
+    assert log.count("start try") == 2 and '"level": "ERROR"' not in log, log[-3000:]
+    (stop,) = list(jr.read(tmp_path / "journal" / "live-bybit.sqlite", ["stop"]))
+    assert stop.data["reason"].startswith("failed: ") and "10016" in stop.data["reason"], stop.data
+    assert not list(jr.read(tmp_path / "journal" / "live-bybit.sqlite", ["submit", "account"]))

@@ -38,9 +38,10 @@ def corrupt_frame(kind: str, msg: dict[str, Any], next_u: int, book: Book, topic
         size = bids[0][1].lstrip("-")
         bids[0][1] = "-" + (size if float(size) > 0 else "1")  # "-0" would only be a signed delete
         data["b"] = bids
-    elif kind == "crossed":
+    elif kind == "crossed":  # only the crossing bid: the message's own asks could lift the best ask above it
         best_ask = book.best()[2]
         data["b"] = [[f"{float(best_ask) + tick:.{price_decimals(tick)}f}", "1.000"]]
+        data["a"] = []
     out["data"] = data
     frame = json_text(out)
     if kind == "bad_json":

@@ -221,6 +221,21 @@ def test_a_fault_is_recovered_only_with_its_evidence_and_data_after_it() -> None
     assert not late.recovered and "reconnect recorded 40.0 s after" in late.how and "over 30 s" in late.how
     assert not checks.recovery_check([checks.recover(Fault(0, "restart"), 100 * NS, ev, bound)]).passed
 
+    # a stall the ingest was SIGKILLed in (before its 10 s watchdog): the run that met it recorded
+    # nothing, the new run starts from a fresh snapshot; its data within the bound recovers it
+    swallowed = checks.Evidence(
+        events={"reconnect": np.asarray([300 * NS])},  # the next fault's
+        book_ts=np.asarray([100 * NS, 213 * NS, 300 * NS]),
+        ingest_starts=np.asarray([211 * NS]),
+    )
+    killed_in = checks.recover(Fault(0, "stall", seconds=10.0), 200 * NS, swallowed, bound)
+    assert killed_in.recovered and "the ingest started again 11.0 s after" in killed_in.how
+    assert "data 3.0 s after" in killed_in.how
+    slow = checks.Evidence(
+        events=swallowed.events, book_ts=np.asarray([100 * NS, 260 * NS]), ingest_starts=swallowed.ingest_starts
+    )
+    assert not checks.recover(Fault(0, "stall", seconds=10.0), 200 * NS, slow, bound).recovered  # its data 50 s late
+
 
 def test_memory_growth_is_judged_per_incarnation_that_lived_long_enough() -> None:
     flat = [(float(t), "ingest", 1, 100_000.0 + (t % 3)) for t in range(0, 400, 5)]

@@ -315,12 +315,21 @@ def recover(fault: Fault, at_ns: int, ev: Evidence, bound_ns: int) -> Recovery:
     else:
         kinds = EVIDENCE[fault.kind]
         seen = [t for k in kinds if (t := _first_after(ev.events.get(k, np.zeros(0, np.int64)), at_ns, _FAR))]
-        if not seen:
+        # a new ingest run before the evidence: the run that met the fault died first (a SIGKILL in a
+        # stall, before its watchdog), and the new one starts from a fresh snapshot
+        restart = _first_after(ev.ingest_starts, at_ns, min(seen) if seen else _FAR)
+        if restart is not None:
+            back = _first_after(ev.book_ts, max(restart, end), _FAR)
+            what = (
+                f"the ingest started again {(restart - at_ns) / NS:.1f} s after (before any {' / '.join(kinds)}); data"
+            )
+        elif not seen:
             out.how = f"no {' / '.join(kinds)} recorded"
             return out
-        t = min(seen)
-        back = _first_after(ev.book_ts, max(t, end), _FAR)
-        what = f"{' / '.join(kinds)} recorded {(t - at_ns) / NS:.1f} s after; data"
+        else:
+            t = min(seen)
+            back = _first_after(ev.book_ts, max(t, end), _FAR)
+            what = f"{' / '.join(kinds)} recorded {(t - at_ns) / NS:.1f} s after; data"
     if back is None:
         out.how = f"{what}: never"
         return out

@@ -186,6 +186,22 @@ def make_config(tmp_path: Path) -> ConfigFactory:
     return make
 
 
+def trained_config(cfg: AppConfig, tmp_path: Path, **sections: dict[str, Any]) -> Path:
+    """The trained project's config written to ``tmp_path/config.yaml`` for a command run as typed:
+    its warehouse and registry by absolute path, the journals and logs in ``tmp_path``, and the
+    sections given merged over it (``bybit={"rest_url": ...}``)."""
+    assert cfg.source_path is not None
+    data = yaml.safe_load(cfg.source_path.read_text())
+    data["warehouse"]["path"] = str(cfg.resolve(cfg.warehouse.path))
+    data["mlflow"] = {"store": str(cfg.resolve(cfg.mlflow.store)), "artifacts": str(cfg.resolve(cfg.mlflow.artifacts))}
+    data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 @pytest.fixture
 def config_path(make_config: ConfigFactory, tmp_path: Path) -> Path:
     make_config()

@@ -17,6 +17,7 @@ from execution.types import OrderKind, OrderStatus
 from live.loop import Loaded
 from live.runner import Options, Runner, check_model, main
 from models import registry
+from tests.conftest import trained_config
 from warehouse import journal as jr
 
 NS = 1_000_000_000
@@ -226,16 +227,8 @@ def test_sigkill_then_restart_keeps_the_position_and_never_reuses_an_order(
     import signal
     import subprocess
 
-    import yaml
-
     cfg, _ = trained
-    assert cfg.source_path is not None
-    config = tmp_path / "config.yaml"
-    data = yaml.safe_load(cfg.source_path.read_text())
-    data["warehouse"]["path"] = str(cfg.resolve(cfg.warehouse.path))
-    data["mlflow"] = {"store": str(cfg.resolve(cfg.mlflow.store)), "artifacts": str(cfg.resolve(cfg.mlflow.artifacts))}
-    data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
-    config.write_text(yaml.safe_dump(data))
+    config = trained_config(cfg, tmp_path)
     _, q = _study_model(cfg)
     path = tmp_path / "journal" / "paper-replay.sqlite"
     cmd = _runner_cmd(config, "--threshold", repr(q), "--speed", "0")
@@ -274,16 +267,8 @@ def test_sigterm_cancels_everything_flushes_and_exits_zero(trained: tuple[AppCon
     import signal
     import subprocess
 
-    import yaml
-
     cfg, _ = trained
-    assert cfg.source_path is not None
-    config = tmp_path / "config.yaml"
-    data = yaml.safe_load(cfg.source_path.read_text())
-    data["warehouse"]["path"] = str(cfg.resolve(cfg.warehouse.path))
-    data["mlflow"] = {"store": str(cfg.resolve(cfg.mlflow.store)), "artifacts": str(cfg.resolve(cfg.mlflow.artifacts))}
-    data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
-    config.write_text(yaml.safe_dump(data))
+    config = trained_config(cfg, tmp_path)
     _, q = _study_model(cfg)
     path = tmp_path / "journal" / "paper-replay.sqlite"
     proc = subprocess.Popen(

@@ -192,26 +192,15 @@ def test_a_live_start_the_exchange_keeps_refusing_exits_4_in_one_line_and_journa
     import subprocess
     import sys
 
-    import yaml
-
     from standin.private import PrivateSpec
-    from tests.conftest import REPO
+    from tests.conftest import REPO, trained_config
     from tests.test_cli import assert_one_line_error
 
     cfg = trained[0]
     keys = ("runner-key", "runner-secret")
     with BackgroundStandin(SimFeed(cfg.sim, cfg.instrument, 50), private=PrivateSpec(*keys)) as server:
-        assert cfg.source_path is not None
-        data = yaml.safe_load(cfg.source_path.read_text())
-        data["warehouse"] = {**data["warehouse"], "path": str(cfg.resolve(cfg.warehouse.path))}
-        data["mlflow"] = {
-            "store": str(cfg.resolve(cfg.mlflow.store)),
-            "artifacts": str(cfg.resolve(cfg.mlflow.artifacts)),
-        }
-        data["live"] = {"journal_dir": str(tmp_path / "journal"), "log_dir": str(tmp_path / "logs")}
-        data["bybit"] = {"rest_url": server.url, "ws_public_url": server.ws_url, "start_backoff": "100ms"}
-        config = tmp_path / "config.yaml"
-        config.write_text(yaml.safe_dump(data))
+        bybit = {"rest_url": server.url, "ws_public_url": server.ws_url, "start_backoff": "100ms"}
+        config = trained_config(cfg, tmp_path, bybit=bybit)
         server.inject("server_error", on="position", count=100)
         env = {**os.environ, "BYBIT_API_KEY": keys[0], "BYBIT_API_SECRET": keys[1]}
         cmd = [sys.executable, "-m", "live.runner", "--live", "--config", str(config), "--model", "1"]

@@ -54,3 +54,35 @@ def test_a_command_that_used_duckdb_exits_without_a_leak_report() -> None:
     code = "from core.cli import run_main\nimport duckdb\ncon = duckdb.connect()\nrun_main(lambda argv: 0)"
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == "", p.stderr[-2000:]
+
+
+def test_a_long_running_command_collects_its_reference_cycles_without_waiting_for_the_thresholds() -> None:
+    """Garbage in a cycle, with automatic collection off (as the raised thresholds nearly have it):
+    the full collections on their own thread free it."""
+    import threading
+    import weakref
+
+    from core import cli
+
+    started = cli.FullCollections.started  # every command has them (quiet_gc)
+    assert started is not None and started.every_s == cli.FULL_COLLECTION_S
+
+    class Node:
+        me: object = None
+
+    freed = threading.Event()
+    node = Node()
+    node.me = node  # a reference cycle: reference counting alone never frees it
+    weakref.finalize(node, freed.set)
+    del node
+    was = gc.isenabled()
+    gc.disable()
+    full = cli.FullCollections(0.05)
+    try:
+        assert freed.wait(60), "a cycle still alive a minute later"
+        assert full.runs >= 1
+    finally:
+        full.stop()
+        if was:
+            gc.enable()
+    assert not full._thread.is_alive()

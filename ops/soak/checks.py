@@ -358,8 +358,8 @@ class Growth:
     service: str
     pid: int
     lived_s: float
-    start_kb: float | None  # mean RSS over the window ending one simulated hour into its life
-    end_kb: float | None  # mean RSS over its last window
+    start_kb: float | None  # median RSS over the window ending one simulated hour into its life
+    end_kb: float | None  # median RSS over its last window
     n: int  # samples
 
     @property
@@ -372,7 +372,7 @@ class Growth:
 
 
 def rss_growth(samples: Iterable[tuple[float, str, int, float]], hour_s: float, window_s: float) -> list[Growth]:
-    """Per incarnation (service, pid) of ``(t_s, service, pid, rss_kb)`` samples: the mean RSS over the
+    """Per incarnation (service, pid) of ``(t_s, service, pid, rss_kb)`` samples: the median RSS over the
     ``window_s`` ending ``hour_s`` (one simulated hour, in wall seconds) after it was first seen, and
     over its last ``window_s``. Judged only when the two windows do not overlap (it lived long enough)."""
     by: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
@@ -391,8 +391,8 @@ def rss_growth(samples: Iterable[tuple[float, str, int, float]], hour_s: float, 
                 name,
                 pid,
                 t1 - t0,
-                float(kb[a].mean()) if long_enough else None,
-                float(kb[b].mean()) if long_enough else None,
+                float(np.median(kb[a])) if long_enough else None,
+                float(np.median(kb[b])) if long_enough else None,
                 len(pts),
             )
         )

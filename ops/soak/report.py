@@ -22,7 +22,7 @@ from standin.private import PRIVATE_FAULTS
 from warehouse.journal import Record, read
 
 NS = 1_000_000_000
-RSS_WINDOW_S = 20.0  # the mean RSS over this long at each end of an incarnation's judged span
+RSS_WINDOW_S = 20.0  # the median RSS over this long at each end of an incarnation's judged span
 LAG_S = 5.0  # the stored book may trail the market by this much at its 99th percentile
 
 

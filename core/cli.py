@@ -6,6 +6,7 @@ import argparse
 import atexit
 import gc
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -150,7 +151,14 @@ class FullCollections:
         self.runs = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gc-full", daemon=True)
-        self._thread.start()
+        # started with every signal blocked (a thread inherits its creator's mask): a signal sent to
+        # the process never lands on it, so a command that takes SIGINT with sigwait on a thread of
+        # its own (flows.serve's Stopper) still gets every one
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            self._thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):

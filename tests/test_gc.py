@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import signal
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +68,11 @@ def test_a_long_running_command_collects_its_reference_cycles_without_waiting_fo
 
     started = cli.FullCollections.started  # every command has them (quiet_gc)
     assert started is not None and started.every_s == cli.FULL_COLLECTION_S
+    # and the thread takes no signal: flows.serve's Stopper waits for SIGINT on a thread of its own
+    # (a Ctrl-C that landed here was a KeyboardInterrupt in the main thread: serve stopped at once)
+    status = Path(f"/proc/self/task/{started._thread.native_id}/status").read_text()
+    blocked = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("SigBlk:")), 16)
+    assert all(blocked >> (s - 1) & 1 for s in (signal.SIGINT, signal.SIGTERM)), hex(blocked)
 
     class Node:
         me: object = None

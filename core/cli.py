@@ -136,8 +136,8 @@ class FullCollections:
     the stand-in at speed 24 its tracked objects grew by 1,800 a minute (460,582 to 487,463 in 15
     minutes), to wait until about 110,000 had piled up (a quarter of 445,000 long-lived: at that
     rate, about an hour); with these collections they stayed at 444,000-446,000. A full collection
-    takes about 30 ms over 200,000 tracked objects (the imports before ``quiet_gc`` are frozen):
-    well under 0.1 % of a core at one a minute."""
+    took 28 ms over 200,000 tracked objects (the imports before ``quiet_gc`` frozen); at one a minute,
+    about 0.05 % of a core, nearer 0.1 % for the ingest's 445,000 (estimated, not measured there)."""
 
     started: FullCollections | None = None  # the process's own (quiet_gc)
 

@@ -12,12 +12,14 @@ the store's artifacts (a copy or a move), every stored path under the old root i
 new one in one transaction, and the ``MLmodel`` files with it; a log line says so. A store whose
 artifacts are not in the configured folder (someone else's, or a remote one) is never touched, nor
 is a shared PostgreSQL store (``mlflow.database``): its artifacts are where every user reaches them.
-This module does not import MLflow: ``python -m models ui`` uses it before MLflow loads.
+This module imports MLflow only to create a new store: ``python -m models ui`` uses it before MLflow
+loads.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +58,39 @@ def store(cfg: AppConfig, create: bool = False) -> Store:
     if create:
         db.parent.mkdir(parents=True, exist_ok=True)
         art.mkdir(parents=True, exist_ok=True)
+        if not db.exists():
+            _create_sqlite(db, art)
     return Store(f"sqlite:///{db}", art.as_uri(), db, art)
+
+
+def _create_sqlite(db: Path, artifacts: Path) -> None:
+    """A new SQLite store, whole or not at all: its tables are created and migrated in a file of
+    this process's own, which then takes the store's name in one step (a hard link: never over a
+    store that another process created meanwhile).
+
+    MLflow creates its tables wherever it finds a database without them, in every process that
+    opens one, and its migrations are not transactional. Created in place, the store is a file with
+    half its tables for a second or two, and a process that opens it then (a paper runner waiting
+    for its first champion, the dashboard, the MLflow UI, another training) runs the same
+    migrations over the ones in progress: one of them fails ("No such constraint", "Circular
+    dependency detected") and the store may be left half-migrated. Only a process creating the
+    store imports MLflow here."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    part = db.with_name(f".{db.name}.{os.getpid()}.creating")
+    part.unlink(missing_ok=True)
+    try:
+        uri = f"sqlite:///{part}"
+        stores = (TrackingStore(uri, artifacts.as_uri()), RegistryStore(uri))  # type: ignore[no-untyped-call]
+        for engine in (s.engine for s in stores):
+            engine.dispose()
+        try:
+            os.link(part, db)
+        except FileExistsError:  # another process created it first: theirs is the store
+            log.info("the model registry at %s was created by another process meanwhile", db)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def locate(cfg: AppConfig, create: bool = False) -> Store:

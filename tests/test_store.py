@@ -10,6 +10,8 @@ import hashlib
 import logging
 import shutil
 import sqlite3
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from models.learners import BoostParams
 from models.result import Evidence, TrainResult
 from models.store import rebase
 from pipelines.training import train
+from tests.conftest import REPO
 
 S = 1_000_000_000
 pytestmark = pytest.mark.slow
@@ -156,3 +159,47 @@ def test_a_store_that_is_not_ours_is_left_alone(fitted: Any, tmp_path: Path, cap
     sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x TEXT)").connection.commit()
     assert rebase(tmp_path / "other.db", elsewhere, "btc-l2") == {}  # a database, but not MLflow's
     assert _snapshot(tmp_path / "theirs") == before
+
+
+POLL = """
+import sys, time
+from core.config import load_config
+from core.errors import UnavailableError
+from models import registry
+
+cfg = load_config(sys.argv[1])
+print("polling", flush=True)
+seen, t0 = 0, time.monotonic()
+while seen < 20 and time.monotonic() - t0 < 240:  # until the store has answered 20 times
+    try:
+        registry.version_for(cfg, registry.CHAMPION)
+        seen += 1
+    except UnavailableError:  # not there yet
+        pass
+    time.sleep(0.002)
+print("answered", seen, flush=True)
+"""
+
+
+def test_a_process_reading_a_registry_while_another_creates_it_never_sees_it_half_made(tmp_path: Path) -> None:
+    """A paper runner waiting for its first champion polls the registry while the first training
+    creates it (a fresh box). Created in place, the store had half its tables for a second or two,
+    and the poller's MLflow migrated it too: it died on "No such constraint" or "Circular dependency
+    detected" (3 runs of 3 before models/store.py created it in a file of its own)."""
+    cfg = _project(tmp_path / "box")
+    poller = subprocess.Popen(
+        [sys.executable, "-c", POLL, str(cfg.source_path)], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert poller.stdout is not None and poller.stdout.readline().strip() == "polling"
+        client = registry.connect(cfg, create=True)  # what the first training does
+        assert client.search_registered_models() == []
+        out, err = poller.communicate(timeout=280)
+    finally:
+        poller.kill()
+    assert poller.returncode == 0 and "Traceback" not in err, err[-3000:]
+    assert out.strip() == "answered 20", out
+    db = cfg.resolve(cfg.mlflow.store)
+    assert [p.name for p in db.parent.iterdir() if p.name.endswith(".creating")] == []  # no file left over
+    assert registry.version_for(cfg, registry.CHAMPION) is None  # a whole store, no champion yet

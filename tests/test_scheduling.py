@@ -1,9 +1,9 @@
 """Scheduled retraining as the user lives it, end to end, nothing mocked or called directly.
 
-A real Prefect server (``python -m flows.prefect_server``, its scheduler included); the first model,
-trained by hand on a market whose order flow carries no information, is registered, not crowned; a
-paper runner (``python -m live.runner --paper --wait``, on the Bybit stand-in) waits while no model
-has skill. Then four hours of a market with a planted edge arrive through ``python -m flows.ingest``
+A real Prefect server (``python -m flows.prefect_server``, its scheduler included) on a fresh box: the
+ingest has recorded 90 minutes of a market whose order flow carries no information, no model is
+trained yet, and a paper runner (``python -m live.runner --paper --wait``, on the Bybit stand-in) waits
+for a champion. Then four hours of a market with a planted edge arrive through ``python -m flows.ingest``
 (sim/presets.py, its metaorders twice as frequent: ``DENSE``) and ``python -m flows.serve`` serves the
 project's own retraining deployment from prefect.yaml on a 20 s test schedule: its first scheduled chain
 (features -> a challenger -> the promotion decision) trains on the new market, on the local Dask cluster
@@ -15,6 +15,9 @@ half's hour holds enough bets; at 6 h and 40 % of the preset's market the confir
 orders of the 30 it needs, at 4 h of the preset's 16-20), and the waiting runner starts trading it.
 The next scheduled run finds nothing new. Ctrl-C stops the runner and serve with exit 0; the server
 serve found stays up.
+
+A model without skill is registered and not crowned, and a runner waits while the champion has none:
+tests/test_demo.py (``make demo`` on a market without information) and tests/test_training.py show it.
 """
 
 from __future__ import annotations
@@ -145,19 +148,14 @@ def ctrl_c(p: subprocess.Popen[str], timeout_s: float = 120, log: Path | None = 
 
 
 def write_configs(project: Path) -> tuple[Path, Path]:
-    """The desk's config, and the one its first model was trained with in a quieter market.
-
-    The story the test tells: the first model is trained while the market's order flow carries no
-    information (the simulator's metaorders tilt nothing), so it has no skill and is not crowned:
-    the registry has no champion and the runner waits. Then the market changes (a planted edge:
-    strong metaorders), and the scheduled retraining's challenger is judged by the promotion rule
-    itself, not by the test's say-so.
-    """
+    """The desk's config (a market with a planted edge: strong metaorders; its retraining on the local
+    Dask cluster), and the market's quieter first 90 minutes. The scheduled challenger is judged by
+    the promotion rule itself, not by the test's say-so."""
     desk = {**CONFIG, "sim": {"model": DENSE}, "compute": {"cluster": "local", "workers": 2}}
-    first = {**CONFIG, "sim": {"model": {**DENSE, "meta_tilt": 0.0}}}  # trained by hand, in one process
+    quiet = {**CONFIG, "sim": {"model": {**DENSE, "meta_tilt": 0.0}}}  # the market before the edge
     (project / "config.yaml").write_text(yaml.safe_dump(desk))
-    (project / "first.yaml").write_text(yaml.safe_dump(first))
-    return project / "config.yaml", project / "first.yaml"
+    (project / "quiet.yaml").write_text(yaml.safe_dump(quiet))
+    return project / "config.yaml", project / "quiet.yaml"
 
 
 @pytest.mark.slow
@@ -166,7 +164,7 @@ def write_configs(project: Path) -> tuple[Path, Path]:
 def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path, prefect_home: PrefectHome) -> None:
     project = tmp_path / "project"
     project.mkdir()
-    config, first_config = write_configs(project)
+    config, quiet = write_configs(project)
     cfg = load_config(config)
     store = cfg.resolve(cfg.mlflow.store)
     # the project's own retraining deployment, with a test schedule: every 20 s
@@ -189,14 +187,11 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path, pre
     with process(["-m", "flows.prefect_server", "--api-url", url, "--config", str(config)], server_log, env) as ui:
         until("the Prefect server", lambda: answers(url), proc=ui)
 
-        # 1. the first model, by hand, on a market without information: registered, not crowned
-        for args in (["flows.ingest", "--source", "sim", "--duration", "90m"], ["flows.retrain"]):
-            p = cli("-m", *args, "--config", str(first_config), env=user, timeout=600, traced=False)
-            assert p.returncode == 0, p.stderr[-3000:]
-        assert "no champion: version 1: not promoted: no skill" in p.stdout, p.stdout[-3000:]
-        assert "champion" not in aliases(store)
-
-        # 2. the paper runner waits for a champion, on the Bybit stand-in fed by the simulator
+        # 1. the ingest has recorded a quiet market; no model yet, no registry: the paper runner waits
+        #    for a champion, on the Bybit stand-in fed by the simulator
+        p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "90m", "--config", str(quiet), env=user,
+                timeout=600, traced=False)  # fmt: skip
+        assert p.returncode == 0, p.stderr[-3000:]
         feed = SimFeed(cfg.sim, cfg.instrument, cfg.ingest.depth, history_ns=330 * NS, catchup=30.0)
         with BackgroundStandin(feed) as standin:
             data = {
@@ -209,52 +204,53 @@ def test_scheduled_retraining_reaches_a_running_paper_runner(tmp_path: Path, pre
             runner_args = ["-m", "live.runner", "--paper", "--wait", "--config", str(runner_config)]
             with process(runner_args, project / "runner.log", env) as runner:
                 until("the runner waits", lambda: "waiting for one" in text(project / "runner.log"), proc=runner)
+                assert "(no model registry at" in text(project / "runner.log")
                 assert not records(journal, ["start"])  # no champion: no session
 
-                # 3. new data: the market changed (four hours with a planted edge)
+                # 2. new data: the market changed (four hours with a planted edge)
                 p = cli("-m", "flows.ingest", "--source", "sim", "--duration", "4h", "--config", str(config),
                         env=user, timeout=900, traced=False)  # fmt: skip
                 assert p.returncode == 0, p.stderr[-3000:]
                 assert "continues the stored one" in p.stdout + p.stderr
                 assert runner.poll() is None and not records(journal, ["start"])  # still waiting
 
-                # 4. serve the retraining on its schedule: it finds the server; its first chain builds
+                # 3. serve the retraining on its schedule: it finds the server; its first chain builds
                 #    the new market's features, trains a challenger and takes the promotion decision:
                 #    the rule crowns it on its own evidence, not the test
                 serve_args = ["-m", "flows.serve", "--config", str(config), "--deployments",
                               str(project / "deployments.yaml"), "--api-url", url]  # fmt: skip
                 with process(serve_args, project / "serve.log", env) as serve:
-                    crowned = until("the scheduled chain's promotion decision on version 2",
+                    crowned = until("the scheduled chain's promotion decision on version 1",
                                     lambda: [r for r in runs_by_flow(url).get("retrain", [])
                                              if r["auto_scheduled"] and r["state_type"] == "COMPLETED"
-                                             and "version 2" in (r["state"]["message"] or "")],
+                                             and "version 1" in (r["state"]["message"] or "")],
                                     proc=serve)[0]  # fmt: skip
-                    assert crowned["state"]["message"].startswith("promoted: version 2: promoted to champion"), crowned
-                    assert aliases(store)["champion"] == 2
+                    assert crowned["state"]["message"].startswith("promoted: version 1: promoted to champion"), crowned
+                    assert aliases(store)["champion"] == 1
                     assert "using the Prefect server at" in text(project / "serve.log")
 
-                    # 5. the waiting runner starts on the champion the schedule crowned
-                    started = until("the runner's session on version 2", lambda: records(journal, ["start"]),
+                    # 4. the waiting runner starts on the champion the schedule crowned
+                    started = until("the runner's session on version 1", lambda: records(journal, ["start"]),
                                     proc=runner)[0]  # fmt: skip
-                    assert str(started.data["model"]) == "2", started
+                    assert str(started.data["model"]) == "1", started
                     assert ctrl_c(runner) == 0
                     log_text = text(project / "runner.log")
                     assert "stopped while waiting" not in log_text and "Traceback" not in log_text, log_text[-3000:]
 
-                    # 6. the next scheduled run finds nothing new to train on
+                    # 5. the next scheduled run finds nothing new to train on
                     until("a scheduled run with nothing to train",
                           lambda: "nothing to retrain" in text(project / "serve.log"), proc=serve)  # fmt: skip
 
-                    # what the Prefect server saw: the chain by hand in one process, then the scheduled
-                    # one with its feature build and training on the cluster
+                    # what the Prefect server saw: the scheduled chain with its feature build and
+                    # training on the cluster, and the run that found nothing new
                     runs = runs_by_flow(url)
-                    for step in ("features", "train", "features-by-partition", "train-folds-on-cluster"):
+                    for step in ("promote", "features-by-partition", "train-folds-on-cluster"):
                         assert sum(r["state_type"] == "COMPLETED" for r in runs.get(step, [])) >= 1, step
-                    assert sum(r["state_type"] == "COMPLETED" for r in runs["promote"]) >= 2
+                    assert sum(r["auto_scheduled"] and r["state_type"] == "COMPLETED" for r in runs["retrain"]) >= 2
                     assert "on the Dask cluster at tcp://127.0.0.1:" in text(project / "serve.log")
                     before = len(text(project / "serve.log"))
 
-                    # 7. Ctrl-C: serve stops with exit 0 and no traceback; the server it found stays up.
+                    # 6. Ctrl-C: serve stops with exit 0 and no traceback; the server it found stays up.
                     #    A scheduled run may be in progress: serve lets it finish (up to --grace, 300 s)
                     #    and then marks what is left as crashed (up to 30 s more)
                     assert ctrl_c(serve, timeout_s=600, log=project / "serve.log") == 0

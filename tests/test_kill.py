@@ -195,6 +195,7 @@ def test_a_live_ingest_spools_every_flush_interval_so_a_crash_loses_at_most_one(
     assert max(unspooled) < interval + longest_chunk, (max(unspooled), interval, longest_chunk)
 
 
+@pytest.mark.untraced
 @pytest.mark.slow
 def test_sigterm_stops_cleanly_and_flushes(make_config: ConfigFactory, tmp_path: Path) -> None:
     cfg = make_config(warehouse={"snapshot_levels": 5})

@@ -181,6 +181,7 @@ def test_live_mode_trades_on_the_standin_exchange_and_a_restart_takes_its_word(
         assert len(ids) == len(set(ids))
 
 
+@pytest.mark.untraced
 def test_a_live_start_the_exchange_keeps_refusing_exits_4_in_one_line_and_journals_why(
     trained: tuple[AppConfig, Any], tmp_path: Path
 ) -> None:

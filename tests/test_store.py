@@ -181,6 +181,7 @@ print("answered", seen, flush=True)
 """
 
 
+@pytest.mark.untraced
 def test_a_process_reading_a_registry_while_another_creates_it_never_sees_it_half_made(tmp_path: Path) -> None:
     """A paper runner waiting for its first champion polls the registry while the first training
     creates it (a fresh box). Created in place, the store had half its tables for a second or two,

@@ -82,9 +82,8 @@ def _create_sqlite(db: Path, artifacts: Path) -> None:
     part.unlink(missing_ok=True)
     try:
         uri = f"sqlite:///{part}"
-        stores = (TrackingStore(uri, artifacts.as_uri()), RegistryStore(uri))  # type: ignore[no-untyped-call]
-        for engine in (s.engine for s in stores):
-            engine.dispose()
+        for s in (TrackingStore(uri, artifacts.as_uri()), RegistryStore(uri)):  # type: ignore[no-untyped-call]
+            s.engine.dispose()
         try:
             os.link(part, db)
         except FileExistsError:  # another process created it first: theirs is the store

@@ -167,7 +167,7 @@ def test_a_session_that_never_ends_gives_a_row_per_part_and_holds_no_more_than_a
     import pyarrow as pa
 
     tracker = clocks.ClockTracker("bybit", "BTCUSDT", "run", max_samples=1_000)
-    rows, buffers = [], set()
+    rows, buffers = [], []
     for k in range(25):  # 25 batches of 100 trades, 3 ms late each
         ex = np.arange(k * 100, (k + 1) * 100, dtype=np.int64) * MS
         table = pa.table({"ts_local_ns": ex + 3 * MS, "ts_exchange_ns": ex})
@@ -175,13 +175,13 @@ def test_a_session_that_never_ends_gives_a_row_per_part_and_holds_no_more_than_a
             rows.append(row.to_pylist()[0])
         assert tracker._n <= 1_000 + 100  # never more than a part (and the batch that reached it) held
         assert tracker._buf.size <= 1_000 + 100  # and one buffer of that size, kept from part to part
-        if k >= 10:  # the first part is in
-            buffers.add(id(tracker._buf))
+        if k >= 10:  # the first part is in (kept alive here: a freed buffer's id could be reused)
+            buffers.append(tracker._buf)
     last = tracker.finish()
     assert last is not None
     rows.append(last.to_pylist()[0])
     assert [r["samples"] for r in rows] == [1_000, 1_000, 500]
-    assert len(buffers) == 1  # the second and third parts reuse the first's buffer: memory stays level
+    assert all(b is buffers[0] for b in buffers)  # the second and third parts reuse the first's buffer
     assert all(r["segment"] == "session" and r["latency_median_ns"] == 3 * MS for r in rows)
     firsts = [r["first_local_ns"] for r in rows]
     assert firsts == sorted(firsts) and rows[1]["first_local_ns"] > rows[0]["last_local_ns"]  # parts follow each other

@@ -17,15 +17,16 @@ target option), which holds for a function that:
 A function compiled with NRT may call a kernel. Interpreted (NUMBA_DISABLE_JIT=1, the coverage
 pass) the option is ignored.
 
-**The on-disk cache is keyed on all the kernels' sources.** numba invalidates a cached kernel when
+**The on-disk cache is keyed on every source a kernel can depend on.** numba invalidates a cached kernel when
 its own file changes, not when a kernel it calls, a record layout or a constant it compiled in
 changes in another module: the old machine code would run on. Here every cached kernel lives in
-``.cache/numba/<key>``, the key a hash of every source file of the packages that hold kernels
-(``KERNEL_PACKAGES``) and of the ``core`` modules they import: any change there is a fresh cache,
-compiled once (``make warm``, or a process's own start-up: the runner's rehearsal,
-live/rehearse.py). ``NUMBA_CACHE_DIR`` set by the user wins. ``Kernels`` counts what every
-kernel has compiled or loaded, so that a process can tell a kernel readied after its start-up (a
-stall) from one readied before.
+``.cache/numba/<key>``, the key a hash of every module that holds cached kernels (``cache=True``
+in a package of ``KERNEL_PACKAGES``) and of every project module they import, directly or through
+each other: any change there is a fresh cache, and a change elsewhere (the registry, a flow, the
+runner's loop) keeps the compiled kernels. A cache is compiled once (``make warm``, or a
+process's own start-up: the runner's rehearsal, live/rehearse.py). ``NUMBA_CACHE_DIR`` set by the
+user wins. ``Kernels`` counts what every kernel has compiled or loaded, so that a process can tell
+a kernel readied after its start-up (a stall) from one readied before.
 """
 
 from __future__ import annotations
@@ -105,26 +106,53 @@ def _tolerate_stale_caches() -> None:
 REPO = Path(__file__).resolve().parents[1]
 KERNEL_PACKAGES = ("execution", "features", "market", "models", "sim")  # every module with cached kernels
 KEEP_OLD_CACHES_S = 7 * 86_400  # a cache of other sources unused this long is removed
-_CORE_IMPORT = re.compile(rb"^\s*(?:from|import) core\.(\w+)", re.MULTILINE)
+PROJECT_PACKAGES = ("core", "market", "features", "warehouse", "models", "execution", "sim", "pipelines", "live")
+# ``import a.b [as x]``, and ``from a.b import c, d`` or ``from a.b import (\n c,\n d,\n)`` (modules
+# ``a.b.c``, or names of ``a.b``), at any indent
+_IMPORT = re.compile(
+    rb"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import[ \t]+(?:\(([^)]*)\)|([^\n#]*))|import[ \t]+([\w.]+))", re.MULTILINE
+)
+
+
+def _module_file(root: Path, dotted: str) -> Path | None:
+    base = root.joinpath(*dotted.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
 
 
 def kernel_sources(root: Path = REPO, packages: tuple[str, ...] = KERNEL_PACKAGES) -> list[Path]:
-    """What a compiled kernel can depend on: every source of ``packages`` and the modules of
-    ``core`` they import, directly or through each other (the layers keep the rest out)."""
-    files = [p for pkg in packages for p in sorted((root / pkg).rglob("*.py"))]
-    core: set[str] = set()
-    todo = [p.read_bytes() for p in files]
+    """What a compiled kernel can depend on: every module of ``packages`` that holds cached kernels
+    (says ``cache=True``), and every project module those import, directly or through each other, the
+    packages' ``__init__`` modules on the way included (a kernel reads another module's constants,
+    record layouts and kernels only through an import)."""
+    seeds = [p for pkg in packages for p in sorted((root / pkg).rglob("*.py")) if b"cache=True" in p.read_bytes()]
+    seen: set[Path] = set()
+    todo = list(seeds)
     while todo:
-        for name in _CORE_IMPORT.findall(todo.pop()):
-            module = name.decode()
-            if module not in core and (root / "core" / f"{module}.py").exists():
-                core.add(module)
-                todo.append((root / "core" / f"{module}.py").read_bytes())
-    return files + [root / "core" / f"{m}.py" for m in sorted(core)]
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for frm, wrapped, names, imp in _IMPORT.findall(path.read_bytes()):
+            dotted = (frm or imp).decode()
+            if dotted.split(".")[0] not in PROJECT_PACKAGES:
+                continue
+            listed = (wrapped or names).decode().replace(",", " ").split()  # "c as x" names c, as, x: harmless
+            candidates = [dotted] + [f"{dotted}.{n}" for n in listed if n.isidentifier()]
+            for name in candidates:
+                parts = name.split(".")
+                for i in range(1, len(parts) + 1):  # a.b.c imports a and a.b first
+                    found = _module_file(root, ".".join(parts[:i]))
+                    if found is not None and found not in seen:
+                        todo.append(found)
+    return sorted(seen)
 
 
 def sources_key(root: Path = REPO, packages: tuple[str, ...] = KERNEL_PACKAGES) -> str:
-    """A hash of ``kernel_sources``: a change to any of them is a fresh cache."""
+    """A hash of ``kernel_sources``: a change to any of them (or a module added to them or taken out)
+    is a fresh cache."""
     h = hashlib.sha256()
     for path in kernel_sources(root, packages):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")

@@ -25,23 +25,33 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_cache_key_changes_with_any_source_a_kernel_can_depend_on_and_only_with_them(tmp_path: Path) -> None:
     files = {
-        "features/a.py": "from core.x import Y\n",  # a kernel package, importing a core module
-        "core/x.py": "import core.z\nY = 1\n",  # ... which imports another
+        "features/__init__.py": "",
+        "features/a.py": "import numba\nfrom core.x import Y\nfrom features import (\n    c,\n)\n"
+        "@numba.njit(cache=True)\ndef k(): return Y\n",  # a module with a cached kernel
+        "features/c.py": "import models.m as m\n",  # ... imports a sibling, which imports another package
+        "models/m.py": "M = 1\n",
+        "core/x.py": "import core.z\nY = 1\n",  # ... and a core module, which imports another
         "core/z.py": "Z = 1\n",
         "core/unused.py": "U = 1\n",  # no kernel module imports it
+        "features/plain.py": "from core.unused import U\n",  # no cached kernel: a flow's helper, say
+        "models/store.py": "S = 1\n",  # the registry: no kernel imports it
         "live/a.py": "L = 1\n",  # no kernel lives there
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(exist_ok=True)
         (tmp_path / rel).write_text(text)
     key = sources_key(tmp_path, ("features",))
-    for rel, depends in (("core/unused.py", False), ("live/a.py", False), ("core/z.py", True), ("core/x.py", True),
-                         ("features/a.py", True)):  # fmt: skip
+    changes = {"core/unused.py": False, "features/plain.py": False, "models/store.py": False, "live/a.py": False,
+               "core/z.py": True, "core/x.py": True, "models/m.py": True, "features/c.py": True,
+               "features/__init__.py": True, "features/a.py": True}  # fmt: skip
+    for rel, depends in changes.items():
         (tmp_path / rel).write_text((tmp_path / rel).read_text() + "# changed\n")
         now = sources_key(tmp_path, ("features",))
         assert (now != key) == depends, rel
         key = now
-    (tmp_path / "features" / "b.py").write_text("")  # a new module
+    (tmp_path / "features" / "helper.py").write_text("H = 1\n")  # a new module without kernels
+    assert sources_key(tmp_path, ("features",)) == key
+    (tmp_path / "features" / "b.py").write_text("@njit(cache=True)\ndef k(): pass\n")  # a new one with kernels
     assert sources_key(tmp_path, ("features",)) != key
 
 

@@ -84,12 +84,15 @@ def test_a_replay_through_the_runner_is_the_backtest(trained: tuple[AppConfig, A
 
     cfg = _cfg(trained[0], tmp_path)
     model, _ = _study_model(cfg)
-    bt = simulate(cfg, "passive", model, None, None, {}, study=True)
-    rows = load_features(cfg)
+    # the first 45 of the 90 minutes (the runner's replay, traced, is the test's cost): the backtest's
+    # decisions up to ``end``, the runner's market three minutes past them (its fills after the last)
+    end = _first_row(cfg) + 45 * 60 * NS
+    bt = simulate(cfg, "passive", model, None, end, {}, study=True)
+    rows = load_features(cfg, None, end)
     sig = signals(model, rows.ts, rows.x)
-    _replay(cfg, model)
+    _replay(cfg, model, end_ns=end + 3 * 60 * NS)
     path = tmp_path / "journal" / "paper-replay.sqlite"
-    decisions = list(jr.read(path, ["decision"]))
+    decisions = [d for d in jr.read(path, ["decision"]) if d.data["grid_ns"] <= end]
     # the same decisions: every stored feature row, the same probabilities and directions
     assert [d.data["grid_ns"] for d in decisions] == rows.ts.tolist()
     np.testing.assert_allclose([d.data["p_up"] for d in decisions], sig.p_up, rtol=0, atol=1e-12)

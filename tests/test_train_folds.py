@@ -60,10 +60,12 @@ def test_folds_on_a_two_worker_dask_cluster_train_the_serial_model_bit_for_bit(
 
 
 @contextmanager
-def running_cluster(folder: Path, workers: int = 2) -> Iterator[str]:
+def running_cluster(folder: Path, workers: int = 1) -> Iterator[str]:
     """A Dask cluster as a desk runs one, started the way docs/scaling.md says: ``dask scheduler``
     and ``dask worker <address>`` (its processes, its nanny), each in a process group of its own, the
-    project importable on the workers (a desk installs it there); its address once every worker is in."""
+    project importable on the workers (a desk installs it there); its address once every worker is in.
+    One worker process by default: the work split over two is the ``--cluster local --workers 2``
+    tests' (here, in this file and in tests/test_sweep.py and tests/test_feature_partitions.py)."""
     from distributed import Client
 
     port = free_port()

@@ -127,10 +127,14 @@ class BatchFeatures(_Driver):
     def __init__(self, tick: float, capacity: int = sk.CAPACITY) -> None:
         super().__init__(tick, capacity)
         self._pending = Trades.empty()
+        self.regrown = 0  # how many times a ring doubled (a market busier than the rings)
 
     def run(self, book: Books, trades: Trades | None = None) -> np.ndarray:
         """One feature row per book update. Trades later than the last update wait for the next chunk
-        (all of a chunk's trades when it holds no book update)."""
+        (all of a chunk's trades when it holds no book update). A market busier than a ring (more
+        updates or trades in its longest window than it holds) doubles that ring, every entry kept,
+        and goes on from the update or trade it refused: the rows are those of a ring large enough
+        from the start, as the live engine's (live/rows.py)."""
         n = len(book)
         out = np.empty((n, N_FEATURES))
         tr = trades if trades is not None else Trades.empty()
@@ -140,7 +144,16 @@ class BatchFeatures(_Driver):
             self._pending = tr
             return out
         _check_levels(min(book.bid_px.shape[1], book.ask_px.shape[1]))
-        code, i, j = kn.run(self.state, book.contiguous(), tr.contiguous(), out)
+        book, tr = book.contiguous(), tr.contiguous()
+        i = j = 0
+        while True:
+            code, di, dj = kn.run(self.state, book.take(slice(i, None)), tr.take(slice(j, None)), out[i:])
+            i, j = i + int(di), j + int(dj)
+            if code != sk.ERR_OVERFLOW:
+                break
+            # the kernel stopped before the trade it could not hold (a trade not after update i), or the update
+            self.grow(trades=bool(j < len(tr) and tr.ts_ex[j] <= book.ts_ex[i]))
+            self.regrown += 1
         if code != sk.OK:
             is_trade = code in (sk.ERR_BAD_TRADE, sk.ERR_TRADE_BACKWARDS)
             raise _error(code, "trade" if is_trade else "book update", tr.ts_ex[j] if is_trade else book.ts_ex[i])

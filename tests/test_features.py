@@ -201,6 +201,28 @@ def test_chunked_batch_equals_one_call() -> None:
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
+def test_a_market_busier_than_the_batch_rings_grows_them_and_every_row_is_kept() -> None:
+    """Rings of 256 against two minutes of about 50 book updates and 22 trades a second (the book's
+    5 min window holds all 5,896 of them, the trades' 60 s window about 1,300): the scheduled feature
+    build stopped at the first such burst ("more book updates or trades in their longest window than
+    their ring buffer holds", the chaos soak's features flow every 15 minutes after its start-up
+    burst). Now each ring doubles, every entry kept, and the rows are those of rings large enough
+    from the start, in one call or chunk after chunk."""
+    book, trades = _recording(120, seed=5)
+    whole = BatchFeatures(tick=0.1).run(book, trades)
+    small = BatchFeatures(tick=0.1, capacity=1 << 8)
+    np.testing.assert_array_equal(small.run(book, trades), whole)
+    rings = small.state.ring_ts.shape[0], small.state.tring_ts.shape[0]
+    assert rings[0] == 256 << math.ceil(math.log2((len(book) + 1) / 256))  # the first doubling that holds them all
+    assert rings[1] > 256 and small.regrown == sum(round(math.log2(r // 256)) for r in rings)
+    chunked, parts = BatchFeatures(tick=0.1, capacity=1 << 8), []
+    for a, b in itertools.pairwise([0, 500, 501, 2000, len(book)]):
+        t_lo = 0 if a == 0 else int(np.searchsorted(trades.ts_ex, book.ts_ex[a - 1], "right"))
+        t_hi = int(np.searchsorted(trades.ts_ex, book.ts_ex[b - 1], "right"))
+        parts.append(chunked.run(book.take(slice(a, b)), trades.take(slice(t_lo, t_hi))))
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
 def test_a_chunk_without_book_updates_keeps_its_trades_for_the_next() -> None:
     book, trades = _recording(120, seed=5)
     whole = BatchFeatures(tick=0.1).run(book, trades)

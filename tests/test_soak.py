@@ -3,6 +3,7 @@ schedule is seeded and covers every kind; each check fails on planted bad data a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -256,3 +257,51 @@ def test_memory_growth_is_judged_per_incarnation_that_lived_long_enough() -> Non
     by = {(g.service, g.pid): g for g in checks.rss_growth([*peak, *creep], hour_s=180.0, window_s=20.0)}
     assert abs(by[("ingest", 4)].growth) < 0.01 and by[("standin", 5)].growth > 0.10
     assert checks.rss_check([by[("ingest", 4)]]).passed and not checks.rss_check([by[("standin", 5)]]).passed
+
+
+# -- the scheduled flows ---------------------------------------------------------------------------
+
+
+def _run(flow: str, state: str, message: str = "") -> dict[str, str]:
+    return {"flow": flow, "name": "a-run", "state_type": state, "message": message}
+
+
+def test_a_scheduled_flow_run_that_failed_fails_the_check_with_its_message() -> None:
+    ok = checks.flow_runs_completed([_run("features", "COMPLETED"), _run("retrain", "COMPLETED"),
+                                     _run("features", "SCHEDULED"), _run("backtest", "RUNNING")])  # fmt: skip
+    assert ok.passed and ok.n == 2 and ok.value == "2 of 2 completed"
+    bad = checks.flow_runs_completed([_run("features", "COMPLETED"), _run("features", "FAILED", "ring buffer")] * 2)
+    assert not bad.passed and bad.n == 4 and bad.value == "2 of 4 completed"
+    assert "features failed x2" in bad.detail and "features: ring buffer (x2)" in bad.detail
+    assert not checks.flow_runs_completed([_run("features", "CRASHED")]).passed  # crashed is not completed
+    nothing = checks.flow_runs_completed([_run("features", "SCHEDULED")])  # nothing ended: nothing shown
+    assert not nothing.passed and nothing.value == "not judged: no run ended"
+
+
+def test_the_box_flow_runs_are_read_from_its_prefect_server(prefect_harness: None, tmp_path: Path) -> None:
+    """``ops.soak.run.flow_runs``: what the box's Prefect server (``<box>/prefect-url``) ran, with each
+    run's flow name and its state's message, through its REST API (here the test worker's server)."""
+    from prefect import flow
+
+    from ops.soak.run import flow_runs
+
+    @flow(name="soak-probe-completes")
+    def completes() -> int:
+        return 1
+
+    @flow(name="soak-probe-fails")
+    def fails() -> None:
+        raise ValueError("a planted failure")
+
+    completes()
+    with pytest.raises(ValueError, match="planted"):
+        fails()
+    (tmp_path / "prefect-url").write_text(os.environ["PREFECT_API_URL"] + "\n")
+    runs = [r for r in flow_runs(tmp_path) if r["flow"].startswith("soak-probe")]
+    assert sorted((r["flow"], r["state_type"]) for r in runs) == [
+        ("soak-probe-completes", "COMPLETED"),
+        ("soak-probe-fails", "FAILED"),
+    ]
+    check = checks.flow_runs_completed(runs)
+    assert not check.passed and check.value == "1 of 2 completed" and "a planted failure" in check.detail
+    assert flow_runs(tmp_path / "nowhere") == []  # no box there: none, said so

@@ -52,6 +52,31 @@ class Check:
         return {"name": self.name, "pass": self.passed, "value": self.value, "n": self.n, "detail": self.detail}
 
 
+# -- the scheduled flows --------------------------------------------------------------------------
+
+
+def flow_runs_completed(runs: Sequence[dict[str, Any]]) -> Check:
+    """Every scheduled flow run the box's Prefect server ran during the soak ended COMPLETED (``runs``:
+    ``flow``, ``state_type``, ``message`` each, from its REST API before the box came down). A run
+    still scheduled or running at the end is not judged; none ended is a failure (nothing shown)."""
+    ended = [r for r in runs if r["state_type"] not in ("SCHEDULED", "PENDING", "RUNNING", "PAUSED")]
+    bad = [r for r in ended if r["state_type"] != "COMPLETED"]
+    by_flow = Counter(f"{r['flow']} {r['state_type'].lower()}" for r in ended)
+    if not ended:
+        return Check("scheduled flows: every run completed", False, "not judged: no run ended", 0)
+    why = Counter(f"{r['flow']}: {str(r.get('message') or '')[:160]}" for r in bad)
+    detail = "; ".join(f"{k} x{n}" for k, n in sorted(by_flow.items()))
+    if why:
+        detail += " | " + "; ".join(f"{k} (x{n})" for k, n in why.most_common(3))
+    return Check(
+        "scheduled flows: every run completed",
+        not bad,
+        f"{len(ended) - len(bad)} of {len(ended)} completed",
+        len(ended),
+        detail,
+    )
+
+
 # -- the warehouse --------------------------------------------------------------------------------
 
 

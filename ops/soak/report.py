@@ -70,6 +70,7 @@ def judge(args: argparse.Namespace, cfg_path: Path, ran: dict[str, Any]) -> dict
     out.append(checks.recovery_check(recoveries))
     growths = checks.rss_growth(watch.samples, 3600 / args.speed, RSS_WINDOW_S)
     out.append(checks.rss_check(growths))
+    out.append(checks.flow_runs_completed(ran.get("flow_runs", [])))
     return {
         "checks": out,
         "recoveries": recoveries,
@@ -123,6 +124,7 @@ def save_raw(out: Path, args: argparse.Namespace, model: dict[str, Any], up_s: f
         "incarnations": w.incarnations,
         "halts": w.halts,
         "stats": ran["stats"],
+        "flow_runs": ran.get("flow_runs", []),
     }
     (out / "raw.json").write_text(json.dumps(raw) + "\n")
 
@@ -141,7 +143,8 @@ def load_raw(out: Path) -> tuple[dict[str, Any], float, dict[str, Any]]:
     w.halts = raw["halts"]
     done = [(Fault(**row), int(at), str(line)) for row, at, line in raw["done"]]
     ran = {"wall_s": raw["wall_s"], "done": done, "watch": w, "stats": raw["stats"],
-           "hours": raw["hours"], "speed": raw["speed"], "seed": raw["seed"]}  # fmt: skip
+           "flow_runs": raw.get("flow_runs", []), "hours": raw["hours"], "speed": raw["speed"],
+           "seed": raw["seed"]}  # fmt: skip
     return raw["model"], float(raw["up_s"]), ran
 
 

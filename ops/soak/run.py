@@ -20,7 +20,8 @@ After ``make down`` it checks (ops/soak/checks.py): no duplicate book update or 
 break of the stored book explained by a recorded sync event or ingest start, each journal's
 account equal to the sum of its fills, no order id reused, every fault recovered within
 ``--bound`` seconds, RSS growth under 10 % from one simulated hour into each incarnation's life to
-its end; a journal without a fill or an order is not judged, which fails. Writes
+its end, every scheduled flow run that ended completed; a journal without a fill or an order is
+not judged, which fails. Writes
 ``<out>/summary.json`` and prints a table. Exit 0 all checks pass, 3 one fails, 2 bad input, 4 the
 box did not come up.
 
@@ -262,7 +263,39 @@ def soak(args: argparse.Namespace, box: Path, cfg_path: Path, faults: list[Fault
     watch.sample(t0)
     with urllib.request.urlopen(url + "/_standin/stats", timeout=10) as r:  # noqa: S310
         stats = json.loads(r.read())
-    return {"t0_ns": t0, "wall_s": (time.time_ns() - t0) / NS, "done": done, "watch": watch, "stats": stats}
+    wall_s = (time.time_ns() - t0) / NS
+    return {"t0_ns": t0, "wall_s": wall_s, "done": done, "watch": watch, "stats": stats, "flow_runs": flow_runs(box)}
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 (the box's own Prefect server)
+        return json.loads(r.read())
+
+
+def flow_runs(box: Path) -> list[dict[str, Any]]:
+    """The flow runs of the box's Prefect server (its scheduled deployments), oldest first: flow name,
+    run name, state and its message, from Prefect's REST API. Unreachable: none, said so."""
+    try:
+        api = (box / "prefect-url").read_text().strip()
+        flows = {f["id"]: f["name"] for f in _post(f"{api}/flows/filter", {"limit": 200})}
+        runs, offset = [], 0
+        while page := _post(f"{api}/flow_runs/filter", {"limit": 200, "offset": offset, "sort": "START_TIME_ASC"}):
+            runs += page
+            offset += len(page)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"the box's flow runs could not be read: {exc}", flush=True)
+        return []
+    return [
+        {
+            "flow": flows.get(r["flow_id"], r["flow_id"]),
+            "name": r["name"],
+            "state_type": r["state_type"],
+            "message": (r.get("state") or {}).get("message") or "",
+            "start": r.get("start_time"),
+        }
+        for r in runs
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

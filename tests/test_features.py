@@ -206,7 +206,7 @@ def test_a_market_busier_than_the_batch_rings_grows_them_and_every_row_is_kept()
     5 min window holds all 5,896 of them, the trades' 60 s window about 1,300): the scheduled feature
     build stopped at the first window busier than its ring ("more book updates or trades in their
     longest window than their ring buffer holds": the chaos soak's features flow, every 15 minutes,
-    on a market at speed 24 whose 60 s of trades were about 150,000 against rings of 131,072). Now
+    on a market at speed 24 whose 60 s of trades were about 200,000 against rings of 131,072). Now
     each ring doubles, every entry kept, and the rows are those of rings large enough from the
     start, in one call or chunk after chunk."""
     book, trades = _recording(120, seed=5)

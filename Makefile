@@ -33,12 +33,12 @@ demo: $(STAMP)  ## run the main job end to end on the built-in simulator, offlin
 	$(PY) -m flows.demo
 
 lint: $(STAMP)  ## ruff lint + format check, import contracts
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/lint-imports
+	$(BESIDE) $(VENV)/bin/ruff check .
+	$(BESIDE) $(VENV)/bin/ruff format --check .
+	$(BESIDE) $(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)  ## mypy --strict
-	$(VENV)/bin/mypy .
+	$(BESIDE) $(VENV)/bin/mypy .
 
 # The numba kernels compile on first use into their on-disk cache (.cache/numba/<hash of their
 # sources>, core/jit.py): compiled once here,
@@ -62,16 +62,19 @@ unit: $(STAMP)  ## the test suite with line coverage (numba kernels re-run inter
 
 # the kernel tests again with NUMBA_DISABLE_JIT=1, so coverage sees the kernels' lines (appends)
 interpreted: $(STAMP)
-	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m kernels -n 0 -p no:cacheprovider --cov --cov-append --cov-report= --cov-fail-under=0 $(KERNEL_TESTS)
+	NUMBA_DISABLE_JIT=1 $(BESIDE) $(VENV)/bin/pytest -q -m kernels -n 0 -p no:cacheprovider --cov --cov-append --cov-report= --cov-fail-under=0 $(KERNEL_TESTS)
 
 suite: $(STAMP)
 	$(VENV)/bin/pytest -n $(WORKERS) --dist worksteal --durations=25 $(if $(WARMED),-m "not kernels") --cov --cov-append --cov-report= --cov-fail-under=0 $(PYTEST_ARGS)
 
 # The first phase runs four independent jobs at once (ruff and the import contracts, mypy, the
-# kernels compiled into their cache, the kernels interpreted under coverage); then the suite.
+# kernels compiled into their cache, the kernels interpreted under coverage); then the suite. The
+# compiled kernels are the longest of the four, one process (about 110 CPU-s, most of it numba
+# compiling), so the other three run beside it at a lower priority (BESIDE): it keeps a core and
+# they share the other, instead of all four sharing both and the compile ending alone.
 test: $(STAMP)  ## everything CI runs: ruff, import contracts, mypy and the kernel tests (compiled and interpreted) side by side, then pytest + coverage
 	$(VENV)/bin/coverage erase
-	@$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck warm interpreted
+	@$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck warm interpreted BESIDE="nice -n 10"
 	@$(MAKE) --no-print-directory suite WARMED=1
 	$(VENV)/bin/coverage report
 

@@ -129,8 +129,8 @@ def test_a_replay_through_the_runner_is_the_backtest(trained: tuple[AppConfig, A
 
 def test_a_restart_continues_the_account_and_the_order_ids(trained: tuple[AppConfig, Any], tmp_path: Path) -> None:
     cfg = _cfg(trained[0], tmp_path)
-    mid = _first_row(cfg) + 25 * 60 * NS
-    model, _ = _study_model(cfg, (0, mid), (mid, mid + 25 * 60 * NS))  # it trades in both sessions
+    mid = _first_row(cfg) + 15 * 60 * NS
+    model, _ = _study_model(cfg, (0, mid), (mid, mid + 15 * 60 * NS))  # it trades in both sessions
     first = _replay(cfg, model, end_ns=mid)
     acct = first.gateway.account()
     path = tmp_path / "journal" / "paper-replay.sqlite"
@@ -138,7 +138,7 @@ def test_a_restart_continues_the_account_and_the_order_ids(trained: tuple[AppCon
     assert restored.account is not None and restored.account["position"] == pytest.approx(acct["position"])
     assert restored.account["cash"] == pytest.approx(acct["cash"]) and restored.open_orders == {}
     ids_before = set(_order_ids(path))
-    second = _replay(cfg, model, start_ns=mid, end_ns=mid + 25 * 60 * NS)
+    second = _replay(cfg, model, start_ns=mid, end_ns=mid + 15 * 60 * NS)
     assert second.restored.account is not None and second.restored.last_order_id == max(ids_before)
     ids_after = [i for i in _order_ids(path) if i not in ids_before]
     assert ids_after and min(ids_after) > max(ids_before)  # no id is ever used twice

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from core.config import AppConfig, load_config
 from core.errors import UserError
+from core.memory import settle_allocators
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def config_from(args: argparse.Namespace) -> AppConfig:
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
     """Run a CLI entry point: user errors print one line to stderr and exit non-zero."""
+    settle_allocators()  # before quiet_gc's thread, or any of the command's
     quiet_gc()
     sys.exit(_exit_code(lambda: main(argv)))
 

@@ -31,15 +31,20 @@ def _glibc() -> ctypes.CDLL | None:
 
 def settle_allocators(arenas: int = ARENAS) -> bool:
     """Cap glibc's malloc arenas at ``arenas`` and give Arrow the system allocator, in this process
-    and the ones it starts. Call it before the command starts threads: glibc fixes its arena limit
-    once a process has eight. True when glibc took the cap (False elsewhere: other C libraries)."""
-    os.environ.setdefault("MALLOC_ARENA_MAX", str(arenas))  # children read it at their start
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # read when pyarrow is imported
-    pa = sys.modules.get("pyarrow")
-    if pa is not None:  # already imported with its default pool
-        pa.set_memory_pool(pa.system_memory_pool())
+    and the ones it starts; a ``MALLOC_ARENA_MAX`` or ``ARROW_DEFAULT_MEMORY_POOL`` already in the
+    environment is kept. Call it before the command starts threads: glibc fixes its arena limit
+    once a process has eight. True when a cap is in force (False elsewhere: other C libraries)."""
+    preset = "MALLOC_ARENA_MAX" in os.environ  # glibc read it when the process started
+    os.environ.setdefault("MALLOC_ARENA_MAX", str(arenas))  # the processes this one starts read it
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"  # read when pyarrow is imported
+        pa = sys.modules.get("pyarrow")
+        if pa is not None:  # already imported with its default pool
+            pa.set_memory_pool(pa.system_memory_pool())
     libc = _glibc()
-    return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas) == 1)
+    if libc is None:
+        return False
+    return preset or libc.mallopt(_M_ARENA_MAX, arenas) == 1
 
 
 def malloc_arenas() -> int | None:

@@ -44,8 +44,9 @@ COMMAND = textwrap.dedent(
 )
 
 
-def _run(how: str) -> dict[str, object]:
+def _run(how: str, **preset: str) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "ARROW_DEFAULT_MEMORY_POOL")}
+    env.update(preset)
     p = subprocess.run(
         [sys.executable, "-c", COMMAND, how], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
@@ -59,6 +60,9 @@ def test_a_command_run_through_run_main_caps_the_malloc_arenas_and_gives_arrow_t
     assert isinstance(plain["arenas"], int) and plain["arenas"] > ARENAS
     assert plain["arrow"] != "system"
     assert _run("run_main") == {"arenas": ARENAS, "arrow": "system"}
+    # what the user set in the environment is kept
+    preset = {"MALLOC_ARENA_MAX": str(ARENAS + 2), "ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}
+    assert _run("run_main", **preset) == {"arenas": ARENAS + 2, "arrow": "jemalloc"}
 
 
 def test_the_warehouse_writer_has_duckdb_hand_freed_memory_back(tmp_path: Path) -> None:

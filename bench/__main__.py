@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from bench.common import ROOT, machine
+from core.memory import settle_allocators
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("only", nargs="*", help="module names without the bench_ prefix")
     p.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = p.parse_args(argv)
+    settle_allocators()  # the allocators every command runs with (core.cli.run_main)
     names = sorted(f.stem for f in (ROOT / "bench").glob("bench_*.py"))
     if args.only:
         unknown = set(args.only) - {n.removeprefix("bench_") for n in names}

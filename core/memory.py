@@ -5,7 +5,7 @@ What grew in the live ingest was not Python's objects but the C allocators under
 to sixteen arenas its threads were given (26 to 73 MB of free chunks in nine minutes, none of it
 returned by ``malloc_trim``), and Arrow's mimalloc pool kept pages it had freed. Every command caps
 glibc at ``ARENAS`` arenas and gives Arrow the system allocator; DuckDB's allocator is held by the
-warehouse writer (warehouse/writer.py).
+live ingest's warehouse writer (warehouse/writer.py, ``lean``).
 """
 
 from __future__ import annotations

@@ -250,6 +250,7 @@ def run_ingest(
         lock_timeout_s=wcfg.lock_timeout / 1e9,
         spool=spool,
         max_commit_rows=COMMIT_FLUSHES * wcfg.flush_rows,
+        lean=durable,  # a live stream runs for hours: DuckDB hands back what it frees
     )
     result = IngestResult(run_id=uuid.uuid4().hex[:12], source=source.name, status="running")
     started = clock.now_ns()

@@ -34,10 +34,11 @@ NS_PER_S = 1_000_000_000
 # DuckDB threads for a commit: the cores the ingest's parsing thread leaves free. More threads only
 # contend with it (on 2 cores, one thread stores the simulated hour of `python -m bench` ~20% faster).
 _COMMIT_THREADS = max(1, (os.cpu_count() or 1) - 1)
-# DuckDB's allocator (jemalloc) hands memory back to the system after a task that used more than this
-# (DuckDB: 128 MiB), and its background threads purge what it keeps. A writing process runs for hours
-# (the live ingest): without them its RSS rose by up to 170 MB for a few seconds now and then, outside
-# glibc's and Arrow's allocators, and settled a little higher each time (docs/operations.md).
+# For a writer that runs for hours (the live ingest, ``lean``): DuckDB's allocator (jemalloc) hands
+# memory back to the system after a task that used more than this (DuckDB: 128 MiB), and its background
+# threads purge what it keeps. Without them the live ingest's RSS rose by up to 170 MB for a few seconds
+# now and then, outside glibc's and Arrow's allocators (docs/operations.md). A file import, which does
+# not run for hours, keeps DuckDB's defaults.
 ALLOCATOR_SETTINGS = {"allocator_flush_threshold": "8MB", "allocator_background_threads": "true"}
 
 
@@ -204,6 +205,7 @@ class WarehouseWriter:
         spool: Spool | None = None,
         max_queued_rows: int = 2_000_000,
         max_commit_rows: int | None = None,
+        lean: bool = False,
     ) -> None:
         self.path = path
         self.levels = levels
@@ -224,7 +226,7 @@ class WarehouseWriter:
         self.commit_seconds = 0.0
         self._free_until = 0.0  # monotonic time before which no commit opens the file
         with writing(path, lock_timeout_s) as con:
-            for name, value in ALLOCATOR_SETTINGS.items():  # the process's DuckDB instance: global settings
+            for name, value in ALLOCATOR_SETTINGS.items() if lean else ():  # the process's instance: global
                 con.execute(f"SET {name} = '{value}'")
             ensure_schema(con, levels)
 

@@ -1,6 +1,6 @@
 """A command's native allocators are set for a process that runs around the clock (core/memory.py):
 glibc's malloc arenas capped, Arrow on the system allocator, DuckDB's allocator handing memory back
-in a writing process. Whether that keeps a live ingest's memory flat is measured by ``make soak``
+in the live ingest's (lean) writer. Whether that keeps a live ingest's memory flat is measured by ``make soak``
 (its RSS check), not here; these show the settings are in force where the commands run."""
 
 from __future__ import annotations

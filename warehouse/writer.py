@@ -226,8 +226,9 @@ class WarehouseWriter:
         self.commit_seconds = 0.0
         self._free_until = 0.0  # monotonic time before which no commit opens the file
         with writing(path, lock_timeout_s) as con:
-            for name, value in ALLOCATOR_SETTINGS.items() if lean else ():  # the process's instance: global
-                con.execute(f"SET {name} = '{value}'")
+            if lean:  # global settings of the process's DuckDB instance
+                for name, value in ALLOCATOR_SETTINGS.items():
+                    con.execute(f"SET {name} = '{value}'")
             ensure_schema(con, levels)
 
     @property
